@@ -1,0 +1,230 @@
+"""The ``deimv2`` command line (also ``python -m deimv2``).
+
+A user's mistake never shows a traceback: a Chinese message and a non-zero exit; ``--debug`` shows it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from .errors import DEIMv2Error
+
+
+def _add_common_train(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", required=True, help="变体名（atto…x）、官方配置名或 YAML 路径")
+    p.add_argument("--data", help="数据集根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json）")
+    p.add_argument("-d", "--device", help="设备，如 cpu、cuda、cuda:1（默认自动选择）")
+    p.add_argument("--output-dir", help="输出目录")
+    p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="覆盖配置，如 epoches=62 train_dataloader.total_batch_size=4 num_classes=4")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deimv2", description="DEIMv2 中文教程命令行：训练、评估、推理、导出、数据集工具。")
+    parser.add_argument("--debug", action="store_true", help="出错时显示完整的 Python traceback")
+    sub = parser.add_subparsers(dest="command", metavar="命令")
+
+    p = sub.add_parser("train", help="训练（或 --test-only 只评估）")
+    _add_common_train(p)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-t", "--tune", help="从这个 checkpoint 微调（只加载权重，类别数不同的分类头会被跳过）")
+    g.add_argument("-r", "--resume", help="从这个 checkpoint 继续训练（学习率、EMA、轮数都接着来）")
+    p.add_argument("--use-amp", action="store_true", help="使用混合精度（只在 CUDA 上生效）")
+    p.add_argument("--seed", type=int, help="随机种子")
+    p.add_argument("--test-only", action="store_true", help="只在验证集上评估 -r 指定的 checkpoint")
+    p.add_argument("--no-check", action="store_true", help="训练前不运行数据集检查")
+
+    p = sub.add_parser("eval", help="在验证集上评估 checkpoint（COCO mAP）")
+    _add_common_train(p)
+    p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="要评估的 checkpoint")
+
+    p = sub.add_parser("predict", help="对图片、文件夹或视频做推理并画框")
+    p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
+    p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
+    p.add_argument("-i", "--input", required=True, help="图片、文件夹或视频")
+    p.add_argument("-o", "--output", default="outputs/predict", help="输出图片/视频/文件夹")
+    p.add_argument("--classes", help='类别名，逗号分隔，如 "飞机,船,车辆,建筑"')
+    p.add_argument("--conf", type=float, default=0.45, help="置信度阈值（默认 0.45）")
+    p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
+    p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
+    p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")
+
+    p = sub.add_parser("export", help="导出 ONNX")
+    p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
+    p.add_argument("-r", "--resume", "--checkpoint", dest="resume", help="权重文件（不给则用随机权重，只用于测试）")
+    p.add_argument("-o", "--output", help="输出 .onnx 路径")
+    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--batch", type=int, default=1, help="导出时示例输入的 batch size（batch 维是动态的）")
+    p.add_argument("--simplify", action="store_true", help="用 onnxsim 简化（L/X 会自动跳过）")
+    p.add_argument("--check", action="store_true", help="用 onnxruntime 运行并与 PyTorch 比较")
+
+    p = sub.add_parser("demo", help="一条命令跑完整个教程流程：转换 → 检查 → 训练 → 评估 → 推理")
+    p.add_argument("--output-dir", default="outputs/demo", help="输出目录（默认 outputs/demo）")
+    p.add_argument("--epochs", type=int, help="训练轮数（默认按 DEIMV2_FAST 决定）")
+    p.add_argument("-d", "--device", help="设备")
+
+    p = sub.add_parser("yolo2coco", help="YOLO 格式数据集 → COCO 格式")
+    p.add_argument("src", help="YOLO 数据集目录")
+    p.add_argument("dst", help="输出目录")
+    p.add_argument("--split-ratio", type=float, help="扁平目录按比例切分出验证集，如 0.2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--one-based", action="store_true", help="category_id 从 1 开始（默认与 YOLO 类别号一致，从 0 开始）")
+    p.add_argument("--link", action="store_true", help="用链接代替复制图片")
+    p.add_argument("--skip-invalid", action="store_true", help="跳过格式错误的标注行（逐条列出），而不是报错停止")
+    p.add_argument("--overwrite", action="store_true", help="输出目录已存在时覆盖")
+
+    p = sub.add_parser("coco2yolo", help="COCO 格式数据集 → YOLO 格式")
+    p.add_argument("src")
+    p.add_argument("dst")
+    p.add_argument("--link", action="store_true")
+    p.add_argument("--overwrite", action="store_true")
+
+    p = sub.add_parser("check", help="数据集体检：类别、缺失/损坏图片、异常框……")
+    p.add_argument("dir", help="数据集目录（COCO 或 YOLO）")
+    p.add_argument("--num-classes", type=int, help="与配置中的 num_classes 对照")
+    p.add_argument("--deep", action="store_true", help="完整解码每张图片（更慢，更严格）")
+
+    p = sub.add_parser("info", help="查看权重文件：格式、变体、类别数")
+    p.add_argument("path")
+
+    sub.add_parser("checks", help="检查运行环境（版本、GPU、字体……）")
+
+    p = sub.add_parser("bench", help="CPU/GPU 推理延迟基准")
+    p.add_argument("variants", nargs="*", default=["atto"], help="变体名，默认 atto")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("-d", "--device", default="cpu")
+    return parser
+
+
+def _cmd_train(a: argparse.Namespace) -> int:
+    from .engine.trainer import train
+
+    train(a.config, data=a.data, tune=a.tune, resume=a.resume, use_amp=a.use_amp or None, seed=a.seed,
+          device=a.device, output_dir=a.output_dir, overrides=a.update, test_only=a.test_only,
+          check_data=not a.no_check)
+    return 0
+
+
+def _cmd_eval(a: argparse.Namespace) -> int:
+    from .engine.trainer import evaluate
+
+    evaluate(a.config, a.resume, data=a.data, device=a.device, output_dir=a.output_dir, overrides=a.update)
+    return 0
+
+
+def _cmd_predict(a: argparse.Namespace) -> int:
+    from .predict import predict_cli
+
+    classes = [c.strip() for c in a.classes.replace("，", ",").split(",")] if a.classes else None
+    predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, classes=classes,
+                conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json)
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from .export import export_onnx
+
+    export_onnx(config=a.config, checkpoint=a.resume, output=a.output, opset=a.opset, batch_size=a.batch,
+                simplify=a.simplify, check=a.check)
+    return 0
+
+
+def _cmd_demo(a: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(output_dir=a.output_dir, epochs=a.epochs, device=a.device)
+    return 0
+
+
+def _cmd_yolo2coco(a: argparse.Namespace) -> int:
+    from .data.convert import yolo_to_coco
+
+    report = yolo_to_coco(a.src, a.dst, split_ratio=a.split_ratio, seed=a.seed, one_based=a.one_based,
+                          link=a.link, skip_invalid=a.skip_invalid, overwrite=a.overwrite)
+    print(report.format() if hasattr(report, "format") else report)
+    return 0
+
+
+def _cmd_coco2yolo(a: argparse.Namespace) -> int:
+    from .data.convert import coco_to_yolo
+
+    report = coco_to_yolo(a.src, a.dst, link=a.link, overwrite=a.overwrite)
+    print(report.format() if hasattr(report, "format") else report)
+    return 0
+
+
+def _cmd_check(a: argparse.Namespace) -> int:
+    from .data.doctor import check_dataset
+
+    report = check_dataset(a.dir, num_classes=a.num_classes, deep=a.deep)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _cmd_info(a: argparse.Namespace) -> int:
+    from .weights import inspect_weights
+
+    info = inspect_weights(a.path)
+    kind = {"detector": "完整检测器", "backbone": "骨干网络", "unknown": "未知"}[info.kind]
+    print(f"文件：{info.path}\n类型：{kind}\n格式：{info.format}\n变体：{info.variant or '未知'}\n"
+          f"类别数：{info.num_classes if info.num_classes is not None else '-'}\n张量数：{info.num_tensors}\n大小：{info.size_mb:.1f} MB")
+    if info.extra.get("class_names"):
+        print("类别名：" + "、".join(info.extra["class_names"]))
+    return 0 if info.kind != "unknown" else 1
+
+
+def _cmd_checks(a: argparse.Namespace) -> int:
+    from .checks import checks
+
+    checks(verbose=True)
+    return 0
+
+
+def _cmd_bench(a: argparse.Namespace) -> int:
+    from .bench import run_latency_benchmark
+
+    run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
+    return 0
+
+
+COMMANDS = {
+    "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "export": _cmd_export, "demo": _cmd_demo,
+    "yolo2coco": _cmd_yolo2coco, "coco2yolo": _cmd_coco2yolo, "check": _cmd_check, "info": _cmd_info,
+    "checks": _cmd_checks, "bench": _cmd_bench,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 1
+    try:
+        return COMMANDS[args.command](args)
+    except DEIMv2Error as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"错误：{e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("已中断。", file=sys.stderr)
+        return 130
+    except ModuleNotFoundError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"错误：缺少 Python 包 {e.name}。请运行 pip install {e.name}（或 pip install -e \".[export]\"）。", file=sys.stderr)
+        return 2
+    except Exception as e:  # an internal bug: short message, traceback with --debug
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"内部错误：{type(e).__name__}: {e}\n加 --debug 查看完整 traceback，并把它报告给我们。", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
