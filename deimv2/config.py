@@ -186,16 +186,16 @@ def milestones_of(raw: Mapping) -> dict[str, Any]:
     }
 
 
-def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str]) -> dict[str, Any]:
-    """Scale every epoch milestone of the recipe in ``raw`` to ``epochs``; keys in ``keep`` stay as set.
+def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Mapping | None = None) -> dict[str, Any]:
+    """Scale every epoch milestone of ``recipe`` (default: the one in ``raw``) to ``epochs`` and write them
+    into ``raw``; keys in ``keep`` (set explicitly by the user) stay as set.
 
     Returns the derived milestones (for printing). The rule lives in
     :func:`deimv2.engine.schedule.derive_epoch_milestones`.
     """
     from .engine.schedule import derive_epoch_milestones
 
-    recipe = milestones_of(raw)
-    derived = derive_epoch_milestones(epochs, recipe)
+    derived = derive_epoch_milestones(epochs, dict(recipe) if recipe is not None else milestones_of(raw))
     targets = {
         "flat_epoch": "flat_epoch",
         "no_aug_epoch": "no_aug_epoch",
@@ -206,11 +206,31 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str]) -> dict[st
         "matcher_change_epoch": "DEIMCriterion.matcher.matcher_change_epoch",
     }
     raw["epoches"] = int(epochs)
+    if "no_aug_epoch" in keep and raw.get("no_aug_epoch") is not None:
+        _anchor_no_aug(derived, int(epochs), int(raw["no_aug_epoch"]))
     for name, key in targets.items():
         if key in keep or name not in derived:
             continue
         set_dotted(raw, key, derived[name])
     return derived
+
+
+def _anchor_no_aug(derived: dict, epochs: int, no_aug: int) -> None:
+    """An explicit ``no_aug_epoch`` fixes the no-aug stage start; move the milestones that end there."""
+    if not 0 <= no_aug < epochs:
+        raise ConfigError(f"no_aug_epoch={no_aug} 必须小于总轮数 epoches={epochs}。")
+    old_stop, stop = derived.get("stop_epoch"), epochs - no_aug
+    derived["stop_epoch"], derived["no_aug_epoch"] = stop, no_aug
+    if derived.get("policy_epoch"):
+        e0, e1, _ = derived["policy_epoch"]
+        e0 = min(e0, max(stop - 2, 0))
+        derived["policy_epoch"] = [e0, min(max(e1, e0), stop), stop]
+    for key in ("mixup_epochs", "copyblend_epochs"):
+        rng = derived.get(key)
+        if rng and rng[0] < rng[1]:
+            derived[key] = [min(rng[0], stop), stop if rng[1] == old_stop else min(rng[1], stop)]
+    if derived.get("matcher_change_epoch") is not None:
+        derived["matcher_change_epoch"] = min(derived["matcher_change_epoch"], stop)
 
 
 # --------------------------------------------------------------------------- typed config
@@ -452,12 +472,13 @@ def load_config(
     raw.pop("__name__", None)
     ov = parse_overrides(overrides)
     ov.update(kwargs)
+    recipe = milestones_of(raw)
     raw, touched = apply_overrides(raw, ov)
     derived: dict = {}
     if "epoches" in touched:
-        derived = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched)
+        derived = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)
     cfg = config_from_dict(raw, cfg_name)
-    cfg.milestones = derived or milestones_of(raw)
+    cfg.milestones = milestones_of(raw)  # the values in effect (derived or explicit)
     return cfg
 
 
