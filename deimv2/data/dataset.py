@@ -1,0 +1,399 @@
+"""COCO-format detection dataset, dataset layout discovery and class helpers.
+
+Labels are contiguous and 0-based: the file's own ``categories`` sorted by id get labels
+0..K-1 (so 0-based and 1-based files give the same labels). ``label_to_category_id`` maps
+predictions back to the file's ids. ``remap_mscoco_category=True`` uses the standard
+80-class COCO mapping instead (official behaviour for COCO itself).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.utils.data
+from torchvision import tv_tensors
+
+from ..errors import DatasetError
+from .images import load_image
+
+__all__ = [
+    "CocoDetection", "find_dataset", "dataset_num_classes", "dataset_class_names", "read_coco_json",
+    "MSCOCO_CATEGORY_IDS", "MSCOCO_CATEGORY_NAMES", "MSCOCO_CATEGORY_TO_LABEL",
+]
+
+# Standard COCO 2017 detection categories (ids as in instances_*.json; label = position).
+MSCOCO_CATEGORY_IDS = (
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
+    33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
+    60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
+MSCOCO_CATEGORY_NAMES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
+    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
+    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
+    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
+    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
+    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
+    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
+    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
+    "scissors", "teddy bear", "hair drier", "toothbrush")
+MSCOCO_CATEGORY_TO_LABEL = {cid: i for i, cid in enumerate(MSCOCO_CATEGORY_IDS)}
+
+_SHOW = 10  # how many offending items an error message lists
+
+
+def _listing(items) -> str:
+    items = list(items)
+    text = "\n".join(f"  - {x}" for x in items[:_SHOW])
+    return text + (f"\n  ……共 {len(items)} 个" if len(items) > _SHOW else "")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def read_coco_json(ann_file) -> dict:
+    """Load and check the structure of a COCO annotation file (images / annotations / categories)."""
+    path = Path(ann_file)
+    if not path.is_file():
+        raise DatasetError(f"找不到标注文件 {path}。\n修复：检查 ann_file 路径；数据集应为 COCO 格式的 JSON 文件。")
+    try:
+        with path.open("r", encoding="utf-8-sig") as f:
+            data = json.load(f)
+    except UnicodeDecodeError:
+        raise DatasetError(f"标注文件 {path} 不是 UTF-8 编码的文本。\n修复：用 UTF-8 编码重新保存该 JSON 文件。") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"标注文件 {path} 不是合法的 JSON（第 {exc.lineno} 行第 {exc.colno} 列：{exc.msg}）。\n"
+                           "修复：用文本编辑器或 JSON 校验工具修正该处，或重新导出标注。") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"标注文件 {path} 的顶层不是 JSON 对象。\n修复：COCO 格式应为 "
+                           '{"images": [...], "annotations": [...], "categories": [...]}。')
+    data.setdefault("annotations", [])
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"标注文件 {path} 缺少列表字段 \"{key}\"。\n修复：确认这是 COCO 检测格式"
+                               "（YOLO 等格式请先用 deimv2 的转换工具转成 COCO）。")
+    if not data["categories"]:
+        raise DatasetError(f"标注文件 {path} 的 \"categories\" 为空。\n修复：在 categories 里列出所有类别"
+                           '（如 {"id": 0, "name": "cat"}）。')
+    seen = set()
+    for cat in data["categories"]:
+        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
+            raise DatasetError(f"标注文件 {path} 的类别 {cat!r} 缺少整数 id。\n修复：每个类别写成 "
+                               '{"id": 整数, "name": "类别名"}。')
+        if cat["id"] in seen:
+            raise DatasetError(f"标注文件 {path} 中类别 id {cat['id']} 出现了多次。\n修复：每个类别的 id 必须唯一。")
+        seen.add(cat["id"])
+    return data
+
+
+def _category_mapping(categories, remap_mscoco_category: bool, path):
+    """-> (category_id -> label, names by label, label -> category_id)."""
+    own_names = {c["id"]: str(c.get("name", c["id"])) for c in categories}
+    if remap_mscoco_category:
+        unknown = sorted(set(own_names) - set(MSCOCO_CATEGORY_IDS))
+        if unknown:
+            raise DatasetError(f"标注文件 {path} 含有标准 COCO 80 类之外的类别 id {unknown}，"
+                               "不能使用 remap_mscoco_category=True。\n修复：自定义数据集请设 remap_mscoco_category=False。")
+        names = [own_names.get(cid, MSCOCO_CATEGORY_NAMES[i]) for i, cid in enumerate(MSCOCO_CATEGORY_IDS)]
+        return dict(MSCOCO_CATEGORY_TO_LABEL), names, dict(enumerate(MSCOCO_CATEGORY_IDS))
+    ids = sorted(own_names)
+    return {cid: i for i, cid in enumerate(ids)}, [own_names[c] for c in ids], dict(enumerate(ids))
+
+
+def dataset_num_classes(ann_file, remap_mscoco_category: bool = False) -> int:
+    """Number of classes the model needs for this annotation file."""
+    return len(dataset_class_names(ann_file, remap_mscoco_category))
+
+
+def dataset_class_names(ann_file, remap_mscoco_category: bool = False) -> list[str]:
+    """Class names ordered by label (the file's categories sorted by id)."""
+    data = read_coco_json(ann_file)
+    return _category_mapping(data["categories"], remap_mscoco_category, Path(ann_file))[1]
+
+
+class CocoDetection(torch.utils.data.Dataset):
+    """COCO detection dataset returning ``(image, target)`` like the official one.
+
+    target: boxes (tv_tensors.BoundingBoxes, XYXY pixels), labels (int64, 0-based), image_id [1],
+    area, iscrowd, orig_size [w, h], idx [1]; masks (tv_tensors.Mask) if ``return_masks``.
+    Crowd annotations (iscrowd=1) are left out of training targets (official behaviour).
+    """
+
+    def __init__(self, img_folder, ann_file, transforms=None, return_masks=False,
+                 remap_mscoco_category=False) -> None:
+        super().__init__()
+        self.img_folder = Path(img_folder)
+        self.ann_file = Path(ann_file)
+        self.transforms = transforms
+        self.return_masks = return_masks
+        self.remap_mscoco_category = remap_mscoco_category
+        self._epoch = -1
+
+        data = read_coco_json(self.ann_file)
+        self.categories = sorted(data["categories"], key=lambda c: c["id"])
+        self.category_to_label, self.category_names, self.label_to_category_id = _category_mapping(
+            self.categories, remap_mscoco_category, self.ann_file)
+        self._records = self._index(data)
+        self.ids = [r["id"] for r in self._records]
+        self._check_files()
+        self._coco = None
+
+    # ---------------------------------------------------------------- construction
+    def _index(self, data) -> list[dict]:
+        path = self.ann_file
+        records = {}
+        for img in data["images"]:
+            if not isinstance(img, dict) or not _is_int(img.get("id")) or not isinstance(img.get("file_name"), str):
+                raise DatasetError(f"标注文件 {path} 的图片条目 {str(img)[:200]} 缺少整数 id 或 file_name。\n"
+                                   '修复：每张图片写成 {"id": 整数, "file_name": "xx.jpg", "width": 宽, "height": 高}。')
+            if img["id"] in records:
+                raise DatasetError(f"标注文件 {path} 中图片 id {img['id']} 出现了多次。\n修复：每张图片的 id 必须唯一。")
+            size = (img.get("width"), img.get("height"))
+            size = tuple(int(v) for v in size) if all(_is_int(v) and v > 0 for v in size) else None
+            records[img["id"]] = {"id": img["id"], "file_name": img["file_name"], "size": size, "anns": []}
+
+        bad_cat, bad_img, bad_box = {}, [], []
+        degenerate = outside = 0
+        for ann in data["annotations"]:
+            rec = records.get(ann.get("image_id")) if isinstance(ann, dict) else None
+            if rec is None:
+                bad_img.append(f"标注 id={ann.get('id') if isinstance(ann, dict) else ann}, "
+                               f"image_id={ann.get('image_id') if isinstance(ann, dict) else '?'}")
+                continue
+            cid = ann.get("category_id")
+            if cid not in self.category_to_label:
+                bad_cat.setdefault(cid, 0)
+                bad_cat[cid] += 1
+                continue
+            bbox = ann.get("bbox")
+            if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                               for v in bbox)):
+                bad_box.append(f"标注 id={ann.get('id')}: bbox={bbox!r}")
+                continue
+            if ann.get("iscrowd", 0):
+                continue
+            x, y, w, h = (float(v) for v in bbox)
+            if w <= 0 or h <= 0:
+                degenerate += 1
+                continue
+            if rec["size"] is not None:
+                iw, ih = rec["size"]
+                if min(x + w, iw) <= max(x, 0.0) or min(y + h, ih) <= max(y, 0.0):
+                    outside += 1
+                    continue
+            area = ann.get("area")
+            area = float(area) if isinstance(area, (int, float)) and not isinstance(area, bool) else w * h
+            rec["anns"].append((x, y, x + w, y + h, self.category_to_label[cid], area, ann.get("segmentation")))
+
+        if bad_cat:
+            valid = sorted(self.category_to_label)
+            listed = ", ".join(f"{k!r}（{v} 个标注）" for k, v in bad_cat.items())
+            raise DatasetError(f"标注文件 {path} 中有标注使用了 categories 里不存在的类别 id：{listed}。\n"
+                               f"categories 中的 id 为 {valid[:50]}{' ……' if len(valid) > 50 else ''}。\n"
+                               "修复：在 categories 中补上这些类别，或改正/删除这些标注。")
+        if bad_img:
+            raise DatasetError(f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{_listing(bad_img)}\n"
+                               "修复：改正这些标注的 image_id，或删除它们。")
+        if bad_box:
+            raise DatasetError(f"标注文件 {path} 中有 bbox 不是 4 个有限数字 [x, y, w, h]：\n{_listing(bad_box)}\n"
+                               "修复：改正或删除这些标注。")
+        if degenerate or outside:
+            parts = []
+            if degenerate:
+                parts.append(f"{degenerate} 个框的宽或高 ≤ 0")
+            if outside:
+                parts.append(f"{outside} 个框完全在图片范围之外")
+            warnings.warn(f"标注文件 {path} 中有{'，'.join(parts)}，已跳过这些框（不参与训练）。"
+                          "修复：检查并改正这些标注（deimv2 的数据集检查工具会列出它们）。", UserWarning, stacklevel=3)
+
+        out = []
+        for image_id in sorted(records):
+            rec = records.pop(image_id)
+            anns = rec.pop("anns")
+            rec["boxes"] = np.array([a[:4] for a in anns], dtype=np.float32).reshape(-1, 4)
+            rec["labels"] = np.array([a[4] for a in anns], dtype=np.int64)
+            rec["area"] = np.array([a[5] for a in anns], dtype=np.float32)
+            if self.return_masks:
+                rec["segmentation"] = [a[6] for a in anns]
+            out.append(rec)
+        return out
+
+    def _resolve(self, file_name: str) -> Path:
+        path = self.img_folder / file_name
+        if "\\" in file_name and not path.exists():  # file written on Windows, read elsewhere
+            path = self.img_folder / file_name.replace("\\", "/")
+        return path
+
+    def _check_files(self) -> None:
+        if not self.img_folder.is_dir():
+            raise DatasetError(f"图片目录 {self.img_folder} 不存在（标注文件 {self.ann_file}）。\n"
+                               "修复：检查 img_folder 路径。")
+        missing = []
+        for rec in self._records:
+            rec["path"] = self._resolve(rec["file_name"])
+            if not rec["path"].is_file():
+                missing.append(str(rec["path"]))
+        if missing:
+            raise DatasetError(f"标注文件 {self.ann_file} 中有 {len(missing)} 张图片在 {self.img_folder} 下找不到：\n"
+                               f"{_listing(missing)}\n"
+                               "修复：把图片放到该目录下（file_name 是相对 img_folder 的路径），"
+                               "或从标注文件中删除这些图片。")
+
+    # ---------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return len(self._records)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.category_names)
+
+    def image_path(self, idx: int) -> Path:
+        return self._records[idx]["path"]
+
+    def load_item(self, idx: int):
+        """(RGB PIL image, target) before transforms; also what Mosaic(use_cache=False) reads."""
+        rec = self._records[idx]
+        image = load_image(rec["path"], expected_size=rec["size"])
+        w, h = image.size
+        boxes = torch.from_numpy(rec["boxes"].copy())
+        boxes[:, 0::2].clamp_(min=0, max=w)
+        boxes[:, 1::2].clamp_(min=0, max=h)
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        target = {
+            "boxes": tv_tensors.BoundingBoxes(boxes[keep], format="XYXY", canvas_size=(h, w)),
+            "labels": torch.from_numpy(rec["labels"])[keep],
+        }
+        if self.return_masks:
+            segs = [s for s, k in zip(rec["segmentation"], keep.tolist()) if k]
+            target["masks"] = tv_tensors.Mask(_segmentation_masks(segs, h, w, rec["path"]))
+        target["image_id"] = torch.tensor([rec["id"]])
+        target["area"] = torch.from_numpy(rec["area"])[keep]
+        target["iscrowd"] = torch.zeros(int(keep.sum()), dtype=torch.int64)
+        target["orig_size"] = torch.tensor([w, h])
+        target["idx"] = torch.tensor([idx])
+        return image, target
+
+    def __getitem__(self, idx: int):
+        image, target = self.load_item(idx)
+        if self.transforms is not None:
+            image, target, _ = self.transforms(image, target, self)
+        return image, target
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the epoch and forward it to the transforms (epoch policy)."""
+        self._epoch = epoch
+        if hasattr(self.transforms, "set_epoch"):
+            self.transforms.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        if hasattr(self.transforms, "epoch"):
+            return self.transforms.epoch
+        return self._epoch
+
+    @property
+    def coco(self):
+        """pycocotools COCO object of the annotation file (for COCO evaluation), built on first use."""
+        if self._coco is None:
+            from pycocotools.coco import COCO
+            with contextlib.redirect_stdout(io.StringIO()):
+                self._coco = COCO(str(self.ann_file))
+        return self._coco
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_coco"] = None  # rebuilt on demand; keeps worker start-up light
+        return state
+
+    def __repr__(self) -> str:
+        return (f"CocoDetection(images={len(self)}, classes={self.num_classes}, img_folder='{self.img_folder}', "
+                f"ann_file='{self.ann_file}', remap_mscoco_category={self.remap_mscoco_category})")
+
+
+def _segmentation_masks(segs, h, w, path) -> torch.Tensor:
+    from pycocotools import mask as coco_mask
+    masks = []
+    for seg in segs:
+        if not seg:
+            raise DatasetError(f"return_masks=True，但图片 {path} 的某个标注没有 segmentation。\n"
+                               "修复：补全分割标注，或设 return_masks=False。")
+        rles = coco_mask.frPyObjects(seg, h, w)
+        m = coco_mask.decode(rles)
+        m = m[..., None] if m.ndim < 3 else m
+        masks.append(torch.from_numpy(m).any(dim=2))
+    if not masks:
+        return torch.zeros((0, h, w), dtype=torch.uint8)
+    return torch.stack(masks).to(torch.uint8)
+
+
+# -------------------------------------------------------------------- layout discovery
+_SPLIT_DIRS = (("train", ("train",)), ("val", ("valid", "val")), ("test", ("test",)))
+
+
+def _split_json(folder: Path):
+    if not folder.is_dir():
+        return None
+    seed = folder / "_annotations.coco.json"
+    if seed.is_file():
+        return seed
+    jsons = sorted(folder.glob("*.json"))
+    if len(jsons) == 1:
+        return jsons[0]
+    if len(jsons) > 1:
+        raise DatasetError(f"目录 {folder} 下有多个 JSON 文件，无法确定哪个是标注：\n{_listing(jsons)}\n"
+                           "修复：把标注文件命名为 _annotations.coco.json，或移走其它 JSON。")
+    return None
+
+
+def find_dataset(root) -> dict:
+    """Find splits under ``root`` -> {'train'|'val'|'test': (img_folder, ann_file)} (Paths).
+
+    Layout A (Roboflow style): root/train/_annotations.coco.json with the images beside it,
+    root/valid/ (or val/), optional root/test/.
+    Layout B (COCO style): root/annotations/instances_train*.json + root/train*/ image folder
+    (also root/images/train*/), same for val* and test*.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"数据集目录 {root} 不存在。\n修复：检查路径（可以是绝对路径）。")
+    found = {}
+    for split, names in _SPLIT_DIRS:
+        for name in names:
+            ann = _split_json(root / name)
+            if ann is not None:
+                found[split] = (root / name, ann)
+                break
+    if "train" in found:
+        return found
+
+    found = {}
+    ann_dir = root / "annotations"
+    for split, _ in _SPLIT_DIRS:
+        matches = []
+        for ann in sorted(ann_dir.glob(f"instances_{split}*.json")) if ann_dir.is_dir() else []:
+            stem = ann.stem[len("instances_"):]
+            folder = next((d for d in (root / stem, root / "images" / stem) if d.is_dir()), None)
+            if folder is not None:
+                matches.append((folder, ann))
+        if len(matches) > 1:
+            raise DatasetError(f"{ann_dir} 下有多个 {split} 标注文件，无法确定用哪个：\n"
+                               f"{_listing(m[1] for m in matches)}\n修复：只保留一个，或直接传入 ann_file/img_folder。")
+        if matches:
+            found[split] = matches[0]
+    if "train" in found:
+        return found
+
+    raise DatasetError(
+        f"在 {root} 下没有找到可识别的数据集结构。已查找：\n"
+        f"  1) {root / 'train' / '_annotations.coco.json'}（或 train/ 下唯一的 .json），图片与之同目录；"
+        f"验证集 {root / 'valid'}/ 或 {root / 'val'}/，测试集 {root / 'test'}/（可选）\n"
+        f"  2) {root / 'annotations' / 'instances_train*.json'} + 图片目录 {root / 'train*'}/"
+        f"（或 {root / 'images' / 'train*'}/），验证集 instances_val*.json + val*/\n"
+        "修复：把数据整理成以上任一结构；YOLO 格式请先用 deimv2 的转换工具转成 COCO。")
