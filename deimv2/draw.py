@@ -219,10 +219,11 @@ def setup_matplotlib_cjk() -> str:
     registered = {e.name for e in font_manager.fontManager.ttflist}
     if family not in registered:
         font_manager.fontManager.addfont(str(path))
-        registered = {e.name: e for e in font_manager.fontManager.ttflist}
+        registered = {e.name for e in font_manager.fontManager.ttflist}
         if family not in registered:  # older matplotlib registers only face 0 of a .ttc
+            target = path.resolve()
             family = next(e.name for e in font_manager.fontManager.ttflist
-                          if os.path.samefile(e.fname, path))
+                          if Path(e.fname).resolve() == target)
     rc = matplotlib.rcParams
     rc["font.family"] = "sans-serif"
     rc["font.sans-serif"] = [family] + [f for f in rc["font.sans-serif"] if f != family]
