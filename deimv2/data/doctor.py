@@ -1,0 +1,341 @@
+"""Dataset doctor: find problems in a COCO or YOLO detection dataset before training.
+
+Severity: ``error`` = training would crash or silently learn wrong things (missing/corrupt image,
+unknown category id, duplicate ids, image size mismatch, ``num_classes`` too small, malformed YOLO
+line); ``warning`` = the training pipeline copes (degenerate box, box outside the image, 1-based or
+gapped category ids); ``info`` = facts worth knowing. Image checks read headers only (plus a cheap
+end-of-file marker check for truncation) unless ``deep=True``, which fully decodes every image.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import DatasetError
+from .convert import (LabelLineError, find_coco_splits, find_yolo_dataset, label_path_for, load_coco_json,
+                      read_label_file, roboflow_placeholders)
+
+SMALL, LARGE = 32 ** 2, 96 ** 2  # COCO area thresholds
+_LEVELS = {"error": "错误", "warning": "警告", "info": "提示"}
+
+
+@dataclass
+class Issue:
+    level: str  # error | warning | info
+    code: str
+    message: str
+    count: int = 0
+    examples: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DoctorReport:
+    path: str
+    format_name: str  # coco | yolo
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)
+    categories: dict[int, str] = field(default_factory=dict)
+    class_counts: dict[str, int] = field(default_factory=dict)
+    box_sizes: dict[str, int] = field(default_factory=lambda: {"small": 0, "medium": 0, "large": 0})
+    id_base: int | None = None
+    num_classes_needed: int = 0
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing would stop training (warnings allowed)."""
+        return not self.errors
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.level == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.level == "warning"]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["ok"] = self.ok
+        d["categories"] = {str(k): v for k, v in self.categories.items()}
+        return d
+
+    def format(self) -> str:
+        fmt = {"coco": "COCO", "yolo": "YOLO"}[self.format_name]
+        out = [f"数据集体检报告：{self.path}（格式：{fmt}）",
+               "结论：可以训练" + ("（但请看下面的警告）" if self.warnings else "") if self.ok
+               else f"结论：发现 {len(self.errors)} 类错误，训练前必须修复"]
+        for s, c in self.splits.items():
+            out.append(f"  {s}: {c['images']} 张图像，{c['boxes']} 个框，{c['negatives']} 张无目标（负样本）")
+        cats = "，".join(f"{k}={v}" for k, v in self.categories.items())
+        out.append(f"类别（{len(self.categories)} 个）：{cats}")
+        base = {0: "从 0 开始", 1: "从 1 开始"}.get(self.id_base, f"从 {self.id_base} 开始")
+        if self.format_name == "coco":
+            out.append(f"category_id {base}；配置中需要 num_classes = {self.num_classes_needed}")
+        else:
+            out.append(f"转换为 COCO 后（yolo_to_coco）需要 num_classes = {self.num_classes_needed}")
+        out.append("每类实例数：" + ("，".join(f"{k} {v}" for k, v in self.class_counts.items()) or "无"))
+        b = self.box_sizes
+        out.append(f"框尺寸分布（COCO 定义）：小(<32²) {b['small']}，中 {b['medium']}，大(≥96²) {b['large']}")
+        for level in ("error", "warning", "info"):
+            items = [i for i in self.issues if i.level == level]
+            if items:
+                out.append(f"{_LEVELS[level]}：")
+                for i in items:
+                    ex = f"  例如：{', '.join(i.examples)}" if i.examples else ""
+                    out.append(f"  - {i.message}（{i.count} 处）{ex}")
+        return "\n".join(out)
+
+
+class _Collector:
+    def __init__(self, report: DoctorReport, max_examples: int):
+        self.report, self.max_examples, self._by_key = report, max_examples, {}
+
+    def add(self, level: str, code: str, message: str, example: str | None = None, n: int = 1) -> None:
+        key = (level, code, message)
+        if key not in self._by_key:
+            self._by_key[key] = Issue(level, code, message)
+            self.report.issues.append(self._by_key[key])
+        issue = self._by_key[key]
+        issue.count += n
+        if example is not None and len(issue.examples) < self.max_examples:
+            issue.examples.append(example)
+
+
+def probe_image(path: Path, deep: bool = False) -> tuple[tuple[int, int] | None, tuple[int, int] | None, str | None]:
+    """Return (displayed size with EXIF applied, raw stored size, problem). Header read unless ``deep``."""
+    try:
+        with Image.open(path) as im:
+            raw = im.size
+            orientation = im.getexif().get(0x0112, 1)
+            fmt = im.format
+            if deep:
+                im.verify()
+        if deep:
+            with Image.open(path) as im:
+                im.load()
+        elif fmt in ("JPEG", "PNG"):
+            with open(path, "rb") as f:
+                f.seek(0, 2)
+                f.seek(max(0, f.tell() - 512))
+                tail = f.read()
+            marker = b"\xff\xd9" if fmt == "JPEG" else b"IEND"
+            if marker not in tail:
+                return None, raw, "文件被截断（缺少结束标记）"
+    except Exception as e:  # PIL raises many types for bad files
+        return None, None, f"无法读取（{type(e).__name__}: {e}）"
+    size = (raw[1], raw[0]) if orientation in (5, 6, 7, 8) else raw
+    return size, raw, None
+
+
+def _box_size(rep: DoctorReport, area: float) -> None:
+    rep.box_sizes["small" if area < SMALL else "large" if area >= LARGE else "medium"] += 1
+
+
+# ---------------------------------------------------------------------------------------------- COCO
+def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) -> None:
+    declared: dict[int, str] = {}
+    used: dict = {}
+    cat_dicts: list[dict] = []
+    for split, (json_path, img_dir) in splits.items():
+        try:
+            data = load_coco_json(json_path)
+        except DatasetError as e:
+            col.add("error", "bad_json", f"{split}: 标注文件无法读取", str(e))
+            continue
+        for c in data.get("categories", []):
+            if isinstance(c, dict) and isinstance(c.get("id"), int):
+                if c["id"] not in declared:
+                    cat_dicts.append(c)
+                declared.setdefault(c["id"], str(c.get("name", c["id"])))
+            else:
+                col.add("error", "bad_category", f"{split}: categories 中有缺少整数 id 的条目", str(c)[:80])
+        stats = rep.splits.setdefault(split, {"images": 0, "boxes": 0, "negatives": 0})
+        sizes, seen_names = {}, {}
+        for im in data["images"]:
+            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+                col.add("error", "bad_image_entry", f"{split}: images 中有缺少 id/file_name 的条目", str(im)[:80])
+                continue
+            name = str(im["file_name"])
+            if im["id"] in sizes:
+                col.add("error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}")
+                continue
+            if name in seen_names:
+                col.add("error", "duplicate_file_name", f"{split}: 同一文件名出现在多个图像条目中", name)
+            seen_names[name] = im["id"]
+            stats["images"] += 1
+            path = img_dir / name
+            if not path.is_file():
+                col.add("error", "missing_image", f"{split}: 图像在磁盘上不存在（图像文件夹 {img_dir}）", name)
+                sizes[im["id"]] = None
+                continue
+            size, raw, problem = probe_image(path, deep)
+            if problem:
+                col.add("error", "corrupt_image", f"{split}: 图像损坏或无法读取", f"{name}: {problem}")
+                sizes[im["id"]] = None
+                continue
+            declared_size = (im.get("width"), im.get("height"))
+            if None in declared_size:
+                col.add("warning", "no_size", f"{split}: 图像条目缺少 width/height", name)
+            elif tuple(declared_size) != size:
+                if tuple(declared_size) == raw:
+                    col.add("warning", "exif_rotated", f"{split}: 图像带 EXIF 旋转，json 中的宽高是未旋转的尺寸，"
+                            "请确认标注是在哪个方向上画的", name)
+                else:
+                    col.add("error", "size_mismatch", f"{split}: json 中的宽高与实际图像不一致（框的位置会错）",
+                            f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}")
+            sizes[im["id"]] = size
+        ann_ids, has_box = set(), set()
+        for a in data.get("annotations", []):
+            if not isinstance(a, dict):
+                col.add("error", "bad_annotation", f"{split}: annotations 中有非字典条目", str(a)[:80])
+                continue
+            aid = a.get("id")
+            if aid in ann_ids:
+                col.add("error", "duplicate_ann_id", f"{split}: 重复的标注 id（pycocotools 会丢掉其中一个）", f"id={aid}")
+            ann_ids.add(aid)
+            if aid == 0:
+                col.add("warning", "ann_id_zero", f"{split}: 标注 id 为 0，pycocotools 评估时会把它的匹配当成未匹配，"
+                        "mAP 略偏低；建议标注 id 从 1 开始（yolo_to_coco 会这样做）", f"image_id={a.get('image_id')}")
+            if a.get("image_id") not in sizes:
+                col.add("error", "unknown_image_id", f"{split}: 标注指向不存在的 image_id", f"ann id={aid}, image_id={a.get('image_id')}")
+                continue
+            cid = a.get("category_id")
+            used.setdefault(cid, 0)
+            used[cid] += 1
+            bbox = a.get("bbox")
+            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
+                col.add("error", "bad_bbox", f"{split}: bbox 不是 4 个数字 [x, y, w, h]", f"ann id={aid}: {bbox}")
+                continue
+            stats["boxes"] += 1
+            has_box.add(a["image_id"])
+            x, y, w, h = bbox
+            area = a.get("area") if isinstance(a.get("area"), (int, float)) else w * h
+            _box_size(rep, area)
+            size = sizes[a["image_id"]]
+            if w <= 0 or h <= 0:
+                col.add("warning", "degenerate_box", f"{split}: 框的宽或高 ≤ 0（训练时会被丢弃）", f"ann id={aid}: {bbox}")
+            elif size is not None:
+                iw, ih = size
+                if x >= iw or y >= ih or x + w <= 0 or y + h <= 0:
+                    col.add("warning", "box_outside", f"{split}: 框完全在图像外（训练时会被丢弃）", f"ann id={aid}: {bbox}")
+                elif x < -1 or y < -1 or x + w > iw + 1 or y + h > ih + 1:
+                    col.add("warning", "box_clipped", f"{split}: 框部分超出图像（训练时会被裁剪到图像内）", f"ann id={aid}: {bbox}")
+        stats["negatives"] = stats["images"] - len(has_box & set(sizes))
+    _check_categories_coco(rep, col, declared, used, cat_dicts)
+
+
+def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, used: dict, cat_dicts: list) -> None:
+    placeholders = roboflow_placeholders(cat_dicts, set(used))
+    for cid in placeholders:
+        col.add("info", "roboflow_placeholder", f"类别 id {cid}（{declared[cid]}）是 Roboflow 导出的占位类别，没有标注，可以保留")
+    rep.categories = dict(sorted(declared.items()))
+    unknown = sorted(set(used) - set(declared), key=str)
+    for cid in unknown:
+        col.add("error", "unknown_category", "标注使用了 categories 中没有声明的 category_id", f"id={cid}（{used[cid]} 个框）", used[cid])
+    ids = sorted(set(declared) | {c for c in used if isinstance(c, int)})
+    if not ids:
+        col.add("error", "no_categories", "没有任何类别（categories 为空且无标注）")
+        return
+    rep.id_base = ids[0]
+    rep.num_classes_needed = ids[-1] + 1
+    if ids[0] == 1:
+        col.add("warning", "one_based", f"category_id 从 1 开始：标签 0 不会出现，num_classes 需要设为最大 id + 1 = "
+                f"{ids[-1] + 1}（多一个空类别，可以训练）；也可用 yolo_to_coco 生成从 0 开始的 id")
+    elif ids[0] > 1:
+        col.add("warning", "high_base", f"category_id 从 {ids[0]} 开始，前面的标签不会被使用；num_classes 仍需为 {ids[-1] + 1}")
+    gaps = sorted(set(range(ids[0], ids[-1] + 1)) - set(ids))
+    if gaps:
+        col.add("warning", "id_gaps", f"category_id 不连续（缺少 {gaps[:10]}），num_classes 仍需为最大 id + 1 = {ids[-1] + 1}",
+                n=len(gaps))
+    for cid in sorted(set(declared) - set(used) - placeholders):
+        col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
+    rep.class_counts = {declared.get(c, f"未知 id {c}"): used[c] for c in sorted(used, key=str)}
+
+
+# ---------------------------------------------------------------------------------------------- YOLO
+def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
+    ds = find_yolo_dataset(rep.path)
+    rep.categories = dict(enumerate(ds.names))
+    rep.id_base, rep.num_classes_needed = 0, len(ds.names)
+    counts = [0] * len(ds.names)
+    for split, images in ds.splits.items():
+        stats = rep.splits.setdefault(split, {"images": 0, "boxes": 0, "negatives": 0})
+        claimed: dict[Path, Path] = {}
+        label_dirs = set()
+        for img in images:
+            stats["images"] += 1
+            rel = img.name
+            if not img.is_file():
+                col.add("error", "missing_image", f"{split}: 列表中的图像在磁盘上不存在", str(img))
+                continue
+            size, _, problem = probe_image(img, deep)
+            if problem:
+                col.add("error", "corrupt_image", f"{split}: 图像损坏或无法读取", f"{rel}: {problem}")
+            label = label_path_for(img)
+            if label is None:
+                stats["negatives"] += 1
+                continue
+            label_dirs.add(label.parent)
+            if label in claimed:
+                col.add("error", "duplicate_stem", f"{split}: 两张图像同名不同扩展名，共用一个标签文件", f"{claimed[label].name} / {rel}")
+                continue
+            claimed[label] = img
+            n_boxes = 0
+            for line_no, parsed in read_label_file(label, len(ds.names)):
+                if isinstance(parsed, LabelLineError):
+                    col.add("error", "bad_label_line", f"{split}: YOLO 标签行格式错误", f"{label.name} 第 {line_no} 行：{parsed}")
+                    continue
+                cls, (cx, cy, w, h), _ = parsed
+                n_boxes += 1
+                counts[cls] += 1
+                if w == 0 or h == 0:
+                    col.add("warning", "degenerate_box", f"{split}: 框的宽或高为 0（训练时会被丢弃）", f"{label.name} 第 {line_no} 行")
+                elif cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
+                    col.add("warning", "box_clipped", f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）", f"{label.name} 第 {line_no} 行")
+                if size is not None:
+                    _box_size(rep, w * size[0] * h * size[1])
+            stats["boxes"] += n_boxes
+            stats["negatives"] += n_boxes == 0
+        for d in label_dirs:
+            for txt in sorted(set(d.glob("*.txt")) - set(claimed)):
+                if txt.name != "classes.txt":
+                    col.add("warning", "orphan_label", f"{split}: 标签文件没有对应的图像（会被忽略）", txt.name)
+    rep.class_counts = {n: c for n, c in zip(ds.names, counts)}
+    for name, c in rep.class_counts.items():
+        if c == 0:
+            col.add("warning", "unused_category", "类别名列表中有类别没有任何标注", name)
+
+
+# ---------------------------------------------------------------------------------------------- entry
+def check_dataset(path: str | Path, num_classes: int | None = None, *, deep: bool = False,
+                  max_examples: int = 5) -> DoctorReport:
+    """Check a COCO dataset (``root/{train,valid,test}/_annotations.coco.json``,
+    ``root/annotations/instances_*.json`` or one json file) or a YOLO dataset (any layout of
+    :func:`deimv2.data.convert.find_yolo_dataset`). ``num_classes``: the value in your config, to
+    compare with what the dataset needs. ``deep=True`` fully decodes every image (slow)."""
+    p = Path(path)
+    if not p.exists():
+        raise DatasetError(f"找不到数据集路径 {p}，请检查路径。")
+    coco = find_coco_splits(p)
+    rep = DoctorReport(str(p), "coco" if coco else "yolo")
+    col = _Collector(rep, max_examples)
+    if coco:
+        _check_coco(rep, col, coco, deep)
+    else:
+        try:
+            _check_yolo(rep, col, deep)
+        except DatasetError as e:
+            raise DatasetError(f"{p} 既不是 COCO 数据集（没有 _annotations.coco.json 或 annotations/instances_*.json），"
+                               f"也无法按 YOLO 数据集读取：{e}") from e
+    if num_classes is not None and rep.num_classes_needed:
+        if num_classes < rep.num_classes_needed:
+            col.add("error", "num_classes_small", f"配置中的 num_classes={num_classes} 小于数据集需要的 "
+                    f"{rep.num_classes_needed}（最大类别 id + 1），训练会出错或丢掉类别；请把 num_classes 改为 {rep.num_classes_needed}")
+        elif num_classes > rep.num_classes_needed:
+            col.add("info", "num_classes_large", f"配置中的 num_classes={num_classes} 大于需要的 {rep.num_classes_needed}，"
+                    "可以训练，但多余的类别会浪费一点算力")
+    order = {"error": 0, "warning": 1, "info": 2}
+    rep.issues.sort(key=lambda i: order[i.level])
+    return rep
