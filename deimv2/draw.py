@@ -248,7 +248,7 @@ def color_for(label: int) -> tuple[int, int, int]:
 def _resolve_color(label: int, colors: Any) -> tuple[int, int, int]:
     if colors is None:
         return color_for(label)
-    if isinstance(colors, str) or (isinstance(colors, tuple) and len(colors) in (3, 4)
+    if isinstance(colors, str) or (isinstance(colors, (tuple, list)) and len(colors) in (3, 4)
                                    and all(isinstance(c, (int, np.integer)) for c in colors)):
         single = colors
     elif isinstance(colors, Mapping):
@@ -407,7 +407,7 @@ def show_grid(images: Any, predictions: Sequence[Any] | None = None,
     from matplotlib.patches import Rectangle
 
     setup_matplotlib_cjk()
-    if hasattr(images, "detach") and images.ndim == 4:
+    if (hasattr(images, "detach") or isinstance(images, np.ndarray)) and images.ndim == 4:
         images = list(images)
     elif isinstance(images, (Image.Image, np.ndarray)) or hasattr(images, "detach"):
         images = [images]

@@ -116,6 +116,8 @@ def test_colors_names_and_errors():
     out = np.asarray(draw.draw_detections(img, [[5, 30, 40, 60]], [7], None, colors={7: "#00FF00"},
                                           line_width=3, font_size=10))
     assert tuple(out[45, 5]) == (0, 255, 0) and tuple(out[45, 7]) == (0, 255, 0)
+    out = np.asarray(draw.draw_detections(img, [[5, 30, 40, 60]], [7], None, colors=[255, 0, 0]))
+    assert tuple(out[45, 5]) == (255, 0, 0)
     assert draw._class_name(5, {5: "船"}) == "船" and draw._class_name(9, NAMES) == "9"
     with pytest.raises(ValueError, match="数量必须一致"):
         draw.draw_detections(img, [[0, 0, 1, 1]], [0, 1], None)
