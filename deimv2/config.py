@@ -477,9 +477,26 @@ def load_config(
     derived: dict = {}
     if "epoches" in touched:
         derived = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)
+    if "eval_spatial_size" in touched:
+        sync_image_size(raw, list(raw["eval_spatial_size"]))
     cfg = config_from_dict(raw, cfg_name)
     cfg.milestones = milestones_of(raw)  # the values in effect (derived or explicit)
     return cfg
+
+
+def sync_image_size(raw: dict, size: list[int]) -> None:
+    """Make every size in the recipe follow ``eval_spatial_size`` [h, w]: train/val ``Resize``, Mosaic
+    (half the size, as official) and the multi-scale ``base_size`` of the collate function."""
+    h, w = int(size[0]), int(size[1])
+    raw["eval_spatial_size"] = [h, w]
+    for loader in ("train_dataloader", "val_dataloader"):
+        for op in get_dotted(raw, f"{loader}.dataset.transforms.ops") or []:
+            if op.get("type") == "Resize":
+                op["size"] = [h, w]
+            elif op.get("type") == "Mosaic":
+                op["output_size"] = max(h, w) // 2
+    if get_dotted(raw, "train_dataloader.collate_fn") is not None:
+        set_dotted(raw, "train_dataloader.collate_fn.base_size", max(h, w))
 
 
 def format_milestones(cfg: Config) -> str:

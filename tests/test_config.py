@@ -103,3 +103,12 @@ def test_two_loads_do_not_bleed():
     s = load_config("s")
     assert a.model.decoder.get("share_bbox_head") is True
     assert not s.model.decoder.get("share_bbox_head", False)
+
+
+def test_eval_size_override_moves_every_size_in_the_recipe():
+    cfg = load_config("atto", eval_spatial_size=[256, 256])
+    ops = cfg.data.train_ops
+    assert next(o for o in ops if o["type"] == "Resize")["size"] == [256, 256]
+    assert next(o for o in ops if o["type"] == "Mosaic")["output_size"] == 128
+    assert next(o for o in cfg.data.val_ops if o["type"] == "Resize")["size"] == [256, 256]
+    assert cfg.data.collate["base_size"] == 256

@@ -1,0 +1,167 @@
+"""Training set-up helpers: device, AMP, dataset paths from ``--data``, datasets and loaders, memory estimate.
+
+Explained in notebook ``04_train.ipynb``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..config import Config, load_config, set_dotted
+from ..errors import ConfigError, DatasetError
+
+
+def fast_mode() -> bool:
+    """``DEIMV2_FAST=1`` shrinks every long step (CI, nbval, a first try on a laptop)."""
+    return os.environ.get("DEIMV2_FAST", "0").strip().lower() not in ("", "0", "false", "no")
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` -> CUDA if available, else CPU. A requested but missing CUDA is a clear error."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"指定了设备 {device}，但这台机器上没有可用的 CUDA GPU。请去掉 -d/--device 或改用 -d cpu。")
+    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ConfigError(f"指定了设备 {device}，但 MPS 不可用。请改用 -d cpu。")
+    return dev
+
+
+def amp_settings(use_amp: bool, device: torch.device, amp_dtype: str = "auto") -> tuple[bool, torch.dtype | None, bool]:
+    """(enabled, dtype, needs GradScaler). AMP only on CUDA: bf16 where supported, else fp16 + GradScaler."""
+    if not use_amp or device.type != "cuda":
+        return False, None, False
+    if amp_dtype == "float16" or (amp_dtype == "auto" and not torch.cuda.is_bf16_supported()):
+        return True, torch.float16, True
+    return True, torch.bfloat16, False
+
+
+def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | None = None) -> Config:
+    """Point the config at a dataset root and take ``num_classes`` and class names from its categories."""
+    from ..data.dataset import dataset_class_names, find_dataset
+
+    splits = find_dataset(data)
+    if "val" not in splits:
+        raise DatasetError(
+            f"数据集 {data} 只有训练集，没有验证集（valid/ 或 val/）。请划分出一部分图片作为验证集，"
+            f"例如 deimv2 yolo2coco 的 --split-ratio 0.2。")
+    raw = cfg.to_dict()
+    for split, key in (("train", "train_dataloader"), ("val", "val_dataloader")):
+        folder, ann = splits[split]
+        set_dotted(raw, f"{key}.dataset.img_folder", str(folder))
+        set_dotted(raw, f"{key}.dataset.ann_file", str(ann))
+    names = dataset_class_names(splits["train"][1])
+    if explicit_num_classes is not None and explicit_num_classes != len(names):
+        raise ConfigError(
+            f"num_classes={explicit_num_classes} 与数据集 {splits['train'][1]} 的类别数 {len(names)} 不一致"
+            f"（{'、'.join(names[:10])}{'……' if len(names) > 10 else ''}）。请删掉 num_classes 覆盖，"
+            f"让它按数据集自动设置，或改成 num_classes={len(names)}。")
+    raw["num_classes"] = len(names)
+    raw["class_names"] = names
+    raw["remap_mscoco_category"] = False
+    return load_config({**raw, "__name__": cfg.name})
+
+
+@dataclass
+class DataBundle:
+    train_dataset: Any
+    val_dataset: Any
+    train_loader: Any
+    val_loader: Any
+    collate: Any
+    class_names: list
+    category_ids: list
+
+
+def _check_num_classes(cfg: Config, dataset) -> None:
+    n = len(dataset.category_names)
+    if cfg.num_classes < n:
+        raise ConfigError(
+            f"配置的 num_classes={cfg.num_classes} 小于标注文件 {dataset.ann_file} 中的类别数 {n}。"
+            f"类别 id 超出范围会在 GPU 上报 'device-side assert'。请设置 num_classes={n}（用 --data 会自动设置）。")
+
+
+def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = True) -> DataBundle:
+    """Datasets and loaders from the config (official ops lists; multi-scale switch; ``num_workers`` as set)."""
+    from ..data import CocoDetection, build_dataloader, build_transforms_from_ops
+    from ..data.collate import BatchImageCollateFunction, batch_image_collate_fn
+
+    d = cfg.data
+    for what, folder, ann in (("训练", d.train_img_folder, d.train_ann_file), ("验证", d.val_img_folder, d.val_ann_file)):
+        if not train and what == "训练":
+            continue
+        if not folder or not ann:
+            raise ConfigError(f"配置里没有{what}集路径。请用 --data 指定数据集根目录，或在 YAML 里填写 img_folder 和 ann_file。")
+    val_ds = CocoDetection(d.val_img_folder, d.val_ann_file, transforms=build_transforms_from_ops(d.val_ops),
+                           remap_mscoco_category=cfg.remap_mscoco_category)
+    _check_num_classes(cfg, val_ds)
+    val_loader = build_dataloader(val_ds, batch_size=min(d.val_batch_size, max(batch_size, 1) * 2), shuffle=False,
+                                  num_workers=d.val_num_workers, collate_fn=batch_image_collate_fn,
+                                  drop_last=False, distributed=distributed, seed=cfg.train.seed)
+    train_ds = train_loader = collate = None
+    names, cat_ids = list(val_ds.category_names), list(val_ds.label_to_category_id)
+    if train:
+        train_ds = CocoDetection(
+            d.train_img_folder, d.train_ann_file,
+            transforms=build_transforms_from_ops(d.train_ops, policy=d.policy or None, mosaic_prob=d.mosaic_prob),
+            remap_mscoco_category=cfg.remap_mscoco_category)
+        _check_num_classes(cfg, train_ds)
+        if len(train_ds) == 0:
+            raise DatasetError(f"训练集 {d.train_ann_file} 里没有图片。请检查标注文件的 images 列表。")
+        if list(train_ds.label_to_category_id) != cat_ids:
+            raise DatasetError(
+                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致。请让两者使用同一份类别列表。")
+        kw = dict(d.collate)
+        kw.pop("ema_restart_decay", None)
+        collate = BatchImageCollateFunction(**kw, multiscale=d.multiscale)
+        drop_last = d.drop_last and len(train_ds) >= batch_size * 2
+        train_loader = build_dataloader(train_ds, batch_size=batch_size, shuffle=d.shuffle, num_workers=d.num_workers,
+                                        collate_fn=collate, drop_last=drop_last, distributed=distributed,
+                                        seed=cfg.train.seed)
+    return DataBundle(train_ds, val_ds, train_loader, val_loader, collate, names, cat_ids)
+
+
+def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module, image_size: list[int],
+                             device: torch.device) -> int:
+    """Bytes autograd keeps for backward for ONE training image (measured with saved-tensor hooks).
+
+    Runs one forward + loss at ``image_size`` with a dummy box; works on CPU and GPU alike.
+    """
+    seen: dict[int, int] = {}
+
+    def pack(t: torch.Tensor):
+        try:
+            ptr = t.untyped_storage().data_ptr()
+            seen[ptr] = max(seen.get(ptr, 0), t.untyped_storage().nbytes())
+        except (RuntimeError, NotImplementedError):  # tensors without storage (e.g. sparse): skip
+            pass
+        return t
+
+    was_training = model.training
+    model.train()
+    x = torch.rand(1, 3, *image_size, device=device)
+    targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
+                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)}]
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = model(x, targets=targets)
+        sum(criterion(out, targets, epoch=0).values())
+    model.train(was_training)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    return sum(v for k, v in seen.items() if k not in params)
+
+
+def memory_table(model: torch.nn.Module, act_bytes_per_image: int, batch_sizes=(1, 2, 4, 8, 16, 32, 64),
+                 amp: bool = False) -> list[tuple[int, float]]:
+    """(batch size, estimated training memory in GB): weights + grads + 2 AdamW moments + activations.
+
+    AMP roughly halves the activations. A guide for choosing batch size / ``accumulate``, not a guarantee
+    (allocator overhead and the CUDA context add a few hundred MB).
+    """
+    static = sum(p.numel() for p in model.parameters()) * 4 * 4
+    act = act_bytes_per_image * (0.5 if amp else 1.0)
+    return [(b, (static + b * act) / 2**30) for b in batch_sizes]

@@ -1,0 +1,466 @@
+"""The training loop: official DEIMv2 recipe, AMP, EMA, accumulation, DDP, atomic checkpoints, resume/tune.
+
+Python API for the notebooks: :func:`train` and :func:`evaluate` (explained in ``04_train.ipynb``
+and ``06_evaluate.ipynb``). ``deimv2 train`` / ``deimv2 eval`` call the same functions.
+Outputs in ``output_dir``: ``last.pth`` (every epoch), ``best.pth`` (best val AP), ``log.jsonl``
+(one line per epoch), ``eval.json`` (the latest evaluation), ``config.yaml``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import torch
+
+from ..config import Config, format_milestones, load_config, save_config
+from ..errors import ConfigError, DEIMv2Error, WeightsError
+from . import dist
+from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from .ema import ModelEMA
+from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
+from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
+from .optim import build_optimizer
+from .schedule import FlatCosineLRScheduler
+from .setup import (amp_settings, apply_data_dir, build_data, fast_mode, measure_activation_bytes, memory_table,
+                    resolve_device)
+
+
+class NonFiniteLossError(DEIMv2Error):
+    """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+def _say(msg: str) -> None:
+    if dist.is_main_process():
+        print(msg, flush=True)
+
+
+class Trainer:
+    """Owns model, EMA, optimizer, scheduler, data and the loop. Build with :func:`prepare_trainer`."""
+
+    def __init__(self, cfg: Config, device: torch.device, output_dir: Path, progress: bool = True,
+                 max_iters_per_epoch: int | None = None, train: bool = True):
+        from ..models.build import build_criterion, build_model_from_config, build_postprocessor
+
+        self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
+        self.max_iters = max_iters_per_epoch
+        self.distributed = dist.is_dist()
+        world = dist.get_world_size()
+        total = cfg.data.batch_size
+        acc = cfg.train.accumulate
+        if total % (world * acc):
+            raise ConfigError(f"total_batch_size={total} 不能被 GPU 数 {world} × accumulate {acc} 整除。请调整其中一个。")
+        self.batch_per_step = total // (world * acc)
+        self.data = build_data(cfg, self.batch_per_step, self.distributed, train=train)
+        self.class_names, self.category_ids = self.data.class_names, self.data.category_ids
+
+        model = build_model_from_config(cfg).to(device)
+        self.model = model
+        self.criterion = build_criterion(cfg).to(device)
+        self.postprocessor = build_postprocessor(cfg).to(device)
+        self.amp, self.amp_dtype, use_scaler = amp_settings(cfg.train.use_amp, device, cfg.train.amp_dtype)
+        self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+        self.ema = ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmups, cfg.train.ema_start) \
+            if cfg.train.use_ema else None
+        self.optimizer = build_optimizer(model, cfg.optimizer.param_groups, cfg.optimizer.lr,
+                                         cfg.optimizer.betas, cfg.optimizer.weight_decay)
+        self.iters_per_epoch = self._optimizer_steps_per_epoch() if train else 1
+        s = cfg.schedule
+        self.warmup_iter = self._effective_warmup()
+        self.scheduler = FlatCosineLRScheduler(self.optimizer, s.lr_gamma, self.iters_per_epoch, s.epochs,
+                                               self.warmup_iter, s.flat_epoch, s.no_aug_epoch)
+        self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
+        self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
+        self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
+        self.history: list[dict] = []
+        self.logger = JsonlLogger(output_dir / "log.jsonl") if dist.is_main_process() else None
+        self.writer = make_tensorboard_writer(output_dir / "tensorboard") if (
+            dist.is_main_process() and cfg.raw.get("tensorboard", False)) else None
+
+    # ------------------------------------------------------------------ set-up details
+    def _optimizer_steps_per_epoch(self) -> int:
+        n = len(self.data.train_loader)
+        if self.max_iters:
+            n = min(n, self.max_iters * self.cfg.train.accumulate)
+        return max(1, n // self.cfg.train.accumulate)
+
+    def _effective_warmup(self) -> int:
+        """The official warmup is counted in COCO iterations; on a small dataset we end it no later than
+        the epoch where the augmentation policy starts (official: ≈ 4 epochs), unless set explicitly."""
+        w = self.cfg.schedule.warmup_iter
+        if self.cfg.raw.get("warmup_iter_explicit"):
+            return w
+        e0 = (self.cfg.data.policy.get("epoch") or [4])[0]
+        return int(min(w, max(1, e0) * self.iters_per_epoch))
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, epoch: int) -> dict:
+        return make_checkpoint(model=self.model, epoch=epoch, global_step=self.global_step, best_ap=self.best_ap,
+                               config=self.cfg.to_dict(), class_names=self.class_names,
+                               category_ids=self.category_ids, ema=self.ema, optimizer=self.optimizer,
+                               lr_scheduler=self.scheduler, scaler=self.scaler)
+
+    def save(self, name: str, epoch: int) -> Path | None:
+        if not dist.is_main_process():
+            return None
+        state = self._state(epoch)
+        state["best_epoch"] = self.best_epoch
+        return save_checkpoint(state, self.output_dir / name)
+
+    def resume(self, path: str | Path) -> None:
+        """Continue exactly: weights, EMA, optimizer, scheduler, scaler, epoch, best AP."""
+        ckpt = load_checkpoint(path)
+        if "optimizer" not in ckpt or "epoch" not in ckpt and "last_epoch" not in ckpt:
+            raise WeightsError(f"{path} 只有模型权重，没有优化器状态和轮数，不能用 -r 继续训练。请改用 -t 微调。")
+        self._load_weights_state(ckpt, str(path))
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        if "lr_scheduler" in ckpt:
+            self.scheduler.load_state_dict(ckpt["lr_scheduler"])
+        if self.scaler is not None and "scaler" in ckpt:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        last = int(ckpt.get("epoch", ckpt.get("last_epoch", -1)))
+        self.start_epoch = last + 1
+        self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch))
+        self.best_ap = float(ckpt.get("best_ap", -1.0))
+        self.best_epoch = int(ckpt.get("best_epoch", -1))
+        _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
+
+    def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
+        from ..weights import fill_shared_keys
+
+        model_sd = ckpt.get("model")
+        if model_sd is None:
+            raise WeightsError(f"{where} 里没有 'model' 权重。")
+        self.model.load_state_dict(fill_shared_keys(dict(model_sd), self.model))
+        if self.ema is not None:
+            ema = ckpt.get("ema")
+            if isinstance(ema, Mapping) and "module" in ema:
+                self.ema.load_state_dict({"module": fill_shared_keys(dict(ema["module"]), self.ema.module),
+                                          "updates": ema.get("updates", 0)})
+            else:  # official: an EMA missing from the file is filled from the model
+                self.ema.module.load_state_dict(self.model.state_dict())
+
+    def tune(self, path: str | Path) -> None:
+        """Fine-tune: weights only (EMA preferred); heads that depend on num_classes are skipped and listed."""
+        from ..weights import load_for_finetune
+
+        report = load_for_finetune(self.model, path)
+        _say(report.summary())
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.model.state_dict())
+
+    def load_backbone(self) -> None:
+        from ..weights import expected_backbone_path, load_backbone_weights, missing_backbone_error
+
+        path = expected_backbone_path(self.cfg)
+        if path is None:
+            _say("骨干网络从随机初始化开始训练（配置没有指定预训练权重）。")
+            return
+        if not path.is_file():
+            raise missing_backbone_error(self.cfg, path)
+        report = load_backbone_weights(self.model, path)
+        _say(f"已加载骨干网络预训练权重：{report.path}（{report.format}）")
+        if self.ema is not None:
+            self.ema.module.load_state_dict(self.model.state_dict())
+
+    # ------------------------------------------------------------------ loop
+    def _autocast(self):
+        if not self.amp:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _set_epoch(self, epoch: int) -> None:
+        self.data.train_dataset.set_epoch(epoch)
+        self.data.collate.set_epoch(epoch)
+        sampler = getattr(self.data.train_loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+
+    def _restart_from_best(self, epoch: int, decay: float) -> None:
+        best = self.output_dir / "best.pth"
+        if best.is_file():
+            if self.distributed:
+                dist.barrier()
+            ckpt = load_checkpoint(best)
+            self._load_weights_state(ckpt, str(best))
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+        if self.ema is not None:
+            self.ema.restart(decay)
+        _say(f"第 {epoch} 轮：{'载入最佳权重并' if best.is_file() else ''}重启 EMA（decay={decay:.4f}）。")
+
+    def train_one_epoch(self, epoch: int) -> dict[str, float]:
+        from tqdm.auto import tqdm
+
+        model, opt, acc = self.train_model, self.optimizer, self.cfg.train.accumulate
+        model.train()
+        self.criterion.train()
+        meter = MetricMeter()
+        loader = self.data.train_loader
+        total = self.iters_per_epoch * acc
+        bar = tqdm(loader, total=total, desc=f"第 {epoch + 1}/{self.cfg.schedule.epochs} 轮", leave=False,
+                   disable=not (self.progress and dist.is_main_process()), dynamic_ncols=True)
+        opt.zero_grad(set_to_none=True)
+        for i, (images, targets) in enumerate(bar):
+            if i >= total:
+                break
+            images = images.to(self.device, non_blocking=True)
+            targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
+            metas = dict(epoch=epoch, step=i // acc, global_step=self.global_step, epoch_step=self.iters_per_epoch)
+            with self._autocast():
+                outputs = model(images, targets=targets)
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                loss_dict = self.criterion(outputs, targets, **metas)
+            loss = sum(loss_dict.values())
+            reduced = dist.all_reduce_dict({k: float(v.detach()) for k, v in loss_dict.items()})
+            loss_value = sum(reduced.values())
+            if not math.isfinite(loss_value):
+                bad = {k: v for k, v in reduced.items() if not math.isfinite(v)}
+                raise NonFiniteLossError(
+                    f"第 {epoch} 轮第 {i} 步损失变成了 {loss_value}（{bad}）。训练已停止，{self.output_dir / 'last.pth'} "
+                    f"保留上一轮的正常权重。常见原因：学习率太大、标注框有问题（先运行 deimv2 check）、fp16 溢出"
+                    f"（改用 bf16 或关闭 --use-amp）。")
+            scaled = loss / acc
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            if (i + 1) % acc:
+                continue
+            if self.scaler is not None:
+                self.scaler.unscale_(opt)
+            if self.cfg.train.clip_max_norm > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.train.clip_max_norm)
+            if self.scaler is not None:
+                self.scaler.step(opt)
+                self.scaler.update()
+            else:
+                opt.step()
+            opt.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self.ema.update(self.model)
+            self.scheduler.step(self.global_step)
+            self.global_step += 1
+            meter.update(loss=loss_value, **reduced)
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{opt.param_groups[-1]['lr']:.2e}")
+            if self.writer is not None and self.global_step % 10 == 0:
+                self.writer.add_scalar("loss/total", loss_value, self.global_step)
+        bar.close()
+        meter.synchronize_between_processes()
+        stats = meter.global_averages()
+        stats["lr"] = opt.param_groups[-1]["lr"]
+        return stats
+
+    @torch.no_grad()
+    def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any]:
+        from pycocotools.coco import COCO
+        import contextlib
+        import io
+
+        module = module or (self.ema.module if self.ema is not None else self.model)
+        module.eval()
+        ds = self.data.val_dataset
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(ds.ann_file))
+        evaluator = CocoEvaluator(coco, self.category_ids, self.class_names)
+        for images, targets in self.data.val_loader:
+            images = images.to(self.device)
+            with self._autocast():
+                outputs = module(images)
+            sizes = torch.stack([t["orig_size"] for t in targets]).to(self.device)
+            results = self.postprocessor({k: v.float() for k, v in outputs.items()}, sizes)
+            evaluator.update({int(t["image_id"]): r for t, r in zip(targets, results)})
+        evaluator.synchronize_between_processes()
+        return evaluator.compute()
+
+    def fit(self, callback: Callable[[dict], None] | None = None) -> dict[str, Any]:
+        cfg = self.cfg
+        metrics: dict[str, Any] = {}
+        for epoch in range(self.start_epoch, cfg.schedule.epochs):
+            self._set_epoch(epoch)
+            if epoch == self.stop_epoch and epoch > 0:
+                self._restart_from_best(epoch, cfg.train.ema_restart_decay)
+            t0 = time.time()
+            stats = self.train_one_epoch(epoch)
+            self.save("last.pth", epoch)
+            metrics = self.evaluate()
+            ap = float(metrics["AP"])
+            improved = ap > self.best_ap
+            if improved:
+                self.best_ap, self.best_epoch = ap, epoch
+                self.save("best.pth", epoch)
+                self.save("last.pth", epoch)  # keep best_ap in last.pth in step with best.pth
+            elif epoch >= self.stop_epoch and self.ema is not None:
+                # official stage-2 rule: a non-improving epoch lowers the EMA decay and goes back to the best weights
+                self._restart_from_best(epoch, max(self.ema.decay - 1e-4, 0.0))
+            record = {"epoch": epoch, "time_s": round(time.time() - t0, 2),
+                      **{f"train_{k}": v for k, v in stats.items()},
+                      **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
+                      "best_AP": self.best_ap, "best_epoch": self.best_epoch}
+            self.history.append(record)
+            if self.logger is not None:
+                self.logger.log(record)
+                save_eval_json(metrics, self.output_dir / "eval.json")
+            _say(f"第 {epoch + 1}/{cfg.schedule.epochs} 轮：loss={stats.get('loss', float('nan')):.4f}  "
+                 f"AP={ap:.4f}  AP50={metrics['AP50']:.4f}  最佳 AP={self.best_ap:.4f}（第 {self.best_epoch + 1} 轮）"
+                 f"  用时 {record['time_s']:.1f}s")
+            if callback is not None:
+                callback(record)
+        return metrics
+
+
+# ---------------------------------------------------------------------- public API
+def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) -> Config:
+    ov = dict(kwargs)
+    from ..config import parse_overrides
+
+    ov.update(parse_overrides(overrides))
+    explicit_nc = ov.get("num_classes")
+    if "warmup_iter" in ov:
+        ov["warmup_iter_explicit"] = True
+    cfg = load_config(config, ov)
+    if data is not None:
+        cfg = apply_data_dir(cfg, data, explicit_nc)
+    raw = cfg.to_dict()
+    if output_dir is not None:
+        raw["output_dir"] = str(output_dir)
+    if seed is not None:
+        raw["seed"] = int(seed)
+    if use_amp is not None:
+        raw["use_amp"] = bool(use_amp)
+    from ..config import config_from_dict
+
+    out = config_from_dict(raw, cfg.name)
+    out.milestones = cfg.milestones
+    return out
+
+
+def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None, overrides=None, output_dir=None,
+                    seed=None, use_amp=None, device=None, progress=True, max_iters_per_epoch=None,
+                    train=True, **kwargs) -> Trainer:
+    """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
+    base = {**config.raw, "__name__": config.name} if isinstance(config, Config) else config
+    cfg = _prepare_config(base, data, overrides, output_dir, seed, use_amp, kwargs)
+    dist.init_distributed()
+    dev = resolve_device(device)
+    if dist.is_dist() and dev.type == "cuda":
+        dev = torch.device("cuda", dist.get_local_rank())
+    dist.seed_everything(cfg.train.seed)
+    torch.backends.cudnn.benchmark = True
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    out = Path(cfg.train.output_dir)
+    if dist.is_main_process():
+        out.mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train)
+
+
+def _print_start(t: Trainer) -> None:
+    cfg = t.cfg
+    n_params = sum(p.numel() for p in t.model.parameters())
+    _say(f"配置 {cfg.name}：{cfg.num_classes} 个类别（{'、'.join(t.class_names[:8])}{'……' if len(t.class_names) > 8 else ''}），"
+         f"参数量 {n_params / 1e6:.2f}M，设备 {t.device}，AMP {'开（' + str(t.amp_dtype) + '）' if t.amp else '关'}。")
+    _say(f"训练集 {len(t.data.train_dataset)} 张，验证集 {len(t.data.val_dataset)} 张；每步 batch {t.batch_per_step}"
+         f" × 累积 {cfg.train.accumulate} × {dist.get_world_size()} 卡 = {cfg.data.batch_size}；每轮 {t.iters_per_epoch} 步，"
+         f"学习率预热 {t.warmup_iter} 步。")
+    _say("轮次安排：" + format_milestones(cfg))
+    _say(f"输出目录：{t.output_dir.resolve()}")
+
+
+def _print_memory(t: Trainer) -> None:
+    size = list(t.cfg.eval_spatial_size)
+    try:
+        act = measure_activation_bytes(t.model, t.criterion, size, t.device)
+    except RuntimeError as e:  # out of memory while measuring: say so and go on
+        _say(f"（显存估算失败：{e}）")
+        return
+    rows = memory_table(t.model, act, amp=t.amp)
+    _say("显存/内存估算（训练，每张卡）：" + "，".join(f"batch {b}: {gb:.1f} GB" for b, gb in rows))
+
+
+def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | None = None,
+          tune: str | Path | None = None, resume: str | Path | None = None, use_amp: bool | None = None,
+          seed: int | None = None, device: str | None = None, output_dir: str | Path | None = None,
+          overrides: Iterable[str] | Mapping | None = None, test_only: bool = False, check_data: bool = True,
+          progress: bool = True, max_iters_per_epoch: int | None = None,
+          callback: Callable[[dict], None] | None = None, **kwargs: Any) -> dict[str, Any]:
+    """Train (or with ``test_only`` just evaluate) and return the final metrics dict.
+
+    ``kwargs`` are config overrides (``epochs=12``, ``batch_size=8``, ``num_classes=4`` ...).
+    """
+    if tune and resume:
+        raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
+    if data is not None and check_data and not test_only:
+        from ..data.doctor import check_dataset
+
+        report = check_dataset(data, num_classes=(parse_nc(overrides, kwargs)))
+        if not report.ok:
+            raise DEIMv2Error("数据集检查没有通过，训练没有开始：\n" + report.format())
+    t = prepare_trainer(config, data=data, overrides=overrides, output_dir=output_dir, seed=seed, use_amp=use_amp,
+                        device=device, progress=progress, max_iters_per_epoch=max_iters_per_epoch,
+                        train=not test_only, **kwargs)
+    if test_only:
+        if not resume:
+            raise ConfigError("--test-only 需要用 -r 指定要评估的 checkpoint。")
+        from ..weights import load_weights
+
+        load_weights(t.model, resume, strict=True)
+        metrics = t.evaluate(t.model)
+        _finish_eval(t, metrics)
+        return metrics
+    if dist.is_main_process():
+        save_config(t.cfg, t.output_dir / "config.yaml")
+    if resume:
+        t.resume(resume)
+    elif tune:
+        t.tune(tune)
+    else:
+        t.load_backbone()
+    _print_start(t)
+    _print_memory(t)
+    try:
+        metrics = t.fit(callback=callback)
+    finally:
+        if t.writer is not None:
+            t.writer.close()
+    if metrics:
+        _say(format_metrics_table(metrics))
+    _say(f"训练完成。最佳 AP={t.best_ap:.4f}（第 {t.best_epoch + 1} 轮），权重：{(t.output_dir / 'best.pth').resolve()}")
+    metrics = dict(metrics)
+    metrics["best_AP"] = t.best_ap
+    metrics["output_dir"] = str(t.output_dir)
+    return metrics
+
+
+def parse_nc(overrides, kwargs) -> int | None:
+    from ..config import parse_overrides
+
+    ov = {**parse_overrides(overrides), **kwargs}
+    return ov.get("num_classes")
+
+
+def _finish_eval(t: Trainer, metrics: dict) -> None:
+    if dist.is_main_process():
+        save_eval_json(metrics, t.output_dir / "eval.json")
+        _say(format_metrics_table(metrics))
+        _say(f"评估结果已写入 {(t.output_dir / 'eval.json').resolve()}")
+
+
+def evaluate(config: str | Path | Config | Mapping | None, checkpoint: str | Path, *, data=None, device=None,
+             output_dir=None, overrides=None, progress: bool = False, **kwargs) -> dict[str, Any]:
+    """COCO evaluation of a checkpoint on the validation set; writes ``eval.json`` and returns the metrics.
+
+    ``config`` may be None for our own checkpoints (the config stored inside is used).
+    """
+    if config is None:
+        ckpt = load_checkpoint(checkpoint)
+        if not isinstance(ckpt.get("config"), Mapping):
+            raise ConfigError(f"{checkpoint} 里没有保存配置，请用 -c 指定变体或 YAML。")
+        config = dict(ckpt["config"])
+    t = prepare_trainer(config, data=data, overrides=overrides, output_dir=output_dir or Path(checkpoint).parent,
+                        device=device, progress=progress, train=False, **kwargs)
+    from ..weights import load_weights
+
+    load_weights(t.model, checkpoint, strict=True)
+    metrics = t.evaluate(t.model)
+    _finish_eval(t, metrics)
+    return metrics
