@@ -7,7 +7,7 @@ import torch
 
 from deimv2.errors import ConfigError
 from deimv2.loss import DEIMCriterion, HungarianMatcher, build_criterion
-from deimv2.loss.losses import box_losses, ddf_loss, fgl_loss, mal_loss, vfl_loss
+from deimv2.loss.losses import box_losses, ddf_loss, fgl_loss, focal_loss, mal_loss, vfl_loss
 
 WEIGHTS = {"loss_mal": 1, "loss_bbox": 5, "loss_giou": 2, "loss_fgl": 0.15, "loss_ddf": 1.5}
 i64 = lambda *v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
@@ -44,6 +44,14 @@ def test_vfl_hand_value():
     logits = torch.tensor([[[math.log(3.0)], [-math.log(3.0)]]])
     value = vfl_loss(logits, i64(0), i64(0), i64(0), torch.tensor([0.64]), 1.0, alpha=0.75, gamma=2.0)
     assert value.item() == pytest.approx(0.4372369 + 0.0134851, abs=1e-6)
+
+
+def test_focal_hand_value():
+    # alpha 0.25, gamma 2. Positive p = 0.75: 0.25 * (1 - 0.75)^2 * -ln 0.75 = 0.25 * 0.0625 * 0.2876821 = 0.0044950
+    # negative p = 0.25: 0.75 * 0.25^2 * -ln(1 - 0.25) = 0.75 * 0.0625 * 0.2876821 = 0.0134851
+    logits = torch.tensor([[[math.log(3.0)], [-math.log(3.0)]]])
+    value = focal_loss(logits, i64(0), i64(0), i64(0), num_boxes=1.0, alpha=0.25, gamma=2.0)
+    assert value.item() == pytest.approx(0.0044950 + 0.0134851, abs=1e-6)
 
 
 def test_box_losses_hand_values():
