@@ -1,0 +1,53 @@
+"""The bundled demo dataset (``data/demo_yolo`` in the git clone) and its COCO conversion."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import DatasetError
+from .convert import COCO_JSON, yolo_to_coco
+
+_STAMP = ".deimv2_demo_source.json"
+
+
+def demo_dataset_dir() -> Path:
+    """Path of the bundled YOLO demo dataset (``<repo>/data/demo_yolo``)."""
+    path = Path(__file__).resolve().parents[2] / "data" / "demo_yolo"
+    if not (path / "data.yaml").is_file():
+        raise DatasetError(
+            f"找不到示例数据集 {path}。示例数据只在 git 克隆的仓库里（data/demo_yolo/），pip 安装的包中不包含它。"
+            "请先 git clone 本项目并以 pip install -e . 方式安装，或运行 "
+            "`pip install scikit-image && python data/make_demo_dataset.py` 重新生成。")
+    return path
+
+
+def _fingerprint(src: Path) -> str:
+    h = hashlib.sha1()
+    for p in sorted(src.rglob("*")):
+        if p.is_file():
+            h.update(f"{p.relative_to(src).as_posix()}:{p.stat().st_size}\n".encode("utf-8"))
+    h.update((src / "data.yaml").read_bytes())
+    return h.hexdigest()
+
+
+def prepare_demo_coco(dst: str | Path, *, one_based: bool = False) -> Path:
+    """Convert the demo dataset to COCO in ``dst`` (``dst/{train,valid}/_annotations.coco.json``).
+
+    Idempotent: does nothing when ``dst`` already holds a conversion of the same demo data with the
+    same options. Returns ``dst``.
+    """
+    src, dst = demo_dataset_dir(), Path(dst)
+    stamp = {"fingerprint": _fingerprint(src), "one_based": one_based}
+    stamp_file = dst / _STAMP
+    if stamp_file.is_file() and all((dst / s / COCO_JSON).is_file() for s in ("train", "valid")):
+        try:
+            if json.loads(stamp_file.read_text(encoding="utf-8")) == stamp:
+                return dst
+        except ValueError:
+            pass
+    if dst.exists() and any(dst.iterdir()) and not stamp_file.is_file():
+        raise DatasetError(f"{dst} 已存在且不是示例数据集的转换结果，为避免覆盖你的文件，请换一个输出文件夹。")
+    yolo_to_coco(src, dst, one_based=one_based, overwrite=True)
+    stamp_file.write_text(json.dumps(stamp), encoding="utf-8")
+    return dst
