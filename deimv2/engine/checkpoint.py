@@ -23,9 +23,7 @@ only strings/ints besides tensors.
 from __future__ import annotations
 
 import os
-import pickle
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -121,7 +119,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
         raise WeightsError(f"找不到权重文件 '{path}'。请检查路径是否正确（训练输出目录里通常是 last.pth 或 best_stg1.pth）。")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError, OSError) as e:
+    except Exception as e:  # the unpickler raises many types (UnpicklingError, IndexError, RuntimeError...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(
             f"无法读取权重文件 '{path}'：它不是有效的 PyTorch checkpoint，或已损坏（例如保存时被中断），"

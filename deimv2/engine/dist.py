@@ -138,13 +138,14 @@ def convert_sync_bn(model: nn.Module) -> nn.Module:
 def wrap_model(model: nn.Module, sync_bn: bool = True, find_unused_parameters: bool = True) -> nn.Module:
     """Wrap for training like the official solver: SyncBN + DDP when distributed, else the model itself.
 
-    ``model`` must already be on its device.
+    ``model`` must already be on its device. SyncBN is applied to CUDA models only (DDP refuses
+    SyncBatchNorm on CPU, where multi-process training is for testing anyway).
     """
     if not is_dist():
         return model
-    if sync_bn:
-        model = convert_sync_bn(model)
     if next(model.parameters()).is_cuda:
+        if sync_bn:
+            model = convert_sync_bn(model)
         dev = get_local_rank()
         return nn.parallel.DistributedDataParallel(
             model, device_ids=[dev], output_device=dev, find_unused_parameters=find_unused_parameters)

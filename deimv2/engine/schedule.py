@@ -25,8 +25,8 @@ def flat_cosine_lr(current_iter: int, base_lr: float, min_lr: float, total_iter:
         return base_lr
     if current_iter >= total_iter - no_aug_iter:
         return min_lr
-    t = (current_iter - flat_iter) / (total_iter - flat_iter - no_aug_iter)
-    return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * (current_iter - flat_iter) / (total_iter - flat_iter - no_aug_iter)))
+    return min_lr + (base_lr - min_lr) * cosine
 
 
 class FlatCosineLRScheduler:
