@@ -301,29 +301,24 @@ def _place_file(src: Path, dst: Path, link: bool) -> None:
         os.symlink(src.resolve(), dst)
 
 
-def _commit(tmp: Path, dst: Path) -> None:
-    """Replace dst by tmp (dst may exist when overwriting)."""
-    old = None
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        dst.rename(old)
-    tmp.rename(dst)
-    if old is not None:
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-
 def _atomic_write(dst: Path, write) -> None:
+    """Run ``write(tmp)`` on a fresh temp folder beside dst, then replace dst by it."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp, old = (dst.with_name(f".{dst.name}.{tag}-{os.getpid()}") for tag in ("tmp", "old"))
+    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         write(tmp)
-        _commit(tmp, dst)
+        if dst.exists():
+            dst.rename(old)
+        tmp.rename(dst)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not dst.exists():
+            old.rename(dst)
         raise
+    if old.exists():
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
 
 
 def _unique_name(name: str, used: set[str]) -> str:
@@ -340,13 +335,6 @@ def _raise_problems(problems: list[str], what: str) -> None:
     more = f"\n  ……另有 {len(problems) - _MAX_LISTED} 处" if len(problems) > _MAX_LISTED else ""
     raise DatasetError(f"{what}中发现 {len(problems)} 处错误，未写出任何文件：\n{shown}{more}\n"
                        "修复方法：改正上述文件中的对应行，或传入 skip_invalid=True 跳过这些行（跳过的行会列在报告中）。")
-
-
-def _rel(p: Path, root: Path) -> str:
-    try:
-        return p.relative_to(root).as_posix()
-    except ValueError:
-        return p.as_posix()
 
 
 # ---------------------------------------------------------------------------------------------- YOLO -> COCO
