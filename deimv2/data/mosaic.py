@@ -24,7 +24,7 @@ PER_OBJECT_KEYS = ("boxes", "labels", "area", "iscrowd")
 
 
 class Mosaic(T.Transform):
-    """Input and output: the tuple (image, target, dataset). Official keyword names."""
+    """Input and output: (image, target) or (image, target, dataset). Official keyword names."""
 
     def __init__(self, output_size=320, max_size=None, rotation_range=0, translation_range=(0.1, 0.1),
                  scaling_range=(0.5, 1.5), probability=1.0, fill_value=114, use_cache=True,
@@ -64,7 +64,12 @@ class Mosaic(T.Transform):
 
     def forward(self, *inputs):
         sample = inputs if len(inputs) > 1 else inputs[0]
-        image, target, dataset = sample
+        image, target = sample[0], sample[1]
+        dataset = sample[2] if len(sample) > 2 else None
+        result = self._apply(image, target, dataset)
+        return result if len(sample) > 2 else result[:2]
+
+    def _apply(self, image, target, dataset):
         if not isinstance(image, Image.Image):
             raise ConfigError("Mosaic 必须放在 ConvertPILImage 之前（它处理 PIL 图片）。")
         if self.probability < 1.0 and random.random() > self.probability:
