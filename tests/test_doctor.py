@@ -46,12 +46,13 @@ def test_one_based_ids_and_num_classes_too_small(tmp_path):
     anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "iscrowd": 0},
             {"id": 2, "image_id": 2, "category_id": 2, "bbox": [0, 0, 50, 40], "iscrowd": 0}]
     rep = check_dataset(_coco(tmp_path, anns=anns, cats=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]),
-                        num_classes=2)
-    assert rep.id_base == 1 and rep.num_classes_needed == 3
-    assert "one_based" in _codes(rep, "warning")
+                        num_classes=1)
+    # deimv2 maps categories to contiguous labels: 2 classes are needed whatever the id base
+    assert rep.id_base == 1 and rep.num_classes_needed == 2
+    assert "one_based" in _codes(rep, "info")
     assert _codes(rep, "error") == {"num_classes_small"} and not rep.ok
-    assert "num_classes" in rep.format()
-    assert check_dataset(tmp_path, num_classes=3).ok
+    assert "num_classes" in rep.format() and "device-side assert" in rep.format()
+    assert check_dataset(tmp_path, num_classes=2).ok
 
 
 def test_missing_and_corrupt_images(tmp_path):
@@ -83,7 +84,7 @@ def test_duplicate_ids_unknown_category_and_box_warnings(tmp_path):
     rep = check_dataset(_coco(tmp_path, images=images, anns=anns))
     assert {"duplicate_image_id", "duplicate_ann_id", "unknown_category"} <= _codes(rep, "error")
     assert {"degenerate_box", "box_clipped", "box_outside", "unused_category"} <= _codes(rep, "warning")
-    assert rep.num_classes_needed == 6
+    assert rep.num_classes_needed == 2  # the declared categories; id 5 is an error of its own
 
 
 def test_size_mismatch_is_error(tmp_path):

@@ -239,16 +239,17 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
         col.add("error", "no_categories", "没有任何类别（categories 为空且无标注）")
         return
     rep.id_base = ids[0]
-    rep.num_classes_needed = ids[-1] + 1
-    if ids[0] == 1:
-        col.add("warning", "one_based", f"category_id 从 1 开始：标签 0 不会出现，num_classes 需要设为最大 id + 1 = "
-                f"{ids[-1] + 1}（多一个空类别，可以训练）；也可用 yolo_to_coco 生成从 0 开始的 id")
-    elif ids[0] > 1:
-        col.add("warning", "high_base", f"category_id 从 {ids[0]} 开始，前面的标签不会被使用；num_classes 仍需为 {ids[-1] + 1}")
+    # deimv2 maps the declared categories (sorted by id) to contiguous labels 0..C-1, so C is what a config needs
+    rep.num_classes_needed = len(declared) or len(ids)  # unknown ids are errors of their own
+    if ids[0] >= 1:
+        col.add("info", "one_based" if ids[0] == 1 else "high_base",
+                f"category_id 从 {ids[0]} 开始。deimv2 会按 categories 自动映射成从 0 开始的连续标签，num_classes = "
+                f"{len(ids)} 即可；但官方 DEIMv2 代码直接用 category_id 当标签，那里必须设 num_classes ≥ {ids[-1] + 1}，"
+                "否则 GPU 上会报 CUDA device-side assert")
     gaps = sorted(set(range(ids[0], ids[-1] + 1)) - set(ids))
     if gaps:
-        col.add("warning", "id_gaps", f"category_id 不连续（缺少 {gaps[:10]}），num_classes 仍需为最大 id + 1 = {ids[-1] + 1}",
-                n=len(gaps))
+        col.add("info", "id_gaps", f"category_id 不连续（缺少 {gaps[:10]}）。deimv2 会自动映射为连续标签，num_classes = {len(ids)}；"
+                f"官方代码需要 num_classes ≥ 最大 id + 1 = {ids[-1] + 1}", n=len(gaps))
     for cid in sorted(set(declared) - set(used) - placeholders):
         col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
     rep.class_counts = {declared.get(c, f"未知 id {c}"): used[c] for c in sorted(used, key=str)}
@@ -332,7 +333,7 @@ def check_dataset(path: str | Path, num_classes: int | None = None, *, deep: boo
     if num_classes is not None and rep.num_classes_needed:
         if num_classes < rep.num_classes_needed:
             col.add("error", "num_classes_small", f"配置中的 num_classes={num_classes} 小于数据集需要的 "
-                    f"{rep.num_classes_needed}（最大类别 id + 1），训练会出错或丢掉类别；请把 num_classes 改为 {rep.num_classes_needed}")
+                    f"{rep.num_classes_needed}（类别数），训练会出错或丢掉类别；请把 num_classes 改为 {rep.num_classes_needed}")
         elif num_classes > rep.num_classes_needed:
             col.add("info", "num_classes_large", f"配置中的 num_classes={num_classes} 大于需要的 {rep.num_classes_needed}，"
                     "可以训练，但多余的类别会浪费一点算力")
