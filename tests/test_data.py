@@ -53,14 +53,15 @@ def test_zero_and_one_based_categories_give_same_labels(root):
     labels1 = [ds1.load_item(i)[1]["labels"].tolist() for i in range(len(ds1))]
     assert labels0 == labels1 == [[0], [1], [0], [1]]
     assert ds0.category_names == ds1.category_names == ["类0", "类1"]
-    assert ds1.label_to_category_id == {0: 1, 1: 2} and ds1.category_to_label == {1: 0, 2: 1}
+    assert ds1.label_to_category_id == [1, 2] and ds0.label_to_category_id == [0, 1]
+    assert ds1.category_to_label == {1: 0, 2: 1}
     assert ds1.num_classes == 2
 
 
 def test_sparse_category_ids_sorted(root):
     folder, ann = make_coco(root, cat_ids=(30, 7, 12))
     ds = CocoDetection(folder, ann)
-    assert ds.label_to_category_id == {0: 7, 1: 12, 2: 30}
+    assert ds.label_to_category_id == [7, 12, 30]
     assert ds.category_names == ["类1", "类2", "类0"]
     assert dataset_num_classes(ann) == 3 and dataset_class_names(ann) == ["类1", "类2", "类0"]
 

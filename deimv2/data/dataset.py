@@ -1,9 +1,9 @@
 """COCO-format detection dataset, dataset layout discovery and class helpers.
 
 Labels are contiguous and 0-based: the file's own ``categories`` sorted by id get labels
-0..K-1 (so 0-based and 1-based files give the same labels). ``label_to_category_id`` maps
-predictions back to the file's ids. ``remap_mscoco_category=True`` uses the standard
-80-class COCO mapping instead (official behaviour for COCO itself).
+0..K-1 (so 0-based and 1-based files give the same labels). ``label_to_category_id`` is a
+list: ``label_to_category_id[label]`` is the file's category id (to map predictions back).
+``remap_mscoco_category=True`` uses the standard 80-class COCO mapping instead (official for COCO).
 """
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ def read_coco_json(ann_file) -> dict:
 
 
 def _category_mapping(categories, remap_mscoco_category: bool, path):
-    """-> (category_id -> label, names by label, label -> category_id)."""
+    """-> (category_id -> label dict, names by label, category ids by label)."""
     own_names = {c["id"]: str(c.get("name", c["id"])) for c in categories}
     if remap_mscoco_category:
         unknown = sorted(set(own_names) - set(MSCOCO_CATEGORY_IDS))
@@ -101,9 +101,9 @@ def _category_mapping(categories, remap_mscoco_category: bool, path):
             raise DatasetError(f"标注文件 {path} 含有标准 COCO 80 类之外的类别 id {unknown}，"
                                "不能使用 remap_mscoco_category=True。\n修复：自定义数据集请设 remap_mscoco_category=False。")
         names = [own_names.get(cid, MSCOCO_CATEGORY_NAMES[i]) for i, cid in enumerate(MSCOCO_CATEGORY_IDS)]
-        return dict(MSCOCO_CATEGORY_TO_LABEL), names, dict(enumerate(MSCOCO_CATEGORY_IDS))
+        return dict(MSCOCO_CATEGORY_TO_LABEL), names, list(MSCOCO_CATEGORY_IDS)
     ids = sorted(own_names)
-    return {cid: i for i, cid in enumerate(ids)}, [own_names[c] for c in ids], dict(enumerate(ids))
+    return {cid: i for i, cid in enumerate(ids)}, [own_names[c] for c in ids], list(ids)
 
 
 def dataset_num_classes(ann_file, remap_mscoco_category: bool = False) -> int:
