@@ -213,7 +213,7 @@ class Trainer:
             with torch.autocast(device_type=self.device.type, enabled=False):
                 loss_dict = self.criterion(outputs, targets, **metas)
             loss = sum(loss_dict.values())
-            reduced = dist.all_reduce_dict({k: float(v.detach()) for k, v in loss_dict.items()})
+            reduced = dist.all_reduce_dict({k: v.detach() for k, v in loss_dict.items()})
             loss_value = sum(reduced.values())
             if not math.isfinite(loss_value):
                 bad = {k: v for k, v in reduced.items() if not math.isfinite(v)}
@@ -274,6 +274,8 @@ class Trainer:
     def fit(self, callback: Callable[[dict], None] | None = None) -> dict[str, Any]:
         cfg = self.cfg
         metrics: dict[str, Any] = {}
+        if self.global_step == 0:  # the first step uses the warmup LR, not the full one
+            self.scheduler.step(0)
         for epoch in range(self.start_epoch, cfg.schedule.epochs):
             self._set_epoch(epoch)
             if epoch == self.stop_epoch and epoch > 0:
@@ -289,8 +291,9 @@ class Trainer:
                 self.save("best.pth", epoch)
                 self.save("last.pth", epoch)  # keep best_ap in last.pth in step with best.pth
             elif epoch >= self.stop_epoch and self.ema is not None:
-                # official stage-2 rule: a non-improving epoch lowers the EMA decay and goes back to the best weights
-                self._restart_from_best(epoch, max(self.ema.decay - 1e-4, 0.0))
+                # official stage-2 rule: a non-improving epoch goes back to the best weights and restarts EMA.
+                # (The official code also writes ema.decay -= 1e-4, which its EMA never reads: same decay here.)
+                self._restart_from_best(epoch, cfg.train.ema_restart_decay)
             record = {"epoch": epoch, "time_s": round(time.time() - t0, 2),
                       **{f"train_{k}": v for k, v in stats.items()},
                       **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
