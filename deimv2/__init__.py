@@ -1,2 +1,45 @@
-"""deimv2 — DEIMv2 中文教程的 Python 包."""
+"""deimv2 — DEIMv2 中文教程的 Python 包：模型、训练、评估、推理、数据集工具。
+
+Top-level names are imported lazily so ``import deimv2`` stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "build_model": "deimv2.models.build",
+    "build_postprocessor": "deimv2.models.build",
+    "build_criterion": "deimv2.models.build",
+    "load_config": "deimv2.config",
+    "save_config": "deimv2.config",
+    "VARIANTS": "deimv2.config",
+    "train": "deimv2.engine.trainer",
+    "evaluate": "deimv2.engine.trainer",
+    "load_weights": "deimv2.weights",
+    "load_backbone_weights": "deimv2.weights",
+    "inspect_weights": "deimv2.weights",
+    "Detector": "deimv2.predict",
+    "export_onnx": "deimv2.export",
+    "checks": "deimv2.checks",
+    "draw_detections": "deimv2.draw",
+    "show_grid": "deimv2.draw",
+    "setup_matplotlib_cjk": "deimv2.draw",
+    "yolo_to_coco": "deimv2.data.convert",
+    "coco_to_yolo": "deimv2.data.convert",
+    "check_dataset": "deimv2.data.doctor",
+    "run_demo": "deimv2.demo",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'deimv2' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)
