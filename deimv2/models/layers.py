@@ -60,7 +60,7 @@ def convert_to_deploy(module: nn.Module) -> nn.Module:
     the folding uses BN running statistics.
     """
     fn = getattr(module, "convert_to_deploy", None)
-    if callable(fn) and not isinstance(module, type):
+    if callable(fn):
         fn()
         return module
     for child in module.children():
