@@ -194,7 +194,7 @@ def test_position_embedding_not_in_state_dict_and_any_size():
     with torch.no_grad():
         outs = model(feats_for("s", 96))          # differs from eval_spatial_size: computed on the fly
     assert outs[2].shape[-2:] == (3, 3)
-    assert (3, 3, torch.device("cpu")) in model._pos_cache
+    assert (3, 3, torch.device("cpu"), torch.float32) in model._pos_cache
 
 
 def test_aifi_eval_path_equals_train_path():

@@ -193,12 +193,13 @@ class HybridEncoder(nn.Module):
                 s = self.feat_strides[idx]
                 self._position_embedding(h // s, w // s, torch.device("cpu"))
 
-    def _position_embedding(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+    def _position_embedding(self, h: int, w: int, device: torch.device,
+                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """Cached ``[1, h*w, hidden_dim]`` embedding for an ``h x w`` map (plain attribute, not a buffer)."""
-        key = (h, w, device)
+        key = (h, w, device, dtype)
         pos = self._pos_cache.get(key)
         if pos is None:
-            pos = sincos_position_embedding_2d(w, h, self.hidden_dim, self.pe_temperature).to(device)
+            pos = sincos_position_embedding_2d(w, h, self.hidden_dim, self.pe_temperature).to(device, dtype)
             self._pos_cache[key] = pos
         return pos
 
@@ -217,7 +218,9 @@ class HybridEncoder(nn.Module):
             for stack, idx in zip(self.encoder, self.use_encoder_idx):
                 x = proj[idx]
                 b, c, h, w = x.shape
-                pos = self._position_embedding(h, w, x.device)
+                # float32 as official (also under autocast); the model's dtype for a .half()/.bfloat16() model
+                amp = torch.is_autocast_enabled(x.device.type)
+                pos = self._position_embedding(h, w, x.device, torch.float32 if amp else x.dtype)
                 memory = stack(x.flatten(2).transpose(1, 2), pos_embed=pos)
                 # contiguous(): a bare reshape would give a channels_last view, changing conv numerics
                 proj[idx] = memory.transpose(1, 2).reshape(b, c, h, w).contiguous()
