@@ -1,0 +1,178 @@
+"""ONNX export: model + post-processor in one graph, like the official ``tools/deployment/export_onnx.py``.
+
+Graph inputs: ``images`` ``[N,3,H,W]`` float32 in [0, 1] (plain ``/255`` pixels resized to the eval size,
+no letterbox) and ``orig_target_sizes`` ``[N,2]`` int64 as **(w, h)**. Outputs: ``labels`` ``[N,K]`` (0-based),
+``boxes`` ``[N,K,4]`` (xyxy, original-image pixels), ``scores`` ``[N,K]``. Unlike the official export, the
+ImageNet normalisation of the DINOv3 variants (S/M/L/X) is INSIDE the graph, so every variant takes the
+same input. The batch axis ``N`` is dynamic. Explained in notebook ``06_predict_export.ipynb`` and
+``docs/tensorrt.md``.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config, load_config
+from .errors import ConfigError, DEIMv2Error
+from .predict import DetectionGraph, build_graph, load_detector
+
+__all__ = ["export_onnx", "check_onnx", "require_onnx", "build_export_graph"]
+
+_INSTALL = 'pip install -e ".[export]"（或 pip install onnx onnxruntime）'
+
+
+def require_onnx():
+    """Import onnx and onnxruntime, or raise a Chinese error saying how to install them."""
+    try:
+        import onnx
+        import onnxruntime
+    except ImportError as e:
+        raise DEIMv2Error(f"导出/检查 ONNX 需要 onnx 和 onnxruntime（缺少 {e.name}）。请运行 {_INSTALL}。") from None
+    return onnx, onnxruntime
+
+
+def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Config]:
+    """The deploy-mode :class:`~deimv2.predict.DetectionGraph` of a checkpoint (or of random weights)."""
+    from .models.build import build_model
+
+    if checkpoint is not None:
+        model, cfg, _ = load_detector(checkpoint, config)
+    elif config is not None:
+        cfg = config if isinstance(config, Config) else load_config(config)
+        model = build_model(cfg, num_classes=None)
+        cfg = model.config
+        print(f"没有给出权重文件（-r），用随机权重导出 {cfg.name}：只能用来测试导出流程，检测结果没有意义。")
+    else:
+        raise ConfigError("请用 -r 指定权重文件，或至少用 -c 指定变体名（如 atto）。")
+    return build_graph(model.cpu(), cfg, deploy=True), cfg
+
+
+def _default_output(cfg: Config, checkpoint) -> Path:
+    if checkpoint is not None and Path(checkpoint).is_file():
+        return Path(checkpoint).with_suffix(".onnx")
+    return Path(f"{cfg.name}.onnx")
+
+
+def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batch_size: int = 1,
+                simplify: bool = False, check: bool = False, dynamic_batch: bool = True) -> Path:
+    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
+    onnx, _ = require_onnx()
+    graph, cfg = build_export_graph(config, checkpoint)
+    out = Path(output) if output is not None else _default_output(cfg, checkpoint)
+    if out.suffix.lower() != ".onnx":
+        out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    h, w = (int(v) for v in cfg.eval_spatial_size)
+    images = torch.rand(batch_size, 3, h, w)
+    sizes = torch.tensor([[w, h]] * batch_size, dtype=torch.int64)
+    axes = {n: {0: "N"} for n in ("images", "orig_target_sizes", "labels", "boxes", "scores")}
+    with torch.no_grad(), warnings.catch_warnings():
+        # tracer notes about shape-dependent Python branches: those shapes are fixed by the eval size
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
+        graph(images, sizes)  # warm the lazily built buffers (anchors) before tracing
+        # The TorchScript exporter, explicitly: the dynamo exporter (default since torch 2.9) fails on this model.
+        torch.onnx.export(graph, (images, sizes), str(out), input_names=["images", "orig_target_sizes"],
+                          output_names=["labels", "boxes", "scores"], opset_version=int(opset),
+                          dynamic_axes=axes if dynamic_batch else None, do_constant_folding=True, dynamo=False)
+    onnx.checker.check_model(onnx.load(str(out)))
+    print(f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）")
+    print("输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox"
+          + ("；ImageNet 归一化已在模型内部" if cfg.input_mean is not None else "") + "），"
+          "orig_target_sizes [N,2] int64 = 原图 (宽, 高)。输出：labels、boxes（原图像素 xyxy）、scores。")
+    if simplify:
+        _simplify(out, cfg, images.shape, sizes.shape)
+    if check:
+        res = check_onnx(out, graph=graph, cfg=cfg)
+        if not res["top_match"] and checkpoint is None:
+            print("注意：随机权重的模型输出几乎处处相同，top-k 选择由浮点噪声决定，因此不一致是预期的；"
+                  "请用训练好的权重（-r）检查。")
+    return out
+
+
+def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:
+    backbone = str(cfg.model.backbone.get("name", ""))
+    if backbone.startswith("dinov3_"):
+        print(f"跳过 onnxsim：{cfg.name}（DEIMv2-L/X，DINOv3 骨干）的图较大，简化耗时很长且收益很小。")
+        return
+    try:
+        import onnx
+        import onnxsim
+    except ImportError:
+        print("跳过 onnxsim：没有安装（pip install onnxsim）。不简化的 ONNX 也能直接使用。")
+        return
+    model, ok = onnxsim.simplify(str(path), test_input_shapes={"images": list(image_shape),
+                                                             "orig_target_sizes": list(size_shape)})
+    if ok:
+        onnx.save(model, str(path))
+        print(f"onnxsim 简化完成：{path}")
+    else:
+        print("onnxsim 简化后的模型没有通过校验，保留未简化的文件。")
+
+
+def _median_ms(fn, runs: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Config | None = None,
+               image=None, runs: int = 5, top: int = 10, batch: int = 1) -> dict:
+    """Run the ONNX file in onnxruntime (CPU) and compare with the PyTorch graph on the same input.
+
+    ``image``: a path / PIL / numpy image (default: a fixed random image). Returns (and prints)
+    ``max_abs_scores`` (all K scores; both are sorted), ``top_labels_equal`` / ``top_max_abs_boxes`` for the
+    ``top`` best detections, ``top_match`` (labels equal and boxes within ``1e-3 * max(1, side / 1000)`` px),
+    ``max_abs_boxes`` over all K (large only where two scores tie and swap places) and both CPU latencies
+    (ms, median of ``runs``).
+    """
+    _, ort = require_onnx()
+    if graph is None or cfg is None:
+        raise ConfigError("check_onnx 需要对应的 PyTorch 模型（graph 和 cfg），请通过 export_onnx(check=True) 调用。")
+    from PIL import Image
+
+    from .predict import _as_rgb_image
+
+    h, w = (int(v) for v in cfg.eval_spatial_size)
+    if image is None:
+        image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (h * 3 // 2, w, 3), dtype=np.uint8))
+    pil, _ = _as_rgb_image(image)
+    arr = np.asarray(pil.resize((w, h), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
+    arr = np.ascontiguousarray(np.repeat(arr, batch, 0))
+    sizes = np.array([pil.size] * batch, dtype=np.int64)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = torch.get_num_threads()
+    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feeds = {"images": arr, "orig_target_sizes": sizes}
+    labels_o, boxes_o, scores_o = sess.run(["labels", "boxes", "scores"], feeds)
+    x, s = torch.from_numpy(arr), torch.from_numpy(sizes)
+    with torch.inference_mode():
+        labels_t, boxes_t, scores_t = (t.numpy() for t in graph(x, s))
+    k = min(top, scores_t.shape[1])
+    result = {
+        "max_abs_boxes": float(np.abs(boxes_o - boxes_t).max()),
+        "max_abs_scores": float(np.abs(scores_o - scores_t).max()),
+        "top_labels_equal": bool((labels_o[:, :k] == labels_t[:, :k]).all()),
+        "top_max_abs_boxes": float(np.abs(boxes_o[:, :k] - boxes_t[:, :k]).max()),
+    }
+    tol = 1e-3 * max(1.0, max(pil.size) / 1000)
+    result["top_match"] = result["top_labels_equal"] and result["top_max_abs_boxes"] < tol
+    with torch.inference_mode():
+        result["torch_ms"] = _median_ms(lambda: graph(x, s), runs)
+    result["onnxruntime_ms"] = _median_ms(lambda: sess.run(None, feeds), runs)
+    print(f"ONNX 检查（onnxruntime vs PyTorch，CPU {torch.get_num_threads()} 线程，batch {batch}）：\n"
+          f"  scores 最大误差 {result['max_abs_scores']:.2e}；全部 {scores_t.shape[1]} 个框的最大误差 {result['max_abs_boxes']:.2e} 像素"
+          f"（分数几乎相同的两个框可能交换名次，这时这个数会很大，属正常）；\n"
+          f"  前 {k} 个检测 {'一致' if result['top_match'] else '不一致'}（类别相同且框误差 {result['top_max_abs_boxes']:.2e} 像素）；\n"
+          f"  延迟（中位数）：PyTorch {result['torch_ms']:.1f} ms，onnxruntime {result['onnxruntime_ms']:.1f} ms")
+    return result

@@ -1,0 +1,478 @@
+"""Inference: a :class:`Detector` that turns images (paths, PIL, numpy) into :class:`Prediction` objects,
+the ``deimv2 predict`` command (image / folder / video) and a notebook helper comparing predictions with GT.
+
+Preprocessing is the official val pipeline: resize to ``eval_spatial_size`` (PIL bilinear, no letterbox),
+``/255``, and ImageNet mean/std for the DINOv3 variants only. The normalisation lives in one place,
+:class:`DetectionGraph`, which is also the graph that :mod:`deimv2.export` writes to ONNX.
+Explained in notebook ``06_predict_export.ipynb``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from .config import Config, load_config
+from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
+
+__all__ = ["DetectionGraph", "Prediction", "Detector", "predict_cli", "show_predictions",
+           "IMAGE_EXTS", "VIDEO_EXTS"]
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
+
+
+# --------------------------------------------------------------------------- the graph
+class DetectionGraph(nn.Module):
+    """``(images [B,3,H,W] in [0,1], orig_target_sizes [B,2] as (w,h)) -> (labels, boxes, scores)``.
+
+    Model and post-processor in deploy form; ImageNet normalisation inside when ``cfg.input_mean`` is set
+    (DINOv3 S/M/L/X), so callers always pass plain ``/255`` pixels. Labels are 0-based (no COCO remap).
+    """
+
+    def __init__(self, model: nn.Module, postprocessor: nn.Module, mean: Sequence[float] | None = None,
+                 std: Sequence[float] | None = None):
+        super().__init__()
+        self.model = model
+        self.postprocessor = postprocessor
+        self.normalize = mean is not None
+        if self.normalize:
+            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor):
+        if self.normalize:
+            images = (images - self.mean) / self.std
+        return self.postprocessor(self.model(images), orig_target_sizes)
+
+
+def build_graph(model: nn.Module, cfg: Config, deploy: bool = True) -> DetectionGraph:
+    """Wrap ``model`` (put in eval mode; folded in place with ``deploy=True``) into a :class:`DetectionGraph`."""
+    from .models.build import build_postprocessor
+
+    model.eval()
+    if deploy and hasattr(model, "deploy"):
+        with torch.no_grad():
+            model.deploy()
+    post = build_postprocessor(cfg).deploy()
+    return DetectionGraph(model, post, cfg.input_mean, cfg.input_std).eval()
+
+
+# --------------------------------------------------------------------------- results
+@dataclass
+class Prediction:
+    """Detections of one image, in original-image pixels, sorted by score (highest first)."""
+
+    boxes: torch.Tensor            # (N, 4) xyxy float
+    scores: torch.Tensor           # (N,)
+    labels: torch.Tensor           # (N,) 0-based class index
+    names: list                    # N class names
+    category_ids: list             # N category ids (the dataset's own ids when known)
+    image_size: tuple              # (w, h)
+    path: str | None = None
+    image: Image.Image | None = field(default=None, repr=False)
+    class_names: list | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def plot(self, image: Any = None, **kwargs: Any) -> Image.Image:
+        """The image with boxes and "名称 0.87" labels (see :func:`deimv2.draw.draw_detections`)."""
+        from .draw import draw_detections
+
+        if image is None:
+            image = self.image
+        if image is None and self.path is not None:
+            from .data.images import load_image
+
+            image = load_image(self.path)
+        if image is None:
+            raise ValueError("这个 Prediction 没有保存原图，请把图片作为参数传入：pred.plot(image)。")
+        names = self.class_names or {int(l): n for l, n in zip(self.labels.tolist(), self.names)}
+        return draw_detections(image, self.boxes, self.labels, self.scores, names=names, **kwargs)
+
+    def to_coco(self, image_id: int | str = 0) -> list[dict]:
+        """COCO result dicts: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (+ ``category_name``)."""
+        out = []
+        for (x1, y1, x2, y2), s, cid, name in zip(self.boxes.tolist(), self.scores.tolist(), self.category_ids, self.names):
+            out.append({"image_id": image_id, "category_id": int(cid), "category_name": name,
+                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                        "score": round(float(s), 5)})
+        return out
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "image_size": list(self.image_size), "boxes": self.boxes.tolist(),
+                "scores": self.scores.tolist(), "labels": self.labels.tolist(), "names": list(self.names),
+                "category_ids": list(self.category_ids)}
+
+
+# --------------------------------------------------------------------------- inputs
+def _as_rgb_image(item: Any) -> tuple[Image.Image, str | None]:
+    """One input -> (RGB PIL image, path or None). Paths get EXIF orientation applied."""
+    from .data.images import load_image, to_rgb
+
+    if isinstance(item, (str, Path)):
+        path = Path(item)
+        if not path.is_file():
+            raise DatasetError(f"找不到图片文件 {path}。请检查路径（中文和空格都可以）。")
+        return load_image(path), str(path)
+    if isinstance(item, Image.Image):
+        return to_rgb(item), getattr(item, "filename", None) or None
+    if isinstance(item, np.ndarray):
+        arr = item
+        if arr.dtype != np.uint8:
+            raise DatasetError(f"numpy 图片必须是 uint8（0-255）的 RGB 数组，收到 dtype={arr.dtype}。"
+                               "请先 (arr * 255).astype(np.uint8)。")
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[:, :, :3]
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+            raise DatasetError(f"numpy 图片的形状应为 (H, W, 3) 的 RGB，收到 {arr.shape}。"
+                               "OpenCV 读出的 BGR 图片请先 img[:, :, ::-1]。")
+        return to_rgb(Image.fromarray(np.ascontiguousarray(arr))), None
+    raise DatasetError(f"不支持的输入类型 {type(item).__name__}：请传入图片路径、PIL 图片、"
+                       "numpy uint8 RGB 数组，或它们的列表。")
+
+
+def _as_list(inputs: Any) -> tuple[list, bool]:
+    if isinstance(inputs, (list, tuple)):
+        return list(inputs), True
+    if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
+        return list(inputs), True
+    return [inputs], False
+
+
+# --------------------------------------------------------------------------- detector
+class Detector:
+    """Images in, :class:`Prediction` out.
+
+    ``Detector(model, cfg)`` wraps a built model (it is put in eval mode; ``deploy=True`` also folds it in
+    place). Most users call :meth:`from_checkpoint`. ``classes`` keeps only these classes (names or 0-based ids).
+    """
+
+    def __init__(self, model: nn.Module, cfg: Config | None = None, class_names: Sequence[str] | None = None,
+                 category_ids: Sequence[int] | None = None, device: str | torch.device | None = None,
+                 conf: float = 0.45, max_det: int = 300, classes: Sequence[str | int] | None = None,
+                 batch_size: int = 8, deploy: bool = False):
+        from .engine.setup import resolve_device
+
+        cfg = cfg if cfg is not None else getattr(model, "config", None)
+        if cfg is None:
+            raise ConfigError("Detector 需要配置：请传入 cfg，或使用 deimv2.models.build_model 构建的模型（带 .config）。")
+        self.cfg = cfg
+        self.num_classes = int(cfg.num_classes)
+        self.class_names = _resolve_names(class_names, cfg, self.num_classes)
+        self.category_ids = _resolve_category_ids(category_ids, cfg, self.num_classes, self.class_names)
+        self.device = resolve_device(device)
+        self.graph = build_graph(model.to(self.device), cfg, deploy=deploy).to(self.device)
+        self.model = model
+        self.size_hw = (int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1]))
+        self.conf, self.max_det, self.batch_size = float(conf), int(max_det), max(1, int(batch_size))
+        self.classes = self._class_ids(classes)
+
+    # -- construction
+    @classmethod
+    def from_config(cls, name: str | Path | Config = "atto", num_classes: int | None = 80,
+                    overrides: Mapping | list | None = None, **kwargs: Any) -> "Detector":
+        """Random weights (tests, demos, latency); e.g. ``overrides={"eval_spatial_size": [160, 160]}``.
+        ``kwargs`` go to :class:`Detector`."""
+        from .models.build import build_model
+
+        model = build_model(name, num_classes=num_classes, overrides=overrides)
+        kwargs.setdefault("deploy", True)
+        return cls(model, model.config, **kwargs)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, config: str | Path | Config | None = None, device=None,
+                        conf: float = 0.45, max_det: int = 300, classes=None, class_names=None,
+                        batch_size: int = 8, deploy: bool = True) -> "Detector":
+        """Our training checkpoints (config and class names inside), official ``.pth`` or HF safetensors.
+
+        ``config`` (variant name or YAML) is needed only when the file has no config and its variant
+        cannot be recognised; ``num_classes`` always comes from the weights.
+        """
+        model, cfg, meta = load_detector(path, config)
+        names = class_names if class_names is not None else meta.get("class_names")
+        return cls(model, cfg, class_names=names, category_ids=meta.get("category_ids"), device=device,
+                   conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy)
+
+    def _class_ids(self, classes) -> set[int] | None:
+        if classes is None:
+            return None
+        ids = set()
+        for c in ([classes] if isinstance(classes, (str, int)) else classes):
+            if isinstance(c, str) and not c.isdigit():
+                if c not in self.class_names:
+                    raise ConfigError(f"类别过滤中的 '{c}' 不在类别名中：{'、'.join(self.class_names[:30])}。")
+                ids.add(self.class_names.index(c))
+            else:
+                cid = int(c)
+                if not 0 <= cid < self.num_classes:
+                    raise ConfigError(f"类别过滤中的编号 {cid} 超出范围 0..{self.num_classes - 1}。")
+                ids.add(cid)
+        return ids
+
+    # -- preprocessing
+    def preprocess(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB PIL images -> (``[B,3,H,W]`` float /255 at eval size, orig sizes ``[B,2]`` as (w,h))."""
+        h, w = self.size_hw
+        arrs = [np.asarray(im.resize((w, h), Image.BILINEAR) if im.size != (w, h) else im) for im in images]
+        batch = torch.from_numpy(np.stack(arrs)).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+        sizes = torch.tensor([im.size for im in images], dtype=torch.int64, device=self.device)
+        return batch, sizes
+
+    # -- prediction
+    def __call__(self, inputs: Any, **kwargs: Any):
+        return self.predict(inputs, **kwargs)
+
+    def predict(self, inputs: Any, conf: float | None = None, max_det: int | None = None,
+                classes: Sequence[str | int] | None = None, keep_images: bool = True):
+        """A path / PIL / numpy image -> :class:`Prediction`; a list of them -> list (batched in chunks)."""
+        items, is_list = _as_list(inputs)
+        conf = self.conf if conf is None else float(conf)
+        max_det = self.max_det if max_det is None else int(max_det)
+        keep = self.classes if classes is None else self._class_ids(classes)
+        out: list[Prediction] = []
+        for start in range(0, len(items), self.batch_size):
+            loaded = [_as_rgb_image(it) for it in items[start:start + self.batch_size]]
+            out.extend(self._run([im for im, _ in loaded], [p for _, p in loaded], conf, max_det, keep, keep_images))
+        return out if is_list else out[0]
+
+    def _run(self, images, paths, conf, max_det, keep, keep_images) -> list[Prediction]:
+        batch, sizes = self.preprocess(images)
+        self.graph.eval()
+        with torch.inference_mode():
+            labels, boxes, scores = self.graph(batch, sizes)
+        labels, boxes, scores = labels.cpu(), boxes.float().cpu(), scores.float().cpu()
+        preds = []
+        for i, im in enumerate(images):
+            m = scores[i] >= conf
+            if keep is not None:
+                m &= torch.isin(labels[i], torch.tensor(sorted(keep), dtype=labels.dtype))
+            idx = m.nonzero().flatten()[:max_det]  # already sorted by score (top-k)
+            lab = labels[i][idx]
+            ids = lab.tolist()
+            preds.append(Prediction(
+                boxes=boxes[i][idx], scores=scores[i][idx], labels=lab,
+                names=[self.class_names[j] for j in ids], category_ids=[self.category_ids[j] for j in ids],
+                image_size=tuple(im.size), path=paths[i], image=im if keep_images else None,
+                class_names=self.class_names))
+        return preds
+
+
+def _resolve_names(names, cfg: Config, num_classes: int) -> list[str]:
+    """Class names: given > config (dataset) > COCO names for 80-class COCO configs > "0", "1", ..."""
+    if names is not None:
+        names = [str(n) for n in names]
+        if len(names) != num_classes:
+            raise ConfigError(f"给出了 {len(names)} 个类别名，但模型有 {num_classes} 个类别（num_classes={num_classes}）。"
+                              f"请提供恰好 {num_classes} 个类别名，按训练时的类别顺序，用逗号分隔。")
+        return names
+    if cfg.class_names and len(cfg.class_names) == num_classes:
+        return [str(n) for n in cfg.class_names]
+    if num_classes == 80 and "coco" in cfg.name.lower():
+        from .data.dataset import MSCOCO_CATEGORY_NAMES
+
+        return list(MSCOCO_CATEGORY_NAMES)
+    return [str(i) for i in range(num_classes)]
+
+
+def _resolve_category_ids(ids, cfg: Config, num_classes: int, names: list[str]) -> list[int]:
+    if ids is not None and len(ids) == num_classes:
+        return [int(i) for i in ids]
+    from .data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
+
+    if num_classes == 80 and (cfg.remap_mscoco_category or tuple(names) == MSCOCO_CATEGORY_NAMES):
+        return list(MSCOCO_CATEGORY_IDS)
+    return list(range(num_classes))
+
+
+def load_detector(path: str | Path, config: str | Path | Config | None = None) -> tuple[nn.Module, Config, dict]:
+    """Read a detector checkpoint once and build the matching model (strict load).
+
+    Returns ``(model, cfg, meta)``; ``meta`` holds ``class_names`` / ``category_ids`` when the file has them.
+    """
+    from .models.build import build_model_from_config
+    from .weights import fill_shared_keys, load_detector_state, num_classes_of_state_dict, variant_of_state_dict
+
+    sd, fmt, obj = load_detector_state(path)
+    meta = dict(obj) if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()) else {}
+    nc = num_classes_of_state_dict(sd)
+    variant = variant_of_state_dict(sd)
+    if isinstance(config, Config):
+        cfg = config if config.num_classes == nc else load_config({**config.raw, "__name__": config.name}, num_classes=nc)
+    elif config is not None:
+        cfg = load_config(config, num_classes=nc)
+    elif isinstance(meta.get("config"), Mapping) and meta["config"].get("DEIM"):
+        raw = dict(meta["config"])
+        cfg = load_config({**raw, "__name__": raw.get("__name__", f"checkpoint_{variant or 'custom'}")}, num_classes=nc)
+    elif variant is not None:
+        cfg = load_config(variant, num_classes=nc)
+    else:
+        raise WeightsError(f"无法从 {path} 判断模型变体（{fmt}）。请用 -c/--config 指定变体名（atto…x）或 YAML。")
+    model = build_model_from_config(cfg)
+    model.config = cfg
+    sd = fill_shared_keys(sd, model)
+    want = variant_of_state_dict(model.state_dict())
+    if variant and want and variant != want:
+        raise WeightsError(f"{path} 是 DEIMv2-{variant.upper()} 的权重，但配置构建的是 DEIMv2-{want.upper()}。"
+                           f"请改用 -c {variant}，或去掉 -c 让程序自动识别。")
+    result = model.load_state_dict(sd, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise WeightsError(f"{path} 与配置的模型结构不一致：缺少 {len(result.missing_keys)} 个键（如 {result.missing_keys[:3]}），"
+                           f"多出 {len(result.unexpected_keys)} 个键（如 {result.unexpected_keys[:3]}）。请确认配置和权重是同一个变体。")
+    return model, cfg, meta
+
+
+# --------------------------------------------------------------------------- command line
+def _is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_EXTS
+
+
+def list_images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+
+
+def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", classes=None, conf=0.45,
+                max_det=300, device=None, save_json=False) -> dict:
+    """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went."""
+    if source is None or not Path(source).exists():
+        raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
+    if checkpoint is None:
+        raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best_stg*.pth / last.pth 或官方权重）。")
+    source, output = Path(source), Path(output)
+    det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
+                                   class_names=classes)
+    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {conf}")
+    if source.is_dir():
+        files = list_images(source)
+        if not files:
+            raise DatasetError(f"文件夹 {source} 里（含子文件夹）没有图片（{'、'.join(IMAGE_EXTS)}）。")
+        jobs = [(f, output / f.relative_to(source), f.relative_to(source).as_posix()) for f in files]
+        out_dir = output
+    elif _is_video(source):
+        return _predict_video(det, source, output, save_json)
+    elif source.suffix.lower() in IMAGE_EXTS:
+        target = output if output.suffix.lower() in IMAGE_EXTS else output / source.name
+        jobs, out_dir = [(source, target, source.name)], target.parent
+    else:
+        raise DatasetError(f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。")
+
+    rows, total = [], 0
+    for k in range(0, len(jobs), det.batch_size):
+        chunk = jobs[k:k + det.batch_size]
+        for i, ((src, dst, rel), pred) in enumerate(zip(chunk, det.predict([src for src, _, _ in chunk]))):
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            pred.plot().save(dst)
+            total += len(pred)
+            rows.extend({"file_name": rel, **r} for r in pred.to_coco(image_id=k + i))
+    print(f"已处理 {len(jobs)} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
+    info = {"images": len(jobs), "detections": total, "output": out_dir}
+    if save_json:
+        info["json"] = _write_json(out_dir / "predictions.json", rows)
+    return info
+
+
+def _write_json(path: Path, rows: list) -> Path:
+    """COCO results list (``image_id`` = position of the image in the sorted input) with file/category names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"COCO 格式结果（bbox 为 [x, y, w, h] 像素）已保存到 {path.resolve()}")
+    return path
+
+
+def _import_cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise DEIMv2Error("处理视频需要 OpenCV。请运行 pip install opencv-python（服务器上可用 opencv-python-headless），"
+                          "或先把视频拆成图片再对文件夹推理。") from None
+    return cv2
+
+
+def _predict_video(det: Detector, source: Path, output: Path, save_json: bool) -> dict:
+    cv2 = _import_cv2()
+    target = output if output.suffix.lower() in VIDEO_EXTS else output / (source.stem + ".mp4")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cap = cv2.VideoCapture(str(source))
+    if not cap.isOpened():
+        raise DatasetError(f"OpenCV 无法打开视频 {source}：文件可能损坏，或缺少解码器。请先用播放器确认视频可以播放。")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    frames, total, rows = 0, 0, []
+    try:
+        while True:
+            batch = []
+            while len(batch) < det.batch_size:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                batch.append(np.ascontiguousarray(frame[:, :, ::-1]))
+            if not batch:
+                break
+            for pred in det.predict(batch):
+                writer.write(np.asarray(pred.plot())[:, :, ::-1].copy())
+                rows.extend({"file_name": source.name, "frame": frames, **r} for r in pred.to_coco(image_id=frames))
+                total += len(pred)
+                frames += 1
+    finally:
+        cap.release()
+        writer.release()
+    print(f"已处理 {frames} 帧，共 {total} 个检测框；结果视频保存在 {target.resolve()}")
+    info = {"frames": frames, "detections": total, "output": target}
+    if save_json:
+        info["json"] = _write_json(target.with_suffix(".json"), rows)
+    return info
+
+
+# --------------------------------------------------------------------------- notebook helper
+def show_predictions(detector: Detector, ann_file: str | Path, img_folder: str | Path | None = None,
+                     images: Iterable[str] | None = None, num_images: int = 8, ncols: int = 4,
+                     conf: float | None = None, seed: int = 0):
+    """Grid figure: predictions (solid) vs ground truth (dashed) for images of a COCO json.
+
+    ``images``: file names as in the json; default ``num_images`` random ones (fixed ``seed``).
+    ``img_folder`` defaults to the json's folder. Labels of GT follow the detector's category ids.
+    """
+    import random
+
+    from .data.dataset import read_coco_json
+    from .draw import show_grid
+
+    ann_file = Path(ann_file)
+    data = read_coco_json(ann_file)
+    folder = Path(img_folder) if img_folder is not None else ann_file.parent
+    by_name = {im["file_name"]: im for im in data["images"]}
+    if images is None:
+        names = sorted(by_name)
+        names = random.Random(seed).sample(names, min(num_images, len(names)))
+    else:
+        names = list(images)
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise DatasetError(f"这些图片不在标注文件 {ann_file} 中：{missing[:5]}。请使用 JSON 里 file_name 的写法。")
+    cat_to_label = {c: i for i, c in enumerate(detector.category_ids)}
+    unknown = sorted({c["id"] for c in data["categories"]} - set(cat_to_label))
+    if unknown:  # the detector's ids do not describe this file: fall back to its own sorted ids
+        cat_to_label = {c: i for i, c in enumerate(sorted(c["id"] for c in data["categories"]))}
+    anns: dict[int, list] = {}
+    for a in data["annotations"]:
+        anns.setdefault(a["image_id"], []).append(a)
+    preds = detector.predict([folder / n for n in names], conf=conf)
+    gts = []
+    for n in names:
+        rows = [a for a in anns.get(by_name[n]["id"], []) if a["category_id"] in cat_to_label]
+        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in rows)]
+        gts.append({"boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                    "labels": np.asarray([cat_to_label[a["category_id"]] for a in rows], dtype=np.int64)})
+    pred_dicts = [{"boxes": p.boxes, "labels": p.labels, "scores": p.scores} for p in preds]
+    return show_grid([p.image for p in preds], pred_dicts, gts, names=detector.class_names, ncols=ncols,
+                     score_threshold=0.0, titles=[Path(n).name for n in names])
