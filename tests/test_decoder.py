@@ -235,3 +235,14 @@ def test_postprocessor_topk_and_coco_remap():
     assert remapped[1]["labels"].tolist() == [MSCOCO_LABEL_TO_CATEGORY[i] for i in res[1]["labels"].tolist()]
     assert len(MSCOCO_LABEL_TO_CATEGORY) == 80 and MSCOCO_LABEL_TO_CATEGORY[11] == 13
     assert MSCOCO_LABEL_TO_CATEGORY[79] == 90 and 12 not in MSCOCO_LABEL_TO_CATEGORY.values()
+
+
+def test_bad_config_values_raise_config_error():
+    from deimv2.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        small(layer_scale=2)
+    with pytest.raises(ConfigError):
+        small(query_select_method="top")
+    with pytest.raises(ConfigError):
+        PostProcessor(num_classes=91, remap_mscoco_category=True)

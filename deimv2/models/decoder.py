@@ -10,11 +10,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 import torch.nn.init as init
 from torch import Tensor
 
 from ..box_ops import inverse_sigmoid
+from ..errors import ConfigError
 from .decoder_layers import LQE, MLP, TransformerDecoderLayer, prob_bias
 from .denoising import get_contrastive_denoising_training_group
 from .fdr import Integral, distance2bbox, weighting_function
@@ -32,12 +32,11 @@ class TransformerDecoder(nn.Module):
     """
 
     def __init__(self, layers: List[nn.Module], num_head: int, reg_max: int, reg_scale: nn.Parameter,
-                 up: nn.Parameter, eval_idx: int, layer_scale: float, lqe_act):
+                 up: nn.Parameter, eval_idx: int, lqe_act):
         super().__init__()
         num_layers = len(layers)
         self.num_layers = num_layers
         self.num_head = num_head
-        self.layer_scale = layer_scale
         self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
         self.up, self.reg_scale, self.reg_max = up, reg_scale, reg_max
         self.layers = nn.ModuleList(layers)
@@ -57,10 +56,8 @@ class TransformerDecoder(nn.Module):
             self._project_cache = (key, weighting_function(self.reg_max, up, scale))
         return self._project_cache[1]
 
-    def value_op(self, memory: Tensor, spatial_shapes, width: Optional[int] = None) -> List[Tensor]:
+    def value_op(self, memory: Tensor, spatial_shapes) -> List[Tensor]:
         """Memory ``[B, N, C]`` -> per level ``[B*heads, C/heads, h, w]`` (contiguous, built once per forward)."""
-        if width is not None:
-            memory = F.interpolate(memory, size=width)
         bs, _, dim = memory.shape
         per_head = memory.reshape(bs, -1, self.num_head, dim // self.num_head).permute(0, 2, 3, 1)
         sizes = [h * w for h, w in spatial_shapes]
@@ -92,12 +89,6 @@ class TransformerDecoder(nn.Module):
         query_pos = query_pos_head(ref_points).clamp(min=-10, max=10)
         pre_logits = None
         for i, layer in enumerate(self.layers):
-            if i > self.eval_idx and self.layer_scale > 1:  # wide layers (official layer_scale option)
-                query_pos = F.interpolate(query_pos, scale_factor=self.layer_scale)
-                values = self.value_op(memory, spatial_shapes, query_pos.shape[-1])
-                output = F.interpolate(output, size=query_pos.shape[-1])
-                output_detach = output.detach()
-
             output = layer(output, ref_points.unsqueeze(2), values, spatial_shapes, attn_mask, query_pos)
 
             if i == 0:
@@ -143,12 +134,15 @@ class DEIMTransformer(nn.Module):
         super().__init__()
         feat_channels, feat_strides = list(feat_channels), list(feat_strides)
         if len(feat_channels) > num_levels or len(feat_strides) != len(feat_channels):
-            raise ValueError(f"feat_channels {feat_channels} / feat_strides {feat_strides} 长度须相同且不超过 "
+            raise ConfigError(f"feat_channels {feat_channels} / feat_strides {feat_strides} 长度须相同且不超过 "
                              f"num_levels={num_levels}")
+        if layer_scale != 1:
+            raise ConfigError(f"DEIMTransformer.layer_scale={layer_scale} 不受支持：DEIMv2 的所有官方配置都是 1，"
+                              "官方代码在 layer_scale>1 时训练会因维度不匹配而报错。请在配置中设为 1。")
         if query_select_method not in ("default", "one2many", "agnostic"):
-            raise ValueError(f"query_select_method 只能是 default / one2many / agnostic，当前为 {query_select_method!r}")
+            raise ConfigError(f"query_select_method 只能是 default / one2many / agnostic，当前为 {query_select_method!r}")
         if cross_attn_method not in ("default", "discrete"):
-            raise ValueError(f"cross_attn_method 只能是 default / discrete，当前为 {cross_attn_method!r}")
+            raise ConfigError(f"cross_attn_method 只能是 default / discrete，当前为 {cross_attn_method!r}")
         while len(feat_strides) < num_levels:
             feat_strides.append(feat_strides[-1] * 2)
 
@@ -166,18 +160,15 @@ class DEIMTransformer(nn.Module):
         self.cross_attn_method = cross_attn_method
         self.query_select_method = query_select_method
         self.eval_idx = eval_idx if eval_idx >= 0 else num_layers + eval_idx
-        scaled_dim = round(layer_scale * hidden_dim)
 
         self.input_proj = self._build_input_proj(feat_channels)
 
         self.up = nn.Parameter(torch.tensor([0.5]), requires_grad=False)
         self.reg_scale = nn.Parameter(torch.tensor([float(reg_scale)]), requires_grad=False)
         layer_args = (hidden_dim, nhead, dim_feedforward, dropout, activation, num_levels, num_points)
-        layers = [TransformerDecoderLayer(*layer_args, cross_attn_method=cross_attn_method,
-                                          use_gateway=use_gateway) for _ in range(self.eval_idx + 1)]
-        layers += [TransformerDecoderLayer(*layer_args, cross_attn_method=cross_attn_method, layer_scale=layer_scale,
-                                           use_gateway=use_gateway) for _ in range(num_layers - self.eval_idx - 1)]
-        self.decoder = TransformerDecoder(layers, nhead, reg_max, self.reg_scale, self.up, eval_idx, layer_scale,
+        layers = [TransformerDecoderLayer(*layer_args, cross_attn_method=cross_attn_method, use_gateway=use_gateway)
+                  for _ in range(num_layers)]
+        self.decoder = TransformerDecoder(layers, nhead, reg_max, self.reg_scale, self.up, eval_idx,
                                           lqe_act=activation)
 
         self.num_denoising = num_denoising
@@ -196,15 +187,16 @@ class DEIMTransformer(nn.Module):
         self.pre_bbox_head = MLP(hidden_dim, hidden_dim, 4, 3, act=mlp_act)
         self.integral = Integral(reg_max)
 
-        n_main, n_wide = self.eval_idx + 1, num_layers - self.eval_idx - 1
+        # heads up to eval_idx may be one shared module (state_dict still lists every index); later ones never are
+        n_main, n_rest = self.eval_idx + 1, num_layers - self.eval_idx - 1
         score = nn.Linear(hidden_dim, num_classes)
         self.dec_score_head = nn.ModuleList(
             [score if share_score_head else copy.deepcopy(score) for _ in range(n_main)]
-            + [copy.deepcopy(score) for _ in range(n_wide)])
+            + [copy.deepcopy(score) for _ in range(n_rest)])
         box = MLP(hidden_dim, hidden_dim, 4 * (reg_max + 1), 3, act=mlp_act)
         self.dec_bbox_head = nn.ModuleList(
             [box if share_bbox_head else copy.deepcopy(box) for _ in range(n_main)]
-            + [MLP(scaled_dim, scaled_dim, 4 * (reg_max + 1), 3, act=mlp_act) for _ in range(n_wide)])
+            + [copy.deepcopy(box) for _ in range(n_rest)])
 
         if self.eval_spatial_size:
             anchors, valid_mask = self._generate_anchors()
