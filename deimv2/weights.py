@@ -90,15 +90,25 @@ def read_weights_file(path: str | Path) -> Any:
             return load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises its own error types
             raise WeightsError(f"无法读取 safetensors 文件 {path}：{e}。文件可能损坏或未下载完整，请重新下载。") from None
+    import zipfile
+
+    with path.open("rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
+        raise WeightsError(f"{path} 不是可读取的 PyTorch checkpoint（文件开头不是 torch.save 的格式）。"
+                           f"文件可能损坏、没下载完整，或根本不是权重文件。")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        first = next((line for line in str(e).splitlines() if "Unsupported" in line or "GLOBAL" in line), "")
         raise WeightsError(
-            f"{path} 含有不是张量的 Python 对象，出于安全只用 weights_only=True 读取，无法加载（{e}）。"
+            f"{path} 含有不是张量的 Python 对象，出于安全只用 weights_only=True 读取，无法加载（{first.strip()}）。"
             f"如果这是你自己信任的文件，请在原环境中只保存 state_dict（例如 torch.save({{'model': model.state_dict()}}, ...)）。"
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
-        raise WeightsError(f"{path} 不是可读取的 PyTorch checkpoint（{type(e).__name__}: {e}）。文件可能损坏或不是权重文件。") from None
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"{path} 不是可读取的 PyTorch checkpoint（{type(e).__name__}: {first}）。"
+                           f"文件可能损坏（例如保存或下载时被中断），请重新下载或换用 last.pth。") from None
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -123,19 +133,18 @@ def extract_detector_state(obj: Any) -> tuple[dict[str, torch.Tensor], str]:
     """Pick the detector state_dict out of a checkpoint object; returns (state_dict, format name)."""
     if isinstance(obj, Mapping):
         ema = obj.get("ema")
+        ours = "class_names" in obj and "version" in obj
         if isinstance(ema, Mapping) and _is_tensor_dict(ema.get("module")):
-            fmt = "deimv2 训练 checkpoint" if "deimv2_version" in obj else "官方 .pth（EMA 权重）"
-            return dict(ema["module"]), fmt
+            return dict(ema["module"]), "deimv2 训练 checkpoint（EMA 权重）" if ours else "官方 .pth（EMA 权重）"
         if _is_tensor_dict(obj.get("model")):
-            fmt = "deimv2 训练 checkpoint" if "deimv2_version" in obj else "官方 .pth（model 权重）"
-            return dict(obj["model"]), fmt
+            return dict(obj["model"]), "deimv2 训练 checkpoint" if ours else "官方 .pth（model 权重）"
         if _is_tensor_dict(obj):
-            from .hf_port import is_transformers_port, convert_transformers_port
+            if any(k.startswith("backbone.") for k in obj) and any(k.startswith("decoder.") for k in obj):
+                return dict(obj), "state_dict / Hugging Face hub（safetensors）"
+            from .hf_port import convert_transformers_port, is_transformers_port
 
             if is_transformers_port(obj):
                 return convert_transformers_port(dict(obj)), "Hugging Face transformers（Deimv2ForObjectDetection）"
-            if any(k.startswith("backbone.") for k in obj) and any(k.startswith("decoder.") for k in obj):
-                return dict(obj), "state_dict / Hugging Face hub（safetensors）"
     return {}, "unknown"
 
 
