@@ -392,6 +392,10 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
     """
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
+    if isinstance(config, (str, Path)):
+        from ..config import resolve_config_path
+
+        resolve_config_path(config)  # a wrong config name is reported before the dataset is read
     if data is not None and check_data and not test_only:
         from ..data.doctor import check_dataset
 
