@@ -75,6 +75,7 @@ def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batc
         # tracer notes about shape-dependent Python branches: those shapes are fixed by the eval size
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "legacy TorchScript-based exporter"
         graph(images, sizes)  # warm the lazily built buffers (anchors) before tracing
         # The TorchScript exporter, explicitly: the dynamo exporter (default since torch 2.9) fails on this model.
         torch.onnx.export(graph, (images, sizes), str(out), input_names=["images", "orig_target_sizes"],

@@ -318,8 +318,21 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
     else:
         raise WeightsError(f"无法从 {path} 判断模型变体（{fmt}）。请用 -c/--config 指定变体名（atto…x）或 YAML。")
     model = build_model_from_config(cfg)
+    anchors = sd.get("decoder.anchors")
+    if config is None and anchors is not None and anchors.shape != model.decoder.anchors.shape:
+        side = _square_size_for_anchors(cfg, int(anchors.shape[1]))
+        if side is not None:  # saved by a run with another eval size (official files carry no config)
+            print(f"提示：{path} 的锚点数对应输入尺寸 {side}x{side}，按此设置 eval_spatial_size。")
+            cfg = load_config({**cfg.raw, "__name__": cfg.name}, eval_spatial_size=[side, side])
+            model = build_model_from_config(cfg)
     model.config = cfg
     sd = fill_shared_keys(sd, model)
+    own = model.state_dict()
+    bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
+    if bad:
+        raise WeightsError(f"{path} 中有 {len(bad)} 个张量的形状与配置 {cfg.name} 构建的模型不同（如 {bad[0]}: "
+                           f"{tuple(sd[bad[0]].shape)} ≠ {tuple(own[bad[0]].shape)}）。decoder.anchors 不同说明训练时的 "
+                           f"eval_spatial_size 不同：请用 -c 指定训练时的配置 YAML。")
     want = variant_of_state_dict(model.state_dict())
     if variant and want and variant != want:
         raise WeightsError(f"{path} 是 DEIMv2-{variant.upper()} 的权重，但配置构建的是 DEIMv2-{want.upper()}。"
@@ -329,6 +342,15 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
         raise WeightsError(f"{path} 与配置的模型结构不一致：缺少 {len(result.missing_keys)} 个键（如 {result.missing_keys[:3]}），"
                            f"多出 {len(result.unexpected_keys)} 个键（如 {result.unexpected_keys[:3]}）。请确认配置和权重是同一个变体。")
     return model, cfg, meta
+
+
+def _square_size_for_anchors(cfg: Config, count: int) -> int | None:
+    """The square eval size (multiple of 32, up to 2048) whose anchor count equals ``count``, if any."""
+    strides = cfg.model.decoder.get("feat_strides") or [8, 16, 32]
+    for side in range(32, 2049, 32):
+        if sum((side // st) ** 2 for st in strides) == count:
+            return side
+    return None
 
 
 # --------------------------------------------------------------------------- command line
