@@ -153,6 +153,12 @@ def test_train_output_structure_and_grad():
     loss = out["pred_logits"].sum() + out["pred_boxes"].sum() + out["dn_outputs"][0]["pred_corners"].sum()
     loss.backward()
     assert dec.dec_bbox_head[0].layers[0].weight.grad is not None and dec.up.grad is None
+    # caches filled under inference_mode (first use) must not break a later training step
+    fresh = small().eval()
+    with torch.inference_mode():
+        fresh(feats_for(fresh, 96))
+    fresh.train()
+    fresh(feats_for(fresh, 96), _targets())["pred_boxes"].sum().backward()
     # no targets -> no denoising outputs
     out = dec(feats_for(dec, 64))
     assert "dn_meta" not in out and out["pred_logits"].shape == (2, 12, 5)

@@ -51,7 +51,9 @@ class TransformerDecoder(nn.Module):
         up, scale = self.up, self.reg_scale
         if up.requires_grad or scale.requires_grad:
             return weighting_function(self.reg_max, up, scale)
-        key = (up._version, scale._version, up.data_ptr(), scale.data_ptr(), up.device, up.dtype)
+        # inference-mode tensors must not leak into autograd, hence the mode is part of the key
+        key = (up._version, scale._version, up.data_ptr(), scale.data_ptr(), up.device, up.dtype,
+               torch.is_inference_mode_enabled())
         if self._project_cache is None or self._project_cache[0] != key:
             self._project_cache = (key, weighting_function(self.reg_max, up, scale))
         return self._project_cache[1]
@@ -269,7 +271,7 @@ class DEIMTransformer(nn.Module):
         if not self.training and self.eval_spatial_size and \
                 self.anchors.shape[1] == sum(h * w for h, w in spatial_shapes):
             return self.anchors, self.valid_mask
-        key = (tuple(map(tuple, spatial_shapes)), memory.device)
+        key = (tuple(map(tuple, spatial_shapes)), memory.device, torch.is_inference_mode_enabled())
         if key not in self._anchor_cache:
             if len(self._anchor_cache) > 16:
                 self._anchor_cache.clear()
