@@ -234,7 +234,11 @@ class Detector:
 
     def predict(self, inputs: Any, conf: float | None = None, max_det: int | None = None,
                 classes: Sequence[str | int] | None = None, keep_images: bool = True):
-        """A path / PIL / numpy image -> :class:`Prediction`; a list of them -> list (batched in chunks)."""
+        """A path / PIL / numpy image -> :class:`Prediction`; a list of them -> list (batched in chunks).
+
+        ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
+        lists of paths to save memory (``plot()`` then reads the file again).
+        """
         items, is_list = _as_list(inputs)
         conf = self.conf if conf is None else float(conf)
         max_det = self.max_det if max_det is None else int(max_det)

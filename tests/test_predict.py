@@ -261,3 +261,22 @@ def test_show_predictions_grid(tmp_path, detector):
     ann.write_text(json.dumps(coco), encoding="utf-8")
     fig = show_predictions(detector, ann, num_images=2, ncols=2, conf=0.5)
     assert len(fig.axes) >= 2
+
+
+def test_video_with_opencv(tmp_path):
+    cv2 = pytest.importorskip("cv2", reason="OpenCV 未安装：视频推理需要 pip install opencv-python")
+    _, ckpt = _our_checkpoint(tmp_path, ["a", "b", "c"], [1, 2, 3])
+    video = tmp_path / "测试 视频.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        writer.write(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8))
+    writer.release()
+    info = predict_cli(checkpoint=ckpt, source=video, output=tmp_path / "out", conf=0.0, max_det=2, save_json=True)
+    cap = cv2.VideoCapture(str(info["output"]))
+    frames = 0
+    while cap.read()[0]:
+        frames += 1
+    assert info["frames"] == frames == 5 and cap.get(cv2.CAP_PROP_FRAME_WIDTH) == 96
+    rows = json.loads(info["json"].read_text(encoding="utf-8"))
+    assert len(rows) == 10 and {r["frame"] for r in rows} == set(range(5))
