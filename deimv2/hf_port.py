@@ -9,8 +9,9 @@ What the port renames or reshapes (official -> port):
   ``cv1/cv2/cv3/cv4`` -> ``conv1/csp_rep1/csp_rep2/conv2``, ``norm1.scale`` -> ``self_attn_layer_norm.weight`` ...);
 - ``nn.MultiheadAttention.in_proj_weight/bias`` (AIFI encoder, decoder self-attention) -> ``q_proj/k_proj/v_proj``;
 - decoder SwiGLU ``w12`` -> ``gate_proj`` (first half) and ``up_proj`` (second half);
-- ViT ``attn.qkv`` -> ``q_proj/k_proj/v_proj``. A key bias adds the same number to every score of a query,
-  so softmax cancels it: the port drops it (ViT-Tiny) or keeps it masked (DINOv3, ``bias_mask``);
+- ViT ``attn.qkv`` -> ``q_proj/k_proj/v_proj``. With RoPE the key bias matters (it is rotated per position):
+  ViT-Tiny (S/M) uses it, DINOv3 (L/X) masks it to zero (``bias_mask``). Port files without ``k_proj.bias``
+  (``key_bias=False``) get a zero key bias; a port key bias of DINOv3 is masked, as in the official model;
 - DINOv3 ``storage_tokens`` -> ``register_tokens``, ``mask_token [1, D]`` -> ``[1, 1, D]``.
 
 Tensors only the port has: ``model.enc_output`` (Linear + LayerNorm; the official decoder has none, the
@@ -141,8 +142,9 @@ _STA_RULES = [
 ]
 
 
-def _vit_rules(p: str, dinov3: bool) -> list[tuple[str, str]]:
-    """ViT keys with official prefix ``p``; ``dinov3`` adds registers, mask token, layer scale, final norm."""
+def _vit_rules(p: str, dinov3: bool, gated: bool) -> list[tuple[str, str]]:
+    """ViT keys with official prefix ``p``; ``dinov3`` adds registers, mask token, layer scale, final norm;
+    ``gated``: SwiGLU MLP (w1, w2, w3) instead of fc1, fc2."""
     blk, lay = p + "blocks.{i}.", _VIT + "model.layer.{i}."
     rules = [
         (p + "cls_token", _VIT + "embeddings.cls_token"),
@@ -150,15 +152,16 @@ def _vit_rules(p: str, dinov3: bool) -> list[tuple[str, str]]:
         (blk + "norm1.{t}", lay + "norm1.{t}"),
         (blk + "norm2.{t}", lay + "norm2.{t}"),
         (blk + "attn.proj.{t}", lay + "attention.o_proj.{t}"),
-        (blk + "mlp.fc1.{t}", lay + "mlp.up_proj.{t}"),
-        (blk + "mlp.fc2.{t}", lay + "mlp.down_proj.{t}"),
-        (blk + "mlp.w1.{t}", lay + "mlp.gate_proj.{t}"),
-        (blk + "mlp.w2.{t}", lay + "mlp.up_proj.{t}"),
-        (blk + "mlp.w3.{t}", lay + "mlp.down_proj.{t}"),
     ]
+    if gated:
+        rules += [(blk + "mlp.w1.{t}", lay + "mlp.gate_proj.{t}"), (blk + "mlp.w2.{t}", lay + "mlp.up_proj.{t}"),
+                  (blk + "mlp.w3.{t}", lay + "mlp.down_proj.{t}")]
+    else:
+        rules += [(blk + "mlp.fc1.{t}", lay + "mlp.up_proj.{t}"), (blk + "mlp.fc2.{t}", lay + "mlp.down_proj.{t}")]
     if dinov3:
         rules += [
             (p + "storage_tokens", _VIT + "embeddings.register_tokens"),
+            (p + "mask_token", _VIT + "embeddings.mask_token"),
             (blk + "ls1.gamma", lay + "layer_scale1.lambda1"),
             (blk + "ls2.gamma", lay + "layer_scale2.lambda1"),
             (p + "norm.{t}", _VIT + "norm.{t}"),
@@ -182,7 +185,7 @@ def _fused(layout: str) -> list[tuple[str, tuple[str, ...]]]:
     ]
     if layout != "hgnet":
         blk = _VIT_PREFIX[layout] + "blocks.{i}.attn.qkv."
-        fused.append((blk + "{t}", _qkv(_VIT + "model.layer.{i}.attention.", "{t}")))
+        fused += [(blk + t, _qkv(_VIT + "model.layer.{i}.attention.", t)) for t in ("weight", "bias")]
     return fused
 
 
@@ -190,12 +193,12 @@ def _fused(layout: str) -> list[tuple[str, tuple[str, ...]]]:
 _VIT_PREFIX = {"vit_tiny": "backbone.dinov3._model.", "dinov3": "backbone.dinov3."}
 
 
-def _rules(layout: str, lite: bool) -> _Rules:
+def _rules(layout: str, lite: bool, gated: bool) -> _Rules:
     pairs = list(_DECODER) + list(_ELAN) + (_LITE if lite else _HYBRID)
     if layout == "hgnet":
         pairs += _HGNET
     else:
-        pairs += _STA_RULES + _vit_rules(_VIT_PREFIX[layout], layout == "dinov3")
+        pairs += _STA_RULES + _vit_rules(_VIT_PREFIX[layout], layout == "dinov3", gated)
     return _Rules(pairs)
 
 
@@ -206,22 +209,24 @@ def is_transformers_port(sd: Mapping[str, Any]) -> bool:
     return any(k.startswith("model.conv_encoder.") for k in keys) and any(k.startswith("model.decoder.") for k in keys)
 
 
-def _port_layout(sd: Mapping[str, Any]) -> tuple[str, bool]:
-    """(backbone layout 'hgnet' | 'vit_tiny' | 'dinov3', lite encoder?) of a port state dict."""
+def _port_layout(sd: Mapping[str, Any]) -> tuple[str, bool, bool]:
+    """(backbone layout 'hgnet' | 'vit_tiny' | 'dinov3', lite encoder?, gated ViT MLP?) of a port state dict."""
     if any(k.startswith(_HG) for k in sd):
         layout = "hgnet"
     else:
         regs = sd.get(_VIT + "embeddings.register_tokens")
         layout = "dinov3" if regs is not None and regs.shape[1] > 0 else "vit_tiny"
-    return layout, any(k.startswith("model.encoder.bi_fusion_conv.") for k in sd)
+    gated = any(k.startswith(_VIT) and ".mlp.gate_proj." in k for k in sd)
+    return layout, any(k.startswith("model.encoder.bi_fusion_conv.") for k in sd), gated
 
 
-def _official_layout(sd: Mapping[str, Any]) -> tuple[str, bool]:
+def _official_layout(sd: Mapping[str, Any]) -> tuple[str, bool, bool]:
     if any(k.startswith("backbone.stem.") for k in sd):
         layout = "hgnet"
     else:
         layout = "vit_tiny" if any(k.startswith(_VIT_PREFIX["vit_tiny"]) for k in sd) else "dinov3"
-    return layout, any(k.startswith("encoder.bi_fusion.") for k in sd)
+    gated = any(k.startswith("backbone.dinov3") and ".mlp.w1." in k for k in sd)
+    return layout, any(k.startswith("encoder.bi_fusion.") for k in sd), gated
 
 
 # --------------------------------------------------------------------------- official tensors the port lacks
@@ -284,8 +289,8 @@ def convert_transformers_port(sd: Mapping[str, torch.Tensor], eval_size: Iterabl
     ``eval_size`` (h, w) sets the shape of ``decoder.anchors``; default: the variant's official size.
     Raises :class:`WeightsError` for keys it does not know or port tensors the official model cannot hold.
     """
-    layout, lite = _port_layout(sd)
-    rules = _rules(layout, lite)
+    layout, lite, gated = _port_layout(sd)
+    rules = _rules(layout, lite, gated)
     # top-level head copies first, so the decoder's own (the ones its forward uses) win
     items = sorted(sd.items(), key=lambda kv: not kv[0].startswith(("class_embed.", "bbox_embed.")))
     out: dict[str, torch.Tensor] = {}
@@ -300,7 +305,7 @@ def convert_transformers_port(sd: Mapping[str, torch.Tensor], eval_size: Iterabl
             claimed.update(n for n in names if n in sd)
             tensors = [sd.get(n) for n in names]
             if tensors[1] is None and names[1].endswith("k_proj.bias"):
-                tensors[1] = torch.zeros_like(tensors[0])  # the port has no key bias: it cancels in softmax
+                tensors[1] = torch.zeros_like(tensors[0])  # port config key_bias=False: no key bias
             missing = [n for n, t in zip(names, tensors) if t is None]
             if missing:
                 raise WeightsError(f"transformers 权重缺少 {missing[0]}，文件不完整，请重新下载或重新保存。")
@@ -388,8 +393,8 @@ def to_transformers_port(sd: Mapping[str, torch.Tensor], variant_or_cfg: Any = N
         got = variant_of_state_dict(sd)
         if got != want:
             raise WeightsError(f"state_dict 是 DEIMv2-{str(got).upper()} 的权重，但要求转换为 DEIMv2-{want.upper()}。")
-    layout, lite = _official_layout(sd)
-    rules = _rules(layout, lite)
+    layout, lite, gated = _official_layout(sd)
+    rules = _rules(layout, lite, gated)
     out: dict[str, torch.Tensor] = {}
     claimed: set[str] = set()
     for off, parts in _fused(layout):
@@ -401,12 +406,9 @@ def to_transformers_port(sd: Mapping[str, torch.Tensor], variant_or_cfg: Any = N
             claimed.add(key)
             names = [_fill(p, m.groupdict()) for p in parts]
             chunks = list(value.chunk(len(parts), dim=0))
-            if key.endswith("qkv.bias"):
-                mask = sd.get(key + "_mask")
-                if mask is not None:
-                    chunks = list((value * mask).chunk(3, dim=0))
-                if layout == "vit_tiny":  # the port's ViT-Tiny has no key bias
-                    names, chunks = [names[0], names[2]], [chunks[0], chunks[2]]
+            mask = sd.get(key + "_mask") if key.endswith("qkv.bias") else None
+            if mask is not None:  # DINOv3: the masked key bias is zero in effect
+                chunks = list((value * mask).chunk(3, dim=0))
             out.update({n: c.clone() for n, c in zip(names, chunks)})
     derived = ("decoder.anchors", "decoder.valid_mask", "decoder.up", "decoder.reg_scale")
     unknown = []
@@ -509,6 +511,7 @@ def port_config_for_variant(variant: str, num_classes: int = 80) -> dict[str, An
     ``anchor_image_size`` and ``eval_size`` stay None: the port then makes anchors from the real feature
     sizes (its fixed anchors use the encoder strides, one level short for Atto/Femto/Pico) and keeps the
     AIFI position embedding in eval mode (with ``eval_size`` set the port drops it, the official model does not).
+    ``key_bias=True`` for every ViT: ViT-Tiny's key bias changes the outputs (RoPE), DINOv3's is zero.
     """
     from .config import load_config
 
@@ -524,8 +527,8 @@ def port_config_for_variant(variant: str, num_classes: int = 80) -> dict[str, An
         max_num_bins=dec.get("reg_max", 32), reg_scale=float(dec.get("reg_scale", 4)),
         layer_scale=dec.get("layer_scale", 1), encoder_type="lite" if lite else "hybrid",
         encoder_hidden_dim=enc["hidden_dim"], encoder_in_channels=enc["in_channels"], feat_strides=enc["feat_strides"],
-        activation_function=enc.get("act", "silu"), depth_mult=enc.get("depth_mult", 1.0),
-        hidden_expansion=enc.get("expansion", 1.0),
+        activation_function=enc.get("act", "silu"), depth_mult=float(enc.get("depth_mult", 1.0)),
+        hidden_expansion=float(enc.get("expansion", 1.0)),
     )
     if lite:
         c["encoder_layers"] = 0
@@ -554,7 +557,8 @@ def port_config_for_variant(variant: str, num_classes: int = 80) -> dict[str, An
         c["backbone_config"] = dict(
             model_type="dinov3_vit", hidden_size=width, num_attention_heads=heads, num_hidden_layers=12,
             intermediate_size=inter, layerscale_value=ls, use_gated_mlp=gated, num_register_tokens=regs,
-            pos_embed_rescale=2.0 if is_dinov3 else None, key_bias=is_dinov3, rope_theta=100.0,
+            pos_embed_rescale=2.0 if is_dinov3 else None, key_bias=True, rope_theta=100.0,
+            layer_norm_eps=1e-5 if is_dinov3 else 1e-6, hidden_act="silu" if gated else "gelu",
             out_indices=[i + 1 for i in bb["interaction_indexes"]], apply_layernorm=is_dinov3, reshape_hidden_states=True,
         )
         c["encoder_has_trailing_conv"] = False
