@@ -15,11 +15,19 @@ What the port renames or reshapes (official -> port):
 - DINOv3 ``storage_tokens`` -> ``register_tokens``, ``mask_token [1, D]`` -> ``[1, 1, D]``.
 
 Tensors only the port has: ``model.enc_output`` (Linear + LayerNorm; the official decoder has none, the
-port's converter fills identity + default LayerNorm), ViT-Tiny's unused ``mask_token``, empty
-``register_tokens``, unused ``norm`` and all-ones layer scales, and tied copies of the heads at the top
-level (``class_embed.*``, ``bbox_embed.*``). Tensors only the official model has are recomputed here:
-``decoder.anchors/valid_mask``, ``rope_embed.periods``, ``qkv.bias_mask``, ``num_batches_tracked``, the
-second copy of ``up``/``reg_scale``, and bbox heads that ``save_pretrained`` stored once (shared heads).
+port's converter fills identity + default LayerNorm), ViT-Tiny's ``mask_token``, empty ``register_tokens``,
+final ``norm`` and all-ones layer scales, and tied copies of the heads at the top level (``class_embed.*``,
+``bbox_embed.*``). Tensors only the official model has are recomputed here: ``decoder.anchors/valid_mask``,
+``rope_embed.periods``, ``qkv.bias_mask``, ``num_batches_tracked``, the second copy of ``up``/``reg_scale``,
+and bbox heads that ``save_pretrained`` stored once (shared heads).
+
+The weights convert exactly, but the port (checked with transformers 5.23) does not compute the same
+function as the official model, so its outputs differ from ours and the official ones: it applies
+``enc_output``'s LayerNorm to the encoder memory; it uses ReLU where the official heads use SiLU
+(``enc_bbox_head``, ``pre_bbox_head``, ``bbox_embed``, LQE); it recomputes the query position embedding in
+every decoder layer (official: once, from the first reference points); for ViT-Tiny (S/M) it applies the
+final LayerNorm to the last feature map. With those four changed back, port and converted model agree to
+< 1e-5 on all eight variants (random weights). After conversion this package computes the official function.
 
 Explained in notebook ``01_weights.ipynb``.
 """
@@ -341,7 +349,7 @@ def _port_only(key: str, value: torch.Tensor, layout: str) -> bool:
     if layout != "vit_tiny":
         return False
     if key in (_VIT + "embeddings.mask_token", _VIT + "embeddings.register_tokens") or key.startswith(_VIT + "norm."):
-        return True  # ViT-Tiny: no mask token, no registers, no final norm on the features (apply_layernorm=False)
+        return True  # the official ViT-Tiny has no mask token, no registers and no final norm
     if re.fullmatch(re.escape(_VIT) + r"model\.layer\.\d+\.layer_scale[12]\.lambda1", key):
         if not bool((value == 1).all()):
             raise WeightsError(
