@@ -291,6 +291,10 @@ def load_weights(model: nn.Module, path: str | Path, strict: bool = True) -> Loa
     ``num_classes`` is an error suggesting fine-tuning); ``strict=False``: load what fits, report the rest."""
     sd, fmt, obj = load_detector_state(path, model)
     _check_variant(sd, model, str(path))
+    own = model.state_dict()
+    for key in ("decoder.anchors", "decoder.valid_mask"):  # derived from eval_spatial_size, not learned
+        if key in sd and key in own and sd[key].shape != own[key].shape:
+            sd[key] = own[key]
     report = LoadReport(str(path), fmt)
     if isinstance(obj, Mapping):
         report.class_names = list(obj["class_names"]) if obj.get("class_names") else None

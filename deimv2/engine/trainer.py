@@ -98,7 +98,7 @@ class Trainer:
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int) -> dict:
         return make_checkpoint(model=self.model, epoch=epoch, global_step=self.global_step, best_ap=self.best_ap,
-                               config=self.cfg.to_dict(), class_names=self.class_names,
+                               config={**self.cfg.to_dict(), "__name__": self.cfg.name}, class_names=self.class_names,
                                category_ids=self.category_ids, ema=self.ema, optimizer=self.optimizer,
                                lr_scheduler=self.scheduler, scaler=self.scaler)
 
@@ -180,9 +180,9 @@ class Trainer:
 
     def _restart_from_best(self, epoch: int, decay: float) -> None:
         best = self.output_dir / "best.pth"
+        if self.distributed:
+            dist.barrier()  # rank 0 has finished writing best.pth before anyone looks for it
         if best.is_file():
-            if self.distributed:
-                dist.barrier()
             ckpt = load_checkpoint(best)
             self._load_weights_state(ckpt, str(best))
             self.optimizer.load_state_dict(ckpt["optimizer"])

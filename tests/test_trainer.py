@@ -1,0 +1,106 @@
+"""Training loop: it learns, checkpoints are complete and atomic, resume continues, tune skips heads, NaN stops."""
+import math
+
+import pytest
+import torch
+
+from deimv2.engine.checkpoint import load_checkpoint
+from deimv2.engine.trainer import NonFiniteLossError, evaluate, prepare_trainer, train
+
+TINY = {
+    "HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2, "num_workers": 0,
+    "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 30,
+    "PostProcessor.num_top_queries": 30,
+}
+
+
+def test_loss_falls_on_a_tiny_set(tiny_coco, tmp_path):
+    torch.manual_seed(0)
+    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "out", overrides=TINY, epochs=40,
+                        progress=False, warmup_iter=1, **{"train_dataloader.dataset.transforms.policy.epoch": [99, 100, 101],
+                                                          "train_dataloader.collate_fn.stop_epoch": 101})
+    images, targets = next(iter(t.data.train_loader))
+    t.model.train()
+    losses = []
+    for step in range(12):
+        out = t.model(images, targets=targets)
+        loss = sum(t.criterion(out, targets, epoch=0).values())
+        t.optimizer.zero_grad()
+        loss.backward()
+        t.optimizer.step()
+        losses.append(float(loss.detach()))
+    assert all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.8 * losses[0], losses
+
+
+def test_train_writes_checkpoints_logs_and_resumes_exactly(tiny_coco, tmp_path):
+    out = tmp_path / "运行 1"
+    metrics = train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=3, max_iters_per_epoch=2,
+                    progress=False, check_data=True)
+    for name in ("last.pth", "best.pth", "log.jsonl", "eval.json", "config.yaml"):
+        assert (out / name).is_file(), name
+    assert {"AP", "AP50", "per_class", "best_AP"} <= set(metrics)
+    ckpt = load_checkpoint(out / "last.pth")
+    assert {"model", "ema", "optimizer", "lr_scheduler", "epoch", "config", "class_names", "category_ids"} <= set(ckpt)
+    assert ckpt["epoch"] == 2 and ckpt["class_names"] == ["红色", "绿色", "蓝色"] and ckpt["category_ids"] == [0, 1, 2]
+    assert len((out / "log.jsonl").read_text(encoding="utf-8").splitlines()) == 3
+
+    # resume from the epoch-2 checkpoint into a longer schedule: same LR, EMA and step continue
+    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "resumed", overrides=TINY, epochs=3,
+                        max_iters_per_epoch=2, progress=False)
+    t.resume(out / "last.pth")
+    assert t.start_epoch == 3 and t.global_step == ckpt["global_step"]
+    assert t.scheduler.last_iter == ckpt["lr_scheduler"]["last_iter"]
+    assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx(
+        [g["lr"] for g in ckpt["optimizer"]["param_groups"]])
+    ema_now = t.ema.module.state_dict()
+    assert all(torch.equal(ema_now[k], v) for k, v in ckpt["ema"]["module"].items())
+    assert t.ema.updates == ckpt["ema"]["updates"]
+    state = t.optimizer.state_dict()["state"]
+    assert all(torch.equal(state[i]["exp_avg"], ckpt["optimizer"]["state"][i]["exp_avg"]) for i in list(state)[:5])
+
+
+def test_evaluate_our_checkpoint_without_config(tiny_coco, tmp_path):
+    out = tmp_path / "out"
+    train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, progress=False)
+    metrics = evaluate(None, out / "best.pth", data=tiny_coco)
+    assert 0.0 <= metrics["AP50"] <= 1.0 and (out / "eval.json").is_file()
+
+
+def test_tune_into_other_num_classes_skips_heads(tiny_coco, tmp_path, capsys):
+    from deimv2.models.build import build_model
+
+    coco80 = tmp_path / "coco80.pth"
+    torch.save({"model": build_model("atto", num_classes=80, eval_spatial_size=[96, 96]).state_dict()}, coco80)
+    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "tune", overrides=TINY, epochs=1, progress=False)
+    t.tune(coco80)
+    out = capsys.readouterr().out
+    assert "跳过" in out and ("dec_score_head" in out or "enc_score_head" in out)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good(tiny_coco, tmp_path, monkeypatch):
+    out = tmp_path / "nan"
+    train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, progress=False)
+    good = (out / "last.pth").read_bytes()
+    t = prepare_trainer("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=2, max_iters_per_epoch=1,
+                        progress=False)
+    t.resume(out / "last.pth")
+    real = t.criterion.forward
+    monkeypatch.setattr(t.criterion, "forward", lambda *a, **k: {k2: v * float("nan") for k2, v in real(*a, **k).items()})
+    with pytest.raises(NonFiniteLossError, match="last.pth"):
+        t.fit()
+    assert (out / "last.pth").read_bytes() == good
+
+
+def test_accumulation_keeps_the_effective_batch(tiny_coco, tmp_path):
+    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "acc", overrides={**TINY, "batch_size": 4},
+                        accumulate=2, epochs=1, progress=False)
+    assert t.batch_per_step == 2 and t.iters_per_epoch == len(t.data.train_loader) // 2
+
+
+def test_one_based_dataset_maps_back_to_user_ids(tmp_path):
+    from conftest import make_coco_dataset
+
+    data = make_coco_dataset(tmp_path / "one", one_based=True)
+    t = prepare_trainer("atto", data=data, output_dir=tmp_path / "o", overrides=TINY, epochs=1, progress=False)
+    assert t.category_ids == [1, 2, 3] and t.cfg.num_classes == 3
