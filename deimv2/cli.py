@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import sys
 import traceback
-from pathlib import Path
 
 from .errors import DEIMv2Error
 

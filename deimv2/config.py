@@ -474,9 +474,8 @@ def load_config(
     ov.update(kwargs)
     recipe = milestones_of(raw)
     raw, touched = apply_overrides(raw, ov)
-    derived: dict = {}
     if "epoches" in touched:
-        derived = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)
+        derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)
     if "eval_spatial_size" in touched:
         sync_image_size(raw, list(raw["eval_spatial_size"]))
     cfg = config_from_dict(raw, cfg_name)

@@ -372,7 +372,7 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
-        raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best_stg*.pth / last.pth 或官方权重）。")
+        raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
     source, output = Path(source), Path(output)
     det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
                                    class_names=classes)

@@ -80,7 +80,7 @@ def read_weights_file(path: str | Path) -> Any:
         else:
             raise WeightsError(f"文件夹 {path} 里没有 model.safetensors、pytorch_model.bin、best.pth 或 last.pth。请指定具体的权重文件。")
     if not path.is_file():
-        raise WeightsError(f"权重文件不存在：{path}。请检查路径，或到下表下载后放进 ckpts/：\n{download_table()}")
+        raise WeightsError(f"找不到权重文件（文件不存在）：{path}。请检查路径，或到下表下载后放进 ckpts/：\n{download_table()}")
     if path.stat().st_size == 0:
         raise WeightsError(f"权重文件 {path} 是空文件（0 字节），可能下载没有完成。请重新下载。")
     if path.suffix == ".safetensors":
@@ -400,7 +400,7 @@ def _variant_of_cfg(cfg) -> str:
 def missing_backbone_error(cfg, path: Path) -> WeightsError:
     v = _variant_of_cfg(cfg)
     d = DOWNLOADS.get(v, {})
-    how = (f"DINOv3STAs.weights_path=null" if cfg.model.backbone_type == "DINOv3STAs" else "HGNetv2.pretrained=false")
+    how = ("DINOv3STAs.weights_path=null" if cfg.model.backbone_type == "DINOv3STAs" else "HGNetv2.pretrained=false")
     return WeightsError(
         f"找不到 DEIMv2-{v.upper()} 需要的骨干网络预训练权重：{path.resolve()}。\n"
         f"请下载 {d.get('backbone', path.name)}（{d.get('backbone_url', '见 ckpts/README.md')}）放到该路径，文件名不用改，"

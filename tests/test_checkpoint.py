@@ -67,7 +67,7 @@ def test_missing_and_invalid_files(folder):
         load_checkpoint(folder / "nope.pth")
     bad = folder / "bad.pth"
     bad.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(WeightsError, match="无法读取"):
+    with pytest.raises(WeightsError, match="不是可读取的"):
         load_checkpoint(bad)
     truncated = folder / "truncated.pth"
     save_checkpoint({"w": torch.ones(100)}, truncated)

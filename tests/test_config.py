@@ -1,6 +1,4 @@
 """Config system: variant files, official __include__ chains, overrides, epoch derivation."""
-from pathlib import Path
-
 import pytest
 
 from deimv2.config import VARIANTS, load_config, parse_overrides, read_yaml, resolve_config_path, save_config

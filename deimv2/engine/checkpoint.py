@@ -17,7 +17,7 @@ A deimv2 training checkpoint is a plain dict that ``torch.load(..., weights_only
       'version':      deimv2.__version__,
     }
 
-Official checkpoints (``last.pth``, ``best_stg1.pth``...) also load: they hold ``model``/``ema`` and
+Official checkpoints (``last.pth``, ``best_stg1.pth``, ``best_stg2.pth``...) also load: they hold ``model``/``ema`` and
 only strings/ints besides tensors.
 """
 from __future__ import annotations
@@ -113,23 +113,27 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """``torch.load(path, weights_only=True)``; raises WeightsError (Chinese) for a missing/invalid file."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"找不到权重文件 '{path}'。请检查路径是否正确（训练输出目录里通常是 last.pth 或 best_stg1.pth）。")
-    try:
-        obj = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # the unpickler raises many types (UnpicklingError, IndexError, RuntimeError...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(
-            f"无法读取权重文件 '{path}'：它不是有效的 PyTorch checkpoint，或已损坏（例如保存时被中断），"
-            f"或含有 weights_only=True 不允许的 Python 对象。原始错误: {first}。"
-            "请换用完整的 .pth 文件（官方权重或本包训练得到的 last.pth / best_*.pth）。"
-        ) from e
+    """Read a checkpoint dict with ``weights_only=True`` (via :func:`deimv2.weights.read_weights_file`);
+    raises WeightsError (Chinese) for a missing, corrupt or non-dict file."""
+    from ..weights import read_weights_file
+
+    obj = read_weights_file(path)
     if not isinstance(obj, dict):
         raise WeightsError(
             f"权重文件 '{path}' 的内容是 {type(obj).__name__}，不是 checkpoint 字典。"
-            "请使用包含 'model' 或 'ema' 键的 .pth 文件。")
+            "请使用包含 'model' 或 'ema' 键的 .pth 文件（官方权重或本包训练得到的 last.pth / best.pth）。")
+    if map_location not in (None, "cpu"):
+        obj = _to_device(obj, map_location)
+    return obj
+
+
+def _to_device(obj: Any, device: Any) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to_device(v, device) for v in obj]
     return obj
 
 

@@ -24,8 +24,7 @@ from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
 from .schedule import FlatCosineLRScheduler
-from .setup import (amp_settings, apply_data_dir, build_data, fast_mode, measure_activation_bytes, memory_table,
-                    resolve_device)
+from .setup import amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table, resolve_device
 
 
 class NonFiniteLossError(DEIMv2Error):
