@@ -64,3 +64,21 @@ def test_python_dash_m_works_the_same(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "deimv2", "info", str(tmp_path / "x.pth")],
                           capture_output=True, text=True, encoding="utf-8")
     assert proc.returncode == 2 and "错误：" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_yolo2coco_and_back_from_the_command_line(tmp_path, capsys):
+    from deimv2.data.demo import demo_dataset_dir
+
+    coco = tmp_path / "转换 结果"
+    assert main(["yolo2coco", str(demo_dataset_dir()), str(coco)]) == 0
+    assert (coco / "train" / "_annotations.coco.json").is_file() and (coco / "valid" / "_annotations.coco.json").is_file()
+    assert main(["coco2yolo", str(coco), str(tmp_path / "yolo")]) == 0
+    assert (tmp_path / "yolo" / "data.yaml").is_file()
+    assert main(["yolo2coco", str(demo_dataset_dir()), str(coco)]) == 2  # exists: refuses without --overwrite
+    assert "错误" in capsys.readouterr().err
+
+
+def test_bench_command(capsys):
+    assert main(["bench", "atto", "--runs", "1", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "atto" in out and "中位数" in out
