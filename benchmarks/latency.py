@@ -93,8 +93,6 @@ def _stub_missing_modules() -> None:
                 setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], sys.modules[sub])
 
     if importlib.util.find_spec("tensorboard") is None:
-        import torch.utils  # noqa: F401  (the real parent package must exist before the stub child)
-
         sys.modules["torch.utils.tensorboard"] = _Inert("torch.utils.tensorboard")
     for name in ("faster_coco_eval.core.mask", "calflops"):
         if importlib.util.find_spec(name.split(".")[0]) is None:
