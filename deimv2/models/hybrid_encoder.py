@@ -72,13 +72,11 @@ class _SelfAttention(nn.Module):
         # -> [B, heads, L, head_dim]
         q, k = qk.view(bsz, length, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
         v = v.view(bsz, length, heads, head_dim).transpose(1, 2)
-        if self.training:
-            # Explicit softmax(q k^T / sqrt(d)) v, the same arithmetic as nn.MultiheadAttention,
-            # so training (where BN batch statistics amplify rounding) matches official bit for bit.
-            attn = torch.matmul(q * math.sqrt(1.0 / head_dim), k.transpose(-2, -1)).softmax(-1)
-            out = torch.matmul(F.dropout(attn, self.dropout) if self.dropout > 0 else attn, v)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v)
+        # Explicit softmax(q k^T / sqrt(d)) v: the arithmetic nn.MultiheadAttention uses (need_weights=True
+        # path), so the encoder matches the official one bit for bit. That keeps the decoder's top-k query
+        # selection identical even where scores are nearly tied (SDPA differs by ~1e-7 and can flip it).
+        attn = torch.matmul(q * math.sqrt(1.0 / head_dim), k.transpose(-2, -1)).softmax(-1)
+        out = torch.matmul(F.dropout(attn, self.dropout) if self.training and self.dropout > 0 else attn, v)
         return self.out_proj(out.transpose(1, 2).reshape(bsz, length, dim))
 
 
