@@ -50,13 +50,14 @@ def run_demo(output_dir: str | Path = "outputs/demo", epochs: int | None = None,
     print(report.format())
 
     print(f"【3/5】训练 DEIMv2-{variant.upper()}（从头开始，{n_epochs} 轮，输入 {sched['size']}×{sched['size']}）")
-    train(variant, data=data_dir, output_dir=out / "train", device=device, epochs=n_epochs,
-          max_iters_per_epoch=sched["max_iters"], check_data=False,
-          overrides=demo_overrides(sched["size"], sched["batch_size"]))
-    best = out / "train" / "best.pth"
+    result = train(variant, data=data_dir, output_dir=out / "train", device=device, epochs=n_epochs,
+                   max_iters_per_epoch=sched["max_iters"], check_data=False,
+                   overrides=demo_overrides(sched["size"], sched["batch_size"]))
+    run_dir = Path(result["output_dir"])  # out/train, or out/train-2 … when an earlier demo is kept
+    best = run_dir / "best.pth"
 
     print("【4/5】在验证集上评估最佳权重")
-    metrics = evaluate(None, best, data=data_dir, device=device, output_dir=out / "train")
+    metrics = evaluate(None, best, data=data_dir, device=device, output_dir=run_dir)
 
     print("【5/5】推理并画框")
     detector = Detector.from_checkpoint(best, device=device, conf=0.3)
@@ -70,8 +71,8 @@ def run_demo(output_dir: str | Path = "outputs/demo", epochs: int | None = None,
     print("\n完成！用时 {:.1f} 分钟".format(minutes))
     print(f"  数据集（COCO）：{data_dir.resolve()}")
     print(f"  权重：{best.resolve()}（另有 last.pth）")
-    print(f"  训练日志：{(out / 'train' / 'log.jsonl').resolve()}")
-    print(f"  评估结果：{(out / 'train' / 'eval.json').resolve()}")
+    print(f"  训练日志：{(run_dir / 'log.jsonl').resolve()}")
+    print(f"  评估结果：{(run_dir / 'eval.json').resolve()}")
     print(f"  推理图片：{pred_dir.resolve()}")
     print(f"  最终 mAP@0.5:0.95 = {metrics['AP']:.3f}，mAP@0.5 = {metrics['AP50']:.3f}")
     return metrics

@@ -448,8 +448,9 @@ def show_grid(images: Any, predictions: Sequence[Any] | None = None,
         if titles is not None:
             ax.set_title(str(titles[k]))
     if ground_truths is not None:
-        handles = [Line2D([], [], color=PALETTE[0], lw=2, label="预测（实线，颜色按类别）"),
-                   Line2D([], [], color=GT_COLOR, lw=2, ls="--", label="真值 GT（虚线）")]
+        handles = [Line2D([], [], color=GT_COLOR, lw=2, ls="--", label="真值 GT（虚线）")]
+        if predictions is not None:
+            handles.insert(0, Line2D([], [], color=PALETTE[0], lw=2, label="预测（实线，颜色按类别）"))
         fig.legend(handles=handles, loc="upper center", ncol=2, frameon=False)
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
     else:

@@ -4,7 +4,7 @@ Graph inputs: ``images`` ``[N,3,H,W]`` float32 in [0, 1] (plain ``/255`` pixels 
 no letterbox) and ``orig_target_sizes`` ``[N,2]`` int64 as **(w, h)**. Outputs: ``labels`` ``[N,K]`` (0-based),
 ``boxes`` ``[N,K,4]`` (xyxy, original-image pixels), ``scores`` ``[N,K]``. Unlike the official export, the
 ImageNet normalisation of the DINOv3 variants (S/M/L/X) is INSIDE the graph, so every variant takes the
-same input. The batch axis ``N`` is dynamic. Explained in notebook ``06_predict_export.ipynb`` and
+same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inference.ipynb`` and
 ``docs/tensorrt.md``.
 """
 from __future__ import annotations

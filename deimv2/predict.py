@@ -4,7 +4,7 @@ the ``deimv2 predict`` command (image / folder / video) and a notebook helper co
 Preprocessing is the official val pipeline: resize to ``eval_spatial_size`` (PIL bilinear, no letterbox),
 ``/255``, and ImageNet mean/std for the DINOv3 variants only. The normalisation lives in one place,
 :class:`DetectionGraph`, which is also the graph that :mod:`deimv2.export` writes to ONNX.
-Explained in notebook ``06_predict_export.ipynb``.
+Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``show_predictions``).
 """
 from __future__ import annotations
 

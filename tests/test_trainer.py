@@ -104,3 +104,18 @@ def test_one_based_dataset_maps_back_to_user_ids(tmp_path):
     data = make_coco_dataset(tmp_path / "one", one_based=True)
     t = prepare_trainer("atto", data=data, output_dir=tmp_path / "o", overrides=TINY, epochs=1, progress=False)
     assert t.category_ids == [1, 2, 3] and t.cfg.num_classes == 3
+
+
+def test_a_new_run_never_overwrites_a_finished_one(tmp_path):
+    from deimv2.engine.trainer import fresh_output_dir, latest_run
+
+    run = tmp_path / "run"
+    assert fresh_output_dir(run) == run
+    run.mkdir()
+    (run / "best.pth").write_bytes(b"old")
+    new = fresh_output_dir(run)
+    assert new == tmp_path / "run-2"
+    new.mkdir()
+    (new / "best.pth").write_bytes(b"new")
+    assert fresh_output_dir(run) == tmp_path / "run-3"
+    assert latest_run(run) == new

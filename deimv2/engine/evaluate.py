@@ -273,16 +273,17 @@ def save_eval_json(metrics: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 # ---------------------------------------------------------------------- plots
 def _new_figure(figsize):
-    """A standalone matplotlib Figure (no pyplot state); CJK fonts set up when deimv2.draw provides it."""
-    try:
-        from ..draw import setup_matplotlib_cjk
-    except ImportError:
-        pass
-    else:
-        setup_matplotlib_cjk()
-    from matplotlib.figure import Figure
+    """A matplotlib Figure with the CJK font set up (not kept in pyplot state)."""
+    import matplotlib.pyplot as plt
 
-    return Figure(figsize=figsize, layout="constrained")
+    from ..draw import setup_matplotlib_cjk
+
+    setup_matplotlib_cjk()
+
+    # a pyplot figure (closed right away) renders in a fresh Jupyter kernel; a bare Figure shows as text
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig
 
 
 def plot_pr_curves(metrics: Mapping[str, Any], max_legend: int = 20):

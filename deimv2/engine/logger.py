@@ -182,15 +182,15 @@ def plot_training_curves(log: str | os.PathLike | Sequence[Mapping[str, Any]], m
     """Figure with the training loss (total + main terms) and validation AP / AP50 per epoch."""
     records = read_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
     records = _normalize_official(records)
-    try:
-        from ..draw import setup_matplotlib_cjk
-    except ImportError:
-        pass
-    else:
-        setup_matplotlib_cjk()
-    from matplotlib.figure import Figure
+    import matplotlib.pyplot as plt
 
-    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    from ..draw import setup_matplotlib_cjk
+
+    setup_matplotlib_cjk()
+
+    # a pyplot figure (closed right away) renders in a fresh Jupyter kernel; a bare Figure shows as text
+    fig = plt.figure(figsize=(12, 4.5), layout="constrained")
+    plt.close(fig)
     ax_loss, ax_ap = fig.subplots(1, 2)
     keys = sorted({k for r in records for k in r if k.startswith("train_loss_") and "_aux" not in k
                    and "_dn" not in k and "_pre" not in k and "_enc" not in k})

@@ -187,7 +187,8 @@ class Trainer:
             self.optimizer.load_state_dict(ckpt["optimizer"])
         if self.ema is not None:
             self.ema.restart(decay)
-        _say(f"第 {epoch} 轮：{'载入最佳权重并' if best.is_file() else ''}重启 EMA（decay={decay:.4f}）。")
+        why = "进入无强增强阶段" if epoch == self.stop_epoch else "无强增强阶段本轮没有提升"
+        _say(f"第 {epoch + 1} 轮（{why}）：{'载入最佳权重并' if best.is_file() else ''}重启 EMA（decay={decay:.4f}）。")
 
     def train_one_epoch(self, epoch: int) -> dict[str, float]:
         from tqdm.auto import tqdm
@@ -335,9 +336,29 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     return out
 
 
+def fresh_output_dir(path: Path) -> Path:
+    """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run (never overwrite one)."""
+    if not ((path / "last.pth").exists() or (path / "best.pth").exists()):
+        return path
+    n = 2
+    while (path.parent / f"{path.name}-{n}").exists():
+        n += 1
+    new = path.parent / f"{path.name}-{n}"
+    _say(f"输出目录 {path} 里已有一次训练的结果，为了不覆盖它，这次写到 {new}（继续那次训练请用 -r {path / 'last.pth'}）。")
+    return new
+
+
+def latest_run(path: str | Path) -> Path:
+    """The newest of ``path``, ``path-2``, ``path-3`` … that holds a ``best.pth`` (see :func:`fresh_output_dir`);
+    ``path`` itself when none does. Used by notebooks 05/06 to find the model trained in 04."""
+    path = Path(path)
+    runs = [p for p in [path, *path.parent.glob(f"{path.name}-*")] if (p / "best.pth").is_file()]
+    return max(runs, key=lambda p: (p / "best.pth").stat().st_mtime) if runs else path
+
+
 def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None, overrides=None, output_dir=None,
                     seed=None, use_amp=None, device=None, progress=True, max_iters_per_epoch=None,
-                    train=True, **kwargs) -> Trainer:
+                    train=True, new_run=False, **kwargs) -> Trainer:
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
     base = {**config.raw, "__name__": config.name} if isinstance(config, Config) else config
     cfg = _prepare_config(base, data, overrides, output_dir, seed, use_amp, kwargs)
@@ -351,6 +372,8 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     out = Path(cfg.train.output_dir)
+    if new_run:
+        out = fresh_output_dir(out)  # every rank computes the same name before rank 0 creates it
     if dist.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
     return Trainer(cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train)
@@ -403,7 +426,7 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
             raise DEIMv2Error("数据集检查没有通过，训练没有开始：\n" + report.format())
     t = prepare_trainer(config, data=data, overrides=overrides, output_dir=output_dir, seed=seed, use_amp=use_amp,
                         device=device, progress=progress, max_iters_per_epoch=max_iters_per_epoch,
-                        train=not test_only, **kwargs)
+                        train=not test_only, new_run=not (resume or test_only), **kwargs)
     if test_only:
         if not resume:
             raise ConfigError("--test-only 需要用 -r 指定要评估的 checkpoint。")
