@@ -1,40 +1,6 @@
 """Shared fixtures: tiny COCO datasets made on the fly (nothing is downloaded)."""
-import json
-import random
-from pathlib import Path
-
 import pytest
-from PIL import Image, ImageDraw
-
-COLORS = [(220, 40, 40), (40, 200, 60), (40, 80, 220)]
-
-
-def make_coco_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 96, one_based: bool = False,
-                      seed: int = 0) -> Path:
-    """Coloured rectangles on grey: class = colour. Seed layout (train/, valid/ with _annotations.coco.json)."""
-    rng = random.Random(seed)
-    base = 1 if one_based else 0
-    cats = [{"id": base + i, "name": n} for i, n in enumerate(["红色", "绿色", "蓝色"])]
-    for split, n in (("train", n_train), ("valid", n_val)):
-        d = root / split
-        d.mkdir(parents=True, exist_ok=True)
-        images, anns = [], []
-        for i in range(n):
-            img = Image.new("RGB", (size, size), (128, 128, 128))
-            draw = ImageDraw.Draw(img)
-            for _ in range(rng.randint(1, 2)):
-                c = rng.randrange(3)
-                w, h = rng.randint(size // 4, size // 2), rng.randint(size // 4, size // 2)
-                x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
-                draw.rectangle([x, y, x + w, y + h], fill=COLORS[c])
-                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": base + c,
-                             "bbox": [x, y, w + 1, h + 1], "area": (w + 1) * (h + 1), "iscrowd": 0})
-            name = f"图片 {i}.jpg"
-            img.save(d / name, quality=95)
-            images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
-        (d / "_annotations.coco.json").write_text(
-            json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False), encoding="utf-8")
-    return root
+from tinydata import make_coco_dataset
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import subprocess
 import sys
 import textwrap
 
-from conftest import make_coco_dataset
+from tinydata import make_coco_dataset
 
 SCRIPT = textwrap.dedent("""
     import json, sys, torch

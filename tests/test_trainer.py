@@ -99,7 +99,7 @@ def test_accumulation_keeps_the_effective_batch(tiny_coco, tmp_path):
 
 
 def test_one_based_dataset_maps_back_to_user_ids(tmp_path):
-    from conftest import make_coco_dataset
+    from tinydata import make_coco_dataset
 
     data = make_coco_dataset(tmp_path / "one", one_based=True)
     t = prepare_trainer("atto", data=data, output_dir=tmp_path / "o", overrides=TINY, epochs=1, progress=False)
