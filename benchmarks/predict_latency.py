@@ -9,25 +9,18 @@ ONNX graph in onnxruntime vs the same graph in PyTorch. Median of ``--runs`` aft
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from deimv2.bench import time_fn
+
 
 def median_ms(fn, runs: int, warmup: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return time_fn(fn, runs=runs, warmup=warmup)["median_ms"]
 
 
 def bench_variant(name: str, image: Path, tmp: Path, runs: int, warmup: int, threads: int) -> dict:

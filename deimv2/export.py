@@ -9,8 +9,6 @@ same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inferenc
 """
 from __future__ import annotations
 
-import statistics
-import time
 import warnings
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from .config import Config, load_config
+from .bench import time_fn
 from .errors import ConfigError, DEIMv2Error
 from .predict import DetectionGraph, build_graph, load_detector
 
@@ -116,17 +115,6 @@ def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:
         print("onnxsim 简化后的模型没有通过校验，保留未简化的文件。")
 
 
-def _median_ms(fn, runs: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Config | None = None,
                image=None, runs: int = 5, top: int = 10, batch: int = 1) -> dict:
     """Run the ONNX file in onnxruntime (CPU) and compare with the PyTorch graph on the same input.
@@ -169,8 +157,8 @@ def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Confi
     tol = 1e-3 * max(1.0, max(pil.size) / 1000)
     result["top_match"] = result["top_labels_equal"] and result["top_max_abs_boxes"] < tol
     with torch.inference_mode():
-        result["torch_ms"] = _median_ms(lambda: graph(x, s), runs)
-    result["onnxruntime_ms"] = _median_ms(lambda: sess.run(None, feeds), runs)
+        result["torch_ms"] = time_fn(lambda: graph(x, s), runs=runs)["median_ms"]
+    result["onnxruntime_ms"] = time_fn(lambda: sess.run(None, feeds), runs=runs)["median_ms"]
     print(f"ONNX 检查（onnxruntime vs PyTorch，CPU {torch.get_num_threads()} 线程，batch {batch}）：\n"
           f"  scores 最大误差 {result['max_abs_scores']:.2e}；全部 {scores_t.shape[1]} 个框的最大误差 {result['max_abs_boxes']:.2e} 像素"
           f"（分数几乎相同的两个框可能交换名次，这时这个数会很大，属正常）；\n"

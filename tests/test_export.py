@@ -10,29 +10,15 @@ from PIL import Image
 
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import DEIMv2Error
-from deimv2.models.build import build_model
 from deimv2.predict import Detector
 
 onnx = pytest.importorskip("onnx", reason="onnx 未安装（pip install -e \".[export]\"）")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime 未安装（pip install -e \".[export]\"）")
 
 from deimv2.export import check_onnx, export_onnx  # noqa: E402
+from tinydata import calibrated_atto
 
 SIZE = 160
-
-
-def calibrated_atto(num_classes: int, seed: int = 0) -> torch.nn.Module:
-    """Random Atto with BN statistics measured on random images (distinct scores, so top-k is stable)."""
-    torch.manual_seed(seed)
-    model = build_model("atto", num_classes=num_classes, eval_spatial_size=[SIZE, SIZE])
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model.encoder(model.backbone(torch.rand(4, 3, SIZE, SIZE)))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

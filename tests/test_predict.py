@@ -12,28 +12,10 @@ from PIL import Image
 from deimv2.config import load_config
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import ConfigError, DatasetError, DEIMv2Error
-from deimv2.models.build import build_model
 from deimv2.predict import DetectionGraph, Detector, Prediction, predict_cli, show_predictions
+from tinydata import calibrated_atto
 
 SIZE = 160
-
-
-def calibrated_atto(num_classes: int = 80, seed: int = 0) -> torch.nn.Module:
-    """Random Atto whose BN statistics are measured on random images.
-
-    With default BN statistics the random features are ~1e-4 and every query scores the same, so the
-    top-k order is decided by float noise; measured statistics give distinct scores, like a trained model.
-    """
-    torch.manual_seed(seed)
-    model = build_model("atto", num_classes=num_classes, eval_spatial_size=[SIZE, SIZE])
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model.encoder(model.backbone(torch.rand(4, 3, SIZE, SIZE)))
-    return model.eval()
 
 
 @pytest.fixture(scope="module")

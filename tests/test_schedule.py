@@ -1,6 +1,5 @@
 """Flat-cosine LR schedule (hand-worked values) and epoch-milestone derivation."""
 import importlib.util
-import math
 from pathlib import Path
 
 import pytest

@@ -3,7 +3,10 @@ import json
 import random
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageDraw
+
+from deimv2.models.build import build_model
 
 COLORS = [(220, 40, 40), (40, 200, 60), (40, 80, 220)]
 
@@ -34,3 +37,21 @@ def make_coco_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 
         (d / "_annotations.coco.json").write_text(
             json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False), encoding="utf-8")
     return root
+
+
+def calibrated_atto(num_classes: int = 80, seed: int = 0, size: int = 160) -> torch.nn.Module:
+    """Random Atto whose BN statistics are measured on random images.
+
+    With default BN statistics the random features are ~1e-4 and every query scores the same, so the
+    top-k order is decided by float noise; measured statistics give distinct scores, like a trained model.
+    """
+    torch.manual_seed(seed)
+    model = build_model("atto", num_classes=num_classes, eval_spatial_size=[size, size])
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.momentum = None
+            m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        model.encoder(model.backbone(torch.rand(4, 3, size, size)))
+    return model.eval()
