@@ -86,6 +86,11 @@ def _check_num_classes(cfg: Config, dataset) -> None:
             f"类别 id 超出范围会在 GPU 上报 'device-side assert'。请设置 num_classes={n}（用 --data 会自动设置）。")
 
 
+def usable_workers(requested: int) -> int:
+    """``num_workers`` capped at the CPU count (the official 4 would oversubscribe a 2-core laptop)."""
+    return max(0, min(int(requested), os.cpu_count() or 1))
+
+
 def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = True) -> DataBundle:
     """Datasets and loaders from the config (official ops lists; multi-scale switch; ``num_workers`` as set)."""
     from ..data import CocoDetection, build_dataloader, build_transforms_from_ops
@@ -101,7 +106,7 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
                            remap_mscoco_category=cfg.remap_mscoco_category)
     _check_num_classes(cfg, val_ds)
     val_loader = build_dataloader(val_ds, batch_size=min(d.val_batch_size, max(batch_size, 1) * 2), shuffle=False,
-                                  num_workers=d.val_num_workers, collate_fn=batch_image_collate_fn,
+                                  num_workers=usable_workers(d.val_num_workers), collate_fn=batch_image_collate_fn,
                                   drop_last=False, distributed=distributed, seed=cfg.train.seed)
     train_ds = train_loader = collate = None
     names, cat_ids = list(val_ds.category_names), list(val_ds.label_to_category_id)
@@ -120,7 +125,8 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
         kw.pop("ema_restart_decay", None)
         collate = BatchImageCollateFunction(**kw, multiscale=d.multiscale)
         drop_last = d.drop_last and len(train_ds) >= batch_size * 2
-        train_loader = build_dataloader(train_ds, batch_size=batch_size, shuffle=d.shuffle, num_workers=d.num_workers,
+        train_loader = build_dataloader(train_ds, batch_size=batch_size, shuffle=d.shuffle,
+                                        num_workers=usable_workers(d.num_workers),
                                         collate_fn=collate, drop_last=drop_last, distributed=distributed,
                                         seed=cfg.train.seed)
     return DataBundle(train_ds, val_ds, train_loader, val_loader, collate, names, cat_ids)
