@@ -11,6 +11,14 @@ import traceback
 from .errors import DEIMv2Error
 
 
+class ChineseArgumentParser(argparse.ArgumentParser):
+    """argparse with the error line in Chinese (usage stays as argparse prints it)."""
+
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        self.exit(2, f"错误：命令行参数不对（{message}）。运行 {self.prog} -h 查看用法。\n")
+
+
 def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, help="变体名（atto…x）、官方配置名或 YAML 路径")
     p.add_argument("--data", help="数据集根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json）")
@@ -21,9 +29,9 @@ def _add_common_train(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deimv2", description="DEIMv2 中文教程命令行：训练、评估、推理、导出、数据集工具。")
+    parser = ChineseArgumentParser(prog="deimv2", description="DEIMv2 中文教程命令行：训练、评估、推理、导出、数据集工具。")
     parser.add_argument("--debug", action="store_true", help="出错时显示完整的 Python traceback")
-    sub = parser.add_subparsers(dest="command", metavar="命令")
+    sub = parser.add_subparsers(dest="command", metavar="命令", parser_class=ChineseArgumentParser)
 
     p = sub.add_parser("train", help="训练（或 --test-only 只评估）")
     _add_common_train(p)

@@ -82,3 +82,10 @@ def test_bench_command(capsys):
     assert main(["bench", "atto", "--runs", "1", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "atto" in out and "中位数" in out
+
+
+def test_bad_argument_value_is_explained_in_chinese(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "-r", "x.pth", "-i", "a.jpg", "--conf", "高"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "错误：命令行参数不对" in err and "deimv2 predict -h" in err
