@@ -1,4 +1,7 @@
-"""Environment report: versions, devices, memory, disk, optional packages and the CJK font."""
+"""Environment report: versions, devices, memory, disk, optional packages and the CJK font.
+
+Explained in notebook 00_environment.ipynb.
+"""
 from __future__ import annotations
 
 import importlib

@@ -2,6 +2,7 @@
 
 convert (YOLO → COCO) → check (dataset doctor) → train (DEIMv2-Atto from scratch, CPU is fine)
 → evaluate (COCO mAP) → predict (images with Chinese labels). Notebooks 02–06 walk through the same steps.
+Explained in notebook 02_convert.ipynb … 06_evaluate.ipynb.
 """
 from __future__ import annotations
 

@@ -6,6 +6,7 @@ Font search order (first font that really has Chinese glyphs wins, result cached
   3. ``fc-list :lang=zh`` (fontconfig);
   4. CJK-looking fonts in matplotlib's font list;
   5. fonts shipped by pip packages (``pylopdf-fonts-zh-cn`` is a dependency of deimv2).
+Explained in notebook 02_convert.ipynb and 05_inference.ipynb.
 """
 from __future__ import annotations
 

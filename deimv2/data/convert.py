@@ -12,6 +12,7 @@ COCO ``area`` is always the (clipped) box area. The output is the Roboflow COCO 
 official loader reads: ``DST/{train,valid,test}/_annotations.coco.json`` with the images beside it.
 Nothing partial is ever written: everything is validated first, then written into a temporary folder
 that is renamed to ``DST`` at the end. Source files are copied or linked, never moved.
+Explained in notebook 02_convert.ipynb.
 """
 from __future__ import annotations
 

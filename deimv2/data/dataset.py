@@ -4,6 +4,7 @@ Labels are contiguous and 0-based: the file's own ``categories`` sorted by id ge
 0..K-1 (so 0-based and 1-based files give the same labels). ``label_to_category_id`` is a
 list: ``label_to_category_id[label]`` is the file's category id (to map predictions back).
 ``remap_mscoco_category=True`` uses the standard 80-class COCO mapping instead (official for COCO).
+Explained in notebook 02_convert.ipynb.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""The bundled demo dataset (``data/demo_yolo`` in the git clone) and its COCO conversion."""
+"""The bundled demo dataset (``data/demo_yolo`` in the git clone) and its COCO conversion.
+
+Explained in notebook 02_convert.ipynb.
+"""
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ unknown category id, duplicate ids, image size mismatch, ``num_classes`` too sma
 line); ``warning`` = the training pipeline copes (degenerate box, box outside the image, 1-based or
 gapped category ids); ``info`` = facts worth knowing. Image checks read headers only (plus a cheap
 end-of-file marker check for truncation) unless ``deep=True``, which fully decodes every image.
+Explained in notebook 02_convert.ipynb.
 """
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ Typical use in a validation loop::
     evaluator.synchronize_between_processes()                        # no-op on one GPU/CPU
     metrics = evaluator.compute()
     print(format_metrics_table(metrics))
+Explained in notebook 06_evaluate.ipynb.
 """
 from __future__ import annotations
 

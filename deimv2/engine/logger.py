@@ -5,6 +5,7 @@ One epoch record (one line of ``log.jsonl``) as the trainer writes it, e.g.::
     {"epoch": 0, "lr": 0.0005, "train_loss": 35.2, "train_loss_mal": 0.9, ..., "AP": 0.12, "AP50": 0.25, ...}
 
 :func:`plot_training_curves` also reads the official ``log.txt`` (``train_loss``, ``test_coco_eval_bbox``).
+Explained in notebook 04_train.ipynb.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Flat-cosine learning-rate schedule (official ``lrsheduler: flatcosine``) and epoch-milestone derivation."""
+"""Flat-cosine learning-rate schedule (official ``lrsheduler: flatcosine``) and epoch-milestone derivation.
+
+Explained in notebook 03_config.ipynb (epoch milestones).
+"""
 from __future__ import annotations
 
 import math
