@@ -119,3 +119,11 @@ def test_a_new_run_never_overwrites_a_finished_one(tmp_path):
     (new / "best.pth").write_bytes(b"new")
     assert fresh_output_dir(run) == tmp_path / "run-3"
     assert latest_run(run) == new
+
+
+def test_warmup_is_capped_on_small_data_unless_set(tiny_coco, tmp_path):
+    auto = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "a", overrides=TINY, epochs=10, progress=False)
+    assert auto.warmup_iter == max(1, auto.cfg.data.policy["epoch"][0]) * auto.iters_per_epoch < 4000
+    fixed = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "b", overrides=TINY, epochs=10,
+                            progress=False, warmup_iter=123)
+    assert fixed.warmup_iter == 123 and "warmup_iter_explicit" not in fixed.cfg.raw

@@ -40,11 +40,12 @@ class Trainer:
     """Owns model, EMA, optimizer, scheduler, data and the loop. Build with :func:`prepare_trainer`."""
 
     def __init__(self, cfg: Config, device: torch.device, output_dir: Path, progress: bool = True,
-                 max_iters_per_epoch: int | None = None, train: bool = True):
+                 max_iters_per_epoch: int | None = None, train: bool = True, warmup_explicit: bool = False):
         from ..models.build import build_criterion, build_model_from_config, build_postprocessor
 
         self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
         self.max_iters = max_iters_per_epoch
+        self.warmup_explicit = warmup_explicit
         self.distributed = dist.is_dist()
         world = dist.get_world_size()
         total = cfg.data.batch_size
@@ -89,7 +90,7 @@ class Trainer:
         """The official warmup is counted in COCO iterations; on a small dataset we end it no later than
         the epoch where the augmentation policy starts (official: ≈ 4 epochs), unless set explicitly."""
         w = self.cfg.schedule.warmup_iter
-        if self.cfg.raw.get("warmup_iter_explicit"):
+        if self.warmup_explicit:
             return w
         e0 = (self.cfg.data.policy.get("epoch") or [4])[0]
         return int(min(w, max(1, e0) * self.iters_per_epoch))
@@ -317,8 +318,6 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
 
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
-    if "warmup_iter" in ov:
-        ov["warmup_iter_explicit"] = True
     cfg = load_config(config, ov)
     if data is not None:
         cfg = apply_data_dir(cfg, data, explicit_nc)
@@ -376,7 +375,11 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
         out = fresh_output_dir(out)  # every rank computes the same name before rank 0 creates it
     if dist.is_main_process():
         out.mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train)
+    from ..config import parse_overrides
+
+    warmup_explicit = "warmup_iter" in {**parse_overrides(overrides), **kwargs}
+    return Trainer(cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train,
+                   warmup_explicit=warmup_explicit)
 
 
 def _print_start(t: Trainer) -> None:
