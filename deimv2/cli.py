@@ -225,6 +225,13 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"错误：缺少 Python 包 {e.name}。请运行 pip install {e.name}（或 pip install -e \".[export]\"）。", file=sys.stderr)
         return 2
+    except OSError as e:  # a file system refusal that reached us mid-run (disk full, permissions …)
+        if args.debug:
+            traceback.print_exc()
+        from .outputs import explain_os_error
+
+        print(f"错误：{explain_os_error(e, verb='读写')}", file=sys.stderr)
+        return 2
     except Exception as e:  # an internal bug: short message, traceback with --debug
         if args.debug:
             traceback.print_exc()

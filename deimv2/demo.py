@@ -37,7 +37,9 @@ def run_demo(output_dir: str | Path = "outputs/demo", epochs: int | None = None,
     from .engine.trainer import evaluate, train
     from .predict import Detector
 
-    out = Path(output_dir)
+    from .outputs import ensure_output_dir
+
+    out = ensure_output_dir(output_dir)
     sched = FAST_SCHEDULE if fast_mode() else FULL_SCHEDULE
     n_epochs = int(epochs or sched["epochs"])
     t0 = time.time()

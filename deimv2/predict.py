@@ -9,6 +9,7 @@ Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``sh
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -373,10 +374,9 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
+    from .outputs import ensure_output_dir
+
     source, output = Path(source), Path(output)
-    det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
-                                   class_names=classes)
-    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {conf}")
     if source.is_dir():
         files = list_images(source)
         if not files:
@@ -384,23 +384,46 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         jobs = [(f, output / f.relative_to(source), f.relative_to(source).as_posix()) for f in files]
         out_dir = output
     elif _is_video(source):
-        return _predict_video(det, source, output, save_json)
+        out_dir = output.parent if output.suffix.lower() in VIDEO_EXTS else output
     elif source.suffix.lower() in IMAGE_EXTS:
         target = output if output.suffix.lower() in IMAGE_EXTS else output / source.name
         jobs, out_dir = [(source, target, source.name)], target.parent
     else:
         raise DatasetError(f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。")
+    ensure_output_dir(out_dir)  # before the model is loaded
+    det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
+                                   class_names=classes)
+    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {conf}")
+    if _is_video(source) and not source.is_dir():
+        return _predict_video(det, source, output, save_json)
 
-    rows, total = [], 0
+    rows, total, done, failed = [], 0, 0, []
     for k in range(0, len(jobs), det.batch_size):
-        chunk = jobs[k:k + det.batch_size]
-        for i, ((src, dst, rel), pred) in enumerate(zip(chunk, det.predict([src for src, _, _ in chunk]))):
-            dst.parent.mkdir(parents=True, exist_ok=True)
+        chunk = []
+        for src, dst, rel in jobs[k:k + det.batch_size]:  # decode first: one bad file must not stop the folder
+            try:
+                chunk.append((src, dst, rel, _as_rgb_image(src)[0]))
+            except DatasetError as e:
+                failed.append((rel, str(e).split("\n")[0]))
+        if not chunk:
+            continue
+        preds = det.predict([im for *_, im in chunk])
+        for i, ((src, dst, rel, _), pred) in enumerate(zip(chunk, preds)):
+            pred.path = str(src)
+            ensure_output_dir(dst.parent)
             pred.plot().save(dst)
             total += len(pred)
+            done += 1
             rows.extend({"file_name": rel, **r} for r in pred.to_coco(image_id=k + i))
-    print(f"已处理 {len(jobs)} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
-    info = {"images": len(jobs), "detections": total, "output": out_dir}
+    if failed:
+        print(f"有 {len(failed)} 个文件无法读取，已跳过（其余图片照常输出）：", file=sys.stderr)
+        for rel, why in failed:
+            print(f"  - {rel}：{why}", file=sys.stderr)
+    if not done:
+        raise DatasetError(f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
+                           "请确认它们是完整的图片（可用看图软件打开）。")
+    print(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
+    info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
     if save_json:
         info["json"] = _write_json(out_dir / "predictions.json", rows)
     return info

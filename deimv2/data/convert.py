@@ -287,8 +287,14 @@ def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
     s, d = src.resolve(), dst.resolve()
     if s == d or d in s.parents:
         raise DatasetError(f"输出文件夹 {dst} 不能与输入 {src} 相同或互相包含，请换一个输出路径。")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
+    if dst.exists() and not dst.is_dir():
+        raise DatasetError(f"输出路径 {dst} 是一个已存在的文件，不是文件夹（即使 --overwrite 也不会删除文件）。"
+                           "请换一个输出路径，或先把这个文件移走。")
+    if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise DatasetError(f"输出文件夹 {dst} 已存在且非空。请换一个路径，或使用 overwrite=True 覆盖。")
+    from ..outputs import ensure_output_dir
+
+    ensure_output_dir(dst.parent, "输出文件夹的上一级")
 
 
 def _place_file(src: Path, dst: Path, link: bool) -> None:

@@ -374,7 +374,9 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
     if new_run:
         out = fresh_output_dir(out)  # every rank computes the same name before rank 0 creates it
     if dist.is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
+        from ..outputs import ensure_output_dir
+
+        ensure_output_dir(out)
     from ..config import parse_overrides
 
     warmup_explicit = "warmup_iter" in {**parse_overrides(overrides), **kwargs}
@@ -417,10 +419,13 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
     """
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
-    if isinstance(config, (str, Path)):
-        from ..config import resolve_config_path
+    from ..config import parse_overrides
 
-        resolve_config_path(config)  # a wrong config name is reported before the dataset is read
+    # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
+    from ..config import check_image_size
+
+    check_image_size(load_config({**config.raw, "__name__": config.name} if isinstance(config, Config) else config,
+                                 {**parse_overrides(overrides), **kwargs}))
     if data is not None and check_data and not test_only:
         from ..data.doctor import check_dataset
 

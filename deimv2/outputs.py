@@ -1,0 +1,75 @@
+"""Output folders: the one place that creates them and explains, in Chinese, why one cannot be written.
+
+Every command that writes (``yolo2coco``, ``coco2yolo``, ``train``, ``eval``, ``predict``, ``export``, ``demo``)
+calls :func:`ensure_output_dir` before any heavy work; :func:`explain_os_error` turns an ``OSError`` raised later
+(disk full while saving a checkpoint …) into the same kind of message. Policy: ``docs/errors.md``.
+"""
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import DEIMv2Error
+
+__all__ = ["OutputError", "ensure_output_dir", "explain_os_error", "os_error_reason"]
+
+_REASONS = {
+    errno.EACCES: "没有写入权限",
+    errno.EPERM: "操作不被允许（没有权限，或是特殊文件系统）",
+    errno.EROFS: "所在的文件系统是只读的",
+    errno.ENOSPC: "磁盘空间已满",
+    errno.EDQUOT: "超出了磁盘配额",
+    errno.ENOTDIR: "路径中的某一级是文件，不是文件夹",
+    errno.EEXIST: "同名的文件已经存在，不是文件夹",
+    errno.ENOENT: "上一级文件夹不存在且无法创建（可能是特殊文件系统，如 /proc）",
+    errno.ENAMETOOLONG: "路径太长",
+    errno.EISDIR: "这是一个文件夹，不是文件",
+    errno.EIO: "磁盘读写错误（I/O error）",
+}
+_FIX = {
+    errno.ENOSPC: "清理磁盘空间，或换一个空间充足的输出路径",
+    errno.EDQUOT: "清理磁盘空间，或换一个空间充足的输出路径",
+    errno.ENOTDIR: "把那个文件改名/移走，或换一个输出路径",
+    errno.EEXIST: "把那个文件改名/移走，或换一个输出路径",
+}
+
+
+class OutputError(DEIMv2Error):
+    """An output folder or file that cannot be created or written."""
+
+
+def os_error_reason(e: OSError) -> str:
+    """Chinese reason for an OSError (errno), with the system's own words in brackets."""
+    reason = _REASONS.get(e.errno or -1, "无法写入")
+    return f"{reason}（{e.strerror or type(e).__name__}）"
+
+
+def explain_os_error(e: OSError, what: str = "文件", path: str | os.PathLike | None = None,
+                     verb: str = "创建或写入") -> str:
+    """The Chinese message for an OSError: which path (``path``, else the one in ``e``), why, and what to do."""
+    failing = e.filename if e.filename is not None else None
+    shown = path if path is not None else (failing if failing is not None else "（未知路径）")
+    where = f"（出错的是 {failing}）" if failing is not None and path is not None and str(failing) != str(path) else ""
+    fix = _FIX.get(e.errno or -1, "换一个你有写权限的输出路径（例如家目录下的文件夹），或检查该路径的权限")
+    return f"无法{verb}{what} {shown}：{os_error_reason(e)}{where}。修复：{fix}。"
+
+
+def ensure_output_dir(path: str | os.PathLike, what: str = "输出文件夹") -> Path:
+    """Create ``path`` (with parents) and prove it is writable by creating and removing a temp file.
+
+    Raises :class:`OutputError` naming the folder and the reason (no permission, read-only or special
+    file system, a file where a folder is expected, disk full …).
+    """
+    path = Path(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".deimv2-write-test-", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise OutputError(explain_os_error(e, what, path)) from e
+    return path
