@@ -595,7 +595,7 @@ def validate_overrides(raw: Mapping, overrides: Mapping[str, Any]) -> None:
                               "例如 eval_spatial_size=[640,640]。")
 
 
-def check_image_size(cfg: "Config") -> None:
+def check_image_size(cfg: Config) -> None:
     """The model's strides need ``eval_spatial_size`` in multiples of 32 (checked before a model is built)."""
     size = list(cfg.eval_spatial_size)
     if len(size) != 2 or any(int(v) < 32 or int(v) % 32 for v in size):

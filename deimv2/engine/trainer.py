@@ -419,11 +419,9 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
     """
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
-    from ..config import parse_overrides
+    from ..config import check_image_size, parse_overrides
 
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
-    from ..config import check_image_size
-
     check_image_size(load_config({**config.raw, "__name__": config.name} if isinstance(config, Config) else config,
                                  {**parse_overrides(overrides), **kwargs}))
     if data is not None and check_data and not test_only:
