@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"错误：{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("已中断。", file=sys.stderr)
+        print("已中断（Ctrl-C）。已经保存的文件完好（checkpoint 总是整份写入）；训练可用 "
+              "deimv2 train ... -r 输出目录/last.pth 从上一个完成的轮次继续。", file=sys.stderr)
         return 130
     except ModuleNotFoundError as e:
         if args.debug:

@@ -98,8 +98,13 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, permissions …: say which file, and that the old one is intact
+            from ..outputs import OutputError, explain_os_error
+
+            kept = f"之前保存的 {path} 完好无损。" if path.is_file() else ""
+            raise OutputError(explain_os_error(e, "checkpoint", path) + kept) from e
         raise
     try:  # make the rename itself durable (POSIX); harmless where unsupported
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -133,7 +133,16 @@ class Trainer:
         model_sd = ckpt.get("model")
         if model_sd is None:
             raise WeightsError(f"{where} 里没有 'model' 权重。")
-        self.model.load_state_dict(fill_shared_keys(dict(model_sd), self.model))
+        try:
+            self.model.load_state_dict(fill_shared_keys(dict(model_sd), self.model))
+        except RuntimeError as e:  # another variant or another num_classes
+            from ..weights import num_classes_of_state_dict, variant_of_state_dict
+
+            got = f"DEIMv2-{(variant_of_state_dict(model_sd) or '?').upper()}，{num_classes_of_state_dict(model_sd)} 类"
+            want = f"DEIMv2-{(variant_of_state_dict(self.model.state_dict()) or '?').upper()}，{self.cfg.num_classes} 类"
+            raise WeightsError(f"{where} 与这次训练的模型不一致：文件里是 {got}，配置/数据集要求 {want}"
+                               f"（{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}）。"
+                               "-r 只能接着同一个变体、同一份类别的训练；换了数据集或类别请用 -t 微调。") from None
         if self.ema is not None:
             ema = ckpt.get("ema")
             if isinstance(ema, Mapping) and "module" in ema:
@@ -335,15 +344,50 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     return out
 
 
+RUN_MARKER = ".deimv2-run"  # holds the PID of the run that claimed the folder
+
+
+def _claim(path: Path) -> bool:
+    """Atomically claim ``path`` for a new run (O_EXCL marker file with our PID). False while another live process
+    holds it; a marker left by a run that died before its first checkpoint is taken over."""
+    import os
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path / RUN_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int((path / RUN_MARKER).read_text(encoding="utf-8").strip() or 0)
+            if pid and pid != os.getpid():
+                os.kill(pid, 0)  # raises if no such process
+                return False
+        except (ValueError, ProcessLookupError):
+            pass
+        except (PermissionError, OSError):
+            return False
+        (path / RUN_MARKER).write_text(str(os.getpid()), encoding="utf-8")
+        return True
+    except OSError:
+        return True  # not writable: ensure_output_dir explains it
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(str(os.getpid()))
+    return True
+
+
 def fresh_output_dir(path: Path) -> Path:
-    """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run (never overwrite one)."""
-    if not ((path / "last.pth").exists() or (path / "best.pth").exists()):
+    """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run or another run started
+    into it at the same time (never overwrite one). Outside DDP the folder is claimed atomically."""
+    def taken(p: Path) -> bool:
+        return (p / "last.pth").exists() or (p / "best.pth").exists() or (not dist.is_dist() and not _claim(p))
+
+    if not taken(path):
         return path
     n = 2
-    while (path.parent / f"{path.name}-{n}").exists():
+    while (path.parent / f"{path.name}-{n}").exists() or taken(path.parent / f"{path.name}-{n}"):
         n += 1
     new = path.parent / f"{path.name}-{n}"
-    _say(f"输出目录 {path} 里已有一次训练的结果，为了不覆盖它，这次写到 {new}（继续那次训练请用 -r {path / 'last.pth'}）。")
+    _say(f"输出目录 {path} 里已有一次训练的结果（或另一个正在进行的训练），为了不覆盖它，这次写到 {new}"
+         f"（继续那次训练请用 -r {path / 'last.pth'}）。")
     return new
 
 
