@@ -184,12 +184,18 @@ def _truncated(t, ckpt):
     return t / "截断.pth"
 
 
-def _hf_folder(t):
-    from safetensors.torch import save_file
+def _hf_folder(t, real: bool = True):
+    """A Hugging Face hub folder holding only ``model.safetensors`` (its config.json was not downloaded)."""
     import torch
+    from safetensors.torch import save_file
+
+    from deimv2.hf_port import to_transformers_port
+    from deimv2.models.build import build_model
 
     (t / "hf").mkdir()
-    save_file({"backbone.x": torch.zeros(2)}, str(t / "hf" / "model.safetensors"))
+    sd = to_transformers_port(build_model("atto", overrides={"HGNetv2.pretrained": False}).state_dict(), "atto") \
+        if real else {"backbone.x": torch.zeros(2)}
+    save_file({k: v.contiguous() for k, v in sd.items()}, str(t / "hf" / "model.safetensors"))
     return t / "hf"
 
 
@@ -208,17 +214,20 @@ PREDICT = [
          lambda t: ["截断.pth"]),
     Case("directory-as-checkpoint", lambda t, c: ["info", (t / "空文件夹").mkdir() or t / "空文件夹"], 2,
          lambda t: ["空文件夹"]),
-    Case("hf-folder-without-config", lambda t, c: ["predict", "-r", _hf_folder(t), "-i", save_image(t / "a.jpg")], 2,
-         lambda t: ["hf"]),
+    Case("hf-folder-without-config-works", lambda t, c: ["predict", "-r", _hf_folder(t), "-i", save_image(t / "a.jpg"),
+                                                         "-o", t / "结果"], 0,
+         check=lambda t, out: _predict_outputs(t) == ["a.jpg"] or pytest.fail(out)),
+    Case("hf-folder-not-deimv2", lambda t, c: ["predict", "-r", _hf_folder(t, real=False), "-i", save_image(t / "a.jpg")],
+         2, lambda t: ["hf", "不是 DEIMv2"]),
     Case("resume-other-num-classes", lambda t, c: _train(tiny_coco(t / "d"), "HGNetv2.pretrained=false",
                                                          "eval_spatial_size=[64,64]",
                                                          extra=["--no-check", "-r", random_checkpoint(t / "五类.pth",
-                                                                                                      num_classes=5)]),
+                                                                                                      num_classes=5, size=64)]),
          2, lambda t: ["五类.pth", "5 类", "3 类", "-t"]),
     Case("resume-other-variant", lambda t, c: _train(tiny_coco(t / "d"), "HGNetv2.pretrained=false",
                                                      "eval_spatial_size=[64,64]",
                                                      extra=["--no-check", "-r", random_checkpoint(t / "femto.pth",
-                                                                                                  variant="femto")]),
+                                                                                                  variant="femto", size=64)]),
          2, lambda t: ["femto.pth", "FEMTO", "ATTO"]),
 ]
 
