@@ -130,3 +130,4 @@ def test_kill_9_then_resume(data, tmp_path):
     assert code == 0, err
     assert load_checkpoint(out / "last.pth")["epoch"] == 1 >= ckpt["epoch"]
     assert _epochs_logged(out)[-1] == 1
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # a temp file of the killed save is gone

@@ -111,11 +111,11 @@ def test_a_new_run_never_overwrites_a_finished_one(tmp_path):
 
     run = tmp_path / "run"
     assert fresh_output_dir(run) == run
-    run.mkdir()
+    run.mkdir(exist_ok=True)  # fresh_output_dir claims (creates) the folder it returns
     (run / "best.pth").write_bytes(b"old")
     new = fresh_output_dir(run)
     assert new == tmp_path / "run-2"
-    new.mkdir()
+    new.mkdir(exist_ok=True)
     (new / "best.pth").write_bytes(b"new")
     assert fresh_output_dir(run) == tmp_path / "run-3"
     assert latest_run(run) == new

@@ -106,6 +106,8 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
             kept = f"之前保存的 {path} 完好无损。" if path.is_file() else ""
             raise OutputError(explain_os_error(e, "checkpoint", path) + kept) from e
         raise
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
     try:  # make the rename itself durable (POSIX); harmless where unsupported
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

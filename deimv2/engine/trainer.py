@@ -350,10 +350,14 @@ RUN_MARKER = ".deimv2-run"  # holds the PID of the run that claimed the folder
 def _claim(path: Path) -> bool:
     """Atomically claim ``path`` for a new run (O_EXCL marker file with our PID). False while another live process
     holds it; a marker left by a run that died before its first checkpoint is taken over."""
+    import contextlib
     import os
 
     try:
         path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return True  # not creatable (a file in the way, no permission …): ensure_output_dir explains it
+    try:
         fd = os.open(path / RUN_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
     except FileExistsError:
         try:
@@ -362,10 +366,11 @@ def _claim(path: Path) -> bool:
                 os.kill(pid, 0)  # raises if no such process
                 return False
         except (ValueError, ProcessLookupError):
-            pass
-        except (PermissionError, OSError):
-            return False
-        (path / RUN_MARKER).write_text(str(os.getpid()), encoding="utf-8")
+            pass  # a stale claim: take it over
+        except OSError:
+            return False  # alive but another user's, or unreadable: leave it alone
+        with contextlib.suppress(OSError):
+            (path / RUN_MARKER).write_text(str(os.getpid()), encoding="utf-8")
         return True
     except OSError:
         return True  # not writable: ensure_output_dir explains it
