@@ -29,7 +29,7 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 def snapshot(root: Path) -> dict[str, str]:
     """relative path -> sha1 of every file under ``root`` (to prove nothing written before was lost)."""
     return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file() and "/proc" not in str(p)}
+            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def save_image(path: Path, size=(64, 48), mode: str = "RGB", fmt: str | None = None, color=(200, 60, 60), **kw) -> Path:
@@ -110,8 +110,27 @@ def odd_images(folder: Path) -> dict[str, Path]:
            "png16": folder / "16位.png", "cmyk": save_image(folder / "cmyk.jpg", size=(40, 30), mode="CMYK"),
            "one_pixel": save_image(folder / "1像素.png", size=(1, 1)),
            "huge": save_image(folder / "巨大.png", size=(6000, 4000))}
-    Image.fromarray((np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 20)).save(out["png16"])
+    Image.fromarray(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 20).save(out["png16"])
     return out
+
+
+def coco_of_images(root: Path, files: list[Path]) -> Path:
+    """``root/train`` and ``root/valid`` COCO splits over ``files`` (sizes as displayed, one box per image)."""
+    from deimv2.data.images import image_size
+
+    for split in ("train", "valid"):
+        images, anns = [], []
+        for i, f in enumerate(files, 1):
+            w, h = image_size(f)
+            (root / split).mkdir(parents=True, exist_ok=True)
+            (root / split / f.name).write_bytes(f.read_bytes())
+            images.append({"id": i, "file_name": f.name, "width": w, "height": h})
+            anns.append({"id": i, "image_id": i, "category_id": 0, "bbox": [0, 0, max(w / 2, 0.5), max(h / 2, 0.5)],
+                         "area": w * h / 4, "iscrowd": 0})
+        (root / split / "_annotations.coco.json").write_text(json.dumps(
+            {"images": images, "annotations": anns, "categories": [{"id": 0, "name": "物体"}]}, ensure_ascii=False),
+            encoding="utf-8")
+    return root
 
 
 def random_checkpoint(path: Path, variant: str = "atto", num_classes: int = 3, size: int = 160) -> Path:

@@ -9,13 +9,26 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from badfiles import (coco_json, edit_coco, odd_images, random_checkpoint, run_cli, save_image, set_bbox, snapshot,
-                      tiny_coco, yolo_flat, yolo_nested, yolo_ultralytics)
+from badfiles import (
+    coco_json,
+    coco_of_images,
+    edit_coco,
+    odd_images,
+    random_checkpoint,
+    run_cli,
+    save_image,
+    set_bbox,
+    snapshot,
+    tiny_coco,
+    yolo_flat,
+    yolo_nested,
+    yolo_ultralytics,
+)
 
 CHINESE = re.compile(r"[\u4e00-\u9fff]")
 
@@ -153,6 +166,8 @@ COCO += [
     Case("train-missing-categories", lambda t: (edit_coco(tiny_coco(t / "d"), lambda d: d.pop("categories")),
                                                 _train(t / "d", "HGNetv2.pretrained=false", extra=["--no-check"]))[1],
          2, lambda t: ["categories", "_annotations.coco.json"]),
+    Case("check-odd-images-are-fine", lambda t: ["check", coco_of_images(t / "d", list(odd_images(t / "图").values())),
+                                                 "--deep"], 0, lambda t: ["可以训练", "5 张图像"]),
     Case("coco2yolo-nan-box", lambda t: (edit_coco(tiny_coco(t / "d"), set_bbox(BAD_BOXES["nan"])),
                                          ["coco2yolo", t / "d", t / "yolo"])[1], 2,
          lambda t: ["标注 id 1", "NaN"]),

@@ -120,9 +120,9 @@ def probe_image(path: Path, deep: bool = False) -> tuple[tuple[int, int] | None,
             raw = im.size
             orientation = im.getexif().get(0x0112, 1)
             fmt = im.format
-            if deep:
+        if deep:  # verify() must come right after open (PNG chunks), so it gets a handle of its own
+            with Image.open(path) as im:
                 im.verify()
-        if deep:
             with Image.open(path) as im:
                 im.load()
         elif fmt in ("JPEG", "PNG"):
