@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--link", action="store_true")
+    p.add_argument("--skip-invalid", action="store_true", help="跳过无效的标注（逐条列出），而不是报错停止")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("check", help="数据集体检：类别、缺失/损坏图片、异常框……")
@@ -158,7 +159,7 @@ def _cmd_yolo2coco(a: argparse.Namespace) -> int:
 def _cmd_coco2yolo(a: argparse.Namespace) -> int:
     from .data.convert import coco_to_yolo
 
-    report = coco_to_yolo(a.src, a.dst, link=a.link, overwrite=a.overwrite)
+    report = coco_to_yolo(a.src, a.dst, link=a.link, skip_invalid=a.skip_invalid, overwrite=a.overwrite)
     print(report.format() if hasattr(report, "format") else report)
     return 0
 

@@ -570,7 +570,7 @@ def validate_overrides(raw: Mapping, overrides: Mapping[str, Any]) -> None:
     unknown = [k for k in overrides if ALIASES.get(k, k) not in known]
     if unknown:
         lines = "\n".join(f"  - '{k}'：{_suggest(k, known)}" for k in unknown)
-        raise ConfigError(f"未知的配置键（当前配置里没有这些项，它们不会起任何作用，训练没有开始）：\n{lines}\n"
+        raise ConfigError(f"未知的配置键（当前配置里没有这些项，设置了也不会起任何作用，所以在开始前就停下）：\n{lines}\n"
                           "完整的键列表：deimv2.load_config(\"变体名\").raw（notebook 03_config 有说明）。")
     for given, value in overrides.items():
         key = ALIASES.get(given, given)

@@ -355,7 +355,8 @@ def _raise_problems(problems: list[str], what: str) -> None:
     shown = "\n".join(f"  {p}" for p in problems[:_MAX_LISTED])
     more = f"\n  ……另有 {len(problems) - _MAX_LISTED} 处" if len(problems) > _MAX_LISTED else ""
     raise DatasetError(f"{what}中发现 {len(problems)} 处错误，未写出任何文件：\n{shown}{more}\n"
-                       "修复方法：改正上述文件中的对应行，或传入 skip_invalid=True 跳过这些行（跳过的行会列在报告中）。")
+                       "修复方法：改正上述文件中的对应行，或跳过它们：命令行加 --skip-invalid，Python 里传 skip_invalid=True"
+                       "（跳过的内容会逐条列在报告中）。")
 
 
 # ---------------------------------------------------------------------------------------------- YOLO -> COCO
