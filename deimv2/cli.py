@@ -21,7 +21,8 @@ class ChineseArgumentParser(argparse.ArgumentParser):
 
 def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, help="变体名（atto…x）、官方配置名或 YAML 路径")
-    p.add_argument("--data", help="数据集根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json）")
+    p.add_argument("--data", help="数据集：COCO 根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json），"
+                   "或 YOLO 数据集（data.yaml 或其文件夹，自动转换一次并缓存）")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda、cuda:1（默认自动选择）")
     p.add_argument("--output-dir", help="输出目录")
     p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE",

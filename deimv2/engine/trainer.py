@@ -421,7 +421,8 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         from ..config import resolve_config_path
 
         resolve_config_path(config)  # a wrong config name is reported before the dataset is read
-    if data is not None and check_data and not test_only:
+    data, yolo_checked = _prepare_data(data, output_dir, check_data and not test_only, overrides, kwargs)
+    if data is not None and check_data and not test_only and not yolo_checked:
         from ..data.doctor import check_dataset
 
         report = check_dataset(data, num_classes=(parse_nc(overrides, kwargs)))
@@ -463,6 +464,22 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
     return metrics
 
 
+def _prepare_data(data, output_dir, check: bool, overrides, kwargs) -> tuple[Path | None, bool]:
+    """``--data`` as COCO or YOLO (converted once, cached): the COCO root, and whether the doctor already ran."""
+    if data is None:
+        return None, False
+    from ..data.autodata import prepare_data
+
+    dist.init_distributed()  # idempotent; needed here so that only rank 0 converts
+    if not dist.is_main_process():
+        dist.barrier()  # rank 0 converts first; the others then find the cache
+    prep = prepare_data(data, Path(output_dir) if output_dir is not None else Path("outputs"), check=check,
+                        num_classes=parse_nc(overrides, kwargs), verbose=dist.is_main_process())
+    if dist.is_main_process() and dist.is_dist():
+        dist.barrier()
+    return prep.path, prep.kind == "yolo" and check
+
+
 def parse_nc(overrides, kwargs) -> int | None:
     from ..config import parse_overrides
 
@@ -483,6 +500,7 @@ def evaluate(config: str | Path | Config | Mapping | None, checkpoint: str | Pat
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
     """
+    data, _ = _prepare_data(data, output_dir or Path(checkpoint).parent, True, overrides, kwargs)
     if config is None:
         ckpt = load_checkpoint(checkpoint)
         if not isinstance(ckpt.get("config"), Mapping):
