@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from .convert import COCO_JSON, find_yolo_dataset, label_path_for, yolo_to_coco
 
-__all__ = ["CACHE_DIR_NAME", "PreparedData", "prepare_data", "yolo_fingerprint", "is_writable"]
+__all__ = ["CACHE_DIR_NAME", "PreparedData", "is_writable", "prepare_data", "yolo_fingerprint"]
 
 CACHE_DIR_NAME = ".deimv2_coco"
 _STAMP = "deimv2_cache.json"
@@ -94,9 +94,9 @@ def yolo_fingerprint(root: str | Path) -> str:
             rel = os.path.relpath(img, root)
             try:
                 st = img.stat()
-                h.update(f"{split}|{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode("utf-8"))
+                h.update(f"{split}|{rel}|{st.st_size}|{st.st_mtime_ns}\n".encode())
             except OSError:
-                h.update(f"{split}|{rel}|missing\n".encode("utf-8"))
+                h.update(f"{split}|{rel}|missing\n".encode())
             label = label_path_for(img)
             if label is not None:
                 h.update(b"L" + label.read_bytes() + b"\n")
