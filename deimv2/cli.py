@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-i", "--input", required=True, help="图片、文件夹或视频")
     p.add_argument("-o", "--output", default="outputs/predict", help="输出图片/视频/文件夹")
     p.add_argument("--classes", help='类别名，逗号分隔，如 "飞机,船,车辆,建筑"')
-    p.add_argument("--conf", type=float, default=0.45, help="置信度阈值（默认 0.45）")
+    p.add_argument("--conf", type=float, help="置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值，没有则 0.45）")
     p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
     p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")

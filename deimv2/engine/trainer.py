@@ -75,6 +75,9 @@ class Trainer:
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
         self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
         self.history: list[dict] = []
+        self.conf_threshold: float | None = None  # F1-best threshold of the latest evaluation (engine/f1.py)
+        self.early_stop: dict | None = None  # set when patience ends the run; ``resumed_early_stop``: read by -r
+        self.resumed_early_stop: dict | None = None
         self.logger = JsonlLogger(output_dir / "log.jsonl") if dist.is_main_process() else None
         self.writer = make_tensorboard_writer(output_dir / "tensorboard") if (
             dist.is_main_process() and cfg.raw.get("tensorboard", False)) else None
@@ -107,6 +110,10 @@ class Trainer:
             return None
         state = self._state(epoch)
         state["best_epoch"] = self.best_epoch
+        if self.conf_threshold is not None:
+            state["conf_threshold"] = float(self.conf_threshold)
+        if self.early_stop is not None:
+            state["early_stop"] = dict(self.early_stop)
         return save_checkpoint(state, self.output_dir / name)
 
     def resume(self, path: str | Path) -> None:
@@ -125,6 +132,8 @@ class Trainer:
         self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch))
         self.best_ap = float(ckpt.get("best_ap", -1.0))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
+        self.conf_threshold = ckpt.get("conf_threshold")
+        self.resumed_early_stop = ckpt.get("early_stop")
         _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
 
     def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
@@ -285,6 +294,7 @@ class Trainer:
             stats = self.train_one_epoch(epoch)
             self.save("last.pth", epoch)
             metrics = self.evaluate()
+            self.conf_threshold = metrics.get("best_conf")
             ap = float(metrics["AP"])
             improved = ap > self.best_ap
             if improved:
@@ -299,6 +309,9 @@ class Trainer:
                       **{f"train_{k}": v for k, v in stats.items()},
                       **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
                       "best_AP": self.best_ap, "best_epoch": self.best_epoch}
+            stop = self._early_stop_reason(epoch)
+            if stop:
+                record["stop_reason"] = stop
             self.history.append(record)
             if self.logger is not None:
                 self.logger.log(record)
@@ -308,7 +321,24 @@ class Trainer:
                  f"  用时 {record['time_s']:.1f}s")
             if callback is not None:
                 callback(record)
+            if stop:
+                self.early_stop = {"epoch": epoch, "patience": cfg.train.patience, "best_epoch": self.best_epoch,
+                                   "best_ap": self.best_ap, "reason": stop}
+                self.save("last.pth", epoch)
+                _say(stop)
+                break
         return metrics
+
+    def _early_stop_reason(self, epoch: int) -> str | None:
+        """The Chinese reason to stop after ``epoch`` (val AP not better for ``patience`` epochs), or None."""
+        patience = self.cfg.train.patience
+        waited = epoch - self.best_epoch
+        if patience <= 0 or waited < patience or epoch + 1 >= self.cfg.schedule.epochs:
+            return None
+        return (f"早停：验证集 AP 已经连续 {waited} 轮没有超过第 {self.best_epoch + 1} 轮的最佳值 {self.best_ap:.4f}"
+                f"（patience={patience}），训练在第 {epoch + 1}/{self.cfg.schedule.epochs} 轮后停止。最佳权重："
+                f"{(self.output_dir / 'best.pth').resolve()}。如果确实要接着训练：-r {self.output_dir / 'last.pth'} "
+                f"-u patience=更大的值（或 patience=0 关闭早停）。")
 
 
 # ---------------------------------------------------------------------- public API
@@ -444,6 +474,9 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         save_config(t.cfg, t.output_dir / "config.yaml")
     if resume:
         t.resume(resume)
+        from ..config import parse_overrides
+
+        _check_resume_after_early_stop(t, resume, {**parse_overrides(overrides), **kwargs})
     elif tune:
         t.tune(tune)
     else:
@@ -478,6 +511,25 @@ def _prepare_data(data, output_dir, check: bool, overrides, kwargs) -> tuple[Pat
     if dist.is_main_process() and dist.is_dist():
         dist.barrier()
     return prep.path, prep.kind == "yolo" and check
+
+
+def _check_resume_after_early_stop(t: Trainer, path, overrides: Mapping) -> None:
+    """A run that ended by early stopping continues only when ``patience`` is given again explicitly,
+    and only with a value that does not stop it at once."""
+    info = t.resumed_early_stop
+    if not info:
+        return
+    waited = t.start_epoch - 1 - t.best_epoch
+    if "patience" not in overrides:
+        raise ConfigError(
+            f"{path} 来自一次早停结束的训练（第 {int(info['epoch']) + 1} 轮，patience={info['patience']}，"
+            f"已连续 {waited} 轮没有提升）。默认不会继续。如果确实要接着训练，请显式给出 -u patience=N"
+            f"（N > {waited}），或 -u patience=0 关闭早停。")
+    p = t.cfg.train.patience
+    if 0 < p <= waited:
+        raise ConfigError(f"patience={p} 不大于已经没有提升的轮数 {waited}，继续训练会立刻再次早停。"
+                          f"请用 -u patience={waited + 1} 或更大的值，或 patience=0 关闭早停。")
+    _say(f"继续一次早停结束的训练（patience 现在是 {p}{'，即不早停' if p == 0 else ''}）。")
 
 
 def parse_nc(overrides, kwargs) -> int | None:
