@@ -389,6 +389,9 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
                     seed=None, use_amp=None, device=None, progress=True, max_iters_per_epoch=None,
                     train=True, new_run=False, **kwargs) -> Trainer:
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
+    from .autobatch import resolve_auto_batch, split_auto_batch
+
+    overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
     base = {**config.raw, "__name__": config.name} if isinstance(config, Config) else config
     cfg = _prepare_config(base, data, overrides, output_dir, seed, use_amp, kwargs)
     dist.init_distributed()
@@ -400,6 +403,8 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if auto_batch and train:  # a concrete batch before Trainer(): the batch-size rule then applies to it
+        cfg = resolve_auto_batch(cfg, dev, dist.get_world_size(), say=_say)
     out = Path(cfg.train.output_dir)
     if new_run:
         out = fresh_output_dir(out)  # every rank computes the same name before rank 0 creates it
