@@ -74,3 +74,37 @@ def test_plot_f1_curve_draws_every_class_and_the_best():
     ax = fig.axes[0]
     assert len(ax.lines) == 4  # two classes, overall, the marker line
     assert ax.lines[-1].get_xdata()[0] == pytest.approx(0.70)
+
+
+def test_evaluator_puts_the_curve_and_best_threshold_in_eval_json(tmp_path):
+    import contextlib
+    import io
+    import json
+
+    import torch
+    from pycocotools.coco import COCO
+
+    from deimv2.engine.evaluate import (
+        CocoEvaluator,
+        format_metrics_table,
+        save_eval_json,
+    )
+
+    gts, dets = _example()
+    (gb, gl), (db, ds, dl) = gts[1], dets[1]
+    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"}],
+          "categories": [{"id": 0, "name": "甲"}, {"id": 1, "name": "乙"}],
+          "annotations": [{"id": i + 1, "image_id": 1, "category_id": int(c), "bbox": [x0, y0, x1 - x0, y1 - y0],
+                           "area": (x1 - x0) * (y1 - y0), "iscrowd": 0}
+                          for i, ((x0, y0, x1, y1), c) in enumerate(zip(gb.tolist(), gl.tolist()))]}
+    coco = COCO()
+    coco.dataset = gt
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    ev = CocoEvaluator(coco, [0, 1])
+    ev.update({1: {"boxes": torch.tensor(db), "scores": torch.tensor(ds), "labels": torch.tensor(dl)}})
+    m = ev.compute()
+    assert m["best_conf"] == pytest.approx(0.70) and m["best_f1"] == pytest.approx(0.8)
+    assert "0.70" in format_metrics_table(m)
+    saved = json.loads(save_eval_json(m, tmp_path / "eval.json").read_text(encoding="utf-8"))
+    assert saved["best_conf"] == pytest.approx(0.70) and len(saved["f1_curve"]["f1"]) == len(THRESHOLDS)
