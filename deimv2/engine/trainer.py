@@ -19,12 +19,14 @@ from ..config import Config, format_milestones, load_config, save_config
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from . import dist
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from .early_stop import check_resume_after_early_stop, early_stop_reason
 from .ema import ModelEMA
 from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
 from .schedule import FlatCosineLRScheduler
-from .setup import amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table, resolve_device
+from .setup import (amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table,
+                    prepare_run_data, resolve_device)
 
 
 class NonFiniteLossError(DEIMv2Error):
@@ -309,7 +311,8 @@ class Trainer:
                       **{f"train_{k}": v for k, v in stats.items()},
                       **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
                       "best_AP": self.best_ap, "best_epoch": self.best_epoch}
-            stop = self._early_stop_reason(epoch)
+            stop = early_stop_reason(cfg.train.patience, epoch, self.best_epoch, self.best_ap, cfg.schedule.epochs,
+                                     self.output_dir)
             if stop:
                 record["stop_reason"] = stop
             self.history.append(record)
@@ -328,17 +331,6 @@ class Trainer:
                 _say(stop)
                 break
         return metrics
-
-    def _early_stop_reason(self, epoch: int) -> str | None:
-        """The Chinese reason to stop after ``epoch`` (val AP not better for ``patience`` epochs), or None."""
-        patience = self.cfg.train.patience
-        waited = epoch - self.best_epoch
-        if patience <= 0 or waited < patience or epoch + 1 >= self.cfg.schedule.epochs:
-            return None
-        return (f"早停：验证集 AP 已经连续 {waited} 轮没有超过第 {self.best_epoch + 1} 轮的最佳值 {self.best_ap:.4f}"
-                f"（patience={patience}），训练在第 {epoch + 1}/{self.cfg.schedule.epochs} 轮后停止。最佳权重："
-                f"{(self.output_dir / 'best.pth').resolve()}。如果确实要接着训练：-r {self.output_dir / 'last.pth'} "
-                f"-u patience=更大的值（或 patience=0 关闭早停）。")
 
 
 # ---------------------------------------------------------------------- public API
@@ -456,7 +448,7 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         from ..config import resolve_config_path
 
         resolve_config_path(config)  # a wrong config name is reported before the dataset is read
-    data, yolo_checked = _prepare_data(data, output_dir, check_data and not test_only, overrides, kwargs)
+    data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
     if data is not None and check_data and not test_only and not yolo_checked:
         from ..data.doctor import check_dataset
 
@@ -481,7 +473,8 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         t.resume(resume)
         from ..config import parse_overrides
 
-        _check_resume_after_early_stop(t, resume, {**parse_overrides(overrides), **kwargs})
+        check_resume_after_early_stop(t.resumed_early_stop, resume, t.start_epoch - 1 - t.best_epoch,
+                                      t.cfg.train.patience, {**parse_overrides(overrides), **kwargs}, say=_say)
     elif tune:
         t.tune(tune)
     else:
@@ -500,41 +493,6 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
     metrics["best_AP"] = t.best_ap
     metrics["output_dir"] = str(t.output_dir)
     return metrics
-
-
-def _prepare_data(data, output_dir, check: bool, overrides, kwargs) -> tuple[Path | None, bool]:
-    """``--data`` as COCO or YOLO (converted once, cached): the COCO root, and whether the doctor already ran."""
-    if data is None:
-        return None, False
-    from ..data.autodata import prepare_data
-
-    dist.init_distributed()  # idempotent; needed here so that only rank 0 converts
-    if not dist.is_main_process():
-        dist.barrier()  # rank 0 converts first; the others then find the cache
-    prep = prepare_data(data, Path(output_dir) if output_dir is not None else Path("outputs"), check=check,
-                        num_classes=parse_nc(overrides, kwargs), verbose=dist.is_main_process())
-    if dist.is_main_process() and dist.is_dist():
-        dist.barrier()
-    return prep.path, prep.kind == "yolo" and check
-
-
-def _check_resume_after_early_stop(t: Trainer, path, overrides: Mapping) -> None:
-    """A run that ended by early stopping continues only when ``patience`` is given again explicitly,
-    and only with a value that does not stop it at once."""
-    info = t.resumed_early_stop
-    if not info:
-        return
-    waited = t.start_epoch - 1 - t.best_epoch
-    if "patience" not in overrides:
-        raise ConfigError(
-            f"{path} 来自一次早停结束的训练（第 {int(info['epoch']) + 1} 轮，patience={info['patience']}，"
-            f"已连续 {waited} 轮没有提升）。默认不会继续。如果确实要接着训练，请显式给出 -u patience=N"
-            f"（N > {waited}），或 -u patience=0 关闭早停。")
-    p = t.cfg.train.patience
-    if 0 < p <= waited:
-        raise ConfigError(f"patience={p} 不大于已经没有提升的轮数 {waited}，继续训练会立刻再次早停。"
-                          f"请用 -u patience={waited + 1} 或更大的值，或 patience=0 关闭早停。")
-    _say(f"继续一次早停结束的训练（patience 现在是 {p}{'，即不早停' if p == 0 else ''}）。")
 
 
 def parse_nc(overrides, kwargs) -> int | None:
@@ -557,7 +515,7 @@ def evaluate(config: str | Path | Config | Mapping | None, checkpoint: str | Pat
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
     """
-    data, _ = _prepare_data(data, output_dir or Path(checkpoint).parent, True, overrides, kwargs)
+    data, _ = prepare_run_data(data, output_dir or Path(checkpoint).parent, True, parse_nc(overrides, kwargs))
     if config is None:
         ckpt = load_checkpoint(checkpoint)
         if not isinstance(ckpt.get("config"), Mapping):
