@@ -589,8 +589,8 @@ def validate_overrides(raw: Mapping, overrides: Mapping[str, Any]) -> None:
         key = ALIASES.get(given, given)
         shown = given if given == key else f"{given}（即 {key}）"
         old = get_dotted(raw, key)
-        if value is None or old is None:
-            continue
+        if value is None or old is None or (key == "train_dataloader.total_batch_size" and str(value).lower() == "auto"):
+            continue  # (batch_size=auto: the trainer resolves it; a config file holding it is explained later)
         ok = (isinstance(value, bool) == isinstance(old, bool)) and (
             isinstance(value, type(old)) or (isinstance(old, float) and isinstance(value, int))
             or (isinstance(old, (list, tuple)) and isinstance(value, (list, tuple))))
