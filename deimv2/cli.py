@@ -228,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"错误：缺少 Python 包 {e.name}。请运行 pip install {e.name}（或 pip install -e \".[export]\"）。", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like: nothing to report
+        return 0
     except OSError as e:  # a file system refusal that reached us mid-run (disk full, permissions …)
         if args.debug:
             traceback.print_exc()

@@ -42,7 +42,7 @@ class OutputError(DEIMv2Error):
 
 def os_error_reason(e: OSError) -> str:
     """Chinese reason for an OSError (errno), with the system's own words in brackets."""
-    reason = _REASONS.get(e.errno or -1, "无法写入")
+    reason = _REASONS.get(e.errno or -1, "读写失败")
     return f"{reason}（{e.strerror or type(e).__name__}）"
 
 
@@ -50,7 +50,9 @@ def explain_os_error(e: OSError, what: str = "文件", path: str | os.PathLike |
                      verb: str = "创建或写入") -> str:
     """The Chinese message for an OSError: which path (``path``, else the one in ``e``), why, and what to do."""
     failing = e.filename if e.filename is not None else None
-    shown = path if path is not None else (failing if failing is not None else "（未知路径）")
+    if path is None and failing is None:
+        return f"文件读写失败：{os_error_reason(e)}。修复：检查磁盘空间和输出路径的权限，或加 --debug 查看是哪一步。"
+    shown = path if path is not None else failing
     where = f"（出错的是 {failing}）" if failing is not None and path is not None and str(failing) != str(path) else ""
     fix = _FIX.get(e.errno or -1, "换一个你有写权限的输出路径（例如家目录下的文件夹），或检查该路径的权限")
     return f"无法{verb}{what} {shown}：{os_error_reason(e)}{where}。修复：{fix}。"

@@ -307,3 +307,26 @@ def test_bad_input(case: Case, tmp_path, request, monkeypatch):
     assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name], "half-written temp files left behind"
     if case.check is not None:
         case.check(tmp_path, text)
+
+
+def test_os_errors_are_explained_without_a_path_too():
+    import errno
+    import os
+
+    from deimv2.outputs import explain_os_error
+
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert "磁盘空间已满" in explain_os_error(full) and "未知" not in explain_os_error(full)
+    named = PermissionError(errno.EACCES, os.strerror(errno.EACCES), "/某处/文件夹")
+    assert explain_os_error(named).startswith("无法创建或写入文件 /某处/文件夹：没有写入权限")
+
+
+def test_output_piped_into_head_is_not_an_error(monkeypatch):
+    import deimv2.cli as cli
+
+    def broken(a):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "checks", broken)
+    code, out, err = run_cli(["checks"])
+    assert code == 0 and err == ""
