@@ -2,10 +2,12 @@
 
 Every command that writes (``yolo2coco``, ``coco2yolo``, ``train``, ``eval``, ``predict``, ``export``, ``demo``)
 calls :func:`ensure_output_dir` before any heavy work; :func:`explain_os_error` turns an ``OSError`` raised later
-(disk full while saving a checkpoint …) into the same kind of message. Policy: ``docs/errors.md``.
+(disk full while saving a checkpoint …) into the same kind of message; :func:`claim_output_dir` lets two trainings
+started at once never share a folder. Policy: ``docs/errors.md``.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import tempfile
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from .errors import DEIMv2Error
 
-__all__ = ["OutputError", "ensure_output_dir", "explain_os_error", "os_error_reason"]
+__all__ = ["RUN_MARKER", "OutputError", "claim_output_dir", "ensure_output_dir", "explain_os_error", "os_error_reason"]
 
 _REASONS = {
     errno.EACCES: "没有写入权限",
@@ -75,3 +77,35 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "输出文件夹") ->
     except OSError as e:
         raise OutputError(explain_os_error(e, what, path)) from e
     return path
+
+
+RUN_MARKER = ".deimv2-run"  #: holds the PID of the training run that claimed the folder
+
+
+def claim_output_dir(path: Path) -> bool:
+    """Atomically claim ``path`` for a new run (O_EXCL marker file with our PID). False while another live process
+    holds it; a marker left by a run that died before its first checkpoint is taken over."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return True  # not creatable (a file in the way, no permission …): ensure_output_dir explains it
+    try:
+        fd = os.open(path / RUN_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int((path / RUN_MARKER).read_text(encoding="utf-8").strip() or 0)
+            if pid and pid != os.getpid():
+                os.kill(pid, 0)  # raises if no such process
+                return False
+        except (ValueError, ProcessLookupError):
+            pass  # a stale claim: take it over
+        except OSError:
+            return False  # alive but another user's, or unreadable: leave it alone
+        with contextlib.suppress(OSError):
+            (path / RUN_MARKER).write_text(str(os.getpid()), encoding="utf-8")
+        return True
+    except OSError:
+        return True  # not writable: ensure_output_dir explains it
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(str(os.getpid()))
+    return True

@@ -322,11 +322,11 @@ def test_os_errors_are_explained_without_a_path_too():
 
 
 def test_output_piped_into_head_is_not_an_error(monkeypatch):
-    import deimv2.cli as cli
+    from deimv2 import cli
 
     def broken(a):
         raise BrokenPipeError(32, "Broken pipe")
 
     monkeypatch.setitem(cli.COMMANDS, "checks", broken)
-    code, out, err = run_cli(["checks"])
+    code, _, err = run_cli(["checks"])
     assert code == 0 and err == ""

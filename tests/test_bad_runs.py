@@ -131,3 +131,16 @@ def test_kill_9_then_resume(data, tmp_path):
     assert load_checkpoint(out / "last.pth")["epoch"] == 1 >= ckpt["epoch"]
     assert _epochs_logged(out)[-1] == 1
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]  # a temp file of the killed save is gone
+
+
+def test_a_claim_left_by_a_dead_run_is_taken_over(tmp_path):
+    from deimv2.engine.trainer import fresh_output_dir
+    from deimv2.outputs import RUN_MARKER
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / RUN_MARKER).write_text(str(dead.pid), encoding="utf-8")
+    assert fresh_output_dir(tmp_path / "run") == tmp_path / "run"  # nobody is using it: no run-2
+    assert (tmp_path / "run" / RUN_MARKER).read_text(encoding="utf-8") == str(os.getpid())
+    assert fresh_output_dir(tmp_path / "run") == tmp_path / "run"  # our own claim is ours

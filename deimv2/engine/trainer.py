@@ -366,46 +366,14 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     return out
 
 
-RUN_MARKER = ".deimv2-run"  # holds the PID of the run that claimed the folder
-
-
-def _claim(path: Path) -> bool:
-    """Atomically claim ``path`` for a new run (O_EXCL marker file with our PID). False while another live process
-    holds it; a marker left by a run that died before its first checkpoint is taken over."""
-    import contextlib
-    import os
-
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return True  # not creatable (a file in the way, no permission …): ensure_output_dir explains it
-    try:
-        fd = os.open(path / RUN_MARKER, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        try:
-            pid = int((path / RUN_MARKER).read_text(encoding="utf-8").strip() or 0)
-            if pid and pid != os.getpid():
-                os.kill(pid, 0)  # raises if no such process
-                return False
-        except (ValueError, ProcessLookupError):
-            pass  # a stale claim: take it over
-        except OSError:
-            return False  # alive but another user's, or unreadable: leave it alone
-        with contextlib.suppress(OSError):
-            (path / RUN_MARKER).write_text(str(os.getpid()), encoding="utf-8")
-        return True
-    except OSError:
-        return True  # not writable: ensure_output_dir explains it
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(str(os.getpid()))
-    return True
-
-
 def fresh_output_dir(path: Path) -> Path:
     """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run or another run started
     into it at the same time (never overwrite one). Outside DDP the folder is claimed atomically."""
+    from ..outputs import claim_output_dir
+
     def taken(p: Path) -> bool:
-        return (p / "last.pth").exists() or (p / "best.pth").exists() or (not dist.is_dist() and not _claim(p))
+        return (p / "last.pth").exists() or (p / "best.pth").exists() or (
+            not dist.is_dist() and not claim_output_dir(p))
 
     if not taken(path):
         return path
@@ -495,7 +463,7 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
     """
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
-    from ..config import check_image_size
+    from ..config_checks import check_image_size
     from .autobatch import split_auto_batch
 
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read

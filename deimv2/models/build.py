@@ -66,7 +66,7 @@ def build_postprocessor(cfg: Config) -> nn.Module:
 
 
 def build_model_from_config(cfg: Config) -> nn.Module:
-    from ..config import check_image_size
+    from ..config_checks import check_image_size
     from .deim import DEIM
 
     check_image_size(cfg)
