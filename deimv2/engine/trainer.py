@@ -331,7 +331,7 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     from ..config import config_from_dict
 
     out = config_from_dict(raw, cfg.name)
-    out.milestones = cfg.milestones
+    out.milestones, out.milestone_note = cfg.milestones, cfg.milestone_note
     return out
 
 
