@@ -194,8 +194,8 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Ma
     write them into ``raw``; keys in ``keep`` (set explicitly by the user) stay as set.
 
     The rule is ``raw['epoch_rule']`` (``official``, default, or ``proportional``), see :mod:`deimv2.epoch_rule`.
-    An explicit ``no_aug_epoch`` (or ``stop_epoch``) and ``flat_epoch`` feed the official rule (used then). Returns the derived
-    milestones (with ``short_budget`` and ``note``, the Chinese explanation printed at training start).
+    An explicit ``no_aug_epoch`` (or ``stop_epoch`` inside the run) and ``flat_epoch`` feed the official rule
+    (used then). Returns the derived milestones (with ``short_budget`` and ``note``, printed at training start).
     """
     rule = str(raw.get("epoch_rule") or "official")
     if rule not in EPOCH_RULES:
@@ -209,7 +209,8 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Ma
     if "no_aug_epoch" in keep and raw.get("no_aug_epoch") is not None:
         no_aug = int(raw["no_aug_epoch"])
     elif MILESTONE_TARGETS["stop_epoch"] in keep and get_dotted(raw, MILESTONE_TARGETS["stop_epoch"]) is not None:
-        no_aug = epochs - int(get_dotted(raw, MILESTONE_TARGETS["stop_epoch"]))
+        stop = int(get_dotted(raw, MILESTONE_TARGETS["stop_epoch"]))
+        no_aug = epochs - stop if 1 <= stop < epochs else None  # a stop beyond the end turns the no-aug stage off
     if "flat_epoch" in keep and raw.get("flat_epoch") is not None:
         flat = int(raw["flat_epoch"])
     if no_aug is not None and not 0 <= no_aug < epochs:

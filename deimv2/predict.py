@@ -366,16 +366,20 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
-def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", classes=None, conf=0.45,
-                max_det=300, device=None, save_json=False) -> dict:
-    """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went."""
+def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", names=None, conf=0.45,
+                max_det=300, device=None, save_json=False, classes=None) -> dict:
+    """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
+
+    ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
+    these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics.
+    """
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
     source, output = Path(source), Path(output)
     det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
-                                   class_names=classes)
+                                   class_names=names, classes=classes)
     print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {conf}")
     if source.is_dir():
         files = list_images(source)
