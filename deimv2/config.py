@@ -471,6 +471,8 @@ def load_config(
     recipe = milestones_of(raw)
     # the batch size the recipe's LRs/EMA/warm-ups were tuned for (see deimv2.batch_rule), before any override
     raw.setdefault("reference_batch_size", get_dotted(raw, "train_dataloader.total_batch_size"))
+    raw.setdefault("scale_lr", True)  # deimv2.batch_rule on/off
+    raw.setdefault("epoch_rule", "official")  # deimv2.epoch_rule
     raw, touched = apply_overrides(raw, ov)
     note = ""
     if "epoches" in touched:

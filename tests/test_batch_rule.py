@@ -105,3 +105,5 @@ def test_trainer_applies_it_once_at_setup(tiny_coco, tmp_path, scale, capsys):
     _print_start(t)
     out = capsys.readouterr().out
     assert ("batch size 规则" in out) == scale and ("但 scale_lr=false" in out) != scale
+    # the derived epoch schedule is printed too (1 epoch: the short-budget rule)
+    assert "轮次安排" in out and "预算偏短" in out

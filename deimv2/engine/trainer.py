@@ -325,6 +325,7 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
+    note = cfg.milestone_note  # how the epoch milestones were derived (lost when the data dir reloads the config)
     if data is not None:
         cfg = apply_data_dir(cfg, data, explicit_nc)
     raw = cfg.to_dict()
@@ -337,7 +338,7 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     from ..config import config_from_dict
 
     out = config_from_dict(raw, cfg.name)
-    out.milestones, out.milestone_note = cfg.milestones, cfg.milestone_note
+    out.milestones, out.milestone_note = cfg.milestones, note
     return out
 
 
