@@ -21,7 +21,8 @@ class ChineseArgumentParser(argparse.ArgumentParser):
 
 def _add_common_train(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--config", required=True, help="变体名（atto…x）、官方配置名或 YAML 路径")
-    p.add_argument("--data", help="数据集根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json）")
+    p.add_argument("--data", help="数据集：COCO 根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json），"
+                   "或 YOLO 数据集（data.yaml 或其文件夹，自动转换一次并缓存）")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda、cuda:1（默认自动选择）")
     p.add_argument("--output-dir", help="输出目录")
     p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE",
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-classes", help='只保留这些类别的检测框：类别名或从 0 开始的编号，逗号分隔，如 "飞机,船" 或 "0,2"'
                                           '（Python API 里的 classes=）')
     p.add_argument("--classes", help="seed 的旧写法，等同 --names（给出全部类别名）")
-    p.add_argument("--conf", type=float, default=0.45, help="置信度阈值（默认 0.45）")
+    p.add_argument("--conf", type=float, help="置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值，没有则 0.45）")
     p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
     p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")

@@ -313,6 +313,7 @@ class TrainConfig:
     seed: int = 0
     accumulate: int = 1
     print_freq: int = 100
+    patience: int = 0  # early stopping: epochs without a better val AP; 0 = off (the official recipe)
 
 
 @dataclass
@@ -358,6 +359,15 @@ def _section(raw: Mapping, name: str) -> dict:
     if not isinstance(sec, Mapping):
         raise ConfigError(f"配置中的 '{name}' 应当是一个字典（若干 键: 值），现在是 {sec!r}。")
     return dict(sec)
+
+
+def _batch_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if str(value).strip().lower() == "auto":
+        raise ConfigError("batch_size=auto 只能在训练时用 -u batch_size=auto（或 train(..., batch_size='auto')）给出，"
+                          "不能写进配置文件；它会在训练开始前换成实测的整数。")
+    raise ConfigError(f"train_dataloader.total_batch_size 必须是正整数或 auto，现在是 {value!r}。")
 
 
 def config_from_dict(raw: dict, name: str = "custom") -> Config:
@@ -413,7 +423,7 @@ def config_from_dict(raw: dict, name: str = "custom") -> Config:
         val_img_folder=vds.get("img_folder"), val_ann_file=vds.get("ann_file"),
         train_ops=list(ttr.get("ops") or []), val_ops=val_ops, policy=dict(ttr.get("policy") or {}),
         mosaic_prob=float(ttr.get("mosaic_prob", 0.5)), collate=collate,
-        batch_size=int(tl.get("total_batch_size", 32)), val_batch_size=int(vl.get("total_batch_size", 64)),
+        batch_size=_batch_int(tl.get("total_batch_size", 32)), val_batch_size=int(vl.get("total_batch_size", 64)),
         num_workers=int(tl.get("num_workers", 0)), val_num_workers=int(vl.get("num_workers", 0)),
         shuffle=bool(tl.get("shuffle", True)), drop_last=bool(tl.get("drop_last", True)),
         multiscale=bool(raw.get("multiscale", True)),
@@ -428,8 +438,11 @@ def config_from_dict(raw: dict, name: str = "custom") -> Config:
         clip_max_norm=float(raw.get("clip_max_norm", 0.1)), checkpoint_freq=int(raw.get("checkpoint_freq", 5)),
         sync_bn=bool(raw.get("sync_bn", True)), find_unused_parameters=bool(raw.get("find_unused_parameters", True)),
         seed=int(raw.get("seed", 0)), accumulate=int(raw.get("accumulate", 1)),
-        print_freq=int(raw.get("print_freq", 100)),
+        print_freq=int(raw.get("print_freq", 100)), patience=raw.get("patience") or 0,
     )
+    if not isinstance(train.patience, int) or isinstance(train.patience, bool) or train.patience < 0:
+        raise ConfigError(f"patience 必须是 ≥ 0 的整数（验证集 AP 连续多少轮没有提升就提前停止；0 = 不早停），"
+                          f"现在是 {train.patience!r}。例如 -u patience=10。")
     if train.accumulate < 1:
         raise ConfigError(f"accumulate 必须 ≥ 1，现在是 {train.accumulate}。")
     if data.batch_size < 1:

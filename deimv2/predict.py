@@ -24,6 +24,9 @@ from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
 __all__ = ["DetectionGraph", "Prediction", "Detector", "predict_cli", "show_predictions",
            "IMAGE_EXTS", "VIDEO_EXTS"]
 
+#: confidence threshold when neither the caller nor the checkpoint gives one
+DEFAULT_CONF = 0.45
+
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
 
@@ -159,7 +162,7 @@ class Detector:
 
     def __init__(self, model: nn.Module, cfg: Config | None = None, class_names: Sequence[str] | None = None,
                  category_ids: Sequence[int] | None = None, device: str | torch.device | None = None,
-                 conf: float = 0.45, max_det: int = 300, classes: Sequence[str | int] | None = None,
+                 conf: float | None = None, max_det: int = 300, classes: Sequence[str | int] | None = None,
                  batch_size: int = 8, deploy: bool = False):
         from .engine.setup import resolve_device
 
@@ -174,7 +177,8 @@ class Detector:
         self.graph = build_graph(model.to(self.device), cfg, deploy=deploy).to(self.device)
         self.model = model
         self.size_hw = (int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1]))
-        self.conf, self.max_det, self.batch_size = float(conf), int(max_det), max(1, int(batch_size))
+        self.conf = DEFAULT_CONF if conf is None else float(conf)
+        self.max_det, self.batch_size = int(max_det), max(1, int(batch_size))
         self.classes = self._class_ids(classes)
 
     # -- construction
@@ -191,14 +195,19 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: str | Path | Config | None = None, device=None,
-                        conf: float = 0.45, max_det: int = 300, classes=None, class_names=None,
+                        conf: float | None = None, max_det: int = 300, classes=None, class_names=None,
                         batch_size: int = 8, deploy: bool = True) -> "Detector":
         """Our training checkpoints (config and class names inside), official ``.pth`` or HF safetensors.
 
         ``config`` (variant name or YAML) is needed only when the file has no config and its variant
-        cannot be recognised; ``num_classes`` always comes from the weights.
+        cannot be recognised; ``num_classes`` always comes from the weights. Without ``conf`` the F1-best
+        threshold saved in the checkpoint by training is used (see :mod:`deimv2.engine.f1`), else 0.45.
         """
         model, cfg, meta = load_detector(path, config)
+        if conf is None and isinstance(meta.get("conf_threshold"), (int, float)):
+            conf = float(meta["conf_threshold"])
+            print(f"置信度阈值：使用 {path} 里保存的 {conf:.2f}（训练时验证集上 F1 最高的阈值）；"
+                  f"要换一个，请传 conf=…（命令行 --conf）。")
         names = class_names if class_names is not None else meta.get("class_names")
         return cls(model, cfg, class_names=names, category_ids=meta.get("category_ids"), device=device,
                    conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy)
@@ -366,7 +375,7 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
-def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", names=None, conf=0.45,
+def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", names=None, conf=None,
                 max_det=300, device=None, save_json=False, classes=None) -> dict:
     """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
 
@@ -380,7 +389,7 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
     source, output = Path(source), Path(output)
     det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
                                    class_names=names, classes=classes)
-    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {conf}")
+    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {det.conf:g}")
     if source.is_dir():
         files = list_images(source)
         if not files:

@@ -177,3 +177,22 @@ def memory_table(model: torch.nn.Module, act_bytes_per_image: int, batch_sizes=(
     static = sum(p.numel() for p in model.parameters()) * 4 * 4
     act = act_bytes_per_image * (0.5 if amp else 1.0)
     return [(b, (static + b * act) / 2**30) for b in batch_sizes]
+
+
+def prepare_run_data(data: str | Path | None, output_dir: str | Path | None, check: bool,
+                     num_classes: int | None = None) -> tuple[Path | None, bool]:
+    """``--data`` as COCO or YOLO (see :mod:`deimv2.data.autodata`): the COCO root, and whether the dataset
+    doctor already ran on the YOLO source. Under torchrun only rank 0 converts; the others wait for it."""
+    if data is None:
+        return None, False
+    from ..data.autodata import prepare_data
+    from . import dist
+
+    dist.init_distributed()  # idempotent; needed here so that only rank 0 converts
+    if not dist.is_main_process():
+        dist.barrier()
+    prep = prepare_data(data, Path(output_dir) if output_dir is not None else Path("outputs"), check=check,
+                        num_classes=num_classes, verbose=dist.is_main_process())
+    if dist.is_main_process() and dist.is_dist():
+        dist.barrier()
+    return prep.path, prep.kind == "yolo" and check

@@ -20,12 +20,14 @@ from ..config import ALIASES, Config, format_milestones, load_config, save_confi
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from . import dist
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from .early_stop import check_resume_after_early_stop, early_stop_reason
 from .ema import ModelEMA
 from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
 from .schedule import FlatCosineLRScheduler
-from .setup import amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table, resolve_device
+from .setup import (amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table,
+                    prepare_run_data, resolve_device)
 
 
 class NonFiniteLossError(DEIMv2Error):
@@ -81,6 +83,9 @@ class Trainer:
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
         self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
         self.history: list[dict] = []
+        self.conf_threshold: float | None = None  # F1-best threshold of the latest evaluation (engine/f1.py)
+        self.early_stop: dict | None = None  # set when patience ends the run; ``resumed_early_stop``: read by -r
+        self.resumed_early_stop: dict | None = None
         self.logger = JsonlLogger(output_dir / "log.jsonl") if dist.is_main_process() else None
         self.writer = make_tensorboard_writer(output_dir / "tensorboard") if (
             dist.is_main_process() and cfg.raw.get("tensorboard", False)) else None
@@ -113,6 +118,10 @@ class Trainer:
             return None
         state = self._state(epoch)
         state["best_epoch"] = self.best_epoch
+        if self.conf_threshold is not None:
+            state["conf_threshold"] = float(self.conf_threshold)
+        if self.early_stop is not None:
+            state["early_stop"] = dict(self.early_stop)
         return save_checkpoint(state, self.output_dir / name)
 
     def resume(self, path: str | Path) -> None:
@@ -131,6 +140,8 @@ class Trainer:
         self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch))
         self.best_ap = float(ckpt.get("best_ap", -1.0))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
+        self.conf_threshold = ckpt.get("conf_threshold")
+        self.resumed_early_stop = ckpt.get("early_stop")
         _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
 
     def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
@@ -291,6 +302,7 @@ class Trainer:
             stats = self.train_one_epoch(epoch)
             self.save("last.pth", epoch)
             metrics = self.evaluate()
+            self.conf_threshold = metrics.get("best_conf")
             ap = float(metrics["AP"])
             improved = ap > self.best_ap
             if improved:
@@ -305,6 +317,10 @@ class Trainer:
                       **{f"train_{k}": v for k, v in stats.items()},
                       **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
                       "best_AP": self.best_ap, "best_epoch": self.best_epoch}
+            stop = early_stop_reason(cfg.train.patience, epoch, self.best_epoch, self.best_ap, cfg.schedule.epochs,
+                                     self.output_dir)
+            if stop:
+                record["stop_reason"] = stop
             self.history.append(record)
             if self.logger is not None:
                 self.logger.log(record)
@@ -314,6 +330,12 @@ class Trainer:
                  f"  用时 {record['time_s']:.1f}s")
             if callback is not None:
                 callback(record)
+            if stop:
+                self.early_stop = {"epoch": epoch, "patience": cfg.train.patience, "best_epoch": self.best_epoch,
+                                   "best_ap": self.best_ap, "reason": stop}
+                self.save("last.pth", epoch)
+                _say(stop)
+                break
         return metrics
 
 
@@ -366,6 +388,9 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
                     seed=None, use_amp=None, device=None, progress=True, max_iters_per_epoch=None,
                     train=True, new_run=False, **kwargs) -> Trainer:
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
+    from .autobatch import resolve_auto_batch, split_auto_batch
+
+    overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
     base = {**config.raw, "__name__": config.name} if isinstance(config, Config) else config
     cfg = _prepare_config(base, data, overrides, output_dir, seed, use_amp, kwargs)
     dist.init_distributed()
@@ -377,6 +402,8 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if auto_batch and train:  # a concrete batch before Trainer(): the batch-size rule then applies to it
+        cfg = resolve_auto_batch(cfg, dev, dist.get_world_size(), say=_say)
     out = Path(cfg.train.output_dir)
     if new_run:
         out = fresh_output_dir(out)  # every rank computes the same name before rank 0 creates it
@@ -429,7 +456,8 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         from ..config import resolve_config_path
 
         resolve_config_path(config)  # a wrong config name is reported before the dataset is read
-    if data is not None and check_data and not test_only:
+    data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
+    if data is not None and check_data and not test_only and not yolo_checked:
         from ..data.doctor import check_dataset
 
         report = check_dataset(data, num_classes=(parse_nc(overrides, kwargs)))
@@ -451,6 +479,10 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         save_config(t.cfg, t.output_dir / "config.yaml")
     if resume:
         t.resume(resume)
+        from ..config import parse_overrides
+
+        check_resume_after_early_stop(t.resumed_early_stop, resume, t.start_epoch - 1 - t.best_epoch,
+                                      t.cfg.train.patience, {**parse_overrides(overrides), **kwargs}, say=_say)
     elif tune:
         t.tune(tune)
     else:
@@ -491,6 +523,7 @@ def evaluate(config: str | Path | Config | Mapping | None, checkpoint: str | Pat
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
     """
+    data, _ = prepare_run_data(data, output_dir or Path(checkpoint).parent, True, parse_nc(overrides, kwargs))
     if config is None:
         ckpt = load_checkpoint(checkpoint)
         if not isinstance(ckpt.get("config"), Mapping):
