@@ -8,7 +8,7 @@ import argparse
 import sys
 import traceback
 
-from .errors import DEIMv2Error
+from .errors import ConfigError, DEIMv2Error
 
 
 class ChineseArgumentParser(argparse.ArgumentParser):
@@ -53,7 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
     p.add_argument("-i", "--input", required=True, help="图片、文件夹或视频")
     p.add_argument("-o", "--output", default="outputs/predict", help="输出图片/视频/文件夹")
-    p.add_argument("--classes", help='类别名，逗号分隔，如 "飞机,船,车辆,建筑"')
+    p.add_argument("--names", help='全部类别名（按训练时的类别顺序），逗号分隔，如 "飞机,船,车辆,建筑"；'
+                                   '我们训练的 checkpoint 里已有类别名，可省略')
+    p.add_argument("--keep-classes", help='只保留这些类别的检测框：类别名或从 0 开始的编号，逗号分隔，如 "飞机,船" 或 "0,2"'
+                                          '（Python API 里的 classes=）')
+    p.add_argument("--classes", help="seed 的旧写法，等同 --names（给出全部类别名）")
     p.add_argument("--conf", type=float, help="置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值，没有则 0.45）")
     p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
@@ -127,8 +131,18 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_predict(a: argparse.Namespace) -> int:
     from .predict import predict_cli
 
-    classes = [c.strip() for c in a.classes.replace("，", ",").split(",")] if a.classes else None
-    predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, classes=classes,
+    def split(text):
+        return [c.strip() for c in text.replace("，", ",").split(",") if c.strip()] if text else None
+
+    names = split(a.names)
+    if a.classes:
+        if names:
+            raise ConfigError("--names 和 --classes 都给了类别名。--classes 是 seed 的旧写法（等同 --names），只写 --names 即可。")
+        print("提示：--classes 沿用 seed 的含义，表示全部类别名（等同 --names）。以后请写 --names；"
+              "只保留部分类别请用 --keep-classes（与 Python API 的 classes= 含义相同）。", file=sys.stderr)
+        names = split(a.classes)
+    keep = [int(c) if c.isdigit() else c for c in split(a.keep_classes)] if a.keep_classes else None
+    predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, names=names, classes=keep,
                 conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json)
     return 0
 

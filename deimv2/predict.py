@@ -376,9 +376,13 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
-def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", classes=None, conf=None,
-                max_det=300, device=None, save_json=False) -> dict:
-    """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went."""
+def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", names=None, conf=None,
+                max_det=300, device=None, save_json=False, classes=None) -> dict:
+    """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
+
+    ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
+    these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics.
+    """
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
@@ -401,7 +405,7 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         raise DatasetError(f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。")
     ensure_output_dir(out_dir)  # before the model is loaded
     det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
-                                   class_names=classes)
+                                   class_names=names, classes=classes)
     print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {det.conf:g}")
     if _is_video(source) and not source.is_dir():
         return _predict_video(det, source, output, save_json)

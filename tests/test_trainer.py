@@ -11,6 +11,7 @@ TINY = {
     "HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2, "num_workers": 0,
     "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 30,
     "PostProcessor.num_top_queries": 30,
+    "scale_lr": False,  # batch 2 vs the recipe's 128 would scale the LR by 1/64 (tested in test_batch_rule.py)
 }
 
 

@@ -201,7 +201,7 @@ def resolve_auto_batch(cfg: Config, device: torch.device, world_size: int = 1, s
     raw = cfg.to_dict()
     set_dotted(raw, "train_dataloader.total_batch_size", int(total))
     out = config_from_dict(raw, cfg.name)
-    out.milestones = cfg.milestones
+    out.milestones, out.milestone_note = cfg.milestones, cfg.milestone_note
     return out
 
 

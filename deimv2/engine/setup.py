@@ -4,6 +4,7 @@ Explained in notebook ``04_train.ipynb``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,10 +134,12 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
 
 
 def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module, image_size: list[int],
-                             device: torch.device) -> int:
-    """Bytes autograd keeps for backward for ONE training image (measured with saved-tensor hooks).
+                             device: torch.device, batch_size: int = 1,
+                             autocast_dtype: torch.dtype | None = None) -> int:
+    """Bytes autograd keeps for backward for one training batch (measured with saved-tensor hooks).
 
-    Runs one forward + loss at ``image_size`` with a dummy box; works on CPU and GPU alike.
+    Runs one forward + loss on ``batch_size`` images of ``image_size`` with one dummy box each (under
+    ``torch.autocast(dtype=autocast_dtype)`` when given); works on CPU and GPU alike.
     """
     seen: dict[int, int] = {}
 
@@ -150,11 +153,14 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
 
     was_training = model.training
     model.train()
-    x = torch.rand(1, 3, *image_size, device=device)
+    x = torch.rand(batch_size, 3, *image_size, device=device)
     targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
-                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)}]
+                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)} for _ in range(batch_size)]
+    amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
+           else contextlib.nullcontext())
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x, targets=targets)
+        with amp:
+            out = model(x, targets=targets)
         sum(criterion(out, targets, epoch=0).values())
     model.train(was_training)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}

@@ -15,7 +15,8 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from ..config import Config, format_milestones, load_config, save_config
+from ..batch_rule import apply_batch_rule, format_batch_scaling
+from ..config import ALIASES, Config, format_milestones, load_config, save_config
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from . import dist
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -42,12 +43,14 @@ class Trainer:
     """Owns model, EMA, optimizer, scheduler, data and the loop. Build with :func:`prepare_trainer`."""
 
     def __init__(self, cfg: Config, device: torch.device, output_dir: Path, progress: bool = True,
-                 max_iters_per_epoch: int | None = None, train: bool = True, warmup_explicit: bool = False):
+                 max_iters_per_epoch: int | None = None, train: bool = True, warmup_explicit: bool = False,
+                 explicit_keys: Iterable[str] = ()):
         from ..models.build import build_criterion, build_model_from_config, build_postprocessor
 
         self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
         self.max_iters = max_iters_per_epoch
-        self.warmup_explicit = warmup_explicit
+        explicit_keys = set(explicit_keys)
+        self.warmup_explicit = warmup_explicit or "warmup_iter" in explicit_keys
         self.distributed = dist.is_dist()
         world = dist.get_world_size()
         total = cfg.data.batch_size
@@ -55,6 +58,9 @@ class Trainer:
         if total % (world * acc):
             raise ConfigError(f"total_batch_size={total} 不能被 GPU 数 {world} × accumulate {acc} 整除。请调整其中一个。")
         self.batch_per_step = total // (world * acc)
+        # the one place where the batch-size rule is applied: to the batch this run really uses
+        cfg, self.batch_scaling = apply_batch_rule(cfg, self.batch_per_step * acc * world, explicit_keys)
+        self.cfg = cfg
         self.data = build_data(cfg, self.batch_per_step, self.distributed, train=train)
         self.class_names, self.category_ids = self.data.class_names, self.data.category_ids
 
@@ -350,6 +356,7 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
+    note = cfg.milestone_note  # how the epoch milestones were derived (lost when the data dir reloads the config)
     if data is not None:
         cfg = apply_data_dir(cfg, data, explicit_nc)
     raw = cfg.to_dict()
@@ -362,7 +369,7 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     from ..config import config_from_dict
 
     out = config_from_dict(raw, cfg.name)
-    out.milestones = cfg.milestones
+    out.milestones, out.milestone_note = cfg.milestones, note
     return out
 
 
@@ -423,9 +430,9 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
         ensure_output_dir(out)
     from ..config import parse_overrides
 
-    warmup_explicit = "warmup_iter" in {**parse_overrides(overrides), **kwargs}
+    explicit = {ALIASES.get(k, k) for k in {**parse_overrides(overrides), **kwargs}}
     return Trainer(cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train,
-                   warmup_explicit=warmup_explicit)
+                   explicit_keys=explicit)
 
 
 def _print_start(t: Trainer) -> None:
@@ -437,6 +444,7 @@ def _print_start(t: Trainer) -> None:
          f" × 累积 {cfg.train.accumulate} × {dist.get_world_size()} 卡 = {cfg.data.batch_size}；每轮 {t.iters_per_epoch} 步，"
          f"学习率预热 {t.warmup_iter} 步。")
     _say("轮次安排：" + format_milestones(cfg))
+    _say(format_batch_scaling(t.batch_scaling))
     _say(f"输出目录：{t.output_dir.resolve()}")
 
 
