@@ -39,9 +39,8 @@ def run_demo(output_dir: str | Path = "outputs/demo", epochs: int | None = None,
     from .data.demo import prepare_demo_coco
     from .data.doctor import check_dataset
     from .engine.trainer import evaluate, train
-    from .predict import Detector
-
     from .outputs import ensure_output_dir
+    from .predict import Detector
 
     out = ensure_output_dir(output_dir)
     sched = FAST_SCHEDULE if fast_mode() else FULL_SCHEDULE
