@@ -49,6 +49,16 @@ def machine_info(chromium: str = "/usr/bin/chromium") -> dict:
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "1 (set by the test)")}
 
 
+def git_state() -> dict:
+    """Which code was measured: HEAD, its parents (a merge shows both branches) and uncommitted changes."""
+    def git(*args):
+        r = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=False)
+        return r.stdout.strip() if r.returncode == 0 else None
+    head = git("log", "-1", "--format=%H %P")
+    return {"head": head.split()[0] if head else None, "parents": head.split()[1:] if head else [],
+            "subject": git("log", "-1", "--format=%s"), "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
 def summary_line(output: str) -> str:
     """pytest's last line, e.g. ``9 passed in 480.2s``."""
     lines = [ln.strip("= ") for ln in output.strip().splitlines() if re.search(r"\b(passed|failed|error)", ln)]
@@ -85,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "what": "pytest -m browser (JupyterLab 'Run All Cells' of every notebook in headless Chromium, DEIMV2_FAST=1)",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": machine_info(), "rounds": a.rounds, "pytest_args": a.pytest_args,
+        "machine": machine_info(), "git": git_state(), "rounds": a.rounds, "pytest_args": a.pytest_args,
         "all_passed": all(r["passed"] for r in rounds), "median_wall_s": walls[len(walls) // 2],
         "median_wall_min": round(walls[len(walls) // 2] / 60, 1), "runs": rounds,
     }

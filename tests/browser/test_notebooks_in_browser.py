@@ -115,8 +115,9 @@ SHOT_JS = """() => {
 }"""
 CLOSE_JS = """async () => {
   const panel = window.__panel;
+  if (!panel || panel.isDisposed) return;
   await panel.sessionContext.shutdown();
-  panel.close();
+  panel.dispose();  // no "save changes?" dialog, even after a timeout
 }"""
 CJK_JS = """() => {
   const c = document.createElement('canvas');
@@ -213,55 +214,75 @@ def test_chinese_glyphs_render(page, report):
         f"Chromium 里的中文显示成了方框（{result}）：请安装中文字体 apt-get install -y fonts-noto-cjk")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_run_all_in_jupyterlab(name, lab, page, browser_outputs, report):
-    stem = Path(name).stem
-    entry = report["notebooks"].setdefault(name, {})
-    t0 = time.monotonic()
-    page.evaluate(OPEN_JS, f"notebooks/{name}")
-    page.wait_for_function(KERNEL_IDLE_JS, timeout=KERNEL_TIMEOUT_S * 1000)
-    page.evaluate(START_RUN_JS)
+def _wait(page, lab, shots: Path, stem: str, js: str, timeout_s: float, what: str) -> None:
+    """Wait until ``js`` is true in the page; on timeout fail with a screenshot and the server log."""
+    try:
+        page.wait_for_function(js, timeout=timeout_s * 1000)
+    except PlaywrightError as e:
+        shot = shots / f"{stem}.timeout.png"
+        page.screenshot(path=str(shot))
+        pytest.fail(f"{stem}：{timeout_s:.0f} 秒内{what}（截图 outputs/browser/{shot.name}）：{str(e).splitlines()[0]}\n"
+                    f"服务器日志：\n{lab.log_tail()}")
 
-    deadline, progress_shot = t0 + RUN_TIMEOUT_S, None
+
+def _run_all(page, lab, shots: Path, stem: str, entry: dict) -> dict:
+    """Run all cells with JupyterLab's command; screenshot the first progress bar; return the final run state."""
+    page.evaluate(START_RUN_JS)
+    deadline, entry["progress_screenshot"] = time.monotonic() + RUN_TIMEOUT_S, None
     while True:
         state = page.evaluate(RUN_STATE_JS)
         if state["done"] is not None:
-            break
-        if state["progress"] and progress_shot is None:
-            bar = page.locator(".jupyter-widget-hprogress, .widget-hprogress").last
+            return state
+        if state["progress"] and entry["progress_screenshot"] is None:
             try:
-                bar.scroll_into_view_if_needed(timeout=5000)
-                progress_shot = browser_outputs / f"{stem}.progress.png"
-                page.screenshot(path=str(progress_shot))
+                page.locator(".jupyter-widget-hprogress, .widget-hprogress").last.scroll_into_view_if_needed(timeout=5000)
+                page.screenshot(path=str(shots / f"{stem}.progress.png"))
+                entry["progress_screenshot"] = f"{stem}.progress.png"
             except PlaywrightError:  # the bar closed between the check and the screenshot; try again later
-                progress_shot = None
+                pass
         if time.monotonic() > deadline:
-            _screenshot(page, browser_outputs / f"{stem}.timeout.png")
-            pytest.fail(f"{name}：{RUN_TIMEOUT_S:.0f} 秒内没有运行完（仍在运行的单元 {state['running']} 个）；"
-                        f"截图见 outputs/browser/{stem}.timeout.png。\n服务器日志：\n{lab.log_tail()}")
+            _screenshot(page, shots / f"{stem}.timeout.png")
+            pytest.fail(f"{stem}：{RUN_TIMEOUT_S:.0f} 秒内没有运行完（仍在运行的单元 {state['running']} 个，"
+                        f"可用环境变量 DEIMV2_BROWSER_TIMEOUT 调大）；截图见 outputs/browser/{stem}.timeout.png。\n"
+                        f"服务器日志：\n{lab.log_tail()}")
         time.sleep(2)
-    assert "error" not in state["done"], f"{name}：notebook:run-all-cells 失败：{state['done']['error']}"
-    page.wait_for_function(KERNEL_IDLE_JS, timeout=KERNEL_TIMEOUT_S * 1000)
-    try:  # widget views are created asynchronously after their output arrives
-        page.wait_for_function("() => !/Loading widget/.test(window.__panel.content.node.innerText)",
-                               timeout=SETTLE_TIMEOUT_S * 1000)
-    except PlaywrightError as e:  # the checks below say which widget is still loading
-        entry["settle_warning"] = str(e).splitlines()[0]
-    page.wait_for_timeout(1000)
-    run_s = time.monotonic() - t0
-    progress = page.evaluate("() => window.__progress")
 
-    extra = {}
-    if stem.startswith("05"):
-        extra["slider"] = _move_confidence_slider(page, browser_outputs, stem)
-        page.wait_for_function(KERNEL_IDLE_JS, timeout=KERNEL_TIMEOUT_S * 1000)
 
-    dirty = page.evaluate(SAVE_JS)
-    dom = page.evaluate(INSPECT_JS, UNRENDERED.pattern)
-    _screenshot(page, browser_outputs / f"{stem}.png")
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_run_all_in_jupyterlab(name, lab, page, browser_outputs, report):
+    stem, shots = Path(name).stem, browser_outputs
+    entry = report["notebooks"].setdefault(name, {})
+    t0 = time.monotonic()
+    try:
+        page.evaluate(OPEN_JS, f"notebooks/{name}")
+        _wait(page, lab, shots, stem, KERNEL_IDLE_JS, KERNEL_TIMEOUT_S, "内核没有启动（是否弹出了选择内核的对话框？）")
+        state = _run_all(page, lab, shots, stem, entry)
+        assert "error" not in state["done"], f"{name}：notebook:run-all-cells 失败：{state['done']['error']}"
+        _wait(page, lab, shots, stem, KERNEL_IDLE_JS, KERNEL_TIMEOUT_S, "内核没有回到空闲状态")
+        try:  # widget views are created asynchronously after their output arrives
+            page.wait_for_function("() => !/Loading widget/.test(window.__panel.content.node.innerText)",
+                                   timeout=SETTLE_TIMEOUT_S * 1000)
+        except PlaywrightError as e:  # the checks below say which widget is still loading
+            entry["settle_warning"] = str(e).splitlines()[0]
+        page.wait_for_timeout(1000)
+        run_s = time.monotonic() - t0
+        progress = page.evaluate("() => window.__progress")
+
+        extra = {}
+        if stem.startswith("05"):
+            extra["slider"] = _move_confidence_slider(page, shots, stem)
+            _wait(page, lab, shots, stem, KERNEL_IDLE_JS, KERNEL_TIMEOUT_S, "拖动滑块后内核没有回到空闲状态")
+
+        dirty = page.evaluate(SAVE_JS)
+        dom = page.evaluate(INSPECT_JS, UNRENDERED.pattern)
+        _screenshot(page, shots / f"{stem}.png")
+    finally:
+        try:
+            page.evaluate(CLOSE_JS)
+        except PlaywrightError:
+            pass  # the page is gone; the server's teardown stops the kernels
     saved_problems, saved_ids, live = _saved_problems(lab.root / "notebooks" / name)
     widget_problems = _widget_problems(dom["widgets"], saved_ids, live)
-    page.evaluate(CLOSE_JS)
     shown = [w["shown"] for w in dom["widgets"]]
     entry.update(seconds=round(run_s, 1), run_all_ok=state["done"].get("ok"), code_cells=dom["cells"],
                  widget_outputs=len(saved_ids), widgets_drawn=shown.count("widget"), widgets_closed=shown.count("empty"),
@@ -279,6 +300,6 @@ def test_notebook_run_all_in_jupyterlab(name, lab, page, browser_outputs, report
         assert live, f"{name}：保存的文件里没有控件状态（widget state），无法确认控件被画出"
     if stem.startswith("04"):
         assert progress, f"{name}：训练时没有出现进度条"
-        assert progress_shot is not None
+        assert entry["progress_screenshot"], f"{name}：进度条出现了，但没能截到图"
     if stem.startswith("05"):
         assert extra["slider"]["image_changed"], f"{name}：拖动置信度滑块后图片没有变化：{extra['slider']}"
