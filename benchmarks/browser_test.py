@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -69,14 +70,24 @@ def run_once(pytest_args: list[str], timeout: float) -> dict:
     cmd = [sys.executable, "-m", "pytest", "-m", "browser", "-q", "-p", "no:cacheprovider", *pytest_args]
     load_before = os.getloadavg()
     t0 = time.monotonic()
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        stdout, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:  # Ctrl-C lets pytest stop the JupyterLab server and the browser
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            stdout, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, _ = proc.communicate()
     wall = time.monotonic() - t0
     report = json.loads(REPORT.read_text(encoding="utf-8")) if REPORT.is_file() else {}
     return {"wall_s": round(wall, 1), "exit_code": proc.returncode, "passed": proc.returncode == 0,
-            "pytest_summary": summary_line(proc.stdout), "loadavg_before": [round(x, 2) for x in load_before],
+            "pytest_summary": summary_line(stdout), "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
             "notebook_seconds": {name: nb.get("seconds") for name, nb in report.get("notebooks", {}).items()},
-            "output_tail": proc.stdout[-3000:] if proc.returncode else ""}
+            "output_tail": stdout[-3000:] if proc.returncode else ""}
 
 
 def main(argv: list[str] | None = None) -> dict:
