@@ -132,7 +132,7 @@ def lab(tmp_path_factory):
     if not CHROMIUM.is_file():
         pytest.fail(f"找不到 Chromium：{CHROMIUM}。请先安装：apt-get install -y chromium fonts-noto-cjk"
                     "（或用环境变量 DEIMV2_CHROMIUM 指定浏览器路径）。")
-    root = tmp_path_factory.mktemp("lab root")
+    root = tmp_path_factory.mktemp("浏览器 测试")  # a Chinese path with a space, as learners have
     (root / "notebooks").mkdir()
     for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
         shutil.copy2(nb, root / "notebooks" / nb.name)
