@@ -15,6 +15,8 @@ A deimv2 training checkpoint is a plain dict that ``torch.load(..., weights_only
       'config':       plain dict of the resolved config,
       'class_names':  list[str], 'category_ids': list[int] (label i <-> category_ids[i]),
       'version':      deimv2.__version__,
+      'best_epoch':   int (training checkpoints),
+      'rng':          every random-number state training consumes (training checkpoints; deimv2.engine.rng),
     }
 
 Official checkpoints (``last.pth``, ``best_stg1.pth``, ``best_stg2.pth``...) also load: they hold ``model``/``ema`` and

@@ -136,7 +136,8 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
                              device: torch.device) -> int:
     """Bytes autograd keeps for backward for ONE training image (measured with saved-tensor hooks).
 
-    Runs one forward + loss at ``image_size`` with a dummy box; works on CPU and GPU alike.
+    Runs one forward + loss at ``image_size`` with a dummy box; works on CPU and GPU alike. Leaves no
+    trace: BatchNorm statistics and the random-number states are put back afterwards.
     """
     seen: dict[int, int] = {}
 
@@ -149,14 +150,18 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
         return t
 
     was_training = model.training
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
     model.train()
-    x = torch.rand(1, 3, *image_size, device=device)
-    targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
-                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)}]
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x, targets=targets)
-        sum(criterion(out, targets, epoch=0).values())
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        x = torch.rand(1, 3, *image_size, device=device)
+        targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
+                    "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)}]
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x, targets=targets)
+            sum(criterion(out, targets, epoch=0).values())
     model.train(was_training)
+    model.load_state_dict(buffers, strict=False)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     return sum(v for k, v in seen.items() if k not in params)
 

@@ -23,6 +23,7 @@ from .ema import ModelEMA
 from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
+from .rng import capture_rng_state, restore_rng_state
 from .schedule import FlatCosineLRScheduler
 from .setup import amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table, resolve_device
 
@@ -74,6 +75,8 @@ class Trainer:
         self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
         self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
+        self.rng_state: dict | None = None  # RNG states at the end of the last trained epoch (saved in last.pth)
+        self._resume_rng: dict | None = None
         self.history: list[dict] = []
         self.logger = JsonlLogger(output_dir / "log.jsonl") if dist.is_main_process() else None
         self.writer = make_tensorboard_writer(output_dir / "tensorboard") if (
@@ -107,10 +110,12 @@ class Trainer:
             return None
         state = self._state(epoch)
         state["best_epoch"] = self.best_epoch
+        if self.rng_state is not None:
+            state["rng"] = self.rng_state
         return save_checkpoint(state, self.output_dir / name)
 
     def resume(self, path: str | Path) -> None:
-        """Continue exactly: weights, EMA, optimizer, scheduler, scaler, epoch, best AP."""
+        """Continue exactly: weights, EMA, optimizer, scheduler, scaler, epoch, best AP, RNG states."""
         ckpt = load_checkpoint(path)
         if "optimizer" not in ckpt or "epoch" not in ckpt and "last_epoch" not in ckpt:
             raise WeightsError(f"{path} 只有模型权重，没有优化器状态和轮数，不能用 -r 继续训练。请改用 -t 微调。")
@@ -125,6 +130,7 @@ class Trainer:
         self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch))
         self.best_ap = float(ckpt.get("best_ap", -1.0))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
+        self._resume_rng = ckpt.get("rng")  # restored when fit() starts, after any set-up that draws numbers
         _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
 
     def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
@@ -277,12 +283,17 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if self.global_step == 0:  # the first step uses the warmup LR, not the full one
             self.scheduler.step(0)
+        loader_gen = getattr(self.data.train_loader, "generator", None)
+        if self._resume_rng is not None:
+            restore_rng_state(self._resume_rng, loader_gen)
+            self._resume_rng = None
         for epoch in range(self.start_epoch, cfg.schedule.epochs):
             self._set_epoch(epoch)
             if epoch == self.stop_epoch and epoch > 0:
                 self._restart_from_best(epoch, cfg.train.ema_restart_decay)
             t0 = time.time()
             stats = self.train_one_epoch(epoch)
+            self.rng_state = capture_rng_state(loader_gen)
             self.save("last.pth", epoch)
             metrics = self.evaluate()
             ap = float(metrics["AP"])
