@@ -148,7 +148,7 @@ class Trainer:
             else:  # official: an EMA missing from the file is filled from the model
                 self.ema.module.load_state_dict(self.model.state_dict())
 
-    def tune(self, path: str | Path) -> None:
+    def tune(self, path: str | Path):
         """Fine-tune: weights only (EMA preferred); heads that depend on num_classes are skipped and listed."""
         from ..weights import load_for_finetune
 
@@ -156,6 +156,7 @@ class Trainer:
         _say(report.summary())
         if self.ema is not None:
             self.ema.module.load_state_dict(self.model.state_dict())
+        return report
 
     def load_backbone(self) -> None:
         from ..weights import expected_backbone_path, load_backbone_weights, missing_backbone_error
