@@ -102,7 +102,6 @@ def test_predict_conf_filters(run, tmp_path):
 
 
 def test_export_onnx_and_check(run, tmp_path):
-    pytest.importorskip("onnxruntime")  # declared in [dev]
     data, out = run
     onnx_path = tmp_path / "模型 导出" / "atto.onnx"
     assert main(["export", "-r", str(out / "best.pth"), "-o", str(onnx_path), "--check"]) == 0
