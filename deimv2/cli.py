@@ -19,8 +19,10 @@ class ChineseArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"错误：命令行参数不对（{message}）。运行 {self.prog} -h 查看用法。\n")
 
 
-def _add_common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", required=True, help="变体名（atto…x）、官方配置名或 YAML 路径")
+def _add_common_train(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    p.add_argument("-c", "--config", required=config_required,
+                   help="变体名（atto…x）、官方配置名或 YAML 路径" + ("" if config_required else
+                                                          "（checkpoint 里有配置时可省略）"))
     p.add_argument("--data", help="数据集：COCO 根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json），"
                    "或 YOLO 数据集（data.yaml 或其文件夹，自动转换一次并缓存）")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda、cuda:1（默认自动选择）")
@@ -45,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="训练前不运行数据集检查")
 
     p = sub.add_parser("eval", help="在验证集上评估 checkpoint（COCO mAP）")
-    _add_common_train(p)
+    _add_common_train(p, config_required=False)
     p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="要评估的 checkpoint")
 
     p = sub.add_parser("predict", help="对图片、文件夹或视频做推理并画框")

@@ -12,7 +12,7 @@ from pathlib import Path
 from .engine.setup import fast_mode
 
 #: demo schedule: (epochs, image size, batch size, iterations per epoch cap)
-FULL_SCHEDULE = dict(epochs=40, size=256, batch_size=8, max_iters=None)  # measured: AP50 0.63 in ~5 min on 2 CPU cores
+FULL_SCHEDULE = dict(epochs=40, size=256, batch_size=8, max_iters=None)  # measured: benchmarks/results/train_demo_atto_cpu.json
 FAST_SCHEDULE = dict(epochs=2, size=160, batch_size=4, max_iters=2)
 
 

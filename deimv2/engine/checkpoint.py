@@ -18,6 +18,7 @@ A deimv2 training checkpoint is a plain dict that ``torch.load(..., weights_only
       'best_epoch':     int, epoch of best_ap (added by the trainer),
       'conf_threshold': float, F1-best confidence of the latest evaluation (absent when F1 was 0; engine/f1.py),
       'early_stop':     {'epoch', 'patience', 'best_epoch', 'best_ap', 'reason'} in the last.pth of an early-stopped run,
+      'rng':          every random-number state training consumes (training checkpoints; deimv2.engine.rng),
     }
 
 Official checkpoints (``last.pth``, ``best_stg1.pth``, ``best_stg2.pth``...) also load: they hold ``model``/``ema`` and

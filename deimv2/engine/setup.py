@@ -139,7 +139,8 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
     """Bytes autograd keeps for backward for one training batch (measured with saved-tensor hooks).
 
     Runs one forward + loss on ``batch_size`` images of ``image_size`` with one dummy box each (under
-    ``torch.autocast(dtype=autocast_dtype)`` when given); works on CPU and GPU alike.
+    ``torch.autocast(dtype=autocast_dtype)`` when given); works on CPU and GPU alike. Leaves no trace:
+    BatchNorm statistics and the random-number states are put back afterwards.
     """
     seen: dict[int, int] = {}
 
@@ -152,17 +153,21 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
         return t
 
     was_training = model.training
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
     model.train()
-    x = torch.rand(batch_size, 3, *image_size, device=device)
-    targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
-                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)} for _ in range(batch_size)]
-    amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
-           else contextlib.nullcontext())
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        with amp:
-            out = model(x, targets=targets)
-        sum(criterion(out, targets, epoch=0).values())
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        x = torch.rand(batch_size, 3, *image_size, device=device)
+        targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
+                    "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)} for _ in range(batch_size)]
+        amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
+               else contextlib.nullcontext())
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with amp:
+                out = model(x, targets=targets)
+            sum(criterion(out, targets, epoch=0).values())
     model.train(was_training)
+    model.load_state_dict(buffers, strict=False)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     return sum(v for k, v in seen.items() if k not in params)
 

@@ -25,6 +25,7 @@ from .ema import ModelEMA
 from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
+from .rng import capture_rng_state, restore_rng_state
 from .schedule import FlatCosineLRScheduler
 from .setup import (amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table,
                     prepare_run_data, resolve_device)
@@ -82,6 +83,8 @@ class Trainer:
         self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
         self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
+        self.rng_state: dict | None = None  # RNG states at the end of the last trained epoch (saved in last.pth)
+        self._resume_rng: dict | None = None
         self.history: list[dict] = []
         self.conf_threshold: float | None = None  # F1-best threshold of the latest evaluation (engine/f1.py)
         self.early_stop: dict | None = None  # set when patience ends the run; ``resumed_early_stop``: read by -r
@@ -122,10 +125,12 @@ class Trainer:
             state["conf_threshold"] = float(self.conf_threshold)
         if self.early_stop is not None:
             state["early_stop"] = dict(self.early_stop)
+        if self.rng_state is not None:
+            state["rng"] = self.rng_state
         return save_checkpoint(state, self.output_dir / name)
 
     def resume(self, path: str | Path) -> None:
-        """Continue exactly: weights, EMA, optimizer, scheduler, scaler, epoch, best AP."""
+        """Continue exactly: weights, EMA, optimizer, scheduler, scaler, epoch, best AP, RNG states."""
         ckpt = load_checkpoint(path)
         if "optimizer" not in ckpt or "epoch" not in ckpt and "last_epoch" not in ckpt:
             raise WeightsError(f"{path} 只有模型权重，没有优化器状态和轮数，不能用 -r 继续训练。请改用 -t 微调。")
@@ -142,6 +147,7 @@ class Trainer:
         self.best_epoch = int(ckpt.get("best_epoch", -1))
         self.conf_threshold = ckpt.get("conf_threshold")
         self.resumed_early_stop = ckpt.get("early_stop")
+        self._resume_rng = ckpt.get("rng")  # restored when fit() starts, after any set-up that draws numbers
         _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
 
     def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
@@ -168,7 +174,7 @@ class Trainer:
             else:  # official: an EMA missing from the file is filled from the model
                 self.ema.module.load_state_dict(self.model.state_dict())
 
-    def tune(self, path: str | Path) -> None:
+    def tune(self, path: str | Path):
         """Fine-tune: weights only (EMA preferred); heads that depend on num_classes are skipped and listed."""
         from ..weights import load_for_finetune
 
@@ -176,6 +182,7 @@ class Trainer:
         _say(report.summary())
         if self.ema is not None:
             self.ema.module.load_state_dict(self.model.state_dict())
+        return report
 
     def load_backbone(self) -> None:
         from ..weights import expected_backbone_path, load_backbone_weights, missing_backbone_error
@@ -303,12 +310,17 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if self.global_step == 0:  # the first step uses the warmup LR, not the full one
             self.scheduler.step(0)
+        loader_gen = getattr(self.data.train_loader, "generator", None)
+        if self._resume_rng is not None:
+            restore_rng_state(self._resume_rng, loader_gen)
+            self._resume_rng = None
         for epoch in range(self.start_epoch, cfg.schedule.epochs):
             self._set_epoch(epoch)
             if epoch == self.stop_epoch and epoch > 0:
                 self._restart_from_best(epoch, cfg.train.ema_restart_decay)
             t0 = time.time()
             stats = self.train_one_epoch(epoch)
+            self.rng_state = capture_rng_state(loader_gen)
             self.save("last.pth", epoch)
             metrics = self.evaluate()
             self.conf_threshold = metrics.get("best_conf")
