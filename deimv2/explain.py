@@ -17,20 +17,33 @@ these helpers runs exactly as before, and no model file imports this module.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from .box_ops import box_cxcywh_to_xyxy
 
-__all__ = ["capture", "Record", "stage_table", "default_stages", "decoder_layers", "sampling_points",
-           "query_selection", "edge_distributions", "shape_of", "draw_boxes", "draw_sampling_points",
-           "plot_edge_distributions", "plot_stage_diagram"]
+__all__ = [
+    "Record",
+    "capture",
+    "decoder_layers",
+    "default_stages",
+    "draw_boxes",
+    "draw_sampling_points",
+    "edge_distributions",
+    "feature_image",
+    "plot_edge_distributions",
+    "plot_stage_diagram",
+    "query_selection",
+    "sampling_points",
+    "shape_of",
+    "stage_table",
+]
 
 
 # --------------------------------------------------------------------------- hooks
@@ -58,13 +71,13 @@ def shape_of(x: Any) -> Any:
 @dataclass
 class Record:
     """One call of a hooked module: ``inputs`` (only when asked for), ``output`` and wall time in ms."""
-    inputs: Optional[tuple]
+    inputs: tuple | None
     output: Any
     ms: float
 
 
 @contextmanager
-def capture(model: nn.Module, names: Iterable[str], inputs: bool = False) -> Iterator[Dict[str, List[Record]]]:
+def capture(model: nn.Module, names: Iterable[str], inputs: bool = False) -> Iterator[dict[str, list[Record]]]:
     """Record every call of the submodules ``names`` (dotted, as in ``model.named_modules()``).
 
     Yields ``{name: [Record, ...]}`` filled while the ``with`` block runs the model; a module that is
@@ -75,9 +88,9 @@ def capture(model: nn.Module, names: Iterable[str], inputs: bool = False) -> Ite
     missing = [n for n in names if n not in modules]
     if missing:
         raise KeyError(f"模型中没有这些子模块：{missing}。可用的名字见 model.named_modules()。")
-    records: Dict[str, List[Record]] = {n: [] for n in names}
+    records: dict[str, list[Record]] = {n: [] for n in names}
     handles = []
-    starts: Dict[str, List[float]] = {n: [] for n in names}
+    starts: dict[str, list[float]] = {n: [] for n in names}
     for name in names:
         mod = modules[name]
 
@@ -99,10 +112,10 @@ def capture(model: nn.Module, names: Iterable[str], inputs: bool = False) -> Ite
 
 
 # --------------------------------------------------------------------------- stages
-def default_stages(model: nn.Module) -> List[str]:
+def default_stages(model: nn.Module) -> list[str]:
     """Main stages of a DEIM model, in execution order (backbone parts, encoder, decoder parts)."""
     names = dict(model.named_modules())
-    out: List[str] = []
+    out: list[str] = []
     bb = model.backbone
     if hasattr(bb, "stem"):  # HGNetv2
         out += ["backbone.stem"] + [f"backbone.stages.{i}" for i in range(len(bb.stages))]
@@ -114,8 +127,8 @@ def default_stages(model: nn.Module) -> List[str]:
     return [n for n in out if n in names]
 
 
-def stage_table(model: nn.Module, images: Tensor, stages: Optional[Sequence[str]] = None, runs: int = 1,
-                flops: bool = True) -> List[dict]:
+def stage_table(model: nn.Module, images: Tensor, stages: Sequence[str] | None = None, runs: int = 1,
+                flops: bool = True) -> list[dict]:
     """One forward pass (``no_grad``) per run; per stage: class, output shape, parameters, median CPU ms, FLOPs.
 
     ``stages`` default to :func:`default_stages`. Times are inclusive (a parent contains its children);
@@ -124,8 +137,8 @@ def stage_table(model: nn.Module, images: Tensor, stages: Optional[Sequence[str]
     """
     stages = list(stages) if stages is not None else default_stages(model)
     modules = dict(model.named_modules())
-    times: Dict[str, List[float]] = {n: [] for n in stages}
-    outputs: Dict[str, Any] = {}
+    times: dict[str, list[float]] = {n: [] for n in stages}
+    outputs: dict[str, Any] = {}
     with torch.no_grad():
         for _ in range(max(1, runs)):
             with capture(model, stages) as rec:
@@ -134,7 +147,7 @@ def stage_table(model: nn.Module, images: Tensor, stages: Optional[Sequence[str]
                 times[n].append(sum(r.ms for r in rec[n]))
                 if rec[n]:
                     outputs[n] = rec[n][-1].output
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     if flops:
         from torch.utils.flop_counter import FlopCounterMode
 
@@ -169,7 +182,7 @@ def _decoder_training_outputs(model: nn.Module):
     try:
         dec.train()
         for m in dec.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) or isinstance(m, nn.Dropout):
+            if isinstance(m, (nn.modules.batchnorm._BatchNorm, nn.Dropout)):
                 m.eval()
         yield
     finally:
@@ -195,9 +208,25 @@ def decoder_layers(model: nn.Module, images: Tensor) -> dict:
                    "ref_points": out["ref_points"]})
     enc = out["enc_aux_outputs"][0] if out.get("enc_aux_outputs") else {}
     pre = out.get("pre_outputs") or {}
-    short = lambda d: {k.replace("pred_", ""): v for k, v in d.items()}  # noqa: E731
+    short = lambda d: {k.replace("pred_", ""): v for k, v in d.items()}
     return {"layers": layers, "pre": short(pre), "enc": short(enc),
             "project": model.decoder.decoder.project().detach(), "reg_scale": float(model.decoder.reg_scale)}
+
+
+def feature_image(feat: Tensor) -> Tensor:
+    """A feature map ``[C, H, W]`` as an RGB image ``[H, W, 3]`` in [0, 1]: its first 3 principal components.
+
+    Each component is min-max scaled separately; a map with fewer than 3 channels repeats the first.
+    """
+    c, h, w = feat.shape
+    x = feat.detach().float().reshape(c, -1).T  # [HW, C]
+    x = x - x.mean(0, keepdim=True)
+    _, _, v = torch.linalg.svd(x, full_matrices=False)
+    comps = x @ v[: min(3, v.shape[0])].T  # [HW, k]
+    while comps.shape[1] < 3:
+        comps = torch.cat([comps, comps[:, :1]], 1)
+    lo, hi = comps.min(0).values, comps.max(0).values
+    return ((comps - lo) / (hi - lo).clamp_min(1e-12)).reshape(h, w, 3)
 
 
 def edge_distributions(corners: Tensor, reg_max: int) -> Tensor:
@@ -205,7 +234,7 @@ def edge_distributions(corners: Tensor, reg_max: int) -> Tensor:
     return F.softmax(corners.reshape(*corners.shape[:-1], 4, reg_max + 1), dim=-1)
 
 
-def sampling_points(model: nn.Module, images: Tensor) -> List[dict]:
+def sampling_points(model: nn.Module, images: Tensor) -> list[dict]:
     """Deformable cross-attention of every decoder layer, recomputed from the inputs each layer received.
 
     Returns per layer ``{'locations' [B,Q,heads,P,2] (x, y in [0,1]), 'weights' [B,Q,heads,P],
@@ -278,11 +307,11 @@ def draw_boxes(ax, boxes: Tensor, size: Sequence[int], fmt: str = "cxcywh", colo
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=lw, ls=ls))
         if labels is not None:
             ax.text(x1, y1, str(labels[i]), color="white", fontsize=8, va="bottom",
-                    bbox=dict(fc=color, ec="none", pad=1, alpha=0.8))
+                    bbox={"fc": color, "ec": "none", "pad": 1, "alpha": 0.8})
     return ax
 
 
-def draw_sampling_points(ax, image, layer: dict, query: int, batch: int = 0, title: Optional[str] = None):
+def draw_sampling_points(ax, image, layer: dict, query: int, batch: int = 0, title: str | None = None):
     """Sampling points of one query (all heads) on ``image``: colour = feature level, area = attention weight."""
     import numpy as np
 
@@ -334,9 +363,9 @@ def plot_stage_diagram(rows: Sequence[dict], ax=None, title: str = ""):
         shape = row["output"]
         text = f"{row['stage']}  ({row['type']})   →  {_short(shape)}"
         ax.text(x, y, text, va="center", fontsize=8, family="monospace",
-                bbox=dict(boxstyle="round,pad=0.3", fc="#e8f0fe" if depth == 0 else "#f5f5f5", ec="#999"))
+                bbox={"boxstyle": "round,pad=0.3", "fc": "#e8f0fe" if depth == 0 else "#f5f5f5", "ec": "#999"})
         if i:
-            ax.annotate("", xy=(0.03, y + 0.25), xytext=(0.03, y + 0.75), arrowprops=dict(arrowstyle="->", color="#666"))
+            ax.annotate("", xy=(0.03, y + 0.25), xytext=(0.03, y + 0.75), arrowprops={"arrowstyle": "->", "color": "#666"})
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_axis_off()

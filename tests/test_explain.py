@@ -6,8 +6,18 @@ import matplotlib
 import pytest
 import torch
 
-from deimv2.explain import (capture, decoder_layers, draw_sampling_points, edge_distributions, plot_edge_distributions,
-                            plot_stage_diagram, query_selection, sampling_points, stage_table)
+from deimv2.explain import (
+    capture,
+    decoder_layers,
+    draw_sampling_points,
+    edge_distributions,
+    feature_image,
+    plot_edge_distributions,
+    plot_stage_diagram,
+    query_selection,
+    sampling_points,
+    stage_table,
+)
 from deimv2.models.build import build_model
 from deimv2.models.decoder_layers import deformable_sample
 
@@ -41,13 +51,11 @@ def test_capture_records_and_removes_hooks(atto):
 
 def test_capture_removes_hooks_after_error_and_rejects_unknown_names(atto):
     model, images = atto
-    with pytest.raises(RuntimeError):
-        with capture(model, ["encoder"]):
-            model(images[:, :2])  # wrong channel count
+    with pytest.raises(RuntimeError), capture(model, ["encoder"]):
+        model(images[:, :2])  # wrong channel count
     assert _no_hooks(model)
-    with pytest.raises(KeyError, match="没有这些子模块"):
-        with capture(model, ["no.such.module"]):
-            pass
+    with pytest.raises(KeyError, match="没有这些子模块"), capture(model, ["no.such.module"]):
+        pass
 
 
 def test_stage_table_shapes_params_and_flops(atto):
@@ -133,3 +141,15 @@ def test_models_do_not_import_explain():
     code = "import sys, deimv2.models, deimv2.loss, deimv2.predict; print('deimv2.explain' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_feature_image_is_the_principal_components():
+    torch.manual_seed(0)
+    pattern = torch.linspace(-1, 1, 12).reshape(3, 4)
+    feat = torch.stack([pattern * k for k in (1.0, 2.0, -3.0)] + [torch.zeros(3, 4)])  # rank 1
+    img = feature_image(feat)
+    assert img.shape == (3, 4, 3) and img.min() >= 0 and img.max() <= 1
+    first = img[..., 0].flatten()
+    # the first component follows the pattern (up to sign), from 0 to 1
+    assert torch.allclose(first, (pattern.flatten() + 1) / 2, atol=1e-5) or \
+        torch.allclose(first, (1 - pattern.flatten()) / 2, atol=1e-5)
