@@ -121,7 +121,7 @@ def default_stages(model: nn.Module) -> list[str]:
         out += ["backbone.stem"] + [f"backbone.stages.{i}" for i in range(len(bb.stages))]
     else:  # DINOv3STAs
         out += ["backbone.dinov3"] + (["backbone.sta"] if getattr(bb, "use_sta", False) else [])
-    out += ["backbone", "encoder", "decoder.input_proj", "decoder.enc_score_head"]
+    out += ["backbone", "encoder", "decoder.enc_score_head"]
     out += [f"decoder.decoder.layers.{i}" for i in range(len(model.decoder.decoder.layers))]
     out += ["decoder"]
     return [n for n in out if n in names]
