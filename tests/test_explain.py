@@ -153,3 +153,33 @@ def test_feature_image_is_the_principal_components():
     # the first component follows the pattern (up to sign), from 0 to 1
     assert torch.allclose(first, (pattern.flatten() + 1) / 2, atol=1e-5) or \
         torch.allclose(first, (1 - pattern.flatten()) / 2, atol=1e-5)
+
+
+def test_public_model_and_loss_code_names_the_notebook_section_that_explains_it():
+    """d2l style: every public class/function in deimv2/models and deimv2/loss says where it is explained,
+    and that notebook has the numbered section."""
+    import ast
+    import re
+    from pathlib import Path
+
+    import nbformat
+
+    root = Path(__file__).resolve().parents[1]
+    ref = re.compile(r"Explained in (notebooks/(\d\d_\w+\.ipynb)) §(\d+)")
+    headings = {}
+    missing = []
+    for path in sorted((root / "deimv2").glob("[ml]o*/*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, (ast.ClassDef, ast.FunctionDef)) or node.name.startswith("_"):
+                continue
+            m = ref.search(ast.get_docstring(node) or "")
+            if not m:
+                missing.append(f"{path.name}:{node.name}")
+                continue
+            nb = m.group(2)
+            if nb not in headings:
+                cells = nbformat.read(root / m.group(1), as_version=4).cells
+                headings[nb] = {h for c in cells if c.cell_type == "markdown"
+                                for h in re.findall(r"^## (\d+)\. ", c.source, re.M)}
+            assert m.group(3) in headings[nb], f"{path.name}:{node.name} cites {nb} §{m.group(3)}, which does not exist"
+    assert not missing, f"no 'Explained in notebooks/… §N' in: {missing}"
