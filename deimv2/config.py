@@ -522,8 +522,9 @@ def format_milestones(cfg: Config) -> str:
     m = milestones_of(cfg.raw)
     return (
         f"总轮数 epoches={m['epoches']}，学习率平台期 flat_epoch={m['flat_epoch']}，"
-        f"无增强阶段 no_aug_epoch={m['no_aug_epoch']}（从第 {m['stop_epoch']} 轮起），"
-        f"数据增强策略 policy.epoch={m['policy_epoch']}，MixUp 轮次={m['mixup_epochs']}，"
+        f"最后 no_aug_epoch={m['no_aug_epoch']} 轮学习率保持最小，"
+        f"第 stop_epoch={m['stop_epoch']} 轮重新加载最佳权重并重启 EMA，"
+        f"数据增强策略 policy.epoch={m['policy_epoch']}（强增强在最后一个值关闭），MixUp 轮次={m['mixup_epochs']}，"
         f"CopyBlend 轮次={m['copyblend_epochs']}，匹配器切换 matcher_change_epoch={m['matcher_change_epoch']}"
         + (cfg.milestone_note or "")
     )

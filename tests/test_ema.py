@@ -78,3 +78,29 @@ def test_restart_sets_decay_and_state_roundtrip():
     other = ModelEMA(OneParam(9.0), decay=0.9999, warmups=1000)
     other.load_state_dict(state)
     assert other.updates == 3 and other.module.w.item() == ema.module.w.item()
+
+
+def test_shared_tensors_follow_the_official_per_key_update():
+    """A parameter registered under two names (DEIM's decoder.up / decoder.decoder.up) must not drift:
+    the official loop updates it once per key, so a constant weight stays constant."""
+
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.up = nn.Parameter(torch.tensor([0.5]), requires_grad=False)
+            self.inner = nn.Module()
+            self.inner.up = self.up
+            self.w = nn.Parameter(torch.tensor([1.0]))
+
+    model = Shared()
+    ema = ModelEMA(model, decay=0.9, warmups=0)
+    for _ in range(5):
+        ema.update(model)
+    assert ema.module.up.item() == pytest.approx(0.5)
+    with torch.no_grad():
+        model.w.fill_(3.0)
+        model.up.fill_(1.5)
+    ema.update(model)
+    # w: one update; up: two sequential updates (as official): e = d^2 * 0.5 + (1 - d^2) * 1.5
+    assert ema.module.w.item() == pytest.approx(0.9 * 1.0 + 0.1 * 3.0)
+    assert ema.module.up.item() == pytest.approx(0.81 * 0.5 + 0.19 * 1.5)

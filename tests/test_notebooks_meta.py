@@ -18,6 +18,9 @@ NOTEBOOKS = {
     "04_train.ipynb": "模型训练",
     "05_inference.ipynb": "推理预测",
     "06_evaluate.ipynb": "模型评估",
+    "07_architecture.ipynb": "模型结构",
+    "08_decoder.ipynb": "解码器",
+    "09_loss.ipynb": "损失函数与匹配",
 }
 CJK = re.compile(r"[\u4e00-\u9fff]")
 COLAB_URL = "https://colab.research.google.com/github/deimv2-zh/deimv2/blob/main/notebooks/{}"
@@ -33,7 +36,7 @@ def _tags(cell):
     return cell.get("metadata", {}).get("tags", [])
 
 
-def test_exactly_the_seven_notebooks_exist():
+def test_exactly_the_numbered_notebooks_00_to_09_exist():
     found = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
     assert found == sorted(NOTEBOOKS), f"notebooks/ holds {found}"
 

@@ -2,6 +2,9 @@
 
 Inputs are samples after the train transforms: float image tensors of one size and targets with
 normalized cxcywh ``boxes``. Python's ``random`` drives the choices, as in the official code.
+
+MixUp and CopyBlend, like Mosaic, are means of DEIM's Dense O2O: they put more objects into each training
+image, so one-to-one matching yields more positive queries per image (see notebooks/09_loss.ipynb §2).
 """
 from __future__ import annotations
 

@@ -4,6 +4,9 @@ Four images, each resized so its shorter side is ``output_size``, are pasted on 
 of cells of size (max_w, max_h); then one RandomAffine (rotation, translation, scale, fill)
 is applied to the whole canvas. The three partner images come from a per-process cache of
 recently seen samples (``use_cache=True``, official default) or from ``dataset.load_item``.
+
+Mosaic is one of the means of DEIM's Dense O2O: one-to-one matching stays, but an image that holds the
+objects of four makes four times as many positive queries (see notebooks/09_loss.ipynb §2).
 """
 from __future__ import annotations
 

@@ -58,12 +58,20 @@ class ModelEMA:
         self.updates += 1
         d = self.current_decay()
         src = unwrap(model).state_dict()
-        ema_t, src_t = [], []
+        # A tensor listed under several keys (``decoder.up`` / ``decoder.decoder.up``, a shared box head) is
+        # updated once per key in sequence, as the official per-key loop does. One foreach call must not hold
+        # it twice: that would give d^2 * e + 2 (1 - d) * m, which drifts away from m (up to 2 m early on).
+        rounds: list[tuple[list, list]] = []
+        seen: dict[tuple, int] = {}
         for k, v in self.module.state_dict().items():
             if v.dtype.is_floating_point:
-                ema_t.append(v)
-                src_t.append(src[k].detach())
-        if ema_t:
+                key = (v.data_ptr(), v.shape, v.stride())
+                n = seen[key] = seen.get(key, -1) + 1
+                if n == len(rounds):
+                    rounds.append(([], []))
+                rounds[n][0].append(v)
+                rounds[n][1].append(src[k].detach())
+        for ema_t, src_t in rounds:
             torch._foreach_mul_(ema_t, d)
             torch._foreach_add_(ema_t, src_t, alpha=1.0 - d)
 

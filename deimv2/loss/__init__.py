@@ -27,6 +27,8 @@ def build_criterion(num_classes: int = 80,
 
     Per-variant values: Atto/Femto/Pico use ``losses=['mal', 'boxes']``, ``use_uni_set=False``,
     ``matcher_change_epoch=450``; N/S/M/L/X keep ``['mal', 'boxes', 'local']`` with the epoch of their config.
+
+    Explained in notebooks/09_loss.ipynb §5.
     """
     if weight_dict is None:
         weight_dict = {"loss_mal": 1, "loss_bbox": 5, "loss_giou": 2, "loss_fgl": 0.15, "loss_ddf": 1.5}

@@ -4,6 +4,12 @@ Output keys (each loss multiplied by its ``weight_dict`` entry; terms missing fr
 dropped): ``loss_mal``, ``loss_bbox``, ``loss_giou``, ``loss_fgl`` for the final layer; the same names
 with ``_aux_{i}`` (decoder layers ``0..L-2``, plus ``loss_ddf_aux_{i}``), ``_pre`` (first-layer plain box
 head), ``_enc_{i}`` (encoder proposals), ``_dn_{i}`` and ``_dn_pre`` (denoising queries).
+
+GO-LSD (Global Optimal Localization Self-Distillation, from D-FINE) is the ``'local'`` entry of ``losses``
+together with ``use_uni_set``: FGL + DDF in :meth:`DEIMCriterion._local` (DDF distils the last layer's
+edge distributions, ``teacher_corners``, into the earlier layers) and the "GO" union matching of all layers
+(:func:`~deimv2.loss.matcher.union_match_indices`) for the localisation losses.
+Dense O2O is not here: it is one-to-one matching (the matcher) with more targets per image (data side).
 """
 
 from typing import Dict, List, Optional, Sequence
@@ -21,7 +27,7 @@ from .matcher import HungarianMatcher, MatchIndices, union_match_indices
 
 __all__ = ["DEIMCriterion"]
 
-_KNOWN_LOSSES = ("mal", "vfl", "focal", "boxes", "local")
+_KNOWN_LOSSES = ("mal", "vfl", "focal", "boxes", "local")  # 'local' = FGL + DDF, the losses of GO-LSD
 
 
 def _reduce_num_boxes(count: int, device: torch.device) -> float:
@@ -53,6 +59,8 @@ class DEIMCriterion(nn.Module):
     plus ``mal_alpha`` when not None), ``reg_max`` FDR bins, ``boxes_weight_format`` (None, 'iou' or 'giou'),
     ``use_uni_set`` (boxes/local losses use the union "GO" matching of all layers).
     ``share_matched_indices`` is accepted for config compatibility; the official criterion ignores it too.
+
+    Explained in notebooks/09_loss.ipynb §5 (GO-LSD: notebooks/08_decoder.ipynb §6).
     """
 
     def __init__(self, matcher: HungarianMatcher, weight_dict: Dict[str, float], losses: List[str],
@@ -100,6 +108,7 @@ class DEIMCriterion(nn.Module):
         enc_matched = [gather(match(out, enc_targets), enc_targets) for out in enc_list]
 
         num_boxes = _reduce_num_boxes(sum(len(t["labels"]) for t in targets), device)
+        # GO-LSD, the "GO" part: boxes/local losses use the union of all layers' matchings (use_uni_set)
         uni, num_boxes_uni = None, num_boxes
         if self.use_uni_set and any(name in ("boxes", "local") for name in self.losses):
             layers = [m.indices for m in aux_matched]
@@ -174,7 +183,8 @@ class DEIMCriterion(nn.Module):
 
     def _local(self, out: Dict, m: _Matched, num_boxes: float, up, reg_scale, is_dn: bool,
                state: Dict) -> Dict[str, Tensor]:
-        """FGL on the matched queries; DDF (distillation from ``teacher_corners``) on all queries."""
+        """GO-LSD's localisation losses: FGL on the matched queries; DDF (self-distillation from the last
+        layer's distributions, ``teacher_corners``) on all queries."""
         if out.get("pred_corners") is None:
             return {}
         bins = self.reg_max + 1

@@ -30,6 +30,8 @@ def mal_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tenso
     positives (matched query, its class) use target ``t = IoU ** gamma`` and weight 1; all other entries
     use target 0 and weight ``p ** gamma`` (times ``mal_alpha`` when given).
     Loss = ``sum(weight * BCE(x, t)) / num_boxes``.
+
+    Explained in notebooks/09_loss.ipynb §3.
     """
     pos = _one_hot_positions(logits, batch_idx, query_idx, labels)
     target = torch.zeros_like(logits)
@@ -43,7 +45,10 @@ def mal_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tenso
 
 def vfl_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tensor, ious: Tensor,
              num_boxes: float, alpha: float, gamma: float) -> Tensor:
-    """Varifocal loss: positives use target = weight = IoU; negatives target 0, weight ``alpha * p ** gamma``."""
+    """Varifocal loss: positives use target = weight = IoU; negatives target 0, weight ``alpha * p ** gamma``.
+
+    Explained in notebooks/09_loss.ipynb §3.
+    """
     pos = _one_hot_positions(logits, batch_idx, query_idx, labels)
     target = torch.zeros_like(logits)
     target[pos] = ious.detach().to(logits.dtype)
@@ -54,7 +59,10 @@ def vfl_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tenso
 
 def focal_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tensor,
                num_boxes: float, alpha: float, gamma: float) -> Tensor:
-    """Sigmoid focal loss against one-hot class targets, ``sum / num_boxes``."""
+    """Sigmoid focal loss against one-hot class targets, ``sum / num_boxes``.
+
+    Explained in notebooks/09_loss.ipynb §3.
+    """
     pos = _one_hot_positions(logits, batch_idx, query_idx, labels)
     target = torch.zeros_like(logits)
     target[pos] = 1.0
@@ -67,6 +75,8 @@ def box_losses(src_boxes: Tensor, tgt_boxes: Tensor, num_boxes: float,
     """``(L1, GIoU)`` losses of matched cxcywh boxes ``[N, 4]``.
 
     L1 = ``sum |src - tgt| / num_boxes``; GIoU = ``sum (1 - GIoU(src, tgt)) * boxes_weight / num_boxes``.
+
+    Explained in notebooks/09_loss.ipynb §5.
     """
     l1 = F.l1_loss(src_boxes, tgt_boxes, reduction="sum") / num_boxes
     giou = 1 - elementwise_generalized_box_iou(box_cxcywh_to_xyxy(src_boxes), box_cxcywh_to_xyxy(tgt_boxes))
@@ -83,6 +93,8 @@ def fgl_loss(pred_corners: Tensor, target_bins: Tensor, weight_right: Tensor, we
     bin positions (left bin = ``floor``). Per edge:
     ``-(weight_left * log_softmax[left] + weight_right * log_softmax[left + 1]) * weight``,
     summed and divided by ``num_boxes``.
+
+    Explained in notebooks/09_loss.ipynb §4.
     """
     left = target_bins.long()
     log_prob = F.log_softmax(pred_corners, dim=-1)
@@ -101,6 +113,8 @@ def ddf_loss(pred_corners: Tensor, teacher_corners: Tensor, weight: Tensor, pos_
     ``l_e = weight_e * T^2 * KL(softmax(teacher_e / T) || softmax(pred_e / T))`` (teacher detached).
     The result balances the mean over positive edges (``pos_mask``) and over the others:
     ``(mean_pos * num_pos + mean_neg * num_neg) / (num_pos + num_neg)``; an empty group contributes 0.
+
+    Explained in notebooks/09_loss.ipynb §4.
     """
     log_p = F.log_softmax(pred_corners / T, dim=1)
     log_t = F.log_softmax(teacher_corners.detach() / T, dim=1)

@@ -3,7 +3,11 @@
 The matcher returns, for every image, ``(query_indices, target_indices)`` int64 CPU tensors of equal
 length ``min(num_queries, num_targets)``, wrapped in ``{'indices': [...]}`` as in the official code.
 :func:`union_match_indices` merges the matchings of several decoder layers into the "GO" set
-used by DEIM's box / local losses.
+used by DEIM's box / local losses (the "GO" of GO-LSD).
+
+Dense O2O (DEIM) keeps this one-to-one matching unchanged: it raises the number of targets per training
+image (Mosaic in ``deimv2/data/mosaic.py``, MixUp / CopyBlend in ``deimv2/data/collate.py``), so that each
+image yields more positive queries. There is no separate Dense O2O loss or matcher.
 """
 
 from typing import Dict, List, Sequence, Tuple
@@ -32,6 +36,8 @@ class HungarianMatcher(nn.Module):
     * from ``matcher_change_epoch`` on (``change_matcher=True``): ``-p * IoU(box_q, box_t) ** iou_order_alpha``.
 
     ``weight_dict`` holds ``cost_class``, ``cost_bbox`` and ``cost_giou``.
+
+    Explained in notebooks/09_loss.ipynb §1–§2.
     """
 
     def __init__(self, weight_dict: Dict[str, float], use_focal_loss: bool = True, alpha: float = 0.25,
@@ -116,12 +122,14 @@ class HungarianMatcher(nn.Module):
 
 
 def union_match_indices(indices: MatchIndices, extra: Sequence[MatchIndices]) -> MatchIndices:
-    """DEIM's "GO" set: union of the matchings of all layers, one target per query.
+    """DEIM's "GO" set (GO-LSD): union of the matchings of all layers, one target per query.
 
     For every image, all ``(query, target)`` pairs of ``indices`` and of each list in ``extra`` are
     pooled; each distinct pair is counted and pairs are visited from the most to the least frequent
     (ties in the order of ``torch.argsort``, as in the official code). A query keeps the target of the
     first pair visited that contains it. Queries are returned in the visiting order.
+
+    Explained in notebooks/08_decoder.ipynb §6, notebooks/09_loss.ipynb §5.
     """
     results = []
     for img, (rows, cols) in enumerate(indices):

@@ -20,7 +20,10 @@ def _kwargs(section: Mapping[str, Any]) -> dict:
 
 
 def build_backbone(cfg: Config) -> nn.Module:
-    """HGNetv2 (Atto/Femto/Pico/N) or DINOv3STAs (S/M/L/X). Never loads files: see :mod:`deimv2.weights`."""
+    """HGNetv2 (Atto/Femto/Pico/N) or DINOv3STAs (S/M/L/X). Never loads files: see :mod:`deimv2.weights`.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
     kw = _kwargs(cfg.model.backbone)
     if cfg.model.backbone_type == "HGNetv2":
         from .hgnetv2 import HGNetv2
@@ -35,6 +38,7 @@ def build_backbone(cfg: Config) -> nn.Module:
 
 
 def build_encoder(cfg: Config) -> nn.Module:
+    """Explained in notebooks/07_architecture.ipynb §1."""
     kw = _kwargs(cfg.model.encoder)
     if cfg.model.encoder_type == "LiteEncoder":
         from .lite_encoder import LiteEncoder
@@ -47,6 +51,7 @@ def build_encoder(cfg: Config) -> nn.Module:
 
 
 def build_decoder(cfg: Config) -> nn.Module:
+    """Explained in notebooks/07_architecture.ipynb §1."""
     from .decoder import DEIMTransformer
 
     kw = _kwargs(cfg.model.decoder)
@@ -55,6 +60,7 @@ def build_decoder(cfg: Config) -> nn.Module:
 
 
 def build_postprocessor(cfg: Config) -> nn.Module:
+    """Explained in notebooks/07_architecture.ipynb §1."""
     from .postprocess import PostProcessor
 
     return PostProcessor(
@@ -66,6 +72,7 @@ def build_postprocessor(cfg: Config) -> nn.Module:
 
 
 def build_model_from_config(cfg: Config) -> nn.Module:
+    """Explained in notebooks/07_architecture.ipynb §1."""
     from ..config_checks import check_image_size
     from .deim import DEIM
 
@@ -86,6 +93,8 @@ def build_model(
     ``overrides``: dotted keys such as ``{"DEIMTransformer.num_queries": 100}``;
     ``kwargs``: top-level keys such as ``eval_spatial_size=[416, 416]``.
     Load weights afterwards with :func:`deimv2.weights.load_weights`.
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
     if isinstance(name, Config):
         cfg = name
@@ -104,6 +113,7 @@ def build_model(
 
 
 def build_criterion(cfg: Config) -> nn.Module:
+    """Explained in notebooks/09_loss.ipynb §5."""
     from ..loss import build_criterion as _build
 
     c, m = cfg.criterion, cfg.criterion.matcher

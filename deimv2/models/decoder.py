@@ -29,6 +29,8 @@ class TransformerDecoder(nn.Module):
     are added to the previous layer's (``pred_corners``) and decoded around that initial box.
     ``up`` / ``reg_scale`` are the parent's parameters (shared, hence both ``decoder.up`` and
     ``decoder.decoder.up`` appear in the state_dict).
+
+    Explained in notebooks/08_decoder.ipynb §3–§5.
     """
 
     def __init__(self, layers: List[nn.Module], num_head: int, reg_max: int, reg_scale: nn.Parameter,
@@ -125,6 +127,8 @@ class DEIMTransformer(nn.Module):
     the eval_idx layer. Train mode adds ``pred_corners, ref_points, up, reg_scale`` and (with aux_loss)
     ``aux_outputs, enc_aux_outputs, pre_outputs, enc_meta`` and, with denoising, ``dn_outputs,
     dn_pre_outputs, dn_meta`` (same structure as the official code).
+
+    Explained in notebooks/08_decoder.ipynb §1–§2.
     """
 
     def __init__(self, num_classes=80, hidden_dim=256, num_queries=300, feat_channels=(512, 1024, 2048),
@@ -368,6 +372,7 @@ class DEIMTransformer(nn.Module):
 
     @staticmethod
     def _layer_outputs(logits, boxes, corners, refs, teacher_corners, teacher_logits) -> List[dict]:
+        """Per-layer output dicts; the last layer rides along as the GO-LSD teacher (DDF loss)."""
         return [{"pred_logits": a, "pred_boxes": b, "pred_corners": c, "ref_points": d,
                  "teacher_corners": teacher_corners, "teacher_logits": teacher_logits}
                 for a, b, c, d in zip(logits, boxes, corners, refs)]

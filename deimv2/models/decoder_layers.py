@@ -19,12 +19,18 @@ __all__ = ["RMSNorm", "SwiGLUFFN", "Gate", "MLP", "LQE", "MSDeformableAttention"
 
 
 def prob_bias(prior_prob: float) -> float:
-    """Logit of ``prior_prob`` (bias that makes ``sigmoid(bias) == prior_prob``)."""
+    """Logit of ``prior_prob`` (bias that makes ``sigmoid(bias) == prior_prob``).
+
+    Explained in notebooks/08_decoder.ipynb §1.
+    """
     return float(-math.log((1 - prior_prob) / prior_prob))
 
 
 class RMSNorm(nn.Module):
-    """``x / sqrt(mean(x^2) + eps) * scale`` over the last dim, computed in float32."""
+    """``x / sqrt(mean(x^2) + eps) * scale`` over the last dim, computed in float32.
+
+    Explained in notebooks/08_decoder.ipynb §3.
+    """
 
     def __init__(self, dim: int, eps: float = 1e-6):
         super().__init__()
@@ -42,7 +48,10 @@ class RMSNorm(nn.Module):
 
 
 class MLP(nn.Module):
-    """``num_layers`` Linear layers with ``act`` between them (none after the last)."""
+    """``num_layers`` Linear layers with ``act`` between them (none after the last).
+
+    Explained in notebooks/08_decoder.ipynb §1.
+    """
 
     def __init__(self, input_dim: int, hidden_dim: int, output_dim: int, num_layers: int = 3, act="relu"):
         super().__init__()
@@ -62,7 +71,10 @@ class MLP(nn.Module):
 
 
 class SwiGLUFFN(nn.Module):
-    """SwiGLU feed-forward: ``w3(silu(a) * b)`` with ``[a, b] = w12(x)``."""
+    """SwiGLU feed-forward: ``w3(silu(a) * b)`` with ``[a, b] = w12(x)``.
+
+    Explained in notebooks/08_decoder.ipynb §3.
+    """
 
     def __init__(self, in_features: int, hidden_features: int, out_features: int, bias: bool = True):
         super().__init__()
@@ -84,6 +96,8 @@ class Gate(nn.Module):
     """Gateway: ``norm(g1 * x1 + g2 * x2)`` with ``[g1, g2] = sigmoid(Linear([x1, x2]))``.
 
     Initialised to ``g1 = g2 = 0.5`` (zero weight, bias logit(0.5) = 0).
+
+    Explained in notebooks/08_decoder.ipynb §3.
     """
 
     def __init__(self, d_model: int, use_rmsnorm: bool = False):
@@ -102,6 +116,8 @@ class LQE(nn.Module):
     """Location Quality Estimator: adds a score offset computed from how peaked the edge distributions are.
 
     Statistics per edge: the top-``k`` bin probabilities and their mean -> ``4 * (k + 1)`` features.
+
+    Explained in notebooks/08_decoder.ipynb §5.
     """
 
     def __init__(self, k: int, hidden_dim: int, num_layers: int, reg_max: int, act="relu"):
@@ -129,6 +145,8 @@ def deformable_sample(values: Sequence[Tensor], spatial_shapes, sampling_locatio
 
     Points are laid out as ``[B*H, P, Q]`` so that the weighted sum over points runs over an outer
     dimension with contiguous queries (much faster on CPU than reducing a short last dimension).
+
+    Explained in notebooks/08_decoder.ipynb §3.
     """
     bs, num_q, num_heads, num_p, _ = sampling_locations.shape
     grids = 2 * sampling_locations - 1 if method == "default" else sampling_locations
@@ -157,6 +175,8 @@ class MSDeformableAttention(nn.Module):
 
     Reference points are boxes (cx, cy, w, h): offsets are scaled by ``1 / num_points`` of their level,
     the box size and ``offset_scale``. No value projection (DEIM uses the memory directly).
+
+    Explained in notebooks/08_decoder.ipynb §3.
     """
 
     def __init__(self, embed_dim: int = 256, num_heads: int = 8, num_levels: int = 4,
@@ -217,6 +237,8 @@ class TransformerDecoderLayer(nn.Module):
     """Self-attention -> deformable cross-attention -> SwiGLU FFN, each followed by RMSNorm.
 
     With ``use_gateway`` the cross-attention residual is a learned gate (:class:`Gate`), else residual + ``norm2``.
+
+    Explained in notebooks/08_decoder.ipynb §3.
     """
 
     def __init__(self, d_model: int = 256, n_head: int = 8, dim_feedforward: int = 1024, dropout: float = 0.0,

@@ -14,6 +14,8 @@ class DEIM(nn.Module):
     """``forward(x [B,3,H,W], targets=None)`` = ``decoder(encoder(backbone(x)), targets)``.
 
     The post-processor is separate (see :class:`deimv2.models.postprocess.PostProcessor`).
+
+    Explained in notebooks/07_architecture.ipynb §1 (deploy: §4).
     """
 
     def __init__(self, backbone: nn.Module, encoder: nn.Module, decoder: nn.Module):

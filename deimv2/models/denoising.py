@@ -28,6 +28,8 @@ def get_contrastive_denoising_training_group(targets: List[Dict[str, torch.Tenso
     'dn_num_group': int, 'dn_num_split': [D, num_queries]}``.
     The random draws (in this order: label-flip mask, new labels, box signs, box magnitudes) match the
     official implementation, so equal seeds give equal queries.
+
+    Explained in notebooks/08_decoder.ipynb §2.
     """
     if num_denoising <= 0:
         return None, None, None, None

@@ -30,6 +30,8 @@ def weighting_function(reg_max: int, up: Tensor, reg_scale, deploy: bool = False
     with ``k = reg_max // 2`` (so ``W(1) = -a`` and ``W(reg_max - 1) = a``). W is dense near 0 and
     sparse at both ends. ``deploy=True`` evaluates it once in Python double precision (as the official
     export path does) and returns a constant tensor.
+
+    Explained in notebooks/08_decoder.ipynb §4.
     """
     half = reg_max // 2
     exponent = 2 / (reg_max - 2)
@@ -55,6 +57,8 @@ def translate_gt(gt: Tensor, reg_max: int, reg_scale, up: Tensor):
     linear-interpolation weights ``weight_right = (g - W(i)) / (W(i+1) - W(i))``, ``weight_left = 1 - weight_right``.
     Values below ``W(0)`` give ``(i=0, right=0, left=1)``; values ``>= W(reg_max)`` give
     ``(i=reg_max-0.1, right=1, left=0)``. Returns ``(indices float, weight_right, weight_left)``, each ``[N]``.
+
+    Explained in notebooks/09_loss.ipynb §4.
     """
     gt = gt.reshape(-1)
     values = weighting_function(reg_max, up, reg_scale)
@@ -80,6 +84,8 @@ def distance2bbox(points: Tensor, distance: Tensor, reg_scale) -> Tensor:
     ``points`` are reference boxes ``[..., 4]`` (cx, cy, w, h); ``distance`` ``[..., 4]`` holds
     (left, top, right, bottom) offsets in units of ``wh / reg_scale`` beyond the half-size box,
     e.g. ``x1 = cx - (reg_scale / 2 + d_left) * w / reg_scale``. Zero offsets give back ``points``.
+
+    Explained in notebooks/08_decoder.ipynb §4.
     """
     reg_scale = abs(reg_scale)
     half = 0.5 * reg_scale
@@ -97,6 +103,8 @@ def bbox2distance(points: Tensor, bbox: Tensor, reg_max: int, reg_scale, up: Ten
 
     ``points`` ``[N,4]`` cxcywh reference boxes, ``bbox`` ``[N,4]`` xyxy targets. Returns
     ``(indices [4N] clamped to [0, reg_max - eps], weight_right [4N], weight_left [4N])``, all detached.
+
+    Explained in notebooks/09_loss.ipynb §4.
     """
     reg_scale = abs(reg_scale)
     half = 0.5 * reg_scale
@@ -117,6 +125,8 @@ class Integral(nn.Module):
     """Expected edge offset of each distribution: ``softmax(x) · W``.
 
     ``forward(x [..., 4*(reg_max+1)], project [reg_max+1]) -> [..., 4]``.
+
+    Explained in notebooks/08_decoder.ipynb §4.
     """
 
     def __init__(self, reg_max: int = 32):

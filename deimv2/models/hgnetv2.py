@@ -69,6 +69,8 @@ class FrozenBatchNorm2d(nn.Module):
     """BatchNorm2d with fixed statistics and affine parameters (all buffers).
 
     Keys: weight, bias, running_mean, running_var (no num_batches_tracked; it is dropped on load).
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5):
@@ -96,7 +98,10 @@ class FrozenBatchNorm2d(nn.Module):
 
 
 class LearnableAffineBlock(nn.Module):
-    """y = scale * x + bias with two learnable scalars."""
+    """y = scale * x + bias with two learnable scalars.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self):
         super().__init__()
@@ -108,7 +113,10 @@ class LearnableAffineBlock(nn.Module):
 
 
 class ConvBNAct(nn.Module):
-    """Conv (no bias, 'same'-style padding) + BN [+ act [+ LearnableAffineBlock]]."""
+    """Conv (no bias, 'same'-style padding) + BN [+ act [+ LearnableAffineBlock]].
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
                  use_act: bool = True, use_lab: bool = False, act: str = "relu"):
@@ -123,7 +131,10 @@ class ConvBNAct(nn.Module):
 
 
 class LightConvBNAct(nn.Module):
-    """1x1 ConvBN (no act) followed by a depthwise k x k ConvBNAct."""
+    """1x1 ConvBN (no act) followed by a depthwise k x k ConvBNAct.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, c_in: int, c_out: int, k: int, use_lab: bool = False, act: str = "relu"):
         super().__init__()
@@ -135,7 +146,10 @@ class LightConvBNAct(nn.Module):
 
 
 class StemBlock(nn.Module):
-    """Stride-4 stem: conv s2, two-branch (2x2 convs | maxpool) concat, conv s2, 1x1 conv."""
+    """Stride-4 stem: conv s2, two-branch (2x2 convs | maxpool) concat, conv s2, 1x1 conv.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, c_in: int, c_mid: int, c_out: int, use_lab: bool = False, act: str = "relu"):
         super().__init__()
@@ -155,7 +169,10 @@ class StemBlock(nn.Module):
 
 
 class HGBlock(nn.Module):
-    """layer_num chained convs, concat of input and all outputs, squeeze-excite 1x1 aggregation."""
+    """layer_num chained convs, concat of input and all outputs, squeeze-excite 1x1 aggregation.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, c_in: int, c_mid: int, c_out: int, layer_num: int, k: int, residual: bool,
                  light_block: bool, use_lab: bool, act: str):
@@ -186,7 +203,10 @@ class HGBlock(nn.Module):
 
 
 class HGStage(nn.Module):
-    """Optional depthwise stride-2 ConvBN, then num_blocks HGBlocks (residual except the first)."""
+    """Optional depthwise stride-2 ConvBN, then num_blocks HGBlocks (residual except the first).
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, c_in, c_mid, c_out, num_blocks, downsample, light_block, k, layer_num,
                  use_lab: bool, act: str):
@@ -220,6 +240,8 @@ class HGNetv2(nn.Module):
     Stage i output stride: 4, 8, 16, 32 (stage 0..3). `out_channels`/`out_strides` list the
     returned maps. `pretrained=True` loads the PP-HGNetV2 stage-1 ImageNet file from
     `local_model_dir` (never downloads).
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
 
     def __init__(self, name: str, use_lab: bool = False, return_idx=(1, 2, 3), freeze_stem_only: bool = True,

@@ -30,6 +30,8 @@ def sincos_position_embedding_2d(w: int, h: int, embed_dim: int = 256,
     square maps used in practice ``a`` is the row and ``b`` the column of a row-major flatten) and
     the embedding ``[sin(a*om), cos(a*om), sin(b*om), cos(b*om)]`` with
     ``om_i = 1 / temperature**(i / (embed_dim/4))``, ``i = 0..embed_dim/4-1``.
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
     if embed_dim % 4 != 0:
         raise ConfigError(f"hidden_dim={embed_dim} 必须能被 4 整除(2D sin-cos 位置编码的要求),请修改配置中的 hidden_dim。")
@@ -81,7 +83,10 @@ class _SelfAttention(nn.Module):
 
 
 class AIFILayer(nn.Module):
-    """Post-norm transformer encoder layer (official ``TransformerEncoderLayer``, normalize_before=False)."""
+    """Post-norm transformer encoder layer (official ``TransformerEncoderLayer``, normalize_before=False).
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
                  activation: str = "relu"):
@@ -123,6 +128,8 @@ class HybridEncoder(nn.Module):
     ``version='deim'`` uses ELANFuseBlockDEIM (RepNCSPELAN5), ``'dfine'`` ELANFuseBlockDFine (RepNCSPELAN4).
     ``csp_type`` defaults to ``'csp2'`` (the official default ``'csp'`` cannot be built for 'dfine';
     every official config sets ``csp2``).
+
+    Explained in notebooks/07_architecture.ipynb §1–§2.
     """
 
     def __init__(self, in_channels=(512, 1024, 2048), feat_strides=(8, 16, 32), hidden_dim: int = 256,

@@ -29,7 +29,10 @@ _ACTIVATIONS = {
 
 
 def make_activation(act: str | nn.Module | None, inplace: bool = True) -> nn.Module:
-    """Activation module from a config name (``None`` -> Identity). In-place where supported, like official."""
+    """Activation module from a config name (``None`` -> Identity). In-place where supported, like official.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
     if act is None:
         return nn.Identity()
     if isinstance(act, nn.Module):
@@ -46,7 +49,10 @@ def make_activation(act: str | nn.Module | None, inplace: bool = True) -> nn.Mod
 
 @torch.no_grad()
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Kernel and bias of one conv equal to ``bn(conv(x))`` with BN in eval mode."""
+    """Kernel and bias of one conv equal to ``bn(conv(x))`` with BN in eval mode.
+
+    Explained in notebooks/07_architecture.ipynb §4.
+    """
     std = (bn.running_var + bn.eps).sqrt()
     kernel = conv.weight * (bn.weight / std).reshape(-1, 1, 1, 1)
     mean = bn.running_mean if conv.bias is None else bn.running_mean - conv.bias
@@ -58,6 +64,8 @@ def convert_to_deploy(module: nn.Module) -> nn.Module:
 
     A converted block is not descended into (its children are already folded). Call in eval mode:
     the folding uses BN running statistics.
+
+    Explained in notebooks/07_architecture.ipynb §4.
     """
     fn = getattr(module, "convert_to_deploy", None)
     if callable(fn):
@@ -72,6 +80,8 @@ class ConvBNAct(nn.Module):
     """Conv2d -> BatchNorm2d -> activation (official ``ConvNormLayer`` / ``ConvNormLayer_fuse``).
 
     ``convert_to_deploy()`` folds BN into a single biased conv named ``conv_bn_fused``.
+
+    Explained in notebooks/07_architecture.ipynb §4.
     """
 
     def __init__(self, ch_in: int, ch_out: int, kernel_size: int, stride: int = 1, g: int = 1,
@@ -106,6 +116,8 @@ class RepVGGBlock(nn.Module):
     """RepVGG block: act(BN(conv3x3(x)) + BN(conv1x1(x))) (official ``VGGBlock``).
 
     ``convert_to_deploy()`` merges both branches into one 3x3 conv named ``conv``.
+
+    Explained in notebooks/07_architecture.ipynb §4.
     """
 
     def __init__(self, ch_in: int, ch_out: int, act: str | None = "relu"):
@@ -139,6 +151,8 @@ class RepCSPBlock(nn.Module):
     """CSP block with RepVGG bottlenecks (official ``CSPLayer2``, i.e. RepC3).
 
     One 1x1 conv makes two halves; the output is conv3(a + bottlenecks(b)).
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
 
     def __init__(self, in_channels: int, out_channels: int, num_blocks: int = 3, expansion: float = 1.0,
@@ -169,6 +183,8 @@ class ELANFuseBlockDFine(_ELANFuseBlock):
     """Fuse block of ``version='dfine'`` and LiteEncoder (official ``RepNCSPELAN4`` with csp_type 'csp2').
 
     Each branch is RepCSPBlock followed by a 3x3 ConvBNAct.
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
 
     def __init__(self, c1: int, c2: int, c3: int, c4: int, n: int = 3, bias: bool = False,
@@ -188,7 +204,10 @@ class ELANFuseBlockDFine(_ELANFuseBlock):
 
 
 class ELANFuseBlockDEIM(_ELANFuseBlock):
-    """Fuse block of ``version='deim'`` (official ``RepNCSPELAN5``): branches are bare RepCSPBlocks."""
+    """Fuse block of ``version='deim'`` (official ``RepNCSPELAN5``): branches are bare RepCSPBlocks.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, c1: int, c2: int, c3: int, c4: int, n: int = 3, bias: bool = False,
                  act: str | None = "silu"):
@@ -201,7 +220,10 @@ class ELANFuseBlockDEIM(_ELANFuseBlock):
 
 
 class SCDown(nn.Module):
-    """Spatial-channel downsample: 1x1 ConvBN then depthwise kxk stride-s ConvBN, no activation."""
+    """Spatial-channel downsample: 1x1 ConvBN then depthwise kxk stride-s ConvBN, no activation.
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, c1: int, c2: int, k: int, s: int):
         super().__init__()
@@ -213,7 +235,10 @@ class SCDown(nn.Module):
 
 
 class GAPFusion(nn.Module):
-    """Adds the global average to every position, then a 1x1 ConvBNAct (official ``GAP_Fusion``)."""
+    """Adds the global average to every position, then a 1x1 ConvBNAct (official ``GAP_Fusion``).
+
+    Explained in notebooks/07_architecture.ipynb §1.
+    """
 
     def __init__(self, channels: int, act: str | None = None):
         super().__init__()

@@ -24,6 +24,8 @@ class LiteEncoder(nn.Module):
 
     Output: ``[P16, P32]``, both with ``hidden_dim`` channels, ``P32`` of size ``ceil(H/2) x ceil(W/2)``.
     ``eval_spatial_size`` is accepted for config compatibility and unused, as in the official code.
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
 
     def __init__(self, in_channels=(512,), feat_strides=(16,), hidden_dim: int = 256, expansion: float = 1.0,

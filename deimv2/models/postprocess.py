@@ -33,6 +33,8 @@ class PostProcessor(nn.Module):
     pairs are kept, so one query may appear with several classes. Returns a list (one per image) of
     ``{'labels' [K], 'boxes' [K, 4] xyxy pixels, 'scores' [K]}``; after :meth:`deploy` a tuple
     ``(labels [B,K], boxes [B,K,4], scores [B,K])`` (no category remap).
+
+    Explained in notebooks/07_architecture.ipynb §1.
     """
 
     def __init__(self, num_classes: int = 80, use_focal_loss: bool = True, num_top_queries: int = 300,

@@ -31,6 +31,8 @@ class SpatialTuningAdapter(nn.Module):
     """Light CNN on the raw image (official name: SpatialPriorModulev2).
 
     Returns features at strides 8, 16, 32 with 2c, 4c, 4c channels (c = inplanes).
+
+    Explained in notebooks/07_architecture.ipynb §3.
     """
 
     def __init__(self, inplanes: int = 16):
@@ -61,6 +63,8 @@ class DINOv3STAs(nn.Module):
     `finetune=False` freezes the ViT; `embed_dim`/`num_heads` are used for the ViT-Tiny family only;
     `use_sta`: add the CNN adapter; `conv_inplane`: its base width; `hidden_dim`: output channels
     (default: the ViT width). Input height/width should be multiples of 32.
+
+    Explained in notebooks/07_architecture.ipynb §3 (input normalisation: §5).
     """
 
     def __init__(self, name: str, weights_path: str | Path | None = None, interaction_indexes=(),

@@ -35,6 +35,8 @@ class RopeEmbedding(nn.Module):
     whole token sequence: prefix rows are the identity (cos 1, sin 0), and the sign of the first half
     of ``sin`` is folded in so that ``rope(x) = x * cos + swap_halves(x) * sin`` equals the usual
     ``x * cos + rotate_half(x) * sin`` bit for bit.
+
+    Explained in notebooks/07_architecture.ipynb §3.
     """
 
     def __init__(self, head_dim: int, base: float = 100.0, rescale_coords: float | None = None,
@@ -89,6 +91,8 @@ class MaskedBiasLinear(nn.Linear):
 
     The official layer creates the buffer as NaN and relies on the checkpoint to fill it; here it
     starts finite so that a randomly initialised model gives finite outputs.
+
+    Explained in notebooks/07_architecture.ipynb §3.
     """
 
     def __init__(self, in_features: int, out_features: int):
@@ -101,6 +105,7 @@ class MaskedBiasLinear(nn.Linear):
 
 
 class Attention(nn.Module):
+    """Explained in notebooks/07_architecture.ipynb §3."""
     def __init__(self, dim: int, num_heads: int, mask_k_bias: bool = False):
         super().__init__()
         self.num_heads = num_heads
@@ -116,6 +121,7 @@ class Attention(nn.Module):
 
 
 class LayerScale(nn.Module):
+    """Explained in notebooks/07_architecture.ipynb §3."""
     def __init__(self, dim: int, init_value: float):
         super().__init__()
         self.init_value = init_value
@@ -126,6 +132,7 @@ class LayerScale(nn.Module):
 
 
 class Mlp(nn.Module):
+    """Explained in notebooks/07_architecture.ipynb §3."""
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -137,7 +144,10 @@ class Mlp(nn.Module):
 
 
 class SwiGLU(nn.Module):
-    """w3(silu(w1 x) * w2 x); hidden = int(2/3 * hidden_features) rounded up to a multiple of 8."""
+    """w3(silu(w1 x) * w2 x); hidden = int(2/3 * hidden_features) rounded up to a multiple of 8.
+
+    Explained in notebooks/07_architecture.ipynb §3.
+    """
 
     def __init__(self, dim: int, hidden_features: int):
         super().__init__()
@@ -152,7 +162,10 @@ class SwiGLU(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block; LayerScale only when `layerscale` is given."""
+    """Pre-norm transformer block; LayerScale only when `layerscale` is given.
+
+    Explained in notebooks/07_architecture.ipynb §3.
+    """
 
     def __init__(self, dim: int, num_heads: int, eps: float, ffn: str = "mlp", ffn_ratio: float = 4.0,
                  layerscale: float | None = None, mask_k_bias: bool = False):
@@ -171,7 +184,10 @@ class Block(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """Non-overlapping patch projection: [B, 3, H, W] -> [B, (H/p)(W/p), D]."""
+    """Non-overlapping patch projection: [B, 3, H, W] -> [B, (H/p)(W/p), D].
+
+    Explained in notebooks/07_architecture.ipynb §3.
+    """
 
     def __init__(self, patch_size: int, embed_dim: int, in_chans: int = 3):
         super().__init__()
@@ -213,6 +229,8 @@ class ViTTiny(nn.Module):
     """Distilled ViT-Tiny (D=192, 3 heads) / Tiny+ (D=256, 4 heads); depth 12, patch 16.
 
     Returned layers are the raw block outputs (no final norm), patch tokens only.
+
+    Explained in notebooks/07_architecture.ipynb §3.
     """
 
     n_prefix = 1
@@ -252,6 +270,8 @@ class DINOv3ViT(nn.Module):
     Each returned layer is normalized with the final ``norm`` (as ``get_intermediate_layers``).
     In train mode the RoPE coordinates are rescaled by a random factor in [1/2, 2], drawn anew for
     every block, exactly as the official code does.
+
+    Explained in notebooks/07_architecture.ipynb §3.
     """
 
     embed_dim = 384
