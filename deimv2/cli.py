@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
     p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="推理后端：auto（默认，CPU 上用 onnxruntime，GPU 上用 torch）、torch、onnxruntime")
 
     p = sub.add_parser("export", help="导出 ONNX")
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
@@ -127,7 +129,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
     classes = [c.strip() for c in a.classes.replace("，", ",").split(",")] if a.classes else None
     predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, classes=classes,
-                conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json)
+                conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json, backend=a.backend)
     return 0
 
 

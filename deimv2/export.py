@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, load_config
 from .bench import time_fn
+from .config import Config, load_config
 from .errors import ConfigError, DEIMv2Error
 from .predict import DetectionGraph, build_graph, load_detector
 
-__all__ = ["export_onnx", "check_onnx", "require_onnx", "build_export_graph"]
+__all__ = ["build_export_graph", "check_onnx", "export_onnx", "require_onnx", "write_onnx"]
 
 _INSTALL = 'pip install -e ".[export]"（或 pip install onnx onnxruntime）'
 
@@ -51,21 +51,11 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
     return build_graph(model.cpu(), cfg, deploy=True), cfg
 
 
-def _default_output(cfg: Config, checkpoint) -> Path:
-    if checkpoint is not None and Path(checkpoint).is_file():
-        return Path(checkpoint).with_suffix(".onnx")
-    return Path(f"{cfg.name}.onnx")
+def write_onnx(graph: DetectionGraph, cfg: Config, out: str | Path, opset: int = 17, batch_size: int = 1,
+               dynamic_batch: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trace ``graph`` (on CPU) into the ONNX file ``out`` and check it; returns the example inputs used."""
+    import onnx
 
-
-def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batch_size: int = 1,
-                simplify: bool = False, check: bool = False, dynamic_batch: bool = True) -> Path:
-    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
-    onnx, _ = require_onnx()
-    graph, cfg = build_export_graph(config, checkpoint)
-    out = Path(output) if output is not None else _default_output(cfg, checkpoint)
-    if out.suffix.lower() != ".onnx":
-        out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
-    out.parent.mkdir(parents=True, exist_ok=True)
     h, w = (int(v) for v in cfg.eval_spatial_size)
     images = torch.rand(batch_size, 3, h, w)
     sizes = torch.tensor([[w, h]] * batch_size, dtype=torch.int64)
@@ -81,6 +71,26 @@ def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batc
                           output_names=["labels", "boxes", "scores"], opset_version=int(opset),
                           dynamic_axes=axes if dynamic_batch else None, do_constant_folding=True, dynamo=False)
     onnx.checker.check_model(onnx.load(str(out)))
+    return images, sizes
+
+
+def _default_output(cfg: Config, checkpoint) -> Path:
+    if checkpoint is not None and Path(checkpoint).is_file():
+        return Path(checkpoint).with_suffix(".onnx")
+    return Path(f"{cfg.name}.onnx")
+
+
+def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batch_size: int = 1,
+                simplify: bool = False, check: bool = False, dynamic_batch: bool = True) -> Path:
+    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
+    require_onnx()
+    graph, cfg = build_export_graph(config, checkpoint)
+    out = Path(output) if output is not None else _default_output(cfg, checkpoint)
+    if out.suffix.lower() != ".onnx":
+        out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    h, w = (int(v) for v in cfg.eval_spatial_size)
+    images, sizes = write_onnx(graph, cfg, out, opset=opset, batch_size=batch_size, dynamic_batch=dynamic_batch)
     print(f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）")
     print("输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox"
           + ("；ImageNet 归一化已在模型内部" if cfg.input_mean is not None else "") + "），"

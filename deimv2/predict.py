@@ -155,12 +155,15 @@ class Detector:
 
     ``Detector(model, cfg)`` wraps a built model (it is put in eval mode; ``deploy=True`` also folds it in
     place). Most users call :meth:`from_checkpoint`. ``classes`` keeps only these classes (names or 0-based ids).
+    ``backend``: ``"auto"`` (onnxruntime for a checkpoint on CPU when installed, else torch), ``"torch"`` or
+    ``"onnxruntime"``; see :mod:`deimv2.backends`. ``source``: the checkpoint file (names the ONNX cache).
     """
 
     def __init__(self, model: nn.Module, cfg: Config | None = None, class_names: Sequence[str] | None = None,
                  category_ids: Sequence[int] | None = None, device: str | torch.device | None = None,
                  conf: float = 0.45, max_det: int = 300, classes: Sequence[str | int] | None = None,
-                 batch_size: int = 8, deploy: bool = False):
+                 batch_size: int = 8, deploy: bool = False, backend: str = "auto",
+                 source: str | Path | None = None):
         from .engine.setup import resolve_device
 
         cfg = cfg if cfg is not None else getattr(model, "config", None)
@@ -176,6 +179,9 @@ class Detector:
         self.size_hw = (int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1]))
         self.conf, self.max_det, self.batch_size = float(conf), int(max_det), max(1, int(batch_size))
         self.classes = self._class_ids(classes)
+        from .backends import make_backend
+
+        self.backend = make_backend(backend, self.graph, cfg, self.device, source=source, deployed=deploy)
 
     # -- construction
     @classmethod
@@ -192,7 +198,7 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: str | Path | Config | None = None, device=None,
                         conf: float = 0.45, max_det: int = 300, classes=None, class_names=None,
-                        batch_size: int = 8, deploy: bool = True) -> "Detector":
+                        batch_size: int = 8, deploy: bool = True, backend: str = "auto") -> "Detector":
         """Our training checkpoints (config and class names inside), official ``.pth`` or HF safetensors.
 
         ``config`` (variant name or YAML) is needed only when the file has no config and its variant
@@ -201,7 +207,8 @@ class Detector:
         model, cfg, meta = load_detector(path, config)
         names = class_names if class_names is not None else meta.get("class_names")
         return cls(model, cfg, class_names=names, category_ids=meta.get("category_ids"), device=device,
-                   conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy)
+                   conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy,
+                   backend=backend, source=path)
 
     def _class_ids(self, classes) -> set[int] | None:
         if classes is None:
@@ -252,8 +259,7 @@ class Detector:
     def _run(self, images, paths, conf, max_det, keep, keep_images) -> list[Prediction]:
         batch, sizes = self.preprocess(images)
         self.graph.eval()
-        with torch.inference_mode():
-            labels, boxes, scores = self.graph(batch, sizes)
+        labels, boxes, scores = self.backend(batch, sizes)
         labels, boxes, scores = labels.cpu(), boxes.float().cpu(), scores.float().cpu()
         preds = []
         for i, im in enumerate(images):
@@ -367,7 +373,7 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", classes=None, conf=0.45,
-                max_det=300, device=None, save_json=False) -> dict:
+                max_det=300, device=None, save_json=False, backend="auto") -> dict:
     """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went."""
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
@@ -375,8 +381,8 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
     source, output = Path(source), Path(output)
     det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
-                                   class_names=classes)
-    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {conf}")
+                                   class_names=classes, backend=backend)
+    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，置信度阈值 {conf}")
     if source.is_dir():
         files = list_images(source)
         if not files:
