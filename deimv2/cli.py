@@ -100,11 +100,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("checks", help="检查运行环境（版本、GPU、字体……）")
 
-    p = sub.add_parser("bench", help="CPU/GPU 推理延迟基准")
+    p = sub.add_parser("bench", help="推理延迟：官方 eager、我们的 eager / deploy / onnxruntime、文件→检测框，并排交替测量")
     p.add_argument("variants", nargs="*", default=["atto"], help="变体名，默认 atto")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("-d", "--device", default="cpu")
+    p.add_argument("--runs", type=int, default=10, help="每轮每种方式计时几次")
+    p.add_argument("--rounds", type=int, default=3, help="交替测几轮（每轮换一种先后顺序）")
+    p.add_argument("--official", help="官方 DEIMv2 代码目录（git clone 得到），给出时加一列官方 eager 并比对检测结果")
+    p.add_argument("--image", help="文件→检测框用的图片（默认用示例数据做一张 640x480 JPEG）")
+    p.add_argument("--json", help="把结果写入这个 JSON 文件")
+    p.add_argument("-d", "--device", default="cpu", help="cpu（默认，上面的对比表）或 cuda（只测模型前向）")
     return parser
 
 
@@ -193,10 +197,14 @@ def _cmd_checks(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import run_latency_benchmark
+    from .bench import run_backend_benchmark, run_latency_benchmark
 
-    run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
-    return 0
+    if a.device != "cpu":
+        run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
+        return 0
+    result = run_backend_benchmark(a.variants, official=a.official, rounds=a.rounds, runs=a.runs,
+                                   threads=a.threads, image=a.image, json_path=a.json)
+    return 0 if len(result["variants"]) == len(a.variants) else 1
 
 
 COMMANDS = {
