@@ -209,3 +209,29 @@ def test_cli_predict_backend_flag(trained, tmp_path, capsys):
         assert f"推理后端 {name}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli_main(["predict", "-r", str(ckpt), "-i", str(images[0]), "--backend", "tensorrt"])
+
+
+def test_predict_latency_script_writes_tables_and_json(tmp_path, capsys):
+    """benchmarks/predict_latency.py (= deimv2 bench) without the official code: atto, 1 round, 1 run."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "predict_latency.py"
+    spec = importlib.util.spec_from_file_location("predict_latency", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "结果" / "latency.json"
+    result = mod.main(["--variants", "atto", "--rounds", "1", "--runs", "1", "--warmup", "0", "--threads", "1",
+                       "--json", str(out)])
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert saved == json.loads(json.dumps(result))
+    assert {"date", "threads", "rounds", "runs", "loadavg_start", "loadavg_end", "cpu_count"} <= set(saved["meta"])
+    row = saved["variants"]["atto"]
+    assert row["default_backend"] == "onnxruntime" and row["input"] == "320x320"
+    for k in ("eager_ms", "deploy_ms", "onnxruntime_ms", "file_to_boxes_ms", "file_to_boxes_torch_ms"):
+        assert row[k] > 0, k
+    assert "official_eager_ms" not in row and row["identical_detections"] is True
+    assert row["detections"]["vs_torch"]["top_k"] == 10
+    text = capsys.readouterr().out
+    assert "文件→检测框（Detector 默认后端）" in text and "检测结果与PyTorch一致" in text
