@@ -137,13 +137,14 @@ def _same_topk(labels_a, boxes_a, scores_a, labels_b, boxes_b, scores_b, scale: 
             "max_abs_scores": d_scores, "max_abs_boxes": d_boxes, "identical": same}
 
 
-def backend_latency(variant: str, official: str | None = None, rounds: int = 3, runs: int = 10, warmup: int = 2,
-                    threads: int = 2, image=None) -> dict:
+def backend_latency(variant: str | None = None, official: str | None = None, rounds: int = 3, runs: int = 10,
+                    warmup: int = 2, threads: int = 2, image=None, checkpoint=None) -> dict:
     """One variant, one process: every method timed in interleaved rounds (order rotates each round).
 
     Random weights with measured BN statistics (the official model's when ``official`` is given, loaded
-    strictly into ours). ``file_to_boxes`` is ``Detector.from_checkpoint(file)`` with its default backend
-    called on a JPEG path; the ONNX export it triggers once is reported as ``first_load_s``.
+    strictly into ours), or the weights of ``checkpoint`` (then without the official model).
+    ``file_to_boxes`` is ``Detector.from_checkpoint(file)`` with its default backend called on a JPEG path;
+    the ONNX export it triggers once is reported as ``first_load_s``.
     """
     import os
     import tempfile
@@ -152,15 +153,21 @@ def backend_latency(variant: str, official: str | None = None, rounds: int = 3, 
     from .data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
     from .engine.checkpoint import make_checkpoint, save_checkpoint
     from .models.build import build_model, build_postprocessor
-    from .predict import Detector
+    from .predict import Detector, load_detector
 
     torch.set_num_threads(int(threads))
     torch.manual_seed(0)
-    model = build_model(variant)
-    cfg = model.config
+    if checkpoint is not None:
+        model, cfg, _ = load_detector(checkpoint)
+        variant, official = variant or cfg.name, None
+    else:
+        model = build_model(variant)
+        cfg = model.config
     h, w = (int(v) for v in cfg.eval_spatial_size)
     off_model = off_post = None
-    if official:
+    if checkpoint is not None:
+        pass
+    elif official:
         ocfg = _load_official(official, variant)
         off_model, off_post = ocfg.model, ocfg.postprocessor
         _calibrate_bn(off_model, h, w)
@@ -170,7 +177,7 @@ def backend_latency(variant: str, official: str | None = None, rounds: int = 3, 
     model.eval()
     post = build_postprocessor(cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = save_checkpoint(make_checkpoint(model=model, epoch=0, global_step=0, best_ap=0.0, config=cfg.raw,
+        ckpt = Path(checkpoint) if checkpoint is not None else save_checkpoint(make_checkpoint(model=model, epoch=0, global_step=0, best_ap=0.0, config=cfg.raw,
                                                class_names=list(MSCOCO_CATEGORY_NAMES), category_ids=list(MSCOCO_CATEGORY_IDS)),
                                Path(tmp) / "权重" / "best.pth")
         t0 = time.perf_counter()
@@ -266,18 +273,21 @@ def print_backend_table(row: dict) -> None:
 
 
 def run_backend_benchmark(variants: Iterable[str], official: str | None = None, rounds: int = 3, runs: int = 10,
-                          warmup: int = 2, threads: int = 2, image=None, json_path=None) -> dict:
-    """Each variant in a fresh subprocess (the official config loader leaks state); tables + optional JSON."""
+                          warmup: int = 2, threads: int = 2, image=None, json_path=None, checkpoint=None) -> dict:
+    """Each variant in a fresh subprocess (the official config loader leaks state); tables + optional JSON.
+
+    With ``checkpoint`` one table for its weights (``variants`` and ``official`` are not used)."""
     import json
     import subprocess
     import sys
     from pathlib import Path
 
     result = {"meta": _machine_meta(threads, rounds, runs), "variants": {}}
-    for v in variants:
+    for v in ([Path(checkpoint).stem] if checkpoint is not None else variants):
         cmd = [sys.executable, "-m", "deimv2.bench", "--worker", v, "--rounds", str(rounds), "--runs", str(runs),
                "--warmup", str(warmup), "--threads", str(threads)]
         cmd += (["--official", str(official)] if official else []) + (["--image", str(image)] if image else [])
+        cmd += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
         proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace",
                               check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
@@ -311,8 +321,9 @@ def _worker(argv) -> None:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--image")
+    p.add_argument("--checkpoint")
     a = p.parse_args(argv)
-    row = backend_latency(a.variant, a.official, a.rounds, a.runs, a.warmup, a.threads, a.image)
+    row = backend_latency(a.variant, a.official, a.rounds, a.runs, a.warmup, a.threads, a.image, a.checkpoint)
     print(_MARK + json.dumps(row, ensure_ascii=False), flush=True)
 
 

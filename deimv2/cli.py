@@ -107,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=3, help="交替测几轮（每轮换一种先后顺序）")
     p.add_argument("--official", help="官方 DEIMv2 代码目录（git clone 得到），给出时加一列官方 eager 并比对检测结果")
     p.add_argument("--image", help="文件→检测框用的图片（默认用示例数据做一张 640x480 JPEG）")
+    p.add_argument("-r", "--checkpoint", help="测这个权重文件（如 best.pth），而不是随机权重的变体")
     p.add_argument("--json", help="把结果写入这个 JSON 文件")
     p.add_argument("-d", "--device", default="cpu", help="cpu（默认，上面的对比表）或 cuda（只测模型前向）")
     return parser
@@ -203,8 +204,8 @@ def _cmd_bench(a: argparse.Namespace) -> int:
         run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
         return 0
     result = run_backend_benchmark(a.variants, official=a.official, rounds=a.rounds, runs=a.runs,
-                                   threads=a.threads, image=a.image, json_path=a.json)
-    return 0 if len(result["variants"]) == len(a.variants) else 1
+                                   threads=a.threads, image=a.image, json_path=a.json, checkpoint=a.checkpoint)
+    return 0 if len(result["variants"]) == (1 if a.checkpoint else len(a.variants)) else 1
 
 
 COMMANDS = {
