@@ -235,3 +235,15 @@ def test_predict_latency_script_writes_tables_and_json(tmp_path, capsys):
     assert row["detections"]["vs_torch"]["top_k"] == 10
     text = capsys.readouterr().out
     assert "文件→检测框（Detector 默认后端）" in text and "检测结果与PyTorch一致" in text
+
+
+def test_cli_bench_on_a_checkpoint(trained, tmp_path, capsys):
+    ckpt, images = trained
+    out = tmp_path / "bench.json"
+    assert cli_main(["bench", "-r", str(ckpt), "--image", str(images[0]), "--rounds", "1", "--runs", "1",
+                     "--threads", "1", "--json", str(out)]) == 0
+    import json
+
+    row = json.loads(out.read_text(encoding="utf-8"))["variants"]["best"]
+    assert row["input"] == "96x96" and row["default_backend"] == "onnxruntime" and row["identical_detections"]
+    assert "文件→检测框" in capsys.readouterr().out
