@@ -3,8 +3,9 @@
 Both run the same :class:`~deimv2.predict.DetectionGraph` (model + post-processor in deploy form) and return
 ``(labels, boxes, scores)`` torch tensors, so the Detector builds the same :class:`Prediction` objects.
 
-``backend="auto"`` (the default) picks ONNX Runtime for a checkpoint file on CPU when ``onnx`` and
-``onnxruntime`` are installed, else PyTorch (always PyTorch on CUDA: use TensorRT there, ``docs/tensorrt.md``).
+``backend="auto"`` (the default) picks ONNX Runtime for a checkpoint file of an HGNetv2 variant (Atto…N) on CPU
+when ``onnx`` and ``onnxruntime`` are installed, else PyTorch: for the DINOv3 variants (S/M/L/X, whose fused
+attention is faster in PyTorch) and always on CUDA (use TensorRT there, ``docs/tensorrt.md``).
 The ONNX file is exported once and cached, keyed by the weights' hash, the config (input size …), the opset
 and the package versions; any change gives a new key and a new export. The cache lives next to the
 checkpoint (``<folder>/.deimv2_cache/``), or in the user cache folder when that folder is not writable
@@ -185,6 +186,11 @@ def _deploy_graph(graph, cfg, deployed: bool):
     return graph if deployed else build_graph(copy.deepcopy(graph.model).cpu(), cfg, deploy=True)
 
 
+def prefers_onnxruntime(cfg) -> bool:
+    """``auto`` picks onnxruntime for the HGNetv2 (CNN) variants Atto…N, torch for DINOv3 (ViT) S/M/L/X."""
+    return cfg.input_mean is None  # only the DINOv3 variants normalise their input
+
+
 def make_backend(backend: str, graph: torch.nn.Module, cfg, device: torch.device,
                  source: str | Path | None = None, deployed: bool = True) -> Any:
     """The backend object for ``Detector``; see the module docstring for what ``"auto"`` picks.
@@ -204,8 +210,11 @@ def make_backend(backend: str, graph: torch.nn.Module, cfg, device: torch.device
             raise DEIMv2Error('backend="onnxruntime" 需要 onnx 和 onnxruntime：请运行 pip install onnx onnxruntime，'
                               '或改用 backend="torch"。')
         return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
-    # auto: onnxruntime for a checkpoint file on CPU; an in-memory model (e.g. right after training) stays in torch
-    if device.type != "cpu" or source is None:
+    # auto: onnxruntime for a checkpoint file of an HGNetv2 variant on CPU. An in-memory model (e.g. right after
+    # training) stays in torch, and so do the DINOv3 variants (S/M/L/X): their ViT attention runs as a fused SDPA
+    # kernel in torch but as separate MatMul/Softmax nodes in onnxruntime, which measured no faster
+    # (benchmarks/results/predict_backends_cpu2.json).
+    if device.type != "cpu" or source is None or not prefers_onnxruntime(cfg):
         return TorchBackend(graph)
     if not onnxruntime_available():
         print("提示：没有安装 onnxruntime，推理使用 PyTorch（pip install onnx onnxruntime 后 CPU 推理会快很多）。")

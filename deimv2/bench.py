@@ -194,8 +194,11 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
                "file_to_boxes_torch": lambda: det_t(path)}
         if det.backend.name != "onnxruntime":
             fns.pop("onnxruntime")
+        x_off = x  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
+        if cfg.input_mean is not None:
+            x_off = (x - torch.tensor(cfg.input_mean).view(1, 3, 1, 1)) / torch.tensor(cfg.input_std).view(1, 3, 1, 1)
         if off_model is not None:
-            fns = {"official_eager": lambda: off_post(off_model(x), sizes), **fns}
+            fns = {"official_eager": lambda: off_post(off_model(x_off), sizes), **fns}
         names = list(fns)
         samples = {k: [] for k in names}
         per_round = []
@@ -217,7 +220,7 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
             checks["vs_torch"] = _same_topk(pred.labels, pred.boxes, pred.scores, pred_t.labels, pred_t.boxes,
                                             pred_t.scores, scale)
             if off_model is not None:
-                o = off_post(off_model(x), sizes)[0]
+                o = off_post(off_model(x_off), sizes)[0]
                 ours_labels = torch.tensor(pred.category_ids if off_post.remap_mscoco_category else pred.labels.tolist())
                 checks["vs_official"] = _same_topk(ours_labels, pred.boxes, pred.scores, o["labels"], o["boxes"],
                                                    o["scores"], scale)

@@ -247,3 +247,10 @@ def test_cli_bench_on_a_checkpoint(trained, tmp_path, capsys):
     row = json.loads(out.read_text(encoding="utf-8"))["variants"]["best"]
     assert row["input"] == "96x96" and row["default_backend"] == "onnxruntime" and row["identical_detections"]
     assert "文件→检测框" in capsys.readouterr().out
+
+
+def test_auto_keeps_dinov3_variants_in_torch():
+    for v, want in (("atto", True), ("femto", True), ("n", True), ("s", False), ("m", False), ("x", False)):
+        assert backends.prefers_onnxruntime(load_config(v)) is want, v
+    s_cfg = load_config("s", num_classes=3)
+    assert backends.make_backend("auto", torch.nn.Identity(), s_cfg, torch.device("cpu"), source="best.pth").name == "torch"
