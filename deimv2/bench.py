@@ -153,6 +153,7 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
     from .data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
     from .engine.checkpoint import make_checkpoint, save_checkpoint
     from .models.build import build_model, build_postprocessor
+    from .backends import onnxruntime_available
     from .predict import Detector, load_detector
 
     torch.set_num_threads(int(threads))
@@ -184,15 +185,18 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
         det = Detector.from_checkpoint(ckpt)  # what a user gets by default
         first_load_s = time.perf_counter() - t0
         det_t = Detector.from_checkpoint(ckpt, backend="torch")
+        det_o = det if det.backend.name == "onnxruntime" else None
+        if det_o is None and onnxruntime_available():  # e.g. DINOv3 variants: auto picks torch, show ORT anyway
+            det_o = Detector.from_checkpoint(ckpt, backend="onnxruntime")
         path = Path(image) if image is not None else default_image(tmp)
         from PIL import Image
 
         pil = Image.open(path).convert("RGB")
         x, sizes = det.preprocess([pil])
         fns = {"eager": lambda: post(model(x), sizes), "deploy": lambda: det_t.graph(x, sizes),
-               "onnxruntime": lambda: det.backend(x, sizes), "file_to_boxes": lambda: det(path),
+               "onnxruntime": lambda: det_o.backend(x, sizes), "file_to_boxes": lambda: det(path),
                "file_to_boxes_torch": lambda: det_t(path)}
-        if det.backend.name != "onnxruntime":
+        if det_o is None:
             fns.pop("onnxruntime")
         x_off = x  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
         if cfg.input_mean is not None:
