@@ -150,10 +150,10 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
     import tempfile
     from pathlib import Path
 
+    from .backends import onnxruntime_available
     from .data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
     from .engine.checkpoint import make_checkpoint, save_checkpoint
     from .models.build import build_model, build_postprocessor
-    from .backends import onnxruntime_available
     from .predict import Detector, load_detector
 
     torch.set_num_threads(int(threads))
