@@ -139,7 +139,7 @@ def _same_topk(labels_a, boxes_a, scores_a, labels_b, boxes_b, scores_b, scale: 
 
 def backend_latency(variant: str | None = None, official: str | None = None, rounds: int = 3, runs: int = 10,
                     warmup: int = 2, threads: int = 2, image=None, checkpoint=None) -> dict:
-    """One variant, one process: every method timed in interleaved rounds (order rotates each round).
+    """One variant, one process: every method timed call by call in turn, ``rounds`` × ``runs`` calls each.
 
     Random weights with measured BN statistics (the official model's when ``official`` is given, loaded
     strictly into ours), or the weights of ``checkpoint`` (then without the official model).
@@ -208,15 +208,21 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
         per_round = []
         load = [os.getloadavg()] if hasattr(os, "getloadavg") else []
         with torch.inference_mode():
-            for r in range(rounds):
+            for k in names:
+                for _ in range(warmup):
+                    fns[k]()
+            for r in range(rounds):  # call by call round-robin, so every method sees the same machine load
                 order = names[r % len(names):] + names[:r % len(names)]
                 order = order if r % 2 == 0 else order[::-1]
-                meds = {}
-                for k in order:
-                    res = time_fn(fns[k], runs=runs, warmup=warmup, keep_times=True)
-                    meds[k] = res["median_ms"]
-                    samples[k].extend(res.pop("times"))
-                per_round.append(meds)
+                times = {k: [] for k in names}
+                for _ in range(runs):
+                    for k in order:
+                        t0 = time.perf_counter()
+                        fns[k]()
+                        times[k].append((time.perf_counter() - t0) * 1000)
+                per_round.append({k: statistics.median(v) for k, v in times.items()})
+                for k in names:
+                    samples[k].extend(times[k])
             load += [os.getloadavg()] if hasattr(os, "getloadavg") else []
             checks = {}
             pred, pred_t = det(path, conf=0.0), det_t(path, conf=0.0)
