@@ -135,7 +135,7 @@ def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Confi
     ``max_abs_boxes`` over all K (large only where two scores tie and swap places) and both CPU latencies
     (ms, median of ``runs``).
     """
-    _, ort = require_onnx()
+    require_onnx()
     if graph is None or cfg is None:
         raise ConfigError("check_onnx 需要对应的 PyTorch 模型（graph 和 cfg），请通过 export_onnx(check=True) 调用。")
     from PIL import Image
@@ -149,9 +149,9 @@ def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Confi
     arr = np.asarray(pil.resize((w, h), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
     arr = np.ascontiguousarray(np.repeat(arr, batch, 0))
     sizes = np.array([pil.size] * batch, dtype=np.int64)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from .backends import ort_session
+
+    sess = ort_session(path)  # torch's thread count, thread spinning off (see deimv2.backends.ort_session)
     feeds = {"images": arr, "orig_target_sizes": sizes}
     labels_o, boxes_o, scores_o = sess.run(["labels", "boxes", "scores"], feeds)
     x, s = torch.from_numpy(arr), torch.from_numpy(sizes)
