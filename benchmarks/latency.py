@@ -99,8 +99,11 @@ def _stub_missing_modules() -> None:
             stub(name)
 
 
-def load_official(official: str | Path, variant: str):
-    """Build the official ``YAMLConfig`` of ``variant`` (random weights, no downloads). Call once per process."""
+def load_official(official: str | Path, variant: str, **overrides):
+    """Build the official ``YAMLConfig`` of ``variant`` (random weights, no downloads). Call once per process.
+
+    ``overrides``: extra top-level YAML keys, e.g. ``eval_spatial_size=[160, 160]``.
+    """
     from deimv2.config import VARIANTS
 
     root = Path(official).expanduser().resolve()
@@ -113,9 +116,32 @@ def load_official(official: str | Path, variant: str):
     from engine.core import YAMLConfig
 
     # pretrained=False: the official HGNetv2 would otherwise try to download; weights_path=None: no DINOv3 file
-    cfg = YAMLConfig(str(yml), HGNetv2={"pretrained": False}, DINOv3STAs={"weights_path": None})
+    cfg = YAMLConfig(str(yml), HGNetv2={"pretrained": False}, DINOv3STAs={"weights_path": None}, **overrides)
     fill_nan_bias_masks(cfg.model)
     return cfg
+
+
+def run_meta(threads: int, rounds: int, argv: Sequence[str]) -> dict:
+    """What a results JSON must record besides the numbers: machine, threads, rounds, date, load."""
+    import datetime
+    import os
+    import platform
+
+    import torch
+
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.machine(), "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": threads, "rounds": rounds, "argv": list(argv),
+            "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+
+
+def write_results(path: str | Path, meta: dict, rows: list[dict]) -> None:
+    """``{"meta": ..., "rows": ...}`` with the load average at the end added to ``meta``."""
+    import os
+
+    meta = {**meta, "loadavg_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    Path(path).write_text(json.dumps({"meta": meta, "rows": rows}, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 def emit(result: dict) -> None:
@@ -316,8 +342,11 @@ def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, 
               f"{fmt(sp, '+.1f'):>9}{fmt(d32, '.2e'):>11}{fmt(d64, '.2e'):>11}  {_verdict(ok)}")
         if ok is False:
             print(f"  ⚠ {row['variant']} 与官方输出不一致（≥ {FIDELITY_TOL:g}）：{json.dumps(fids[0], ensure_ascii=False)}")
+        ratio = ours_ms / off_ms if ours_ms and off_ms else None
         summary.append({"variant": row["variant"], "input": src.get("input"), "ours_ms": ours_ms,
-                        "official_ms": off_ms, "speedup_pct": sp, "max_abs_diff_fp32": d32,
+                        "official_ms": off_ms, "speedup_pct": sp, "ours_over_official": ratio,
+                        "ours_ms_per_round": [r.get("median_ms") for r in row["ours"]],
+                        "official_ms_per_round": [r.get("median_ms") for r in row["official"]], "max_abs_diff_fp32": d32,
                         "max_abs_diff_fp64": d64, "fidelity_ok": ok,
                         "fidelity": fids[0] if fids else None, "ours_runs": row["ours"],
                         "official_runs": row["official"]})
@@ -363,9 +392,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     p.add_argument("--no-check", action="store_true", help="跳过与官方输出的一致性检查")
     p.add_argument("--json", default=None, help="把结果写入这个 JSON 文件")
     a = p.parse_args(argv)
+    meta = run_meta(a.threads, a.rounds, argv)
     summary = compare(a.variants, a.threads, a.runs, a.warmup, a.deploy, a.official, a.rounds, not a.no_check)
     if a.json:
-        Path(a.json).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+        write_results(a.json, meta, summary)
         print(f"结果已写入 {a.json}")
     return summary
 

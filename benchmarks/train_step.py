@@ -15,14 +15,13 @@ gradients of ours and the official code (one forward + backward each, before tim
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import (ALL_VARIANTS, emit, fmt, interleaved, load_official, max_abs_diff,  # noqa: E402
-                     median_of, run_worker, speedup_pct)
+                     median_of, run_meta, run_worker, speedup_pct, write_results)
 
 BATCH = 4
 
@@ -179,7 +178,8 @@ def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, 
         print(f"{row['variant']:<6}{src.get('input', '?'):>15}{fmt(ours_ms):>10}{fmt(off_ms):>10}{fmt(sp, '+.1f'):>9}"
               f"{fmt(fid and fid['loss_max_abs_diff'], '.2e'):>11}{fmt(fid and fid['grad_max_abs_diff'], '.2e'):>11}")
         summary.append({"variant": row["variant"], "input": src.get("input"), "ours_ms": ours_ms,
-                        "official_ms": off_ms, "speedup_pct": sp, "fidelity": fid,
+                        "official_ms": off_ms, "speedup_pct": sp,
+                        "ours_over_official": ours_ms / off_ms if ours_ms and off_ms else None, "fidelity": fid,
                         "ours_runs": row["ours"], "official_runs": row["official"]})
     print("提速 % = 官方耗时 / ours 耗时 − 1；loss/grad |Δ| = 同一权重、同一随机种子下各损失项 / 梯度的最大绝对差")
     return summary
@@ -216,9 +216,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     p.add_argument("--no-check", action="store_true", help="跳过与官方 loss / 梯度的一致性检查")
     p.add_argument("--json", default=None, help="把结果写入这个 JSON 文件")
     a = p.parse_args(argv)
+    meta = run_meta(a.threads, a.rounds, argv)
     summary = compare(a.variants, a.threads, a.runs, a.warmup, a.official, a.rounds, not a.no_check)
     if a.json:
-        Path(a.json).write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+        write_results(a.json, meta, summary)
         print(f"结果已写入 {a.json}")
     return summary
 

@@ -8,7 +8,7 @@ import argparse
 import sys
 import traceback
 
-from .errors import DEIMv2Error
+from .errors import ConfigError, DEIMv2Error
 
 
 class ChineseArgumentParser(argparse.ArgumentParser):
@@ -19,9 +19,12 @@ class ChineseArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"错误：命令行参数不对（{message}）。运行 {self.prog} -h 查看用法。\n")
 
 
-def _add_common_train(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--config", required=True, help="变体名（atto…x）、官方配置名或 YAML 路径")
-    p.add_argument("--data", help="数据集根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json）")
+def _add_common_train(p: argparse.ArgumentParser, config_required: bool = True) -> None:
+    p.add_argument("-c", "--config", required=config_required,
+                   help="变体名（atto…x）、官方配置名或 YAML 路径" + ("" if config_required else
+                                                          "（checkpoint 里有配置时可省略）"))
+    p.add_argument("--data", help="数据集：COCO 根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json），"
+                   "或 YOLO 数据集（data.yaml 或其文件夹，自动转换一次并缓存）")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda、cuda:1（默认自动选择）")
     p.add_argument("--output-dir", help="输出目录")
     p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE",
@@ -44,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-check", action="store_true", help="训练前不运行数据集检查")
 
     p = sub.add_parser("eval", help="在验证集上评估 checkpoint（COCO mAP）")
-    _add_common_train(p)
+    _add_common_train(p, config_required=False)
     p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="要评估的 checkpoint")
 
     p = sub.add_parser("predict", help="对图片、文件夹或视频做推理并画框")
@@ -52,8 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
     p.add_argument("-i", "--input", required=True, help="图片、文件夹或视频")
     p.add_argument("-o", "--output", default="outputs/predict", help="输出图片/视频/文件夹")
-    p.add_argument("--classes", help='类别名，逗号分隔，如 "飞机,船,车辆,建筑"')
-    p.add_argument("--conf", type=float, default=0.45, help="置信度阈值（默认 0.45）")
+    p.add_argument("--names", help='全部类别名（按训练时的类别顺序），逗号分隔，如 "飞机,船,车辆,建筑"；'
+                                   '我们训练的 checkpoint 里已有类别名，可省略')
+    p.add_argument("--keep-classes", help='只保留这些类别的检测框：类别名或从 0 开始的编号，逗号分隔，如 "飞机,船" 或 "0,2"'
+                                          '（Python API 里的 classes=）')
+    p.add_argument("--classes", help="seed 的旧写法，等同 --names（给出全部类别名）")
+    p.add_argument("--conf", type=float, help="置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值，没有则 0.45）")
     p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
     p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")
@@ -88,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("src")
     p.add_argument("dst")
     p.add_argument("--link", action="store_true")
+    p.add_argument("--skip-invalid", action="store_true", help="跳过无效的标注（逐条列出），而不是报错停止")
     p.add_argument("--overwrite", action="store_true")
 
     p = sub.add_parser("check", help="数据集体检：类别、缺失/损坏图片、异常框……")
@@ -132,8 +140,18 @@ def _cmd_eval(a: argparse.Namespace) -> int:
 def _cmd_predict(a: argparse.Namespace) -> int:
     from .predict import predict_cli
 
-    classes = [c.strip() for c in a.classes.replace("，", ",").split(",")] if a.classes else None
-    predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, classes=classes,
+    def split(text):
+        return [c.strip() for c in text.replace("，", ",").split(",") if c.strip()] if text else None
+
+    names = split(a.names)
+    if a.classes:
+        if names:
+            raise ConfigError("--names 和 --classes 都给了类别名。--classes 是 seed 的旧写法（等同 --names），只写 --names 即可。")
+        print("提示：--classes 沿用 seed 的含义，表示全部类别名（等同 --names）。以后请写 --names；"
+              "只保留部分类别请用 --keep-classes（与 Python API 的 classes= 含义相同）。", file=sys.stderr)
+        names = split(a.classes)
+    keep = [int(c) if c.isdigit() else c for c in split(a.keep_classes)] if a.keep_classes else None
+    predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, names=names, classes=keep,
                 conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json, backend=a.backend)
     return 0
 
@@ -165,7 +183,7 @@ def _cmd_yolo2coco(a: argparse.Namespace) -> int:
 def _cmd_coco2yolo(a: argparse.Namespace) -> int:
     from .data.convert import coco_to_yolo
 
-    report = coco_to_yolo(a.src, a.dst, link=a.link, overwrite=a.overwrite)
+    report = coco_to_yolo(a.src, a.dst, link=a.link, skip_invalid=a.skip_invalid, overwrite=a.overwrite)
     print(report.format() if hasattr(report, "format") else report)
     return 0
 
@@ -229,12 +247,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"错误：{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("已中断。", file=sys.stderr)
+        print("已中断（Ctrl-C）。已经保存的文件完好（checkpoint 总是整份写入）；训练可用 "
+              "deimv2 train ... -r 输出目录/last.pth 从上一个完成的轮次继续。", file=sys.stderr)
         return 130
     except ModuleNotFoundError as e:
         if args.debug:
             traceback.print_exc()
         print(f"错误：缺少 Python 包 {e.name}。请运行 pip install {e.name}（或 pip install -e \".[export]\"）。", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head` and the like: nothing to report
+        return 0
+    except OSError as e:  # a file system refusal that reached us mid-run (disk full, permissions …)
+        if args.debug:
+            traceback.print_exc()
+        from .outputs import explain_os_error
+
+        print(f"错误：{explain_os_error(e, verb='读写')}", file=sys.stderr)
         return 2
     except Exception as e:  # an internal bug: short message, traceback with --debug
         if args.debug:

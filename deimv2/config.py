@@ -8,12 +8,15 @@ returns a typed :class:`Config`. Explained in notebook ``03_config.ipynb``.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
+from .config_checks import check_milestones, validate_overrides
+from .epoch_rule import EPOCH_RULES, derive_epoch_milestones, describe_epoch_rule
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -39,16 +42,17 @@ ALIASES: dict[str, str] = {
     "amp": "use_amp",
 }
 
-#: keys that the epoch derivation owns (see :func:`derive_milestones_in_dict`)
-MILESTONE_KEYS = (
-    "flat_epoch",
-    "no_aug_epoch",
-    "train_dataloader.dataset.transforms.policy.epoch",
-    "train_dataloader.collate_fn.stop_epoch",
-    "train_dataloader.collate_fn.mixup_epochs",
-    "train_dataloader.collate_fn.copyblend_epochs",
-    "DEIMCriterion.matcher.matcher_change_epoch",
-)
+#: epoch milestone name -> the dotted config key it lives in (owned by :func:`derive_milestones_in_dict`)
+MILESTONE_TARGETS: dict[str, str] = {
+    "flat_epoch": "flat_epoch",
+    "no_aug_epoch": "no_aug_epoch",
+    "policy_epoch": "train_dataloader.dataset.transforms.policy.epoch",
+    "stop_epoch": "train_dataloader.collate_fn.stop_epoch",
+    "mixup_epochs": "train_dataloader.collate_fn.mixup_epochs",
+    "copyblend_epochs": "train_dataloader.collate_fn.copyblend_epochs",
+    "matcher_change_epoch": "DEIMCriterion.matcher.matcher_change_epoch",
+}
+MILESTONE_KEYS = tuple(MILESTONE_TARGETS.values())
 
 BACKBONES = ("HGNetv2", "DINOv3STAs")
 ENCODERS = ("HybridEncoder", "LiteEncoder")
@@ -187,50 +191,41 @@ def milestones_of(raw: Mapping) -> dict[str, Any]:
 
 
 def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Mapping | None = None) -> dict[str, Any]:
-    """Scale every epoch milestone of ``recipe`` (default: the one in ``raw``) to ``epochs`` and write them
-    into ``raw``; keys in ``keep`` (set explicitly by the user) stay as set.
+    """Derive every epoch milestone of ``recipe`` (default: the one in ``raw``) for ``epochs`` total epochs and
+    write them into ``raw``; keys in ``keep`` (set explicitly by the user) stay as set.
 
-    Returns the derived milestones (for printing). The rule lives in
-    :func:`deimv2.engine.schedule.derive_epoch_milestones`.
+    The rule is ``raw['epoch_rule']`` (``official``, default, or ``proportional``), see :mod:`deimv2.epoch_rule`.
+    An explicit ``no_aug_epoch`` (or ``stop_epoch`` inside the run) and ``flat_epoch`` feed the official rule
+    (used then). Returns the derived milestones (with ``short_budget`` and ``note``, printed at training start).
     """
-    from .engine.schedule import derive_epoch_milestones
-
-    derived = derive_epoch_milestones(epochs, dict(recipe) if recipe is not None else milestones_of(raw))
-    targets = {
-        "flat_epoch": "flat_epoch",
-        "no_aug_epoch": "no_aug_epoch",
-        "policy_epoch": "train_dataloader.dataset.transforms.policy.epoch",
-        "stop_epoch": "train_dataloader.collate_fn.stop_epoch",
-        "mixup_epochs": "train_dataloader.collate_fn.mixup_epochs",
-        "copyblend_epochs": "train_dataloader.collate_fn.copyblend_epochs",
-        "matcher_change_epoch": "DEIMCriterion.matcher.matcher_change_epoch",
-    }
-    raw["epoches"] = int(epochs)
+    rule = str(raw.get("epoch_rule") or "official")
+    if rule not in EPOCH_RULES:
+        raise ConfigError(f"epoch_rule={rule!r} 无效。可选：official（官方 Customizing Epoch 规则，默认）"
+                          f"或 proportional（各节点按比例缩放，旧规则）。")
+    recipe = dict(recipe) if recipe is not None else milestones_of(raw)
+    epochs = int(epochs)
+    if epochs < 1:
+        raise ConfigError(f"epoches={epochs} 无效：总轮数必须 ≥ 1。")
+    no_aug = flat = None
     if "no_aug_epoch" in keep and raw.get("no_aug_epoch") is not None:
-        _anchor_no_aug(derived, int(epochs), int(raw["no_aug_epoch"]))
-    for name, key in targets.items():
+        no_aug = int(raw["no_aug_epoch"])
+    elif MILESTONE_TARGETS["stop_epoch"] in keep and get_dotted(raw, MILESTONE_TARGETS["stop_epoch"]) is not None:
+        stop = int(get_dotted(raw, MILESTONE_TARGETS["stop_epoch"]))
+        no_aug = epochs - stop if 1 <= stop < epochs else None  # a stop beyond the end turns the no-aug stage off
+    if "flat_epoch" in keep and raw.get("flat_epoch") is not None:
+        flat = int(raw["flat_epoch"])
+    if no_aug is not None and not 0 <= no_aug < epochs:
+        raise ConfigError(f"no_aug_epoch={no_aug} 必须 ≥ 0 且小于总轮数 epoches={epochs}（训练阶段至少 1 轮）。")
+    if no_aug is not None or flat is not None:
+        rule = "official"  # explicit stage lengths are placed by the official rule whatever epoch_rule says
+    derived = derive_epoch_milestones(epochs, recipe, rule=rule, no_aug_epoch=no_aug, flat_epoch=flat)
+    raw["epoches"] = epochs
+    for name, key in MILESTONE_TARGETS.items():
         if key in keep or name not in derived:
             continue
         set_dotted(raw, key, derived[name])
+    derived["note"] = describe_epoch_rule(derived, recipe, rule)
     return derived
-
-
-def _anchor_no_aug(derived: dict, epochs: int, no_aug: int) -> None:
-    """An explicit ``no_aug_epoch`` fixes the no-aug stage start; move the milestones that end there."""
-    if not 0 <= no_aug < epochs:
-        raise ConfigError(f"no_aug_epoch={no_aug} 必须小于总轮数 epoches={epochs}。")
-    old_stop, stop = derived.get("stop_epoch"), epochs - no_aug
-    derived["stop_epoch"], derived["no_aug_epoch"] = stop, no_aug
-    if derived.get("policy_epoch"):
-        e0, e1, _ = derived["policy_epoch"]
-        e0 = min(e0, max(stop - 2, 0))
-        derived["policy_epoch"] = [e0, min(max(e1, e0), stop), stop]
-    for key in ("mixup_epochs", "copyblend_epochs"):
-        rng = derived.get(key)
-        if rng and rng[0] < rng[1]:
-            derived[key] = [min(rng[0], stop), stop if rng[1] == old_stop else min(rng[1], stop)]
-    if derived.get("matcher_change_epoch") is not None:
-        derived["matcher_change_epoch"] = min(derived["matcher_change_epoch"], stop)
 
 
 # --------------------------------------------------------------------------- typed config
@@ -319,6 +314,7 @@ class TrainConfig:
     seed: int = 0
     accumulate: int = 1
     print_freq: int = 100
+    patience: int = 0  # early stopping: epochs without a better val AP; 0 = off (the official recipe)
 
 
 @dataclass
@@ -340,6 +336,8 @@ class Config:
     raw: dict
     milestones: dict = field(default_factory=dict)
     class_names: list | None = None
+    #: how the milestones were derived from the recipe (Chinese, printed at training start); "" if not derived
+    milestone_note: str = ""
 
     @property
     def normalize(self) -> bool:
@@ -362,6 +360,15 @@ def _section(raw: Mapping, name: str) -> dict:
     if not isinstance(sec, Mapping):
         raise ConfigError(f"配置中的 '{name}' 应当是一个字典（若干 键: 值），现在是 {sec!r}。")
     return dict(sec)
+
+
+def _batch_int(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if str(value).strip().lower() == "auto":
+        raise ConfigError("batch_size=auto 只能在训练时用 -u batch_size=auto（或 train(..., batch_size='auto')）给出，"
+                          "不能写进配置文件；它会在训练开始前换成实测的整数。")
+    raise ConfigError(f"train_dataloader.total_batch_size 必须是正整数或 auto，现在是 {value!r}。")
 
 
 def config_from_dict(raw: dict, name: str = "custom") -> Config:
@@ -417,7 +424,7 @@ def config_from_dict(raw: dict, name: str = "custom") -> Config:
         val_img_folder=vds.get("img_folder"), val_ann_file=vds.get("ann_file"),
         train_ops=list(ttr.get("ops") or []), val_ops=val_ops, policy=dict(ttr.get("policy") or {}),
         mosaic_prob=float(ttr.get("mosaic_prob", 0.5)), collate=collate,
-        batch_size=int(tl.get("total_batch_size", 32)), val_batch_size=int(vl.get("total_batch_size", 64)),
+        batch_size=_batch_int(tl.get("total_batch_size", 32)), val_batch_size=int(vl.get("total_batch_size", 64)),
         num_workers=int(tl.get("num_workers", 0)), val_num_workers=int(vl.get("num_workers", 0)),
         shuffle=bool(tl.get("shuffle", True)), drop_last=bool(tl.get("drop_last", True)),
         multiscale=bool(raw.get("multiscale", True)),
@@ -432,8 +439,11 @@ def config_from_dict(raw: dict, name: str = "custom") -> Config:
         clip_max_norm=float(raw.get("clip_max_norm", 0.1)), checkpoint_freq=int(raw.get("checkpoint_freq", 5)),
         sync_bn=bool(raw.get("sync_bn", True)), find_unused_parameters=bool(raw.get("find_unused_parameters", True)),
         seed=int(raw.get("seed", 0)), accumulate=int(raw.get("accumulate", 1)),
-        print_freq=int(raw.get("print_freq", 100)),
+        print_freq=int(raw.get("print_freq", 100)), patience=raw.get("patience") or 0,
     )
+    if not isinstance(train.patience, int) or isinstance(train.patience, bool) or train.patience < 0:
+        raise ConfigError(f"patience 必须是 ≥ 0 的整数（验证集 AP 连续多少轮没有提升就提前停止；0 = 不早停），"
+                          f"现在是 {train.patience!r}。例如 -u patience=10。")
     if train.accumulate < 1:
         raise ConfigError(f"accumulate 必须 ≥ 1，现在是 {train.accumulate}。")
     if data.batch_size < 1:
@@ -461,8 +471,8 @@ def load_config(
     """Load a config by variant name, official config name, YAML path or an already merged dict.
 
     ``overrides`` are dotted ``key=value`` strings or a mapping; ``kwargs`` are extra top-level overrides
-    (``num_classes=4``, ``epochs=12``). Setting ``epoches``/``epochs`` alone rescales every epoch
-    milestone of the recipe; milestones that are also given explicitly are kept.
+    (``num_classes=4``, ``epochs=12``). Setting ``epoches``/``epochs`` derives every epoch milestone by the
+    official "Customizing Epoch" rule (:mod:`deimv2.epoch_rule`); milestones also given explicitly are kept.
     """
     if isinstance(name, Mapping):
         raw, cfg_name = copy.deepcopy(dict(name)), str(name.get("__name__", "custom"))
@@ -473,13 +483,22 @@ def load_config(
     ov = parse_overrides(overrides)
     ov.update(kwargs)
     recipe = milestones_of(raw)
+    # the batch size the recipe's LRs/EMA/warm-ups were tuned for (see deimv2.batch_rule), before any override
+    raw.setdefault("reference_batch_size", get_dotted(raw, "train_dataloader.total_batch_size"))
+    raw.setdefault("scale_lr", True)  # deimv2.batch_rule on/off
+    raw.setdefault("epoch_rule", "official")  # deimv2.epoch_rule
+    validate_overrides(raw, ov, ALIASES)
     raw, touched = apply_overrides(raw, ov)
+    note = ""
     if "epoches" in touched:
-        derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)
+        note = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)["note"]
+    if touched & {"epoches", *MILESTONE_KEYS}:
+        check_milestones(milestones_of(raw), touched, MILESTONE_TARGETS)
     if "eval_spatial_size" in touched:
         sync_image_size(raw, list(raw["eval_spatial_size"]))
     cfg = config_from_dict(raw, cfg_name)
     cfg.milestones = milestones_of(raw)  # the values in effect (derived or explicit)
+    cfg.milestone_note = note
     return cfg
 
 
@@ -506,6 +525,7 @@ def format_milestones(cfg: Config) -> str:
         f"无增强阶段 no_aug_epoch={m['no_aug_epoch']}（从第 {m['stop_epoch']} 轮起），"
         f"数据增强策略 policy.epoch={m['policy_epoch']}，MixUp 轮次={m['mixup_epochs']}，"
         f"CopyBlend 轮次={m['copyblend_epochs']}，匹配器切换 matcher_change_epoch={m['matcher_change_epoch']}"
+        + (cfg.milestone_note or "")
     )
 
 
@@ -516,3 +536,4 @@ def save_config(cfg: Config | Mapping, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
+

@@ -88,7 +88,9 @@ def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batc
     out = Path(output) if output is not None else _default_output(cfg, checkpoint)
     if out.suffix.lower() != ".onnx":
         out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from .outputs import ensure_output_dir
+
+    ensure_output_dir(out.parent)
     h, w = (int(v) for v in cfg.eval_spatial_size)
     images, sizes = write_onnx(graph, cfg, out, opset=opset, batch_size=batch_size, dynamic_batch=dynamic_batch)
     print(f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）")

@@ -9,6 +9,7 @@ Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``sh
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -23,6 +24,9 @@ from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
 
 __all__ = ["DetectionGraph", "Prediction", "Detector", "predict_cli", "show_predictions",
            "IMAGE_EXTS", "VIDEO_EXTS"]
+
+#: confidence threshold when neither the caller nor the checkpoint gives one
+DEFAULT_CONF = 0.45
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
@@ -161,7 +165,7 @@ class Detector:
 
     def __init__(self, model: nn.Module, cfg: Config | None = None, class_names: Sequence[str] | None = None,
                  category_ids: Sequence[int] | None = None, device: str | torch.device | None = None,
-                 conf: float = 0.45, max_det: int = 300, classes: Sequence[str | int] | None = None,
+                 conf: float | None = None, max_det: int = 300, classes: Sequence[str | int] | None = None,
                  batch_size: int = 8, deploy: bool = False, backend: str = "auto",
                  source: str | Path | None = None):
         from .engine.setup import resolve_device
@@ -177,7 +181,8 @@ class Detector:
         self.graph = build_graph(model.to(self.device), cfg, deploy=deploy).to(self.device)
         self.model = model
         self.size_hw = (int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1]))
-        self.conf, self.max_det, self.batch_size = float(conf), int(max_det), max(1, int(batch_size))
+        self.conf = DEFAULT_CONF if conf is None else float(conf)
+        self.max_det, self.batch_size = int(max_det), max(1, int(batch_size))
         self.classes = self._class_ids(classes)
         from .backends import make_backend
 
@@ -197,14 +202,19 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: str | Path | Config | None = None, device=None,
-                        conf: float = 0.45, max_det: int = 300, classes=None, class_names=None,
+                        conf: float | None = None, max_det: int = 300, classes=None, class_names=None,
                         batch_size: int = 8, deploy: bool = True, backend: str = "auto") -> "Detector":
         """Our training checkpoints (config and class names inside), official ``.pth`` or HF safetensors.
 
         ``config`` (variant name or YAML) is needed only when the file has no config and its variant
-        cannot be recognised; ``num_classes`` always comes from the weights.
+        cannot be recognised; ``num_classes`` always comes from the weights. Without ``conf`` the F1-best
+        threshold saved in the checkpoint by training is used (see :mod:`deimv2.engine.f1`), else 0.45.
         """
         model, cfg, meta = load_detector(path, config)
+        if conf is None and isinstance(meta.get("conf_threshold"), (int, float)):
+            conf = float(meta["conf_threshold"])
+            print(f"置信度阈值：使用 {path} 里保存的 {conf:.2f}（训练时验证集上 F1 最高的阈值）；"
+                  f"要换一个，请传 conf=…（命令行 --conf）。")
         names = class_names if class_names is not None else meta.get("class_names")
         return cls(model, cfg, class_names=names, category_ids=meta.get("category_ids"), device=device,
                    conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy,
@@ -372,17 +382,22 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
-def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", classes=None, conf=0.45,
-                max_det=300, device=None, save_json=False, backend="auto") -> dict:
-    """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went."""
+def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", names=None, conf=None,
+                max_det=300, device=None, save_json=False, classes=None,
+                backend="auto") -> dict:
+    """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
+
+    ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
+    these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics; ``backend`` as in
+    :class:`Detector`.
+    """
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
+    from .outputs import ensure_output_dir
+
     source, output = Path(source), Path(output)
-    det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
-                                   class_names=classes, backend=backend)
-    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，置信度阈值 {conf}")
     if source.is_dir():
         files = list_images(source)
         if not files:
@@ -390,23 +405,47 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         jobs = [(f, output / f.relative_to(source), f.relative_to(source).as_posix()) for f in files]
         out_dir = output
     elif _is_video(source):
-        return _predict_video(det, source, output, save_json)
+        out_dir = output.parent if output.suffix.lower() in VIDEO_EXTS else output
     elif source.suffix.lower() in IMAGE_EXTS:
         target = output if output.suffix.lower() in IMAGE_EXTS else output / source.name
         jobs, out_dir = [(source, target, source.name)], target.parent
     else:
         raise DatasetError(f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。")
+    ensure_output_dir(out_dir)  # before the model is loaded
+    det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
+                                   class_names=names, classes=classes, backend=backend)
+    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，"
+          f"置信度阈值 {det.conf:g}")
+    if _is_video(source) and not source.is_dir():
+        return _predict_video(det, source, output, save_json)
 
-    rows, total = [], 0
+    rows, total, done, failed = [], 0, 0, []
     for k in range(0, len(jobs), det.batch_size):
-        chunk = jobs[k:k + det.batch_size]
-        for i, ((src, dst, rel), pred) in enumerate(zip(chunk, det.predict([src for src, _, _ in chunk]))):
-            dst.parent.mkdir(parents=True, exist_ok=True)
+        chunk = []
+        for src, dst, rel in jobs[k:k + det.batch_size]:  # decode first: one bad file must not stop the folder
+            try:
+                chunk.append((src, dst, rel, _as_rgb_image(src)[0]))
+            except DatasetError as e:
+                failed.append((rel, str(e).split("\n")[0]))
+        if not chunk:
+            continue
+        preds = det.predict([im for *_, im in chunk])
+        for i, ((src, dst, rel, _), pred) in enumerate(zip(chunk, preds)):
+            pred.path = str(src)
+            ensure_output_dir(dst.parent)
             pred.plot().save(dst)
             total += len(pred)
+            done += 1
             rows.extend({"file_name": rel, **r} for r in pred.to_coco(image_id=k + i))
-    print(f"已处理 {len(jobs)} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
-    info = {"images": len(jobs), "detections": total, "output": out_dir}
+    if failed:
+        print(f"有 {len(failed)} 个文件无法读取，已跳过（其余图片照常输出）：", file=sys.stderr)
+        for rel, why in failed:
+            print(f"  - {rel}：{why}", file=sys.stderr)
+    if not done:
+        raise DatasetError(f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
+                           "请确认它们是完整的图片（可用看图软件打开）。")
+    print(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
+    info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
     if save_json:
         info["json"] = _write_json(out_dir / "predictions.json", rows)
     return info

@@ -15,7 +15,7 @@ from deimv2.models.vit import DINOv3ViT, MaskedBiasLinear, RopeEmbedding, ViTTin
 
 torch.set_num_threads(1)
 
-REF = Path("/work/shared/reference/official_state_dict")
+REF = Path(__file__).resolve().parent / "fixtures" / "official" / "state_dict"  # benchmarks/make_golden.py
 
 # Backbone kwargs of the 8 official DEIMv2 COCO configs (configs/deimv2/*.yml merged with base/deimv2.yml).
 HG = dict(freeze_at=-1, freeze_norm=False, use_lab=True, pretrained=False)
@@ -47,10 +47,7 @@ def _nparams(m):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_state_dict_matches_official(variant):
-    path = REF / f"{variant}.json"
-    if not path.is_file():
-        pytest.skip(f"reference file {path} not present (official state_dict dump is not shipped)")
-    ref = json.loads(path.read_text(encoding="utf-8"))["state_dict"]
+    ref = json.loads((REF / f"{variant}.json").read_text(encoding="utf-8"))["state_dict"]
     ref = {k[len("backbone."):]: v for k, v in ref.items() if k.startswith("backbone.")}
     ours = {k: list(v.shape) for k, v in _build(variant).state_dict().items()}
     assert list(ours) == list(ref)  # same keys, same order

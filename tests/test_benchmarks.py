@@ -67,8 +67,11 @@ def test_latency_main_without_official_writes_json(tmp_path):
     summary = latency.main(["--variants", "atto", "--runs", "1", "--warmup", "0", "--threads", "1",
                             "--json", str(out)])
     saved = json.loads(out.read_text(encoding="utf-8"))
-    assert saved == summary
-    row = saved[0]
+    assert saved["rows"] == summary
+    meta = saved["meta"]
+    assert meta["threads"] == 1 and meta["rounds"] == 1 and meta["date"][:2] == "20"
+    assert len(meta["loadavg_start"]) == 3 and len(meta["loadavg_end"]) == 3
+    row = saved["rows"][0]
     assert row["variant"] == "atto" and row["ours_ms"] > 0
     assert row["official_ms"] is None and row["official_runs"] == []
     assert row["max_abs_diff_fp32"] is None and row["max_abs_diff_fp64"] is None and row["fidelity_ok"] is None

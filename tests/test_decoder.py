@@ -11,7 +11,7 @@ from deimv2.models.decoder_layers import RMSNorm, deformable_sample
 from deimv2.models.denoising import get_contrastive_denoising_training_group
 from deimv2.models.postprocess import MSCOCO_LABEL_TO_CATEGORY, PostProcessor
 
-REF = Path("/work/shared/reference/official_state_dict")
+REF = Path(__file__).resolve().parent / "fixtures" / "official" / "state_dict"  # benchmarks/make_golden.py
 
 _COMMON = dict(num_classes=80, num_denoising=100, label_noise_ratio=0.5, box_noise_scale=1.0, reg_max=32,
                reg_scale=4, layer_scale=1, cross_attn_method="default", query_select_method="default",
@@ -65,10 +65,7 @@ def _perturb(model, scale=0.05, seed=0):
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_state_dict_matches_official(variant):
-    path = REF / f"{variant}.json"
-    if not path.exists():
-        pytest.skip(f"official reference {path} is absent (only available in the development checkout)")
-    ref = json.loads(path.read_text(encoding="utf-8"))["state_dict"]
+    ref = json.loads((REF / f"{variant}.json").read_text(encoding="utf-8"))["state_dict"]
     expected = {k[len("decoder."):]: v for k, v in ref.items() if k.startswith("decoder.")}
     ours = {k: list(t.shape) for k, t in build(variant).state_dict().items()}
     assert ours == expected

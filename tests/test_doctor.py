@@ -82,8 +82,10 @@ def test_duplicate_ids_unknown_category_and_box_warnings(tmp_path):
             {"id": 1, "image_id": 1, "category_id": 5, "bbox": [90, 70, 20, 20], "iscrowd": 0},
             {"id": 2, "image_id": 1, "category_id": 0, "bbox": [200, 10, 5, 5], "iscrowd": 0}]
     rep = check_dataset(_coco(tmp_path, images=images, anns=anns))
-    assert {"duplicate_image_id", "duplicate_ann_id", "unknown_category"} <= _codes(rep, "error")
-    assert {"degenerate_box", "box_clipped", "box_outside", "unused_category"} <= _codes(rep, "warning")
+    assert {"duplicate_image_id", "duplicate_ann_id", "unknown_category", "invalid_box"} <= _codes(rep, "error")
+    assert {"box_clipped", "unused_category"} <= _codes(rep, "warning")
+    bad = next(i for i in rep.errors if i.code == "invalid_box")
+    assert bad.count == 2 and any("宽或高为 0" in e for e in bad.examples) and any("图像" in e for e in bad.examples)
     assert rep.num_classes_needed == 2  # the declared categories; id 5 is an error of its own
 
 

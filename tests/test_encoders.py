@@ -15,7 +15,7 @@ from deimv2.models.layers import (ConvBNAct, ELANFuseBlockDFine, RepVGGBlock, co
                                   make_activation)
 from deimv2.models.lite_encoder import LiteEncoder
 
-REF_DIR = Path("/work/shared/reference/official_state_dict")
+REF_DIR = Path(__file__).resolve().parent / "fixtures" / "official" / "state_dict"  # benchmarks/make_golden.py
 
 # Encoder kwargs of the official configs (configs/base/deimv2.yml merged with configs/deimv2/*.yml).
 _HYBRID_BASE = dict(in_channels=[512, 1024, 2048], feat_strides=[8, 16, 32], hidden_dim=256, use_encoder_idx=[2],
@@ -64,10 +64,7 @@ def n_params(m: nn.Module) -> int:
 # ---------------------------------------------------------------- official state_dict
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_state_dict_matches_official(variant):
-    path = REF_DIR / f"{variant}.json"
-    if not path.is_file():
-        pytest.skip(f"official reference {path} not available")
-    ref = json.loads(path.read_text(encoding="utf-8"))["state_dict"]
+    ref = json.loads((REF_DIR / f"{variant}.json").read_text(encoding="utf-8"))["state_dict"]
     ref = {k[len("encoder."):]: list(v) for k, v in ref.items() if k.startswith("encoder.")}
     ours = {k: list(t.shape) for k, t in build(variant).state_dict().items()}
     assert ours == ref

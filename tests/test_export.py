@@ -4,19 +4,17 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import onnx  # in [dev] and [export]
+import onnxruntime as ort
 import pytest
 import torch
 from PIL import Image
+from tinydata import calibrated_atto
 
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import DEIMv2Error
+from deimv2.export import check_onnx, export_onnx
 from deimv2.predict import Detector
-
-onnx = pytest.importorskip("onnx", reason="onnx 未安装（pip install -e \".[export]\"）")
-ort = pytest.importorskip("onnxruntime", reason="onnxruntime 未安装（pip install -e \".[export]\"）")
-
-from deimv2.export import check_onnx, export_onnx  # noqa: E402
-from tinydata import calibrated_atto
 
 SIZE = 160
 

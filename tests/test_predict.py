@@ -203,7 +203,7 @@ def test_predict_cli_folder_mirrors_and_writes_json(tmp_path, capsys):
     _write_images(src, rels)
     (src / "说明.txt").write_text("不是图片", encoding="utf-8")
     out = tmp_path / "输出"
-    info = predict_cli(checkpoint=ckpt, source=src, output=out, classes=names, conf=0.0, max_det=2, save_json=True)
+    info = predict_cli(checkpoint=ckpt, source=src, output=out, names=names, conf=0.0, max_det=2, save_json=True)
     for rel in rels:
         assert (out / rel).is_file()
     assert not (out / "说明.txt").exists() and info["images"] == 3
@@ -220,7 +220,7 @@ def test_predict_cli_single_image_and_errors(tmp_path):
     predict_cli(checkpoint=ckpt, source=tmp_path / "单张 图.jpg", output=tmp_path / "out", conf=0.0, max_det=1)
     assert (tmp_path / "out" / "单张 图.jpg").is_file()
     with pytest.raises(ConfigError, match="2 个类别名.*3 个类别"):
-        predict_cli(checkpoint=ckpt, source=tmp_path / "单张 图.jpg", output=tmp_path / "o2", classes=["x", "y"])
+        predict_cli(checkpoint=ckpt, source=tmp_path / "单张 图.jpg", output=tmp_path / "o2", names=["x", "y"])
     with pytest.raises(DatasetError, match="不存在"):
         predict_cli(checkpoint=ckpt, source=tmp_path / "没有这个.jpg", output=tmp_path / "o3")
 
@@ -247,7 +247,7 @@ def test_show_predictions_grid(tmp_path, detector):
 
 
 def test_video_with_opencv(tmp_path):
-    cv2 = pytest.importorskip("cv2", reason="OpenCV 未安装：视频推理需要 pip install opencv-python")
+    import cv2  # in [dev] (opencv-python-headless)
     _, ckpt = _our_checkpoint(tmp_path, ["a", "b", "c"], [1, 2, 3])
     video = tmp_path / "测试 视频.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))

@@ -1,19 +1,11 @@
-"""Flat-cosine LR schedule (hand-worked values) and epoch-milestone derivation."""
-import importlib.util
+"""Flat-cosine LR schedule (hand-worked values). Epoch milestones: tests/test_epoch_rule.py."""
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from deimv2.engine.schedule import FlatCosineLRScheduler, derive_epoch_milestones, flat_cosine_lr
-
-S_RECIPE = dict(epoches=132, flat_epoch=64, no_aug_epoch=12, policy_epoch=[4, 64, 120], stop_epoch=120,
-                mixup_epochs=[4, 64], copyblend_epochs=[4, 120], matcher_change_epoch=100)
-ATTO_RECIPE = dict(epoches=500, flat_epoch=250, no_aug_epoch=32, policy_epoch=[4, 250, 400], stop_epoch=468,
-                   mixup_epochs=[40000, 15000], copyblend_epochs=[40000, 15000], matcher_change_epoch=450)
-N_RECIPE = dict(epoches=160, flat_epoch=7800, no_aug_epoch=12, policy_epoch=[4, 78, 148], stop_epoch=148,
-                mixup_epochs=[4, 78], copyblend_epochs=[4, 78], matcher_change_epoch=136)
-
+from deimv2.engine.schedule import FlatCosineLRScheduler, flat_cosine_lr
 
 def _optimizer(lrs=(1.0, 0.1)):
     groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in lrs]
@@ -92,82 +84,12 @@ def test_state_dict_resume_is_exact():
 
 
 def test_matches_official_function():
-    path = Path("/work/official/engine/optim/lr_scheduler.py")
-    if not path.is_file():
-        pytest.skip("official source /work/official not available")
-    spec = importlib.util.spec_from_file_location("official_lr_scheduler", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    for total, warm, flat, noaug in ((1320, 200, 640, 120), (1600, 200, 78000, 120), (37, 5, 11, 3)):
-        for it in range(1, total + 5):
-            ours = flat_cosine_lr(it, 5e-4, 2.5e-4, total, warm, flat, noaug)
-            theirs = mod.flat_cosine_schedule(total, warm, flat, noaug, it, 5e-4, 2.5e-4)
-            assert ours == theirs
-
-
-# ---------------------------------------------------------------------------- milestones
-@pytest.mark.parametrize("recipe", [S_RECIPE, ATTO_RECIPE, N_RECIPE])
-def test_official_epochs_reproduce_recipe(recipe):
-    assert derive_epoch_milestones(recipe["epoches"], recipe) == recipe
-
-
-def test_halved_s():
-    assert derive_epoch_milestones(66, S_RECIPE) == dict(
-        epoches=66, flat_epoch=32, no_aug_epoch=6, policy_epoch=[2, 32, 60], stop_epoch=60,
-        mixup_epochs=[2, 32], copyblend_epochs=[2, 60], matcher_change_epoch=50)
-
-
-def test_s_10_epochs_hand_worked():
-    # s = 10/132: stop r(9.09)=9, e0 r(0.30)=0 -> 1, e1 r(4.85)=5, e2 r(9.09)=9, flat 5, matcher r(7.58)=8
-    assert derive_epoch_milestones(10, S_RECIPE) == dict(
-        epoches=10, flat_epoch=5, no_aug_epoch=1, policy_epoch=[1, 5, 9], stop_epoch=9,
-        mixup_epochs=[1, 5], copyblend_epochs=[1, 9], matcher_change_epoch=8)
-
-
-def test_tiny_epochs_hand_worked():
-    d = {n: derive_epoch_milestones(n, S_RECIPE) for n in range(1, 6)}
-    assert (d[1]["stop_epoch"], d[1]["no_aug_epoch"], d[1]["policy_epoch"]) == (1, 0, [1, 1, 1])
-    assert (d[2]["stop_epoch"], d[2]["no_aug_epoch"], d[2]["policy_epoch"]) == (1, 1, [1, 1, 1])
-    assert (d[3]["stop_epoch"], d[3]["no_aug_epoch"], d[3]["policy_epoch"]) == (2, 1, [1, 1, 2])
-    assert (d[4]["stop_epoch"], d[4]["no_aug_epoch"], d[4]["policy_epoch"]) == (3, 1, [1, 2, 3])
-    assert (d[5]["stop_epoch"], d[5]["no_aug_epoch"], d[5]["policy_epoch"]) == (4, 1, [1, 2, 4])
-
-
-def test_atto_scaled_keeps_off_ranges_and_n_flat():
-    a = derive_epoch_milestones(50, ATTO_RECIPE)
-    assert a["mixup_epochs"] == [40000, 15000] and a["copyblend_epochs"] == [40000, 15000]
-    assert a["stop_epoch"] == 47 and a["no_aug_epoch"] == 3            # r(46.8) = 47
-    assert a["policy_epoch"] == [1, 25, 40] and a["matcher_change_epoch"] == 45
-    assert derive_epoch_milestones(20, N_RECIPE)["flat_epoch"] == 7800
-
-
-def test_none_keys_are_left_out():
-    r = dict(S_RECIPE, mixup_epochs=None, matcher_change_epoch=None)
-    d = derive_epoch_milestones(66, r)
-    assert "mixup_epochs" not in d and "matcher_change_epoch" not in d
-
-
-@pytest.mark.parametrize("recipe", [S_RECIPE, ATTO_RECIPE, N_RECIPE])
-def test_valid_for_every_epoch_count(recipe):
-    for n in range(1, 301):
-        d = derive_epoch_milestones(n, recipe)
-        stop, no_aug = d["stop_epoch"], d["no_aug_epoch"]
-        e0, e1, e2 = d["policy_epoch"]
-        assert d["epoches"] == n and stop + no_aug == n and stop >= 1
-        assert no_aug >= (1 if n >= 2 else 0)
-        assert 1 <= e0 <= e1 <= e2 <= stop
-        if stop >= 3:
-            assert e0 < e1 < e2
-        assert 1 <= d["matcher_change_epoch"] <= stop
-        assert d["flat_epoch"] == 7800 if recipe is N_RECIPE else 0 <= d["flat_epoch"] <= stop
-        for key in ("mixup_epochs", "copyblend_epochs"):
-            a, b = d[key]
-            if recipe is not ATTO_RECIPE:
-                assert 0 <= a <= b <= stop
-        if recipe["stop_epoch"] == recipe["policy_epoch"][2]:
-            assert e2 == stop
-        if recipe is not ATTO_RECIPE:
-            assert d["mixup_epochs"][0] == e0
-    with pytest.raises(ValueError):
-        derive_epoch_milestones(0, recipe)
+    """Every iteration of three settings vs the official ``flat_cosine_schedule`` (benchmarks/make_golden.py)."""
+    path = Path(__file__).resolve().parent / "fixtures" / "official" / "lr_schedule.json"
+    rows = json.loads(path.read_text(encoding="utf-8"))["flat_cosine_schedule"]
+    assert len(rows) == 3
+    for r in rows:
+        ours = [flat_cosine_lr(it, r["init_lr"], r["min_lr"], r["total"], r["warmup"], r["flat"], r["no_aug"])
+                for it in r["iters"]]
+        assert ours == r["lr"]
 

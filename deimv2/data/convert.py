@@ -29,6 +29,7 @@ import yaml
 from PIL import Image
 
 from ..errors import DatasetError
+from .validate import bbox_problem, yolo_coordinate_problem
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 COCO_JSON = "_annotations.coco.json"
@@ -85,10 +86,18 @@ class YoloDataset:
 
 
 def _read_text(path: Path) -> str:
+    """UTF-8 (with or without BOM); also UTF-16 with a BOM and GBK, the encodings Windows editors save in."""
+    data = path.read_bytes()
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
     try:
-        return path.read_text(encoding="utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise DatasetError(f"{path} 不是 UTF-8 编码：{e}。请用文本编辑器另存为 UTF-8 后重试。") from e
+        err = e
+    try:
+        return data.decode("gbk")
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path} 不是 UTF-8 编码（也不是 UTF-16 或 GBK）：{err}。请用文本编辑器另存为 UTF-8 后重试。") from None
 
 
 def _parse_names(raw, nc, source: Path) -> list[str]:
@@ -223,10 +232,15 @@ def parse_label_line(line: str, num_classes: int) -> tuple[int, tuple[float, flo
         raise LabelLineError(f"类别索引 {cls} 超出范围 0..{num_classes - 1}（共 {num_classes} 个类别名）")
     if not all(math.isfinite(v) for v in vals):
         raise LabelLineError("坐标中有 nan/inf")
+    if n == 5 and (vals[2] < 0 or vals[3] < 0):
+        raise LabelLineError(f"框的宽或高为负数（w={vals[2]:g}, h={vals[3]:g}）")
+    problem = yolo_coordinate_problem(vals)
+    if problem:
+        raise LabelLineError(problem)
     if n == 5:
         cx, cy, w, h = vals
-        if w < 0 or h < 0:
-            raise LabelLineError(f"框的宽或高为负数（w={w}, h={h}）")
+        if w == 0 or h == 0:
+            raise LabelLineError(f"框的宽或高为 0（w={w:g}, h={h:g}），面积为 0")
         return cls, (cx, cy, w, h), None
     xs, ys = vals[0::2], vals[1::2]
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
@@ -287,8 +301,14 @@ def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
     s, d = src.resolve(), dst.resolve()
     if s == d or d in s.parents:
         raise DatasetError(f"输出文件夹 {dst} 不能与输入 {src} 相同或互相包含，请换一个输出路径。")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())) and not overwrite:
+    if dst.exists() and not dst.is_dir():
+        raise DatasetError(f"输出路径 {dst} 是一个已存在的文件，不是文件夹（即使 --overwrite 也不会删除文件）。"
+                           "请换一个输出路径，或先把这个文件移走。")
+    if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise DatasetError(f"输出文件夹 {dst} 已存在且非空。请换一个路径，或使用 overwrite=True 覆盖。")
+    from ..outputs import ensure_output_dir
+
+    ensure_output_dir(dst.parent, "输出文件夹的上一级")
 
 
 def _place_file(src: Path, dst: Path, link: bool) -> None:
@@ -335,7 +355,8 @@ def _raise_problems(problems: list[str], what: str) -> None:
     shown = "\n".join(f"  {p}" for p in problems[:_MAX_LISTED])
     more = f"\n  ……另有 {len(problems) - _MAX_LISTED} 处" if len(problems) > _MAX_LISTED else ""
     raise DatasetError(f"{what}中发现 {len(problems)} 处错误，未写出任何文件：\n{shown}{more}\n"
-                       "修复方法：改正上述文件中的对应行，或传入 skip_invalid=True 跳过这些行（跳过的行会列在报告中）。")
+                       "修复方法：改正上述文件中的对应行，或跳过它们：命令行加 --skip-invalid，Python 里传 skip_invalid=True"
+                       "（跳过的内容会逐条列在报告中）。")
 
 
 # ---------------------------------------------------------------------------------------------- YOLO -> COCO
@@ -424,6 +445,12 @@ def yolo_to_coco(src: str | Path, dst: str | Path, *, split_ratio: float | None 
     if problems and not skip_invalid:
         _raise_problems(problems, f"YOLO 数据集 {src} ")
     report.skipped = problems
+    orphans = sorted({t for d in {lab.parent for lab in claimed} for t in d.glob("*.txt")} - set(claimed)
+                     - {d / "classes.txt" for d in {lab.parent for lab in claimed}})
+    if orphans:
+        shown = "、".join(str(t.relative_to(src)) for t in orphans[:_MAX_LISTED])
+        report.notes.append(f"{len(orphans)} 个标签文件没有对应的图像，没有转换：{shown}"
+                            + ("……" if len(orphans) > _MAX_LISTED else ""))
 
     def write(tmp: Path) -> None:
         for split, (coco, files) in plans.items():
@@ -568,8 +595,9 @@ def coco_to_yolo(src: str | Path, dst: str | Path, *, link: bool = False, skip_i
                 if a.get("category_id") not in remap:
                     problems.append(f"{json_path}：标注 id {a.get('id')} 的 category_id={a.get('category_id')} 不在 categories 中")
                     continue
-                if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-                    problems.append(f"{json_path}：标注 id {a.get('id')} 的 bbox 无效：{bbox}")
+                problem = bbox_problem(bbox, (w, h))
+                if problem:
+                    problems.append(f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）的框无效：{problem}：bbox={bbox}")
                     continue
                 x0, y0 = min(max(bbox[0], 0.0), w), min(max(bbox[1], 0.0), h)
                 x1, y1 = min(max(bbox[0] + bbox[2], 0.0), w), min(max(bbox[1] + bbox[3], 0.0), h)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +20,7 @@ from torchvision import tv_tensors
 
 from ..errors import DatasetError
 from .images import load_image
+from .validate import bbox_problem
 
 __all__ = [
     "CocoDetection", "find_dataset", "dataset_num_classes", "dataset_class_names", "read_coco_json",
@@ -160,7 +159,6 @@ class CocoDetection(torch.utils.data.Dataset):
             records[img["id"]] = {"id": img["id"], "file_name": img["file_name"], "size": size, "anns": []}
 
         bad_cat, bad_img, bad_box = {}, [], []
-        degenerate = outside = 0
         for ann in data["annotations"]:
             rec = records.get(ann.get("image_id")) if isinstance(ann, dict) else None
             if rec is None:
@@ -173,22 +171,13 @@ class CocoDetection(torch.utils.data.Dataset):
                 bad_cat[cid] += 1
                 continue
             bbox = ann.get("bbox")
-            if (not isinstance(bbox, (list, tuple)) or len(bbox) != 4
-                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                               for v in bbox)):
-                bad_box.append(f"标注 id={ann.get('id')}: bbox={bbox!r}")
+            problem = bbox_problem(bbox, rec["size"])  # the one policy (deimv2.data.validate): an error
+            if problem:
+                bad_box.append(f"标注 id={ann.get('id')}（图片 {rec['file_name']}）：{problem}，bbox={bbox!r}")
                 continue
             if ann.get("iscrowd", 0):
                 continue
             x, y, w, h = (float(v) for v in bbox)
-            if w <= 0 or h <= 0:
-                degenerate += 1
-                continue
-            if rec["size"] is not None:
-                iw, ih = rec["size"]
-                if min(x + w, iw) <= max(x, 0.0) or min(y + h, ih) <= max(y, 0.0):
-                    outside += 1
-                    continue
             area = ann.get("area")
             area = float(area) if isinstance(area, (int, float)) and not isinstance(area, bool) else w * h
             rec["anns"].append((x, y, x + w, y + h, self.category_to_label[cid], area, ann.get("segmentation")))
@@ -203,16 +192,9 @@ class CocoDetection(torch.utils.data.Dataset):
             raise DatasetError(f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{_listing(bad_img)}\n"
                                "修复：改正这些标注的 image_id，或删除它们。")
         if bad_box:
-            raise DatasetError(f"标注文件 {path} 中有 bbox 不是 4 个有限数字 [x, y, w, h]：\n{_listing(bad_box)}\n"
-                               "修复：改正或删除这些标注。")
-        if degenerate or outside:
-            parts = []
-            if degenerate:
-                parts.append(f"{degenerate} 个框的宽或高 ≤ 0")
-            if outside:
-                parts.append(f"{outside} 个框完全在图片范围之外")
-            warnings.warn(f"标注文件 {path} 中有{'，'.join(parts)}，已跳过这些框（不参与训练）。"
-                          "修复：检查并改正这些标注（deimv2 的数据集检查工具会列出它们）。", UserWarning, stacklevel=3)
+            raise DatasetError(f"标注文件 {path} 中有 {len(bad_box)} 个无效的框（NaN/inf、宽或高 ≤ 0、或完全在图片外），"
+                               f"训练没有开始：\n{_listing(bad_box)}\n"
+                               "修复：改正或删除这些标注（deimv2 check 会列出全部；规则见 docs/errors.md）。")
 
         out = []
         for image_id in sorted(records):

@@ -2,7 +2,8 @@
 
 Severity: ``error`` = training would crash or silently learn wrong things (missing/corrupt image,
 unknown category id, duplicate ids, image size mismatch, ``num_classes`` too small, malformed YOLO
-line); ``warning`` = the training pipeline copes (degenerate box, box outside the image, 1-based or
+line, invalid box: NaN/inf, width or height <= 0, entirely outside the image -- the policy of
+:mod:`deimv2.data.validate`); ``warning`` = the training pipeline copes (box partly outside the image, 1-based or
 gapped category ids); ``info`` = facts worth knowing. Image checks read headers only (plus a cheap
 end-of-file marker check for truncation) unless ``deep=True``, which fully decodes every image.
 Explained in notebook 02_convert.ipynb.
@@ -15,8 +16,16 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import DatasetError
-from .convert import (LabelLineError, find_coco_splits, find_yolo_dataset, label_path_for, load_coco_json,
-                      read_label_file, roboflow_placeholders)
+from .convert import (
+    LabelLineError,
+    find_coco_splits,
+    find_yolo_dataset,
+    label_path_for,
+    load_coco_json,
+    read_label_file,
+    roboflow_placeholders,
+)
+from .validate import bbox_problem
 
 SMALL, LARGE = 32 ** 2, 96 ** 2  # COCO area thresholds
 _LEVELS = {"error": "错误", "warning": "警告", "info": "提示"}
@@ -111,9 +120,9 @@ def probe_image(path: Path, deep: bool = False) -> tuple[tuple[int, int] | None,
             raw = im.size
             orientation = im.getexif().get(0x0112, 1)
             fmt = im.format
-            if deep:
+        if deep:  # verify() must come right after open (PNG chunks), so it gets a handle of its own
+            with Image.open(path) as im:
                 im.verify()
-        if deep:
             with Image.open(path) as im:
                 im.load()
         elif fmt in ("JPEG", "PNG"):
@@ -159,6 +168,8 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                 col.add("error", "bad_image_entry", f"{split}: images 中有缺少 id/file_name 的条目", str(im)[:80])
                 continue
             name = str(im["file_name"])
+            if not isinstance(im["id"], int) or isinstance(im["id"], bool):
+                col.add("error", "bad_image_id", f"{split}: 图像 id 必须是整数（现在是文字或其他类型）", f"id={im['id']!r}: {name}")
             if im["id"] in sizes:
                 col.add("error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}")
                 continue
@@ -206,22 +217,20 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
             used.setdefault(cid, 0)
             used[cid] += 1
             bbox = a.get("bbox")
-            if not (isinstance(bbox, list) and len(bbox) == 4 and all(isinstance(v, (int, float)) for v in bbox)):
-                col.add("error", "bad_bbox", f"{split}: bbox 不是 4 个数字 [x, y, w, h]", f"ann id={aid}: {bbox}")
+            size = sizes[a["image_id"]]
+            problem = bbox_problem(bbox, size)
+            if problem:  # one policy with the trainer (deimv2.data.validate): an error, named by annotation id
+                col.add("error", "invalid_box", f"{split}: 无效的框（NaN/inf、宽或高 ≤ 0、或完全在图像外），"
+                        f"训练会拒绝开始；请改正或删除这些标注（{json_path.name}）", f"ann id={aid}: {problem}: {bbox}")
                 continue
             stats["boxes"] += 1
             has_box.add(a["image_id"])
             x, y, w, h = bbox
             area = a.get("area") if isinstance(a.get("area"), (int, float)) else w * h
             _box_size(rep, area)
-            size = sizes[a["image_id"]]
-            if w <= 0 or h <= 0:
-                col.add("warning", "degenerate_box", f"{split}: 框的宽或高 ≤ 0（训练时会被丢弃）", f"ann id={aid}: {bbox}")
-            elif size is not None:
+            if size is not None:
                 iw, ih = size
-                if x >= iw or y >= ih or x + w <= 0 or y + h <= 0:
-                    col.add("warning", "box_outside", f"{split}: 框完全在图像外（训练时会被丢弃）", f"ann id={aid}: {bbox}")
-                elif x < -1 or y < -1 or x + w > iw + 1 or y + h > ih + 1:
+                if x < -1 or y < -1 or x + w > iw + 1 or y + h > ih + 1:
                     col.add("warning", "box_clipped", f"{split}: 框部分超出图像（训练时会被裁剪到图像内）", f"ann id={aid}: {bbox}")
         stats["negatives"] = stats["images"] - len(has_box & set(sizes))
     _check_categories_coco(rep, col, declared, used, cat_dicts)
@@ -292,9 +301,7 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
                 cls, (cx, cy, w, h), _ = parsed
                 n_boxes += 1
                 counts[cls] += 1
-                if w == 0 or h == 0:
-                    col.add("warning", "degenerate_box", f"{split}: 框的宽或高为 0（训练时会被丢弃）", f"{label.name} 第 {line_no} 行")
-                elif cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
+                if cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
                     col.add("warning", "box_clipped", f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）", f"{label.name} 第 {line_no} 行")
                 if size is not None:
                     _box_size(rep, w * size[0] * h * size[1])

@@ -37,8 +37,9 @@ def build_dataloader(dataset, batch_size: int, shuffle: bool, num_workers: int =
     """Build the loader. ``batch_size`` is per process.
 
     distributed: None = use a DistributedSampler when torch.distributed is initialized;
-    True = require it; False = never. Workers stay alive between epochs when num_workers > 0
-    (epoch changes still reach them: the epoch counters live in shared memory).
+    True = require it; False = never. Workers restart every epoch (``persistent_workers=False``): their
+    seeds then come from ``generator`` alone, whose state ``last.pth`` stores, so a resumed run sees the
+    same data as an uninterrupted one (see :mod:`deimv2.engine.rng`).
     """
     initialized = dist.is_available() and dist.is_initialized()
     if distributed and not initialized:
@@ -64,5 +65,5 @@ def build_dataloader(dataset, batch_size: int, shuffle: bool, num_workers: int =
         pin_memory=pin_memory,
         worker_init_fn=seed_worker if num_workers > 0 else None,
         generator=generator,
-        persistent_workers=num_workers > 0,
+        persistent_workers=False,
     )

@@ -15,6 +15,10 @@ A deimv2 training checkpoint is a plain dict that ``torch.load(..., weights_only
       'config':       plain dict of the resolved config,
       'class_names':  list[str], 'category_ids': list[int] (label i <-> category_ids[i]),
       'version':      deimv2.__version__,
+      'best_epoch':     int, epoch of best_ap (added by the trainer),
+      'conf_threshold': float, F1-best confidence of the latest evaluation (absent when F1 was 0; engine/f1.py),
+      'early_stop':     {'epoch', 'patience', 'best_epoch', 'best_ap', 'reason'} in the last.pth of an early-stopped run,
+      'rng':          every random-number state training consumes (training checkpoints; deimv2.engine.rng),
     }
 
 Official checkpoints (``last.pth``, ``best_stg1.pth``, ``best_stg2.pth``...) also load: they hold ``model``/``ema`` and
@@ -98,9 +102,16 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, permissions …: say which file, and that the old one is intact
+            from ..outputs import OutputError, explain_os_error
+
+            kept = f"之前保存的 {path} 完好无损。" if path.is_file() else ""
+            raise OutputError(explain_os_error(e, "checkpoint", path) + kept) from e
         raise
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a process killed while saving
+        stale.unlink(missing_ok=True)
     try:  # make the rename itself durable (POSIX); harmless where unsupported
         dir_fd = os.open(path.parent, os.O_RDONLY)
         try:

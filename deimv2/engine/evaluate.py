@@ -189,7 +189,8 @@ class CocoEvaluator:
         Keys: the 12 ``STAT_NAMES`` (floats; -1 where COCO has nothing to measure), ``stats`` (the same
         12 as a list), ``per_class`` (list of ``{name, category_id, num_gt, AP, AP50}``), ``pr_curves``
         (``{'iou': 0.5, 'recall': [101], 'precision': [[101] per class]}``, area all, maxDets 100;
-        -1 for a class without objects), ``confusion_matrix`` (see :func:`compute_confusion_matrix`,
+        -1 for a class without objects), ``f1_curve`` (see :func:`deimv2.engine.f1.compute_f1_curve`) with
+        ``best_conf``/``best_f1`` (the F1-best confidence threshold), ``confusion_matrix`` (see :func:`compute_confusion_matrix`,
         as a list of lists), ``class_names``, ``num_images``, ``score_threshold``, ``iou_threshold``.
         """
         from pycocotools.cocoeval import COCOeval
@@ -227,6 +228,11 @@ class CocoEvaluator:
                                 "recall": [float(v) for v in ev.params.recThrs], "precision": curves}
         cm = compute_confusion_matrix(gts, self._dets, self.num_classes, iou_threshold, score_threshold)
         metrics["confusion_matrix"] = cm.tolist()
+        from .f1 import compute_f1_curve
+
+        f1 = compute_f1_curve(gts, self._dets, self.num_classes, iou_threshold, class_names=self.class_names)
+        metrics["f1_curve"] = f1
+        metrics["best_conf"], metrics["best_f1"] = f1["best_conf"], f1["best_f1"]
         metrics["class_names"] = list(self.class_names)
         metrics["num_images"] = len(img_ids)
         metrics["score_threshold"] = float(score_threshold)
@@ -240,6 +246,8 @@ def format_metrics_table(metrics: Mapping[str, Any], per_class: bool = True) -> 
     lines = [f"{'指标':<8}{'数值':>8}   说明", "-" * 52]
     for key, desc in zip(STAT_NAMES, _STAT_DESC):
         lines.append(f"{key:<10}{metrics[key]:>8.4f}   {desc}")
+    if metrics.get("best_conf") is not None:
+        lines.append(f"F1 最高的置信度阈值：{metrics['best_conf']:.2f}（F1={metrics['best_f1']:.4f}，推理时不给 --conf 就用它）")
     rows = metrics.get("per_class") or []
     if per_class and rows:
         width = max(8, *(len(r["name"]) for r in rows)) + 2

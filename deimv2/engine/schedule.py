@@ -1,15 +1,16 @@
-"""Flat-cosine learning-rate schedule (official ``lrsheduler: flatcosine``) and epoch-milestone derivation.
+"""Flat-cosine learning-rate schedule (official ``lrsheduler: flatcosine``).
 
-Explained in notebook 03_config.ipynb (epoch milestones).
+Explained in notebook 03_config.ipynb. The epoch milestones it reads are derived in :mod:`deimv2.epoch_rule`.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
-__all__ = ["flat_cosine_lr", "FlatCosineLRScheduler", "derive_epoch_milestones"]
+__all__ = ["FlatCosineLRScheduler", "flat_cosine_lr"]
 
 
 def flat_cosine_lr(current_iter: int, base_lr: float, min_lr: float, total_iter: int,
@@ -88,99 +89,3 @@ class FlatCosineLRScheduler:
             setattr(self, k, list(v) if isinstance(v, (list, tuple)) else v)
         if self.last_iter >= 0:
             self.step(self.last_iter)
-
-
-# --------------------------------------------------------------------------- epoch milestones
-def _round_half_up(x: float) -> int:
-    return int(math.floor(x + 0.5))
-
-
-def _clamp(v: int, lo: int, hi: int) -> int:
-    return max(lo, min(v, hi))
-
-
-def derive_epoch_milestones(epochs: int, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """Scale the official recipe's epoch milestones to a new total ``epochs``.
-
-    ``recipe`` holds the official values (keys: ``epoches``, ``flat_epoch``, ``no_aug_epoch``,
-    ``policy_epoch`` [e0, e1, e2], ``stop_epoch``, ``mixup_epochs`` [a, b], ``copyblend_epochs`` [a, b],
-    ``matcher_change_epoch``; keys set to None are left out of the result). Returns the same keys for
-    ``epochs``.
-
-    Rule (``N = epochs``, ``N0 = recipe['epoches']``, ``r(m) = floor(m * N / N0 + 0.5)``, i.e. round half up):
-
-    * ``stop_epoch = clamp(r(N0 - no_aug0), 1, N - 1)`` (``= 1`` for ``N = 1``) and
-      ``no_aug_epoch = N - stop_epoch`` (so ``no_aug_epoch >= 1`` whenever ``N >= 2``; ``0`` for ``N = 1``).
-      The official collate ``stop_epoch`` always equals ``N0 - no_aug0``.
-    * policy ``[e0, e1, e2] = r(...)``, then clamped in order: if ``stop_epoch >= 3``,
-      ``1 <= e0 < e1 < e2 <= stop_epoch``; otherwise ``1 <= e0 <= e1 <= e2 <= stop_epoch``
-      (``e0 >= 1``: the first epoch is a warm start without the augmentation policy).
-    * ``flat_epoch``: unchanged when ``flat0 >= N0`` (N's 7800: the LR stays constant); else
-      ``clamp(r(flat0), 0, stop_epoch)``.
-    * ``matcher_change_epoch = clamp(r(m0), 1, stop_epoch)``.
-    * ``mixup_epochs`` / ``copyblend_epochs`` ``[a, b]``: an empty official range (``a >= b``, the
-      official "off" marker such as ``[40000, 15000]``) is copied unchanged; otherwise each end that
-      equals an official policy/stop milestone takes that milestone's derived value (so
-      ``[e0, e1]`` stays ``[e0, e1]``), other ends ``clamp(r(x), 0, stop_epoch)``.
-
-    Every derived milestone equals the official one when ``N == N0`` (given an official recipe).
-    """
-    n = int(epochs)
-    if n < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    n0 = int(recipe["epoches"])
-    scale = n / n0
-
-    def r(m: float) -> int:
-        return _round_half_up(m * scale)
-
-    out: dict[str, Any] = {"epoches": n}
-    no_aug0 = recipe.get("no_aug_epoch")
-    stop0 = recipe.get("stop_epoch")
-    if no_aug0 is not None:
-        stop_ref = n0 - int(no_aug0)
-    elif stop0 is not None:
-        stop_ref = int(stop0)
-    else:
-        stop_ref = n0
-    stop = 1 if n == 1 else _clamp(r(stop_ref), 1, n - 1)
-    if no_aug0 is not None:
-        out["no_aug_epoch"] = n - stop
-    if stop0 is not None:
-        out["stop_epoch"] = stop
-    anchors: dict[int, int] = {stop_ref: stop}
-    if stop0 is not None:
-        anchors.setdefault(int(stop0), stop)
-
-    policy0 = recipe.get("policy_epoch")
-    if policy0 is not None:
-        p0 = [int(x) for x in policy0]
-        if len(p0) != 3:
-            raise ValueError(f"policy_epoch must have 3 entries, got {policy0}")
-        strict = 1 if stop >= 3 else 0
-        e0 = _clamp(r(p0[0]), 1, stop - 2 * strict)
-        e1 = _clamp(r(p0[1]), e0 + strict, stop - strict)
-        e2 = _clamp(r(p0[2]), e1 + strict, stop)
-        out["policy_epoch"] = [e0, e1, e2]
-        for a, b in zip(p0, (e0, e1, e2)):
-            anchors.setdefault(a, b)
-
-    flat0 = recipe.get("flat_epoch")
-    if flat0 is not None:
-        out["flat_epoch"] = flat0 if flat0 >= n0 else _clamp(r(flat0), 0, stop)
-
-    m0 = recipe.get("matcher_change_epoch")
-    if m0 is not None:
-        out["matcher_change_epoch"] = _clamp(r(m0), 1, stop)
-
-    for key in ("mixup_epochs", "copyblend_epochs"):
-        rng = recipe.get(key)
-        if rng is None:
-            continue
-        a0, b0 = int(rng[0]), int(rng[-1])
-        if a0 >= b0:
-            out[key] = [a0, b0]
-            continue
-        a, b = (anchors[x] if x in anchors else _clamp(r(x), 0, stop) for x in (a0, b0))
-        out[key] = [a, max(a, b)]
-    return out

@@ -4,6 +4,7 @@ Explained in notebook ``04_train.ipynb``.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,10 +134,13 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
 
 
 def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module, image_size: list[int],
-                             device: torch.device) -> int:
-    """Bytes autograd keeps for backward for ONE training image (measured with saved-tensor hooks).
+                             device: torch.device, batch_size: int = 1,
+                             autocast_dtype: torch.dtype | None = None) -> int:
+    """Bytes autograd keeps for backward for one training batch (measured with saved-tensor hooks).
 
-    Runs one forward + loss at ``image_size`` with a dummy box; works on CPU and GPU alike.
+    Runs one forward + loss on ``batch_size`` images of ``image_size`` with one dummy box each (under
+    ``torch.autocast(dtype=autocast_dtype)`` when given); works on CPU and GPU alike. Leaves no trace:
+    BatchNorm statistics and the random-number states are put back afterwards.
     """
     seen: dict[int, int] = {}
 
@@ -149,14 +153,21 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
         return t
 
     was_training = model.training
+    buffers = {k: v.clone() for k, v in model.state_dict().items() if not v.is_floating_point() or "running" in k}
     model.train()
-    x = torch.rand(1, 3, *image_size, device=device)
-    targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
-                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)}]
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(x, targets=targets)
-        sum(criterion(out, targets, epoch=0).values())
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        x = torch.rand(batch_size, 3, *image_size, device=device)
+        targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
+                    "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)} for _ in range(batch_size)]
+        amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
+               else contextlib.nullcontext())
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with amp:
+                out = model(x, targets=targets)
+            sum(criterion(out, targets, epoch=0).values())
     model.train(was_training)
+    model.load_state_dict(buffers, strict=False)
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
     return sum(v for k, v in seen.items() if k not in params)
 
@@ -171,3 +182,22 @@ def memory_table(model: torch.nn.Module, act_bytes_per_image: int, batch_sizes=(
     static = sum(p.numel() for p in model.parameters()) * 4 * 4
     act = act_bytes_per_image * (0.5 if amp else 1.0)
     return [(b, (static + b * act) / 2**30) for b in batch_sizes]
+
+
+def prepare_run_data(data: str | Path | None, output_dir: str | Path | None, check: bool,
+                     num_classes: int | None = None) -> tuple[Path | None, bool]:
+    """``--data`` as COCO or YOLO (see :mod:`deimv2.data.autodata`): the COCO root, and whether the dataset
+    doctor already ran on the YOLO source. Under torchrun only rank 0 converts; the others wait for it."""
+    if data is None:
+        return None, False
+    from ..data.autodata import prepare_data
+    from . import dist
+
+    dist.init_distributed()  # idempotent; needed here so that only rank 0 converts
+    if not dist.is_main_process():
+        dist.barrier()
+    prep = prepare_data(data, Path(output_dir) if output_dir is not None else Path("outputs"), check=check,
+                        num_classes=num_classes, verbose=dist.is_main_process())
+    if dist.is_main_process() and dist.is_dist():
+        dist.barrier()
+    return prep.path, prep.kind == "yolo" and check

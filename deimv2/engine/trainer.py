@@ -15,16 +15,20 @@ from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
-from ..config import Config, format_milestones, load_config, save_config
+from ..batch_rule import apply_batch_rule, format_batch_scaling
+from ..config import ALIASES, Config, format_milestones, load_config, save_config
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from . import dist
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from .early_stop import check_resume_after_early_stop, early_stop_reason
 from .ema import ModelEMA
 from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
+from .rng import capture_rng_state, restore_rng_state
 from .schedule import FlatCosineLRScheduler
-from .setup import amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table, resolve_device
+from .setup import (amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table,
+                    prepare_run_data, resolve_device)
 
 
 class NonFiniteLossError(DEIMv2Error):
@@ -40,12 +44,14 @@ class Trainer:
     """Owns model, EMA, optimizer, scheduler, data and the loop. Build with :func:`prepare_trainer`."""
 
     def __init__(self, cfg: Config, device: torch.device, output_dir: Path, progress: bool = True,
-                 max_iters_per_epoch: int | None = None, train: bool = True, warmup_explicit: bool = False):
+                 max_iters_per_epoch: int | None = None, train: bool = True, warmup_explicit: bool = False,
+                 explicit_keys: Iterable[str] = ()):
         from ..models.build import build_criterion, build_model_from_config, build_postprocessor
 
         self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
         self.max_iters = max_iters_per_epoch
-        self.warmup_explicit = warmup_explicit
+        explicit_keys = set(explicit_keys)
+        self.warmup_explicit = warmup_explicit or "warmup_iter" in explicit_keys
         self.distributed = dist.is_dist()
         world = dist.get_world_size()
         total = cfg.data.batch_size
@@ -53,6 +59,9 @@ class Trainer:
         if total % (world * acc):
             raise ConfigError(f"total_batch_size={total} 不能被 GPU 数 {world} × accumulate {acc} 整除。请调整其中一个。")
         self.batch_per_step = total // (world * acc)
+        # the one place where the batch-size rule is applied: to the batch this run really uses
+        cfg, self.batch_scaling = apply_batch_rule(cfg, self.batch_per_step * acc * world, explicit_keys)
+        self.cfg = cfg
         self.data = build_data(cfg, self.batch_per_step, self.distributed, train=train)
         self.class_names, self.category_ids = self.data.class_names, self.data.category_ids
 
@@ -74,7 +83,12 @@ class Trainer:
         self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
         self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
+        self.rng_state: dict | None = None  # RNG states at the end of the last trained epoch (saved in last.pth)
+        self._resume_rng: dict | None = None
         self.history: list[dict] = []
+        self.conf_threshold: float | None = None  # F1-best threshold of the latest evaluation (engine/f1.py)
+        self.early_stop: dict | None = None  # set when patience ends the run; ``resumed_early_stop``: read by -r
+        self.resumed_early_stop: dict | None = None
         self.logger = JsonlLogger(output_dir / "log.jsonl") if dist.is_main_process() else None
         self.writer = make_tensorboard_writer(output_dir / "tensorboard") if (
             dist.is_main_process() and cfg.raw.get("tensorboard", False)) else None
@@ -107,10 +121,16 @@ class Trainer:
             return None
         state = self._state(epoch)
         state["best_epoch"] = self.best_epoch
+        if self.conf_threshold is not None:
+            state["conf_threshold"] = float(self.conf_threshold)
+        if self.early_stop is not None:
+            state["early_stop"] = dict(self.early_stop)
+        if self.rng_state is not None:
+            state["rng"] = self.rng_state
         return save_checkpoint(state, self.output_dir / name)
 
     def resume(self, path: str | Path) -> None:
-        """Continue exactly: weights, EMA, optimizer, scheduler, scaler, epoch, best AP."""
+        """Continue exactly: weights, EMA, optimizer, scheduler, scaler, epoch, best AP, RNG states."""
         ckpt = load_checkpoint(path)
         if "optimizer" not in ckpt or "epoch" not in ckpt and "last_epoch" not in ckpt:
             raise WeightsError(f"{path} 只有模型权重，没有优化器状态和轮数，不能用 -r 继续训练。请改用 -t 微调。")
@@ -125,6 +145,9 @@ class Trainer:
         self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch))
         self.best_ap = float(ckpt.get("best_ap", -1.0))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
+        self.conf_threshold = ckpt.get("conf_threshold")
+        self.resumed_early_stop = ckpt.get("early_stop")
+        self._resume_rng = ckpt.get("rng")  # restored when fit() starts, after any set-up that draws numbers
         _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
 
     def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
@@ -133,7 +156,16 @@ class Trainer:
         model_sd = ckpt.get("model")
         if model_sd is None:
             raise WeightsError(f"{where} 里没有 'model' 权重。")
-        self.model.load_state_dict(fill_shared_keys(dict(model_sd), self.model))
+        try:
+            self.model.load_state_dict(fill_shared_keys(dict(model_sd), self.model))
+        except RuntimeError as e:  # another variant or another num_classes
+            from ..weights import num_classes_of_state_dict, variant_of_state_dict
+
+            got = f"DEIMv2-{(variant_of_state_dict(model_sd) or '?').upper()}，{num_classes_of_state_dict(model_sd)} 类"
+            want = f"DEIMv2-{(variant_of_state_dict(self.model.state_dict()) or '?').upper()}，{self.cfg.num_classes} 类"
+            raise WeightsError(f"{where} 与这次训练的模型不一致：文件里是 {got}，配置/数据集要求 {want}"
+                               f"（{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}）。"
+                               "-r 只能接着同一个变体、同一份类别的训练；换了数据集或类别请用 -t 微调。") from None
         if self.ema is not None:
             ema = ckpt.get("ema")
             if isinstance(ema, Mapping) and "module" in ema:
@@ -142,7 +174,7 @@ class Trainer:
             else:  # official: an EMA missing from the file is filled from the model
                 self.ema.module.load_state_dict(self.model.state_dict())
 
-    def tune(self, path: str | Path) -> None:
+    def tune(self, path: str | Path):
         """Fine-tune: weights only (EMA preferred); heads that depend on num_classes are skipped and listed."""
         from ..weights import load_for_finetune
 
@@ -150,6 +182,7 @@ class Trainer:
         _say(report.summary())
         if self.ema is not None:
             self.ema.module.load_state_dict(self.model.state_dict())
+        return report
 
     def load_backbone(self) -> None:
         from ..weights import expected_backbone_path, load_backbone_weights, missing_backbone_error
@@ -277,14 +310,20 @@ class Trainer:
         metrics: dict[str, Any] = {}
         if self.global_step == 0:  # the first step uses the warmup LR, not the full one
             self.scheduler.step(0)
+        loader_gen = getattr(self.data.train_loader, "generator", None)
+        if self._resume_rng is not None:
+            restore_rng_state(self._resume_rng, loader_gen)
+            self._resume_rng = None
         for epoch in range(self.start_epoch, cfg.schedule.epochs):
             self._set_epoch(epoch)
             if epoch == self.stop_epoch and epoch > 0:
                 self._restart_from_best(epoch, cfg.train.ema_restart_decay)
             t0 = time.time()
             stats = self.train_one_epoch(epoch)
+            self.rng_state = capture_rng_state(loader_gen)
             self.save("last.pth", epoch)
             metrics = self.evaluate()
+            self.conf_threshold = metrics.get("best_conf")
             ap = float(metrics["AP"])
             improved = ap > self.best_ap
             if improved:
@@ -299,6 +338,10 @@ class Trainer:
                       **{f"train_{k}": v for k, v in stats.items()},
                       **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
                       "best_AP": self.best_ap, "best_epoch": self.best_epoch}
+            stop = early_stop_reason(cfg.train.patience, epoch, self.best_epoch, self.best_ap, cfg.schedule.epochs,
+                                     self.output_dir)
+            if stop:
+                record["stop_reason"] = stop
             self.history.append(record)
             if self.logger is not None:
                 self.logger.log(record)
@@ -308,6 +351,12 @@ class Trainer:
                  f"  用时 {record['time_s']:.1f}s")
             if callback is not None:
                 callback(record)
+            if stop:
+                self.early_stop = {"epoch": epoch, "patience": cfg.train.patience, "best_epoch": self.best_epoch,
+                                   "best_ap": self.best_ap, "reason": stop}
+                self.save("last.pth", epoch)
+                _say(stop)
+                break
         return metrics
 
 
@@ -319,6 +368,7 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
+    note = cfg.milestone_note  # how the epoch milestones were derived (lost when the data dir reloads the config)
     if data is not None:
         cfg = apply_data_dir(cfg, data, explicit_nc)
     raw = cfg.to_dict()
@@ -331,19 +381,27 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     from ..config import config_from_dict
 
     out = config_from_dict(raw, cfg.name)
-    out.milestones = cfg.milestones
+    out.milestones, out.milestone_note = cfg.milestones, note
     return out
 
 
 def fresh_output_dir(path: Path) -> Path:
-    """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run (never overwrite one)."""
-    if not ((path / "last.pth").exists() or (path / "best.pth").exists()):
+    """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run or another run started
+    into it at the same time (never overwrite one). Outside DDP the folder is claimed atomically."""
+    from ..outputs import claim_output_dir
+
+    def taken(p: Path) -> bool:
+        return (p / "last.pth").exists() or (p / "best.pth").exists() or (
+            not dist.is_dist() and not claim_output_dir(p))
+
+    if not taken(path):
         return path
     n = 2
-    while (path.parent / f"{path.name}-{n}").exists():
+    while (path.parent / f"{path.name}-{n}").exists() or taken(path.parent / f"{path.name}-{n}"):
         n += 1
     new = path.parent / f"{path.name}-{n}"
-    _say(f"输出目录 {path} 里已有一次训练的结果，为了不覆盖它，这次写到 {new}（继续那次训练请用 -r {path / 'last.pth'}）。")
+    _say(f"输出目录 {path} 里已有一次训练的结果（或另一个正在进行的训练），为了不覆盖它，这次写到 {new}"
+         f"（继续那次训练请用 -r {path / 'last.pth'}）。")
     return new
 
 
@@ -359,6 +417,9 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
                     seed=None, use_amp=None, device=None, progress=True, max_iters_per_epoch=None,
                     train=True, new_run=False, **kwargs) -> Trainer:
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
+    from .autobatch import resolve_auto_batch, split_auto_batch
+
+    overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
     base = {**config.raw, "__name__": config.name} if isinstance(config, Config) else config
     cfg = _prepare_config(base, data, overrides, output_dir, seed, use_amp, kwargs)
     dist.init_distributed()
@@ -370,16 +431,20 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+    if auto_batch and train:  # a concrete batch before Trainer(): the batch-size rule then applies to it
+        cfg = resolve_auto_batch(cfg, dev, dist.get_world_size(), say=_say)
     out = Path(cfg.train.output_dir)
     if new_run:
         out = fresh_output_dir(out)  # every rank computes the same name before rank 0 creates it
     if dist.is_main_process():
-        out.mkdir(parents=True, exist_ok=True)
+        from ..outputs import ensure_output_dir
+
+        ensure_output_dir(out)
     from ..config import parse_overrides
 
-    warmup_explicit = "warmup_iter" in {**parse_overrides(overrides), **kwargs}
+    explicit = {ALIASES.get(k, k) for k in {**parse_overrides(overrides), **kwargs}}
     return Trainer(cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train,
-                   warmup_explicit=warmup_explicit)
+                   explicit_keys=explicit)
 
 
 def _print_start(t: Trainer) -> None:
@@ -391,6 +456,7 @@ def _print_start(t: Trainer) -> None:
          f" × 累积 {cfg.train.accumulate} × {dist.get_world_size()} 卡 = {cfg.data.batch_size}；每轮 {t.iters_per_epoch} 步，"
          f"学习率预热 {t.warmup_iter} 步。")
     _say("轮次安排：" + format_milestones(cfg))
+    _say(format_batch_scaling(t.batch_scaling))
     _say(f"输出目录：{t.output_dir.resolve()}")
 
 
@@ -417,11 +483,15 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
     """
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
-    if isinstance(config, (str, Path)):
-        from ..config import resolve_config_path
+    from ..config_checks import check_image_size
+    from .autobatch import split_auto_batch
 
-        resolve_config_path(config)  # a wrong config name is reported before the dataset is read
-    if data is not None and check_data and not test_only:
+    # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
+    ov, kw, _ = split_auto_batch(overrides, kwargs)
+    check_image_size(load_config({**config.raw, "__name__": config.name} if isinstance(config, Config) else config,
+                                 {**ov, **kw}))
+    data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
+    if data is not None and check_data and not test_only and not yolo_checked:
         from ..data.doctor import check_dataset
 
         report = check_dataset(data, num_classes=(parse_nc(overrides, kwargs)))
@@ -443,6 +513,10 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         save_config(t.cfg, t.output_dir / "config.yaml")
     if resume:
         t.resume(resume)
+        from ..config import parse_overrides
+
+        check_resume_after_early_stop(t.resumed_early_stop, resume, t.start_epoch - 1 - t.best_epoch,
+                                      t.cfg.train.patience, {**parse_overrides(overrides), **kwargs}, say=_say)
     elif tune:
         t.tune(tune)
     else:
@@ -483,6 +557,7 @@ def evaluate(config: str | Path | Config | Mapping | None, checkpoint: str | Pat
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
     """
+    data, _ = prepare_run_data(data, output_dir or Path(checkpoint).parent, True, parse_nc(overrides, kwargs))
     if config is None:
         ckpt = load_checkpoint(checkpoint)
         if not isinstance(ckpt.get("config"), Mapping):

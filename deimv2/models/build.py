@@ -66,8 +66,10 @@ def build_postprocessor(cfg: Config) -> nn.Module:
 
 
 def build_model_from_config(cfg: Config) -> nn.Module:
+    from ..config_checks import check_image_size
     from .deim import DEIM
 
+    check_image_size(cfg)
     return DEIM(build_backbone(cfg), build_encoder(cfg), build_decoder(cfg))
 
 

@@ -1,0 +1,82 @@
+"""README's measured section ("实测数据"): every figure is read from a results JSON under benchmarks/results/.
+
+Each claim below is rendered from its JSON and must appear verbatim in the section; after removing the claims,
+no measured-looking figure (decimals, percentages, durations) may remain. Change a number in README and this
+test fails; re-run the benchmark script instead.
+"""
+import json
+import re
+from pathlib import Path
+
+from golden import TOL, VARIANTS
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+NAMES = {"atto": "Atto", "femto": "Femto", "pico": "Pico", "n": "N", "s": "S", "m": "M", "l": "L", "x": "X"}
+#: figures that look measured: decimals, percentages, e-notation, numbers with a time unit
+FIGURE = re.compile(r"\d+\.\d+|\d+(?:\.\d+)?\s*%|\d(?:\.\d+)?e-\d+|\d+\s*(?:ms|s\b|秒|分钟|小时)")
+
+
+def _load(name):
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def measured_section() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index("## 实测数据")
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end > 0 else None]
+
+
+def backends_claim(pb: dict) -> str:
+    """The README line of ``benchmarks/predict_latency.py`` (Detector default backend vs official eager)."""
+    m, v = pb["meta"], pb["variants"]
+
+    def f(x):
+        return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
+
+    parts = "，".join(f"{NAMES[k]} {f(v[k]['file_to_boxes_ms'])} ms（官方 {f(v[k]['official_eager_ms'])} ms，"
+                     f"{v[k]['file_to_boxes_over_official']:.2f}×，后端 {v[k]['default_backend']}）" for k in ("atto", "n", "s"))
+    ort = "，".join(f"{NAMES[k]} {v[k]['onnxruntime_ms'] / v[k]['deploy_ms']:.2f}×" for k in ("atto", "n", "s"))
+    return (f"- **CPU 推理后端**（`Detector.from_checkpoint` 默认后端，{m['threads']} 线程，batch 1，各方式逐次轮流调用 "
+            f"{m['rounds']}×{m['runs']} 次取中位数，测量时机器负载 {m['loadavg_start'][0]:.1f}）：从 640×480 JPEG 文件到检测框 "
+            f"{parts}；前 10 个检测与官方模型一致。onnxruntime 与 PyTorch deploy 图的耗时比：{ort}")
+
+
+def claims() -> list[str]:
+    out = [f"{len(VARIANTS)} 个变体", "|Δ| < " + f"{TOL:.0e}".replace("e-0", "e-")]
+    lat = _load("latency_eval_cpu_interleaved.json")
+    meta = lat["meta"]
+    out += [f"{meta['threads']} 线程", f"{meta['rounds']} 轮"]
+    out.append(f"1 分钟平均负载 {meta['loadavg_start'][0]:.1f}（开始）/ {meta['loadavg_end'][0]:.1f}（结束）")
+    for r in lat["rows"]:
+        ratios = [o / f for o, f in zip(r["ours_ms_per_round"], r["official_ms_per_round"])]
+        out.append(f"{NAMES[r['variant']]} {r['ours_ms']:.1f} / {r['official_ms']:.1f} ms"
+                   f"（{r['ours_over_official']:.2f}×，各轮 {min(ratios):.2f}–{max(ratios):.2f}×）")
+    out.append(backends_claim(_load("predict_backends_cpu2.json")))
+    demo = _load("train_demo_atto_cpu.json")
+    out += [f"{demo['epochs']} 轮（{demo['size']}×{demo['size']}，batch {demo['batch_size']}）",
+            f"约 {demo['wall_s'] / 60:.1f} 分钟（{demo['threads']} 线程）",
+            f"mAP@0.5 = {demo['final_AP50']:.2f}", f"mAP@0.5:0.95 = {demo['final_AP']:.2f}"]
+    return out
+
+
+def test_every_claim_is_in_readme_as_recorded():
+    section = measured_section()
+    missing = [c for c in claims() if c not in section]
+    assert not missing, f"README 的实测数据与 benchmarks/results/ 不一致，缺少：{missing}"
+
+
+def test_no_figure_without_a_results_json():
+    section = measured_section()
+    for c in sorted(claims(), key=len, reverse=True):
+        section = section.replace(c, "")
+    stray = FIGURE.findall(section)
+    assert not stray, f"README 实测数据里这些数字没有对应的结果 JSON：{stray}"
+
+
+def test_results_json_record_how_they_were_measured():
+    meta = _load("latency_eval_cpu_interleaved.json")["meta"]
+    assert {"date", "machine", "cpu_count", "threads", "rounds", "loadavg_start", "loadavg_end", "torch"} <= set(meta)
+    rows = _load("latency_eval_cpu_interleaved.json")["rows"]
+    assert all(len(r["ours_ms_per_round"]) == len(r["official_ms_per_round"]) == meta["rounds"] for r in rows)
