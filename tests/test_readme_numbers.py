@@ -58,6 +58,10 @@ def claims() -> list[str]:
     out += [f"{demo['epochs']} 轮（{demo['size']}×{demo['size']}，batch {demo['batch_size']}）",
             f"约 {demo['wall_s'] / 60:.1f} 分钟（{demo['threads']} 线程）",
             f"mAP@0.5 = {demo['final_AP50']:.2f}", f"mAP@0.5:0.95 = {demo['final_AP']:.2f}"]
+    browser = _load("browser_test.json")
+    run = browser["runs"][0]
+    out += [f"全部 {len(run['notebook_seconds'])} 个 notebook", f"1 分钟负载约 {run['loadavg_before'][0]:.0f}",
+            f"共约 {browser['median_wall_min']:.1f} 分钟"]
     return out
 
 
