@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import statistics
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 
 
-def time_fn(fn: Callable[[], object], runs: int = 10, warmup: int = 2, sync: Callable[[], None] | None = None) -> dict:
-    """Median / min / mean milliseconds of ``fn`` over ``runs`` after ``warmup`` calls."""
+def time_fn(fn: Callable[[], object], runs: int = 10, warmup: int = 2, sync: Callable[[], None] | None = None,
+            keep_times: bool = False) -> dict:
+    """Median / min / mean milliseconds of ``fn`` over ``runs`` after ``warmup`` calls (+ all ``times``)."""
     for _ in range(warmup):
         fn()
     times = []
@@ -26,7 +27,7 @@ def time_fn(fn: Callable[[], object], runs: int = 10, warmup: int = 2, sync: Cal
             sync()
         times.append((time.perf_counter() - t0) * 1000)
     return {"median_ms": statistics.median(times), "min_ms": min(times), "mean_ms": statistics.fmean(times),
-            "runs": runs}
+            "runs": runs, **({"times": times} if keep_times else {})}
 
 
 def bench_variant(variant: str, device: str = "cpu", runs: int = 10, warmup: int = 2, deploy: bool = False,
@@ -69,3 +70,278 @@ def run_latency_benchmark(variants: Iterable[str], threads: int = 2, runs: int =
         rows.append(r)
         print(f"{v:<6}{r['input']:>10}{r['median_ms']:>12.1f}{r['min_ms']:>10.1f}{r['params'] / 1e6:>11.2f}M")
     return rows
+
+
+# --------------------------------------------------------------------------- backends side by side
+METHODS = ("official_eager", "eager", "deploy", "onnxruntime", "file_to_boxes", "file_to_boxes_torch")
+METHOD_NAMES = {"official_eager": "官方 eager（model.eval() + PostProcessor）", "eager": "我们 eager",
+                "deploy": "我们 deploy（torch）", "onnxruntime": "我们 onnxruntime",
+                "file_to_boxes": "文件→检测框（Detector 默认后端）", "file_to_boxes_torch": "文件→检测框（backend='torch'）"}
+_MARK = "@@DEIMV2_BACKENDS@@"
+
+
+def _calibrate_bn(model: torch.nn.Module, h: int, w: int) -> None:
+    """Measure BN statistics on random images, so random weights give distinct scores like trained ones."""
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.momentum = None
+        m.reset_running_stats()
+    model.train()
+    with torch.no_grad():
+        model.encoder(model.backbone(torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0))))
+    model.eval()
+
+
+def _load_official(official: str, variant: str):
+    """The official model via ``benchmarks/latency.py`` (``load_official``) of this git checkout."""
+    import importlib.util
+    from pathlib import Path
+
+    from .errors import DEIMv2Error
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "latency.py"
+    if not script.is_file():
+        raise DEIMv2Error(f"与官方代码对比需要本项目的 git 仓库（找不到 {script}）。请在 git clone 的仓库里运行。")
+    spec = importlib.util.spec_from_file_location("deimv2_bench_latency", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.load_official(official, variant)
+
+
+def default_image(folder):
+    """A 640x480 JPEG (quality 90) made from the first demo image (a photo), else from smooth noise."""
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image, ImageFilter
+
+    out = Path(folder) / "测试 图片 640x480.jpg"
+    try:
+        from .data.demo import demo_dataset_dir
+
+        src = min((demo_dataset_dir() / "valid").rglob("*.jpg"))
+        img = Image.open(src).convert("RGB")
+    except Exception:  # noqa: BLE001 - no demo data in a wheel install: any photo-like image will do
+        rng = np.random.default_rng(0)
+        img = Image.fromarray(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)).filter(ImageFilter.GaussianBlur(2))
+    img.resize((640, 480), Image.BICUBIC).save(out, quality=90)
+    return out
+
+
+def _same_topk(labels_a, boxes_a, scores_a, labels_b, boxes_b, scores_b, scale: float, k: int = 10) -> dict:
+    k = min(k, len(scores_a), len(scores_b))
+    d_scores = float((scores_a[:k] - scores_b[:k]).abs().max()) if k else 0.0
+    d_boxes = float((boxes_a[:k] - boxes_b[:k]).abs().max()) if k else 0.0
+    same = bool(torch.equal(labels_a[:k].long(), labels_b[:k].long())) and d_scores < 1e-4 and d_boxes < 1e-3 * scale
+    return {"top_k": k, "labels_equal": bool(torch.equal(labels_a[:k].long(), labels_b[:k].long())),
+            "max_abs_scores": d_scores, "max_abs_boxes": d_boxes, "identical": same}
+
+
+def backend_latency(variant: str | None = None, official: str | None = None, rounds: int = 3, runs: int = 10,
+                    warmup: int = 2, threads: int = 2, image=None, checkpoint=None) -> dict:
+    """One variant, one process: every method timed call by call in turn, ``rounds`` × ``runs`` calls each.
+
+    Random weights with measured BN statistics (the official model's when ``official`` is given, loaded
+    strictly into ours), or the weights of ``checkpoint`` (then without the official model).
+    ``file_to_boxes`` is ``Detector.from_checkpoint(file)`` with its default backend called on a JPEG path;
+    the ONNX export it triggers once is reported as ``first_load_s``.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .backends import onnxruntime_available
+    from .data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
+    from .engine.checkpoint import make_checkpoint, save_checkpoint
+    from .models.build import build_model, build_postprocessor
+    from .predict import Detector, load_detector
+
+    torch.set_num_threads(int(threads))
+    torch.manual_seed(0)
+    if checkpoint is not None:
+        model, cfg, _ = load_detector(checkpoint)
+        variant, official = variant or cfg.name, None
+    else:
+        model = build_model(variant)
+        cfg = model.config
+    h, w = (int(v) for v in cfg.eval_spatial_size)
+    off_model = off_post = None
+    if checkpoint is not None:
+        pass
+    elif official:
+        ocfg = _load_official(official, variant)
+        off_model, off_post = ocfg.model, ocfg.postprocessor
+        _calibrate_bn(off_model, h, w)
+        model.load_state_dict(off_model.state_dict(), strict=True)
+    else:
+        _calibrate_bn(model, h, w)
+    model.eval()
+    post = build_postprocessor(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(checkpoint) if checkpoint is not None else save_checkpoint(make_checkpoint(model=model, epoch=0, global_step=0, best_ap=0.0, config=cfg.raw,
+                                               class_names=list(MSCOCO_CATEGORY_NAMES), category_ids=list(MSCOCO_CATEGORY_IDS)),
+                               Path(tmp) / "权重" / "best.pth")
+        t0 = time.perf_counter()
+        det = Detector.from_checkpoint(ckpt)  # what a user gets by default
+        first_load_s = time.perf_counter() - t0
+        det_t = Detector.from_checkpoint(ckpt, backend="torch")
+        det_o = det if det.backend.name == "onnxruntime" else None
+        if det_o is None and onnxruntime_available():  # e.g. DINOv3 variants: auto picks torch, show ORT anyway
+            det_o = Detector.from_checkpoint(ckpt, backend="onnxruntime")
+        path = Path(image) if image is not None else default_image(tmp)
+        from PIL import Image
+
+        pil = Image.open(path).convert("RGB")
+        x, sizes = det.preprocess([pil])
+        fns = {"eager": lambda: post(model(x), sizes), "deploy": lambda: det_t.graph(x, sizes),
+               "onnxruntime": lambda: det_o.backend(x, sizes), "file_to_boxes": lambda: det(path),
+               "file_to_boxes_torch": lambda: det_t(path)}
+        if det_o is None:
+            fns.pop("onnxruntime")
+        x_off = x  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
+        if cfg.input_mean is not None:
+            x_off = (x - torch.tensor(cfg.input_mean).view(1, 3, 1, 1)) / torch.tensor(cfg.input_std).view(1, 3, 1, 1)
+        if off_model is not None:
+            fns = {"official_eager": lambda: off_post(off_model(x_off), sizes), **fns}
+        names = list(fns)
+        samples = {k: [] for k in names}
+        per_round = []
+        load = [os.getloadavg()] if hasattr(os, "getloadavg") else []
+        with torch.inference_mode():
+            for k in names:
+                for _ in range(warmup):
+                    fns[k]()
+            for r in range(rounds):  # call by call round-robin, so every method sees the same machine load
+                order = names[r % len(names):] + names[:r % len(names)]
+                order = order if r % 2 == 0 else order[::-1]
+                times = {k: [] for k in names}
+                for _ in range(runs):
+                    for k in order:
+                        t0 = time.perf_counter()
+                        fns[k]()
+                        times[k].append((time.perf_counter() - t0) * 1000)
+                per_round.append({k: statistics.median(v) for k, v in times.items()})
+                for k in names:
+                    samples[k].extend(times[k])
+            load += [os.getloadavg()] if hasattr(os, "getloadavg") else []
+            checks = {}
+            pred, pred_t = det(path, conf=0.0), det_t(path, conf=0.0)
+            scale = max(1.0, max(pil.size) / 1000)
+            checks["vs_torch"] = _same_topk(pred.labels, pred.boxes, pred.scores, pred_t.labels, pred_t.boxes,
+                                            pred_t.scores, scale)
+            if off_model is not None:
+                o = off_post(off_model(x_off), sizes)[0]
+                ours_labels = torch.tensor(pred.category_ids if off_post.remap_mscoco_category else pred.labels.tolist())
+                checks["vs_official"] = _same_topk(ours_labels, pred.boxes, pred.scores, o["labels"], o["boxes"],
+                                                   o["scores"], scale)
+    row = {"variant": variant, "input": f"{h}x{w}", "image": f"{pil.size[0]}x{pil.size[1]} JPEG",
+           "default_backend": det.backend.name, "first_load_s": first_load_s, "threads": torch.get_num_threads(),
+           "rounds": rounds, "runs": runs, "warmup": warmup, "loadavg": [list(v) for v in load],
+           "per_round_ms": per_round, "detections": checks,
+           "identical_detections": all(c["identical"] for c in checks.values())}
+    for k in names:
+        row[f"{k}_ms"] = statistics.median(samples[k])
+    if off_model is not None:
+        ratios = [m["file_to_boxes"] / m["official_eager"] for m in per_round]
+        row["file_to_boxes_over_official"] = row["file_to_boxes_ms"] / row["official_eager_ms"]
+        row["file_to_boxes_over_official_per_round"] = ratios
+    return row
+
+
+def _machine_meta(threads: int, rounds: int, runs: int) -> dict:
+    import datetime
+    import os
+    import platform
+
+    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "machine": platform.machine(), "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "threads": threads, "rounds": rounds, "runs": runs}
+    try:
+        import onnxruntime
+
+        meta["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        meta["onnxruntime"] = None
+    if hasattr(os, "getloadavg"):
+        meta["loadavg_start"] = list(os.getloadavg())
+    return meta
+
+
+def print_backend_table(row: dict) -> None:
+    """One table: method, median ms, ratio to the official eager model (when measured)."""
+    base = row.get("official_eager_ms")
+    print(f"\n{row['variant']}（输入 {row['input']}，图片 {row['image']}，默认后端 {row['default_backend']}，"
+          f"{row['threads']} 线程，{row['rounds']} 轮交替 × {row['runs']} 次，中位数）")
+    print(f"  {'方式':<34}{'ms':>9}{'相对官方 eager':>16}")
+    for k in METHODS:
+        if f"{k}_ms" in row:
+            ratio = f"{row[f'{k}_ms'] / base:.2f}×" if base else "—"
+            print(f"  {METHOD_NAMES[k]:<34}{row[f'{k}_ms']:>9.1f}{ratio:>16}")
+    for name, c in row["detections"].items():
+        other = "PyTorch" if name == "vs_torch" else "官方模型"
+        print(f"  检测结果与{other}{'一致' if c['identical'] else '不一致'}（前 {c['top_k']} 个：类别"
+              f"{'相同' if c['labels_equal'] else '不同'}，分数差 {c['max_abs_scores']:.1e}，框差 {c['max_abs_boxes']:.1e} 像素）")
+    print(f"  首次加载（含导出 ONNX）{row['first_load_s']:.1f} s，之后直接读缓存。")
+
+
+def run_backend_benchmark(variants: Iterable[str], official: str | None = None, rounds: int = 3, runs: int = 10,
+                          warmup: int = 2, threads: int = 2, image=None, json_path=None, checkpoint=None) -> dict:
+    """Each variant in a fresh subprocess (the official config loader leaks state); tables + optional JSON.
+
+    With ``checkpoint`` one table for its weights (``variants`` and ``official`` are not used)."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = {"meta": _machine_meta(threads, rounds, runs), "variants": {}}
+    for v in ([Path(checkpoint).stem] if checkpoint is not None else variants):
+        cmd = [sys.executable, "-m", "deimv2.bench", "--worker", v, "--rounds", str(rounds), "--runs", str(runs),
+               "--warmup", str(warmup), "--threads", str(threads)]
+        cmd += (["--official", str(official)] if official else []) + (["--image", str(image)] if image else [])
+        cmd += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
+        proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace",
+                              check=False)
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
+        if not lines:
+            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+            print(f"{v}：测量失败（退出码 {proc.returncode}）\n{tail}")
+            continue
+        row = json.loads(lines[-1][len(_MARK):])
+        result["variants"][v] = row
+        print_backend_table(row)
+    import os
+
+    if hasattr(os, "getloadavg"):
+        result["meta"]["loadavg_end"] = list(os.getloadavg())
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        print(f"结果已写入 {json_path}")
+    return result
+
+
+def _worker(argv) -> None:
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser()
+    p.add_argument("variant")
+    p.add_argument("--official")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--runs", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--image")
+    p.add_argument("--checkpoint")
+    a = p.parse_args(argv)
+    row = backend_latency(a.variant, a.official, a.rounds, a.runs, a.warmup, a.threads, a.image, a.checkpoint)
+    print(_MARK + json.dumps(row, ensure_ascii=False), flush=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--worker"]:
+        _worker(sys.argv[2:])

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
     p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")
+    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
+                   help="推理后端：auto（默认，CPU 上用 onnxruntime，GPU 上用 torch）、torch、onnxruntime")
 
     p = sub.add_parser("export", help="导出 ONNX")
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
@@ -106,11 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("checks", help="检查运行环境（版本、GPU、字体……）")
 
-    p = sub.add_parser("bench", help="CPU/GPU 推理延迟基准")
+    p = sub.add_parser("bench", help="推理延迟：官方 eager、我们的 eager / deploy / onnxruntime、文件→检测框，并排交替测量")
     p.add_argument("variants", nargs="*", default=["atto"], help="变体名，默认 atto")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--runs", type=int, default=10)
-    p.add_argument("-d", "--device", default="cpu")
+    p.add_argument("--runs", type=int, default=10, help="每轮每种方式计时几次")
+    p.add_argument("--rounds", type=int, default=3, help="交替测几轮（每轮换一种先后顺序）")
+    p.add_argument("--official", help="官方 DEIMv2 代码目录（git clone 得到），给出时加一列官方 eager 并比对检测结果")
+    p.add_argument("--image", help="文件→检测框用的图片（默认用示例数据做一张 640x480 JPEG）")
+    p.add_argument("-r", "--checkpoint", help="测这个权重文件（如 best.pth），而不是随机权重的变体")
+    p.add_argument("--json", help="把结果写入这个 JSON 文件")
+    p.add_argument("-d", "--device", default="cpu", help="cpu（默认，上面的对比表）或 cuda（只测模型前向）")
     return parser
 
 
@@ -145,7 +152,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         names = split(a.classes)
     keep = [int(c) if c.isdigit() else c for c in split(a.keep_classes)] if a.keep_classes else None
     predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, names=names, classes=keep,
-                conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json)
+                conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json, backend=a.backend)
     return 0
 
 
@@ -209,10 +216,14 @@ def _cmd_checks(a: argparse.Namespace) -> int:
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import run_latency_benchmark
+    from .bench import run_backend_benchmark, run_latency_benchmark
 
-    run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
-    return 0
+    if a.device != "cpu":
+        run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
+        return 0
+    result = run_backend_benchmark(a.variants, official=a.official, rounds=a.rounds, runs=a.runs,
+                                   threads=a.threads, image=a.image, json_path=a.json, checkpoint=a.checkpoint)
+    return 0 if len(result["variants"]) == (1 if a.checkpoint else len(a.variants)) else 1
 
 
 COMMANDS = {

@@ -15,12 +15,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config, load_config
 from .bench import time_fn
+from .config import Config, load_config
 from .errors import ConfigError, DEIMv2Error
 from .predict import DetectionGraph, build_graph, load_detector
 
-__all__ = ["export_onnx", "check_onnx", "require_onnx", "build_export_graph"]
+__all__ = ["build_export_graph", "check_onnx", "export_onnx", "require_onnx", "write_onnx"]
 
 _INSTALL = 'pip install -e ".[export]"（或 pip install onnx onnxruntime）'
 
@@ -51,23 +51,11 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
     return build_graph(model.cpu(), cfg, deploy=True), cfg
 
 
-def _default_output(cfg: Config, checkpoint) -> Path:
-    if checkpoint is not None and Path(checkpoint).is_file():
-        return Path(checkpoint).with_suffix(".onnx")
-    return Path(f"{cfg.name}.onnx")
+def write_onnx(graph: DetectionGraph, cfg: Config, out: str | Path, opset: int = 17, batch_size: int = 1,
+               dynamic_batch: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Trace ``graph`` (on CPU) into the ONNX file ``out`` and check it; returns the example inputs used."""
+    import onnx
 
-
-def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batch_size: int = 1,
-                simplify: bool = False, check: bool = False, dynamic_batch: bool = True) -> Path:
-    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
-    onnx, _ = require_onnx()
-    graph, cfg = build_export_graph(config, checkpoint)
-    out = Path(output) if output is not None else _default_output(cfg, checkpoint)
-    if out.suffix.lower() != ".onnx":
-        out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
-    from .outputs import ensure_output_dir
-
-    ensure_output_dir(out.parent)
     h, w = (int(v) for v in cfg.eval_spatial_size)
     images = torch.rand(batch_size, 3, h, w)
     sizes = torch.tensor([[w, h]] * batch_size, dtype=torch.int64)
@@ -83,6 +71,28 @@ def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batc
                           output_names=["labels", "boxes", "scores"], opset_version=int(opset),
                           dynamic_axes=axes if dynamic_batch else None, do_constant_folding=True, dynamo=False)
     onnx.checker.check_model(onnx.load(str(out)))
+    return images, sizes
+
+
+def _default_output(cfg: Config, checkpoint) -> Path:
+    if checkpoint is not None and Path(checkpoint).is_file():
+        return Path(checkpoint).with_suffix(".onnx")
+    return Path(f"{cfg.name}.onnx")
+
+
+def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batch_size: int = 1,
+                simplify: bool = False, check: bool = False, dynamic_batch: bool = True) -> Path:
+    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
+    require_onnx()
+    graph, cfg = build_export_graph(config, checkpoint)
+    out = Path(output) if output is not None else _default_output(cfg, checkpoint)
+    if out.suffix.lower() != ".onnx":
+        out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
+    from .outputs import ensure_output_dir
+
+    ensure_output_dir(out.parent)
+    h, w = (int(v) for v in cfg.eval_spatial_size)
+    images, sizes = write_onnx(graph, cfg, out, opset=opset, batch_size=batch_size, dynamic_batch=dynamic_batch)
     print(f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）")
     print("输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox"
           + ("；ImageNet 归一化已在模型内部" if cfg.input_mean is not None else "") + "），"
@@ -127,7 +137,7 @@ def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Confi
     ``max_abs_boxes`` over all K (large only where two scores tie and swap places) and both CPU latencies
     (ms, median of ``runs``).
     """
-    _, ort = require_onnx()
+    require_onnx()
     if graph is None or cfg is None:
         raise ConfigError("check_onnx 需要对应的 PyTorch 模型（graph 和 cfg），请通过 export_onnx(check=True) 调用。")
     from PIL import Image
@@ -141,9 +151,9 @@ def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Confi
     arr = np.asarray(pil.resize((w, h), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
     arr = np.ascontiguousarray(np.repeat(arr, batch, 0))
     sizes = np.array([pil.size] * batch, dtype=np.int64)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = torch.get_num_threads()
-    sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    from .backends import ort_session
+
+    sess = ort_session(path)  # torch's thread count, thread spinning off (see deimv2.backends.ort_session)
     feeds = {"images": arr, "orig_target_sizes": sizes}
     labels_o, boxes_o, scores_o = sess.run(["labels", "boxes", "scores"], feeds)
     x, s = torch.from_numpy(arr), torch.from_numpy(sizes)

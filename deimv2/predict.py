@@ -159,12 +159,15 @@ class Detector:
 
     ``Detector(model, cfg)`` wraps a built model (it is put in eval mode; ``deploy=True`` also folds it in
     place). Most users call :meth:`from_checkpoint`. ``classes`` keeps only these classes (names or 0-based ids).
+    ``backend``: ``"auto"`` (onnxruntime for a checkpoint on CPU when installed, else torch), ``"torch"`` or
+    ``"onnxruntime"``; see :mod:`deimv2.backends`. ``source``: the checkpoint file (names the ONNX cache).
     """
 
     def __init__(self, model: nn.Module, cfg: Config | None = None, class_names: Sequence[str] | None = None,
                  category_ids: Sequence[int] | None = None, device: str | torch.device | None = None,
                  conf: float | None = None, max_det: int = 300, classes: Sequence[str | int] | None = None,
-                 batch_size: int = 8, deploy: bool = False):
+                 batch_size: int = 8, deploy: bool = False, backend: str = "auto",
+                 source: str | Path | None = None):
         from .engine.setup import resolve_device
 
         cfg = cfg if cfg is not None else getattr(model, "config", None)
@@ -181,6 +184,9 @@ class Detector:
         self.conf = DEFAULT_CONF if conf is None else float(conf)
         self.max_det, self.batch_size = int(max_det), max(1, int(batch_size))
         self.classes = self._class_ids(classes)
+        from .backends import make_backend
+
+        self.backend = make_backend(backend, self.graph, cfg, self.device, source=source, deployed=deploy)
 
     # -- construction
     @classmethod
@@ -197,7 +203,7 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, path: str | Path, config: str | Path | Config | None = None, device=None,
                         conf: float | None = None, max_det: int = 300, classes=None, class_names=None,
-                        batch_size: int = 8, deploy: bool = True) -> "Detector":
+                        batch_size: int = 8, deploy: bool = True, backend: str = "auto") -> "Detector":
         """Our training checkpoints (config and class names inside), official ``.pth`` or HF safetensors.
 
         ``config`` (variant name or YAML) is needed only when the file has no config and its variant
@@ -211,7 +217,8 @@ class Detector:
                   f"要换一个，请传 conf=…（命令行 --conf）。")
         names = class_names if class_names is not None else meta.get("class_names")
         return cls(model, cfg, class_names=names, category_ids=meta.get("category_ids"), device=device,
-                   conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy)
+                   conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy,
+                   backend=backend, source=path)
 
     def _class_ids(self, classes) -> set[int] | None:
         if classes is None:
@@ -262,8 +269,7 @@ class Detector:
     def _run(self, images, paths, conf, max_det, keep, keep_images) -> list[Prediction]:
         batch, sizes = self.preprocess(images)
         self.graph.eval()
-        with torch.inference_mode():
-            labels, boxes, scores = self.graph(batch, sizes)
+        labels, boxes, scores = self.backend(batch, sizes)
         labels, boxes, scores = labels.cpu(), boxes.float().cpu(), scores.float().cpu()
         preds = []
         for i, im in enumerate(images):
@@ -377,11 +383,13 @@ def list_images(folder: Path) -> list[Path]:
 
 
 def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", names=None, conf=None,
-                max_det=300, device=None, save_json=False, classes=None) -> dict:
+                max_det=300, device=None, save_json=False, classes=None,
+                backend="auto") -> dict:
     """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
 
     ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
-    these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics.
+    these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics; ``backend`` as in
+    :class:`Detector`.
     """
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
@@ -405,8 +413,9 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         raise DatasetError(f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。")
     ensure_output_dir(out_dir)  # before the model is loaded
     det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
-                                   class_names=names, classes=classes)
-    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，置信度阈值 {det.conf:g}")
+                                   class_names=names, classes=classes, backend=backend)
+    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，"
+          f"置信度阈值 {det.conf:g}")
     if _is_video(source) and not source.is_dir():
         return _predict_video(det, source, output, save_json)
 

@@ -178,9 +178,10 @@ def test_from_checkpoint_official_format(tmp_path, model80, image_file):
     sd = model80.state_dict()
     path = tmp_path / "deimv2_atto_official.pth"
     torch.save({"date": "2025-09-01", "last_epoch": 499, "model": sd, "ema": {"module": sd, "updates": 5}}, path)
-    det = Detector.from_checkpoint(path, config=model80.config, conf=0.0)
+    # backend="torch": all 300 random-weight detections compared exactly (onnxruntime: tests/test_backends.py)
+    det = Detector.from_checkpoint(path, config=model80.config, conf=0.0, backend="torch")
     _same(Detector(model80, conf=0.0)(image_file), det(image_file))
-    auto = Detector.from_checkpoint(path, conf=0.0)  # variant, eval size (anchors), COCO names from the file
+    auto = Detector.from_checkpoint(path, conf=0.0, backend="torch")  # variant, eval size (anchors), COCO names
     assert "atto" in auto.cfg.name and auto.num_classes == 80 and auto.size_hw == (SIZE, SIZE)
     _same(Detector(model80, conf=0.0)(image_file), auto(image_file))
     assert auto.class_names[0] == "person" and auto.category_ids[-1] == 90

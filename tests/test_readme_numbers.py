@@ -28,6 +28,21 @@ def measured_section() -> str:
     return text[start:end if end > 0 else None]
 
 
+def backends_claim(pb: dict) -> str:
+    """The README line of ``benchmarks/predict_latency.py`` (Detector default backend vs official eager)."""
+    m, v = pb["meta"], pb["variants"]
+
+    def f(x):
+        return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
+
+    parts = "，".join(f"{NAMES[k]} {f(v[k]['file_to_boxes_ms'])} ms（官方 {f(v[k]['official_eager_ms'])} ms，"
+                     f"{v[k]['file_to_boxes_over_official']:.2f}×，后端 {v[k]['default_backend']}）" for k in ("atto", "n", "s"))
+    ort = "，".join(f"{NAMES[k]} {v[k]['onnxruntime_ms'] / v[k]['deploy_ms']:.2f}×" for k in ("atto", "n", "s"))
+    return (f"- **CPU 推理后端**（`Detector.from_checkpoint` 默认后端，{m['threads']} 线程，batch 1，各方式逐次轮流调用 "
+            f"{m['rounds']}×{m['runs']} 次取中位数，测量时机器负载 {m['loadavg_start'][0]:.1f}）：从 640×480 JPEG 文件到检测框 "
+            f"{parts}；前 10 个检测与官方模型一致。onnxruntime 与 PyTorch deploy 图的耗时比：{ort}")
+
+
 def claims() -> list[str]:
     out = [f"{len(VARIANTS)} 个变体", "|Δ| < " + f"{TOL:.0e}".replace("e-0", "e-")]
     lat = _load("latency_eval_cpu_interleaved.json")
@@ -38,6 +53,7 @@ def claims() -> list[str]:
         ratios = [o / f for o, f in zip(r["ours_ms_per_round"], r["official_ms_per_round"])]
         out.append(f"{NAMES[r['variant']]} {r['ours_ms']:.1f} / {r['official_ms']:.1f} ms"
                    f"（{r['ours_over_official']:.2f}×，各轮 {min(ratios):.2f}–{max(ratios):.2f}×）")
+    out.append(backends_claim(_load("predict_backends_cpu2.json")))
     demo = _load("train_demo_atto_cpu.json")
     out += [f"{demo['epochs']} 轮（{demo['size']}×{demo['size']}，batch {demo['batch_size']}）",
             f"约 {demo['wall_s'] / 60:.1f} 分钟（{demo['threads']} 线程）",

@@ -1,0 +1,226 @@
+"""Inference backends of :class:`~deimv2.predict.Detector`: PyTorch, or ONNX Runtime on CPU.
+
+Both run the same :class:`~deimv2.predict.DetectionGraph` (model + post-processor in deploy form) and return
+``(labels, boxes, scores)`` torch tensors, so the Detector builds the same :class:`Prediction` objects.
+
+``backend="auto"`` (the default) picks ONNX Runtime for a checkpoint file of an HGNetv2 variant (Atto…N) on CPU
+when ``onnx`` and ``onnxruntime`` are installed, else PyTorch: for the DINOv3 variants (S/M/L/X, whose fused
+attention is faster in PyTorch) and always on CUDA (use TensorRT there, ``docs/tensorrt.md``).
+The ONNX file is exported once and cached, keyed by the weights' hash, the config (input size …), the opset
+and the package versions; any change gives a new key and a new export. The cache lives next to the
+checkpoint (``<folder>/.deimv2_cache/``), or in the user cache folder when that folder is not writable
+(``$DEIMV2_CACHE_DIR``, else ``$XDG_CACHE_HOME/deimv2`` or ``~/.cache/deimv2``).
+Explained in notebook ``05_inference.ipynb``.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import ConfigError, DEIMv2Error
+
+__all__ = ["BACKENDS", "OnnxRuntimeBackend", "TorchBackend", "cache_key", "cached_onnx", "make_backend",
+           "ort_session"]
+
+BACKENDS = ("auto", "torch", "onnxruntime")
+OPSET = 17
+CACHE_DIRNAME = ".deimv2_cache"
+
+
+class TorchBackend:
+    """The graph itself, under ``torch.inference_mode``."""
+
+    name = "torch"
+
+    def __init__(self, graph: torch.nn.Module):
+        self.graph = graph
+
+    def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
+        with torch.inference_mode():
+            return self.graph(images, sizes)
+
+
+def ort_session(path: str | Path, threads: int | None = None):
+    """A CPU ``onnxruntime.InferenceSession`` with ``threads`` intra-op threads (default: torch's count).
+
+    Thread spinning is switched off (``session.intra_op.allow_spinning = 0``): with spinning on, ONNX Runtime's
+    idle worker threads keep busy-waiting for a while after every ``run``, which steals the cores from whatever
+    runs next in the process (decoding the next image, drawing boxes, a PyTorch call). On a 2-core machine that
+    made the next PyTorch call 2–3× slower; the run itself is no slower without spinning.
+    """
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxRuntimeBackend:
+    """The exported graph in ONNX Runtime (CPU). Inputs/outputs as :class:`TorchBackend`."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        self.path = Path(path)
+        self.session = ort_session(self.path, threads)
+
+    def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
+        feeds = {"images": images.detach().cpu().contiguous().numpy(),
+                 "orig_target_sizes": sizes.detach().cpu().to(torch.int64).numpy()}
+        labels, boxes, scores = self.session.run(["labels", "boxes", "scores"], feeds)
+        return torch.from_numpy(labels), torch.from_numpy(boxes), torch.from_numpy(scores)
+
+
+# --------------------------------------------------------------------------- cache
+def _versions() -> dict:
+    import onnx
+    import onnxruntime
+
+    from . import __version__
+
+    return {"deimv2": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def weights_hash(module: torch.nn.Module) -> str:
+    """SHA-256 of every tensor (names, shapes, dtypes, values) in ``module.state_dict()``."""
+    h = hashlib.sha256()
+    for name, t in module.state_dict().items():
+        t = t.detach().cpu()
+        h.update(f"{name}|{tuple(t.shape)}|{t.dtype}".encode())
+        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def cache_key(weights: str, cfg, opset: int = OPSET) -> str:
+    """Hex key of (weights hash, config incl. input size, opset, package versions)."""
+    payload = {"weights": weights, "config": cfg.raw, "input": [int(v) for v in cfg.eval_spatial_size],
+               "opset": int(opset), "versions": _versions()}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def user_cache_dir() -> Path:
+    if os.environ.get("DEIMV2_CACHE_DIR"):
+        return Path(os.environ["DEIMV2_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.environ.get("LOCALAPPDATA") or Path.home() / ".cache"
+    return Path(base) / "deimv2"
+
+
+def _cache_dirs(source: str | Path | None) -> list[Path]:
+    dirs = []
+    if source is not None:
+        src = Path(source)
+        dirs.append((src if src.is_dir() else src.parent) / CACHE_DIRNAME)
+    dirs.append(user_cache_dir() / "onnx")
+    return dirs
+
+
+def _write_atomic(graph, cfg, target: Path, opset: int) -> None:
+    """Export into a temp file in ``target``'s folder, then ``os.replace``: never a half-written file."""
+    from .export import write_onnx
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        write_onnx(graph, cfg, tmp, opset=opset)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def cached_onnx(graph: torch.nn.Module, cfg, source: str | Path | None = None, opset: int = OPSET,
+                verbose: bool = True) -> Path:
+    """Path of the ONNX file of ``graph`` (deploy form, CPU), exporting it first when not yet cached."""
+    key = cache_key(weights_hash(graph), cfg, opset)
+    stem = Path(source).stem if source is not None else str(cfg.name)
+    name = f"{stem}-{key[:16]}.onnx"
+    dirs = _cache_dirs(source)
+    for d in dirs:
+        if (d / name).is_file():
+            return d / name
+    errors = []
+    for d in dirs:
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            if not os.access(d, os.W_OK):
+                raise PermissionError(f"{d} 不可写")
+        except OSError as e:
+            errors.append(f"{d}（{e}）")
+            continue
+        target = d / name
+        if verbose:
+            print(f"首次使用 onnxruntime 后端：正在把 {stem} 导出为 ONNX（只需一次，缓存在 {target}）……")
+        _write_atomic(graph, cfg, target, opset)
+        for old in d.glob(f"{stem}-*.onnx"):  # older exports of the same checkpoint (weights/versions changed)
+            if old != target and len(old.stem) == len(stem) + 17:
+                old.unlink(missing_ok=True)
+        return target
+    raise OSError("没有可写的 ONNX 缓存目录：" + "；".join(errors))
+
+
+# --------------------------------------------------------------------------- choice
+def onnxruntime_available() -> bool:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _deploy_graph(graph, cfg, deployed: bool):
+    """``graph`` if already in deploy form, else a deployed copy (the caller's model stays as it is)."""
+    from .predict import build_graph
+
+    return graph if deployed else build_graph(copy.deepcopy(graph.model).cpu(), cfg, deploy=True)
+
+
+def prefers_onnxruntime(cfg) -> bool:
+    """``auto`` picks onnxruntime for the HGNetv2 (CNN) variants Atto…N, torch for DINOv3 (ViT) S/M/L/X."""
+    return cfg.input_mean is None  # only the DINOv3 variants normalise their input
+
+
+def make_backend(backend: str, graph: torch.nn.Module, cfg, device: torch.device,
+                 source: str | Path | None = None, deployed: bool = True) -> Any:
+    """The backend object for ``Detector``; see the module docstring for what ``"auto"`` picks.
+
+    ``source``: the checkpoint the weights came from (names the cache); ``deployed``: ``graph`` is in deploy form.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"未知的推理后端 backend={backend!r}。可选：{'、'.join(BACKENDS)}"
+                          "（auto = CPU 上用 onnxruntime、GPU 上用 torch）。")
+    if backend == "torch":
+        return TorchBackend(graph)
+    if backend == "onnxruntime":
+        if device.type != "cpu":
+            raise ConfigError(f"onnxruntime 后端只用于 CPU，当前设备是 {device}。GPU 上请用 backend='torch'，"
+                              "或按 docs/tensorrt.md 导出 TensorRT 引擎。")
+        if not onnxruntime_available():
+            raise DEIMv2Error('backend="onnxruntime" 需要 onnx 和 onnxruntime：请运行 pip install onnx onnxruntime，'
+                              '或改用 backend="torch"。')
+        return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
+    # auto: onnxruntime for a checkpoint file of an HGNetv2 variant on CPU. An in-memory model (e.g. right after
+    # training) stays in torch, and so do the DINOv3 variants (S/M/L/X): their ViT attention runs as a fused SDPA
+    # kernel in torch but as separate MatMul/Softmax nodes in onnxruntime, which measured no faster
+    # (benchmarks/results/predict_backends_cpu2.json).
+    if device.type != "cpu" or source is None or not prefers_onnxruntime(cfg):
+        return TorchBackend(graph)
+    if not onnxruntime_available():
+        print("提示：没有安装 onnxruntime，推理使用 PyTorch（pip install onnx onnxruntime 后 CPU 推理会快很多）。")
+        return TorchBackend(graph)
+    try:
+        return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
+    except Exception as e:  # noqa: BLE001 - any export/session failure: the torch path still works
+        print(f"提示：导出或加载 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），推理改用 PyTorch（结果相同，只是更慢）。")
+        return TorchBackend(graph)
