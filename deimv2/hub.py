@@ -74,7 +74,7 @@ def download_file(url: str, dst: str | Path, timeout: float = 60.0, progress: bo
             copy_stream(r, dst, int(length) if length else None, desc=dst.name, progress=progress)
     except WeightsError:
         raise
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         raise WeightsError(f"无法下载 {url}：{e}。请检查网络；国内可以设置镜像，"
                            f"设置环境变量 HF_ENDPOINT=https://hf-mirror.com 后重启内核，或在浏览器中下载后放到 {dst}。") from e
     return dst

@@ -7,8 +7,13 @@ import torch
 from safetensors.torch import save_file
 
 from deimv2.errors import WeightsError
-from deimv2.hub import (can_reach, copy_stream, download_official_checkpoint, official_checkpoint_dir,
-                        official_checkpoint_urls)
+from deimv2.hub import (
+    can_reach,
+    copy_stream,
+    download_official_checkpoint,
+    official_checkpoint_dir,
+    official_checkpoint_urls,
+)
 from deimv2.models.build import build_model
 from deimv2.weights import DOWNLOADS, load_for_finetune
 

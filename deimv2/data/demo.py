@@ -30,7 +30,7 @@ def _fingerprint(src: Path) -> str:
     h = hashlib.sha1()
     for p in sorted(src.rglob("*")):
         if p.is_file():
-            h.update(f"{p.relative_to(src).as_posix()}:{p.stat().st_size}\n".encode("utf-8"))
+            h.update(f"{p.relative_to(src).as_posix()}:{p.stat().st_size}\n".encode())
     h.update((src / "data.yaml").read_bytes())
     return h.hexdigest()
 
