@@ -25,7 +25,8 @@ def run_folder(folder: Path, names: list[str] | None = None) -> dict[str, float]
     seconds = {}
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=None, kernel_name="python3", resources={"metadata": {"path": str(folder)}})
+        client = NotebookClient(nb, timeout=None, startup_timeout=900, kernel_name="python3",
+                                resources={"metadata": {"path": str(folder)}})
         t0 = time.perf_counter()
         try:
             client.execute()

@@ -4,7 +4,6 @@ Executing them is nbval's job (``pytest --nbval-lax --nbval-current-env notebook
 """
 import ast
 import re
-import tomllib
 from pathlib import Path
 
 import nbformat
@@ -78,7 +77,10 @@ def test_ends_with_summary_and_exercises(name):
 
 
 def _repo_url():
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]["Repository"]
+    """``Repository`` of ``[project.urls]`` in pyproject.toml (tomllib is 3.11+, we support 3.10)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    urls = text.split("[project.urls]", 1)[1].split("\n[", 1)[0]
+    return re.search(r'^Repository = "([^"]+)"', urls, re.MULTILINE).group(1)
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))

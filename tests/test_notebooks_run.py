@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -25,6 +26,20 @@ ROOT = Path(__file__).resolve().parents[1]
 NB_DIR = ROOT / "notebooks"
 RUNNER = Path(__file__).with_name("nbrun.py")
 pytestmark = pytest.mark.slow_notebooks
+
+
+@pytest.fixture
+def workdir():
+    """A private temporary folder: pytest's shared basetemp may be pruned by other pytest runs during these long tests."""
+    path = Path(tempfile.mkdtemp(prefix="deimv2_notebooks_"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _check(cmd, **kwargs) -> str:
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, **kwargs)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc.stdout
 
 
 def _copy_notebooks(dst: Path) -> list[str]:
@@ -43,7 +58,8 @@ def _env(**extra) -> dict:
 
 
 def _run(python: str, folder: Path, env: dict, label: str) -> dict[str, float]:
-    proc = subprocess.run([python, str(RUNNER), str(folder)], cwd=folder, env=env, capture_output=True, text=True)
+    proc = subprocess.run([python, str(RUNNER), str(folder)], check=False, cwd=folder, env=env, capture_output=True,
+                          text=True)
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     seconds = json.loads(proc.stdout.rsplit("SECONDS ", 1)[1])
     if os.environ.get("DEIMV2_NOTEBOOK_TIMES"):  # benchmarks/notebooks_run.py collects per-notebook wall times
@@ -75,8 +91,8 @@ def _check_outputs(folder: Path, names: list[str]) -> None:
         assert "没有找到 04_train.ipynb 训练的模型" not in _text(folder, name), name
 
 
-def test_all_notebooks_run_all_in_default_mode(tmp_path):
-    folder = tmp_path / "notebooks"
+def test_all_notebooks_run_all_in_default_mode(workdir):
+    folder = workdir / "notebooks"
     names = _copy_notebooks(folder)
     seconds = _run(sys.executable, folder, _env(DEIMV2_FAST="0", PYTHONPATH=str(ROOT)), "default_mode")
     assert list(seconds) == names
@@ -87,29 +103,26 @@ def test_all_notebooks_run_all_in_default_mode(tmp_path):
 def _venv_with_wheel(tmp_path: Path) -> Path:
     """A fresh venv holding the wheel; the dev environment's packages (torch …) reached through a .pth line."""
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels),
-                    str(ROOT)], check=True, cwd=tmp_path)
+    _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+           cwd=tmp_path)
     wheel = next(wheels.glob("deimv2-*.whl"))
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    _check([sys.executable, "-m", "venv", "--without-pip", str(venv)])
     python = str(venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
-    site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    site = _check([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"]).strip()
     # a plain path line: the dev site-packages joins sys.path after the venv's own, and its .pth files (the
     # editable install of the clone) are not processed, so the wheel's copy of deimv2 is the one imported
     Path(site, "dev_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
-    subprocess.run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", str(wheel)],
-                   check=True, cwd=tmp_path)
+    _check([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", str(wheel)], cwd=tmp_path)
     return Path(python)
 
 
-def test_notebooks_run_from_installed_wheel_in_an_empty_folder(tmp_path):
-    python = _venv_with_wheel(tmp_path)
-    folder = tmp_path / "我的 notebooks"
+def test_notebooks_run_from_installed_wheel_in_an_empty_folder(workdir):
+    python = _venv_with_wheel(workdir)
+    folder = workdir / "我的 notebooks"
     names = _copy_notebooks(folder)
-    where = subprocess.run([str(python), "-c", "import deimv2, deimv2.data.demo as d; print(deimv2.__file__); "
-                            "print(d.demo_dataset_dir())"], cwd=folder, env=_env(), check=True, capture_output=True,
-                           text=True).stdout.split("\n")
-    assert all(Path(p).resolve().is_relative_to((tmp_path / "venv").resolve()) for p in where[:2]), where
+    probe = "import deimv2, deimv2.data.demo as d; print(deimv2.__file__); print(d.demo_dataset_dir())"
+    where = _check([str(python), "-c", probe], cwd=folder, env=_env()).split("\n")
+    assert all(Path(p).resolve().is_relative_to((workdir / "venv").resolve()) for p in where[:2]), where
     _run(str(python), folder, _env(DEIMV2_FAST="1"), "installed_wheel_fast_mode")
     _check_outputs(folder, names)
