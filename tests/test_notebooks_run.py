@@ -104,7 +104,7 @@ def _venv_with_wheel(tmp_path: Path) -> Path:
     """A fresh venv holding the wheel; the dev environment's packages (torch …) reached through a .pth line."""
     wheels = tmp_path / "wheels"
     _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
-           cwd=tmp_path)
+           cwd=tmp_path, env=_env())
     wheel = next(wheels.glob("deimv2-*.whl"))
     venv = tmp_path / "venv"
     _check([sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -113,7 +113,9 @@ def _venv_with_wheel(tmp_path: Path) -> Path:
     # a plain path line: the dev site-packages joins sys.path after the venv's own, and its .pth files (the
     # editable install of the clone) are not processed, so the wheel's copy of deimv2 is the one imported
     Path(site, "dev_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
-    _check([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "-q", str(wheel)], cwd=tmp_path)
+    # --ignore-installed: the dev environment's own deimv2 (editable, or on PYTHONPATH) must not count as installed
+    _check([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--ignore-installed", "-q", str(wheel)],
+           cwd=tmp_path, env=_env())
     return Path(python)
 
 
