@@ -73,7 +73,7 @@ def test_ends_with_summary_and_exercises(name):
     cells = _load(name).cells
     assert cells[-2].cell_type == "markdown" and cells[-2].source.startswith("## 小结")
     assert cells[-1].cell_type == "markdown" and cells[-1].source.startswith("## 练习")
-    assert re.search(r"^1\. ", cells[-1].source, re.M), "练习 should be a numbered list"
+    assert re.search(r"^1\. ", cells[-1].source, re.MULTILINE), "练习 should be a numbered list"
 
 
 def _repo_url():
