@@ -1,4 +1,4 @@
-"""Build the bundled demo detection dataset ``data/demo_yolo/`` (YOLO format, Roboflow-style layout).
+"""Build the bundled demo detection dataset ``deimv2/assets/demo_yolo/`` (YOLO format, package data).
 
 How to run (scikit-image is a dev-time tool only, it is NOT a dependency of deimv2):
 
@@ -202,7 +202,7 @@ def build(out: Path, n_train: int, n_valid: int, seed: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "demo_yolo")
+    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "deimv2" / "assets" / "demo_yolo")
     ap.add_argument("--train", type=int, default=160)
     ap.add_argument("--valid", type=int, default=48)
     ap.add_argument("--seed", type=int, default=2025)

@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+ROOT = Path(__file__).resolve().parents[1]
+NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = {
     "00_environment.ipynb": "环境准备",
     "01_weights.ipynb": "预训练权重",
@@ -22,6 +23,8 @@ NOTEBOOKS = {
     "08_decoder.ipynb": "解码器",
     "09_loss.ipynb": "损失函数与匹配",
 }
+#: written by another team: numbered 07-09, checked for structure when present
+LATER = re.compile(r"0[7-9]_[a-z0-9_]+\.ipynb")
 CJK = re.compile(r"[\u4e00-\u9fff]")
 COLAB_URL = "https://colab.research.google.com/github/deimv2-zh/deimv2/blob/main/notebooks/{}"
 
@@ -38,7 +41,8 @@ def _tags(cell):
 
 def test_exactly_the_numbered_notebooks_00_to_09_exist():
     found = sorted(p.name for p in NB_DIR.glob("*.ipynb"))
-    assert found == sorted(NOTEBOOKS), f"notebooks/ holds {found}"
+    assert set(NOTEBOOKS) <= set(found), f"notebooks/ holds {found}"
+    assert all(name in NOTEBOOKS or LATER.fullmatch(name) for name in found), found
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
@@ -72,17 +76,33 @@ def test_ends_with_summary_and_exercises(name):
     cells = _load(name).cells
     assert cells[-2].cell_type == "markdown" and cells[-2].source.startswith("## 小结")
     assert cells[-1].cell_type == "markdown" and cells[-1].source.startswith("## 练习")
-    assert re.search(r"^1\. ", cells[-1].source, re.M), "练习 should be a numbered list"
+    assert re.search(r"^1\. ", cells[-1].source, re.MULTILINE), "练习 should be a numbered list"
+
+
+def _repo_url():
+    """``Repository`` of ``[project.urls]`` in pyproject.toml (tomllib is 3.11+, we support 3.10)."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    urls = text.split("[project.urls]", 1)[1].split("\n[", 1)[0]
+    return re.search(r'^Repository = "([^"]+)"', urls, re.MULTILINE).group(1)
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_first_code_cell_is_colab_install_and_skipped(name):
+def test_first_code_cell_is_colab_install_from_project_url(name):
     code = [c for c in _load(name).cells if c.cell_type == "code"]
-    colab = code[0]
-    assert "nbval-skip" in _tags(colab)
-    assert '"google.colab" in sys.modules' in colab.source
-    assert "pip" in colab.source and "install" in colab.source
-    ast.parse(colab.source)  # plain Python: no "!pip" shell escapes
+    colab = code[0].source
+    ast.parse(colab)  # plain Python: no "!pip" shell escapes
+    assert 'if "google.colab" in sys.modules:' in colab  # a no-op elsewhere, so it runs (and is tested) everywhere
+    urls = re.findall(r'REPO_URL = "([^"]+)"', colab)
+    assert urls == [_repo_url()], f"{name}: the install cell must use [project.urls] Repository of pyproject.toml"
+    assert 'f"deimv2' in colab and "@ git+{REPO_URL}.git" in colab
+    for dev_only in ("jupyterlab", "nbval", "ipywidgets", "-e", "git clone", "chdir"):
+        assert dev_only not in colab, f"{name}: the Colab cell installs only run-time needs ({dev_only!r})"
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_colab_badge_points_at_project_repo(name):
+    owner_repo = _repo_url().removeprefix("https://github.com/")
+    assert f"colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{name}" in _load(name).cells[0].source
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
@@ -97,22 +117,38 @@ def test_code_cells_parse_and_use_deimv2(name):
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_outputs_go_under_outputs_notebooks(name):
-    body = "\n".join(c.source for c in _load(name).cells if c.cell_type == "code")
-    for literal in re.findall(r"Path\(\"(\.\./outputs[^\"]*)\"\)", body):
-        assert literal.startswith("../outputs/notebooks/"), literal
+def test_outputs_go_under_one_workspace(name):
+    code = [c.source for c in _load(name).cells if c.cell_type == "code"]
+    for src in code:
+        assert "../" not in src and "..\\" not in src, f"{name}: no paths outside the notebook's folder"
+    body = "\n".join(code)
+    if name != "00_environment.ipynb":  # 00 writes nothing
+        assert body.count('WORKSPACE = Path("outputs")') == 1, name
+        assert "USE_GOOGLE_DRIVE" in body
+        for literal in re.findall(r"Path\(\"([^\"]*)\"\)", body):
+            assert literal in ("outputs", "/content/drive/MyDrive/deimv2"), f"{name}: path {literal!r} outside WORKSPACE"
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_only_known_tags(name):
+def test_no_cell_is_skipped_or_meant_to_raise(name):
+    """Colab's "Run all" ignores tags: every cell must run; errors meant to be seen are caught and printed."""
     for cell in _load(name).cells:
-        assert set(_tags(cell)) <= {"nbval-skip", "raises-exception"}, _tags(cell)
+        assert not _tags(cell), _tags(cell)
 
 
-def test_error_teaching_cell_is_tagged():
-    cells = _load("02_convert.ipynb").cells
-    tagged = [c for c in cells if "raises-exception" in _tags(c)]
-    assert len(tagged) == 1 and "HungarianMatcher" in tagged[0].source
+def test_error_teaching_cell_catches_and_prints():
+    cells = [c for c in _load("02_convert.ipynb").cells if "HungarianMatcher(" in c.source]
+    assert len(cells) == 1
+    tree = ast.parse(cells[0].source)
+    handlers = [h for node in ast.walk(tree) if isinstance(node, ast.Try) for h in node.handlers]
+    assert [ast.unparse(h.type) for h in handlers] == ["IndexError"]
+
+
+@pytest.mark.parametrize("name", ["05_inference.ipynb", "06_evaluate.ipynb"])
+def test_fallback_model_is_announced(name):
+    src = next(c.source for c in _load(name).cells if "latest_run(" in c.source)
+    assert 'WORKSPACE / "04_train" / "run"' in src
+    assert "⚠️" in src and "警告" in src and "display(Markdown(" in src
 
 
 def test_conftest_enables_fast_mode():

@@ -1,4 +1,4 @@
-"""The bundled demo dataset (``data/demo_yolo`` in the git clone) and its COCO conversion.
+"""The bundled demo dataset (package data ``deimv2/assets/demo_yolo``) and its COCO conversion.
 
 Explained in notebook 02_convert.ipynb.
 """
@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from importlib import resources
 from pathlib import Path
 
 from ..errors import DatasetError
@@ -15,12 +16,12 @@ _STAMP = ".deimv2_demo_source.json"
 
 
 def demo_dataset_dir() -> Path:
-    """Path of the bundled YOLO demo dataset (``<repo>/data/demo_yolo``)."""
-    path = Path(__file__).resolve().parents[2] / "data" / "demo_yolo"
+    """Path of the bundled YOLO demo dataset (package data ``deimv2/assets/demo_yolo``, also in a wheel)."""
+    path = Path(str(resources.files("deimv2") / "assets" / "demo_yolo"))
     if not (path / "data.yaml").is_file():
         raise DatasetError(
-            f"找不到示例数据集 {path}。示例数据只在 git 克隆的仓库里（data/demo_yolo/），pip 安装的包中不包含它。"
-            "请先 git clone 本项目并以 pip install -e . 方式安装，或运行 "
+            f"找不到示例数据集 {path}（deimv2 安装不完整：包里应当带有 assets/demo_yolo/）。"
+            "请重新安装：pip install --force-reinstall deimv2；开发者可以运行 "
             "`pip install scikit-image && python data/make_demo_dataset.py` 重新生成。")
     return path
 
@@ -29,7 +30,7 @@ def _fingerprint(src: Path) -> str:
     h = hashlib.sha1()
     for p in sorted(src.rglob("*")):
         if p.is_file():
-            h.update(f"{p.relative_to(src).as_posix()}:{p.stat().st_size}\n".encode("utf-8"))
+            h.update(f"{p.relative_to(src).as_posix()}:{p.stat().st_size}\n".encode())
     h.update((src / "data.yaml").read_bytes())
     return h.hexdigest()
 

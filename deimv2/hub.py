@@ -1,0 +1,95 @@
+"""Download the official COCO checkpoints (the Hugging Face copies listed in ``deimv2.weights.DOWNLOADS``).
+
+Each Intellindust/DEIMv2_* repository holds ``config.json`` and ``model.safetensors``; we fetch both with
+urllib (redirects followed, tqdm progress bar), write through a ``.part`` file that replaces the target only
+when its size matches the server's ``Content-Length``, then check the folder with the same logic as
+``deimv2 info`` (:func:`deimv2.weights.inspect_weights`): a detector of the requested variant.
+Explained in notebook 04_train.ipynb (fine-tuning from the official COCO weights).
+"""
+from __future__ import annotations
+
+import os
+import urllib.request
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import WeightsError
+from .weights import DOWNLOADS, CheckpointInfo, inspect_weights
+
+HF_BASE = os.environ.get("HF_ENDPOINT", "https://huggingface.co")  # the hub's own mirror variable
+HF_FILES = ("config.json", "model.safetensors")
+_CHUNK = 1 << 20
+
+
+def official_checkpoint_urls(variant: str, base: str = HF_BASE) -> dict[str, str]:
+    """``{file name: URL}`` of the official COCO checkpoint of ``variant`` on the Hugging Face hub."""
+    if variant not in DOWNLOADS:
+        raise WeightsError(f"没有变体 {variant!r} 的官方权重。可选：{', '.join(DOWNLOADS)}。")
+    repo = DOWNLOADS[variant]["hf"]
+    return {name: f"{base.rstrip('/')}/{repo}/resolve/main/{name}" for name in HF_FILES}
+
+
+def official_checkpoint_dir(variant: str, ckpts_dir: str | Path) -> Path:
+    """Where :func:`download_official_checkpoint` puts ``variant``: ``ckpts_dir/DEIMv2_…_COCO``."""
+    official_checkpoint_urls(variant)  # validates the name
+    return Path(ckpts_dir) / DOWNLOADS[variant]["hf"].split("/")[-1]
+
+
+def can_reach(url: str, timeout: float = 5.0) -> bool:
+    """True when ``url`` answers (a HEAD request); False offline, behind a firewall or on any error."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return True
+    except Exception:  # noqa: BLE001 - any failure means "cannot download from here"
+        return False
+
+
+def copy_stream(src: BinaryIO, dst: Path, expected: int | None, desc: str = "", progress: bool = True) -> int:
+    """Copy ``src`` into ``dst`` via ``dst.part``; ``dst`` appears only when the byte count equals ``expected``."""
+    from tqdm.auto import tqdm
+
+    part = dst.with_name(dst.name + ".part")
+    done = 0
+    with open(part, "wb") as f, tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
+                                     disable=not progress) as bar:
+        while chunk := src.read(_CHUNK):
+            f.write(chunk)
+            done += len(chunk)
+            bar.update(len(chunk))
+    if expected is not None and done != expected:
+        part.unlink(missing_ok=True)
+        raise WeightsError(f"下载不完整：{dst.name} 收到 {done} 字节，服务器声明 {expected} 字节。"
+                           "请检查网络后重新运行（已下载的部分已删除）。")
+    os.replace(part, dst)
+    return done
+
+
+def download_file(url: str, dst: str | Path, timeout: float = 60.0, progress: bool = True) -> Path:
+    """Download ``url`` to ``dst`` (progress bar, size check, never leaves a half-written ``dst``)."""
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            length = r.headers.get("Content-Length")
+            copy_stream(r, dst, int(length) if length else None, desc=dst.name, progress=progress)
+    except WeightsError:
+        raise
+    except Exception as e:
+        raise WeightsError(f"无法下载 {url}：{e}。请检查网络；国内可以设置镜像，"
+                           f"设置环境变量 HF_ENDPOINT=https://hf-mirror.com 后重启内核，或在浏览器中下载后放到 {dst}。") from e
+    return dst
+
+
+def download_official_checkpoint(variant: str, ckpts_dir: str | Path, base: str = HF_BASE,
+                                 progress: bool = True) -> CheckpointInfo:
+    """Download (unless present) and check the official COCO checkpoint of ``variant``; returns its info."""
+    folder = official_checkpoint_dir(variant, ckpts_dir)
+    for name, url in official_checkpoint_urls(variant, base).items():
+        if not (folder / name).is_file():
+            download_file(url, folder / name, progress=progress)
+    info = inspect_weights(folder)
+    if info.kind != "detector" or info.variant != variant:
+        raise WeightsError(f"{folder} 不是 DEIMv2-{variant.upper()} 的完整检测器权重"
+                           f"（识别结果：{info.kind}，{info.format}，变体 {info.variant or '未知'}）。"
+                           "请删除这个文件夹后重新下载。")
+    return info
