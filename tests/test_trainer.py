@@ -141,3 +141,27 @@ def test_warmup_is_capped_on_small_data_unless_set(tiny_coco, tmp_path):
     # the LR still ramps up at step 122 although the capped warmup would have ended long before
     base, lr = fixed.scheduler.base_lrs[-1], fixed.scheduler.lr_at
     assert 0 < lr(61)[-1] < lr(122)[-1] < base and auto.scheduler.lr_at(auto.warmup_iter + 1)[-1] > lr(122)[-1]
+
+
+def test_training_reaches_an_ap_that_an_untrained_model_does_not(tmp_path):
+    """Learning, measured: 40 epochs on 8 images (evaluated on the same images, no strong augmentation).
+
+    The untrained model scores AP50 0.0 here; training reached 0.89 when this test was written.
+    """
+    import shutil
+
+    from tinydata import make_coco_dataset
+
+    data = make_coco_dataset(tmp_path / "data", n_train=8, n_val=1)
+    shutil.rmtree(data / "valid")
+    shutil.copytree(data / "train", data / "valid")
+    overrides = {**TINY, "batch_size": 4, "train_dataloader.dataset.transforms.policy.epoch": [99, 100, 101],
+                 "train_dataloader.collate_fn.stop_epoch": 101}
+    torch.manual_seed(0)
+    untrained = prepare_trainer("atto", data=data, output_dir=tmp_path / "u", overrides=overrides,
+                                progress=False).evaluate()
+    torch.manual_seed(0)
+    trained = train("atto", data=data, output_dir=tmp_path / "t", overrides=overrides, epochs=40, warmup_iter=1,
+                    progress=False)
+    assert untrained["AP50"] < 0.05, untrained["AP50"]
+    assert trained["AP50"] > 0.5 and trained["AP"] > 0.2, (trained["AP50"], trained["AP"])
