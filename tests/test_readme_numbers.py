@@ -43,6 +43,21 @@ def backends_claim(pb: dict) -> str:
             f"{parts}；前 10 个检测与官方模型一致。onnxruntime 与 PyTorch deploy 图的耗时比：{ort}")
 
 
+def notebooks_claim(nr: dict) -> str:
+    """The README lines of ``benchmarks/notebooks_run.py`` (both slow notebook tests, one run)."""
+    t = nr["tests"]
+    default = nr["notebooks"]["default_mode"]
+    wheel = t["test_notebooks_run_from_installed_wheel_in_an_empty_folder"]
+    full = t["test_all_notebooks_run_all_in_default_mode"]
+    assert full["passed"] and wheel["passed"], "notebooks_run JSON records a failed run"
+    return (f"- **Notebook 慢速测试**（`pytest -m slow_notebooks tests/test_notebooks_run.py`，`.ci/run` 在 README 的测试命令之后运行，"
+            f"`python benchmarks/notebooks_run.py` 测量）：默认模式（不设置 `DEIMV2_FAST`）下把全部 {len(default)} 个 notebook "
+            f"复制到空文件夹、按顺序“全部运行”，用时约 {full['seconds'] / 60:.0f} 分钟，其中 04（含示例训练）"
+            f"约 {default['04_train.ipynb'] / 60:.0f} 分钟；从 wheel 安装到全新虚拟环境（非 editable）后在带中文和空格的空文件夹里"
+            f"按顺序运行全部 notebook（快速模式）用时约 {wheel['seconds'] / 60:.1f} 分钟。notebook 内核 {nr['threads']} 个线程，"
+            f"1 分钟平均负载 {nr['loadavg_before'][0]:.1f}（开始）/ {nr['loadavg_after'][0]:.1f}（结束）")
+
+
 def claims() -> list[str]:
     out = [f"{len(VARIANTS)} 个变体", "|Δ| < " + f"{TOL:.0e}".replace("e-0", "e-")]
     lat = _load("latency_eval_cpu_interleaved.json")
@@ -58,6 +73,7 @@ def claims() -> list[str]:
     out += [f"{demo['epochs']} 轮（{demo['size']}×{demo['size']}，batch {demo['batch_size']}）",
             f"约 {demo['wall_s'] / 60:.1f} 分钟（{demo['threads']} 线程）",
             f"mAP@0.5 = {demo['final_AP50']:.2f}", f"mAP@0.5:0.95 = {demo['final_AP']:.2f}"]
+    out.append(notebooks_claim(_load("notebooks_run_cpu2.json")))
     browser = _load("browser_test.json")
     run = browser["runs"][0]
     out += [f"全部 {len(run['notebook_seconds'])} 个 notebook", f"1 分钟负载约 {run['loadavg_before'][0]:.0f}",
