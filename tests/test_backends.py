@@ -11,14 +11,13 @@ from PIL import Image
 pytest.importorskip("onnx", reason="onnx 未安装（pip install -e \".[export]\"）")
 pytest.importorskip("onnxruntime", reason="onnxruntime 未安装（pip install -e \".[export]\"）")
 
-from tinydata import make_coco_dataset
+from tinydata import calibrated_model, make_coco_dataset
 
 from deimv2 import backends
 from deimv2.cli import main as cli_main
 from deimv2.config import load_config
 from deimv2.engine.trainer import train
 from deimv2.errors import ConfigError, DEIMv2Error
-from deimv2.models.build import build_model
 from deimv2.predict import Detector, Prediction
 
 TINY = {
@@ -76,16 +75,7 @@ def test_trained_checkpoint_auto_is_onnxruntime_and_matches_torch(trained, capsy
 
 def _calibrated(variant: str, size: int = 160) -> torch.nn.Module:
     """Random weights with BN statistics measured on random images (distinct scores, like trained weights)."""
-    torch.manual_seed(0)
-    model = build_model(variant, num_classes=5, eval_spatial_size=[size, size])
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.momentum = None
-            m.reset_running_stats()
-    model.train()
-    with torch.no_grad():
-        model.encoder(model.backbone(torch.rand(2, 3, size, size)))
-    return model.eval()
+    return calibrated_model(variant, num_classes=5, size=size, batch=2)
 
 
 @pytest.mark.parametrize(("variant", "size"), [("atto", 160), ("n", 256), ("s", 160)])  # anchors >= queries

@@ -39,19 +39,25 @@ def make_coco_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 
     return root
 
 
-def calibrated_atto(num_classes: int = 80, seed: int = 0, size: int = 160) -> torch.nn.Module:
-    """Random Atto whose BN statistics are measured on random images.
+def calibrated_model(variant: str = "atto", num_classes: int = 80, seed: int = 0, size: int = 160,
+                     batch: int = 4) -> torch.nn.Module:
+    """Random ``variant`` whose BN statistics are measured on ``batch`` random images.
 
     With default BN statistics the random features are ~1e-4 and every query scores the same, so the
     top-k order is decided by float noise; measured statistics give distinct scores, like a trained model.
     """
     torch.manual_seed(seed)
-    model = build_model("atto", num_classes=num_classes, eval_spatial_size=[size, size])
+    model = build_model(variant, num_classes=num_classes, eval_spatial_size=[size, size])
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = None
             m.reset_running_stats()
     model.train()
     with torch.no_grad():
-        model.encoder(model.backbone(torch.rand(4, 3, size, size)))
+        model.encoder(model.backbone(torch.rand(batch, 3, size, size)))
     return model.eval()
+
+
+def calibrated_atto(num_classes: int = 80, seed: int = 0, size: int = 160) -> torch.nn.Module:
+    """Random Atto with measured BN statistics (see :func:`calibrated_model`)."""
+    return calibrated_model("atto", num_classes, seed, size)
