@@ -160,14 +160,14 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
     torch.manual_seed(0)
     if checkpoint is not None:
         model, cfg, _ = load_detector(checkpoint)
-        variant, official = variant or cfg.name, None
+        variant = variant or cfg.name
     else:
         model = build_model(variant)
         cfg = model.config
     h, w = (int(v) for v in cfg.eval_spatial_size)
     off_model = off_post = None
-    if checkpoint is not None:
-        pass
+    if checkpoint is not None:  # trained weights: nothing to calibrate, no official comparison
+        official = None
     elif official:
         ocfg = _load_official(official, variant)
         off_model, off_post = ocfg.model, ocfg.postprocessor
