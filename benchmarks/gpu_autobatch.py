@@ -6,6 +6,7 @@ first GPU, then trains one real step at the chosen per-step batch to show that i
 
     python benchmarks/gpu_autobatch.py --variants atto s --size 640
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,16 +56,30 @@ def main() -> int:
         out = resolve_auto_batch(cfg, dev, measure=recording, say=lines.append)
         chosen = out.data.batch_size
         again = measure(chosen)  # the chosen batch, measured once more: it must fit
-        rows.append({"variant": v, "size": list(cfg.eval_spatial_size), "amp": bool(args.amp),
-                     "chosen_batch": chosen, "peak_gb_at_chosen": None if again is None else again / 2**30,
-                     "measured_gb": {str(b): (None if p is None else p / 2**30) for b, p in sorted(seen.items())},
-                     "message": lines})
+        rows.append(
+            {
+                "variant": v,
+                "size": list(cfg.eval_spatial_size),
+                "amp": bool(args.amp),
+                "chosen_batch": chosen,
+                "peak_gb_at_chosen": None if again is None else again / 2**30,
+                "measured_gb": {str(b): (None if p is None else p / 2**30) for b, p in sorted(seen.items())},
+                "message": lines,
+            }
+        )
         print(json.dumps(rows[-1], ensure_ascii=False))
     props = torch.cuda.get_device_properties(dev)
-    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(), "gpu": props.name,
-              "gpu_total_gb": props.total_memory / 2**30, "fraction": AUTO_BATCH_FRACTION,
-              "torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
-              "loadavg": os.getloadavg(), "rows": rows}
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+        "gpu": props.name,
+        "gpu_total_gb": props.total_memory / 2**30,
+        "fraction": AUTO_BATCH_FRACTION,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "rows": rows,
+    }
     name = re.sub(r"[^A-Za-z0-9]+", "_", props.name).strip("_").lower()
     path = Path(__file__).resolve().parent / "results" / f"autobatch_{name}.json"
     path.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")

@@ -14,6 +14,7 @@ Steps, each recorded in the results JSON (machine, GPU, torch/CUDA versions, dat
 
 On a machine without CUDA it stops at once with a message saying so (exit code 2).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,8 @@ import platform
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
@@ -66,13 +67,26 @@ def _train(data: Path, out: Path, amp_dtype: str, epochs: int, **kw) -> dict:
     from deimv2.engine.trainer import train
 
     t0 = time.time()
-    metrics = train("atto", data=data, output_dir=out, use_amp=True, device="cuda", epochs=epochs, progress=False,
-                    check_data=False, overrides={"HGNetv2.pretrained": False, "num_workers": 2, "amp_dtype": amp_dtype,
-                                                 "batch_size": 16}, **kw)
+    metrics = train(
+        "atto",
+        data=data,
+        output_dir=out,
+        use_amp=True,
+        device="cuda",
+        epochs=epochs,
+        progress=False,
+        check_data=False,
+        overrides={"HGNetv2.pretrained": False, "num_workers": 2, "amp_dtype": amp_dtype, "batch_size": 16},
+        **kw,
+    )
     log = read_log(out / "log.jsonl")
     losses = [r.get("train_loss") for r in log]
-    return {"wall_s": round(time.time() - t0, 1), "AP50": metrics.get("AP50"), "losses": losses,
-            "ok": all(isinstance(x, float) and math.isfinite(x) for x in losses)}
+    return {
+        "wall_s": round(time.time() - t0, 1),
+        "AP50": metrics.get("AP50"),
+        "losses": losses,
+        "ok": all(isinstance(x, float) and math.isfinite(x) for x in losses),
+    }
 
 
 def step_train(work: Path, epochs: int) -> dict:
@@ -124,18 +138,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_check.py 需要 CUDA GPU，但这台机器上 torch.cuda.is_available() 为 False（"
-              f"torch {torch.__version__}）。请在有 NVIDIA GPU 且装了 CUDA 版 PyTorch 的机器上运行；"
-              "CPU 上的检查请用 pytest。", file=sys.stderr)
+        print(
+            "gpu_check.py 需要 CUDA GPU，但这台机器上 torch.cuda.is_available() 为 False（"
+            f"torch {torch.__version__}）。请在有 NVIDIA GPU 且装了 CUDA 版 PyTorch 的机器上运行；"
+            "CPU 上的检查请用 pytest。",
+            file=sys.stderr,
+        )
         return 2
     from latency import run_meta, write_results
 
     meta = run_meta(torch.get_num_threads(), 1, sys.argv[1:] if argv is None else list(argv))
-    meta.update(gpu=torch.cuda.get_device_name(0), cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
-                bf16_supported=torch.cuda.is_bf16_supported(), node=platform.node())
+    meta.update(
+        gpu=torch.cuda.get_device_name(0),
+        cuda=torch.version.cuda,
+        cudnn=torch.backends.cudnn.version(),
+        bf16_supported=torch.cuda.is_bf16_supported(),
+        node=platform.node(),
+    )
     work = Path(a.work)
-    steps = {"golden": step_golden, "train": lambda: step_train(work, a.epochs), "export": lambda: step_export(work),
-             "latency": lambda: step_latency(a.runs)}
+    steps = {
+        "golden": step_golden,
+        "train": lambda: step_train(work, a.epochs),
+        "export": lambda: step_export(work),
+        "latency": lambda: step_latency(a.runs),
+    }
     results = {}
     for name, fn in steps.items():
         t0 = time.time()

@@ -14,6 +14,7 @@ differences (backbone; encoder and decoder fed the official inputs) to locate a 
 
 This file also holds the helpers shared with ``train_step.py`` (subprocess protocol, official loader).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,8 +25,8 @@ import statistics
 import subprocess
 import sys
 import types
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 ALL_VARIANTS = ("atto", "femto", "pico", "n", "s", "m", "l", "x")
 SMALL_VARIANTS = ("atto", "femto", "pico", "n")
@@ -90,7 +91,7 @@ def _stub_missing_modules() -> None:
             if sub not in sys.modules:
                 sys.modules[sub] = _Inert(sub)
             if i > 1:
-                setattr(sys.modules[".".join(parts[:i - 1])], parts[i - 1], sys.modules[sub])
+                setattr(sys.modules[".".join(parts[: i - 1])], parts[i - 1], sys.modules[sub])
 
     if importlib.util.find_spec("tensorboard") is None:
         sys.modules["torch.utils.tensorboard"] = _Inert("torch.utils.tensorboard")
@@ -109,8 +110,10 @@ def load_official(official: str | Path, variant: str, **overrides):
     root = Path(official).expanduser().resolve()
     yml = root / "configs" / "deimv2" / f"{VARIANTS[variant]}.yml"
     if not yml.is_file():
-        raise SystemExit(f"官方代码目录 {root} 中找不到 {yml.relative_to(root)}。请用 --official 指向 "
-                         f"`git clone https://github.com/Intellindust-AI-Lab/DEIMv2` 得到的目录。")
+        raise SystemExit(
+            f"官方代码目录 {root} 中找不到 {yml.relative_to(root)}。请用 --official 指向 "
+            f"`git clone https://github.com/Intellindust-AI-Lab/DEIMv2` 得到的目录。"
+        )
     _stub_missing_modules()
     sys.path.insert(0, str(root))
     from engine.core import YAMLConfig
@@ -129,11 +132,19 @@ def run_meta(threads: int, rounds: int, argv: Sequence[str]) -> dict:
 
     import torch
 
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": platform.machine(), "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": threads, "rounds": rounds, "argv": list(argv),
-            "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "rounds": rounds,
+        "argv": list(argv),
+        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
 
 
 def write_results(path: str | Path, meta: dict, rows: list[dict]) -> None:
@@ -153,19 +164,19 @@ def run_worker(script: str | Path, args: Sequence[str], timeout: float | None = 
     """Parent side: run ``script --worker *args`` with the same Python; return its JSON or ``{'error': ...}``."""
     cmd = [sys.executable, str(script), "--worker", *map(str, args)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-                              timeout=timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"超时（{timeout} s）：{' '.join(cmd)}"}
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
+            return json.loads(line[len(MARK) :])
     tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
     return {"error": f"子进程退出码 {proc.returncode}：{' '.join(cmd)}\n{tail}"}
 
 
-def interleaved(variants: Sequence[str], rounds: int, official: str | None,
-                measure: Callable[[str, str], dict]) -> list[dict]:
+def interleaved(
+    variants: Sequence[str], rounds: int, official: str | None, measure: Callable[[str, str], dict]
+) -> list[dict]:
     """For each variant run ``measure(side, variant)`` for ours and official, alternating the order each round.
 
     Returns one row per variant: ``{'variant', 'ours': [results], 'official': [results]}``.
@@ -214,9 +225,12 @@ def _stage_diffs(off, ours, x) -> dict:
         f_off, f_ours = off.backbone(x), ours.backbone(x)
         e_off, e_ours = off.encoder(f_off), ours.encoder(f_off)
         d_off, d_ours = off.decoder(e_off), ours.decoder(e_off)
-    return {"backbone": max_abs_diff(f_ours, f_off), "encoder": max_abs_diff(e_ours, e_off),
-            "decoder_logits": max_abs_diff(d_ours["pred_logits"], d_off["pred_logits"]),
-            "decoder_boxes": max_abs_diff(d_ours["pred_boxes"], d_off["pred_boxes"])}
+    return {
+        "backbone": max_abs_diff(f_ours, f_off),
+        "encoder": max_abs_diff(e_ours, e_off),
+        "decoder_logits": max_abs_diff(d_ours["pred_logits"], d_off["pred_logits"]),
+        "decoder_boxes": max_abs_diff(d_ours["pred_boxes"], d_off["pred_boxes"]),
+    }
 
 
 def _output_diffs(off, ours, x) -> dict:
@@ -252,9 +266,12 @@ def fidelity(off_model, off_post, variant: str, deploy: bool, seed: int = 0) -> 
     ours.eval()
     off_model.eval()
     # our configs keep contiguous labels by default; compare with the official COCO id remap switched on
-    post = PostProcessor(num_classes=off_post.num_classes, use_focal_loss=off_post.use_focal_loss,
-                         num_top_queries=off_post.num_top_queries,
-                         remap_mscoco_category=off_post.remap_mscoco_category)
+    post = PostProcessor(
+        num_classes=off_post.num_classes,
+        use_focal_loss=off_post.use_focal_loss,
+        num_top_queries=off_post.num_top_queries,
+        remap_mscoco_category=off_post.remap_mscoco_category,
+    )
     # float64 copies before deploy(): deploy-time constants are created in the current dtype
     off64, ours64 = copy.deepcopy(off_model).double(), copy.deepcopy(ours).double()
     if deploy:
@@ -279,8 +296,9 @@ def fidelity(off_model, off_post, variant: str, deploy: bool, seed: int = 0) -> 
     return out
 
 
-def official_latency(official: str, variant: str, runs: int, warmup: int = 2, deploy: bool = False,
-                     threads: int = 2, check: bool = True) -> dict:
+def official_latency(
+    official: str, variant: str, runs: int, warmup: int = 2, deploy: bool = False, threads: int = 2, check: bool = True
+) -> dict:
     """The official model + PostProcessor, timed like :func:`ours_latency`; fidelity checked first."""
     import gc
 
@@ -306,14 +324,28 @@ def official_latency(official: str, variant: str, runs: int, warmup: int = 2, de
             post(model(x), sizes)
 
     res = time_fn(run, runs=runs, warmup=warmup)
-    res.update(variant=variant, input=f"{h}x{w}", threads=torch.get_num_threads(), deploy=deploy,
-               params=sum(p.numel() for p in model.parameters()), fidelity=fid)
+    res.update(
+        variant=variant,
+        input=f"{h}x{w}",
+        threads=torch.get_num_threads(),
+        deploy=deploy,
+        params=sum(p.numel() for p in model.parameters()),
+        fidelity=fid,
+    )
     return res
 
 
 # --------------------------------------------------------------------------- parent
-def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, warmup: int = 2,
-            deploy: bool = False, official: str | None = None, rounds: int = 1, check: bool = True) -> list[dict]:
+def compare(
+    variants: Sequence[str],
+    threads: int = 2,
+    runs: int | None = None,
+    warmup: int = 2,
+    deploy: bool = False,
+    official: str | None = None,
+    rounds: int = 1,
+    check: bool = True,
+) -> list[dict]:
     """Run all workers, print the table, return one summary dict per variant."""
     script = Path(__file__).resolve()
 
@@ -325,8 +357,10 @@ def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, 
         return run_worker(script, args)
 
     mode = "deploy（model.deploy() + postprocessor.deploy()）" if deploy else "eval（model.eval() + PostProcessor）"
-    print(f"模式 {mode}；线程数 {threads}；batch 1；预热 {warmup} 次；每个进程取中位数；"
-          f"{rounds} 轮（ours/官方交替）；随机权重")
+    print(
+        f"模式 {mode}；线程数 {threads}；batch 1；预热 {warmup} 次；每个进程取中位数；"
+        f"{rounds} 轮（ours/官方交替）；随机权重"
+    )
     rows = interleaved(variants, rounds, official, measure)
     summary = []
     print(f"{'变体':<6}{'输入':>9}{'ours ms':>10}{'官方 ms':>10}{'提速 %':>9}{'|Δ| fp32':>11}{'|Δ| fp64':>11}  一致")
@@ -338,20 +372,37 @@ def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, 
         ok = all(f["ok"] for f in fids) if fids else None
         sp = speedup_pct(ours_ms, off_ms) if ours_ms and off_ms else None
         src = (row["ours"] or row["official"] or [{}])[0]
-        print(f"{row['variant']:<6}{src.get('input', '?'):>9}{fmt(ours_ms):>10}{fmt(off_ms):>10}"
-              f"{fmt(sp, '+.1f'):>9}{fmt(d32, '.2e'):>11}{fmt(d64, '.2e'):>11}  {_verdict(ok)}")
+        print(
+            f"{row['variant']:<6}{src.get('input', '?'):>9}{fmt(ours_ms):>10}{fmt(off_ms):>10}"
+            f"{fmt(sp, '+.1f'):>9}{fmt(d32, '.2e'):>11}{fmt(d64, '.2e'):>11}  {_verdict(ok)}"
+        )
         if ok is False:
-            print(f"  ⚠ {row['variant']} 与官方输出不一致（≥ {FIDELITY_TOL:g}）：{json.dumps(fids[0], ensure_ascii=False)}")
+            print(
+                f"  ⚠ {row['variant']} 与官方输出不一致（≥ {FIDELITY_TOL:g}）：{json.dumps(fids[0], ensure_ascii=False)}"
+            )
         ratio = ours_ms / off_ms if ours_ms and off_ms else None
-        summary.append({"variant": row["variant"], "input": src.get("input"), "ours_ms": ours_ms,
-                        "official_ms": off_ms, "speedup_pct": sp, "ours_over_official": ratio,
-                        "ours_ms_per_round": [r.get("median_ms") for r in row["ours"]],
-                        "official_ms_per_round": [r.get("median_ms") for r in row["official"]], "max_abs_diff_fp32": d32,
-                        "max_abs_diff_fp64": d64, "fidelity_ok": ok,
-                        "fidelity": fids[0] if fids else None, "ours_runs": row["ours"],
-                        "official_runs": row["official"]})
-    print("提速 % = 官方耗时 / ours 耗时 − 1；|Δ| = 同一权重、同一输入下 pred_logits / pred_boxes 的最大绝对差"
-          "（fp64 = 两个模型都转成 float64 再比；随机权重下 fp32 的 top-k 近似并列可能让 fp32 的 |Δ| 变大，见 README）")
+        summary.append(
+            {
+                "variant": row["variant"],
+                "input": src.get("input"),
+                "ours_ms": ours_ms,
+                "official_ms": off_ms,
+                "speedup_pct": sp,
+                "ours_over_official": ratio,
+                "ours_ms_per_round": [r.get("median_ms") for r in row["ours"]],
+                "official_ms_per_round": [r.get("median_ms") for r in row["official"]],
+                "max_abs_diff_fp32": d32,
+                "max_abs_diff_fp64": d64,
+                "fidelity_ok": ok,
+                "fidelity": fids[0] if fids else None,
+                "ours_runs": row["ours"],
+                "official_runs": row["official"],
+            }
+        )
+    print(
+        "提速 % = 官方耗时 / ours 耗时 − 1；|Δ| = 同一权重、同一输入下 pred_logits / pred_boxes 的最大绝对差"
+        "（fp64 = 两个模型都转成 float64 再比；随机权重下 fp32 的 top-k 近似并列可能让 fp32 的 |Δ| 变大，见 README）"
+    )
     return summary
 
 

@@ -19,6 +19,7 @@ For every variant, in fresh subprocesses (the official ``YAMLConfig`` leaks one 
 
 Tests (``tests/test_official_golden.py``) rebuild our model with the same weights and compare.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
-from golden import (
+from golden import (  # noqa: E402  (after the sys.path insert above)
     FIXTURES,
     GOLDEN_SIZE,
     LOSS_VARIANTS,
@@ -45,7 +46,7 @@ from golden import (
     golden_targets,
     summarize,
 )
-from latency import emit, load_official, max_abs_diff, run_worker
+from latency import emit, load_official, max_abs_diff, run_worker  # noqa: E402
 
 ORIG_SIZE = (640, 480)  # (w, h) the post-processor scales boxes to
 
@@ -59,15 +60,18 @@ def keys_worker(official: str, variant: str) -> dict:
     sd = model.state_dict()
     total = sum(p.numel() for p in model.parameters())
     model.deploy()
-    ref = {"variant": variant, "config": f"{CONFIG_NAMES[variant]}.yml",
-           "total_params": total, "total_params_deploy_mode": sum(p.numel() for p in model.parameters()),
-           "state_dict": {k: list(v.shape) for k, v in sd.items()}}
+    ref = {
+        "variant": variant,
+        "config": f"{CONFIG_NAMES[variant]}.yml",
+        "total_params": total,
+        "total_params_deploy_mode": sum(p.numel() for p in model.parameters()),
+        "state_dict": {k: list(v.shape) for k, v in sd.items()},
+    }
     return ref
 
 
 def _post_settings(post) -> dict:
-    return {k: getattr(post, k) for k in ("num_classes", "use_focal_loss", "num_top_queries",
-                                          "remap_mscoco_category")}
+    return {k: getattr(post, k) for k in ("num_classes", "use_focal_loss", "num_top_queries", "remap_mscoco_category")}
 
 
 def golden_worker(official: str, variant: str, out_npz: str) -> dict:
@@ -92,10 +96,11 @@ def golden_worker(official: str, variant: str, out_npz: str) -> dict:
         out64 = m64(x.double())
     for k, v in summarize(out, res).items():
         arrays[f"eval.{k}"] = v.numpy()
-    meta["fp64_vs_fp32"] = max_abs_diff([out["pred_logits"], out["pred_boxes"]],
-                                        [out64["pred_logits"], out64["pred_boxes"]])
+    meta["fp64_vs_fp32"] = max_abs_diff(
+        [out["pred_logits"], out["pred_boxes"]], [out64["pred_logits"], out64["pred_boxes"]]
+    )
     scores = torch.sigmoid(out["pred_logits"]).flatten().sort(descending=True).values
-    meta["min_top_score_gap"] = (scores[:N_DETS] - scores[1:N_DETS + 1]).min().item()  # order of the stored top
+    meta["min_top_score_gap"] = (scores[:N_DETS] - scores[1 : N_DETS + 1]).min().item()  # order of the stored top
 
     if variant in LOSS_VARIANTS:
         train_model = copy.deepcopy(model).train()  # a copy: train mode updates BatchNorm statistics
@@ -128,23 +133,34 @@ def schedule_fixture(official: Path) -> dict:
     """The official ``flat_cosine_schedule`` (plain Python) at every iteration of three settings."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("official_lr_scheduler",
-                                                  official / "engine" / "optim" / "lr_scheduler.py")
+    spec = importlib.util.spec_from_file_location(
+        "official_lr_scheduler", official / "engine" / "optim" / "lr_scheduler.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rows = []
     for total, warm, flat, noaug in SCHEDULES:
         its = list(range(1, total + 5))
-        rows.append({"total": total, "warmup": warm, "flat": flat, "no_aug": noaug, "init_lr": SCHEDULE_LR[0],
-                     "min_lr": SCHEDULE_LR[1], "iters": its,
-                     "lr": [mod.flat_cosine_schedule(total, warm, flat, noaug, it, *SCHEDULE_LR) for it in its]})
+        rows.append(
+            {
+                "total": total,
+                "warmup": warm,
+                "flat": flat,
+                "no_aug": noaug,
+                "init_lr": SCHEDULE_LR[0],
+                "min_lr": SCHEDULE_LR[1],
+                "iters": its,
+                "lr": [mod.flat_cosine_schedule(total, warm, flat, noaug, it, *SCHEDULE_LR) for it in its],
+            }
+        )
     return {"flat_cosine_schedule": rows}
 
 
 def official_commit(official: Path) -> str | None:
     try:
-        return subprocess.run(["git", "-C", str(official), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(official), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -155,7 +171,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
         mode, official, variant, *rest = argv[1:]
         emit(keys_worker(official, variant) if mode == "keys" else golden_worker(official, variant, rest[0]))
         return {}
-    p = argparse.ArgumentParser(description="从官方 DEIMv2 代码生成一致性测试用的 golden 数据（tests/fixtures/official/）")
+    p = argparse.ArgumentParser(
+        description="从官方 DEIMv2 代码生成一致性测试用的 golden 数据（tests/fixtures/official/）"
+    )
     p.add_argument("--official", required=True, help="官方 DEIMv2 代码目录（git clone 得到的）")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--out", default=str(FIXTURES), help="输出目录（默认 tests/fixtures/official）")
@@ -181,12 +199,20 @@ def main(argv: Sequence[str] | None = None) -> dict:
         if "error" in meta:
             raise SystemExit(f"{v}：{meta['error']}")
         index["variants"][v] = meta
-        print(f"{v}: 写入 {out / (v + '.npz')}；fp64 与 fp32 最大差 {meta['fp64_vs_fp32']:.2e}，"
-              f"最高分数间最小间隔 {meta['min_top_score_gap']:.2e}"
-              + (f"，{len(meta['losses'])} 个损失项" if "losses" in meta else ""))
-    index.update(golden_size=GOLDEN_SIZE, orig_size=list(ORIG_SIZE), official_commit=a.commit or official_commit(Path(a.official)),
-                 torch=torch.__version__, python=platform.python_version(), machine=platform.machine(),
-                 date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+        print(
+            f"{v}: 写入 {out / (v + '.npz')}；fp64 与 fp32 最大差 {meta['fp64_vs_fp32']:.2e}，"
+            f"最高分数间最小间隔 {meta['min_top_score_gap']:.2e}"
+            + (f"，{len(meta['losses'])} 个损失项" if "losses" in meta else "")
+        )
+    index.update(
+        golden_size=GOLDEN_SIZE,
+        orig_size=list(ORIG_SIZE),
+        official_commit=a.commit or official_commit(Path(a.official)),
+        torch=torch.__version__,
+        python=platform.python_version(),
+        machine=platform.machine(),
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    )
     index_path.write_text(json.dumps(index, ensure_ascii=False, indent=1, sort_keys=True) + "\n", encoding="utf-8")
     print(f"索引已写入 {index_path}")
     return index

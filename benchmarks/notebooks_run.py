@@ -6,6 +6,7 @@ duration from the tests themselves, and writes benchmarks/results/notebooks_run_
 
     python benchmarks/notebooks_run.py [--out benchmarks/results/notebooks_run_cpu2.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,20 +34,44 @@ def main(argv: list[str] | None = None) -> dict:
     junit, times = tmp / "junit.xml", tmp / "notebooks.jsonl"
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "DEIMV2_NOTEBOOK_TIMES": str(times)}
     load_before, t0 = os.getloadavg(), time.time()
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-m", "slow_notebooks", "tests/test_notebooks_run.py", "-q",
-                           "-p", "no:cacheprovider", f"--junitxml={junit}", *(["-k", a.select] if a.select else [])],
-                          check=False, cwd=ROOT, env=env)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-m",
+            "slow_notebooks",
+            "tests/test_notebooks_run.py",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={junit}",
+            *(["-k", a.select] if a.select else []),
+        ],
+        check=False,
+        cwd=ROOT,
+        env=env,
+    )
     wall = time.time() - t0
-    tests = {case.get("name"): {"seconds": round(float(case.get("time")), 1),
-                                "passed": not any(child.tag in ("failure", "error") for child in case)}
-             for case in ET.parse(junit).iter("testcase")}
+    tests = {
+        case.get("name"): {
+            "seconds": round(float(case.get("time")), 1),
+            "passed": not any(child.tag in ("failure", "error") for child in case),
+        }
+        for case in ET.parse(junit).iter("testcase")
+    }
     runs = [json.loads(line) for line in times.read_text(encoding="utf-8").splitlines()] if times.is_file() else []
     result = {
         "what": "pytest -m slow_notebooks tests/test_notebooks_run.py" + (f" -k {a.select}" if a.select else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
-        "threads": a.threads, "rounds": 1, "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
-        "exit_code": proc.returncode, "wall_s": round(wall, 1), "tests": tests,
+        "threads": a.threads,
+        "rounds": 1,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+        "exit_code": proc.returncode,
+        "wall_s": round(wall, 1),
+        "tests": tests,
         "notebooks": {r["run"]: r["seconds"] for r in runs},
     }
     Path(a.out).write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")

@@ -7,6 +7,7 @@ detections of the default backend are checked against PyTorch and (with ``--offi
 
     python benchmarks/predict_latency.py --variants atto n s --official /tmp/official --rounds 5
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--image", help="文件→检测框用的图片（默认：示例数据做的 640x480 JPEG）")
     ap.add_argument("--json", default=str(RESULTS / "predict_backends_cpu2.json"))
     a = ap.parse_args(argv)
-    return run_backend_benchmark(a.variants, official=a.official, rounds=a.rounds, runs=a.runs, warmup=a.warmup,
-                                 threads=a.threads, image=a.image, json_path=a.json)
+    return run_backend_benchmark(
+        a.variants,
+        official=a.official,
+        rounds=a.rounds,
+        runs=a.runs,
+        warmup=a.warmup,
+        threads=a.threads,
+        image=a.image,
+        json_path=a.json,
+    )
 
 
 if __name__ == "__main__":

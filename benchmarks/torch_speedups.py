@@ -12,6 +12,7 @@ Per variant, in one process, interleaved rounds (order rotates), medians over al
 
     python benchmarks/torch_speedups.py --variants atto n --rounds 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -89,6 +90,7 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         def run():
             with torch.inference_mode():
                 g(inp, sizes)
+
         return run
 
     def folder_main():
@@ -96,23 +98,36 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
 
     def folder_workers(n):
         def run():
-            loader = torch.utils.data.DataLoader(_Folder(files, (h, w)), batch_size=8, num_workers=n,
-                                                 collate_fn=_collate)
+            loader = torch.utils.data.DataLoader(
+                _Folder(files, (h, w)), batch_size=8, num_workers=n, collate_fn=_collate
+            )
             for batch, sizes in loader:
                 det.backend(batch, sizes)
+
         return run
 
-    fns = {"eval_no_grad": no_grad_eval, "eval_inference_mode": im_eval, "deploy": im(graph, x, s1),
-           "deploy_channels_last": im(graph_cl, x_cl, s1), "batch1_per_image": im(graph, x, s1),
-           "batch8_per_image": im(graph, x8, s8), "folder_main_per_image": folder_main,
-           "folder_workers1_per_image": folder_workers(1), "folder_workers2_per_image": folder_workers(2)}
-    per_image = {"batch8_per_image": 8, "folder_main_per_image": n_files, "folder_workers1_per_image": n_files,
-                 "folder_workers2_per_image": n_files}
+    fns = {
+        "eval_no_grad": no_grad_eval,
+        "eval_inference_mode": im_eval,
+        "deploy": im(graph, x, s1),
+        "deploy_channels_last": im(graph_cl, x_cl, s1),
+        "batch1_per_image": im(graph, x, s1),
+        "batch8_per_image": im(graph, x8, s8),
+        "folder_main_per_image": folder_main,
+        "folder_workers1_per_image": folder_workers(1),
+        "folder_workers2_per_image": folder_workers(2),
+    }
+    per_image = {
+        "batch8_per_image": 8,
+        "folder_main_per_image": n_files,
+        "folder_workers1_per_image": n_files,
+        "folder_workers2_per_image": n_files,
+    }
     names = list(fns)
     samples = {k: [] for k in names}
     for r in range(rounds):
-        order = names[r % len(names):] + names[:r % len(names)]
-        for k in (order if r % 2 == 0 else order[::-1]):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for k in order if r % 2 == 0 else order[::-1]:
             n = runs if k.startswith(("eval", "deploy", "batch")) else max(2, runs // 4)
             res = time_fn(fns[k], runs=n, warmup=warmup if not k.startswith("folder") else 1, keep_times=True)
             samples[k].extend(t / per_image.get(k, 1) for t in res["times"])

@@ -4,6 +4,7 @@ Records wall time and mAP50 per epoch (from the trainer's log.jsonl) and writes 
 
     python benchmarks/train_demo.py --epochs 72 --threads 2 --out outputs/train_demo
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,16 +38,38 @@ def main(argv: list[str] | None = None) -> dict:
     for item in a.update:
         k, v = item.split("=", 1)
         overrides[k] = json.loads(v) if v[:1] in "[{0123456789-tf" and v not in ("true", "false") else v
-    metrics = train(a.variant, data=data, output_dir=out / "train", epochs=a.epochs, overrides=overrides,
-                    progress=False, check_data=False)
+    metrics = train(
+        a.variant,
+        data=data,
+        output_dir=out / "train",
+        epochs=a.epochs,
+        overrides=overrides,
+        progress=False,
+        check_data=False,
+    )
     wall = time.time() - t0
     log = read_log(out / "train" / "log.jsonl")
     summary = {
-        "variant": a.variant, "epochs": a.epochs, "size": a.size, "batch_size": a.batch_size,
-        "threads": torch.get_num_threads(), "device": "cpu", "wall_s": round(wall, 1),
-        "best_AP": metrics["best_AP"], "final_AP": metrics["AP"], "final_AP50": metrics["AP50"],
-        "curve": [{"epoch": r["epoch"] + 1, "time_s": r["time_s"], "loss": round(r.get("train_loss", float("nan")), 3),
-                   "AP50": round(r["AP50"], 4), "AP": round(r["AP"], 4)} for r in log],
+        "variant": a.variant,
+        "epochs": a.epochs,
+        "size": a.size,
+        "batch_size": a.batch_size,
+        "threads": torch.get_num_threads(),
+        "device": "cpu",
+        "wall_s": round(wall, 1),
+        "best_AP": metrics["best_AP"],
+        "final_AP": metrics["AP"],
+        "final_AP50": metrics["AP50"],
+        "curve": [
+            {
+                "epoch": r["epoch"] + 1,
+                "time_s": r["time_s"],
+                "loss": round(r.get("train_loss", float("nan")), 3),
+                "AP50": round(r["AP50"], 4),
+                "AP": round(r["AP"], 4),
+            }
+            for r in log
+        ],
     }
     (out / "train_demo.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     print("epoch  time_s   loss    AP50     AP")

@@ -12,16 +12,28 @@ both sides. Each side runs in a fresh subprocess (see ``latency.py``), ours and 
 The official worker also compares, for the same weights and the same random seed, the loss terms and the
 gradients of ours and the official code (one forward + backward each, before timing).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from latency import (ALL_VARIANTS, emit, fmt, interleaved, load_official, max_abs_diff,  # noqa: E402
-                     median_of, run_meta, run_worker, speedup_pct, write_results)
+from latency import (
+    ALL_VARIANTS,
+    emit,
+    fmt,
+    interleaved,
+    load_official,
+    max_abs_diff,  # noqa: E402
+    median_of,
+    run_meta,
+    run_worker,
+    speedup_pct,
+    write_results,
+)
 
 BATCH = 4
 
@@ -42,8 +54,9 @@ def make_batch(h: int, w: int, batch: int = BATCH, num_classes: int = 80, seed: 
         n = int(torch.randint(3, 6, (1,), generator=g))
         centre = 0.2 + 0.6 * torch.rand(n, 2, generator=g)
         size = 0.05 + 0.35 * torch.rand(n, 2, generator=g)
-        targets.append({"boxes": torch.cat([centre, size], 1),
-                        "labels": torch.randint(0, num_classes, (n,), generator=g)})
+        targets.append(
+            {"boxes": torch.cat([centre, size], 1), "labels": torch.randint(0, num_classes, (n,), generator=g)}
+        )
     return images, targets
 
 
@@ -66,8 +79,7 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm: floa
     return loss.item()
 
 
-def _time_steps(model, criterion, optimizer, clip: float, variant: str, h: int, w: int, runs: int,
-                warmup: int) -> dict:
+def _time_steps(model, criterion, optimizer, clip: float, variant: str, h: int, w: int, runs: int, warmup: int) -> dict:
     import torch
 
     from deimv2.bench import time_fn
@@ -76,10 +88,17 @@ def _time_steps(model, criterion, optimizer, clip: float, variant: str, h: int, 
     criterion.train()
     images, targets = make_batch(h, w)
     losses = []
-    res = time_fn(lambda: losses.append(train_step(model, criterion, optimizer, images, targets, clip)),
-                  runs=runs, warmup=warmup)
-    res.update(variant=variant, input=f"{BATCH}x3x{h}x{w}", threads=torch.get_num_threads(),
-               boxes=[len(t["labels"]) for t in targets], first_loss=losses[0], last_loss=losses[-1])
+    res = time_fn(
+        lambda: losses.append(train_step(model, criterion, optimizer, images, targets, clip)), runs=runs, warmup=warmup
+    )
+    res.update(
+        variant=variant,
+        input=f"{BATCH}x3x{h}x{w}",
+        threads=torch.get_num_threads(),
+        boxes=[len(t["labels"]) for t in targets],
+        first_loss=losses[0],
+        last_loss=losses[-1],
+    )
     return res
 
 
@@ -126,8 +145,10 @@ def train_fidelity(off_model, off_criterion, variant: str, h: int, w: int, seed:
     common = sorted(set(lo) & set(lu))
     grad_names = sorted(set(go) & set(gu))
     return {
-        "loss_terms": len(lo), "loss_keys_equal": set(lo) == set(lu),
-        "total_loss_official": float(sum(lo.values())), "total_loss_ours": float(sum(lu.values())),
+        "loss_terms": len(lo),
+        "loss_keys_equal": set(lo) == set(lu),
+        "total_loss_official": float(sum(lo.values())),
+        "total_loss_ours": float(sum(lu.values())),
         "loss_max_abs_diff": max((max_abs_diff(lu[k], lo[k]) for k in common), default=None),
         "grad_params_equal": set(go) == set(gu),
         "grad_max_abs_diff": max((max_abs_diff(gu[n], go[n]) for n in grad_names), default=None),
@@ -135,8 +156,9 @@ def train_fidelity(off_model, off_criterion, variant: str, h: int, w: int, seed:
     }
 
 
-def official_train_step(official: str, variant: str, runs: int, warmup: int = 2, threads: int = 2,
-                        check: bool = True) -> dict:
+def official_train_step(
+    official: str, variant: str, runs: int, warmup: int = 2, threads: int = 2, check: bool = True
+) -> dict:
     """The official model, DEIMCriterion and optimizer (``YAMLConfig.optimizer``), timed like ours."""
     import gc
 
@@ -149,14 +171,20 @@ def official_train_step(official: str, variant: str, runs: int, warmup: int = 2,
     h, w = cfg.yaml_cfg["eval_spatial_size"]
     fid = train_fidelity(model, criterion, variant, h, w) if check else None
     gc.collect()
-    res = _time_steps(model, criterion, optimizer, float(cfg.yaml_cfg["clip_max_norm"]), variant, h, w, runs,
-                      warmup)
+    res = _time_steps(model, criterion, optimizer, float(cfg.yaml_cfg["clip_max_norm"]), variant, h, w, runs, warmup)
     res["fidelity"] = fid
     return res
 
 
-def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, warmup: int = 2,
-            official: str | None = None, rounds: int = 1, check: bool = True) -> list[dict]:
+def compare(
+    variants: Sequence[str],
+    threads: int = 2,
+    runs: int | None = None,
+    warmup: int = 2,
+    official: str | None = None,
+    rounds: int = 1,
+    check: bool = True,
+) -> list[dict]:
     script = Path(__file__).resolve()
 
     def measure(side: str, v: str) -> dict:
@@ -165,8 +193,10 @@ def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, 
         args += [] if check else ["--no-check"]
         return run_worker(script, args)
 
-    print(f"训练一步（forward + loss + backward + clip_grad_norm + AdamW step），fp32，batch {BATCH}，"
-          f"线程数 {threads}，预热 {warmup} 次后取中位数，{rounds} 轮（ours/官方交替），随机权重")
+    print(
+        f"训练一步（forward + loss + backward + clip_grad_norm + AdamW step），fp32，batch {BATCH}，"
+        f"线程数 {threads}，预热 {warmup} 次后取中位数，{rounds} 轮（ours/官方交替），随机权重"
+    )
     rows = interleaved(variants, rounds, official, measure)
     summary = []
     print(f"{'变体':<6}{'输入':>15}{'ours ms':>10}{'官方 ms':>10}{'提速 %':>9}{'loss |Δ|':>11}{'grad |Δ|':>11}")
@@ -175,12 +205,23 @@ def compare(variants: Sequence[str], threads: int = 2, runs: int | None = None, 
         fid = next((r["fidelity"] for r in row["official"] if r.get("fidelity")), None)
         sp = speedup_pct(ours_ms, off_ms) if ours_ms and off_ms else None
         src = (row["ours"] or row["official"] or [{}])[0]
-        print(f"{row['variant']:<6}{src.get('input', '?'):>15}{fmt(ours_ms):>10}{fmt(off_ms):>10}{fmt(sp, '+.1f'):>9}"
-              f"{fmt(fid and fid['loss_max_abs_diff'], '.2e'):>11}{fmt(fid and fid['grad_max_abs_diff'], '.2e'):>11}")
-        summary.append({"variant": row["variant"], "input": src.get("input"), "ours_ms": ours_ms,
-                        "official_ms": off_ms, "speedup_pct": sp,
-                        "ours_over_official": ours_ms / off_ms if ours_ms and off_ms else None, "fidelity": fid,
-                        "ours_runs": row["ours"], "official_runs": row["official"]})
+        print(
+            f"{row['variant']:<6}{src.get('input', '?'):>15}{fmt(ours_ms):>10}{fmt(off_ms):>10}{fmt(sp, '+.1f'):>9}"
+            f"{fmt(fid and fid['loss_max_abs_diff'], '.2e'):>11}{fmt(fid and fid['grad_max_abs_diff'], '.2e'):>11}"
+        )
+        summary.append(
+            {
+                "variant": row["variant"],
+                "input": src.get("input"),
+                "ours_ms": ours_ms,
+                "official_ms": off_ms,
+                "speedup_pct": sp,
+                "ours_over_official": ours_ms / off_ms if ours_ms and off_ms else None,
+                "fidelity": fid,
+                "ours_runs": row["ours"],
+                "official_runs": row["official"],
+            }
+        )
     print("提速 % = 官方耗时 / ours 耗时 − 1；loss/grad |Δ| = 同一权重、同一随机种子下各损失项 / 梯度的最大绝对差")
     return summary
 

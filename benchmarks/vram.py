@@ -21,6 +21,7 @@ fits with a micro-batch of at least ``MIN_MICRO_BATCH`` (BatchNorm statistics co
 It writes the table into README between ``<!-- vram-guide:start -->`` and ``<!-- vram-guide:end -->``;
 ``tests/test_vram_guide.py`` checks that README's table is what this function makes from the JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,14 +69,22 @@ def measure_variant(variant: str, batches=(1, 2)) -> dict:
     model, criterion = model.to(device), criterion.to(device)
     amp_dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
     n_params = sum(p.numel() for p in model.parameters())
-    out = {"variant": variant, "train_size": size, "params": n_params, "static_bytes": n_params * 16,
-           "recipe_batch": int(cfg.raw.get("reference_batch_size") or cfg.data.batch_size),
-           "amp_dtype": str(amp_dtype).replace("torch.", ""), "act_bytes": {"fp32": {}, "amp": {}}, "seconds": {}}
+    out = {
+        "variant": variant,
+        "train_size": size,
+        "params": n_params,
+        "static_bytes": n_params * 16,
+        "recipe_batch": int(cfg.raw.get("reference_batch_size") or cfg.data.batch_size),
+        "amp_dtype": str(amp_dtype).replace("torch.", ""),
+        "act_bytes": {"fp32": {}, "amp": {}},
+        "seconds": {},
+    }
     for mode, dtype in (("fp32", None), ("amp", amp_dtype)):
         for b in batches:
             t0 = time.perf_counter()
-            out["act_bytes"][mode][str(b)] = int(measure_activation_bytes(model, criterion, [size, size], device,
-                                                                          batch_size=b, autocast_dtype=dtype))
+            out["act_bytes"][mode][str(b)] = int(
+                measure_activation_bytes(model, criterion, [size, size], device, batch_size=b, autocast_dtype=dtype)
+            )
             out["seconds"][f"{mode}_b{b}"] = round(time.perf_counter() - t0, 2)
     for mode in ("fp32", "amp"):
         acts = out["act_bytes"][mode]
@@ -88,8 +97,13 @@ def measure_variant(variant: str, batches=(1, 2)) -> dict:
         torch.cuda.reset_peak_memory_stats()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
         x = torch.rand(2, 3, size, size, device=device)
-        tg = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
-               "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)} for _ in range(2)]
+        tg = [
+            {
+                "labels": torch.zeros(1, dtype=torch.long, device=device),
+                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device),
+            }
+            for _ in range(2)
+        ]
         sum(criterion(model(x, targets=tg), tg, epoch=0).values()).backward()
         opt.step()
         out["cuda_max_memory_allocated_b2_fp32"] = int(torch.cuda.max_memory_allocated())
@@ -99,20 +113,30 @@ def measure_variant(variant: str, batches=(1, 2)) -> dict:
 def machine_info(threads: int) -> dict:
     import torch
 
-    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
-            "threads": threads}
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "threads": threads,
+    }
 
 
 def cmd_measure(a) -> dict:
     import torch
 
     torch.set_num_threads(a.threads)
-    result = {"benchmark": "vram", "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_info(a.threads), "rounds": 1, "loadavg_start": list(os.getloadavg()),
-              "method": "saved-tensor hooks, train forward + DEIM loss, 1 box/image, batch 1 and 2, fp32 and autocast",
-              "variants": {}}
+    result = {
+        "benchmark": "vram",
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine_info(a.threads),
+        "rounds": 1,
+        "loadavg_start": list(os.getloadavg()),
+        "method": "saved-tensor hooks, train forward + DEIM loss, 1 box/image, batch 1 and 2, fp32 and autocast",
+        "variants": {},
+    }
     if a.merge and a.json and Path(a.json).is_file():  # add variants to an earlier run (kept: its date, machine)
         old = json.loads(Path(a.json).read_text(encoding="utf-8"))
         old.setdefault("runs", []).append({k: result[k] for k in ("date", "machine", "loadavg_start")})
@@ -125,8 +149,11 @@ def cmd_measure(a) -> dict:
         result["variants"][v] = measure_variant(v, tuple(a.batches))
         result["variants"][v]["measured_at"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         r = result["variants"][v]
-        print(f"  {v} {r['train_size']}²：每张图激活 fp32 {r['fit']['fp32']['per_image'] / 2**30:.2f} GB，"
-              f"AMP {r['fit']['amp']['per_image'] / 2**30:.2f} GB", flush=True)
+        print(
+            f"  {v} {r['train_size']}²：每张图激活 fp32 {r['fit']['fp32']['per_image'] / 2**30:.2f} GB，"
+            f"AMP {r['fit']['amp']['per_image'] / 2**30:.2f} GB",
+            flush=True,
+        )
         if a.json:  # write after each variant so a long run keeps what it measured
             result["loadavg_end"] = list(os.getloadavg())
             Path(a.json).write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
@@ -155,23 +182,40 @@ def recommend(data: dict, gpu_gb: float) -> dict | None:
         v = variants[name]
         micro = max_micro_batch(v, gpu_gb, amp=True)
         if micro >= MIN_MICRO_BATCH:
-            return {"gpu_gb": gpu_gb, "variant": name, "micro_batch": micro,
-                    "accumulate": max(1, v["recipe_batch"] // micro), "recipe_batch": v["recipe_batch"],
-                    "amp": True, "size": v["train_size"], "peak_gb": round(peak_gb(v, micro, True), 1)}
+            return {
+                "gpu_gb": gpu_gb,
+                "variant": name,
+                "micro_batch": micro,
+                "accumulate": max(1, v["recipe_batch"] // micro),
+                "recipe_batch": v["recipe_batch"],
+                "amp": True,
+                "size": v["train_size"],
+                "peak_gb": round(peak_gb(v, micro, True), 1),
+            }
     return None
 
 
 def guide_markdown(data: dict) -> str:
     """README block: measured memory per variant, then the recommendation per GPU size."""
     m = data["machine"]
-    only1 = [n for n in VARIANTS if n in data["variants"] and data["variants"][n]["fit"]["fp32"]["from"] != "batch 1, 2"]
-    note = (f"；{'、'.join(only1)} 只测了 batch 1（batch 2 超出测量机器的内存），把 batch 1 的激活全部算作每张图的量，"
-            f"偏保守") if only1 else ""
-    intro = (f"测量：`benchmarks/vram.py`（{data['date'][:10]}，{m['device']}，{m['threads']} 线程），"
-             f"结果 `benchmarks/results/vram_cpu.json`。显存估算 = 参数 × 16 字节（权重、梯度、AdamW 两份动量）"
-             f"+ 激活（用 saved-tensor hooks 实测 batch 1、2 的训练前向 + 损失，线性拟合{note}），"
-             f"再留 {int(MARGIN * 100)}% 余量给分配器、CUDA 上下文和临时缓冲。"
-             f"AMP 列在 CPU 上用 bf16 autocast 测得；GPU 上的算子选择不同，数值只作参考。")
+    only1 = [
+        n for n in VARIANTS if n in data["variants"] and data["variants"][n]["fit"]["fp32"]["from"] != "batch 1, 2"
+    ]
+    note = (
+        (
+            f"；{'、'.join(only1)} 只测了 batch 1（batch 2 超出测量机器的内存），把 batch 1 的激活全部算作每张图的量，"
+            f"偏保守"
+        )
+        if only1
+        else ""
+    )
+    intro = (
+        f"测量：`benchmarks/vram.py`（{data['date'][:10]}，{m['device']}，{m['threads']} 线程），"
+        f"结果 `benchmarks/results/vram_cpu.json`。显存估算 = 参数 × 16 字节（权重、梯度、AdamW 两份动量）"
+        f"+ 激活（用 saved-tensor hooks 实测 batch 1、2 的训练前向 + 损失，线性拟合{note}），"
+        f"再留 {int(MARGIN * 100)}% 余量给分配器、CUDA 上下文和临时缓冲。"
+        f"AMP 列在 CPU 上用 bf16 autocast 测得；GPU 上的算子选择不同，数值只作参考。"
+    )
     lines = [
         intro,
         "",
@@ -180,18 +224,25 @@ def guide_markdown(data: dict) -> str:
     ]
     for name in [v for v in VARIANTS if v in data["variants"]]:
         v = data["variants"][name]
-        lines.append(f"| {name} | {v['train_size']}² | {v['params'] / 1e6:.1f}M | "
-                     f"{v['fit']['fp32']['per_image'] / 2**30:.2f} GB | {v['fit']['amp']['per_image'] / 2**30:.2f} GB | "
-                     f"{peak_gb(v, 8, True):.1f} GB |")
-    lines += ["", "| 显存 | 推荐变体 | 每步 batch | accumulate | 有效 batch | AMP | 输入尺寸 | 估算峰值 |",
-              "|---|---|---|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {v['train_size']}² | {v['params'] / 1e6:.1f}M | "
+            f"{v['fit']['fp32']['per_image'] / 2**30:.2f} GB | {v['fit']['amp']['per_image'] / 2**30:.2f} GB | "
+            f"{peak_gb(v, 8, True):.1f} GB |"
+        )
+    lines += [
+        "",
+        "| 显存 | 推荐变体 | 每步 batch | accumulate | 有效 batch | AMP | 输入尺寸 | 估算峰值 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for gb in GPU_SIZES_GB:
         r = recommend(data, gb)
         if r is None:
             lines.append(f"| {gb} GB | （都放不下 batch {MIN_MICRO_BATCH}：减小输入尺寸） | | | | | | |")
             continue
-        lines.append(f"| {gb} GB | {r['variant']} | {r['micro_batch']} | {r['accumulate']} | "
-                     f"{r['micro_batch'] * r['accumulate']} | 开 | {r['size']}² | {r['peak_gb']} GB |")
+        lines.append(
+            f"| {gb} GB | {r['variant']} | {r['micro_batch']} | {r['accumulate']} | "
+            f"{r['micro_batch'] * r['accumulate']} | 开 | {r['size']}² | {r['peak_gb']} GB |"
+        )
     return "\n".join(lines)
 
 
@@ -224,8 +275,14 @@ def main(argv=None):
     m = sub.add_parser("measure")
     m.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     m.add_argument("--threads", type=int, default=1)
-    m.add_argument("--batches", nargs="+", type=int, default=[1, 2], choices=[1, 2],
-                   help="测哪些 batch（默认 1 2；内存不够时只测 1）")
+    m.add_argument(
+        "--batches",
+        nargs="+",
+        type=int,
+        default=[1, 2],
+        choices=[1, 2],
+        help="测哪些 batch（默认 1 2；内存不够时只测 1）",
+    )
     m.add_argument("--merge", action="store_true", help="把结果并入已有的 JSON（只替换这次测的变体）")
     m.add_argument("--json", default="benchmarks/results/vram_cpu.json")
     g = sub.add_parser("guide")

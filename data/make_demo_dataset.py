@@ -9,6 +9,7 @@ Objects are cut out of real, public-domain / CC0 photos shipped inside the sciki
 small rotation and colour jitter, onto random crops of real background photos. The boxes are the
 exact bounding boxes of the pasted alpha masks. The output is deterministic for a given --seed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -80,9 +81,29 @@ def _largest(mask: np.ndarray) -> np.ndarray:
 
 
 # Outline of the shuttle model (x, y) in the crop astronaut()[0:290, 352:472], traced by hand.
-_SHUTTLE = [(37, 38), (48, 12), (55, 0), (72, 0), (80, 12), (83, 40), (88, 38), (94, 50), (95, 190),
-            (105, 215), (108, 230), (100, 245), (110, 285), (40, 289), (30, 245), (2, 230), (5, 212),
-            (25, 195), (28, 110), (32, 80), (32, 50)]
+_SHUTTLE = [
+    (37, 38),
+    (48, 12),
+    (55, 0),
+    (72, 0),
+    (80, 12),
+    (83, 40),
+    (88, 38),
+    (94, 50),
+    (95, 190),
+    (105, 215),
+    (108, 230),
+    (100, 245),
+    (110, 285),
+    (40, 289),
+    (30, 245),
+    (2, 230),
+    (5, 212),
+    (25, 195),
+    (28, 110),
+    (32, 80),
+    (32, 50),
+]
 
 
 def _shuttle_mask(shape: tuple[int, int]) -> np.ndarray:
@@ -108,7 +129,7 @@ def _sample_background(rng: np.random.Generator, bgs: list[np.ndarray]) -> Image
     h, w = bg.shape[:2]
     side = int(rng.uniform(0.45, 1.0) * min(h, w))
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-    crop = bg[y:y + side, x:x + side].astype(np.float32)
+    crop = bg[y : y + side, x : x + side].astype(np.float32)
     if np.allclose(crop[..., 0], crop[..., 1]):  # grey texture: random tint
         crop = crop * rng.uniform(0.6, 1.2, size=3)[None, None, :]
     img = Image.fromarray(np.clip(crop, 0, 255).astype(np.uint8)).resize((SIZE, SIZE), Image.BILINEAR)
@@ -190,14 +211,18 @@ def build(out: Path, n_train: int, n_valid: int, seed: int) -> None:
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=85)
             (out / split / "images" / f"{name}.jpg").write_bytes(buf.getvalue())
-            lines = [f"{c} {(b[0] + b[2]) / 2 / SIZE:.6f} {(b[1] + b[3]) / 2 / SIZE:.6f} "
-                     f"{(b[2] - b[0]) / SIZE:.6f} {(b[3] - b[1]) / SIZE:.6f}" for c, b in objects]
+            lines = [
+                f"{c} {(b[0] + b[2]) / 2 / SIZE:.6f} {(b[1] + b[3]) / 2 / SIZE:.6f} "
+                f"{(b[2] - b[0]) / SIZE:.6f} {(b[3] - b[1]) / SIZE:.6f}"
+                for c, b in objects
+            ]
             (out / split / "labels" / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     names = ", ".join(f"'{n}'" for n in CLASS_NAMES)
     (out / "data.yaml").write_text(
         "# DEIMv2 教程示例数据集（由 data/make_demo_dataset.py 生成）\n"
         f"train: train/images\nval: valid/images\n\nnc: {len(CLASS_NAMES)}\nnames: [{names}]\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
 
 
 def main() -> None:

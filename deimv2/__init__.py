@@ -2,6 +2,7 @@
 
 Top-level names are imported lazily so ``import deimv2`` stays fast.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -12,6 +12,7 @@ checkpoint (``<folder>/.deimv2_cache/``), or in the user cache folder when that 
 (``$DEIMV2_CACHE_DIR``, else ``$XDG_CACHE_HOME/deimv2`` or ``~/.cache/deimv2``).
 Explained in notebook ``05_inference.ipynb``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,8 +27,7 @@ import torch
 
 from .errors import ConfigError, DEIMv2Error
 
-__all__ = ["BACKENDS", "OnnxRuntimeBackend", "TorchBackend", "cache_key", "cached_onnx", "make_backend",
-           "ort_session"]
+__all__ = ["BACKENDS", "OnnxRuntimeBackend", "TorchBackend", "cache_key", "cached_onnx", "make_backend", "ort_session"]
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 OPSET = 17
@@ -74,8 +74,10 @@ class OnnxRuntimeBackend:
         self.session = ort_session(self.path, threads)
 
     def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
-        feeds = {"images": images.detach().cpu().contiguous().numpy(),
-                 "orig_target_sizes": sizes.detach().cpu().to(torch.int64).numpy()}
+        feeds = {
+            "images": images.detach().cpu().contiguous().numpy(),
+            "orig_target_sizes": sizes.detach().cpu().to(torch.int64).numpy(),
+        }
         labels, boxes, scores = self.session.run(["labels", "boxes", "scores"], feeds)
         return torch.from_numpy(labels), torch.from_numpy(boxes), torch.from_numpy(scores)
 
@@ -87,8 +89,12 @@ def _versions() -> dict:
 
     from . import __version__
 
-    return {"deimv2": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
-            "onnxruntime": onnxruntime.__version__}
+    return {
+        "deimv2": __version__,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
 
 
 def weights_hash(module: torch.nn.Module) -> str:
@@ -103,8 +109,13 @@ def weights_hash(module: torch.nn.Module) -> str:
 
 def cache_key(weights: str, cfg, opset: int = OPSET) -> str:
     """Hex key of (weights hash, config incl. input size, opset, package versions)."""
-    payload = {"weights": weights, "config": cfg.raw, "input": [int(v) for v in cfg.eval_spatial_size],
-               "opset": int(opset), "versions": _versions()}
+    payload = {
+        "weights": weights,
+        "config": cfg.raw,
+        "input": [int(v) for v in cfg.eval_spatial_size],
+        "opset": int(opset),
+        "versions": _versions(),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -139,8 +150,9 @@ def _write_atomic(graph, cfg, target: Path, opset: int) -> None:
             os.remove(tmp)
 
 
-def cached_onnx(graph: torch.nn.Module, cfg, source: str | Path | None = None, opset: int = OPSET,
-                verbose: bool = True) -> Path:
+def cached_onnx(
+    graph: torch.nn.Module, cfg, source: str | Path | None = None, opset: int = OPSET, verbose: bool = True
+) -> Path:
     """Path of the ONNX file of ``graph`` (deploy form, CPU), exporting it first when not yet cached."""
     key = cache_key(weights_hash(graph), cfg, opset)
     stem = Path(source).stem if source is not None else str(cfg.name)
@@ -191,24 +203,36 @@ def prefers_onnxruntime(cfg) -> bool:
     return cfg.input_mean is None  # only the DINOv3 variants normalise their input
 
 
-def make_backend(backend: str, graph: torch.nn.Module, cfg, device: torch.device,
-                 source: str | Path | None = None, deployed: bool = True) -> Any:
+def make_backend(
+    backend: str,
+    graph: torch.nn.Module,
+    cfg,
+    device: torch.device,
+    source: str | Path | None = None,
+    deployed: bool = True,
+) -> Any:
     """The backend object for ``Detector``; see the module docstring for what ``"auto"`` picks.
 
     ``source``: the checkpoint the weights came from (names the cache); ``deployed``: ``graph`` is in deploy form.
     """
     if backend not in BACKENDS:
-        raise ConfigError(f"未知的推理后端 backend={backend!r}。可选：{'、'.join(BACKENDS)}"
-                          "（auto = CPU 上用 onnxruntime、GPU 上用 torch）。")
+        raise ConfigError(
+            f"未知的推理后端 backend={backend!r}。可选：{'、'.join(BACKENDS)}"
+            "（auto = CPU 上用 onnxruntime、GPU 上用 torch）。"
+        )
     if backend == "torch":
         return TorchBackend(graph)
     if backend == "onnxruntime":
         if device.type != "cpu":
-            raise ConfigError(f"onnxruntime 后端只用于 CPU，当前设备是 {device}。GPU 上请用 backend='torch'，"
-                              "或按 docs/tensorrt.md 导出 TensorRT 引擎。")
+            raise ConfigError(
+                f"onnxruntime 后端只用于 CPU，当前设备是 {device}。GPU 上请用 backend='torch'，"
+                "或按 docs/tensorrt.md 导出 TensorRT 引擎。"
+            )
         if not onnxruntime_available():
-            raise DEIMv2Error('backend="onnxruntime" 需要 onnx 和 onnxruntime：请运行 pip install onnx onnxruntime，'
-                              '或改用 backend="torch"。')
+            raise DEIMv2Error(
+                'backend="onnxruntime" 需要 onnx 和 onnxruntime：请运行 pip install onnx onnxruntime，'
+                '或改用 backend="torch"。'
+            )
         return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
     # auto: onnxruntime for a checkpoint file of an HGNetv2 variant on CPU. An in-memory model (e.g. right after
     # training) stays in torch, and so do the DINOv3 variants (S/M/L/X): their ViT attention runs as a fused SDPA
@@ -222,5 +246,7 @@ def make_backend(backend: str, graph: torch.nn.Module, cfg, device: torch.device
     try:
         return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
     except Exception as e:  # noqa: BLE001 - any export/session failure: the torch path still works
-        print(f"提示：导出或加载 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），推理改用 PyTorch（结果相同，只是更慢）。")
+        print(
+            f"提示：导出或加载 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），推理改用 PyTorch（结果相同，只是更慢）。"
+        )
         return TorchBackend(graph)

@@ -28,6 +28,7 @@ After scaling, ``reference_batch_size`` is set to ``B``: the saved ``config.yaml
 and loading it again scales nothing twice. :func:`apply_batch_rule` is pure; the trainer calls it once, at
 set-up, with the batch it will really use (also one chosen automatically).
 """
+
 from __future__ import annotations
 
 import copy
@@ -102,12 +103,16 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
             group["lr"] = after
             pattern = str(group.get("params", ""))
             what = "骨干 backbone" if ("backbone" in pattern or "dinov3" in pattern) else "参数组"
-            report.rows.append((f"optimizer.params[{i}].lr", f"学习率 optimizer.params[{i}]（{what}）",
-                                before, after, keep))
+            report.rows.append(
+                (f"optimizer.params[{i}].lr", f"学习率 optimizer.params[{i}]（{what}）", before, after, keep)
+            )
     scale("optimizer.lr", "学习率 optimizer.lr（其余参数：编码器、解码器）", lambda x: _clean(x * k))
     scale("ema.decay", "EMA decay", lambda x: _clean(max(0.0, 1.0 - (1.0 - x) * k)))
-    scale("train_dataloader.collate_fn.ema_restart_decay", "无增强阶段重启 EMA 的 decay",
-          lambda x: _clean(max(0.0, 1.0 - (1.0 - x) * k)))
+    scale(
+        "train_dataloader.collate_fn.ema_restart_decay",
+        "无增强阶段重启 EMA 的 decay",
+        lambda x: _clean(max(0.0, 1.0 - (1.0 - x) * k)),
+    )
     scale("ema.warmups", "EMA 预热步数 ema.warmups", lambda x: max(0, round(x / k)))
     scale("warmup_iter", "学习率预热步数 warmup_iter", lambda x: max(0, round(x / k)))
     new["reference_batch_size"] = b
@@ -122,11 +127,15 @@ def format_batch_scaling(report: BatchScaling) -> str:
     if b == ref:
         return f"有效 batch {b} 与配方的 batch 相同，学习率、EMA 和预热保持配方的值。"
     if not report.enabled:
-        return (f"有效 batch {b} ≠ 配方的 batch {ref}，但 scale_lr=false：学习率、EMA 和预热保持配方的值"
-                f"（官方规则会把它们按 k = {b}/{ref} 缩放）。")
-    head = (f"batch size 规则（官方 Customizing Batch Size）：有效 batch {b} ≠ 配方的 batch {ref}，k = {b}/{ref} = "
-            f"{report.k:g}。学习率 × k，EMA decay = 1 − (1 − decay) × k，预热步数 ÷ k"
-            f"（关闭：-u scale_lr=false；想保持配方的 batch 就用 accumulate）：")
+        return (
+            f"有效 batch {b} ≠ 配方的 batch {ref}，但 scale_lr=false：学习率、EMA 和预热保持配方的值"
+            f"（官方规则会把它们按 k = {b}/{ref} 缩放）。"
+        )
+    head = (
+        f"batch size 规则（官方 Customizing Batch Size）：有效 batch {b} ≠ 配方的 batch {ref}，k = {b}/{ref} = "
+        f"{report.k:g}。学习率 × k，EMA decay = 1 − (1 − decay) × k，预热步数 ÷ k"
+        f"（关闭：-u scale_lr=false；想保持配方的 batch 就用 accumulate）："
+    )
     lines = [head]
     for _key, label, before, after, keep in report.rows:
         note = "（你显式设置的值，保持不变）" if keep else ""

@@ -3,6 +3,7 @@
 Batch 1 at the variant's eval size, ``torch.inference_mode()``, warm-up runs first, then the median
 of repeated runs; the thread count is stated. Explained in notebook ``01_weights.ipynb``.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -12,8 +13,13 @@ from collections.abc import Callable, Iterable
 import torch
 
 
-def time_fn(fn: Callable[[], object], runs: int = 10, warmup: int = 2, sync: Callable[[], None] | None = None,
-            keep_times: bool = False) -> dict:
+def time_fn(
+    fn: Callable[[], object],
+    runs: int = 10,
+    warmup: int = 2,
+    sync: Callable[[], None] | None = None,
+    keep_times: bool = False,
+) -> dict:
     """Median / min / mean milliseconds of ``fn`` over ``runs`` after ``warmup`` calls (+ all ``times``)."""
     for _ in range(warmup):
         fn()
@@ -26,12 +32,23 @@ def time_fn(fn: Callable[[], object], runs: int = 10, warmup: int = 2, sync: Cal
         if sync:
             sync()
         times.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": statistics.median(times), "min_ms": min(times), "mean_ms": statistics.fmean(times),
-            "runs": runs, **({"times": times} if keep_times else {})}
+    return {
+        "median_ms": statistics.median(times),
+        "min_ms": min(times),
+        "mean_ms": statistics.fmean(times),
+        "runs": runs,
+        **({"times": times} if keep_times else {}),
+    }
 
 
-def bench_variant(variant: str, device: str = "cpu", runs: int = 10, warmup: int = 2, deploy: bool = False,
-                  with_postprocess: bool = True) -> dict:
+def bench_variant(
+    variant: str,
+    device: str = "cpu",
+    runs: int = 10,
+    warmup: int = 2,
+    deploy: bool = False,
+    with_postprocess: bool = True,
+) -> dict:
     """Eval latency of one variant with random weights (weights do not change the compute)."""
     from .models.build import build_model, build_postprocessor
 
@@ -53,13 +70,20 @@ def bench_variant(variant: str, device: str = "cpu", runs: int = 10, warmup: int
                 post(out, sizes)
 
     result = time_fn(run, runs=runs, warmup=warmup, sync=sync)
-    result.update(variant=variant, input=f"{h}x{w}", device=str(dev), threads=torch.get_num_threads(),
-                  deploy=deploy, params=sum(p.numel() for p in model.parameters()))
+    result.update(
+        variant=variant,
+        input=f"{h}x{w}",
+        device=str(dev),
+        threads=torch.get_num_threads(),
+        deploy=deploy,
+        params=sum(p.numel() for p in model.parameters()),
+    )
     return result
 
 
-def run_latency_benchmark(variants: Iterable[str], threads: int = 2, runs: int = 10, device: str = "cpu",
-                          deploy: bool = False) -> list[dict]:
+def run_latency_benchmark(
+    variants: Iterable[str], threads: int = 2, runs: int = 10, device: str = "cpu", deploy: bool = False
+) -> list[dict]:
     """Print and return a latency table for ``variants``."""
     torch.set_num_threads(int(threads))
     rows = []
@@ -74,9 +98,14 @@ def run_latency_benchmark(variants: Iterable[str], threads: int = 2, runs: int =
 
 # --------------------------------------------------------------------------- backends side by side
 METHODS = ("official_eager", "eager", "deploy", "onnxruntime", "file_to_boxes", "file_to_boxes_torch")
-METHOD_NAMES = {"official_eager": "官方 eager（model.eval() + PostProcessor）", "eager": "我们 eager",
-                "deploy": "我们 deploy（torch）", "onnxruntime": "我们 onnxruntime",
-                "file_to_boxes": "文件→检测框（Detector 默认后端）", "file_to_boxes_torch": "文件→检测框（backend='torch'）"}
+METHOD_NAMES = {
+    "official_eager": "官方 eager（model.eval() + PostProcessor）",
+    "eager": "我们 eager",
+    "deploy": "我们 deploy（torch）",
+    "onnxruntime": "我们 onnxruntime",
+    "file_to_boxes": "文件→检测框（Detector 默认后端）",
+    "file_to_boxes_torch": "文件→检测框（backend='torch'）",
+}
 _MARK = "@@DEIMV2_BACKENDS@@"
 
 
@@ -133,12 +162,25 @@ def _same_topk(labels_a, boxes_a, scores_a, labels_b, boxes_b, scores_b, scale: 
     d_scores = float((scores_a[:k] - scores_b[:k]).abs().max()) if k else 0.0
     d_boxes = float((boxes_a[:k] - boxes_b[:k]).abs().max()) if k else 0.0
     same = bool(torch.equal(labels_a[:k].long(), labels_b[:k].long())) and d_scores < 1e-4 and d_boxes < 1e-3 * scale
-    return {"top_k": k, "labels_equal": bool(torch.equal(labels_a[:k].long(), labels_b[:k].long())),
-            "max_abs_scores": d_scores, "max_abs_boxes": d_boxes, "identical": same}
+    return {
+        "top_k": k,
+        "labels_equal": bool(torch.equal(labels_a[:k].long(), labels_b[:k].long())),
+        "max_abs_scores": d_scores,
+        "max_abs_boxes": d_boxes,
+        "identical": same,
+    }
 
 
-def backend_latency(variant: str | None = None, official: str | None = None, rounds: int = 3, runs: int = 10,
-                    warmup: int = 2, threads: int = 2, image=None, checkpoint=None) -> dict:
+def backend_latency(
+    variant: str | None = None,
+    official: str | None = None,
+    rounds: int = 3,
+    runs: int = 10,
+    warmup: int = 2,
+    threads: int = 2,
+    image=None,
+    checkpoint=None,
+) -> dict:
     """One variant, one process: every method timed call by call in turn, ``rounds`` × ``runs`` calls each.
 
     Random weights with measured BN statistics (the official model's when ``official`` is given, loaded
@@ -178,9 +220,22 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
     model.eval()
     post = build_postprocessor(cfg)
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = Path(checkpoint) if checkpoint is not None else save_checkpoint(make_checkpoint(model=model, epoch=0, global_step=0, best_ap=0.0, config=cfg.raw,
-                                               class_names=list(MSCOCO_CATEGORY_NAMES), category_ids=list(MSCOCO_CATEGORY_IDS)),
-                               Path(tmp) / "权重" / "best.pth")
+        ckpt = (
+            Path(checkpoint)
+            if checkpoint is not None
+            else save_checkpoint(
+                make_checkpoint(
+                    model=model,
+                    epoch=0,
+                    global_step=0,
+                    best_ap=0.0,
+                    config=cfg.raw,
+                    class_names=list(MSCOCO_CATEGORY_NAMES),
+                    category_ids=list(MSCOCO_CATEGORY_IDS),
+                ),
+                Path(tmp) / "权重" / "best.pth",
+            )
+        )
         t0 = time.perf_counter()
         det = Detector.from_checkpoint(ckpt)  # what a user gets by default
         first_load_s = time.perf_counter() - t0
@@ -193,9 +248,13 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
 
         pil = Image.open(path).convert("RGB")
         x, sizes = det.preprocess([pil])
-        fns = {"eager": lambda: post(model(x), sizes), "deploy": lambda: det_t.graph(x, sizes),
-               "onnxruntime": lambda: det_o.backend(x, sizes), "file_to_boxes": lambda: det(path),
-               "file_to_boxes_torch": lambda: det_t(path)}
+        fns = {
+            "eager": lambda: post(model(x), sizes),
+            "deploy": lambda: det_t.graph(x, sizes),
+            "onnxruntime": lambda: det_o.backend(x, sizes),
+            "file_to_boxes": lambda: det(path),
+            "file_to_boxes_torch": lambda: det_t(path),
+        }
         if det_o is None:
             fns.pop("onnxruntime")
         x_off = x  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
@@ -212,7 +271,7 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
                 for _ in range(warmup):
                     fns[k]()
             for r in range(rounds):  # call by call round-robin, so every method sees the same machine load
-                order = names[r % len(names):] + names[:r % len(names)]
+                order = names[r % len(names) :] + names[: r % len(names)]
                 order = order if r % 2 == 0 else order[::-1]
                 times = {k: [] for k in names}
                 for _ in range(runs):
@@ -227,18 +286,32 @@ def backend_latency(variant: str | None = None, official: str | None = None, rou
             checks = {}
             pred, pred_t = det(path, conf=0.0), det_t(path, conf=0.0)
             scale = max(1.0, max(pil.size) / 1000)
-            checks["vs_torch"] = _same_topk(pred.labels, pred.boxes, pred.scores, pred_t.labels, pred_t.boxes,
-                                            pred_t.scores, scale)
+            checks["vs_torch"] = _same_topk(
+                pred.labels, pred.boxes, pred.scores, pred_t.labels, pred_t.boxes, pred_t.scores, scale
+            )
             if off_model is not None:
                 o = off_post(off_model(x_off), sizes)[0]
-                ours_labels = torch.tensor(pred.category_ids if off_post.remap_mscoco_category else pred.labels.tolist())
-                checks["vs_official"] = _same_topk(ours_labels, pred.boxes, pred.scores, o["labels"], o["boxes"],
-                                                   o["scores"], scale)
-    row = {"variant": variant, "input": f"{h}x{w}", "image": f"{pil.size[0]}x{pil.size[1]} JPEG",
-           "default_backend": det.backend.name, "first_load_s": first_load_s, "threads": torch.get_num_threads(),
-           "rounds": rounds, "runs": runs, "warmup": warmup, "loadavg": [list(v) for v in load],
-           "per_round_ms": per_round, "detections": checks,
-           "identical_detections": all(c["identical"] for c in checks.values())}
+                ours_labels = torch.tensor(
+                    pred.category_ids if off_post.remap_mscoco_category else pred.labels.tolist()
+                )
+                checks["vs_official"] = _same_topk(
+                    ours_labels, pred.boxes, pred.scores, o["labels"], o["boxes"], o["scores"], scale
+                )
+    row = {
+        "variant": variant,
+        "input": f"{h}x{w}",
+        "image": f"{pil.size[0]}x{pil.size[1]} JPEG",
+        "default_backend": det.backend.name,
+        "first_load_s": first_load_s,
+        "threads": torch.get_num_threads(),
+        "rounds": rounds,
+        "runs": runs,
+        "warmup": warmup,
+        "loadavg": [list(v) for v in load],
+        "per_round_ms": per_round,
+        "detections": checks,
+        "identical_detections": all(c["identical"] for c in checks.values()),
+    }
     for k in names:
         row[f"{k}_ms"] = statistics.median(samples[k])
     if off_model is not None:
@@ -253,10 +326,18 @@ def _machine_meta(threads: int, rounds: int, runs: int) -> dict:
     import os
     import platform
 
-    meta = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "machine": platform.machine(), "processor": platform.processor() or None, "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "threads": threads, "rounds": rounds, "runs": runs}
+    meta = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": threads,
+        "rounds": rounds,
+        "runs": runs,
+    }
     try:
         import onnxruntime
 
@@ -271,8 +352,10 @@ def _machine_meta(threads: int, rounds: int, runs: int) -> dict:
 def print_backend_table(row: dict) -> None:
     """One table: method, median ms, ratio to the official eager model (when measured)."""
     base = row.get("official_eager_ms")
-    print(f"\n{row['variant']}（输入 {row['input']}，图片 {row['image']}，默认后端 {row['default_backend']}，"
-          f"{row['threads']} 线程，{row['rounds']} 轮交替 × {row['runs']} 次，中位数）")
+    print(
+        f"\n{row['variant']}（输入 {row['input']}，图片 {row['image']}，默认后端 {row['default_backend']}，"
+        f"{row['threads']} 线程，{row['rounds']} 轮交替 × {row['runs']} 次，中位数）"
+    )
     print(f"  {'方式':<34}{'ms':>9}{'相对官方 eager':>16}")
     for k in METHODS:
         if f"{k}_ms" in row:
@@ -280,13 +363,24 @@ def print_backend_table(row: dict) -> None:
             print(f"  {METHOD_NAMES[k]:<34}{row[f'{k}_ms']:>9.1f}{ratio:>16}")
     for name, c in row["detections"].items():
         other = "PyTorch" if name == "vs_torch" else "官方模型"
-        print(f"  检测结果与{other}{'一致' if c['identical'] else '不一致'}（前 {c['top_k']} 个：类别"
-              f"{'相同' if c['labels_equal'] else '不同'}，分数差 {c['max_abs_scores']:.1e}，框差 {c['max_abs_boxes']:.1e} 像素）")
+        print(
+            f"  检测结果与{other}{'一致' if c['identical'] else '不一致'}（前 {c['top_k']} 个：类别"
+            f"{'相同' if c['labels_equal'] else '不同'}，分数差 {c['max_abs_scores']:.1e}，框差 {c['max_abs_boxes']:.1e} 像素）"
+        )
     print(f"  首次加载（含导出 ONNX）{row['first_load_s']:.1f} s，之后直接读缓存。")
 
 
-def run_backend_benchmark(variants: Iterable[str], official: str | None = None, rounds: int = 3, runs: int = 10,
-                          warmup: int = 2, threads: int = 2, image=None, json_path=None, checkpoint=None) -> dict:
+def run_backend_benchmark(
+    variants: Iterable[str],
+    official: str | None = None,
+    rounds: int = 3,
+    runs: int = 10,
+    warmup: int = 2,
+    threads: int = 2,
+    image=None,
+    json_path=None,
+    checkpoint=None,
+) -> dict:
     """Each variant in a fresh subprocess (the official config loader leaks state); tables + optional JSON.
 
     With ``checkpoint`` one table for its weights (``variants`` and ``official`` are not used)."""
@@ -296,19 +390,31 @@ def run_backend_benchmark(variants: Iterable[str], official: str | None = None, 
     from pathlib import Path
 
     result = {"meta": _machine_meta(threads, rounds, runs), "variants": {}}
-    for v in ([Path(checkpoint).stem] if checkpoint is not None else variants):
-        cmd = [sys.executable, "-m", "deimv2.bench", "--worker", v, "--rounds", str(rounds), "--runs", str(runs),
-               "--warmup", str(warmup), "--threads", str(threads)]
+    for v in [Path(checkpoint).stem] if checkpoint is not None else variants:
+        cmd = [
+            sys.executable,
+            "-m",
+            "deimv2.bench",
+            "--worker",
+            v,
+            "--rounds",
+            str(rounds),
+            "--runs",
+            str(runs),
+            "--warmup",
+            str(warmup),
+            "--threads",
+            str(threads),
+        ]
         cmd += (["--official", str(official)] if official else []) + (["--image", str(image)] if image else [])
         cmd += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace",
-                              check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
         if not lines:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
             print(f"{v}：测量失败（退出码 {proc.returncode}）\n{tail}")
             continue
-        row = json.loads(lines[-1][len(_MARK):])
+        row = json.loads(lines[-1][len(_MARK) :])
         result["variants"][v] = row
         print_backend_table(row)
     import os

@@ -7,8 +7,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "box_cxcywh_to_xyxy", "box_xyxy_to_cxcywh", "box_area", "box_iou", "generalized_box_iou",
-    "elementwise_box_iou", "elementwise_generalized_box_iou", "inverse_sigmoid",
+    "box_cxcywh_to_xyxy",
+    "box_xyxy_to_cxcywh",
+    "box_area",
+    "box_iou",
+    "generalized_box_iou",
+    "elementwise_box_iou",
+    "elementwise_generalized_box_iou",
+    "inverse_sigmoid",
 ]
 
 
@@ -33,8 +39,9 @@ def box_area(boxes: Tensor) -> Tensor:
 
 def _check_xyxy(boxes: Tensor) -> None:
     if not bool((boxes[..., 2:] >= boxes[..., :2]).all()):
-        raise ValueError("GIoU 需要合法的 xyxy 框 (x2>=x1, y2>=y1)；出现退化框通常说明预测出现了 NaN/Inf，"
-                         "请检查学习率或输入数据。")
+        raise ValueError(
+            "GIoU 需要合法的 xyxy 框 (x2>=x1, y2>=y1)；出现退化框通常说明预测出现了 NaN/Inf，请检查学习率或输入数据。"
+        )
 
 
 def box_iou(boxes1: Tensor, boxes2: Tensor):

@@ -2,6 +2,7 @@
 
 Explained in notebook 00_environment.ipynb.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -12,17 +13,31 @@ import re
 import shutil
 import sys
 import unicodedata
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["checks", "CHECK_KEYS"]
 
 CHECK_KEYS = (
-    "python", "deimv2", "torch", "torchvision", "transforms_v2", "cuda", "mps", "cpu", "ram", "disk",
-    "pycocotools", "ipywidgets", "onnx", "onnxruntime", "tensorboard", "cjk_font",
+    "python",
+    "deimv2",
+    "torch",
+    "torchvision",
+    "transforms_v2",
+    "cuda",
+    "mps",
+    "cpu",
+    "ram",
+    "disk",
+    "pycocotools",
+    "ipywidgets",
+    "onnx",
+    "onnxruntime",
+    "tensorboard",
+    "cjk_font",
 )
 _ICON = {"ok": "✅", "warn": "⚠️", "fail": "❌"}
-_GIB = 1024 ** 3
+_GIB = 1024**3
 MIN_PYTHON = (3, 10)
 MIN_TORCH = (2, 3)
 MIN_TORCHVISION = (0, 18)
@@ -80,8 +95,12 @@ def _check_transforms_v2() -> dict:
         return _row(label, "fail", "torchvision.transforms.v2 不存在", "pip install -U 'torchvision>=0.21'")
     if hasattr(v2.Transform, "transform") and hasattr(v2.Transform, "make_params"):
         return _row(label, "ok", "支持 transform / make_params（新接口）")
-    return _row(label, "fail", "只有旧的 _transform / _get_params 接口",
-                "deimv2 的数据增强使用新接口：pip install -U 'torchvision>=0.21'（torch 一起升级）")
+    return _row(
+        label,
+        "fail",
+        "只有旧的 _transform / _get_params 接口",
+        "deimv2 的数据增强使用新接口：pip install -U 'torchvision>=0.21'（torch 一起升级）",
+    )
 
 
 def _check_cuda() -> dict:
@@ -91,9 +110,17 @@ def _check_cuda() -> dict:
         return _row("CUDA", "fail", "torch 未安装", "先安装 torch")
     if not torch.cuda.is_available():
         build = torch.version.cuda
-        detail = "不可用（当前 torch 为 CPU 版本）" if build is None else f"不可用（torch 编译于 CUDA {build}，但没有找到 GPU/驱动）"
-        return _row("CUDA", "warn", detail,
-                    "没有 GPU 时只能用 CPU 训练（很慢）；有 NVIDIA GPU 请安装驱动和带 CUDA 的 torch（见 pytorch.org）")
+        detail = (
+            "不可用（当前 torch 为 CPU 版本）"
+            if build is None
+            else f"不可用（torch 编译于 CUDA {build}，但没有找到 GPU/驱动）"
+        )
+        return _row(
+            "CUDA",
+            "warn",
+            detail,
+            "没有 GPU 时只能用 CPU 训练（很慢）；有 NVIDIA GPU 请安装驱动和带 CUDA 的 torch（见 pytorch.org）",
+        )
     gpus = []
     for i in range(torch.cuda.device_count()):
         p = torch.cuda.get_device_properties(i)
@@ -261,15 +288,19 @@ def checks(verbose: bool = True, path: str | os.PathLike | None = None) -> dict:
         "cpu": _check_cpu,
         "ram": _check_ram,
         "disk": lambda: _check_disk(disk_path),
-        "pycocotools": lambda: _check_package("pycocotools", "pycocotools", True,
-                                              "计算 COCO mAP 必需：pip install pycocotools"),
-        "ipywidgets": lambda: _check_package("ipywidgets", "ipywidgets", False,
-                                             "notebook 进度条需要：pip install \"deimv2[notebooks]\""),
-        "onnx": lambda: _check_package("onnx", "onnx", False, "导出 ONNX 需要：pip install \"deimv2[export]\""),
-        "onnxruntime": lambda: _check_package("onnxruntime", "onnxruntime", False,
-                                              "运行 ONNX 模型需要：pip install \"deimv2[export]\""),
-        "tensorboard": lambda: _check_package("tensorboard", "tensorboard", False,
-                                              "查看训练曲线（可选）：pip install tensorboard"),
+        "pycocotools": lambda: _check_package(
+            "pycocotools", "pycocotools", True, "计算 COCO mAP 必需：pip install pycocotools"
+        ),
+        "ipywidgets": lambda: _check_package(
+            "ipywidgets", "ipywidgets", False, 'notebook 进度条需要：pip install "deimv2[notebooks]"'
+        ),
+        "onnx": lambda: _check_package("onnx", "onnx", False, '导出 ONNX 需要：pip install "deimv2[export]"'),
+        "onnxruntime": lambda: _check_package(
+            "onnxruntime", "onnxruntime", False, '运行 ONNX 模型需要：pip install "deimv2[export]"'
+        ),
+        "tensorboard": lambda: _check_package(
+            "tensorboard", "tensorboard", False, "查看训练曲线（可选）：pip install tensorboard"
+        ),
         "cjk_font": _check_font,
     }
     results = {}

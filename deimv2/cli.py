@@ -2,6 +2,7 @@
 
 A user's mistake never shows a traceback: a Chinese message and a non-zero exit; ``--debug`` shows it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,19 +21,34 @@ class ChineseArgumentParser(argparse.ArgumentParser):
 
 
 def _add_common_train(p: argparse.ArgumentParser, config_required: bool = True) -> None:
-    p.add_argument("-c", "--config", required=config_required,
-                   help="变体名（atto…x）、官方配置名或 YAML 路径" + ("" if config_required else
-                                                          "（checkpoint 里有配置时可省略）"))
-    p.add_argument("--data", help="数据集：COCO 根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json），"
-                   "或 YOLO 数据集（data.yaml 或其文件夹，自动转换一次并缓存）")
+    p.add_argument(
+        "-c",
+        "--config",
+        required=config_required,
+        help="变体名（atto…x）、官方配置名或 YAML 路径"
+        + ("" if config_required else "（checkpoint 里有配置时可省略）"),
+    )
+    p.add_argument(
+        "--data",
+        help="数据集：COCO 根目录（train/_annotations.coco.json + valid/ 或 annotations/instances_*.json），"
+        "或 YOLO 数据集（data.yaml 或其文件夹，自动转换一次并缓存）",
+    )
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda、cuda:1（默认自动选择）")
     p.add_argument("--output-dir", help="输出目录")
-    p.add_argument("-u", "--update", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="覆盖配置，如 epoches=62 train_dataloader.total_batch_size=4 num_classes=4")
+    p.add_argument(
+        "-u",
+        "--update",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="覆盖配置，如 epoches=62 train_dataloader.total_batch_size=4 num_classes=4",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = ChineseArgumentParser(prog="deimv2", description="DEIMv2 中文教程命令行：训练、评估、推理、导出、数据集工具。")
+    parser = ChineseArgumentParser(
+        prog="deimv2", description="DEIMv2 中文教程命令行：训练、评估、推理、导出、数据集工具。"
+    )
     parser.add_argument("--debug", action="store_true", help="出错时显示完整的 Python traceback")
     sub = parser.add_subparsers(dest="command", metavar="命令", parser_class=ChineseArgumentParser)
 
@@ -55,17 +71,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
     p.add_argument("-i", "--input", required=True, help="图片、文件夹或视频")
     p.add_argument("-o", "--output", default="outputs/predict", help="输出图片/视频/文件夹")
-    p.add_argument("--names", help='全部类别名（按训练时的类别顺序），逗号分隔，如 "飞机,船,车辆,建筑"；'
-                                   '我们训练的 checkpoint 里已有类别名，可省略')
-    p.add_argument("--keep-classes", help='只保留这些类别的检测框：类别名或从 0 开始的编号，逗号分隔，如 "飞机,船" 或 "0,2"'
-                                          '（Python API 里的 classes=）')
+    p.add_argument(
+        "--names",
+        help='全部类别名（按训练时的类别顺序），逗号分隔，如 "飞机,船,车辆,建筑"；'
+        "我们训练的 checkpoint 里已有类别名，可省略",
+    )
+    p.add_argument(
+        "--keep-classes",
+        help='只保留这些类别的检测框：类别名或从 0 开始的编号，逗号分隔，如 "飞机,船" 或 "0,2"'
+        "（Python API 里的 classes=）",
+    )
     p.add_argument("--classes", help="seed 的旧写法，等同 --names（给出全部类别名）")
     p.add_argument("--conf", type=float, help="置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值，没有则 0.45）")
     p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
     p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")
-    p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime"],
-                   help="推理后端：auto（默认，CPU 上用 onnxruntime，GPU 上用 torch）、torch、onnxruntime")
+    p.add_argument(
+        "--backend",
+        default="auto",
+        choices=["auto", "torch", "onnxruntime"],
+        help="推理后端：auto（默认，CPU 上用 onnxruntime，GPU 上用 torch）、torch、onnxruntime",
+    )
 
     p = sub.add_parser("export", help="导出 ONNX")
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
@@ -86,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dst", help="输出目录")
     p.add_argument("--split-ratio", type=float, help="扁平目录按比例切分出验证集，如 0.2")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--one-based", action="store_true", help="category_id 从 1 开始（默认与 YOLO 类别号一致，从 0 开始）")
+    p.add_argument(
+        "--one-based", action="store_true", help="category_id 从 1 开始（默认与 YOLO 类别号一致，从 0 开始）"
+    )
     p.add_argument("--link", action="store_true", help="用链接代替复制图片")
     p.add_argument("--skip-invalid", action="store_true", help="跳过格式错误的标注行（逐条列出），而不是报错停止")
     p.add_argument("--overwrite", action="store_true", help="输出目录已存在时覆盖")
@@ -108,7 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("checks", help="检查运行环境（版本、GPU、字体……）")
 
-    p = sub.add_parser("bench", help="推理延迟：官方 eager、我们的 eager / deploy / onnxruntime、文件→检测框，并排交替测量")
+    p = sub.add_parser(
+        "bench", help="推理延迟：官方 eager、我们的 eager / deploy / onnxruntime、文件→检测框，并排交替测量"
+    )
     p.add_argument("variants", nargs="*", default=["atto"], help="变体名，默认 atto")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=10, help="每轮每种方式计时几次")
@@ -124,9 +154,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_train(a: argparse.Namespace) -> int:
     from .engine.trainer import train
 
-    train(a.config, data=a.data, tune=a.tune, resume=a.resume, use_amp=a.use_amp or None, seed=a.seed,
-          device=a.device, output_dir=a.output_dir, overrides=a.update, test_only=a.test_only,
-          check_data=not a.no_check)
+    train(
+        a.config,
+        data=a.data,
+        tune=a.tune,
+        resume=a.resume,
+        use_amp=a.use_amp or None,
+        seed=a.seed,
+        device=a.device,
+        output_dir=a.output_dir,
+        overrides=a.update,
+        test_only=a.test_only,
+        check_data=not a.no_check,
+    )
     return 0
 
 
@@ -146,21 +186,44 @@ def _cmd_predict(a: argparse.Namespace) -> int:
     names = split(a.names)
     if a.classes:
         if names:
-            raise ConfigError("--names 和 --classes 都给了类别名。--classes 是 seed 的旧写法（等同 --names），只写 --names 即可。")
-        print("提示：--classes 沿用 seed 的含义，表示全部类别名（等同 --names）。以后请写 --names；"
-              "只保留部分类别请用 --keep-classes（与 Python API 的 classes= 含义相同）。", file=sys.stderr)
+            raise ConfigError(
+                "--names 和 --classes 都给了类别名。--classes 是 seed 的旧写法（等同 --names），只写 --names 即可。"
+            )
+        print(
+            "提示：--classes 沿用 seed 的含义，表示全部类别名（等同 --names）。以后请写 --names；"
+            "只保留部分类别请用 --keep-classes（与 Python API 的 classes= 含义相同）。",
+            file=sys.stderr,
+        )
         names = split(a.classes)
     keep = [int(c) if c.isdigit() else c for c in split(a.keep_classes)] if a.keep_classes else None
-    predict_cli(config=a.config, checkpoint=a.resume, source=a.input, output=a.output, names=names, classes=keep,
-                conf=a.conf, max_det=a.max_det, device=a.device, save_json=a.save_json, backend=a.backend)
+    predict_cli(
+        config=a.config,
+        checkpoint=a.resume,
+        source=a.input,
+        output=a.output,
+        names=names,
+        classes=keep,
+        conf=a.conf,
+        max_det=a.max_det,
+        device=a.device,
+        save_json=a.save_json,
+        backend=a.backend,
+    )
     return 0
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from .export import export_onnx
 
-    export_onnx(config=a.config, checkpoint=a.resume, output=a.output, opset=a.opset, batch_size=a.batch,
-                simplify=a.simplify, check=a.check)
+    export_onnx(
+        config=a.config,
+        checkpoint=a.resume,
+        output=a.output,
+        opset=a.opset,
+        batch_size=a.batch,
+        simplify=a.simplify,
+        check=a.check,
+    )
     return 0
 
 
@@ -174,8 +237,16 @@ def _cmd_demo(a: argparse.Namespace) -> int:
 def _cmd_yolo2coco(a: argparse.Namespace) -> int:
     from .data.convert import yolo_to_coco
 
-    report = yolo_to_coco(a.src, a.dst, split_ratio=a.split_ratio, seed=a.seed, one_based=a.one_based,
-                          link=a.link, skip_invalid=a.skip_invalid, overwrite=a.overwrite)
+    report = yolo_to_coco(
+        a.src,
+        a.dst,
+        split_ratio=a.split_ratio,
+        seed=a.seed,
+        one_based=a.one_based,
+        link=a.link,
+        skip_invalid=a.skip_invalid,
+        overwrite=a.overwrite,
+    )
     print(report.format() if hasattr(report, "format") else report)
     return 0
 
@@ -201,8 +272,10 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
     info = inspect_weights(a.path)
     kind = {"detector": "完整检测器", "backbone": "骨干网络", "unknown": "未知"}[info.kind]
-    print(f"文件：{info.path}\n类型：{kind}\n格式：{info.format}\n变体：{info.variant or '未知'}\n"
-          f"类别数：{info.num_classes if info.num_classes is not None else '-'}\n张量数：{info.num_tensors}\n大小：{info.size_mb:.1f} MB")
+    print(
+        f"文件：{info.path}\n类型：{kind}\n格式：{info.format}\n变体：{info.variant or '未知'}\n"
+        f"类别数：{info.num_classes if info.num_classes is not None else '-'}\n张量数：{info.num_tensors}\n大小：{info.size_mb:.1f} MB"
+    )
     if info.extra.get("class_names"):
         print("类别名：" + "、".join(info.extra["class_names"]))
     return 0 if info.kind != "unknown" else 1
@@ -221,15 +294,31 @@ def _cmd_bench(a: argparse.Namespace) -> int:
     if a.device != "cpu":
         run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
         return 0
-    result = run_backend_benchmark(a.variants, official=a.official, rounds=a.rounds, runs=a.runs,
-                                   threads=a.threads, image=a.image, json_path=a.json, checkpoint=a.checkpoint)
+    result = run_backend_benchmark(
+        a.variants,
+        official=a.official,
+        rounds=a.rounds,
+        runs=a.runs,
+        threads=a.threads,
+        image=a.image,
+        json_path=a.json,
+        checkpoint=a.checkpoint,
+    )
     return 0 if len(result["variants"]) == (1 if a.checkpoint else len(a.variants)) else 1
 
 
 COMMANDS = {
-    "train": _cmd_train, "eval": _cmd_eval, "predict": _cmd_predict, "export": _cmd_export, "demo": _cmd_demo,
-    "yolo2coco": _cmd_yolo2coco, "coco2yolo": _cmd_coco2yolo, "check": _cmd_check, "info": _cmd_info,
-    "checks": _cmd_checks, "bench": _cmd_bench,
+    "train": _cmd_train,
+    "eval": _cmd_eval,
+    "predict": _cmd_predict,
+    "export": _cmd_export,
+    "demo": _cmd_demo,
+    "yolo2coco": _cmd_yolo2coco,
+    "coco2yolo": _cmd_coco2yolo,
+    "check": _cmd_check,
+    "info": _cmd_info,
+    "checks": _cmd_checks,
+    "bench": _cmd_bench,
 }
 
 
@@ -247,13 +336,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"错误：{e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("已中断（Ctrl-C）。已经保存的文件完好（checkpoint 总是整份写入）；训练可用 "
-              "deimv2 train ... -r 输出目录/last.pth 从上一个完成的轮次继续。", file=sys.stderr)
+        print(
+            "已中断（Ctrl-C）。已经保存的文件完好（checkpoint 总是整份写入）；训练可用 "
+            "deimv2 train ... -r 输出目录/last.pth 从上一个完成的轮次继续。",
+            file=sys.stderr,
+        )
         return 130
     except ModuleNotFoundError as e:
         if args.debug:
             traceback.print_exc()
-        print(f"错误：缺少 Python 包 {e.name}。请运行 pip install {e.name}（或 pip install -e \".[export]\"）。", file=sys.stderr)
+        print(
+            f'错误：缺少 Python 包 {e.name}。请运行 pip install {e.name}（或 pip install -e ".[export]"）。',
+            file=sys.stderr,
+        )
         return 2
     except BrokenPipeError:  # output piped into `head` and the like: nothing to report
         return 0
@@ -268,7 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"内部错误：{type(e).__name__}: {e}\n加 --debug 查看完整 traceback，并把它报告给我们。", file=sys.stderr)
+            print(
+                f"内部错误：{type(e).__name__}: {e}\n加 --debug 查看完整 traceback，并把它报告给我们。", file=sys.stderr
+            )
         return 1
 
 

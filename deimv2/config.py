@@ -5,6 +5,7 @@ One config dictionary uses the official key names (``HGNetv2``, ``HybridEncoder`
 load unchanged. :func:`load_config` merges, applies overrides, derives the epoch milestones and
 returns a typed :class:`Config`. Explained in notebook ``03_config.ipynb``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -130,7 +131,9 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
-            raise ConfigError(f"覆盖参数 '{item}' 缺少 '='。正确写法如 epoches=62 或 train_dataloader.total_batch_size=4。")
+            raise ConfigError(
+                f"覆盖参数 '{item}' 缺少 '='。正确写法如 epoches=62 或 train_dataloader.total_batch_size=4。"
+            )
         key, value = item.split("=", 1)
         key = key.strip()
         if not key:
@@ -200,8 +203,10 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Ma
     """
     rule = str(raw.get("epoch_rule") or "official")
     if rule not in EPOCH_RULES:
-        raise ConfigError(f"epoch_rule={rule!r} 无效。可选：official（官方 Customizing Epoch 规则，默认）"
-                          f"或 proportional（各节点按比例缩放，旧规则）。")
+        raise ConfigError(
+            f"epoch_rule={rule!r} 无效。可选：official（官方 Customizing Epoch 规则，默认）"
+            f"或 proportional（各节点按比例缩放，旧规则）。"
+        )
     recipe = dict(recipe) if recipe is not None else milestones_of(raw)
     epochs = int(epochs)
     if epochs < 1:
@@ -366,8 +371,10 @@ def _batch_int(value: Any) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if str(value).strip().lower() == "auto":
-        raise ConfigError("batch_size=auto 只能在训练时用 -u batch_size=auto（或 train(..., batch_size='auto')）给出，"
-                          "不能写进配置文件；它会在训练开始前换成实测的整数。")
+        raise ConfigError(
+            "batch_size=auto 只能在训练时用 -u batch_size=auto（或 train(..., batch_size='auto')）给出，"
+            "不能写进配置文件；它会在训练开始前换成实测的整数。"
+        )
     raise ConfigError(f"train_dataloader.total_batch_size 必须是正整数或 auto，现在是 {value!r}。")
 
 
@@ -389,26 +396,35 @@ def config_from_dict(raw: dict, name: str = "custom") -> Config:
     m = dict(crit.get("matcher") or {})
     matcher = MatcherConfig(
         weight_dict=dict(m.get("weight_dict", {"cost_class": 2, "cost_bbox": 5, "cost_giou": 2})),
-        alpha=m.get("alpha", 0.25), gamma=m.get("gamma", 2.0),
+        alpha=m.get("alpha", 0.25),
+        gamma=m.get("gamma", 2.0),
         change_matcher=bool(m.get("change_matcher", False)),
         iou_order_alpha=m.get("iou_order_alpha", 1.0),
         matcher_change_epoch=int(m.get("matcher_change_epoch", 10000)),
     )
     criterion = CriterionConfig(
-        weight_dict=dict(crit.get("weight_dict", {})), losses=list(crit.get("losses", ["mal", "boxes"])),
-        matcher=matcher, gamma=crit.get("gamma", 1.5), alpha=crit.get("alpha", 0.75),
-        reg_max=crit.get("reg_max", 32), use_uni_set=bool(crit.get("use_uni_set", True)),
+        weight_dict=dict(crit.get("weight_dict", {})),
+        losses=list(crit.get("losses", ["mal", "boxes"])),
+        matcher=matcher,
+        gamma=crit.get("gamma", 1.5),
+        alpha=crit.get("alpha", 0.75),
+        reg_max=crit.get("reg_max", 32),
+        use_uni_set=bool(crit.get("use_uni_set", True)),
     )
 
     opt = _section(raw, "optimizer")
     optimizer = OptimizerConfig(
-        lr=float(opt.get("lr", 1e-4)), weight_decay=float(opt.get("weight_decay", 1e-4)),
-        betas=tuple(opt.get("betas", (0.9, 0.999))), param_groups=list(opt.get("params") or []),
+        lr=float(opt.get("lr", 1e-4)),
+        weight_decay=float(opt.get("weight_decay", 1e-4)),
+        betas=tuple(opt.get("betas", (0.9, 0.999))),
+        param_groups=list(opt.get("params") or []),
     )
     epochs = int(raw.get("epoches", 72))
     schedule = ScheduleConfig(
-        epochs=epochs, flat_epoch=int(raw.get("flat_epoch", epochs // 2)),
-        no_aug_epoch=int(raw.get("no_aug_epoch", 0)), warmup_iter=int(raw.get("warmup_iter", 2000)),
+        epochs=epochs,
+        flat_epoch=int(raw.get("flat_epoch", epochs // 2)),
+        no_aug_epoch=int(raw.get("no_aug_epoch", 0)),
+        warmup_iter=int(raw.get("warmup_iter", 2000)),
         lr_gamma=float(raw.get("lr_gamma", 0.5)),
     )
 
@@ -420,45 +436,74 @@ def config_from_dict(raw: dict, name: str = "custom") -> Config:
     collate = dict(tl.get("collate_fn") or {})
     collate.pop("type", None)
     data = DataConfig(
-        train_img_folder=tds.get("img_folder"), train_ann_file=tds.get("ann_file"),
-        val_img_folder=vds.get("img_folder"), val_ann_file=vds.get("ann_file"),
-        train_ops=list(ttr.get("ops") or []), val_ops=val_ops, policy=dict(ttr.get("policy") or {}),
-        mosaic_prob=float(ttr.get("mosaic_prob", 0.5)), collate=collate,
-        batch_size=_batch_int(tl.get("total_batch_size", 32)), val_batch_size=int(vl.get("total_batch_size", 64)),
-        num_workers=int(tl.get("num_workers", 0)), val_num_workers=int(vl.get("num_workers", 0)),
-        shuffle=bool(tl.get("shuffle", True)), drop_last=bool(tl.get("drop_last", True)),
+        train_img_folder=tds.get("img_folder"),
+        train_ann_file=tds.get("ann_file"),
+        val_img_folder=vds.get("img_folder"),
+        val_ann_file=vds.get("ann_file"),
+        train_ops=list(ttr.get("ops") or []),
+        val_ops=val_ops,
+        policy=dict(ttr.get("policy") or {}),
+        mosaic_prob=float(ttr.get("mosaic_prob", 0.5)),
+        collate=collate,
+        batch_size=_batch_int(tl.get("total_batch_size", 32)),
+        val_batch_size=int(vl.get("total_batch_size", 64)),
+        num_workers=int(tl.get("num_workers", 0)),
+        val_num_workers=int(vl.get("num_workers", 0)),
+        shuffle=bool(tl.get("shuffle", True)),
+        drop_last=bool(tl.get("drop_last", True)),
         multiscale=bool(raw.get("multiscale", True)),
     )
     ema = dict(raw.get("ema") or {})
     train = TrainConfig(
         output_dir=str(raw.get("output_dir", f"./outputs/{name}")),
-        use_amp=bool(raw.get("use_amp", False)), amp_dtype=str(raw.get("amp_dtype", "auto")),
+        use_amp=bool(raw.get("use_amp", False)),
+        amp_dtype=str(raw.get("amp_dtype", "auto")),
         use_ema=bool(raw.get("use_ema", True)),
-        ema_decay=float(ema.get("decay", 0.9999)), ema_warmups=int(ema.get("warmups", 1000)),
-        ema_start=int(ema.get("start", 0)), ema_restart_decay=float(collate.get("ema_restart_decay", 0.9999)),
-        clip_max_norm=float(raw.get("clip_max_norm", 0.1)), checkpoint_freq=int(raw.get("checkpoint_freq", 5)),
-        sync_bn=bool(raw.get("sync_bn", True)), find_unused_parameters=bool(raw.get("find_unused_parameters", True)),
-        seed=int(raw.get("seed", 0)), accumulate=int(raw.get("accumulate", 1)),
-        print_freq=int(raw.get("print_freq", 100)), patience=raw.get("patience") or 0,
+        ema_decay=float(ema.get("decay", 0.9999)),
+        ema_warmups=int(ema.get("warmups", 1000)),
+        ema_start=int(ema.get("start", 0)),
+        ema_restart_decay=float(collate.get("ema_restart_decay", 0.9999)),
+        clip_max_norm=float(raw.get("clip_max_norm", 0.1)),
+        checkpoint_freq=int(raw.get("checkpoint_freq", 5)),
+        sync_bn=bool(raw.get("sync_bn", True)),
+        find_unused_parameters=bool(raw.get("find_unused_parameters", True)),
+        seed=int(raw.get("seed", 0)),
+        accumulate=int(raw.get("accumulate", 1)),
+        print_freq=int(raw.get("print_freq", 100)),
+        patience=raw.get("patience") or 0,
     )
     if not isinstance(train.patience, int) or isinstance(train.patience, bool) or train.patience < 0:
-        raise ConfigError(f"patience 必须是 ≥ 0 的整数（验证集 AP 连续多少轮没有提升就提前停止；0 = 不早停），"
-                          f"现在是 {train.patience!r}。例如 -u patience=10。")
+        raise ConfigError(
+            f"patience 必须是 ≥ 0 的整数（验证集 AP 连续多少轮没有提升就提前停止；0 = 不早停），"
+            f"现在是 {train.patience!r}。例如 -u patience=10。"
+        )
     if train.accumulate < 1:
         raise ConfigError(f"accumulate 必须 ≥ 1，现在是 {train.accumulate}。")
     if data.batch_size < 1:
         raise ConfigError(f"train_dataloader.total_batch_size 必须 ≥ 1，现在是 {data.batch_size}。")
     model = ModelConfig(
-        backbone_type=backbone_type, backbone=_section(raw, backbone_type),
-        encoder_type=encoder_type, encoder=_section(raw, encoder_type),
+        backbone_type=backbone_type,
+        backbone=_section(raw, backbone_type),
+        encoder_type=encoder_type,
+        encoder=_section(raw, encoder_type),
         decoder=_section(raw, "DEIMTransformer"),
         num_top_queries=int(_section(raw, "PostProcessor").get("num_top_queries", 300)),
     )
     names = raw.get("class_names")
     return Config(
-        name=name, num_classes=num_classes, eval_spatial_size=eval_size, input_mean=mean, input_std=std,
-        remap_mscoco_category=bool(raw.get("remap_mscoco_category", False)), model=model,
-        criterion=criterion, optimizer=optimizer, schedule=schedule, data=data, train=train, raw=raw,
+        name=name,
+        num_classes=num_classes,
+        eval_spatial_size=eval_size,
+        input_mean=mean,
+        input_std=std,
+        remap_mscoco_category=bool(raw.get("remap_mscoco_category", False)),
+        model=model,
+        criterion=criterion,
+        optimizer=optimizer,
+        schedule=schedule,
+        data=data,
+        train=train,
+        raw=raw,
         class_names=list(names) if names else None,
     )
 
@@ -537,4 +582,3 @@ def save_config(cfg: Config | Mapping, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
-

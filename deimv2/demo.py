@@ -4,6 +4,7 @@ convert (YOLO → COCO) → check (dataset doctor) → train (DEIMv2-Atto from s
 → evaluate (COCO mAP) → predict (images with Chinese labels). Notebooks 02–06 walk through the same steps.
 Explained in notebook 02_convert.ipynb … 06_evaluate.ipynb.
 """
+
 from __future__ import annotations
 
 import time
@@ -11,8 +12,9 @@ from pathlib import Path
 
 from .engine.setup import fast_mode
 
-#: demo schedule: (epochs, image size, batch size, iterations per epoch cap)
-FULL_SCHEDULE = dict(epochs=40, size=256, batch_size=8, max_iters=None)  # measured: benchmarks/results/train_demo_atto_cpu.json
+#: demo schedule: (epochs, image size, batch size, iterations per epoch cap);
+#: measured in benchmarks/results/train_demo_atto_cpu.json
+FULL_SCHEDULE = dict(epochs=40, size=256, batch_size=8, max_iters=None)
 FAST_SCHEDULE = dict(epochs=2, size=160, batch_size=4, max_iters=2)
 
 
@@ -33,8 +35,9 @@ def demo_overrides(size: int, batch_size: int) -> dict:
     }
 
 
-def run_demo(output_dir: str | Path = "outputs/demo", epochs: int | None = None, device: str | None = None,
-             variant: str = "atto") -> dict:
+def run_demo(
+    output_dir: str | Path = "outputs/demo", epochs: int | None = None, device: str | None = None, variant: str = "atto"
+) -> dict:
     """Run the pipeline and return the final metrics (also printed with where every output went)."""
     from .data.demo import prepare_demo_coco
     from .data.doctor import check_dataset
@@ -56,9 +59,16 @@ def run_demo(output_dir: str | Path = "outputs/demo", epochs: int | None = None,
     print(report.format())
 
     print(f"【3/5】训练 DEIMv2-{variant.upper()}（从头开始，{n_epochs} 轮，输入 {sched['size']}×{sched['size']}）")
-    result = train(variant, data=data_dir, output_dir=out / "train", device=device, epochs=n_epochs,
-                   max_iters_per_epoch=sched["max_iters"], check_data=False,
-                   overrides=demo_overrides(sched["size"], sched["batch_size"]))
+    result = train(
+        variant,
+        data=data_dir,
+        output_dir=out / "train",
+        device=device,
+        epochs=n_epochs,
+        max_iters_per_epoch=sched["max_iters"],
+        check_data=False,
+        overrides=demo_overrides(sched["size"], sched["batch_size"]),
+    )
     run_dir = Path(result["output_dir"])  # out/train, or out/train-2 … when an earlier demo is kept
     best = run_dir / "best.pth"
 
@@ -74,7 +84,7 @@ def run_demo(output_dir: str | Path = "outputs/demo", epochs: int | None = None,
         pred.plot().save(pred_dir / path.name)
 
     minutes = (time.time() - t0) / 60
-    print("\n完成！用时 {:.1f} 分钟".format(minutes))
+    print(f"\n完成！用时 {minutes:.1f} 分钟")
     print(f"  数据集（COCO）：{data_dir.resolve()}")
     print(f"  权重：{best.resolve()}（另有 last.pth）")
     print(f"  训练日志：{(run_dir / 'log.jsonl').resolve()}")

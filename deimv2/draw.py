@@ -8,6 +8,7 @@ Font search order (first font that really has Chinese glyphs wins, result cached
   5. fonts shipped by pip packages (``pylopdf-fonts-zh-cn`` is a dependency of deimv2).
 Explained in notebook 02_convert.ipynb and 05_inference.ipynb.
 """
+
 from __future__ import annotations
 
 import functools
@@ -15,8 +16,9 @@ import importlib.util
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageColor, ImageDraw, ImageFont
@@ -69,9 +71,27 @@ _SYSTEM_FONT_FILES = (
 )
 _USER_FONT_DIRS = ("~/.local/share/fonts", "~/.fonts", "~/Library/Fonts")
 _CJK_NAME_HINTS = (
-    "cjk", "source han", "wenquanyi", "wqy", "yahei", "simhei", "simsun", "pingfang", "heiti",
-    "hiragino sans gb", "droid sans fallback", "noto sans sc", "noto serif sc", "noto sans tc",
-    "songti", "kaiti", "fangsong", "dengxian", "ar pl", "kurinto sans sc", "arial unicode",
+    "cjk",
+    "source han",
+    "wenquanyi",
+    "wqy",
+    "yahei",
+    "simhei",
+    "simsun",
+    "pingfang",
+    "heiti",
+    "hiragino sans gb",
+    "droid sans fallback",
+    "noto sans sc",
+    "noto serif sc",
+    "noto sans tc",
+    "songti",
+    "kaiti",
+    "fangsong",
+    "dengxian",
+    "ar pl",
+    "kurinto sans sc",
+    "arial unicode",
 )
 
 INSTALL_HINT = (
@@ -121,8 +141,9 @@ def _fc_list_fonts() -> list[Path]:
     if exe is None:
         return []
     try:
-        out = subprocess.run([exe, "-f", "%{file}\n", ":lang=zh"], capture_output=True,
-                             text=True, timeout=20, check=False).stdout
+        out = subprocess.run(
+            [exe, "-f", "%{file}\n", ":lang=zh"], capture_output=True, text=True, timeout=20, check=False
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     files = sorted({line.strip() for line in out.splitlines() if line.strip()})
@@ -136,8 +157,11 @@ def _matplotlib_fonts() -> list[Path]:
         from matplotlib import font_manager
     except ImportError:
         return []
-    return [Path(entry.fname) for entry in font_manager.fontManager.ttflist
-            if any(hint in entry.name.lower() for hint in _CJK_NAME_HINTS)]
+    return [
+        Path(entry.fname)
+        for entry in font_manager.fontManager.ttflist
+        if any(hint in entry.name.lower() for hint in _CJK_NAME_HINTS)
+    ]
 
 
 def _package_fonts() -> list[Path]:
@@ -163,12 +187,16 @@ def _candidates() -> list[Path]:
     for d in _USER_FONT_DIRS:
         d = Path(d).expanduser()
         if d.is_dir():
-            paths += sorted(p for p in d.rglob("*") if p.suffix.lower() in (".ttf", ".otf", ".ttc")
-                            and any(h.replace(" ", "") in p.name.lower() for h in _CJK_NAME_HINTS))
+            paths += sorted(
+                p
+                for p in d.rglob("*")
+                if p.suffix.lower() in (".ttf", ".otf", ".ttc")
+                and any(h.replace(" ", "") in p.name.lower() for h in _CJK_NAME_HINTS)
+            )
     return paths + _fc_list_fonts() + _matplotlib_fonts() + _package_fonts()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _find_font_face() -> tuple[Path, int]:
     env = os.environ.get("DEIMV2_FONT")
     if env:
@@ -178,7 +206,8 @@ def _find_font_face() -> tuple[Path, int]:
             raise DEIMv2Error(
                 f"环境变量 DEIMV2_FONT 指向的字体不可用：{path}\n"
                 f"（文件不存在，或字体里没有简体中文字形 “{PROBE_CHARS}”）。\n"
-                "请改为一个含中文的 .ttf/.otf/.ttc 文件，或删除该环境变量让 deimv2 自动查找。")
+                "请改为一个含中文的 .ttf/.otf/.ttc 文件，或删除该环境变量让 deimv2 自动查找。"
+            )
         return path, index
     seen: set[str] = set()
     for path in _candidates():
@@ -191,7 +220,8 @@ def _find_font_face() -> tuple[Path, int]:
             return path, index
     raise DEIMv2Error(
         "未找到可以显示中文的字体（已检查 DEIMV2_FONT、系统字体目录、fc-list、matplotlib 字体列表和 pip 字体包；"
-        f"共 {len(seen)} 个字体文件，均不含 “{PROBE_CHARS}” 的字形）。\n" + INSTALL_HINT)
+        f"共 {len(seen)} 个字体文件，均不含 “{PROBE_CHARS}” 的字形）。\n" + INSTALL_HINT
+    )
 
 
 def find_cjk_font() -> Path:
@@ -223,8 +253,7 @@ def setup_matplotlib_cjk() -> str:
         registered = {e.name for e in font_manager.fontManager.ttflist}
         if family not in registered:  # older matplotlib registers only face 0 of a .ttc
             target = path.resolve()
-            family = next(e.name for e in font_manager.fontManager.ttflist
-                          if Path(e.fname).resolve() == target)
+            family = next(e.name for e in font_manager.fontManager.ttflist if Path(e.fname).resolve() == target)
     rc = matplotlib.rcParams
     rc["font.family"] = "sans-serif"
     rc["font.sans-serif"] = [family] + [f for f in rc["font.sans-serif"] if f != family]
@@ -234,9 +263,26 @@ def setup_matplotlib_cjk() -> str:
 
 # --------------------------------------------------------------------------- colours
 PALETTE: tuple[str, ...] = (
-    "#E6194B", "#3CB44B", "#4363D8", "#F58231", "#911EB4", "#42D4F4", "#F032E6", "#BFEF45",
-    "#FFE119", "#469990", "#9A6324", "#800000", "#808000", "#000075", "#FF6F61", "#00A86B",
-    "#B8860B", "#1E90FF", "#DC143C", "#7B68EE",
+    "#E6194B",
+    "#3CB44B",
+    "#4363D8",
+    "#F58231",
+    "#911EB4",
+    "#42D4F4",
+    "#F032E6",
+    "#BFEF45",
+    "#FFE119",
+    "#469990",
+    "#9A6324",
+    "#800000",
+    "#808000",
+    "#000075",
+    "#FF6F61",
+    "#00A86B",
+    "#B8860B",
+    "#1E90FF",
+    "#DC143C",
+    "#7B68EE",
 )
 GT_COLOR = "#00FF00"
 
@@ -249,8 +295,11 @@ def color_for(label: int) -> tuple[int, int, int]:
 def _resolve_color(label: int, colors: Any) -> tuple[int, int, int]:
     if colors is None:
         return color_for(label)
-    if isinstance(colors, str) or (isinstance(colors, (tuple, list)) and len(colors) in (3, 4)
-                                   and all(isinstance(c, (int, np.integer)) for c in colors)):
+    if isinstance(colors, str) or (
+        isinstance(colors, (tuple, list))
+        and len(colors) in (3, 4)
+        and all(isinstance(c, (int, np.integer)) for c in colors)
+    ):
         single = colors
     elif isinstance(colors, Mapping):
         single = colors.get(label)
@@ -299,7 +348,8 @@ def to_pil(image: Any) -> Image.Image:
         if lo < -1e-3 or hi > 1 + 1e-3:
             raise ValueError(
                 f"浮点图像的取值范围是 [{lo:.3f}, {hi:.3f}]，应在 [0, 1] 内。"
-                "如果图像经过了 Normalize（减均值除方差），请先反归一化；uint8 图像请保持 uint8 类型。")
+                "如果图像经过了 Normalize（减均值除方差），请先反归一化；uint8 图像请保持 uint8 类型。"
+            )
         arr = np.round(arr * 255.0).astype(np.uint8)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
@@ -313,9 +363,16 @@ def _default_sizes(width: int, height: int) -> tuple[int, int]:
 
 
 # --------------------------------------------------------------------------- drawing
-def draw_detections(image: Any, boxes: Any, labels: Any, scores: Any = None,
-                    names: Sequence[str] | Mapping[int, str] | None = None, colors: Any = None,
-                    line_width: int | None = None, font_size: int | None = None) -> Image.Image:
+def draw_detections(
+    image: Any,
+    boxes: Any,
+    labels: Any,
+    scores: Any = None,
+    names: Sequence[str] | Mapping[int, str] | None = None,
+    colors: Any = None,
+    line_width: int | None = None,
+    font_size: int | None = None,
+) -> Image.Image:
     """Draw boxes with "名称 0.87" labels on a copy of ``image`` and return it as a PIL RGB image.
 
     image: PIL image, numpy HWC uint8 (or float in [0,1]), or torch CHW tensor in [0,1].
@@ -337,8 +394,10 @@ def draw_detections(image: Any, boxes: Any, labels: Any, scores: Any = None,
     score_arr = None if scores is None else _as_numpy(scores, np.float64).reshape(-1)
     n = len(box_arr)
     if len(label_arr) != n or (score_arr is not None and len(score_arr) != n):
-        raise ValueError(f"boxes、labels、scores 的数量必须一致：{n}、{len(label_arr)}、"
-                         f"{'无' if score_arr is None else len(score_arr)}。")
+        raise ValueError(
+            f"boxes、labels、scores 的数量必须一致：{n}、{len(label_arr)}、"
+            f"{'无' if score_arr is None else len(score_arr)}。"
+        )
     auto_lw, auto_fs = _default_sizes(w, h)
     lw = int(line_width or auto_lw)
     font = load_cjk_font(int(font_size or auto_fs))
@@ -384,16 +443,23 @@ def _gt_to_xyxy(boxes: np.ndarray, fmt: str, width: int, height: int) -> np.ndar
         return boxes
     if fmt == "cxcywh_norm":
         cx, cy, bw, bh = boxes.T
-        return np.stack([(cx - bw / 2) * width, (cy - bh / 2) * height,
-                         (cx + bw / 2) * width, (cy + bh / 2) * height], axis=1)
+        return np.stack(
+            [(cx - bw / 2) * width, (cy - bh / 2) * height, (cx + bw / 2) * width, (cy + bh / 2) * height], axis=1
+        )
     raise ValueError(f"gt_box_format 只能是 'xyxy'（像素）或 'cxcywh_norm'（归一化中心点），收到 {fmt!r}。")
 
 
-def show_grid(images: Any, predictions: Sequence[Any] | None = None,
-              ground_truths: Sequence[Any] | None = None,
-              names: Sequence[str] | Mapping[int, str] | None = None, ncols: int = 4,
-              score_threshold: float = 0.3, gt_box_format: str = "xyxy",
-              titles: Sequence[str] | None = None, cell_size: float = 4.0):
+def show_grid(
+    images: Any,
+    predictions: Sequence[Any] | None = None,
+    ground_truths: Sequence[Any] | None = None,
+    names: Sequence[str] | Mapping[int, str] | None = None,
+    ncols: int = 4,
+    score_threshold: float = 0.3,
+    gt_box_format: str = "xyxy",
+    titles: Sequence[str] | None = None,
+    cell_size: float = 4.0,
+):
     """A matplotlib Figure with a grid of images, predicted boxes and (optionally) ground truth.
 
     images: a list of images (PIL / numpy HWC / torch CHW) or a BCHW tensor.
@@ -438,14 +504,22 @@ def show_grid(images: Any, predictions: Sequence[Any] | None = None,
         ax.imshow(img)
         if ground_truths is not None and ground_truths[k] is not None:
             gt = ground_truths[k]
-            gt_boxes = _gt_to_xyxy(_as_numpy(gt["boxes"], np.float64).reshape(-1, 4),
-                                   gt_box_format, *img.size)
+            gt_boxes = _gt_to_xyxy(_as_numpy(gt["boxes"], np.float64).reshape(-1, 4), gt_box_format, *img.size)
             gt_labels = _as_numpy(gt["labels"], np.int64).reshape(-1)
             for (x1, y1, x2, y2), lab in zip(gt_boxes, gt_labels):
-                ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=GT_COLOR,
-                                       linestyle="--", linewidth=1.5))
-                ax.text(x1, y2, _class_name(int(lab), names), color=GT_COLOR, fontsize=8,
-                        va="top", ha="left", bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0))
+                ax.add_patch(
+                    Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=GT_COLOR, linestyle="--", linewidth=1.5)
+                )
+                ax.text(
+                    x1,
+                    y2,
+                    _class_name(int(lab), names),
+                    color=GT_COLOR,
+                    fontsize=8,
+                    va="top",
+                    ha="left",
+                    bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0),
+                )
         if titles is not None:
             ax.set_title(str(titles[k]))
     if ground_truths is not None:

@@ -34,6 +34,7 @@ When ``E`` equals the recipe's own total, the recipe is returned unchanged (the 
 ``epoch_rule: proportional`` selects :func:`proportional_epoch_milestones`, the seed's rule that scales every
 milestone with ``E / epoches`` (kept because the bundled demo was measured with it).
 """
+
 from __future__ import annotations
 
 import math
@@ -69,8 +70,9 @@ def _recipe_parts(recipe: Mapping[str, Any]) -> tuple[int, int, int]:
     return e0, int(a0), e0 - int(a0)
 
 
-def official_epoch_milestones(epochs: int, recipe: Mapping[str, Any], no_aug_epoch: int | None = None,
-                              flat_epoch: int | None = None) -> dict[str, Any]:
+def official_epoch_milestones(
+    epochs: int, recipe: Mapping[str, Any], no_aug_epoch: int | None = None, flat_epoch: int | None = None
+) -> dict[str, Any]:
     """Milestones for ``epochs`` total epochs by the official "Customizing Epoch" rule (see the module doc).
 
     ``recipe`` holds the config's values (keys ``epoches``, ``flat_epoch``, ``no_aug_epoch``, ``policy_epoch``,
@@ -199,8 +201,13 @@ def proportional_epoch_milestones(epochs: int, recipe: Mapping[str, Any]) -> dic
     return out
 
 
-def derive_epoch_milestones(epochs: int, recipe: Mapping[str, Any], rule: str = "official",
-                            no_aug_epoch: int | None = None, flat_epoch: int | None = None) -> dict[str, Any]:
+def derive_epoch_milestones(
+    epochs: int,
+    recipe: Mapping[str, Any],
+    rule: str = "official",
+    no_aug_epoch: int | None = None,
+    flat_epoch: int | None = None,
+) -> dict[str, Any]:
     """Milestones for ``epochs`` by ``rule`` (``official`` default, or ``proportional``)."""
     if rule == "official":
         return official_epoch_milestones(epochs, recipe, no_aug_epoch=no_aug_epoch, flat_epoch=flat_epoch)
@@ -221,8 +228,9 @@ def describe_epoch_rule(derived: Mapping[str, Any], recipe: Mapping[str, Any], r
     n = e - a
     parts = [f"按官方 Customizing Epoch 规则：训练阶段 N = {e} − {a} = {n} 轮，之后 {a} 轮无强增强阶段"]
     if derived.get("short_budget"):
-        parts.append(f"（总轮数 {e} < 2 × 配方的 no_aug_epoch {a_0}，预算偏短：无强增强阶段缩为 {e} // 2 = {a} 轮，"
-                     f"最多占一半）")
+        parts.append(
+            f"（总轮数 {e} < 2 × 配方的 no_aug_epoch {a_0}，预算偏短：无强增强阶段缩为 {e} // 2 = {a} 轮，最多占一半）"
+        )
     f = derived.get("flat_epoch")
     if f is not None and f < e:
         parts.append(f"；flat_epoch = 4 + N // 2 = {f}（不超过 N）")

@@ -1,4 +1,5 @@
 """User-facing errors: a Chinese message naming the file, the problem and the fix."""
+
 from __future__ import annotations
 
 

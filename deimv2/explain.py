@@ -14,6 +14,7 @@ these helpers runs exactly as before, and no model file imports this module.
 * plotting: :func:`draw_boxes`, :func:`draw_sampling_points`, :func:`plot_edge_distributions`,
   :func:`plot_stage_diagram`.
 """
+
 from __future__ import annotations
 
 import time
@@ -71,6 +72,7 @@ def shape_of(x: Any) -> Any:
 @dataclass
 class Record:
     """One call of a hooked module: ``inputs`` (only when asked for), ``output`` and wall time in ms."""
+
     inputs: tuple | None
     output: Any
     ms: float
@@ -127,8 +129,9 @@ def default_stages(model: nn.Module) -> list[str]:
     return [n for n in out if n in names]
 
 
-def stage_table(model: nn.Module, images: Tensor, stages: Sequence[str] | None = None, runs: int = 1,
-                flops: bool = True) -> list[dict]:
+def stage_table(
+    model: nn.Module, images: Tensor, stages: Sequence[str] | None = None, runs: int = 1, flops: bool = True
+) -> list[dict]:
     """One forward pass (``no_grad``) per run; per stage: class, output shape, parameters, median CPU ms, FLOPs.
 
     ``stages`` default to :func:`default_stages`. Times are inclusive (a parent contains its children);
@@ -155,19 +158,21 @@ def stage_table(model: nn.Module, images: Tensor, stages: Sequence[str] | None =
             model(images)
         root = type(model).__name__
         counts = {k: int(sum(v.values())) for k, v in fc.get_flop_counts().items()}
-        counts = {k[len(root) + 1:] if k.startswith(root + ".") else k: v for k, v in counts.items()}
+        counts = {k[len(root) + 1 :] if k.startswith(root + ".") else k: v for k, v in counts.items()}
     rows = []
     for n in stages:
         mod = modules[n]
         ms = sorted(times[n])
-        rows.append({
-            "stage": n,
-            "type": type(mod).__name__,
-            "output": shape_of(outputs.get(n)),
-            "params": sum(p.numel() for p in mod.parameters()),
-            "ms": ms[len(ms) // 2] if ms else float("nan"),
-            "flops": counts.get(n, 0) if flops else None,
-        })
+        rows.append(
+            {
+                "stage": n,
+                "type": type(mod).__name__,
+                "output": shape_of(outputs.get(n)),
+                "params": sum(p.numel() for p in mod.parameters()),
+                "ms": ms[len(ms) // 2] if ms else float("nan"),
+                "flops": counts.get(n, 0) if flops else None,
+            }
+        )
     return rows
 
 
@@ -177,7 +182,9 @@ def _decoder_training_outputs(model: nn.Module):
     """Let the decoder return its training dict (all layers) while every norm layer keeps eval statistics."""
     dec = model.decoder
     if getattr(dec.decoder, "deployed", False):
-        raise ValueError("解码器已经是部署形态（deploy() 去掉了中间层的输出头），无法查看每一层：请用未 deploy 的模型。")
+        raise ValueError(
+            "解码器已经是部署形态（deploy() 去掉了中间层的输出头），无法查看每一层：请用未 deploy 的模型。"
+        )
     modes = {m: m.training for m in dec.modules()}
     try:
         dec.train()
@@ -202,15 +209,36 @@ def decoder_layers(model: nn.Module, images: Tensor) -> dict:
         feats = model.encoder(model.backbone(images))
         with _decoder_training_outputs(model):
             out = model.decoder(feats, None)
-    layers = [{"boxes": o["pred_boxes"], "logits": o["pred_logits"], "corners": o["pred_corners"],
-               "ref_points": o["ref_points"]} for o in out.get("aux_outputs", [])]
-    layers.append({"boxes": out["pred_boxes"], "logits": out["pred_logits"], "corners": out["pred_corners"],
-                   "ref_points": out["ref_points"]})
+    layers = [
+        {
+            "boxes": o["pred_boxes"],
+            "logits": o["pred_logits"],
+            "corners": o["pred_corners"],
+            "ref_points": o["ref_points"],
+        }
+        for o in out.get("aux_outputs", [])
+    ]
+    layers.append(
+        {
+            "boxes": out["pred_boxes"],
+            "logits": out["pred_logits"],
+            "corners": out["pred_corners"],
+            "ref_points": out["ref_points"],
+        }
+    )
     enc = out["enc_aux_outputs"][0] if out.get("enc_aux_outputs") else {}
     pre = out.get("pre_outputs") or {}
-    short = lambda d: {k.replace("pred_", ""): v for k, v in d.items()}
-    return {"layers": layers, "pre": short(pre), "enc": short(enc),
-            "project": model.decoder.decoder.project().detach(), "reg_scale": float(model.decoder.reg_scale)}
+
+    def short(d):
+        return {k.replace("pred_", ""): v for k, v in d.items()}
+
+    return {
+        "layers": layers,
+        "pre": short(pre),
+        "enc": short(enc),
+        "project": model.decoder.decoder.project().detach(),
+        "reg_scale": float(model.decoder.reg_scale),
+    }
 
 
 def feature_image(feat: Tensor) -> Tensor:
@@ -256,8 +284,16 @@ def sampling_points(model: nn.Module, images: Tensor) -> list[dict]:
             scale = attn.num_points_scale.to(query.dtype).unsqueeze(-1)
             loc = ref[:, :, None, :, :2] + offsets * scale * ref[:, :, None, :, 2:] * attn.offset_scale
             level = torch.cat([torch.full((n,), i) for i, n in enumerate(attn.num_points_list)])
-            result.append({"locations": loc.detach(), "weights": weights.detach(), "level": level,
-                           "reference": ref[:, :, 0].detach(), "output": r.output, "num_points": attn.num_points_list})
+            result.append(
+                {
+                    "locations": loc.detach(),
+                    "weights": weights.detach(),
+                    "level": level,
+                    "reference": ref[:, :, 0].detach(),
+                    "output": r.output,
+                    "num_points": attn.num_points_list,
+                }
+            )
     return result
 
 
@@ -295,8 +331,16 @@ def _axes(ax=None, figsize=(5, 5)):
     return ax
 
 
-def draw_boxes(ax, boxes: Tensor, size: Sequence[int], fmt: str = "cxcywh", color="tab:red", labels=None,
-               lw: float = 1.5, ls: str = "-"):
+def draw_boxes(
+    ax,
+    boxes: Tensor,
+    size: Sequence[int],
+    fmt: str = "cxcywh",
+    color="tab:red",
+    labels=None,
+    lw: float = 1.5,
+    ls: str = "-",
+):
     """Draw normalised boxes on an axis that shows an image of ``size = (w, h)`` pixels."""
     from matplotlib.patches import Rectangle
 
@@ -306,8 +350,15 @@ def draw_boxes(ax, boxes: Tensor, size: Sequence[int], fmt: str = "cxcywh", colo
     for i, (x1, y1, x2, y2) in enumerate(b):
         ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, ec=color, lw=lw, ls=ls))
         if labels is not None:
-            ax.text(x1, y1, str(labels[i]), color="white", fontsize=8, va="bottom",
-                    bbox={"fc": color, "ec": "none", "pad": 1, "alpha": 0.8})
+            ax.text(
+                x1,
+                y1,
+                str(labels[i]),
+                color="white",
+                fontsize=8,
+                va="bottom",
+                bbox={"fc": color, "ec": "none", "pad": 1, "alpha": 0.8},
+            )
     return ax
 
 
@@ -325,8 +376,16 @@ def draw_sampling_points(ax, image, layer: dict, query: int, batch: int = 0, tit
     colors = ["tab:red", "tab:orange", "tab:cyan", "tab:purple"]
     for level in sorted(set(lvl.tolist())):
         m = lvl == level
-        ax.scatter(loc[m, 0] * w, loc[m, 1] * h, s=8 + 400 * wt[m], c=colors[level % 4], alpha=0.7,
-                   edgecolors="white", linewidths=0.4, label=f"level {level}")
+        ax.scatter(
+            loc[m, 0] * w,
+            loc[m, 1] * h,
+            s=8 + 400 * wt[m],
+            c=colors[level % 4],
+            alpha=0.7,
+            edgecolors="white",
+            linewidths=0.4,
+            label=f"level {level}",
+        )
     draw_boxes(ax, layer["reference"][batch, query], (w, h), color="lime", lw=1.2)
     ax.set_xlim(0, w)
     ax.set_ylim(h, 0)
@@ -336,8 +395,9 @@ def draw_sampling_points(ax, image, layer: dict, query: int, batch: int = 0, tit
     return ax
 
 
-def plot_edge_distributions(axes, probs: Tensor, project: Tensor, edge_names=("左", "上", "右", "下"),
-                            title_prefix: str = ""):
+def plot_edge_distributions(
+    axes, probs: Tensor, project: Tensor, edge_names=("左", "上", "右", "下"), title_prefix: str = ""
+):
     """Bar charts of the 4 edge distributions ``probs [4, R+1]`` against the bin values ``W(n)``."""
     import numpy as np
 
@@ -362,10 +422,19 @@ def plot_stage_diagram(rows: Sequence[dict], ax=None, title: str = ""):
         x = 0.05 + 0.06 * depth
         shape = row["output"]
         text = f"{row['stage']}  ({row['type']})   →  {_short(shape)}"
-        ax.text(x, y, text, va="center", fontsize=8, family="monospace",
-                bbox={"boxstyle": "round,pad=0.3", "fc": "#e8f0fe" if depth == 0 else "#f5f5f5", "ec": "#999"})
+        ax.text(
+            x,
+            y,
+            text,
+            va="center",
+            fontsize=8,
+            family="monospace",
+            bbox={"boxstyle": "round,pad=0.3", "fc": "#e8f0fe" if depth == 0 else "#f5f5f5", "ec": "#999"},
+        )
         if i:
-            ax.annotate("", xy=(0.03, y + 0.25), xytext=(0.03, y + 0.75), arrowprops={"arrowstyle": "->", "color": "#666"})
+            ax.annotate(
+                "", xy=(0.03, y + 0.25), xytext=(0.03, y + 0.75), arrowprops={"arrowstyle": "->", "color": "#666"}
+            )
     ax.set_xlim(0, 1)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_axis_off()

@@ -7,6 +7,7 @@ ImageNet normalisation of the DINOv3 variants (S/M/L/X) is INSIDE the graph, so 
 same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inference.ipynb`` and
 ``docs/tensorrt.md``.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -51,8 +52,14 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
     return build_graph(model.cpu(), cfg, deploy=True), cfg
 
 
-def write_onnx(graph: DetectionGraph, cfg: Config, out: str | Path, opset: int = 17, batch_size: int = 1,
-               dynamic_batch: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def write_onnx(
+    graph: DetectionGraph,
+    cfg: Config,
+    out: str | Path,
+    opset: int = 17,
+    batch_size: int = 1,
+    dynamic_batch: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Trace ``graph`` (on CPU) into the ONNX file ``out`` and check it; returns the example inputs used."""
     import onnx
 
@@ -67,9 +74,17 @@ def write_onnx(graph: DetectionGraph, cfg: Config, out: str | Path, opset: int =
         warnings.filterwarnings("ignore", category=DeprecationWarning)  # "legacy TorchScript-based exporter"
         graph(images, sizes)  # warm the lazily built buffers (anchors) before tracing
         # The TorchScript exporter, explicitly: the dynamo exporter (default since torch 2.9) fails on this model.
-        torch.onnx.export(graph, (images, sizes), str(out), input_names=["images", "orig_target_sizes"],
-                          output_names=["labels", "boxes", "scores"], opset_version=int(opset),
-                          dynamic_axes=axes if dynamic_batch else None, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            graph,
+            (images, sizes),
+            str(out),
+            input_names=["images", "orig_target_sizes"],
+            output_names=["labels", "boxes", "scores"],
+            opset_version=int(opset),
+            dynamic_axes=axes if dynamic_batch else None,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     onnx.checker.check_model(onnx.load(str(out)))
     return images, sizes
 
@@ -80,8 +95,16 @@ def _default_output(cfg: Config, checkpoint) -> Path:
     return Path(f"{cfg.name}.onnx")
 
 
-def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batch_size: int = 1,
-                simplify: bool = False, check: bool = False, dynamic_batch: bool = True) -> Path:
+def export_onnx(
+    config=None,
+    checkpoint=None,
+    output=None,
+    opset: int = 17,
+    batch_size: int = 1,
+    simplify: bool = False,
+    check: bool = False,
+    dynamic_batch: bool = True,
+) -> Path:
     """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
     require_onnx()
     graph, cfg = build_export_graph(config, checkpoint)
@@ -94,16 +117,21 @@ def export_onnx(config=None, checkpoint=None, output=None, opset: int = 17, batc
     h, w = (int(v) for v in cfg.eval_spatial_size)
     images, sizes = write_onnx(graph, cfg, out, opset=opset, batch_size=batch_size, dynamic_batch=dynamic_batch)
     print(f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）")
-    print("输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox"
-          + ("；ImageNet 归一化已在模型内部" if cfg.input_mean is not None else "") + "），"
-          "orig_target_sizes [N,2] int64 = 原图 (宽, 高)。输出：labels、boxes（原图像素 xyxy）、scores。")
+    print(
+        "输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox"
+        + ("；ImageNet 归一化已在模型内部" if cfg.input_mean is not None else "")
+        + "），"
+        "orig_target_sizes [N,2] int64 = 原图 (宽, 高)。输出：labels、boxes（原图像素 xyxy）、scores。"
+    )
     if simplify:
         _simplify(out, cfg, images.shape, sizes.shape)
     if check:
         res = check_onnx(out, graph=graph, cfg=cfg)
         if not res["top_match"] and checkpoint is None:
-            print("注意：随机权重的模型输出几乎处处相同，top-k 选择由浮点噪声决定，因此不一致是预期的；"
-                  "请用训练好的权重（-r）检查。")
+            print(
+                "注意：随机权重的模型输出几乎处处相同，top-k 选择由浮点噪声决定，因此不一致是预期的；"
+                "请用训练好的权重（-r）检查。"
+            )
     return out
 
 
@@ -118,8 +146,9 @@ def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:
     except ImportError:
         print("跳过 onnxsim：没有安装（pip install onnxsim）。不简化的 ONNX 也能直接使用。")
         return
-    model, ok = onnxsim.simplify(str(path), test_input_shapes={"images": list(image_shape),
-                                                             "orig_target_sizes": list(size_shape)})
+    model, ok = onnxsim.simplify(
+        str(path), test_input_shapes={"images": list(image_shape), "orig_target_sizes": list(size_shape)}
+    )
     if ok:
         onnx.save(model, str(path))
         print(f"onnxsim 简化完成：{path}")
@@ -127,8 +156,15 @@ def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:
         print("onnxsim 简化后的模型没有通过校验，保留未简化的文件。")
 
 
-def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Config | None = None,
-               image=None, runs: int = 5, top: int = 10, batch: int = 1) -> dict:
+def check_onnx(
+    path: str | Path,
+    graph: DetectionGraph | None = None,
+    cfg: Config | None = None,
+    image=None,
+    runs: int = 5,
+    top: int = 10,
+    batch: int = 1,
+) -> dict:
     """Run the ONNX file in onnxruntime (CPU) and compare with the PyTorch graph on the same input.
 
     ``image``: a path / PIL / numpy image (default: a fixed random image). Returns (and prints)
@@ -171,9 +207,11 @@ def check_onnx(path: str | Path, graph: DetectionGraph | None = None, cfg: Confi
     with torch.inference_mode():
         result["torch_ms"] = time_fn(lambda: graph(x, s), runs=runs)["median_ms"]
     result["onnxruntime_ms"] = time_fn(lambda: sess.run(None, feeds), runs=runs)["median_ms"]
-    print(f"ONNX 检查（onnxruntime vs PyTorch，CPU {torch.get_num_threads()} 线程，batch {batch}）：\n"
-          f"  scores 最大误差 {result['max_abs_scores']:.2e}；全部 {scores_t.shape[1]} 个框的最大误差 {result['max_abs_boxes']:.2e} 像素"
-          f"（分数几乎相同的两个框可能交换名次，这时这个数会很大，属正常）；\n"
-          f"  前 {k} 个检测 {'一致' if result['top_match'] else '不一致'}（类别相同且框误差 {result['top_max_abs_boxes']:.2e} 像素）；\n"
-          f"  延迟（中位数）：PyTorch {result['torch_ms']:.1f} ms，onnxruntime {result['onnxruntime_ms']:.1f} ms")
+    print(
+        f"ONNX 检查（onnxruntime vs PyTorch，CPU {torch.get_num_threads()} 线程，batch {batch}）：\n"
+        f"  scores 最大误差 {result['max_abs_scores']:.2e}；全部 {scores_t.shape[1]} 个框的最大误差 {result['max_abs_boxes']:.2e} 像素"
+        f"（分数几乎相同的两个框可能交换名次，这时这个数会很大，属正常）；\n"
+        f"  前 {k} 个检测 {'一致' if result['top_match'] else '不一致'}（类别相同且框误差 {result['top_max_abs_boxes']:.2e} 像素）；\n"
+        f"  延迟（中位数）：PyTorch {result['torch_ms']:.1f} ms，onnxruntime {result['onnxruntime_ms']:.1f} ms"
+    )
     return result

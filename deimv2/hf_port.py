@@ -31,10 +31,12 @@ final LayerNorm to the last feature map. With those four changed back, port and 
 
 Explained in notebook ``01_weights.ipynb``.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -42,8 +44,7 @@ from .errors import WeightsError
 
 # --------------------------------------------------------------------------- key templates
 #: placeholder letter -> regex of what it matches (``{r}``: the rest of a key, several segments)
-_SLOTS = {"i": r"\d+", "j": r"\d+", "t": r"[^.]+", "s": r"[^.]+", "r": r".+",
-          "b": r"(?:fpn|pan)_blocks?(?:\.\d+)?"}
+_SLOTS = {"i": r"\d+", "j": r"\d+", "t": r"[^.]+", "s": r"[^.]+", "r": r".+", "b": r"(?:fpn|pan)_blocks?(?:\.\d+)?"}
 _SLOT_RE = re.compile(r"\{(\w)\}")
 
 
@@ -64,14 +65,14 @@ class _Rules:
         self.pairs = [(o, p, _compile(o), _compile(p)) for o, p in pairs]
 
     def to_port(self, key: str) -> str | None:
-        for o, p, ro, _ in self.pairs:
+        for _o, p, ro, _ in self.pairs:
             m = ro.match(key)
             if m:
                 return _fill(p, m.groupdict())
         return None
 
     def to_official(self, key: str) -> str | None:
-        for o, p, _, rp in self.pairs:
+        for o, _p, _, rp in self.pairs:
             m = rp.match(key)
             if m:
                 return _fill(o, m.groupdict())
@@ -162,8 +163,11 @@ def _vit_rules(p: str, dinov3: bool, gated: bool) -> list[tuple[str, str]]:
         (blk + "attn.proj.{t}", lay + "attention.o_proj.{t}"),
     ]
     if gated:
-        rules += [(blk + "mlp.w1.{t}", lay + "mlp.gate_proj.{t}"), (blk + "mlp.w2.{t}", lay + "mlp.up_proj.{t}"),
-                  (blk + "mlp.w3.{t}", lay + "mlp.down_proj.{t}")]
+        rules += [
+            (blk + "mlp.w1.{t}", lay + "mlp.gate_proj.{t}"),
+            (blk + "mlp.w2.{t}", lay + "mlp.up_proj.{t}"),
+            (blk + "mlp.w3.{t}", lay + "mlp.down_proj.{t}"),
+        ]
     else:
         rules += [(blk + "mlp.fc1.{t}", lay + "mlp.up_proj.{t}"), (blk + "mlp.fc2.{t}", lay + "mlp.down_proj.{t}")]
     if dinov3:
@@ -188,8 +192,10 @@ def _fused(layout: str) -> list[tuple[str, tuple[str, ...]]]:
         (_AIFI + "self_attn.in_proj_bias", _qkv(_AIFI_PORT + "self_attn.", "bias")),
         ("decoder.decoder.layers.{i}.self_attn.in_proj_weight", _qkv("model.decoder.layers.{i}.self_attn.", "weight")),
         ("decoder.decoder.layers.{i}.self_attn.in_proj_bias", _qkv("model.decoder.layers.{i}.self_attn.", "bias")),
-        ("decoder.decoder.layers.{i}.swish_ffn.w12.{t}",
-         ("model.decoder.layers.{i}.mlp.gate_proj.{t}", "model.decoder.layers.{i}.mlp.up_proj.{t}")),
+        (
+            "decoder.decoder.layers.{i}.swish_ffn.w12.{t}",
+            ("model.decoder.layers.{i}.mlp.gate_proj.{t}", "model.decoder.layers.{i}.mlp.up_proj.{t}"),
+        ),
     ]
     if layout != "hgnet":
         blk = _VIT_PREFIX[layout] + "blocks.{i}.attn.qkv."
@@ -244,17 +250,20 @@ def rope_periods(head_dim: int = 64, base: float = 100.0) -> torch.Tensor:
     return base ** (2 * torch.arange(quarter, dtype=torch.float32) / (2 * quarter))
 
 
-def make_anchors(eval_size: Iterable[int], strides: Iterable[int], grid_size: float = 0.05,
-                 eps: float = 1e-2) -> tuple[torch.Tensor, torch.Tensor]:
+def make_anchors(
+    eval_size: Iterable[int], strides: Iterable[int], grid_size: float = 0.05, eps: float = 1e-2
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Official ``decoder.anchors`` ``[1, N, 4]`` (logits of cell centre and size; inf where invalid) and
     ``decoder.valid_mask`` ``[1, N, 1]`` for an ``eval_size`` (h, w) and per-level ``strides``."""
     h_img, w_img = eval_size
     per_level = []
     for lvl, s in enumerate(strides):
         h, w = int(h_img / s), int(w_img / s)
-        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+        ys, xs = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         centre = torch.stack([(xs + 0.5) / w, (ys + 0.5) / h], dim=-1).reshape(-1, 2)
-        size = torch.full_like(centre, grid_size * 2.0 ** lvl)
+        size = torch.full_like(centre, grid_size * 2.0**lvl)
         per_level.append(torch.cat([centre, size], dim=-1))
     boxes = torch.cat(per_level).unsqueeze(0)
     valid = ((boxes > eps) & (boxes < 1 - eps)).all(-1, keepdim=True)
@@ -280,8 +289,9 @@ def _check_identity(sd: Mapping[str, torch.Tensor]) -> None:
     g, beta = sd.get("model.enc_output.1.weight"), sd.get("model.enc_output.1.bias")
     if w is None:
         return
-    ok = (torch.equal(w, torch.eye(w.shape[0], dtype=w.dtype)) and not b.any() and bool((g == 1).all())
-          and not beta.any())
+    ok = (
+        torch.equal(w, torch.eye(w.shape[0], dtype=w.dtype)) and not b.any() and bool((g == 1).all()) and not beta.any()
+    )
     if not ok:
         raise WeightsError(
             "这个 transformers 权重的 model.enc_output（Linear + LayerNorm）不是恒等映射，说明它在 transformers 里被训练过；"
@@ -290,8 +300,9 @@ def _check_identity(sd: Mapping[str, torch.Tensor]) -> None:
 
 
 # --------------------------------------------------------------------------- port -> official
-def convert_transformers_port(sd: Mapping[str, torch.Tensor], eval_size: Iterable[int] | None = None
-                              ) -> dict[str, torch.Tensor]:
+def convert_transformers_port(
+    sd: Mapping[str, torch.Tensor], eval_size: Iterable[int] | None = None
+) -> dict[str, torch.Tensor]:
     """``Deimv2ForObjectDetection`` state dict -> official DEIMv2 state dict (loads with strict=True).
 
     ``eval_size`` (h, w) sets the shape of ``decoder.anchors``; default: the variant's official size.
@@ -321,7 +332,7 @@ def convert_transformers_port(sd: Mapping[str, torch.Tensor], eval_size: Iterabl
             out[off_key] = torch.cat(tensors, dim=0)
             if layout == "dinov3" and off_key.endswith("qkv.bias"):
                 n = tensors[0].shape[0]
-                out[off_key[:-len("bias")] + "bias_mask"] = torch.cat([torch.ones(n), torch.zeros(n), torch.ones(n)])
+                out[off_key[: -len("bias")] + "bias_mask"] = torch.cat([torch.ones(n), torch.zeros(n), torch.ones(n)])
     unknown = []
     for key, value in items:
         if key in claimed or _port_only(key, value, layout):
@@ -374,7 +385,7 @@ def _complete_official(out: dict[str, torch.Tensor], layout: str, eval_size: Ite
         for i in range(n_layers):
             if i not in present:
                 for k in [k for k in out if k.startswith(src)]:
-                    out[f"decoder.dec_bbox_head.{i}." + k[len(src):]] = out[k]
+                    out[f"decoder.dec_bbox_head.{i}." + k[len(src) :]] = out[k]
     for k in [k for k in out if k.endswith(".running_mean")]:
         out.setdefault(k[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
     if layout != "hgnet":
@@ -465,16 +476,20 @@ def _complete_port(out: dict[str, torch.Tensor], layout: str) -> None:
             for n in (1, 2):
                 out[f"{_VIT}model.layer.{i}.layer_scale{n}.lambda1"] = torch.ones(dim)
     for k in [k for k in out if k.startswith(("model.decoder.class_embed.", "model.decoder.bbox_embed."))]:
-        out[k[len("model.decoder."):]] = out[k].clone()
+        out[k[len("model.decoder.") :]] = out[k].clone()
 
 
 # --------------------------------------------------------------------------- configs
 #: variant -> (backbone model_type, d_model, encoder_type, decoder_layers) of the port's config
 _PORT_SIGNATURE = {
-    "atto": ("hgnet_v2", 64, "lite", 3), "femto": ("hgnet_v2", 96, "lite", 3),
-    "pico": ("hgnet_v2", 112, "lite", 3), "n": ("hgnet_v2", 128, "hybrid", 3),
-    "s": ("dinov3_vit", 192, "hybrid", 4), "m": ("dinov3_vit", 256, "hybrid", 4),
-    "l": ("dinov3_vit", 224, "hybrid", 4), "x": ("dinov3_vit", 256, "hybrid", 6),
+    "atto": ("hgnet_v2", 64, "lite", 3),
+    "femto": ("hgnet_v2", 96, "lite", 3),
+    "pico": ("hgnet_v2", 112, "lite", 3),
+    "n": ("hgnet_v2", 128, "hybrid", 3),
+    "s": ("dinov3_vit", 192, "hybrid", 4),
+    "m": ("dinov3_vit", 256, "hybrid", 4),
+    "l": ("dinov3_vit", 224, "hybrid", 4),
+    "x": ("dinov3_vit", 256, "hybrid", 6),
 }
 _HGNET_D_MODEL = {64: "atto", 96: "femto", 112: "pico", 128: "n"}
 
@@ -490,7 +505,9 @@ def port_config_to_variant(config_json: Mapping[str, Any]) -> str | None:
         variant = _HGNET_D_MODEL.get(d_model)
     elif kind == "dinov3_vit":
         width = bb.get("hidden_size", 384)
-        variant = {192: "s", 256: "m"}.get(width) or (("x" if bb.get("use_gated_mlp") else "l") if width == 384 else None)
+        variant = {192: "s", 256: "m"}.get(width) or (
+            ("x" if bb.get("use_gated_mlp") else "l") if width == 384 else None
+        )
     else:
         return None
     if variant is None:
@@ -508,8 +525,10 @@ _HGNET_STAGES = {
 }
 #: DINOv3STAs backbone name -> (width, heads, gated MLP, layer scale init, registers, is DINOv3)
 _VIT_PRESETS = {
-    "vit_tiny": (192, 3, False, 1.0, 0, False), "vit_tinyplus": (256, 4, False, 1.0, 0, False),
-    "dinov3_vits16": (384, 6, False, 1e-5, 4, True), "dinov3_vits16plus": (384, 6, True, 1e-5, 4, True),
+    "vit_tiny": (192, 3, False, 1.0, 0, False),
+    "vit_tinyplus": (256, 4, False, 1.0, 0, False),
+    "dinov3_vits16": (384, 6, False, 1e-5, 4, True),
+    "dinov3_vits16plus": (384, 6, True, 1e-5, 4, True),
 }
 
 
@@ -527,33 +546,60 @@ def port_config_for_variant(variant: str, num_classes: int = 80) -> dict[str, An
     dec, enc, bb = cfg.model.decoder, cfg.model.encoder, cfg.model.backbone
     lite = cfg.model.encoder_type == "LiteEncoder"
     c: dict[str, Any] = dict(
-        num_labels=num_classes, d_model=dec["hidden_dim"], decoder_ffn_dim=dec["dim_feedforward"],
-        decoder_layers=dec["num_layers"], num_feature_levels=dec["num_levels"], decoder_n_points=dec["num_points"],
-        num_queries=dec["num_queries"], decoder_in_channels=dec["feat_channels"], eval_idx=dec.get("eval_idx", -1),
-        decoder_activation_function=dec.get("activation", "silu"), share_bbox_head=dec.get("share_bbox_head", False),
-        use_gateway=dec.get("use_gateway", True), anchor_image_size=None, eval_size=None,
-        max_num_bins=dec.get("reg_max", 32), reg_scale=float(dec.get("reg_scale", 4)),
-        layer_scale=dec.get("layer_scale", 1), encoder_type="lite" if lite else "hybrid",
-        encoder_hidden_dim=enc["hidden_dim"], encoder_in_channels=enc["in_channels"], feat_strides=enc["feat_strides"],
-        activation_function=enc.get("act", "silu"), depth_mult=float(enc.get("depth_mult", 1.0)),
+        num_labels=num_classes,
+        d_model=dec["hidden_dim"],
+        decoder_ffn_dim=dec["dim_feedforward"],
+        decoder_layers=dec["num_layers"],
+        num_feature_levels=dec["num_levels"],
+        decoder_n_points=dec["num_points"],
+        num_queries=dec["num_queries"],
+        decoder_in_channels=dec["feat_channels"],
+        eval_idx=dec.get("eval_idx", -1),
+        decoder_activation_function=dec.get("activation", "silu"),
+        share_bbox_head=dec.get("share_bbox_head", False),
+        use_gateway=dec.get("use_gateway", True),
+        anchor_image_size=None,
+        eval_size=None,
+        max_num_bins=dec.get("reg_max", 32),
+        reg_scale=float(dec.get("reg_scale", 4)),
+        layer_scale=dec.get("layer_scale", 1),
+        encoder_type="lite" if lite else "hybrid",
+        encoder_hidden_dim=enc["hidden_dim"],
+        encoder_in_channels=enc["in_channels"],
+        feat_strides=enc["feat_strides"],
+        activation_function=enc.get("act", "silu"),
+        depth_mult=float(enc.get("depth_mult", 1.0)),
         hidden_expansion=float(enc.get("expansion", 1.0)),
     )
     if lite:
         c["encoder_layers"] = 0
     else:
-        c.update(encoder_layers=enc.get("num_encoder_layers", 1), encoder_ffn_dim=enc.get("dim_feedforward", 1024),
-                 encoder_attention_heads=enc.get("nhead", 8), encode_proj_layers=enc.get("use_encoder_idx", [2]),
-                 encoder_activation_function=enc.get("enc_act", "gelu"))
+        c.update(
+            encoder_layers=enc.get("num_encoder_layers", 1),
+            encoder_ffn_dim=enc.get("dim_feedforward", 1024),
+            encoder_attention_heads=enc.get("nhead", 8),
+            encode_proj_layers=enc.get("use_encoder_idx", [2]),
+            encoder_activation_function=enc.get("enc_act", "gelu"),
+        )
     if cfg.model.backbone_type == "HGNetv2":
         outs, blocks, kernels = _HGNET_STAGES[bb["name"]]
         n = len(outs)
         c["backbone_config"] = dict(
-            model_type="hgnet_v2", stem_channels=[3, 16, 16], hidden_sizes=outs, stage_in_channels=[16] + outs[:-1],
-            stage_mid_channels=[16, 32, 64, 128][:n], stage_out_channels=outs, stage_num_blocks=blocks,
-            stage_downsample=[False] + [True] * (n - 1), stage_light_block=[False, False] + [True] * (n - 2),
-            stage_kernel_size=kernels, stage_numb_of_layers=[3] * n, depths=[3] * n,
+            model_type="hgnet_v2",
+            stem_channels=[3, 16, 16],
+            hidden_sizes=outs,
+            stage_in_channels=[16] + outs[:-1],
+            stage_mid_channels=[16, 32, 64, 128][:n],
+            stage_out_channels=outs,
+            stage_num_blocks=blocks,
+            stage_downsample=[False] + [True] * (n - 1),
+            stage_light_block=[False, False] + [True] * (n - 2),
+            stage_kernel_size=kernels,
+            stage_numb_of_layers=[3] * n,
+            depths=[3] * n,
             use_learnable_affine_block=bool(bb.get("use_lab", True)),
-            out_indices=[i + 1 for i in bb["return_idx"]], stage_names=["stem"] + [f"stage{i}" for i in range(1, n + 1)],
+            out_indices=[i + 1 for i in bb["return_idx"]],
+            stage_names=["stem"] + [f"stage{i}" for i in range(1, n + 1)],
         )
         c["encoder_has_trailing_conv"] = True
     else:
@@ -563,11 +609,22 @@ def port_config_for_variant(variant: str, num_classes: int = 80) -> dict[str, An
             inter = int(width * 6 * 2 / 3)
             inter += -inter % 8
         c["backbone_config"] = dict(
-            model_type="dinov3_vit", hidden_size=width, num_attention_heads=heads, num_hidden_layers=12,
-            intermediate_size=inter, layerscale_value=ls, use_gated_mlp=gated, num_register_tokens=regs,
-            pos_embed_rescale=2.0 if is_dinov3 else None, key_bias=True, rope_theta=100.0,
-            layer_norm_eps=1e-5 if is_dinov3 else 1e-6, hidden_act="silu" if gated else "gelu",
-            out_indices=[i + 1 for i in bb["interaction_indexes"]], apply_layernorm=is_dinov3, reshape_hidden_states=True,
+            model_type="dinov3_vit",
+            hidden_size=width,
+            num_attention_heads=heads,
+            num_hidden_layers=12,
+            intermediate_size=inter,
+            layerscale_value=ls,
+            use_gated_mlp=gated,
+            num_register_tokens=regs,
+            pos_embed_rescale=2.0 if is_dinov3 else None,
+            key_bias=True,
+            rope_theta=100.0,
+            layer_norm_eps=1e-5 if is_dinov3 else 1e-6,
+            hidden_act="silu" if gated else "gelu",
+            out_indices=[i + 1 for i in bb["interaction_indexes"]],
+            apply_layernorm=is_dinov3,
+            reshape_hidden_states=True,
         )
         c["encoder_has_trailing_conv"] = False
         c["spatial_tuning_adapter_inplanes"] = bb.get("conv_inplane") or 16

@@ -6,6 +6,7 @@ when its size matches the server's ``Content-Length``, then check the folder wit
 ``deimv2 info`` (:func:`deimv2.weights.inspect_weights`): a detector of the requested variant.
 Explained in notebook 04_train.ipynb (fine-tuning from the official COCO weights).
 """
+
 from __future__ import annotations
 
 import os
@@ -50,16 +51,20 @@ def copy_stream(src: BinaryIO, dst: Path, expected: int | None, desc: str = "", 
 
     part = dst.with_name(dst.name + ".part")
     done = 0
-    with open(part, "wb") as f, tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-                                     disable=not progress) as bar:
+    with (
+        open(part, "wb") as f,
+        tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, disable=not progress) as bar,
+    ):
         while chunk := src.read(_CHUNK):
             f.write(chunk)
             done += len(chunk)
             bar.update(len(chunk))
     if expected is not None and done != expected:
         part.unlink(missing_ok=True)
-        raise WeightsError(f"下载不完整：{dst.name} 收到 {done} 字节，服务器声明 {expected} 字节。"
-                           "请检查网络后重新运行（已下载的部分已删除）。")
+        raise WeightsError(
+            f"下载不完整：{dst.name} 收到 {done} 字节，服务器声明 {expected} 字节。"
+            "请检查网络后重新运行（已下载的部分已删除）。"
+        )
     os.replace(part, dst)
     return done
 
@@ -75,13 +80,16 @@ def download_file(url: str, dst: str | Path, timeout: float = 60.0, progress: bo
     except WeightsError:
         raise
     except Exception as e:
-        raise WeightsError(f"无法下载 {url}：{e}。请检查网络；国内可以设置镜像，"
-                           f"设置环境变量 HF_ENDPOINT=https://hf-mirror.com 后重启内核，或在浏览器中下载后放到 {dst}。") from e
+        raise WeightsError(
+            f"无法下载 {url}：{e}。请检查网络；国内可以设置镜像，"
+            f"设置环境变量 HF_ENDPOINT=https://hf-mirror.com 后重启内核，或在浏览器中下载后放到 {dst}。"
+        ) from e
     return dst
 
 
-def download_official_checkpoint(variant: str, ckpts_dir: str | Path, base: str = HF_BASE,
-                                 progress: bool = True) -> CheckpointInfo:
+def download_official_checkpoint(
+    variant: str, ckpts_dir: str | Path, base: str = HF_BASE, progress: bool = True
+) -> CheckpointInfo:
     """Download (unless present) and check the official COCO checkpoint of ``variant``; returns its info."""
     folder = official_checkpoint_dir(variant, ckpts_dir)
     for name, url in official_checkpoint_urls(variant, base).items():
@@ -89,7 +97,9 @@ def download_official_checkpoint(variant: str, ckpts_dir: str | Path, base: str 
             download_file(url, folder / name, progress=progress)
     info = inspect_weights(folder)
     if info.kind != "detector" or info.variant != variant:
-        raise WeightsError(f"{folder} 不是 DEIMv2-{variant.upper()} 的完整检测器权重"
-                           f"（识别结果：{info.kind}，{info.format}，变体 {info.variant or '未知'}）。"
-                           "请删除这个文件夹后重新下载。")
+        raise WeightsError(
+            f"{folder} 不是 DEIMv2-{variant.upper()} 的完整检测器权重"
+            f"（识别结果：{info.kind}，{info.format}，变体 {info.variant or '未知'}）。"
+            "请删除这个文件夹后重新下载。"
+        )
     return info

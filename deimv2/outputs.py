@@ -5,6 +5,7 @@ calls :func:`ensure_output_dir` before any heavy work; :func:`explain_os_error` 
 (disk full while saving a checkpoint …) into the same kind of message; :func:`claim_output_dir` lets two trainings
 started at once never share a folder. Policy: ``docs/errors.md``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -48,8 +49,9 @@ def os_error_reason(e: OSError) -> str:
     return f"{reason}（{e.strerror or type(e).__name__}）"
 
 
-def explain_os_error(e: OSError, what: str = "文件", path: str | os.PathLike | None = None,
-                     verb: str = "创建或写入") -> str:
+def explain_os_error(
+    e: OSError, what: str = "文件", path: str | os.PathLike | None = None, verb: str = "创建或写入"
+) -> str:
     """The Chinese message for an OSError: which path (``path``, else the one in ``e``), why, and what to do."""
     failing = e.filename if e.filename is not None else None
     if path is None and failing is None:

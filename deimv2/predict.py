@@ -6,13 +6,15 @@ Preprocessing is the official val pipeline: resize to ``eval_spatial_size`` (PIL
 :class:`DetectionGraph`, which is also the graph that :mod:`deimv2.export` writes to ONNX.
 Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``show_predictions``).
 """
+
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +24,7 @@ from PIL import Image
 from .config import Config, load_config
 from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
 
-__all__ = ["DetectionGraph", "Prediction", "Detector", "predict_cli", "show_predictions",
-           "IMAGE_EXTS", "VIDEO_EXTS"]
+__all__ = ["DetectionGraph", "Prediction", "Detector", "predict_cli", "show_predictions", "IMAGE_EXTS", "VIDEO_EXTS"]
 
 #: confidence threshold when neither the caller nor the checkpoint gives one
 DEFAULT_CONF = 0.45
@@ -40,8 +41,13 @@ class DetectionGraph(nn.Module):
     (DINOv3 S/M/L/X), so callers always pass plain ``/255`` pixels. Labels are 0-based (no COCO remap).
     """
 
-    def __init__(self, model: nn.Module, postprocessor: nn.Module, mean: Sequence[float] | None = None,
-                 std: Sequence[float] | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        postprocessor: nn.Module,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+    ):
         super().__init__()
         self.model = model
         self.postprocessor = postprocessor
@@ -73,12 +79,12 @@ def build_graph(model: nn.Module, cfg: Config, deploy: bool = True) -> Detection
 class Prediction:
     """Detections of one image, in original-image pixels, sorted by score (highest first)."""
 
-    boxes: torch.Tensor            # (N, 4) xyxy float
-    scores: torch.Tensor           # (N,)
-    labels: torch.Tensor           # (N,) 0-based class index
-    names: list                    # N class names
-    category_ids: list             # N category ids (the dataset's own ids when known)
-    image_size: tuple              # (w, h)
+    boxes: torch.Tensor  # (N, 4) xyxy float
+    scores: torch.Tensor  # (N,)
+    labels: torch.Tensor  # (N,) 0-based class index
+    names: list  # N class names
+    category_ids: list  # N category ids (the dataset's own ids when known)
+    image_size: tuple  # (w, h)
     path: str | None = None
     image: Image.Image | None = field(default=None, repr=False)
     class_names: list | None = field(default=None, repr=False)
@@ -98,22 +104,36 @@ class Prediction:
             image = load_image(self.path)
         if image is None:
             raise ValueError("这个 Prediction 没有保存原图，请把图片作为参数传入：pred.plot(image)。")
-        names = self.class_names or {int(l): n for l, n in zip(self.labels.tolist(), self.names)}
+        names = self.class_names or {int(lab): n for lab, n in zip(self.labels.tolist(), self.names)}
         return draw_detections(image, self.boxes, self.labels, self.scores, names=names, **kwargs)
 
     def to_coco(self, image_id: int | str = 0) -> list[dict]:
         """COCO result dicts: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` (+ ``category_name``)."""
         out = []
-        for (x1, y1, x2, y2), s, cid, name in zip(self.boxes.tolist(), self.scores.tolist(), self.category_ids, self.names):
-            out.append({"image_id": image_id, "category_id": int(cid), "category_name": name,
-                        "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                        "score": round(float(s), 5)})
+        for (x1, y1, x2, y2), s, cid, name in zip(
+            self.boxes.tolist(), self.scores.tolist(), self.category_ids, self.names
+        ):
+            out.append(
+                {
+                    "image_id": image_id,
+                    "category_id": int(cid),
+                    "category_name": name,
+                    "bbox": [round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    "score": round(float(s), 5),
+                }
+            )
         return out
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "image_size": list(self.image_size), "boxes": self.boxes.tolist(),
-                "scores": self.scores.tolist(), "labels": self.labels.tolist(), "names": list(self.names),
-                "category_ids": list(self.category_ids)}
+        return {
+            "path": self.path,
+            "image_size": list(self.image_size),
+            "boxes": self.boxes.tolist(),
+            "scores": self.scores.tolist(),
+            "labels": self.labels.tolist(),
+            "names": list(self.names),
+            "category_ids": list(self.category_ids),
+        }
 
 
 # --------------------------------------------------------------------------- inputs
@@ -131,18 +151,22 @@ def _as_rgb_image(item: Any) -> tuple[Image.Image, str | None]:
     if isinstance(item, np.ndarray):
         arr = item
         if arr.dtype != np.uint8:
-            raise DatasetError(f"numpy 图片必须是 uint8（0-255）的 RGB 数组，收到 dtype={arr.dtype}。"
-                               "请先 (arr * 255).astype(np.uint8)。")
+            raise DatasetError(
+                f"numpy 图片必须是 uint8（0-255）的 RGB 数组，收到 dtype={arr.dtype}。"
+                "请先 (arr * 255).astype(np.uint8)。"
+            )
         if arr.ndim == 3 and arr.shape[2] == 4:
             arr = arr[:, :, :3]
         if arr.ndim == 3 and arr.shape[2] == 1:
             arr = arr[:, :, 0]
         if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-            raise DatasetError(f"numpy 图片的形状应为 (H, W, 3) 的 RGB，收到 {arr.shape}。"
-                               "OpenCV 读出的 BGR 图片请先 img[:, :, ::-1]。")
+            raise DatasetError(
+                f"numpy 图片的形状应为 (H, W, 3) 的 RGB，收到 {arr.shape}。OpenCV 读出的 BGR 图片请先 img[:, :, ::-1]。"
+            )
         return to_rgb(Image.fromarray(np.ascontiguousarray(arr))), None
-    raise DatasetError(f"不支持的输入类型 {type(item).__name__}：请传入图片路径、PIL 图片、"
-                       "numpy uint8 RGB 数组，或它们的列表。")
+    raise DatasetError(
+        f"不支持的输入类型 {type(item).__name__}：请传入图片路径、PIL 图片、numpy uint8 RGB 数组，或它们的列表。"
+    )
 
 
 def _as_list(inputs: Any) -> tuple[list, bool]:
@@ -163,16 +187,28 @@ class Detector:
     ``"onnxruntime"``; see :mod:`deimv2.backends`. ``source``: the checkpoint file (names the ONNX cache).
     """
 
-    def __init__(self, model: nn.Module, cfg: Config | None = None, class_names: Sequence[str] | None = None,
-                 category_ids: Sequence[int] | None = None, device: str | torch.device | None = None,
-                 conf: float | None = None, max_det: int = 300, classes: Sequence[str | int] | None = None,
-                 batch_size: int = 8, deploy: bool = False, backend: str = "auto",
-                 source: str | Path | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        cfg: Config | None = None,
+        class_names: Sequence[str] | None = None,
+        category_ids: Sequence[int] | None = None,
+        device: str | torch.device | None = None,
+        conf: float | None = None,
+        max_det: int = 300,
+        classes: Sequence[str | int] | None = None,
+        batch_size: int = 8,
+        deploy: bool = False,
+        backend: str = "auto",
+        source: str | Path | None = None,
+    ):
         from .engine.setup import resolve_device
 
         cfg = cfg if cfg is not None else getattr(model, "config", None)
         if cfg is None:
-            raise ConfigError("Detector 需要配置：请传入 cfg，或使用 deimv2.models.build_model 构建的模型（带 .config）。")
+            raise ConfigError(
+                "Detector 需要配置：请传入 cfg，或使用 deimv2.models.build_model 构建的模型（带 .config）。"
+            )
         self.cfg = cfg
         self.num_classes = int(cfg.num_classes)
         self.class_names = _resolve_names(class_names, cfg, self.num_classes)
@@ -190,8 +226,13 @@ class Detector:
 
     # -- construction
     @classmethod
-    def from_config(cls, name: str | Path | Config = "atto", num_classes: int | None = 80,
-                    overrides: Mapping | list | None = None, **kwargs: Any) -> "Detector":
+    def from_config(
+        cls,
+        name: str | Path | Config = "atto",
+        num_classes: int | None = 80,
+        overrides: Mapping | list | None = None,
+        **kwargs: Any,
+    ) -> Detector:
         """Random weights (tests, demos, latency); e.g. ``overrides={"eval_spatial_size": [160, 160]}``.
         ``kwargs`` go to :class:`Detector`."""
         from .models.build import build_model
@@ -201,9 +242,19 @@ class Detector:
         return cls(model, model.config, **kwargs)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, config: str | Path | Config | None = None, device=None,
-                        conf: float | None = None, max_det: int = 300, classes=None, class_names=None,
-                        batch_size: int = 8, deploy: bool = True, backend: str = "auto") -> "Detector":
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        config: str | Path | Config | None = None,
+        device=None,
+        conf: float | None = None,
+        max_det: int = 300,
+        classes=None,
+        class_names=None,
+        batch_size: int = 8,
+        deploy: bool = True,
+        backend: str = "auto",
+    ) -> Detector:
         """Our training checkpoints (config and class names inside), official ``.pth`` or HF safetensors.
 
         ``config`` (variant name or YAML) is needed only when the file has no config and its variant
@@ -213,18 +264,31 @@ class Detector:
         model, cfg, meta = load_detector(path, config)
         if conf is None and isinstance(meta.get("conf_threshold"), (int, float)):
             conf = float(meta["conf_threshold"])
-            print(f"置信度阈值：使用 {path} 里保存的 {conf:.2f}（训练时验证集上 F1 最高的阈值）；"
-                  f"要换一个，请传 conf=…（命令行 --conf）。")
+            print(
+                f"置信度阈值：使用 {path} 里保存的 {conf:.2f}（训练时验证集上 F1 最高的阈值）；"
+                f"要换一个，请传 conf=…（命令行 --conf）。"
+            )
         names = class_names if class_names is not None else meta.get("class_names")
-        return cls(model, cfg, class_names=names, category_ids=meta.get("category_ids"), device=device,
-                   conf=conf, max_det=max_det, classes=classes, batch_size=batch_size, deploy=deploy,
-                   backend=backend, source=path)
+        return cls(
+            model,
+            cfg,
+            class_names=names,
+            category_ids=meta.get("category_ids"),
+            device=device,
+            conf=conf,
+            max_det=max_det,
+            classes=classes,
+            batch_size=batch_size,
+            deploy=deploy,
+            backend=backend,
+            source=path,
+        )
 
     def _class_ids(self, classes) -> set[int] | None:
         if classes is None:
             return None
         ids = set()
-        for c in ([classes] if isinstance(classes, (str, int)) else classes):
+        for c in [classes] if isinstance(classes, (str, int)) else classes:
             if isinstance(c, str) and not c.isdigit():
                 if c not in self.class_names:
                     raise ConfigError(f"类别过滤中的 '{c}' 不在类别名中：{'、'.join(self.class_names[:30])}。")
@@ -249,8 +313,14 @@ class Detector:
     def __call__(self, inputs: Any, **kwargs: Any):
         return self.predict(inputs, **kwargs)
 
-    def predict(self, inputs: Any, conf: float | None = None, max_det: int | None = None,
-                classes: Sequence[str | int] | None = None, keep_images: bool = True):
+    def predict(
+        self,
+        inputs: Any,
+        conf: float | None = None,
+        max_det: int | None = None,
+        classes: Sequence[str | int] | None = None,
+        keep_images: bool = True,
+    ):
         """A path / PIL / numpy image -> :class:`Prediction`; a list of them -> list (batched in chunks).
 
         ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
@@ -262,7 +332,7 @@ class Detector:
         keep = self.classes if classes is None else self._class_ids(classes)
         out: list[Prediction] = []
         for start in range(0, len(items), self.batch_size):
-            loaded = [_as_rgb_image(it) for it in items[start:start + self.batch_size]]
+            loaded = [_as_rgb_image(it) for it in items[start : start + self.batch_size]]
             out.extend(self._run([im for im, _ in loaded], [p for _, p in loaded], conf, max_det, keep, keep_images))
         return out if is_list else out[0]
 
@@ -279,11 +349,19 @@ class Detector:
             idx = m.nonzero().flatten()[:max_det]  # already sorted by score (top-k)
             lab = labels[i][idx]
             ids = lab.tolist()
-            preds.append(Prediction(
-                boxes=boxes[i][idx], scores=scores[i][idx], labels=lab,
-                names=[self.class_names[j] for j in ids], category_ids=[self.category_ids[j] for j in ids],
-                image_size=tuple(im.size), path=paths[i], image=im if keep_images else None,
-                class_names=self.class_names))
+            preds.append(
+                Prediction(
+                    boxes=boxes[i][idx],
+                    scores=scores[i][idx],
+                    labels=lab,
+                    names=[self.class_names[j] for j in ids],
+                    category_ids=[self.category_ids[j] for j in ids],
+                    image_size=tuple(im.size),
+                    path=paths[i],
+                    image=im if keep_images else None,
+                    class_names=self.class_names,
+                )
+            )
         return preds
 
 
@@ -292,8 +370,10 @@ def _resolve_names(names, cfg: Config, num_classes: int) -> list[str]:
     if names is not None:
         names = [str(n) for n in names]
         if len(names) != num_classes:
-            raise ConfigError(f"给出了 {len(names)} 个类别名，但模型有 {num_classes} 个类别（num_classes={num_classes}）。"
-                              f"请提供恰好 {num_classes} 个类别名，按训练时的类别顺序，用逗号分隔。")
+            raise ConfigError(
+                f"给出了 {len(names)} 个类别名，但模型有 {num_classes} 个类别（num_classes={num_classes}）。"
+                f"请提供恰好 {num_classes} 个类别名，按训练时的类别顺序，用逗号分隔。"
+            )
         return names
     if cfg.class_names and len(cfg.class_names) == num_classes:
         return [str(n) for n in cfg.class_names]
@@ -327,7 +407,9 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
     nc = num_classes_of_state_dict(sd)
     variant = variant_of_state_dict(sd)
     if isinstance(config, Config):
-        cfg = config if config.num_classes == nc else load_config({**config.raw, "__name__": config.name}, num_classes=nc)
+        cfg = (
+            config if config.num_classes == nc else load_config({**config.raw, "__name__": config.name}, num_classes=nc)
+        )
     elif config is not None:
         cfg = load_config(config, num_classes=nc)
     elif isinstance(meta.get("config"), Mapping) and meta["config"].get("DEIM"):
@@ -350,17 +432,23 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
     own = model.state_dict()
     bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
     if bad:
-        raise WeightsError(f"{path} 中有 {len(bad)} 个张量的形状与配置 {cfg.name} 构建的模型不同（如 {bad[0]}: "
-                           f"{tuple(sd[bad[0]].shape)} ≠ {tuple(own[bad[0]].shape)}）。decoder.anchors 不同说明训练时的 "
-                           f"eval_spatial_size 不同：请用 -c 指定训练时的配置 YAML。")
+        raise WeightsError(
+            f"{path} 中有 {len(bad)} 个张量的形状与配置 {cfg.name} 构建的模型不同（如 {bad[0]}: "
+            f"{tuple(sd[bad[0]].shape)} ≠ {tuple(own[bad[0]].shape)}）。decoder.anchors 不同说明训练时的 "
+            f"eval_spatial_size 不同：请用 -c 指定训练时的配置 YAML。"
+        )
     want = variant_of_state_dict(model.state_dict())
     if variant and want and variant != want:
-        raise WeightsError(f"{path} 是 DEIMv2-{variant.upper()} 的权重，但配置构建的是 DEIMv2-{want.upper()}。"
-                           f"请改用 -c {variant}，或去掉 -c 让程序自动识别。")
+        raise WeightsError(
+            f"{path} 是 DEIMv2-{variant.upper()} 的权重，但配置构建的是 DEIMv2-{want.upper()}。"
+            f"请改用 -c {variant}，或去掉 -c 让程序自动识别。"
+        )
     result = model.load_state_dict(sd, strict=False)
     if result.missing_keys or result.unexpected_keys:
-        raise WeightsError(f"{path} 与配置的模型结构不一致：缺少 {len(result.missing_keys)} 个键（如 {result.missing_keys[:3]}），"
-                           f"多出 {len(result.unexpected_keys)} 个键（如 {result.unexpected_keys[:3]}）。请确认配置和权重是同一个变体。")
+        raise WeightsError(
+            f"{path} 与配置的模型结构不一致：缺少 {len(result.missing_keys)} 个键（如 {result.missing_keys[:3]}），"
+            f"多出 {len(result.unexpected_keys)} 个键（如 {result.unexpected_keys[:3]}）。请确认配置和权重是同一个变体。"
+        )
     return model, cfg, meta
 
 
@@ -382,9 +470,19 @@ def list_images(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
 
 
-def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predict", names=None, conf=None,
-                max_det=300, device=None, save_json=False, classes=None,
-                backend="auto") -> dict:
+def predict_cli(
+    config=None,
+    checkpoint=None,
+    source=None,
+    output="outputs/predict",
+    names=None,
+    conf=None,
+    max_det=300,
+    device=None,
+    save_json=False,
+    classes=None,
+    backend="auto",
+) -> dict:
     """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
 
     ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
@@ -410,19 +508,31 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         target = output if output.suffix.lower() in IMAGE_EXTS else output / source.name
         jobs, out_dir = [(source, target, source.name)], target.parent
     else:
-        raise DatasetError(f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。")
+        raise DatasetError(
+            f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。"
+        )
     ensure_output_dir(out_dir)  # before the model is loaded
-    det = Detector.from_checkpoint(checkpoint, config=config, device=device, conf=conf, max_det=max_det,
-                                   class_names=names, classes=classes, backend=backend)
-    print(f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，"
-          f"置信度阈值 {det.conf:g}")
+    det = Detector.from_checkpoint(
+        checkpoint,
+        config=config,
+        device=device,
+        conf=conf,
+        max_det=max_det,
+        class_names=names,
+        classes=classes,
+        backend=backend,
+    )
+    print(
+        f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，"
+        f"置信度阈值 {det.conf:g}"
+    )
     if _is_video(source) and not source.is_dir():
         return _predict_video(det, source, output, save_json)
 
     rows, total, done, failed = [], 0, 0, []
     for k in range(0, len(jobs), det.batch_size):
         chunk = []
-        for src, dst, rel in jobs[k:k + det.batch_size]:  # decode first: one bad file must not stop the folder
+        for src, dst, rel in jobs[k : k + det.batch_size]:  # decode first: one bad file must not stop the folder
             try:
                 chunk.append((src, dst, rel, _as_rgb_image(src)[0]))
             except DatasetError as e:
@@ -442,8 +552,10 @@ def predict_cli(config=None, checkpoint=None, source=None, output="outputs/predi
         for rel, why in failed:
             print(f"  - {rel}：{why}", file=sys.stderr)
     if not done:
-        raise DatasetError(f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
-                           "请确认它们是完整的图片（可用看图软件打开）。")
+        raise DatasetError(
+            f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
+            "请确认它们是完整的图片（可用看图软件打开）。"
+        )
     print(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
     info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
     if save_json:
@@ -463,8 +575,10 @@ def _import_cv2():
     try:
         import cv2
     except ImportError:
-        raise DEIMv2Error("处理视频需要 OpenCV。请运行 pip install opencv-python（服务器上可用 opencv-python-headless），"
-                          "或先把视频拆成图片再对文件夹推理。") from None
+        raise DEIMv2Error(
+            "处理视频需要 OpenCV。请运行 pip install opencv-python（服务器上可用 opencv-python-headless），"
+            "或先把视频拆成图片再对文件夹推理。"
+        ) from None
     return cv2
 
 
@@ -505,9 +619,16 @@ def _predict_video(det: Detector, source: Path, output: Path, save_json: bool) -
 
 
 # --------------------------------------------------------------------------- notebook helper
-def show_predictions(detector: Detector, ann_file: str | Path, img_folder: str | Path | None = None,
-                     images: Iterable[str] | None = None, num_images: int = 8, ncols: int = 4,
-                     conf: float | None = None, seed: int = 0):
+def show_predictions(
+    detector: Detector,
+    ann_file: str | Path,
+    img_folder: str | Path | None = None,
+    images: Iterable[str] | None = None,
+    num_images: int = 8,
+    ncols: int = 4,
+    conf: float | None = None,
+    seed: int = 0,
+):
     """Grid figure: predictions (solid) vs ground truth (dashed) for images of a COCO json.
 
     ``images``: file names as in the json; default ``num_images`` random ones (fixed ``seed``).
@@ -542,8 +663,19 @@ def show_predictions(detector: Detector, ann_file: str | Path, img_folder: str |
     for n in names:
         rows = [a for a in anns.get(by_name[n]["id"], []) if a["category_id"] in cat_to_label]
         boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in rows)]
-        gts.append({"boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                    "labels": np.asarray([cat_to_label[a["category_id"]] for a in rows], dtype=np.int64)})
+        gts.append(
+            {
+                "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
+                "labels": np.asarray([cat_to_label[a["category_id"]] for a in rows], dtype=np.int64),
+            }
+        )
     pred_dicts = [{"boxes": p.boxes, "labels": p.labels, "scores": p.scores} for p in preds]
-    return show_grid([p.image for p in preds], pred_dicts, gts, names=detector.class_names, ncols=ncols,
-                     score_threshold=0.0, titles=[Path(n).name for n in names])
+    return show_grid(
+        [p.image for p in preds],
+        pred_dicts,
+        gts,
+        names=detector.class_names,
+        ncols=ncols,
+        score_threshold=0.0,
+        titles=[Path(n).name for n in names],
+    )

@@ -7,13 +7,15 @@ transformers port (``Deimv2ForObjectDetection``). Backbone files: ``vitt_distill
 HGNetv2 ``PPHGNetV2_*_stage1.pth``. Only ``torch.load(..., weights_only=True)`` is used.
 Explained in notebook ``01_weights.ipynb``.
 """
+
 from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -23,38 +25,86 @@ from .errors import WeightsError
 #: what each variant needs and where to get it (shown in errors, ckpts/README.md and notebook 01);
 #: ap / params / gflops / latency_ms (TensorRT FP16 on a T4) are the official model-zoo numbers
 DOWNLOADS: dict[str, dict[str, Any]] = {
-    "atto": {"ap": 23.8, "params": "0.5M", "gflops": 0.8, "latency_ms": 1.1, "backbone": "PPHGNetV2_B0_stage1.pth",
-             "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
-             "hf": "Intellindust/DEIMv2_HGNetv2_ATTO_COCO",
-             "checkpoint": "https://drive.google.com/file/d/18sRJXX3FBUigmGJ1y5Oo_DPC5C3JCgYc/view"},
-    "femto": {"ap": 31.0, "params": "1.0M", "gflops": 1.7, "latency_ms": 1.45, "backbone": "PPHGNetV2_B0_stage1.pth",
-              "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
-              "hf": "Intellindust/DEIMv2_HGNetv2_FEMTO_COCO",
-              "checkpoint": "https://drive.google.com/file/d/16hh6l9Oln9TJng4V0_HNf_Z7uYb7feds/view"},
-    "pico": {"ap": 38.5, "params": "1.5M", "gflops": 5.2, "latency_ms": 2.13, "backbone": "PPHGNetV2_B0_stage1.pth",
-             "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
-             "hf": "Intellindust/DEIMv2_HGNetv2_PICO_COCO",
-             "checkpoint": "https://drive.google.com/file/d/1PXpUxYSnQO-zJHtzrCPqQZ3KKatZwzFT/view"},
-    "n": {"ap": 43.0, "params": "3.6M", "gflops": 6.8, "latency_ms": 2.32, "backbone": "PPHGNetV2_B0_stage1.pth",
-          "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
-          "hf": "Intellindust/DEIMv2_HGNetv2_N_COCO",
-          "checkpoint": "https://drive.google.com/file/d/1G_Q80EVO4T7LZVPfHwZ3sT65FX5egp9K/view"},
-    "s": {"ap": 50.9, "params": "9.7M", "gflops": 25.6, "latency_ms": 5.78, "backbone": "vitt_distill.pt",
-          "backbone_url": "https://drive.google.com/file/d/1YMTq_woOLjAcZnHSYNTsNg7f0ahj5LPs/view",
-          "hf": "Intellindust/DEIMv2_DINOv3_S_COCO",
-          "checkpoint": "https://drive.google.com/file/d/1MDOh8UXD39DNSew6rDzGFp1tAVpSGJdL/view"},
-    "m": {"ap": 53.0, "params": "18.1M", "gflops": 52.2, "latency_ms": 8.8, "backbone": "vittplus_distill.pt",
-          "backbone_url": "https://drive.google.com/file/d/1COHfjzq5KfnEaXTluVGEOMdhpuVcG6Jt/view",
-          "hf": "Intellindust/DEIMv2_DINOv3_M_COCO",
-          "checkpoint": "https://drive.google.com/file/d/1nPKDHrotusQ748O1cQXJfi5wdShq6bKp/view"},
-    "l": {"ap": 56.0, "params": "32.2M", "gflops": 96.7, "latency_ms": 10.47, "backbone": "dinov3_vits16_pretrain_lvd1689m-08c60483.pth",
-          "backbone_url": "https://github.com/facebookresearch/dinov3 （或 Hugging Face: facebook/dinov3-vits16-pretrain-lvd1689m）",
-          "hf": "Intellindust/DEIMv2_DINOv3_L_COCO",
-          "checkpoint": "https://drive.google.com/file/d/1dRJfVHr9HtpdvaHlnQP460yPVHynMray/view"},
-    "x": {"ap": 57.8, "params": "50.3M", "gflops": 151.6, "latency_ms": 13.75, "backbone": "dinov3_vits16plus_pretrain_lvd1689m-4057cbaa.pth",
-          "backbone_url": "https://github.com/facebookresearch/dinov3 （或 Hugging Face: facebook/dinov3-vits16plus-pretrain-lvd1689m）",
-          "hf": "Intellindust/DEIMv2_DINOv3_X_COCO",
-          "checkpoint": "https://drive.google.com/file/d/1pTiQaBGt8hwtO0mbYlJ8nE-HGztGafS7/view"},
+    "atto": {
+        "ap": 23.8,
+        "params": "0.5M",
+        "gflops": 0.8,
+        "latency_ms": 1.1,
+        "backbone": "PPHGNetV2_B0_stage1.pth",
+        "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
+        "hf": "Intellindust/DEIMv2_HGNetv2_ATTO_COCO",
+        "checkpoint": "https://drive.google.com/file/d/18sRJXX3FBUigmGJ1y5Oo_DPC5C3JCgYc/view",
+    },
+    "femto": {
+        "ap": 31.0,
+        "params": "1.0M",
+        "gflops": 1.7,
+        "latency_ms": 1.45,
+        "backbone": "PPHGNetV2_B0_stage1.pth",
+        "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
+        "hf": "Intellindust/DEIMv2_HGNetv2_FEMTO_COCO",
+        "checkpoint": "https://drive.google.com/file/d/16hh6l9Oln9TJng4V0_HNf_Z7uYb7feds/view",
+    },
+    "pico": {
+        "ap": 38.5,
+        "params": "1.5M",
+        "gflops": 5.2,
+        "latency_ms": 2.13,
+        "backbone": "PPHGNetV2_B0_stage1.pth",
+        "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
+        "hf": "Intellindust/DEIMv2_HGNetv2_PICO_COCO",
+        "checkpoint": "https://drive.google.com/file/d/1PXpUxYSnQO-zJHtzrCPqQZ3KKatZwzFT/view",
+    },
+    "n": {
+        "ap": 43.0,
+        "params": "3.6M",
+        "gflops": 6.8,
+        "latency_ms": 2.32,
+        "backbone": "PPHGNetV2_B0_stage1.pth",
+        "backbone_url": "https://github.com/Peterande/storage/releases/download/dfinev1.0/PPHGNetV2_B0_stage1.pth",
+        "hf": "Intellindust/DEIMv2_HGNetv2_N_COCO",
+        "checkpoint": "https://drive.google.com/file/d/1G_Q80EVO4T7LZVPfHwZ3sT65FX5egp9K/view",
+    },
+    "s": {
+        "ap": 50.9,
+        "params": "9.7M",
+        "gflops": 25.6,
+        "latency_ms": 5.78,
+        "backbone": "vitt_distill.pt",
+        "backbone_url": "https://drive.google.com/file/d/1YMTq_woOLjAcZnHSYNTsNg7f0ahj5LPs/view",
+        "hf": "Intellindust/DEIMv2_DINOv3_S_COCO",
+        "checkpoint": "https://drive.google.com/file/d/1MDOh8UXD39DNSew6rDzGFp1tAVpSGJdL/view",
+    },
+    "m": {
+        "ap": 53.0,
+        "params": "18.1M",
+        "gflops": 52.2,
+        "latency_ms": 8.8,
+        "backbone": "vittplus_distill.pt",
+        "backbone_url": "https://drive.google.com/file/d/1COHfjzq5KfnEaXTluVGEOMdhpuVcG6Jt/view",
+        "hf": "Intellindust/DEIMv2_DINOv3_M_COCO",
+        "checkpoint": "https://drive.google.com/file/d/1nPKDHrotusQ748O1cQXJfi5wdShq6bKp/view",
+    },
+    "l": {
+        "ap": 56.0,
+        "params": "32.2M",
+        "gflops": 96.7,
+        "latency_ms": 10.47,
+        "backbone": "dinov3_vits16_pretrain_lvd1689m-08c60483.pth",
+        "backbone_url": "https://github.com/facebookresearch/dinov3 （或 Hugging Face: facebook/dinov3-vits16-pretrain-lvd1689m）",
+        "hf": "Intellindust/DEIMv2_DINOv3_L_COCO",
+        "checkpoint": "https://drive.google.com/file/d/1dRJfVHr9HtpdvaHlnQP460yPVHynMray/view",
+    },
+    "x": {
+        "ap": 57.8,
+        "params": "50.3M",
+        "gflops": 151.6,
+        "latency_ms": 13.75,
+        "backbone": "dinov3_vits16plus_pretrain_lvd1689m-4057cbaa.pth",
+        "backbone_url": "https://github.com/facebookresearch/dinov3 （或 Hugging Face: facebook/dinov3-vits16plus-pretrain-lvd1689m）",
+        "hf": "Intellindust/DEIMv2_DINOv3_X_COCO",
+        "checkpoint": "https://drive.google.com/file/d/1pTiQaBGt8hwtO0mbYlJ8nE-HGztGafS7/view",
+    },
 }
 
 #: decoder hidden size -> variant (256 is M or X, told apart by the backbone)
@@ -65,7 +115,9 @@ def download_table() -> str:
     """Chinese table of the files each variant needs."""
     lines = ["| 变体 | COCO AP | 参数量 | 骨干网络文件（放进 ckpts/） | 完整 COCO 权重 |", "|---|---|---|---|---|"]
     for v, d in DOWNLOADS.items():
-        lines.append(f"| {v} | {d['ap']} | {d['params']} | {d['backbone']}（{d['backbone_url']}） | {d['checkpoint']} ；HF: {d['hf']} |")
+        lines.append(
+            f"| {v} | {d['ap']} | {d['params']} | {d['backbone']}（{d['backbone_url']}） | {d['checkpoint']} ；HF: {d['hf']} |"
+        )
     return "\n".join(lines)
 
 
@@ -79,9 +131,13 @@ def read_weights_file(path: str | Path) -> Any:
                 path = path / name
                 break
         else:
-            raise WeightsError(f"文件夹 {path} 里没有 model.safetensors、pytorch_model.bin、best.pth 或 last.pth。请指定具体的权重文件。")
+            raise WeightsError(
+                f"文件夹 {path} 里没有 model.safetensors、pytorch_model.bin、best.pth 或 last.pth。请指定具体的权重文件。"
+            )
     if not path.is_file():
-        raise WeightsError(f"找不到权重文件（文件不存在）：{path}。请检查路径，或到下表下载后放进 ckpts/：\n{download_table()}")
+        raise WeightsError(
+            f"找不到权重文件（文件不存在）：{path}。请检查路径，或到下表下载后放进 ckpts/：\n{download_table()}"
+        )
     if path.stat().st_size == 0:
         raise WeightsError(f"权重文件 {path} 是空文件（0 字节），可能下载没有完成。请重新下载。")
     if path.suffix == ".safetensors":
@@ -90,14 +146,18 @@ def read_weights_file(path: str | Path) -> Any:
         try:
             return load_file(str(path), device="cpu")
         except Exception as e:  # safetensors raises its own error types
-            raise WeightsError(f"无法读取 safetensors 文件 {path}：{e}。文件可能损坏或未下载完整，请重新下载。") from None
+            raise WeightsError(
+                f"无法读取 safetensors 文件 {path}：{e}。文件可能损坏或未下载完整，请重新下载。"
+            ) from None
     import zipfile
 
     with path.open("rb") as f:
         head = f.read(2)
     if not zipfile.is_zipfile(path) and head[:1] != b"\x80":
-        raise WeightsError(f"{path} 不是可读取的 PyTorch checkpoint（文件开头不是 torch.save 的格式）。"
-                           f"文件可能损坏、没下载完整，或根本不是权重文件。")
+        raise WeightsError(
+            f"{path} 不是可读取的 PyTorch checkpoint（文件开头不是 torch.save 的格式）。"
+            f"文件可能损坏、没下载完整，或根本不是权重文件。"
+        )
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -108,8 +168,10 @@ def read_weights_file(path: str | Path) -> Any:
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(f"{path} 不是可读取的 PyTorch checkpoint（{type(e).__name__}: {first}）。"
-                           f"文件可能损坏（例如保存或下载时被中断），请重新下载或换用 last.pth。") from None
+        raise WeightsError(
+            f"{path} 不是可读取的 PyTorch checkpoint（{type(e).__name__}: {first}）。"
+            f"文件可能损坏（例如保存或下载时被中断），请重新下载或换用 last.pth。"
+        ) from None
 
 
 def _is_tensor_dict(obj: Any) -> bool:
@@ -186,11 +248,17 @@ def inspect_weights(path: str | Path) -> CheckpointInfo:
     """Describe a weights file without building a model (notebook 01)."""
     path = Path(path)
     obj = read_weights_file(path)
-    real = path if path.is_file() else next((p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".pth"}), path)
+    real = (
+        path
+        if path.is_file()
+        else next((p for p in path.iterdir() if p.suffix in {".safetensors", ".bin", ".pth"}), path)
+    )
     size = real.stat().st_size / 2**20 if real.is_file() else 0.0
     sd, fmt = extract_detector_state(obj)
     if sd:
-        info = CheckpointInfo(str(path), "detector", fmt, variant_of_state_dict(sd), num_classes_of_state_dict(sd), len(sd), size)
+        info = CheckpointInfo(
+            str(path), "detector", fmt, variant_of_state_dict(sd), num_classes_of_state_dict(sd), len(sd), size
+        )
         if isinstance(obj, Mapping) and "class_names" in obj:
             info.extra["class_names"] = list(obj["class_names"])
         return info
@@ -212,7 +280,9 @@ def variant_from_hf_config(config_path: str | Path) -> str | None:
         return {"vit_tiny": "s", "vit_tinyplus": "m", "dinov3_vits16": "l", "dinov3_vits16plus": "x"}.get(name)
     if "HGNetv2" in cfg:
         name = cfg["HGNetv2"].get("name", "")
-        return {"Atto": "atto", "Femto": "femto", "Pico": "pico"}.get(name) or _HIDDEN_TO_VARIANT.get(dec.get("hidden_dim"))
+        return {"Atto": "atto", "Femto": "femto", "Pico": "pico"}.get(name) or _HIDDEN_TO_VARIANT.get(
+            dec.get("hidden_dim")
+        )
     return None
 
 
@@ -354,8 +424,13 @@ def convert_hf_dinov3_to_meta(sd: Mapping[str, torch.Tensor]) -> dict[str, torch
     }
     dim = out["cls_token"].shape[-1]
     depth = 1 + max(int(k.split(".")[1]) for k in src if k.startswith("layer."))
-    rename = {"norm1": "norm1", "norm2": "norm2", "attention.o_proj": "attn.proj",
-              "mlp.up_proj": "mlp.fc1", "mlp.down_proj": "mlp.fc2"}
+    rename = {
+        "norm1": "norm1",
+        "norm2": "norm2",
+        "attention.o_proj": "attn.proj",
+        "mlp.up_proj": "mlp.fc1",
+        "mlp.down_proj": "mlp.fc2",
+    }
     gated = "layer.0.mlp.gate_proj.weight" in src
     if gated:
         rename.update({"mlp.gate_proj": "mlp.w1", "mlp.up_proj": "mlp.w2", "mlp.down_proj": "mlp.w3"})
@@ -363,9 +438,12 @@ def convert_hf_dinov3_to_meta(sd: Mapping[str, torch.Tensor]) -> dict[str, torch
         p = f"layer.{i}."
         a = src
         out[f"blocks.{i}.attn.qkv.weight"] = torch.cat(
-            [a[p + "attention.q_proj.weight"], a[p + "attention.k_proj.weight"], a[p + "attention.v_proj.weight"]], 0)
+            [a[p + "attention.q_proj.weight"], a[p + "attention.k_proj.weight"], a[p + "attention.v_proj.weight"]], 0
+        )
         k_bias = a.get(p + "attention.k_proj.bias", torch.zeros(dim))
-        out[f"blocks.{i}.attn.qkv.bias"] = torch.cat([a[p + "attention.q_proj.bias"], k_bias, a[p + "attention.v_proj.bias"]], 0)
+        out[f"blocks.{i}.attn.qkv.bias"] = torch.cat(
+            [a[p + "attention.q_proj.bias"], k_bias, a[p + "attention.v_proj.bias"]], 0
+        )
         out[f"blocks.{i}.attn.qkv.bias_mask"] = torch.cat([torch.ones(dim), torch.zeros(dim), torch.ones(dim)])
         out[f"blocks.{i}.ls1.gamma"] = a[p + "layer_scale1.lambda1"]
         out[f"blocks.{i}.ls2.gamma"] = a[p + "layer_scale2.lambda1"]
@@ -374,7 +452,9 @@ def convert_hf_dinov3_to_meta(sd: Mapping[str, torch.Tensor]) -> dict[str, torch
                 if p + f"{hf_name}.{t}" in a:
                     out[f"blocks.{i}.{meta_name}.{t}"] = a[p + f"{hf_name}.{t}"]
     head_dim_quarter = 16  # RoPE periods: 100 ** (2 * arange(D/4) / (D/2)) with D = head dim 64
-    out["rope_embed.periods"] = 100.0 ** (2 * torch.arange(head_dim_quarter, dtype=torch.float32) / (2 * head_dim_quarter))
+    out["rope_embed.periods"] = 100.0 ** (
+        2 * torch.arange(head_dim_quarter, dtype=torch.float32) / (2 * head_dim_quarter)
+    )
     return out
 
 
@@ -401,7 +481,7 @@ def _variant_of_cfg(cfg) -> str:
 def missing_backbone_error(cfg, path: Path) -> WeightsError:
     v = _variant_of_cfg(cfg)
     d = DOWNLOADS.get(v, {})
-    how = ("DINOv3STAs.weights_path=null" if cfg.model.backbone_type == "DINOv3STAs" else "HGNetv2.pretrained=false")
+    how = "DINOv3STAs.weights_path=null" if cfg.model.backbone_type == "DINOv3STAs" else "HGNetv2.pretrained=false"
     return WeightsError(
         f"找不到 DEIMv2-{v.upper()} 需要的骨干网络预训练权重：{path.resolve()}。\n"
         f"请下载 {d.get('backbone', path.name)}（{d.get('backbone_url', '见 ckpts/README.md')}）放到该路径，文件名不用改，"
@@ -426,11 +506,15 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> LoadReport:
     report = LoadReport(str(path), fmt)
     if fmt.startswith("HGNetv2"):
         if not hasattr(backbone, "stages"):
-            raise WeightsError(f"{path} 是 HGNetv2 骨干权重，但当前模型 DEIMv2-{(want or '?').upper()} 用的是 DINOv3 骨干。")
+            raise WeightsError(
+                f"{path} 是 HGNetv2 骨干权重，但当前模型 DEIMv2-{(want or '?').upper()} 用的是 DINOv3 骨干。"
+            )
         report.loaded = _load_matching(backbone, flat, report).loaded
         return report
     if not hasattr(backbone, "load_backbone_state_dict"):
-        raise WeightsError(f"{path} 是 ViT/DINOv3 骨干权重，但当前模型 DEIMv2-{(want or '?').upper()} 用的是 HGNetv2 骨干。")
+        raise WeightsError(
+            f"{path} 是 ViT/DINOv3 骨干权重，但当前模型 DEIMv2-{(want or '?').upper()} 用的是 HGNetv2 骨干。"
+        )
     if file_variant and want and file_variant != want:
         raise WeightsError(
             f"{path} 是 DEIMv2-{file_variant.upper()} 用的骨干（{fmt}），当前模型是 DEIMv2-{want.upper()}，"

@@ -8,6 +8,7 @@ The kernels also default to one OpenMP thread: on a busy CI machine two threads 
 fast run 5x slower (threads waiting for each other), while on an idle one they gain little at these sizes.
 Set ``OMP_NUM_THREADS`` yourself to override.
 """
+
 import os
 
 os.environ.setdefault("DEIMV2_FAST", "1")

@@ -1,4 +1,5 @@
 """Makers of the realistic bad (and odd-but-fine) inputs used by ``test_bad_inputs.py``. Everything is made on the fly."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,9 +12,16 @@ import numpy as np
 from PIL import Image
 
 #: tiny training settings for ``deimv2 train -u ...`` (CPU, seconds)
-TINY_U = ["HGNetv2.pretrained=false", "eval_spatial_size=[64,64]", "batch_size=4", "num_workers=0",
-          "val_dataloader.num_workers=0", "val_dataloader.total_batch_size=4", "DEIMTransformer.num_queries=10",
-          "PostProcessor.num_top_queries=10"]
+TINY_U = [
+    "HGNetv2.pretrained=false",
+    "eval_spatial_size=[64,64]",
+    "batch_size=4",
+    "num_workers=0",
+    "val_dataloader.num_workers=0",
+    "val_dataloader.total_batch_size=4",
+    "DEIMTransformer.num_queries=10",
+    "PostProcessor.num_top_queries=10",
+]
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
@@ -28,8 +36,11 @@ def run_cli(argv: list[str]) -> tuple[int, str, str]:
 
 def snapshot(root: Path) -> dict[str, str]:
     """relative path -> sha1 of every file under ``root`` (to prove nothing written before was lost)."""
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def save_image(path: Path, size=(64, 48), mode: str = "RGB", fmt: str | None = None, color=(200, 60, 60), **kw) -> Path:
@@ -39,8 +50,13 @@ def save_image(path: Path, size=(64, 48), mode: str = "RGB", fmt: str | None = N
 
 
 # ---------------------------------------------------------------------------------------------- YOLO
-def yolo_flat(root: Path, labels: dict[str, str] | None = None, names=("猫", "狗"), images=("a.jpg", "b.jpg"),
-              raw_label_bytes: dict[str, bytes] | None = None) -> Path:
+def yolo_flat(
+    root: Path,
+    labels: dict[str, str] | None = None,
+    names=("猫", "狗"),
+    images=("a.jpg", "b.jpg"),
+    raw_label_bytes: dict[str, bytes] | None = None,
+) -> Path:
     """Flat YOLO folder: ``images/`` + ``labels/`` + ``classes.txt``."""
     for name in images:
         save_image(root / "images" / name)
@@ -97,6 +113,7 @@ def edit_coco(root: Path, edit, split: str = "train") -> Path:
 def set_bbox(bbox, ann_index: int = 0):
     def edit(data):
         data["annotations"][ann_index]["bbox"] = bbox
+
     return edit
 
 
@@ -106,10 +123,13 @@ def odd_images(folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° when displayed
-    out = {"exif": save_image(folder / "旋转.jpg", size=(60, 40), exif=exif.tobytes()),
-           "png16": folder / "16位.png", "cmyk": save_image(folder / "cmyk.jpg", size=(40, 30), mode="CMYK"),
-           "one_pixel": save_image(folder / "1像素.png", size=(1, 1)),
-           "huge": save_image(folder / "巨大.png", size=(6000, 4000))}
+    out = {
+        "exif": save_image(folder / "旋转.jpg", size=(60, 40), exif=exif.tobytes()),
+        "png16": folder / "16位.png",
+        "cmyk": save_image(folder / "cmyk.jpg", size=(40, 30), mode="CMYK"),
+        "one_pixel": save_image(folder / "1像素.png", size=(1, 1)),
+        "huge": save_image(folder / "巨大.png", size=(6000, 4000)),
+    }
     Image.fromarray(np.arange(48 * 64, dtype=np.uint16).reshape(48, 64) * 20).save(out["png16"])
     return out
 
@@ -125,11 +145,22 @@ def coco_of_images(root: Path, files: list[Path]) -> Path:
             (root / split).mkdir(parents=True, exist_ok=True)
             (root / split / f.name).write_bytes(f.read_bytes())
             images.append({"id": i, "file_name": f.name, "width": w, "height": h})
-            anns.append({"id": i, "image_id": i, "category_id": 0, "bbox": [0, 0, max(w / 2, 0.5), max(h / 2, 0.5)],
-                         "area": w * h / 4, "iscrowd": 0})
-        (root / split / "_annotations.coco.json").write_text(json.dumps(
-            {"images": images, "annotations": anns, "categories": [{"id": 0, "name": "物体"}]}, ensure_ascii=False),
-            encoding="utf-8")
+            anns.append(
+                {
+                    "id": i,
+                    "image_id": i,
+                    "category_id": 0,
+                    "bbox": [0, 0, max(w / 2, 0.5), max(h / 2, 0.5)],
+                    "area": w * h / 4,
+                    "iscrowd": 0,
+                }
+            )
+        (root / split / "_annotations.coco.json").write_text(
+            json.dumps(
+                {"images": images, "annotations": anns, "categories": [{"id": 0, "name": "物体"}]}, ensure_ascii=False
+            ),
+            encoding="utf-8",
+        )
     return root
 
 
@@ -141,11 +172,19 @@ def random_checkpoint(path: Path, variant: str = "atto", num_classes: int = 3, s
     from deimv2.models.build import build_model
 
     torch.manual_seed(0)
-    model = build_model(variant, num_classes=num_classes, eval_spatial_size=[size, size],
-                        overrides={"HGNetv2.pretrained": False})
+    model = build_model(
+        variant, num_classes=num_classes, eval_spatial_size=[size, size], overrides={"HGNetv2.pretrained": False}
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     cfg = model.config
-    ckpt = make_checkpoint(model=model, epoch=0, global_step=1, best_ap=0.0,
-                           config={**cfg.raw, "__name__": cfg.name}, class_names=[f"类{i}" for i in range(num_classes)],
-                           category_ids=list(range(num_classes)), optimizer=opt)
+    ckpt = make_checkpoint(
+        model=model,
+        epoch=0,
+        global_step=1,
+        best_ap=0.0,
+        config={**cfg.raw, "__name__": cfg.name},
+        class_names=[f"类{i}" for i in range(num_classes)],
+        category_ids=list(range(num_classes)),
+        optimizer=opt,
+    )
     return save_checkpoint(ckpt, path)

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny COCO datasets made on the fly (nothing is downloaded)."""
+
 import pytest
 from tinydata import make_coco_dataset
 

@@ -6,6 +6,7 @@ bit-identical weights without sharing a file. Values are scaled per tensor (fan-
 BatchNorm statistics, small biases) so activations stay O(1): outputs are neither saturated nor full of
 near-ties (``make_golden.py`` checks this against a float64 run).
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,16 @@ TOL = 1e-4
 CONV_GAIN, LINEAR_GAIN, NORM_SCALE = 2.0, 1.0, 0.7
 
 #: derived (not learned) entries: each side keeps what its own constructor computed
-KEEP_SUFFIXES = ("num_batches_tracked", "up", "reg_scale", "anchors", "valid_mask", "num_points_scale",
-                 "periods", "bias_mask")
+KEEP_SUFFIXES = (
+    "num_batches_tracked",
+    "up",
+    "reg_scale",
+    "anchors",
+    "valid_mask",
+    "num_points_scale",
+    "periods",
+    "bias_mask",
+)
 
 
 def _uniform(key: str, n: int) -> torch.Tensor:
@@ -47,17 +56,17 @@ def golden_tensor(key: str, shape, dtype=torch.float32) -> torch.Tensor:
     s = _uniform(key, n)
     last = key.rsplit(".", 1)[-1]
     if last == "running_var":
-        v = 1.0 + 0.25 * (s + 1.0)                     # [1, 1.5]
+        v = 1.0 + 0.25 * (s + 1.0)  # [1, 1.5]
     elif last == "running_mean":
         v = 0.1 * s
     elif len(shape) <= 1 and last in ("weight", "scale", "gamma") or "norm" in key and last == "weight":
         v = (1.0 if key.startswith("backbone.") else NORM_SCALE) + 0.1 * s  # norm / affine scales
     elif len(shape) <= 1:
-        v = 0.05 * s                                   # biases, layer-scales, 1-d tokens
+        v = 0.05 * s  # biases, layer-scales, 1-d tokens
     else:
         fan_in = max(1, n // shape[0])
         gain = CONV_GAIN if len(shape) == 4 else LINEAR_GAIN
-        v = s * math.sqrt(gain * 3.0 / fan_in)         # variance gain / fan_in (like He-uniform init)
+        v = s * math.sqrt(gain * 3.0 / fan_in)  # variance gain / fan_in (like He-uniform init)
     return v.to(dtype).reshape(shape)
 
 
@@ -84,15 +93,19 @@ def golden_input(h: int, w: int) -> torch.Tensor:
     """A smooth deterministic image in [0, 1], [1, 3, h, w]: no two rows or columns alike."""
     y = torch.arange(h, dtype=torch.float64).view(h, 1)
     x = torch.arange(w, dtype=torch.float64).view(1, w)
-    chans = [0.5 + 0.25 * torch.sin(0.11 * x + 0.07 * y + c) + 0.2 * torch.cos(0.031 * x * (c + 1) - 0.05 * y)
-             for c in range(3)]
+    chans = [
+        0.5 + 0.25 * torch.sin(0.11 * x + 0.07 * y + c) + 0.2 * torch.cos(0.031 * x * (c + 1) - 0.05 * y)
+        for c in range(3)
+    ]
     return torch.stack(chans).clamp(0, 1).to(torch.float32).unsqueeze(0)
 
 
 def golden_targets(num_classes: int = 80) -> list[dict]:
     """Two images' fixed targets (normalised cxcywh boxes, int64 labels) for the criterion check."""
-    boxes = [[[0.30, 0.35, 0.20, 0.30], [0.65, 0.60, 0.40, 0.25], [0.50, 0.80, 0.10, 0.12]],
-             [[0.45, 0.50, 0.60, 0.55], [0.20, 0.25, 0.15, 0.20]]]
+    boxes = [
+        [[0.30, 0.35, 0.20, 0.30], [0.65, 0.60, 0.40, 0.25], [0.50, 0.80, 0.10, 0.12]],
+        [[0.45, 0.50, 0.60, 0.55], [0.20, 0.25, 0.15, 0.20]],
+    ]
     labels = [[1, 7, 23], [0, num_classes - 1]]
     return [{"boxes": torch.tensor(b), "labels": torch.tensor(lab)} for b, lab in zip(boxes, labels)]
 
@@ -108,6 +121,7 @@ def summarize(outputs: dict, results: list[dict] | None = None) -> dict:
     out = {"pred_logits": outputs["pred_logits"][0, idx].float(), "pred_boxes": outputs["pred_boxes"][0].float()}
     if results is not None:
         r = results[0]
-        out.update(labels=r["labels"][:N_DETS].long(), boxes=r["boxes"][:N_DETS].float(),
-                   scores=r["scores"][:N_DETS].float())
+        out.update(
+            labels=r["labels"][:N_DETS].long(), boxes=r["boxes"][:N_DETS].float(), scores=r["scores"][:N_DETS].float()
+        )
     return out

@@ -7,6 +7,7 @@ Used by tests/test_notebooks_run.py, often under another interpreter (a fresh ve
 The kernel is the interpreter running this script (``sys.executable``) and inherits its environment.
 Prints one line per notebook with its wall time; exits 1 at the first cell that raises.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,9 @@ def run_folder(folder: Path, names: list[str] | None = None) -> dict[str, float]
     seconds = {}
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=None, startup_timeout=900, kernel_name="python3",
-                                resources={"metadata": {"path": str(folder)}})
+        client = NotebookClient(
+            nb, timeout=None, startup_timeout=900, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+        )
         t0 = time.perf_counter()
         try:
             client.execute()

@@ -1,4 +1,5 @@
 """batch_size=auto: the search with a simulated memory function, the CPU fallback, the step runner."""
+
 import pytest
 import torch
 
@@ -84,8 +85,14 @@ def test_resolve_with_a_simulated_gpu_sets_the_total_batch(capsys):
 
 def test_on_cpu_auto_keeps_the_recipe_batch_and_says_why(tiny_coco, tmp_path, capsys):
     recipe = load_config("atto").data.batch_size
-    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "o", device="cpu", progress=False,
-                        overrides=["batch_size=auto", "HGNetv2.pretrained=False", "eval_spatial_size=[64,64]"])
+    t = prepare_trainer(
+        "atto",
+        data=tiny_coco,
+        output_dir=tmp_path / "o",
+        device="cpu",
+        progress=False,
+        overrides=["batch_size=auto", "HGNetv2.pretrained=False", "eval_spatial_size=[64,64]"],
+    )
     assert t.cfg.data.batch_size == recipe
     assert "需要 CUDA GPU" in capsys.readouterr().out
 
@@ -93,8 +100,15 @@ def test_on_cpu_auto_keeps_the_recipe_batch_and_says_why(tiny_coco, tmp_path, ca
 def test_the_measured_steps_run_and_change_the_weights():
     from deimv2.models.build import build_criterion, build_model_from_config
 
-    cfg = load_config("atto", {"HGNetv2.pretrained": False, "eval_spatial_size": [64, 64],
-                               "DEIMTransformer.num_queries": 20, "num_classes": 3})
+    cfg = load_config(
+        "atto",
+        {
+            "HGNetv2.pretrained": False,
+            "eval_spatial_size": [64, 64],
+            "DEIMTransformer.num_queries": 20,
+            "num_classes": 3,
+        },
+    )
     model, crit = build_model_from_config(cfg), build_criterion(cfg)
     before = [p.detach().clone() for p in model.parameters()]
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -1,4 +1,5 @@
 """--data accepts YOLO: converted once into a cache keyed by a fingerprint; doctor runs; read-only data works."""
+
 import json
 import shutil
 from pathlib import Path
@@ -12,8 +13,13 @@ from deimv2.data.demo import demo_dataset_dir
 from deimv2.errors import DatasetError
 
 TINY = {
-    "HGNetv2.pretrained": False, "eval_spatial_size": [64, 64], "batch_size": 2, "num_workers": 0,
-    "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 20,
+    "HGNetv2.pretrained": False,
+    "eval_spatial_size": [64, 64],
+    "batch_size": 2,
+    "num_workers": 0,
+    "val_dataloader.num_workers": 0,
+    "val_dataloader.total_batch_size": 4,
+    "DEIMTransformer.num_queries": 20,
     "PostProcessor.num_top_queries": 20,
 }
 
@@ -31,8 +37,9 @@ def make_yolo(root: Path, n_train: int = 4, n_val: int = 2, with_val: bool = Tru
             img.save(root / split / "images" / f"图 {i}.jpg")
             (root / split / "labels" / f"图 {i}.txt").write_text(f"{cls} 0.375 0.417 0.5 0.5\n", encoding="utf-8")
     val = "valid/images" if with_val else "train/images"
-    (root / "data.yaml").write_text(f"train: train/images\nval: {val}\nnc: 2\nnames: ['红框', '蓝框']\n",
-                                    encoding="utf-8")
+    (root / "data.yaml").write_text(
+        f"train: train/images\nval: {val}\nnc: 2\nnames: ['红框', '蓝框']\n", encoding="utf-8"
+    )
     if not with_val:
         (root / "data.yaml").write_text("train: train/images\nnc: 2\nnames: ['红框', '蓝框']\n", encoding="utf-8")
     return root
@@ -122,8 +129,15 @@ def test_train_and_evaluate_accept_a_yolo_yaml(tmp_path):
     from deimv2.engine.trainer import evaluate, train
 
     root = make_yolo(tmp_path / "训练 数据")
-    metrics = train("atto", data=root / "data.yaml", output_dir=tmp_path / "run", overrides=TINY, epochs=1,
-                    max_iters_per_epoch=1, progress=False)
+    metrics = train(
+        "atto",
+        data=root / "data.yaml",
+        output_dir=tmp_path / "run",
+        overrides=TINY,
+        epochs=1,
+        max_iters_per_epoch=1,
+        progress=False,
+    )
     assert Path(metrics["output_dir"], "best.pth").is_file()
     ev = evaluate(None, Path(metrics["output_dir"]) / "best.pth", data=root, progress=False)
     assert ev["class_names"] == ["红框", "蓝框"]
@@ -134,10 +148,26 @@ def test_cli_trains_the_bundled_yolo_demo_from_data_yaml(tmp_path):
     from deimv2.cli import main
 
     demo = shutil.copytree(demo_dataset_dir(), tmp_path / "演示 数据")  # not the repo copy: the cache is written
-    rc = main(["train", "-c", "atto", "--data", str(demo / "data.yaml"), "--output-dir", str(tmp_path / "out"),
-               "-u", "epoches=1", "eval_spatial_size=[64,64]", "batch_size=16", "HGNetv2.pretrained=False",
-               "num_workers=0", "val_dataloader.num_workers=0", "DEIMTransformer.num_queries=20",
-               "PostProcessor.num_top_queries=20"])
+    rc = main(
+        [
+            "train",
+            "-c",
+            "atto",
+            "--data",
+            str(demo / "data.yaml"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "-u",
+            "epoches=1",
+            "eval_spatial_size=[64,64]",
+            "batch_size=16",
+            "HGNetv2.pretrained=False",
+            "num_workers=0",
+            "val_dataloader.num_workers=0",
+            "DEIMTransformer.num_queries=20",
+            "PostProcessor.num_top_queries=20",
+        ]
+    )
     assert rc == 0
     assert (tmp_path / "out" / "best.pth").is_file() and (demo / CACHE_DIR_NAME / "train").is_dir()
     log = [json.loads(x) for x in (tmp_path / "out" / "log.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -1,4 +1,5 @@
 """Backbones: official key/shape layout, parameter counts, hand-worked numerics, weight loading."""
+
 from __future__ import annotations
 
 import json
@@ -27,13 +28,19 @@ VARIANTS = {
     "s": (DINOv3STAs, dict(name="vit_tiny", embed_dim=192, num_heads=3, interaction_indexes=[3, 7, 11])),
     "m": (DINOv3STAs, dict(name="vit_tinyplus", embed_dim=256, num_heads=4, interaction_indexes=[3, 7, 11])),
     "l": (DINOv3STAs, dict(name="dinov3_vits16", interaction_indexes=[5, 8, 11], conv_inplane=32, hidden_dim=224)),
-    "x": (DINOv3STAs, dict(name="dinov3_vits16plus", interaction_indexes=[5, 8, 11], conv_inplane=64,
-                           hidden_dim=256)),
+    "x": (DINOv3STAs, dict(name="dinov3_vits16plus", interaction_indexes=[5, 8, 11], conv_inplane=64, hidden_dim=256)),
 }
 # (channels, strides) of the returned maps
-OUTPUTS = {"atto": ([256], [16]), "femto": ([512], [16]), "pico": ([512], [16]), "n": ([512, 1024], [16, 32]),
-           "s": ([192] * 3, [8, 16, 32]), "m": ([256] * 3, [8, 16, 32]), "l": ([224] * 3, [8, 16, 32]),
-           "x": ([256] * 3, [8, 16, 32])}
+OUTPUTS = {
+    "atto": ([256], [16]),
+    "femto": ([512], [16]),
+    "pico": ([512], [16]),
+    "n": ([512, 1024], [16, 32]),
+    "s": ([192] * 3, [8, 16, 32]),
+    "m": ([256] * 3, [8, 16, 32]),
+    "l": ([224] * 3, [8, 16, 32]),
+    "x": ([256] * 3, [8, 16, 32]),
+}
 
 
 def _build(variant):
@@ -48,16 +55,21 @@ def _nparams(m):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_state_dict_matches_official(variant):
     ref = json.loads((REF / f"{variant}.json").read_text(encoding="utf-8"))["state_dict"]
-    ref = {k[len("backbone."):]: v for k, v in ref.items() if k.startswith("backbone.")}
+    ref = {k[len("backbone.") :]: v for k, v in ref.items() if k.startswith("backbone.")}
     ours = {k: list(v.shape) for k, v in _build(variant).state_dict().items()}
     assert list(ours) == list(ref)  # same keys, same order
     assert ours == ref
 
 
-@pytest.mark.parametrize("vit,count", [
-    (lambda: ViTTiny(192, 3), 5_486_208), (lambda: ViTTiny(256, 4), 9_674_240),
-    (lambda: DINOv3ViT("dinov3_vits16"), 21_601_152), (lambda: DINOv3ViT("dinov3_vits16plus"), 28_697_472),
-])
+@pytest.mark.parametrize(
+    "vit,count",
+    [
+        (lambda: ViTTiny(192, 3), 5_486_208),
+        (lambda: ViTTiny(256, 4), 9_674_240),
+        (lambda: DINOv3ViT("dinov3_vits16"), 21_601_152),
+        (lambda: DINOv3ViT("dinov3_vits16plus"), 28_697_472),
+    ],
+)
 def test_vit_param_counts(vit, count):
     assert _nparams(vit()) == count
 
@@ -93,6 +105,7 @@ def test_train_mode_runs_with_syncbn_on_cpu():
 
 
 # ---------------------------------------------------------------- hand-worked numerics
+
 
 def test_frozen_batchnorm_hand_value():
     bn = FrozenBatchNorm2d(1)
@@ -136,9 +149,11 @@ def test_apply_rope_rotates_pairs():
 
 def test_rope_train_rescale_range():
     rope = RopeEmbedding(head_dim=8, base=100.0, rescale_coords=2.0, dtype=torch.float32)  # periods [1, 10]
+
     # 1 x 2 grid, x coords -0.5 / +0.5; column 3 = x angle with period 10: 2*pi*(+-0.5)*r/10
     def scale(sin, cos):
         return abs(math.atan2(sin[1, 7].item(), cos[1, 7].item())) * 10 / math.pi
+
     rope.eval()
     assert scale(*rope(1, 2, 0)) == pytest.approx(1.0)
     rope.train()
@@ -179,6 +194,7 @@ def test_dinov3_applies_final_norm():
 
 # ---------------------------------------------------------------- freezing
 
+
 def test_hgnetv2_freezing():
     m = HGNetv2("B0", freeze_at=0, freeze_norm=True, freeze_stem_only=True)
     assert isinstance(m.stem.stem1.bn, FrozenBatchNorm2d)
@@ -211,6 +227,7 @@ def test_bad_config_values():
 
 # ---------------------------------------------------------------- weights
 
+
 def test_hgnetv2_pretrained_missing_and_partial(tmp_path):
     with pytest.raises(WeightsError, match="PPHGNetV2_B0_stage1.pth"):
         HGNetv2("Atto", return_idx=[2], pretrained=True, local_model_dir=tmp_path / "不存在 dir")
@@ -222,11 +239,13 @@ def test_hgnetv2_pretrained_missing_and_partial(tmp_path):
     torch.save(b0.state_dict(), d / "PPHGNetV2_B0_stage1.pth")
     atto = HGNetv2("Atto", use_lab=True, return_idx=[2], pretrained=True, local_model_dir=d)  # shape-matching keys only
     assert torch.equal(atto.stem.stem1.conv.weight, b0.stem.stem1.conv.weight)
-    assert torch.equal(atto.stages[1].blocks[0].aggregation[1].conv.weight,
-                       b0.stages[1].blocks[0].aggregation[1].conv.weight)
+    assert torch.equal(
+        atto.stages[1].blocks[0].aggregation[1].conv.weight, b0.stages[1].blocks[0].aggregation[1].conv.weight
+    )
     b0b = HGNetv2("B0", use_lab=True, freeze_norm=True, pretrained=True, local_model_dir=str(d))
-    assert torch.equal(b0b.stages[3].blocks[0].aggregation[0].conv.weight,
-                       b0.stages[3].blocks[0].aggregation[0].conv.weight)
+    assert torch.equal(
+        b0b.stages[3].blocks[0].aggregation[0].conv.weight, b0.stages[3].blocks[0].aggregation[0].conv.weight
+    )
 
 
 @pytest.mark.parametrize("name,kw", [("vit_tiny", {}), ("dinov3_vits16", {})])

@@ -1,4 +1,5 @@
 """Detector backends: onnxruntime gives the torch path's detections; the ONNX cache; clean fallbacks."""
+
 from __future__ import annotations
 
 import sys
@@ -8,8 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("onnx", reason="onnx 未安装（pip install -e \".[export]\"）")
-pytest.importorskip("onnxruntime", reason="onnxruntime 未安装（pip install -e \".[export]\"）")
+pytest.importorskip("onnx", reason='onnx 未安装（pip install -e ".[export]"）')
+pytest.importorskip("onnxruntime", reason='onnxruntime 未安装（pip install -e ".[export]"）')
 
 from tinydata import calibrated_model, make_coco_dataset
 
@@ -21,8 +22,13 @@ from deimv2.errors import ConfigError, DEIMv2Error
 from deimv2.predict import Detector, Prediction
 
 TINY = {
-    "HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2, "num_workers": 0,
-    "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 30,
+    "HGNetv2.pretrained": False,
+    "eval_spatial_size": [96, 96],
+    "batch_size": 2,
+    "num_workers": 0,
+    "val_dataloader.num_workers": 0,
+    "val_dataloader.total_batch_size": 4,
+    "DEIMTransformer.num_queries": 30,
     "PostProcessor.num_top_queries": 30,
 }
 TOP = 10
@@ -41,8 +47,16 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("训练 后")
     data = make_coco_dataset(root / "数据", n_train=8, n_val=4)
     out = root / "运行"
-    train("atto", data=data, output_dir=out, overrides=TINY, epochs=2, max_iters_per_epoch=3, progress=False,
-          check_data=False)
+    train(
+        "atto",
+        data=data,
+        output_dir=out,
+        overrides=TINY,
+        epochs=2,
+        max_iters_per_epoch=3,
+        progress=False,
+        check_data=False,
+    )
     return out / "best.pth", sorted((data / "valid").glob("*.jpg"))
 
 
@@ -131,7 +145,9 @@ def test_unwritable_checkpoint_folder_uses_user_cache(trained, tmp_path, monkeyp
     folder = tmp_path / "只读"
     folder.mkdir()
     (folder / "best.pth").write_bytes(ckpt.read_bytes())
-    (folder / backends.CACHE_DIRNAME).write_text("一个文件挡住了缓存目录", encoding="utf-8")  # mkdir fails, even as root
+    (folder / backends.CACHE_DIRNAME).write_text(
+        "一个文件挡住了缓存目录", encoding="utf-8"
+    )  # mkdir fails, even as root
     user = tmp_path / "用户 缓存 2"
     monkeypatch.setenv("DEIMV2_CACHE_DIR", str(user))
     det = Detector.from_checkpoint(folder / "best.pth")
@@ -194,8 +210,24 @@ def test_session_turns_spinning_off_and_uses_torch_threads(trained):
 def test_cli_predict_backend_flag(trained, tmp_path, capsys):
     ckpt, images = trained
     for name in ("torch", "onnxruntime"):
-        assert cli_main(["predict", "-r", str(ckpt), "-i", str(images[0]), "-o", str(tmp_path / name),
-                         "--backend", name, "--conf", "0"]) == 0
+        assert (
+            cli_main(
+                [
+                    "predict",
+                    "-r",
+                    str(ckpt),
+                    "-i",
+                    str(images[0]),
+                    "-o",
+                    str(tmp_path / name),
+                    "--backend",
+                    name,
+                    "--conf",
+                    "0",
+                ]
+            )
+            == 0
+        )
         assert f"推理后端 {name}" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         cli_main(["predict", "-r", str(ckpt), "-i", str(images[0]), "--backend", "tensorrt"])
@@ -212,8 +244,9 @@ def test_predict_latency_script_writes_tables_and_json(tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     out = tmp_path / "结果" / "latency.json"
-    result = mod.main(["--variants", "atto", "--rounds", "1", "--runs", "1", "--warmup", "0", "--threads", "1",
-                       "--json", str(out)])
+    result = mod.main(
+        ["--variants", "atto", "--rounds", "1", "--runs", "1", "--warmup", "0", "--threads", "1", "--json", str(out)]
+    )
     saved = json.loads(out.read_text(encoding="utf-8"))
     assert saved == json.loads(json.dumps(result))
     assert {"date", "threads", "rounds", "runs", "loadavg_start", "loadavg_end", "cpu_count"} <= set(saved["meta"])
@@ -230,8 +263,26 @@ def test_predict_latency_script_writes_tables_and_json(tmp_path, capsys):
 def test_cli_bench_on_a_checkpoint(trained, tmp_path, capsys):
     ckpt, images = trained
     out = tmp_path / "bench.json"
-    assert cli_main(["bench", "-r", str(ckpt), "--image", str(images[0]), "--rounds", "1", "--runs", "1",
-                     "--threads", "1", "--json", str(out)]) == 0
+    assert (
+        cli_main(
+            [
+                "bench",
+                "-r",
+                str(ckpt),
+                "--image",
+                str(images[0]),
+                "--rounds",
+                "1",
+                "--runs",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     import json
 
     row = json.loads(out.read_text(encoding="utf-8"))["variants"]["best"]
@@ -243,4 +294,7 @@ def test_auto_keeps_dinov3_variants_in_torch():
     for v, want in (("atto", True), ("femto", True), ("n", True), ("s", False), ("m", False), ("x", False)):
         assert backends.prefers_onnxruntime(load_config(v)) is want, v
     s_cfg = load_config("s", num_classes=3)
-    assert backends.make_backend("auto", torch.nn.Identity(), s_cfg, torch.device("cpu"), source="best.pth").name == "torch"
+    assert (
+        backends.make_backend("auto", torch.nn.Identity(), s_cfg, torch.device("cpu"), source="best.pth").name
+        == "torch"
+    )

@@ -3,6 +3,7 @@
 Each goes through ``deimv2.cli.main`` (``kill -9`` through a real subprocess) with a tiny CPU training; each asserts
 the exit status, a Chinese message without traceback, and that the last good checkpoint survives and resumes.
 """
+
 from __future__ import annotations
 
 import errno
@@ -114,8 +115,7 @@ def test_kill_9_then_resume(data, tmp_path):
     out = tmp_path / "被杀 的训练"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     argv = [sys.executable, "-m", "deimv2", *map(str, _train(data, out, 2))]
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300
         while not (out / "last.pth").is_file() and proc.poll() is None and time.time() < deadline:

@@ -1,4 +1,5 @@
 """The official batch-size rule (deimv2.batch_rule): LR, EMA and warm-ups follow the effective batch."""
+
 import pytest
 
 import deimv2
@@ -90,10 +91,17 @@ def test_format_table_rows():
 def test_trainer_applies_it_once_at_setup(tiny_coco, tmp_path, scale, capsys):
     from deimv2.engine.trainer import _print_start, prepare_trainer
 
-    ov = {"HGNetv2.pretrained": False, "eval_spatial_size": [64, 64], "batch_size": 2, "num_workers": 0,
-          "val_dataloader.num_workers": 0, "scale_lr": scale}
-    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "o", overrides=ov, epochs=1, progress=False,
-                        lr=1e-3)
+    ov = {
+        "HGNetv2.pretrained": False,
+        "eval_spatial_size": [64, 64],
+        "batch_size": 2,
+        "num_workers": 0,
+        "val_dataloader.num_workers": 0,
+        "scale_lr": scale,
+    }
+    t = prepare_trainer(
+        "atto", data=tiny_coco, output_dir=tmp_path / "o", overrides=ov, epochs=1, progress=False, lr=1e-3
+    )
     lrs = [g["initial_lr"] for g in t.optimizer.param_groups]
     k = 2 / 128
     if scale:

@@ -1,4 +1,5 @@
 """Smoke tests of benchmarks/latency.py and benchmarks/train_step.py without the official code (atto, 1 run)."""
+
 import importlib.util
 import json
 import math
@@ -64,8 +65,7 @@ def test_ours_latency_atto_one_run():
 
 def test_latency_main_without_official_writes_json(tmp_path):
     out = tmp_path / "结果 latency.json"
-    summary = latency.main(["--variants", "atto", "--runs", "1", "--warmup", "0", "--threads", "1",
-                            "--json", str(out)])
+    summary = latency.main(["--variants", "atto", "--runs", "1", "--warmup", "0", "--threads", "1", "--json", str(out)])
     saved = json.loads(out.read_text(encoding="utf-8"))
     assert saved["rows"] == summary
     meta = saved["meta"]

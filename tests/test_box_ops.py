@@ -1,17 +1,25 @@
 """Box conversions and IoU/GIoU on hand-drawn boxes (exact fractions)."""
+
 import math
 
 import pytest
 import torch
 
-from deimv2.box_ops import (box_area, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh,
-                            elementwise_box_iou, elementwise_generalized_box_iou,
-                            generalized_box_iou, inverse_sigmoid)
+from deimv2.box_ops import (
+    box_area,
+    box_cxcywh_to_xyxy,
+    box_iou,
+    box_xyxy_to_cxcywh,
+    elementwise_box_iou,
+    elementwise_generalized_box_iou,
+    generalized_box_iou,
+    inverse_sigmoid,
+)
 
-A = [0.0, 0.0, 2.0, 2.0]   # 2x2 square at origin
-B = [1.0, 1.0, 3.0, 3.0]   # shifted by (1, 1): overlap is the unit square [1,2]x[1,2]
+A = [0.0, 0.0, 2.0, 2.0]  # 2x2 square at origin
+B = [1.0, 1.0, 3.0, 3.0]  # shifted by (1, 1): overlap is the unit square [1,2]x[1,2]
 C = [0.0, 0.0, 1.0, 1.0]
-D = [2.0, 2.0, 3.0, 3.0]   # touches nothing of C
+D = [2.0, 2.0, 3.0, 3.0]  # touches nothing of C
 
 
 def test_conversions():

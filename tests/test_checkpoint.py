@@ -1,4 +1,5 @@
 """Atomic checkpoint save and safe load."""
+
 from pathlib import Path
 
 import pytest
@@ -6,8 +7,13 @@ import torch
 from torch import nn
 
 from deimv2.engine import checkpoint as ckpt_mod
-from deimv2.engine.checkpoint import (check_plain, load_checkpoint, make_checkpoint,
-                                      model_state_from_checkpoint, save_checkpoint)
+from deimv2.engine.checkpoint import (
+    check_plain,
+    load_checkpoint,
+    make_checkpoint,
+    model_state_from_checkpoint,
+    save_checkpoint,
+)
 from deimv2.engine.ema import ModelEMA
 from deimv2.engine.schedule import FlatCosineLRScheduler
 from deimv2.errors import WeightsError
@@ -28,9 +34,19 @@ def test_roundtrip_full_training_checkpoint(folder):
     sched = FlatCosineLRScheduler(opt, 0.5, 10, 10, 2, 4, 2)
     sched.step(5)
     scaler = torch.amp.GradScaler("cpu")
-    ckpt = make_checkpoint(model=model, ema=ModelEMA(model), optimizer=opt, lr_scheduler=sched, scaler=scaler,
-                           epoch=3, global_step=40, best_ap=0.25, config={"epoches": 10, "name": "测试"},
-                           class_names=["猫", "狗"], category_ids=[3, 7])
+    ckpt = make_checkpoint(
+        model=model,
+        ema=ModelEMA(model),
+        optimizer=opt,
+        lr_scheduler=sched,
+        scaler=scaler,
+        epoch=3,
+        global_step=40,
+        best_ap=0.25,
+        config={"epoches": 10, "name": "测试"},
+        class_names=["猫", "狗"],
+        category_ids=[3, 7],
+    )
     path = save_checkpoint(ckpt, folder / "last.pth")
     back = load_checkpoint(path)
     assert set(back) == set(ckpt_mod.CHECKPOINT_KEYS)
@@ -92,8 +108,15 @@ def test_python_objects_are_refused(folder):
     with pytest.raises(TypeError, match="Path"):
         check_plain({"config": {"dir": Path("x")}})
     with pytest.raises(TypeError):
-        make_checkpoint(model=nn.Linear(1, 1), epoch=0, global_step=0, best_ap=0.0,
-                        config={"obj": Custom()}, class_names=[], category_ids=[])
+        make_checkpoint(
+            model=nn.Linear(1, 1),
+            epoch=0,
+            global_step=0,
+            best_ap=0.0,
+            config={"obj": Custom()},
+            class_names=[],
+            category_ids=[],
+        )
 
 
 def test_model_state_preference():

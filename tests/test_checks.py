@@ -1,4 +1,5 @@
 """The environment report."""
+
 from __future__ import annotations
 
 import sys
@@ -56,7 +57,7 @@ def test_memory_without_psutil(monkeypatch):
     with_psutil = checks_mod._memory_bytes()
     monkeypatch.setitem(sys.modules, "psutil", None)
     total, avail = checks_mod._memory_bytes()
-    assert total is not None and total > 256 * 1024 ** 2
+    assert total is not None and total > 256 * 1024**2
     assert avail is not None and 0 < avail <= total
     if with_psutil[0] is not None:
         assert abs(total - with_psutil[0]) < 0.05 * total

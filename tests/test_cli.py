@@ -1,4 +1,5 @@
 """The command line: Chinese messages, no traceback for user mistakes, exit codes."""
+
 import subprocess
 import sys
 
@@ -12,7 +13,19 @@ def test_help_lists_commands(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("train", "eval", "predict", "export", "demo", "yolo2coco", "coco2yolo", "check", "info", "checks", "bench"):
+    for cmd in (
+        "train",
+        "eval",
+        "predict",
+        "export",
+        "demo",
+        "yolo2coco",
+        "coco2yolo",
+        "check",
+        "info",
+        "checks",
+        "bench",
+    ):
         assert cmd in out
 
 
@@ -55,14 +68,20 @@ def test_check_exit_codes(tmp_path, capsys):
     (bad / "train").mkdir(parents=True)
     (bad / "train" / "_annotations.coco.json").write_text(
         '{"images": [{"id": 1, "file_name": "缺失.jpg", "width": 10, "height": 10}], "annotations": [],'
-        ' "categories": [{"id": 0, "name": "猫"}]}', encoding="utf-8")
+        ' "categories": [{"id": 0, "name": "猫"}]}',
+        encoding="utf-8",
+    )
     assert main(["check", str(bad)]) == 1
     assert "缺失.jpg" in capsys.readouterr().out
 
 
 def test_python_dash_m_works_the_same(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "deimv2", "info", str(tmp_path / "x.pth")],
-                          capture_output=True, text=True, encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "deimv2", "info", str(tmp_path / "x.pth")],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
     assert proc.returncode == 2 and "错误：" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -71,7 +90,9 @@ def test_yolo2coco_and_back_from_the_command_line(tmp_path, capsys):
 
     coco = tmp_path / "转换 结果"
     assert main(["yolo2coco", str(demo_dataset_dir()), str(coco)]) == 0
-    assert (coco / "train" / "_annotations.coco.json").is_file() and (coco / "valid" / "_annotations.coco.json").is_file()
+    assert (coco / "train" / "_annotations.coco.json").is_file() and (
+        coco / "valid" / "_annotations.coco.json"
+    ).is_file()
     assert main(["coco2yolo", str(coco), str(tmp_path / "yolo")]) == 0
     assert (tmp_path / "yolo" / "data.yaml").is_file()
     assert main(["yolo2coco", str(demo_dataset_dir()), str(coco)]) == 2  # exists: refuses without --overwrite

@@ -3,6 +3,7 @@
 One tiny training run (Atto, 96², 8 images) feeds every later command: resume, tune, test-only, eval
 without ``-c``, predict on a folder with full-width commas in ``--classes``, export, info, checks.
 """
+
 import json
 import re
 
@@ -13,9 +14,16 @@ from tinydata import make_coco_dataset
 from deimv2.cli import main
 from deimv2.engine.checkpoint import load_checkpoint
 
-TINY = ["HGNetv2.pretrained=false", "eval_spatial_size=[96,96]", "batch_size=2", "num_workers=0",
-        "val_dataloader.num_workers=0", "val_dataloader.total_batch_size=4", "DEIMTransformer.num_queries=30",
-        "PostProcessor.num_top_queries=30"]
+TINY = [
+    "HGNetv2.pretrained=false",
+    "eval_spatial_size=[96,96]",
+    "batch_size=2",
+    "num_workers=0",
+    "val_dataloader.num_workers=0",
+    "val_dataloader.total_batch_size=4",
+    "DEIMTransformer.num_queries=30",
+    "PostProcessor.num_top_queries=30",
+]
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +32,24 @@ def run(tmp_path_factory):
     root = tmp_path_factory.mktemp("命令行")
     data = make_coco_dataset(root / "数据 集")
     out = root / "训练 输出"
-    code = main(["train", "-c", "atto", "--data", str(data), "--seed", "3", "--output-dir", str(out),
-                 "-u", *TINY, "epochs=2", "flat_epoch=1", "no_aug_epoch=0"])
+    code = main(
+        [
+            "train",
+            "-c",
+            "atto",
+            "--data",
+            str(data),
+            "--seed",
+            "3",
+            "--output-dir",
+            str(out),
+            "-u",
+            *TINY,
+            "epochs=2",
+            "flat_epoch=1",
+            "no_aug_epoch=0",
+        ]
+    )
     assert code == 0
     return data, out
 
@@ -47,8 +71,24 @@ def test_train_resume_continues_into_a_longer_schedule(run, tmp_path):
 
     dst = tmp_path / "继续"
     shutil.copytree(out, dst)
-    code = main(["train", "-c", "atto", "--data", str(data), "-r", str(dst / "last.pth"), "--output-dir", str(dst),
-                 "-u", *TINY, "epochs=3", "flat_epoch=1", "no_aug_epoch=0"])
+    code = main(
+        [
+            "train",
+            "-c",
+            "atto",
+            "--data",
+            str(data),
+            "-r",
+            str(dst / "last.pth"),
+            "--output-dir",
+            str(dst),
+            "-u",
+            *TINY,
+            "epochs=3",
+            "flat_epoch=1",
+            "no_aug_epoch=0",
+        ]
+    )
     assert code == 0
     assert _log_epochs(dst) == [0, 1, 2] and load_checkpoint(dst / "last.pth")["epoch"] == 2
 
@@ -56,8 +96,23 @@ def test_train_resume_continues_into_a_longer_schedule(run, tmp_path):
 def test_train_tune_loads_every_tensor_of_a_same_class_checkpoint(run, tmp_path, capsys):
     data, out = run
     dst = tmp_path / "微调"
-    code = main(["train", "-c", "atto", "--data", str(data), "-t", str(out / "best.pth"), "--output-dir", str(dst),
-                 "--no-check", "-u", *TINY, "epochs=1"])
+    code = main(
+        [
+            "train",
+            "-c",
+            "atto",
+            "--data",
+            str(data),
+            "-t",
+            str(out / "best.pth"),
+            "--output-dir",
+            str(dst),
+            "--no-check",
+            "-u",
+            *TINY,
+            "epochs=1",
+        ]
+    )
     assert code == 0 and load_checkpoint(dst / "last.pth")["epoch"] == 0
     report = next(line for line in capsys.readouterr().out.splitlines() if "加载了" in line)
     n = int(re.search(r"加载了 (\d+) 个张量", report).group(1))
@@ -67,8 +122,22 @@ def test_train_tune_loads_every_tensor_of_a_same_class_checkpoint(run, tmp_path,
 def test_train_test_only_and_eval_without_config(run, tmp_path, capsys):
     data, out = run
     dst = tmp_path / "只评估"
-    code = main(["train", "-c", "atto", "--data", str(data), "--test-only", "-r", str(out / "best.pth"),
-                 "--output-dir", str(dst), "-u", *TINY])
+    code = main(
+        [
+            "train",
+            "-c",
+            "atto",
+            "--data",
+            str(data),
+            "--test-only",
+            "-r",
+            str(out / "best.pth"),
+            "--output-dir",
+            str(dst),
+            "-u",
+            *TINY,
+        ]
+    )
     assert code == 0
     test_only = json.loads((dst / "eval.json").read_text(encoding="utf-8"))
     dst2 = tmp_path / "eval 无 -c"
@@ -82,8 +151,24 @@ def test_train_test_only_and_eval_without_config(run, tmp_path, capsys):
 def test_predict_folder_with_full_width_commas(run, tmp_path, capsys):
     data, out = run
     dst = tmp_path / "推理 结果"
-    code = main(["predict", "-r", str(out / "best.pth"), "-i", str(data / "valid"), "-o", str(dst),
-                 "--classes", "红，绿 ， 蓝", "--conf", "0", "--max-det", "5", "--save-json"])
+    code = main(
+        [
+            "predict",
+            "-r",
+            str(out / "best.pth"),
+            "-i",
+            str(data / "valid"),
+            "-o",
+            str(dst),
+            "--classes",
+            "红，绿 ， 蓝",
+            "--conf",
+            "0",
+            "--max-det",
+            "5",
+            "--save-json",
+        ]
+    )
     assert code == 0
     images = sorted(p.name for p in (data / "valid").glob("*.jpg"))
     assert sorted(p.name for p in dst.glob("*.jpg")) == images
@@ -96,8 +181,23 @@ def test_predict_folder_with_full_width_commas(run, tmp_path, capsys):
 def test_predict_conf_filters(run, tmp_path):
     data, out = run
     dst = tmp_path / "高阈值"
-    assert main(["predict", "-r", str(out / "best.pth"), "-i", str(data / "valid"), "-o", str(dst),
-                 "--conf", "1.01", "--save-json"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "-r",
+                str(out / "best.pth"),
+                "-i",
+                str(data / "valid"),
+                "-o",
+                str(dst),
+                "--conf",
+                "1.01",
+                "--save-json",
+            ]
+        )
+        == 0
+    )
     assert json.loads((dst / "predictions.json").read_text(encoding="utf-8")) == []
 
 

@@ -1,4 +1,5 @@
 """Config system: variant files, official __include__ chains, overrides, epoch derivation."""
+
 import pytest
 
 from deimv2.config import VARIANTS, load_config, parse_overrides, read_yaml, resolve_config_path, save_config
@@ -34,8 +35,9 @@ def test_unknown_config_gives_chinese_error():
 
 
 def test_seed_update_syntax_and_num_classes():
-    cfg = load_config("s", ["train_dataloader.total_batch_size=4", "epoches=62", "flat_epoch=29",
-                            "no_aug_epoch=12", "num_classes=4"])
+    cfg = load_config(
+        "s", ["train_dataloader.total_batch_size=4", "epoches=62", "flat_epoch=29", "no_aug_epoch=12", "num_classes=4"]
+    )
     assert cfg.data.batch_size == 4 and cfg.num_classes == 4
     assert cfg.schedule.epochs == 62 and cfg.schedule.flat_epoch == 29 and cfg.schedule.no_aug_epoch == 12
     # milestones not given explicitly were derived from the recipe
@@ -65,8 +67,11 @@ def test_bad_override_syntax():
 def test_official_style_include_chain(tmp_path):
     base = tmp_path / "配置 目录" / "base"
     base.mkdir(parents=True)
-    (base / "model.yml").write_text("num_classes: 80\nDEIM: {backbone: HGNetv2, encoder: LiteEncoder}\n"
-                                     "HGNetv2: {name: Atto, return_idx: [2]}\nepoches: 500\n", encoding="utf-8")
+    (base / "model.yml").write_text(
+        "num_classes: 80\nDEIM: {backbone: HGNetv2, encoder: LiteEncoder}\n"
+        "HGNetv2: {name: Atto, return_idx: [2]}\nepoches: 500\n",
+        encoding="utf-8",
+    )
     user = tmp_path / "配置 目录" / "mine.yml"
     user.write_text("__include__: ['./base/model.yml']\nnum_classes: 4\nepoches: 62\n", encoding="utf-8")
     raw = read_yaml(user)

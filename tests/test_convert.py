@@ -1,4 +1,5 @@
 """YOLO <-> COCO conversion: layouts, hand-checked boxes, round trips, errors, atomic writes."""
+
 from __future__ import annotations
 
 import json
@@ -43,18 +44,25 @@ def _fill(img_dir: Path, lbl_dir: Path, prefix=""):
 def make_roboflow(root: Path) -> Path:
     for s in ("train", "valid"):
         _fill(root / s / "images", root / s / "labels", prefix=s)
-    (root / "data.yaml").write_text(yaml.safe_dump(
-        {"train": "../train/images", "val": "../valid/images", "nc": 3, "names": NAMES}, allow_unicode=True),
-        encoding="utf-8")
+    (root / "data.yaml").write_text(
+        yaml.safe_dump(
+            {"train": "../train/images", "val": "../valid/images", "nc": 3, "names": NAMES}, allow_unicode=True
+        ),
+        encoding="utf-8",
+    )
     return root
 
 
 def make_ultralytics(root: Path) -> Path:
     for s in ("train", "val"):
         _fill(root / "images" / s, root / "labels" / s, prefix=s)
-    (root / "data.yaml").write_text(yaml.safe_dump(
-        {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(NAMES))},
-        allow_unicode=True), encoding="utf-8")
+    (root / "data.yaml").write_text(
+        yaml.safe_dump(
+            {"path": str(root), "train": "images/train", "val": "images/val", "names": dict(enumerate(NAMES))},
+            allow_unicode=True,
+        ),
+        encoding="utf-8",
+    )
     return root
 
 
@@ -132,8 +140,15 @@ def test_one_based_clip_polygon_and_exif(tmp_path):
     assert a1["segmentation"] == [[2.0, 4.0, 10.0, 8.0, 6.0, 24.0]]
 
 
-@pytest.mark.parametrize("line,needle", [("0 0.5 0.5 0.2", "字段个数"), ("x 0.5 0.5 0.2 0.2", "非数字"),
-                                         ("3 0.5 0.5 0.2 0.2", "超出范围"), ("-1 0.5 0.5 0.2 0.2", "超出范围")])
+@pytest.mark.parametrize(
+    "line,needle",
+    [
+        ("0 0.5 0.5 0.2", "字段个数"),
+        ("x 0.5 0.5 0.2 0.2", "非数字"),
+        ("3 0.5 0.5 0.2 0.2", "超出范围"),
+        ("-1 0.5 0.5 0.2 0.2", "超出范围"),
+    ],
+)
 def test_bad_line_raises_and_writes_nothing(tmp_path, line, needle):
     src = make_flat(tmp_path / "f")
     (src / "b.txt").write_text("1 0.25 0.75 0.5 0.5\n" + line + "\n", encoding="utf-8")
@@ -160,8 +175,15 @@ def test_split_ratio_seed_overwrite_and_link(tmp_path):
         yolo_to_coco(src, tmp_path / "a", split_ratio=0.3, seed=1)
     r2 = yolo_to_coco(src, tmp_path / "a", split_ratio=0.3, seed=1, overwrite=True, link=True)
     assert r2.splits["valid"].images == 3
-    names = lambda d: sorted(i["file_name"] for i in json.loads(  # noqa: E731
-        (d / "valid" / "_annotations.coco.json").read_text(encoding="utf-8"))["images"])
+
+    def names(d):
+        return sorted(
+            i["file_name"]
+            for i in json.loads(  # noqa: E731
+                (d / "valid" / "_annotations.coco.json").read_text(encoding="utf-8")
+            )["images"]
+        )
+
     yolo_to_coco(src, tmp_path / "b", split_ratio=0.3, seed=1)
     assert names(tmp_path / "a") == names(tmp_path / "b")
     out = tmp_path / "a" / "train" / sorted((tmp_path / "a" / "train").glob("*.jpg"))[0].name
@@ -172,13 +194,19 @@ def test_split_ratio_seed_overwrite_and_link(tmp_path):
 def test_coco_to_yolo_remaps_sorted_ids_and_roboflow_placeholder(tmp_path):
     d = tmp_path / "coco" / "train"
     _img(d / "x.jpg", (100, 100))
-    coco = {"images": [{"id": 1, "file_name": "x.jpg", "width": 100, "height": 100}],
-            "categories": [{"id": 0, "name": "my-set", "supercategory": "none"},
-                           {"id": 7, "name": "狗", "supercategory": "my-set"},
-                           {"id": 3, "name": "猫", "supercategory": "my-set"}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 20, 30, 40], "iscrowd": 0},
-                            {"id": 2, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "iscrowd": 0},
-                            {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 1}]}
+    coco = {
+        "images": [{"id": 1, "file_name": "x.jpg", "width": 100, "height": 100}],
+        "categories": [
+            {"id": 0, "name": "my-set", "supercategory": "none"},
+            {"id": 7, "name": "狗", "supercategory": "my-set"},
+            {"id": 3, "name": "猫", "supercategory": "my-set"},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 7, "bbox": [10, 20, 30, 40], "iscrowd": 0},
+            {"id": 2, "image_id": 1, "category_id": 3, "bbox": [0, 0, 10, 10], "iscrowd": 0},
+            {"id": 3, "image_id": 1, "category_id": 3, "bbox": [0, 0, 5, 5], "iscrowd": 1},
+        ],
+    }
     (d / "_annotations.coco.json").write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
     rep = coco_to_yolo(tmp_path / "coco", tmp_path / "y")
     assert rep.class_names == ["猫", "狗"] and rep.notes and len(rep.skipped) == 1

@@ -1,4 +1,5 @@
 """COCO dataset, image loading, layout discovery, collate and loader."""
+
 import json
 import random
 import warnings
@@ -9,9 +10,18 @@ import torch
 from PIL import Image
 
 from deimv2.data import (
-    BatchImageCollateFunction, CocoDetection, batch_image_collate_fn, build_dataloader,
-    build_train_transforms, build_val_transforms, dataset_class_names, dataset_num_classes,
-    find_dataset, generate_scales, image_size, load_image,
+    BatchImageCollateFunction,
+    CocoDetection,
+    batch_image_collate_fn,
+    build_dataloader,
+    build_train_transforms,
+    build_val_transforms,
+    dataset_class_names,
+    dataset_num_classes,
+    find_dataset,
+    generate_scales,
+    image_size,
+    load_image,
 )
 from deimv2.errors import DatasetError
 
@@ -30,13 +40,22 @@ def make_coco(folder, cat_ids=(1, 2), n_images=4, boxes=None, extra_anns=(), neg
         if i in negatives:
             continue
         for j, box in enumerate((boxes or {}).get(i, [[4, 6, 20, 10]])):
-            anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": cat_ids[(i + j) % len(cat_ids)],
-                         "bbox": box, "area": box[2] * box[3], "iscrowd": 0})
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 1,
+                    "category_id": cat_ids[(i + j) % len(cat_ids)],
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
     anns += [dict(a, id=len(anns) + k + 1) for k, a in enumerate(extra_anns)]
     cats = [{"id": c, "name": f"类{k}"} for k, c in enumerate(cat_ids)]
     ann_file = folder / "_annotations.coco.json"
-    ann_file.write_text(json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False),
-                        encoding="utf-8")
+    ann_file.write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False), encoding="utf-8"
+    )
     return folder, ann_file
 
 
@@ -100,8 +119,11 @@ def test_zero_size_and_negative_boxes_are_errors_named_by_annotation_id(root):
 
 
 def test_crowd_excluded_and_boxes_clamped(root):
-    folder, ann = make_coco(root, boxes={0: [[50, 40, 30, 30]]},
-                            extra_anns=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "iscrowd": 1}])
+    folder, ann = make_coco(
+        root,
+        boxes={0: [[50, 40, 30, 30]]},
+        extra_anns=[{"image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "iscrowd": 1}],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds = CocoDetection(folder, ann)
@@ -221,8 +243,13 @@ def _items(n=4, size=32, boxes_per=1):
     items = []
     for i in range(n):
         boxes = torch.tensor([[0.5, 0.5, 0.5, 0.5]] * boxes_per) * (i + 1) / n
-        target = {"boxes": boxes, "labels": torch.full((boxes_per,), i), "area": torch.full((boxes_per,), 500.0),
-                  "iscrowd": torch.zeros(boxes_per, dtype=torch.int64), "image_id": torch.tensor([i])}
+        target = {
+            "boxes": boxes,
+            "labels": torch.full((boxes_per,), i),
+            "area": torch.full((boxes_per,), 500.0),
+            "iscrowd": torch.zeros(boxes_per, dtype=torch.int64),
+            "image_id": torch.tensor([i]),
+        }
         items.append((torch.full((3, size, size), float(i)), target))
     return items
 
@@ -271,8 +298,9 @@ def test_mixup_concatenates_targets():
 
 
 def test_copyblend_adds_objects():
-    col = BatchImageCollateFunction(stop_epoch=0, copyblend_prob=1.0, copyblend_epochs=[0, 9], num_objects=2,
-                                    area_threshold=100, with_expand=True)
+    col = BatchImageCollateFunction(
+        stop_epoch=0, copyblend_prob=1.0, copyblend_epochs=[0, 9], num_objects=2, area_threshold=100, with_expand=True
+    )
     col.set_epoch(1)
     random.seed(0)
     images, targets = col(_items(3, size=32))
@@ -287,8 +315,9 @@ def test_loader_iteration_normalized_boxes(root):
     folder, ann = make_coco(root, n_images=5, negatives=(4,), boxes={1: [[4, 6, 20, 10], [30, 20, 30, 25]]})
     ds = CocoDetection(folder, ann, transforms=build_train_transforms(64, 32, 1, True, [1, 2, 3], 1.0))
     col = BatchImageCollateFunction(stop_epoch=2, base_size=64, base_size_repeat=1)
-    loader = build_dataloader(ds, batch_size=2, shuffle=True, num_workers=0, collate_fn=col, drop_last=False,
-                              distributed=False, seed=0)
+    loader = build_dataloader(
+        ds, batch_size=2, shuffle=True, num_workers=0, collate_fn=col, drop_last=False, distributed=False, seed=0
+    )
     for epoch in range(4):
         loader.set_epoch(epoch)
         assert ds.epoch == epoch and col.epoch == epoch

@@ -1,4 +1,5 @@
 """DEIMv2 decoder: official state_dict layout, output structure, denoising, deploy, post-processing."""
+
 import json
 import math
 from pathlib import Path
@@ -13,21 +14,44 @@ from deimv2.models.postprocess import MSCOCO_LABEL_TO_CATEGORY, PostProcessor
 
 REF = Path(__file__).resolve().parent / "fixtures" / "official" / "state_dict"  # benchmarks/make_golden.py
 
-_COMMON = dict(num_classes=80, num_denoising=100, label_noise_ratio=0.5, box_noise_scale=1.0, reg_max=32,
-               reg_scale=4, layer_scale=1, cross_attn_method="default", query_select_method="default",
-               activation="silu", mlp_act="silu", eval_idx=-1, eval_spatial_size=[640, 640])
-_LITE = dict(feat_strides=[16, 32], num_levels=2, num_layers=3, share_bbox_head=True, use_gateway=False,
-             num_points=[4, 2])
+_COMMON = dict(
+    num_classes=80,
+    num_denoising=100,
+    label_noise_ratio=0.5,
+    box_noise_scale=1.0,
+    reg_max=32,
+    reg_scale=4,
+    layer_scale=1,
+    cross_attn_method="default",
+    query_select_method="default",
+    activation="silu",
+    mlp_act="silu",
+    eval_idx=-1,
+    eval_spatial_size=[640, 640],
+)
+_LITE = dict(
+    feat_strides=[16, 32], num_levels=2, num_layers=3, share_bbox_head=True, use_gateway=False, num_points=[4, 2]
+)
 _VIT = dict(feat_strides=[8, 16, 32], num_levels=3, num_points=[3, 6, 3], num_queries=300)
 # merged official configs (base/deimv2.yml + configs/deimv2/<variant>.yml), decoder section
 VARIANTS = {
-    "atto": dict(_LITE, feat_channels=[64, 64], hidden_dim=64, num_queries=100, dim_feedforward=160,
-                 eval_spatial_size=[320, 320]),
-    "femto": dict(_LITE, feat_channels=[96, 96], hidden_dim=96, num_queries=150, dim_feedforward=256,
-                  eval_spatial_size=[416, 416]),
+    "atto": dict(
+        _LITE, feat_channels=[64, 64], hidden_dim=64, num_queries=100, dim_feedforward=160, eval_spatial_size=[320, 320]
+    ),
+    "femto": dict(
+        _LITE, feat_channels=[96, 96], hidden_dim=96, num_queries=150, dim_feedforward=256, eval_spatial_size=[416, 416]
+    ),
     "pico": dict(_LITE, feat_channels=[112, 112], hidden_dim=112, num_queries=200, dim_feedforward=320),
-    "n": dict(feat_strides=[16, 32], num_levels=2, num_layers=3, num_points=[6, 6], feat_channels=[128, 128],
-              hidden_dim=128, num_queries=300, dim_feedforward=512),
+    "n": dict(
+        feat_strides=[16, 32],
+        num_levels=2,
+        num_layers=3,
+        num_points=[6, 6],
+        feat_channels=[128, 128],
+        hidden_dim=128,
+        num_queries=300,
+        dim_feedforward=512,
+    ),
     "s": dict(_VIT, feat_channels=[192] * 3, hidden_dim=192, dim_feedforward=512, num_layers=4),
     "m": dict(_VIT, feat_channels=[256] * 3, hidden_dim=256, dim_feedforward=512, num_layers=4),
     "l": dict(_VIT, feat_channels=[224] * 3, hidden_dim=224, dim_feedforward=1792, num_layers=4),
@@ -48,9 +72,23 @@ def feats_for(dec, size, bs=2):
 
 def small(**over):
     """A tiny 2-level decoder (fast tests)."""
-    kw = dict(num_classes=5, hidden_dim=32, num_queries=12, feat_channels=[32, 32], feat_strides=[16, 32],
-              num_levels=2, num_points=[4, 2], nhead=4, num_layers=3, dim_feedforward=64, num_denoising=10,
-              eval_spatial_size=[64, 64], activation="silu", mlp_act="silu", reg_max=8)
+    kw = dict(
+        num_classes=5,
+        hidden_dim=32,
+        num_queries=12,
+        feat_channels=[32, 32],
+        feat_strides=[16, 32],
+        num_levels=2,
+        num_points=[4, 2],
+        nhead=4,
+        num_layers=3,
+        dim_feedforward=64,
+        num_denoising=10,
+        eval_spatial_size=[64, 64],
+        activation="silu",
+        mlp_act="silu",
+        reg_max=8,
+    )
     kw.update(over)
     return DEIMTransformer(**kw)
 
@@ -58,7 +96,7 @@ def small(**over):
 def _perturb(model, scale=0.05, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, p in model.named_parameters():
+        for _name, p in model.named_parameters():
             if p.requires_grad:
                 p.add_(torch.randn(p.shape, generator=g) * scale)
 
@@ -66,7 +104,7 @@ def _perturb(model, scale=0.05, seed=0):
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_state_dict_matches_official(variant):
     ref = json.loads((REF / f"{variant}.json").read_text(encoding="utf-8"))["state_dict"]
-    expected = {k[len("decoder."):]: v for k, v in ref.items() if k.startswith("decoder.")}
+    expected = {k[len("decoder.") :]: v for k, v in ref.items() if k.startswith("decoder.")}
     ours = {k: list(t.shape) for k, t in build(variant).state_dict().items()}
     assert ours == expected
 
@@ -87,8 +125,11 @@ def test_shared_parameters_and_heads():
 def test_anchor_buffers_hand_values():
     dec = build("atto")  # 320 / 16 = 20, 320 / 32 = 10 -> 400 + 100 anchors
     assert dec.anchors.shape == (1, 500, 4) and bool(dec.valid_mask.all())
+
     # first cell of level 0: centre (0.5/20, 0.5/20) = 0.025, size 0.05; level 1 size 0.1
-    logit = lambda p: math.log(p / (1 - p))
+    def logit(p):
+        return math.log(p / (1 - p))
+
     assert torch.allclose(dec.anchors[0, 0], torch.tensor([logit(0.025)] * 2 + [logit(0.05)] * 2))
     assert torch.allclose(dec.anchors[0, 400, 2:], torch.tensor([logit(0.1)] * 2))
     # a 1x1 level 5 map would have size 0.05 * 32 = 1.6 > 1 - eps -> invalid, anchor = inf
@@ -125,8 +166,10 @@ def test_eval_output_structure():
 
 
 def _targets():
-    return [{"labels": torch.tensor([1, 3]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.3, 0.6, 0.1, 0.1]])},
-            {"labels": torch.tensor([4]), "boxes": torch.tensor([[0.4, 0.4, 0.5, 0.5]])}]
+    return [
+        {"labels": torch.tensor([1, 3]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.3], [0.3, 0.6, 0.1, 0.1]])},
+        {"labels": torch.tensor([4]), "boxes": torch.tensor([[0.4, 0.4, 0.5, 0.5]])},
+    ]
 
 
 def test_train_output_structure_and_grad():
@@ -134,8 +177,21 @@ def test_train_output_structure_and_grad():
     _perturb(dec)
     torch.manual_seed(0)
     out = dec(feats_for(dec, 64), _targets())
-    assert set(out) == {"pred_logits", "pred_boxes", "pred_corners", "ref_points", "up", "reg_scale", "aux_outputs",
-                        "enc_aux_outputs", "pre_outputs", "enc_meta", "dn_outputs", "dn_pre_outputs", "dn_meta"}
+    assert set(out) == {
+        "pred_logits",
+        "pred_boxes",
+        "pred_corners",
+        "ref_points",
+        "up",
+        "reg_scale",
+        "aux_outputs",
+        "enc_aux_outputs",
+        "pre_outputs",
+        "enc_meta",
+        "dn_outputs",
+        "dn_pre_outputs",
+        "dn_meta",
+    }
     assert out["pred_logits"].shape == (2, 12, 5) and out["pred_corners"].shape == (2, 12, 4 * 9)
     assert out["up"] is dec.up and out["enc_meta"] == {"class_agnostic": False}
     layer_keys = {"pred_logits", "pred_boxes", "pred_corners", "ref_points", "teacher_corners", "teacher_logits"}
@@ -163,16 +219,26 @@ def test_train_output_structure_and_grad():
 
 def test_denoising_group_hand_checked():
     emb = torch.nn.Embedding(6, 4, padding_idx=5)
-    targets = [{"labels": torch.tensor([2]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])},
-               {"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)}]
+    targets = [
+        {"labels": torch.tensor([2]), "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]])},
+        {"labels": torch.zeros(0, dtype=torch.long), "boxes": torch.zeros(0, 4)},
+    ]
     embeds, boxes_unact, mask, meta = get_contrastive_denoising_training_group(
-        targets, 5, 3, emb, num_denoising=2, label_noise_ratio=0.0, box_noise_scale=0.0)
+        targets, 5, 3, emb, num_denoising=2, label_noise_ratio=0.0, box_noise_scale=0.0
+    )
     # max_gt 1 -> 2 groups, each [positive, negative] -> 4 denoising queries + 3 matching queries
     assert meta["dn_num_group"] == 2 and meta["dn_num_split"] == [4, 3]
     assert [t.tolist() for t in meta["dn_positive_idx"]] == [[0, 2], []]
     x = True
-    expected = [[0, 0, x, x, 0, 0, 0], [0, 0, x, x, 0, 0, 0], [x, x, 0, 0, 0, 0, 0], [x, x, 0, 0, 0, 0, 0],
-                [x, x, x, x, 0, 0, 0], [x, x, x, x, 0, 0, 0], [x, x, x, x, 0, 0, 0]]
+    expected = [
+        [0, 0, x, x, 0, 0, 0],
+        [0, 0, x, x, 0, 0, 0],
+        [x, x, 0, 0, 0, 0, 0],
+        [x, x, 0, 0, 0, 0, 0],
+        [x, x, x, x, 0, 0, 0],
+        [x, x, x, x, 0, 0, 0],
+        [x, x, x, x, 0, 0, 0],
+    ]
     assert mask.tolist() == [[bool(v) for v in row] for row in expected]
     # no noise: labels and boxes are copied; the empty image is padded with class 5 and a zero box
     assert torch.equal(embeds[0, 1], emb.weight[2]) and torch.equal(embeds[1, 0], emb.weight[5])
@@ -221,7 +287,9 @@ def test_postprocessor_box_scaling_hand_checked():
     # q0: x 0.4..0.6 -> 80..120, y 0.3..0.7 -> 30..70; q1: x 0..0.5 -> 0..100, y 0.5..1 -> 50..100
     q0, q1 = [80.0, 30.0, 120.0, 70.0], [0.0, 50.0, 100.0, 100.0]
     assert torch.allclose(r["boxes"], torch.tensor([q0, q0, q1, q1]))
-    labels, boxes_d, scores = post.deploy()({"pred_logits": logits, "pred_boxes": boxes}, torch.tensor([[200.0, 100.0]]))
+    labels, boxes_d, scores = post.deploy()(
+        {"pred_logits": logits, "pred_boxes": boxes}, torch.tensor([[200.0, 100.0]])
+    )
     assert labels.shape == (1, 4) and boxes_d.shape == (1, 4, 4) and torch.allclose(boxes_d[0], r["boxes"])
 
 
@@ -233,7 +301,8 @@ def test_postprocessor_topk_and_coco_remap():
     assert len(res) == 3 and res[0]["scores"].shape == (300,)
     assert (res[0]["scores"][:-1] >= res[0]["scores"][1:]).all()
     remapped = PostProcessor(num_top_queries=300, remap_mscoco_category=True)(
-        {"pred_logits": logits, "pred_boxes": boxes}, sizes)
+        {"pred_logits": logits, "pred_boxes": boxes}, sizes
+    )
     assert torch.equal(remapped[1]["boxes"], res[1]["boxes"])
     assert remapped[1]["labels"].tolist() == [MSCOCO_LABEL_TO_CATEGORY[i] for i in res[1]["labels"].tolist()]
     assert len(MSCOCO_LABEL_TO_CATEGORY) == 80 and MSCOCO_LABEL_TO_CATEGORY[11] == 13

@@ -1,4 +1,5 @@
 """`deimv2 demo` in fast mode: convert → check → train → evaluate → predict, every output where it says."""
+
 from deimv2.cli import main
 
 

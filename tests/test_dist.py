@@ -1,4 +1,5 @@
 """Distributed helpers: no-ops in one process; a real 2-process gloo run on CPU."""
+
 import json
 import os
 import socket
@@ -85,13 +86,18 @@ def test_two_process_gloo(tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    proc = subprocess.run([sys.executable, str(script), str(_free_port()), str(tmp_path)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(_free_port()), str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     infos = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r, info in enumerate(infos):
         assert info["rank"] == r and info["world"] == 2 and info["main"] == (r == 0)
-        assert info["avg"] == {"a": 1.5, "b": 1.0}          # (1 + 2) / 2, (0 + 2) / 2
+        assert info["avg"] == {"a": 1.5, "b": 1.0}  # (1 + 2) / 2, (0 + 2) / 2
         assert info["tot"] == {"a": 3.0}
         assert info["gathered"] == [{"rank": 0}, {"rank": 1}]
         assert info["meter"]["loss"] == pytest.approx(5.0 / 3.0)  # (1 + 2 + 2) / 3

@@ -1,4 +1,5 @@
 """Dataset doctor: each problem is found with the right severity; the bundled demo data is clean."""
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,26 @@ def _coco(root: Path, images=None, anns=None, cats=None, files=("a.jpg", "b.jpg"
     d.mkdir(parents=True, exist_ok=True)
     for f in files:
         Image.new("RGB", (100, 80), (10, 20, 30)).save(d / f)
-    images = images if images is not None else [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
-                                                {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80}]
-    anns = anns if anns is not None else [
-        {"id": 1, "image_id": 1, "category_id": 0, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0},
-        {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0, 0, 50, 40], "area": 2000, "iscrowd": 0}]
+    images = (
+        images
+        if images is not None
+        else [
+            {"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+            {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80},
+        ]
+    )
+    anns = (
+        anns
+        if anns is not None
+        else [
+            {"id": 1, "image_id": 1, "category_id": 0, "bbox": [10, 10, 20, 20], "area": 400, "iscrowd": 0},
+            {"id": 2, "image_id": 2, "category_id": 1, "bbox": [0, 0, 50, 40], "area": 2000, "iscrowd": 0},
+        ]
+    )
     cats = cats if cats is not None else [{"id": 0, "name": "猫"}, {"id": 1, "name": "狗"}]
-    (d / "_annotations.coco.json").write_text(json.dumps(
-        {"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False), encoding="utf-8")
+    (d / "_annotations.coco.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False), encoding="utf-8"
+    )
     return root
 
 
@@ -43,10 +56,13 @@ def test_clean_coco(tmp_path):
 
 
 def test_one_based_ids_and_num_classes_too_small(tmp_path):
-    anns = [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "iscrowd": 0},
-            {"id": 2, "image_id": 2, "category_id": 2, "bbox": [0, 0, 50, 40], "iscrowd": 0}]
-    rep = check_dataset(_coco(tmp_path, anns=anns, cats=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]),
-                        num_classes=1)
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "iscrowd": 0},
+        {"id": 2, "image_id": 2, "category_id": 2, "bbox": [0, 0, 50, 40], "iscrowd": 0},
+    ]
+    rep = check_dataset(
+        _coco(tmp_path, anns=anns, cats=[{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]), num_classes=1
+    )
     # deimv2 maps categories to contiguous labels: 2 classes are needed whatever the id base
     assert rep.id_base == 1 and rep.num_classes_needed == 2
     assert "one_based" in _codes(rep, "info")
@@ -57,10 +73,12 @@ def test_one_based_ids_and_num_classes_too_small(tmp_path):
 
 def test_missing_and_corrupt_images(tmp_path):
     root = tmp_path
-    images = [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
-              {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80},
-              {"id": 3, "file_name": "trunc.jpg", "width": 100, "height": 80},
-              {"id": 4, "file_name": "junk.jpg", "width": 100, "height": 80}]
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+        {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80},
+        {"id": 3, "file_name": "trunc.jpg", "width": 100, "height": 80},
+        {"id": 4, "file_name": "junk.jpg", "width": 100, "height": 80},
+    ]
     _coco(root, images=images, files=("a.jpg",))
     Image.new("RGB", (100, 80)).save(root / "train" / "full.jpg")
     data = (root / "train" / "full.jpg").read_bytes()
@@ -76,11 +94,15 @@ def test_missing_and_corrupt_images(tmp_path):
 
 
 def test_duplicate_ids_unknown_category_and_box_warnings(tmp_path):
-    images = [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
-              {"id": 1, "file_name": "b.jpg", "width": 100, "height": 80}]
-    anns = [{"id": 1, "image_id": 1, "category_id": 0, "bbox": [10, 10, 0, 20], "iscrowd": 0},
-            {"id": 1, "image_id": 1, "category_id": 5, "bbox": [90, 70, 20, 20], "iscrowd": 0},
-            {"id": 2, "image_id": 1, "category_id": 0, "bbox": [200, 10, 5, 5], "iscrowd": 0}]
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 100, "height": 80},
+        {"id": 1, "file_name": "b.jpg", "width": 100, "height": 80},
+    ]
+    anns = [
+        {"id": 1, "image_id": 1, "category_id": 0, "bbox": [10, 10, 0, 20], "iscrowd": 0},
+        {"id": 1, "image_id": 1, "category_id": 5, "bbox": [90, 70, 20, 20], "iscrowd": 0},
+        {"id": 2, "image_id": 1, "category_id": 0, "bbox": [200, 10, 5, 5], "iscrowd": 0},
+    ]
     rep = check_dataset(_coco(tmp_path, images=images, anns=anns))
     assert {"duplicate_image_id", "duplicate_ann_id", "unknown_category", "invalid_box"} <= _codes(rep, "error")
     assert {"box_clipped", "unused_category"} <= _codes(rep, "warning")
@@ -90,8 +112,10 @@ def test_duplicate_ids_unknown_category_and_box_warnings(tmp_path):
 
 
 def test_size_mismatch_is_error(tmp_path):
-    images = [{"id": 1, "file_name": "a.jpg", "width": 200, "height": 80},
-              {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80}]
+    images = [
+        {"id": 1, "file_name": "a.jpg", "width": 200, "height": 80},
+        {"id": 2, "file_name": "b.jpg", "width": 100, "height": 80},
+    ]
     assert "size_mismatch" in _codes(check_dataset(_coco(tmp_path, images=images)), "error")
 
 

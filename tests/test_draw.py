@@ -1,4 +1,5 @@
 """Chinese labels, CJK font discovery, detection drawing and the notebook grid."""
+
 from __future__ import annotations
 
 import warnings
@@ -76,8 +77,12 @@ def test_bad_env_font_gives_chinese_error(monkeypatch):
 def test_draw_detections_box_edges_and_labels(size):
     w, h = size
     img = np.full((h, w, 3), 100, np.uint8)
-    boxes = np.array([[0.1 * w, 0.4 * h, 0.5 * w, 0.9 * h],  # label above the box
-                      [0.6 * w, 0.0, 0.95 * w, 0.5 * h]])    # box at the top edge: label inside
+    boxes = np.array(
+        [
+            [0.1 * w, 0.4 * h, 0.5 * w, 0.9 * h],  # label above the box
+            [0.6 * w, 0.0, 0.95 * w, 0.5 * h],
+        ]
+    )  # box at the top edge: label inside
     out = draw.draw_detections(img, boxes, [0, 1], [0.87, 0.5], names=NAMES)
     assert isinstance(out, Image.Image) and out.size == (w, h)
     arr = np.asarray(out)
@@ -91,12 +96,12 @@ def test_draw_detections_box_edges_and_labels(size):
         assert tuple(arr[ym, x1 + lw + 1]) == (100, 100, 100)  # inside the box: untouched
     # Label of box 0 sits above it: its background colour and text pixels appear there.
     x1, y1 = int(boxes[0, 0]), int(boxes[0, 1])
-    strip = arr[max(0, y1 - fs): y1, x1: x1 + 2 * fs]
+    strip = arr[max(0, y1 - fs) : y1, x1 : x1 + 2 * fs]
     assert (strip == draw.color_for(0)).all(axis=-1).any()
     assert (strip.min(axis=-1) > 180).any()  # light text pixels on the dark red background
     # Label of box 1 is inside the box, under its top edge.
     x1 = int(boxes[1, 0])
-    inside = arr[lw: lw + fs, x1 + lw: x1 + 2 * fs]
+    inside = arr[lw : lw + fs, x1 + lw : x1 + 2 * fs]
     assert (inside == draw.color_for(1)).all(axis=-1).mean() > 0.3
 
 
@@ -113,8 +118,9 @@ def test_input_types_give_the_same_image():
 
 def test_colors_names_and_errors():
     img = np.zeros((64, 64, 3), np.uint8)
-    out = np.asarray(draw.draw_detections(img, [[5, 30, 40, 60]], [7], None, colors={7: "#00FF00"},
-                                          line_width=3, font_size=10))
+    out = np.asarray(
+        draw.draw_detections(img, [[5, 30, 40, 60]], [7], None, colors={7: "#00FF00"}, line_width=3, font_size=10)
+    )
     assert tuple(out[45, 5]) == (0, 255, 0) and tuple(out[45, 7]) == (0, 255, 0)
     out = np.asarray(draw.draw_detections(img, [[5, 30, 40, 60]], [7], None, colors=[255, 0, 0]))
     assert tuple(out[45, 5]) == (255, 0, 0)
@@ -129,12 +135,19 @@ def test_colors_names_and_errors():
 
 def test_show_grid_returns_figure():
     images = torch.rand(3, 3, 48, 64)
-    preds = [{"boxes": torch.tensor([[4.0, 4.0, 40.0, 40.0], [1.0, 1.0, 5.0, 5.0]]),
-              "labels": torch.tensor([0, 1]), "scores": torch.tensor([0.9, 0.1])}, None,
-             ([[2, 2, 20, 20]], [1], [0.8])]
+    preds = [
+        {
+            "boxes": torch.tensor([[4.0, 4.0, 40.0, 40.0], [1.0, 1.0, 5.0, 5.0]]),
+            "labels": torch.tensor([0, 1]),
+            "scores": torch.tensor([0.9, 0.1]),
+        },
+        None,
+        ([[2, 2, 20, 20]], [1], [0.8]),
+    ]
     gts = [{"boxes": [[0.5, 0.5, 0.5, 0.5]], "labels": [1]}, None, {"boxes": [], "labels": []}]
-    fig = draw.show_grid(images, preds, gts, names=NAMES, ncols=2, gt_box_format="cxcywh_norm",
-                         titles=["图一", "图二", "图三"])
+    fig = draw.show_grid(
+        images, preds, gts, names=NAMES, ncols=2, gt_box_format="cxcywh_norm", titles=["图一", "图二", "图三"]
+    )
     assert isinstance(fig, Figure)
     axes = fig.axes
     assert len(axes) == 4 and not axes[3].images  # 3 images in a 2x2 grid

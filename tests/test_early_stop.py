@@ -1,4 +1,5 @@
 """Early stopping (patience), resume after it only when asked, and the F1-best threshold in checkpoints."""
+
 import json
 
 import pytest
@@ -9,8 +10,13 @@ from deimv2.engine.trainer import Trainer, train
 from deimv2.errors import ConfigError
 
 TINY = {
-    "HGNetv2.pretrained": False, "eval_spatial_size": [64, 64], "batch_size": 2, "num_workers": 0,
-    "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 20,
+    "HGNetv2.pretrained": False,
+    "eval_spatial_size": [64, 64],
+    "batch_size": 2,
+    "num_workers": 0,
+    "val_dataloader.num_workers": 0,
+    "val_dataloader.total_batch_size": 4,
+    "DEIMTransformer.num_queries": 20,
     "PostProcessor.num_top_queries": 20,
 }
 
@@ -43,8 +49,17 @@ def test_patience_is_off_in_the_official_recipe_and_validated():
 def test_early_stop_keeps_best_logs_and_prints_the_reason(tiny_coco, tmp_path, monkeypatch, capsys):
     _script(monkeypatch, [0.1, 0.2, 0.15, 0.18, 0.5, 0.6])
     out = tmp_path / "早停"
-    train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=6, patience=2, max_iters_per_epoch=1,
-          progress=False, check_data=False)
+    train(
+        "atto",
+        data=tiny_coco,
+        output_dir=out,
+        overrides=TINY,
+        epochs=6,
+        patience=2,
+        max_iters_per_epoch=1,
+        progress=False,
+        check_data=False,
+    )
     log = _log(out)
     assert [r["epoch"] for r in log] == [0, 1, 2, 3]  # best at epoch 1; epochs 2 and 3 not better -> stop
     assert "stop_reason" not in log[2] and "patience=2" in log[3]["stop_reason"]
@@ -56,14 +71,43 @@ def test_early_stop_keeps_best_logs_and_prints_the_reason(tiny_coco, tmp_path, m
 
     # resuming an early-stopped run needs an explicit patience, large enough not to stop at once
     with pytest.raises(ConfigError, match="早停"):
-        train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=6, resume=out / "last.pth",
-              max_iters_per_epoch=1, progress=False, check_data=False)
+        train(
+            "atto",
+            data=tiny_coco,
+            output_dir=out,
+            overrides=TINY,
+            epochs=6,
+            resume=out / "last.pth",
+            max_iters_per_epoch=1,
+            progress=False,
+            check_data=False,
+        )
     with pytest.raises(ConfigError, match="立刻再次早停"):
-        train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=6, patience=2, resume=out / "last.pth",
-              max_iters_per_epoch=1, progress=False, check_data=False)
+        train(
+            "atto",
+            data=tiny_coco,
+            output_dir=out,
+            overrides=TINY,
+            epochs=6,
+            patience=2,
+            resume=out / "last.pth",
+            max_iters_per_epoch=1,
+            progress=False,
+            check_data=False,
+        )
     _script(monkeypatch, [0.5, 0.6])
-    train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=6, patience=5, resume=out / "last.pth",
-          max_iters_per_epoch=1, progress=False, check_data=False)
+    train(
+        "atto",
+        data=tiny_coco,
+        output_dir=out,
+        overrides=TINY,
+        epochs=6,
+        patience=5,
+        resume=out / "last.pth",
+        max_iters_per_epoch=1,
+        progress=False,
+        check_data=False,
+    )
     assert [r["epoch"] for r in _log(out)] == [0, 1, 2, 3, 4, 5]
     assert load_checkpoint(out / "best.pth")["epoch"] == 5 and "early_stop" not in load_checkpoint(out / "last.pth")
 
@@ -71,8 +115,16 @@ def test_early_stop_keeps_best_logs_and_prints_the_reason(tiny_coco, tmp_path, m
 def test_without_patience_all_epochs_run(tiny_coco, tmp_path, monkeypatch):
     _script(monkeypatch, [0.3, 0.1, 0.1])
     out = tmp_path / "run"
-    train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=3, max_iters_per_epoch=1, progress=False,
-          check_data=False)
+    train(
+        "atto",
+        data=tiny_coco,
+        output_dir=out,
+        overrides=TINY,
+        epochs=3,
+        max_iters_per_epoch=1,
+        progress=False,
+        check_data=False,
+    )
     assert [r["epoch"] for r in _log(out)] == [0, 1, 2] and not any("stop_reason" in r for r in _log(out))
 
 
@@ -82,8 +134,16 @@ def test_detector_uses_the_saved_threshold_unless_conf_is_given(tiny_coco, tmp_p
 
     _script(monkeypatch, [0.3], conf=0.62)
     out = tmp_path / "run"
-    train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, progress=False,
-          check_data=False)
+    train(
+        "atto",
+        data=tiny_coco,
+        output_dir=out,
+        overrides=TINY,
+        epochs=1,
+        max_iters_per_epoch=1,
+        progress=False,
+        check_data=False,
+    )
     capsys.readouterr()
     det = Detector.from_checkpoint(out / "best.pth")
     assert det.conf == pytest.approx(0.62) and "F1 最高" in capsys.readouterr().out
@@ -98,7 +158,7 @@ def test_detector_uses_the_saved_threshold_unless_conf_is_given(tiny_coco, tmp_p
 def test_early_stop_rule_by_hand(tmp_path):
     from deimv2.engine.early_stop import early_stop_reason
 
-    assert early_stop_reason(2, 2, 1, 0.2, 10, tmp_path) is None          # 1 epoch without a better AP
-    assert "连续 2 轮" in early_stop_reason(2, 3, 1, 0.2, 10, tmp_path)     # 2 epochs: stop
-    assert early_stop_reason(2, 9, 1, 0.2, 10, tmp_path) is None          # the last epoch ends the run anyway
-    assert early_stop_reason(0, 9, 1, 0.2, 20, tmp_path) is None          # patience 0 = off
+    assert early_stop_reason(2, 2, 1, 0.2, 10, tmp_path) is None  # 1 epoch without a better AP
+    assert "连续 2 轮" in early_stop_reason(2, 3, 1, 0.2, 10, tmp_path)  # 2 epochs: stop
+    assert early_stop_reason(2, 9, 1, 0.2, 10, tmp_path) is None  # the last epoch ends the run anyway
+    assert early_stop_reason(0, 9, 1, 0.2, 20, tmp_path) is None  # patience 0 = off

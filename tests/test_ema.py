@@ -1,4 +1,5 @@
 """ModelEMA against hand-worked values."""
+
 import math
 
 import pytest

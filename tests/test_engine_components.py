@@ -1,4 +1,5 @@
 """Optimizer param groups (official regex semantics) and the training logger."""
+
 import io
 import json
 
@@ -6,8 +7,14 @@ import pytest
 import torch
 from torch import nn
 
-from deimv2.engine.logger import (JsonlLogger, MetricMeter, SmoothedValue, make_tensorboard_writer,
-                                  plot_training_curves, read_log)
+from deimv2.engine.logger import (
+    JsonlLogger,
+    MetricMeter,
+    SmoothedValue,
+    make_tensorboard_writer,
+    plot_training_curves,
+    read_log,
+)
 from deimv2.engine.optim import assign_param_groups, build_optimizer, build_param_groups
 from deimv2.errors import ConfigError, DEIMv2Error
 
@@ -26,17 +33,17 @@ class Tiny(nn.Module):
         super().__init__()
         self.backbone = nn.Module()
         self.backbone.stem = nn.Module()
-        self.backbone.stem.conv = nn.Conv2d(3, 4, 3, bias=False)      # 108
-        self.backbone.stem.bn = nn.BatchNorm2d(4)                     # 4 + 4
-        self.backbone.norms = nn.ModuleList([nn.LayerNorm(4)])        # 4 + 4
-        self.backbone.frozen = nn.Linear(2, 2)                        # frozen: never in a group
+        self.backbone.stem.conv = nn.Conv2d(3, 4, 3, bias=False)  # 108
+        self.backbone.stem.bn = nn.BatchNorm2d(4)  # 4 + 4
+        self.backbone.norms = nn.ModuleList([nn.LayerNorm(4)])  # 4 + 4
+        self.backbone.frozen = nn.Linear(2, 2)  # frozen: never in a group
         self.backbone.frozen.requires_grad_(False)
         self.encoder = nn.Module()
-        self.encoder.proj = nn.Linear(4, 4)                           # 16 + 4
-        self.encoder.norm = nn.LayerNorm(4)                           # 4 + 4
+        self.encoder.proj = nn.Linear(4, 4)  # 16 + 4
+        self.encoder.norm = nn.LayerNorm(4)  # 4 + 4
         self.decoder = nn.Module()
-        self.decoder.bn = nn.BatchNorm1d(4)                           # 4 + 4
-        self.decoder.head = nn.Linear(4, 2)                           # 8 + 2
+        self.decoder.bn = nn.BatchNorm1d(4)  # 4 + 4
+        self.decoder.head = nn.Linear(4, 2)  # 8 + 2
 
 
 def test_official_groups_and_regex_quirk():
@@ -101,8 +108,10 @@ def test_jsonl_log_roundtrip(tmp_path):
     log = JsonlLogger(path)
     log.log({"epoch": 0, "train_loss": torch.tensor(2.5), "AP": 0.1, "note": "第一轮"})
     log.log({"epoch": 1, "train_loss": 1.5, "AP": 0.2})
-    assert read_log(path) == [{"epoch": 0, "train_loss": 2.5, "AP": 0.1, "note": "第一轮"},
-                              {"epoch": 1, "train_loss": 1.5, "AP": 0.2}]
+    assert read_log(path) == [
+        {"epoch": 0, "train_loss": 2.5, "AP": 0.1, "note": "第一轮"},
+        {"epoch": 1, "train_loss": 1.5, "AP": 0.2},
+    ]
     assert "第一轮" in path.read_text(encoding="utf-8")  # not \\u-escaped
 
 
@@ -147,8 +156,17 @@ def test_tensorboard_optional(tmp_path, capsys):
 
 
 def test_plot_training_curves(tmp_path):
-    records = [{"epoch": e, "train_loss": 10.0 - e, "train_loss_mal": 1.0 / (e + 1),
-                "train_loss_mal_aux_0": 1.0, "AP": 0.1 * e, "AP50": 0.2 * e} for e in range(4)]
+    records = [
+        {
+            "epoch": e,
+            "train_loss": 10.0 - e,
+            "train_loss_mal": 1.0 / (e + 1),
+            "train_loss_mal_aux_0": 1.0,
+            "AP": 0.1 * e,
+            "AP50": 0.2 * e,
+        }
+        for e in range(4)
+    ]
     fig = plot_training_curves(records)
     ax_loss, ax_ap = fig.axes
     assert [ln.get_label() for ln in ax_loss.lines] == ["loss", "loss_mal"]  # aux terms left out
@@ -156,9 +174,14 @@ def test_plot_training_curves(tmp_path):
     assert list(ax_ap.lines[1].get_ydata()) == pytest.approx([0.0, 0.2, 0.4, 0.6])
     # the official log.txt format, read from a file
     path = tmp_path / "log.txt"
-    path.write_text("\n".join(json.dumps({"epoch": e, "train_loss": 5.0 - e,
-                                          "test_coco_eval_bbox": [0.3 + e / 10, 0.5] + [0.0] * 10})
-                              for e in range(3)) + "\n", encoding="utf-8")
+    path.write_text(
+        "\n".join(
+            json.dumps({"epoch": e, "train_loss": 5.0 - e, "test_coco_eval_bbox": [0.3 + e / 10, 0.5] + [0.0] * 10})
+            for e in range(3)
+        )
+        + "\n",
+        encoding="utf-8",
+    )
     fig = plot_training_curves(path)
     assert list(fig.axes[1].lines[0].get_ydata()) == pytest.approx([0.3, 0.4, 0.5])
     buf = io.BytesIO()
@@ -188,8 +211,10 @@ def test_group_counts_match_official(name):
     ref = Path(__file__).resolve().parent / "fixtures" / "official" / "state_dict" / f"{name.split('_')[1]}.json"
     cfg_path = Path(__file__).resolve().parents[1] / "deimv2" / "configs" / f"deimv2_{name}_coco.yaml"
     state = json.loads(ref.read_text(encoding="utf-8"))["state_dict"]
-    buffers = re.compile(r"(running_mean|running_var|num_batches_tracked|anchors|valid_mask|"
-                         r"num_points_scale|periods|bias_mask)$|(^|\.)(up|reg_scale)$")
+    buffers = re.compile(
+        r"(running_mean|running_var|num_batches_tracked|anchors|valid_mask|"
+        r"num_points_scale|periods|bias_mask)$|(^|\.)(up|reg_scale)$"
+    )
     shapes = {k: s for k, s in state.items() if not buffers.search(k)}
 
     class FromKeys(nn.Module):

@@ -1,4 +1,5 @@
 """deimv2.explain: hooks and extractors used by notebooks 07–09."""
+
 import subprocess
 import sys
 
@@ -151,8 +152,9 @@ def test_feature_image_is_the_principal_components():
     assert img.shape == (3, 4, 3) and img.min() >= 0 and img.max() <= 1
     first = img[..., 0].flatten()
     # the first component follows the pattern (up to sign), from 0 to 1
-    assert torch.allclose(first, (pattern.flatten() + 1) / 2, atol=1e-5) or \
-        torch.allclose(first, (1 - pattern.flatten()) / 2, atol=1e-5)
+    assert torch.allclose(first, (pattern.flatten() + 1) / 2, atol=1e-5) or torch.allclose(
+        first, (1 - pattern.flatten()) / 2, atol=1e-5
+    )
 
 
 def test_public_model_and_loss_code_names_the_notebook_section_that_explains_it():
@@ -179,7 +181,8 @@ def test_public_model_and_loss_code_names_the_notebook_section_that_explains_it(
             nb = m.group(2)
             if nb not in headings:
                 cells = nbformat.read(root / m.group(1), as_version=4).cells
-                headings[nb] = {h for c in cells if c.cell_type == "markdown"
-                                for h in re.findall(r"^## (\d+)\. ", c.source, re.M)}
+                headings[nb] = {
+                    h for c in cells if c.cell_type == "markdown" for h in re.findall(r"^## (\d+)\. ", c.source, re.M)
+                }
             assert m.group(3) in headings[nb], f"{path.name}:{node.name} cites {nb} §{m.group(3)}, which does not exist"
     assert not missing, f"no 'Explained in notebooks/… §N' in: {missing}"

@@ -1,4 +1,5 @@
 """ONNX export of a small Atto (160x160): onnxruntime equals PyTorch, dynamic batch, clear errors."""
+
 from __future__ import annotations
 
 import sys
@@ -24,8 +25,15 @@ def exported(tmp_path_factory):
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("导出 测试")
     model = calibrated_atto(5)
-    ckpt = make_checkpoint(model=model, epoch=0, global_step=1, best_ap=0.0, config=model.config.raw,
-                           class_names=list("abcde"), category_ids=[1, 2, 3, 4, 5])
+    ckpt = make_checkpoint(
+        model=model,
+        epoch=0,
+        global_step=1,
+        best_ap=0.0,
+        config=model.config.raw,
+        class_names=list("abcde"),
+        category_ids=[1, 2, 3, 4, 5],
+    )
     path = save_checkpoint(ckpt, tmp / "best.pth")
     onnx_path = export_onnx(checkpoint=path, output=tmp / "模型.onnx", batch_size=1)
     det = Detector.from_checkpoint(path, conf=0.0)

@@ -1,4 +1,5 @@
 """F1 against confidence, against hand-worked counts; the F1-best threshold reaches eval.json and checkpoints."""
+
 import numpy as np
 import pytest
 
@@ -40,7 +41,16 @@ def test_overall_and_per_class_f1_by_hand():
     f1 = r["f1"]
     # t <= 0.3: TP 3 FP 2 FN 0 -> 6/8; (0.3, 0.5]: TP 2 FP 2 FN 1 -> 4/7; (0.5, 0.6]: TP 2 FP 1 FN 1 -> 4/6
     # (0.6, 0.8]: TP 2 FP 0 FN 1 -> 4/5; (0.8, 0.9]: TP 1 FN 2 -> 2/4; above 0.9: 0
-    for t, want in ((0.2, 6 / 8), (0.3, 6 / 8), (0.4, 4 / 7), (0.55, 4 / 6), (0.7, 0.8), (0.8, 0.8), (0.85, 0.5), (0.95, 0)):
+    for t, want in (
+        (0.2, 6 / 8),
+        (0.3, 6 / 8),
+        (0.4, 4 / 7),
+        (0.55, 4 / 6),
+        (0.7, 0.8),
+        (0.8, 0.8),
+        (0.85, 0.5),
+        (0.95, 0),
+    ):
         assert _at(f1, t) == pytest.approx(want, abs=1e-6), t
     assert _at(r["precision"], 0.7) == pytest.approx(1.0) and _at(r["recall"], 0.7) == pytest.approx(2 / 3, abs=1e-6)
     # best overall F1 0.8 on the plateau 0.61 … 0.80 (20 points) -> its lower middle 0.70
@@ -48,7 +58,9 @@ def test_overall_and_per_class_f1_by_hand():
     a, b = r["per_class"]
     # class 0: t <= 0.3: 2TP 1FP -> 0.8 (best; plateau 0.01 … 0.30 -> 0.15); (0.3, 0.6]: 1/2; (0.6, 0.9]: 2/3
     assert (a["name"], a["num_gt"], a["best_f1"], a["best_conf"]) == ("甲", 2, pytest.approx(0.8), pytest.approx(0.15))
-    assert _at(r["per_class_f1"][0], 0.5) == pytest.approx(0.5) and _at(r["per_class_f1"][0], 0.7) == pytest.approx(2 / 3, abs=1e-6)
+    assert _at(r["per_class_f1"][0], 0.5) == pytest.approx(0.5) and _at(r["per_class_f1"][0], 0.7) == pytest.approx(
+        2 / 3, abs=1e-6
+    )
     # class 1: (0.5, 0.8]: F1 1.0 (plateau 0.51 … 0.80 -> 0.65); t <= 0.5: 2/3
     assert b["best_f1"] == pytest.approx(1.0) and b["best_conf"] == pytest.approx(0.65)
     assert _at(r["per_class_f1"][1], 0.5) == pytest.approx(2 / 3, abs=1e-6)
@@ -92,11 +104,21 @@ def test_evaluator_puts_the_curve_and_best_threshold_in_eval_json(tmp_path):
 
     gts, dets = _example()
     (gb, gl), (db, ds, dl) = gts[1], dets[1]
-    gt = {"images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"}],
-          "categories": [{"id": 0, "name": "甲"}, {"id": 1, "name": "乙"}],
-          "annotations": [{"id": i + 1, "image_id": 1, "category_id": int(c), "bbox": [x0, y0, x1 - x0, y1 - y0],
-                           "area": (x1 - x0) * (y1 - y0), "iscrowd": 0}
-                          for i, ((x0, y0, x1, y1), c) in enumerate(zip(gb.tolist(), gl.tolist()))]}
+    gt = {
+        "images": [{"id": 1, "width": 100, "height": 100, "file_name": "a.jpg"}],
+        "categories": [{"id": 0, "name": "甲"}, {"id": 1, "name": "乙"}],
+        "annotations": [
+            {
+                "id": i + 1,
+                "image_id": 1,
+                "category_id": int(c),
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "area": (x1 - x0) * (y1 - y0),
+                "iscrowd": 0,
+            }
+            for i, ((x0, y0, x1, y1), c) in enumerate(zip(gb.tolist(), gl.tolist()))
+        ],
+    }
     coco = COCO()
     coco.dataset = gt
     with contextlib.redirect_stdout(io.StringIO()):

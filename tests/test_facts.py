@@ -3,6 +3,7 @@
 If one of these fails after a config change, update the statements in notebooks/03_config.ipynb,
 07–09 and README.md together with the test.
 """
+
 import pytest
 import torch
 
@@ -55,7 +56,9 @@ def test_dinov3_variants_backbone_names_and_normalisation(variant):
     # S uses the distilled ViT-Tiny; DINOv3 ViT-S/16 is L's backbone (README's table)
     assert name == {"s": "vit_tiny", "m": "vit_tinyplus", "l": "dinov3_vits16", "x": "dinov3_vits16plus"}[variant]
     assert len(cfg.model.backbone["interaction_indexes"]) == 3
-    assert cfg.input_mean == pytest.approx([0.485, 0.456, 0.406]) and cfg.input_std == pytest.approx([0.229, 0.224, 0.225])
+    assert cfg.input_mean == pytest.approx([0.485, 0.456, 0.406]) and cfg.input_std == pytest.approx(
+        [0.229, 0.224, 0.225]
+    )
 
 
 @pytest.mark.parametrize("variant", HGNET)

@@ -1,4 +1,5 @@
 """FDR math (weighting function, soft bin targets, box <-> edge offsets) with hand-worked values."""
+
 import math
 
 import torch
@@ -20,7 +21,7 @@ def test_weighting_function_reg_max_4():
 
 def test_weighting_function_reg_max_8():
     # a = 2; step = 3^(2/6) = 3^(1/3); right = [3^(1/3)-1, 3^(2/3)-1, 3-1]
-    c1, c2 = 3 ** (1 / 3) - 1, 3 ** (2 / 3) - 1   # 0.44225, 1.08008
+    c1, c2 = 3 ** (1 / 3) - 1, 3 ** (2 / 3) - 1  # 0.44225, 1.08008
     expected = [-4.0, -2.0, -c2, -c1, 0.0, c1, c2, 2.0, 4.0]
     w = weighting_function(8, UP, RS)
     assert w.shape == (9,)
@@ -71,7 +72,7 @@ def test_bbox2distance_hand_value_and_round_trip():
     # round trip on random in-range boxes: interpolated bins decode back to the same box
     torch.manual_seed(0)
     points = torch.rand(20, 4) * 0.4 + 0.3
-    offsets = torch.rand(20, 4) * 6 - 3                      # inside (W[0], W[4]) = (-4, 4)
+    offsets = torch.rand(20, 4) * 6 - 3  # inside (W[0], W[4]) = (-4, 4)
     boxes_cxcywh = distance2bbox(points, offsets, RS)
     x1y1 = boxes_cxcywh[:, :2] - boxes_cxcywh[:, 2:] / 2
     boxes_xyxy = torch.cat([x1y1, x1y1 + boxes_cxcywh[:, 2:]], 1)

@@ -1,4 +1,5 @@
 """GPU readiness on CPU: the trainer's autocast path (bf16) trains, and gpu_check.py refuses CPU clearly."""
+
 import importlib.util
 import math
 from pathlib import Path
@@ -8,8 +9,13 @@ import torch
 from deimv2.engine.trainer import prepare_trainer
 
 TINY = {
-    "HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2, "num_workers": 0,
-    "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 30,
+    "HGNetv2.pretrained": False,
+    "eval_spatial_size": [96, 96],
+    "batch_size": 2,
+    "num_workers": 0,
+    "val_dataloader.num_workers": 0,
+    "val_dataloader.total_batch_size": 4,
+    "DEIMTransformer.num_queries": 30,
     "PostProcessor.num_top_queries": 30,
 }
 
@@ -17,8 +23,9 @@ TINY = {
 def test_autocast_bf16_training_steps_on_cpu(tiny_coco, tmp_path):
     """``Trainer.train_one_epoch`` with AMP switched on (bf16 autocast on CPU, as on a GPU without GradScaler)."""
     torch.manual_seed(0)
-    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "amp", overrides=TINY, epochs=40,
-                        progress=False, warmup_iter=1)
+    t = prepare_trainer(
+        "atto", data=tiny_coco, output_dir=tmp_path / "amp", overrides=TINY, epochs=40, progress=False, warmup_iter=1
+    )
     t.amp, t.amp_dtype = True, torch.bfloat16  # amp_settings() enables AMP only on CUDA
     batch = next(iter(t.data.train_loader))
     t.data.train_loader = [batch] * 3

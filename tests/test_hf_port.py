@@ -1,4 +1,5 @@
 """transformers port (Deimv2ForObjectDetection) <-> official keys: round trips, loading, configs, hand values."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,15 @@ import pytest
 import torch
 
 from deimv2.errors import WeightsError
-from deimv2.hf_port import (convert_transformers_port, is_transformers_port, make_anchors, port_config_for_variant,
-                            port_config_to_variant, rope_periods, to_transformers_port)
+from deimv2.hf_port import (
+    convert_transformers_port,
+    is_transformers_port,
+    make_anchors,
+    port_config_for_variant,
+    port_config_to_variant,
+    rope_periods,
+    to_transformers_port,
+)
 from deimv2.models.build import build_model
 from deimv2.weights import load_weights
 
@@ -66,13 +74,17 @@ def test_port_tensors_hand_checked(atto, small_s):
     sd, port = atto.state_dict(), to_transformers_port(atto.state_dict())
     w = sd["decoder.decoder.layers.1.self_attn.in_proj_weight"]
     d = w.shape[1]
-    assert torch.equal(port["model.decoder.layers.1.self_attn.k_proj.weight"], w[d:2 * d])
-    assert torch.equal(port["model.decoder.layers.1.self_attn.v_proj.bias"],
-                       sd["decoder.decoder.layers.1.self_attn.in_proj_bias"][2 * d:])
+    assert torch.equal(port["model.decoder.layers.1.self_attn.k_proj.weight"], w[d : 2 * d])
+    assert torch.equal(
+        port["model.decoder.layers.1.self_attn.v_proj.bias"],
+        sd["decoder.decoder.layers.1.self_attn.in_proj_bias"][2 * d :],
+    )
     w12 = sd["decoder.decoder.layers.2.swish_ffn.w12.weight"]
     assert torch.equal(port["model.decoder.layers.2.mlp.gate_proj.weight"], w12[: w12.shape[0] // 2])
-    assert torch.equal(port["model.decoder.layers.2.mlp.up_proj.weight"], w12[w12.shape[0] // 2:])
-    assert torch.equal(port["model.encoder.fpn_block.csp_rep1.conv2.conv.weight"], sd["encoder.fpn_block.cv2.1.conv.weight"])
+    assert torch.equal(port["model.decoder.layers.2.mlp.up_proj.weight"], w12[w12.shape[0] // 2 :])
+    assert torch.equal(
+        port["model.encoder.fpn_block.csp_rep1.conv2.conv.weight"], sd["encoder.fpn_block.cv2.1.conv.weight"]
+    )
     assert torch.equal(port["model.encoder.down_conv2.norm.running_var"], sd["encoder.down_sample2.2.running_var"])
     assert torch.equal(port["class_embed.2.bias"], sd["decoder.dec_score_head.2.bias"])
     assert torch.equal(port["model.enc_output.0.weight"], torch.eye(d))
@@ -81,9 +93,13 @@ def test_port_tensors_hand_checked(atto, small_s):
     sd, port = small_s.state_dict(), to_transformers_port(small_s.state_dict())
     qkv = sd["backbone.dinov3._model.blocks.3.attn.qkv.bias"]
     assert torch.equal(port["model.conv_encoder.backbone.model.layer.3.attention.k_proj.bias"], qkv[192:384])
-    assert torch.equal(port["model.encoder.aifi.0.layers.0.self_attn.q_proj.weight"],
-                       sd["encoder.encoder.0.layers.0.self_attn.in_proj_weight"][:192])
-    assert torch.equal(port["model.conv_encoder.spatial_tuning_adapter.conv3.conv.weight"], sd["backbone.sta.conv3.1.weight"])
+    assert torch.equal(
+        port["model.encoder.aifi.0.layers.0.self_attn.q_proj.weight"],
+        sd["encoder.encoder.0.layers.0.self_attn.in_proj_weight"][:192],
+    )
+    assert torch.equal(
+        port["model.conv_encoder.spatial_tuning_adapter.conv3.conv.weight"], sd["backbone.sta.conv3.1.weight"]
+    )
     assert torch.equal(port["model.conv_encoder.fusion_proj.2.norm.bias"], sd["backbone.norms.2.bias"])
     assert port["model.conv_encoder.backbone.embeddings.register_tokens"].shape == (1, 0, 192)
 
@@ -111,8 +127,13 @@ def test_load_weights_reads_port_safetensors(atto, tmp_path):
 
     port = to_transformers_port(atto.state_dict(), "atto")
     # like save_pretrained: one copy of tied tensors (top-level heads, the shared bbox head)
-    port = {k: v for k, v in port.items() if not k.startswith(("class_embed.", "bbox_embed.", "model.decoder.bbox_embed.0.",
-                                                               "model.decoder.bbox_embed.1."))}
+    port = {
+        k: v
+        for k, v in port.items()
+        if not k.startswith(
+            ("class_embed.", "bbox_embed.", "model.decoder.bbox_embed.0.", "model.decoder.bbox_embed.1.")
+        )
+    }
     path = tmp_path / "模型 目录" / "model.safetensors"
     path.parent.mkdir()
     save_file(port, str(path))
@@ -152,7 +173,9 @@ def test_missing_key_bias_reads_as_zero(small_s):
     port = to_transformers_port(small_s.state_dict())
     port = {k: v for k, v in port.items() if not k.endswith("attention.k_proj.bias")}
     qkv = convert_transformers_port(port)["backbone.dinov3._model.blocks.0.attn.qkv.bias"]
-    assert not qkv[192:384].any() and torch.equal(qkv[:192], small_s.state_dict()["backbone.dinov3._model.blocks.0.attn.qkv.bias"][:192])
+    assert not qkv[192:384].any() and torch.equal(
+        qkv[:192], small_s.state_dict()["backbone.dinov3._model.blocks.0.attn.qkv.bias"][:192]
+    )
 
 
 # --------------------------------------------------------------------------- derived tensors, configs
@@ -175,7 +198,9 @@ def test_make_anchors_equal_model_buffers(atto):
 def test_rope_periods_hand_values():
     p = rope_periods(64)
     assert p.shape == (16,) and p[0] == 1.0
-    assert torch.isclose(p[1], torch.tensor(100.0 ** (2 / 32))) and torch.isclose(p[-1], torch.tensor(100.0 ** (30 / 32)))
+    assert torch.isclose(p[1], torch.tensor(100.0 ** (2 / 32))) and torch.isclose(
+        p[-1], torch.tensor(100.0 ** (30 / 32))
+    )
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -248,8 +273,12 @@ def test_real_transformers_model_matches_after_conversion():
 
     # The port computes a slightly different function (see deimv2.hf_port): set it back to the official one.
     port.model.enc_output = nn.Identity()
-    for mlp in [port.model.enc_bbox_head, port.model.decoder.pre_bbox_head, *port.model.decoder.bbox_embed,
-                *(lqe.reg_conf for lqe in port.model.decoder.lqe_layers)]:
+    for mlp in [
+        port.model.enc_bbox_head,
+        port.model.decoder.pre_bbox_head,
+        *port.model.decoder.bbox_embed,
+        *(lqe.reg_conf for lqe in port.model.decoder.lqe_layers),
+    ]:
         mlp.act = nn.SiLU()
     port.model.decoder.query_pos_head = FirstCall(port.model.decoder.query_pos_head)
     x = torch.rand(1, 3, 320, 320, generator=torch.Generator().manual_seed(3))

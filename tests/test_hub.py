@@ -1,4 +1,5 @@
 """Official checkpoint download (deimv2.hub), served from a local file:// "hub" built here."""
+
 import io
 import json
 
@@ -30,7 +31,9 @@ def _fake_hub(root, variant="atto", num_classes=80):
     folder = root / DOWNLOADS[variant]["hf"] / "resolve" / "main"
     folder.mkdir(parents=True)
     save_file(stored, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"HGNetv2": {"name": "Atto"}, "DEIMTransformer": {"hidden_dim": 64}}))
+    (folder / "config.json").write_text(
+        json.dumps({"HGNetv2": {"name": "Atto"}, "DEIMTransformer": {"hidden_dim": 64}})
+    )
     return root.as_uri()
 
 
@@ -53,8 +56,12 @@ def test_download_checks_and_finetune_skips_only_the_class_head(tmp_path):
     assert all("形状" in why for _, why in report.skipped)
     assert all(k.startswith(("decoder.", "denoising")) for k, _ in report.skipped)
     # present files are not fetched again: an unreachable hub still works
-    assert download_official_checkpoint("atto", tmp_path / "ckpts 中文", base=(tmp_path / "nowhere").as_uri(),
-                                        progress=False).variant == "atto"
+    assert (
+        download_official_checkpoint(
+            "atto", tmp_path / "ckpts 中文", base=(tmp_path / "nowhere").as_uri(), progress=False
+        ).variant
+        == "atto"
+    )
 
 
 def test_wrong_variant_is_refused(tmp_path):

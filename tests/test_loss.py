@@ -24,7 +24,8 @@ def test_mal_hand_value():
     assert mal_loss(*args, num_boxes=1.0, gamma=1.5).item() == pytest.approx(0.8238049 + 0.0359603, abs=1e-6)
     # mal_alpha scales only the negative weight; num_boxes divides.
     assert mal_loss(*args, num_boxes=2.0, gamma=1.5, mal_alpha=0.5).item() == pytest.approx(
-        (0.8238049 + 0.5 * 0.0359603) / 2, abs=1e-6)
+        (0.8238049 + 0.5 * 0.0359603) / 2, abs=1e-6
+    )
 
 
 def test_mal_gradient_only_through_logits():
@@ -33,8 +34,8 @@ def test_mal_gradient_only_through_logits():
     mal_loss(logits, i64(0), i64(1), i64(2), ious, 1.0, 1.5).backward()
     assert ious.grad is None
     # d BCE/dx = w (sigmoid(x) - t): positive entry w=1, t=0.5^1.5; a negative entry w=0.5^1.5, t=0
-    assert logits.grad[0, 1, 2].item() == pytest.approx(0.5 - 0.5 ** 1.5, abs=1e-6)
-    assert logits.grad[0, 0, 0].item() == pytest.approx(0.5 ** 1.5 * 0.5, abs=1e-6)
+    assert logits.grad[0, 1, 2].item() == pytest.approx(0.5 - 0.5**1.5, abs=1e-6)
+    assert logits.grad[0, 0, 0].item() == pytest.approx(0.5**1.5 * 0.5, abs=1e-6)
 
 
 def test_vfl_hand_value():
@@ -84,14 +85,21 @@ def test_ddf_hand_value():
     l2 = 5 * math.log(2.0)
     pred = torch.zeros(2, 3, requires_grad=True)
     teacher = torch.tensor([[l2, 0.0, 0.0], [0.0, l2, 0.0]], requires_grad=True)
-    value = ddf_loss(pred, teacher, torch.tensor([0.8, 0.5]), torch.tensor([True, False]),
-                     torch.tensor(2.0), torch.tensor(1.0))
+    value = ddf_loss(
+        pred, teacher, torch.tensor([0.8, 0.5]), torch.tensor([True, False]), torch.tensor(2.0), torch.tensor(1.0)
+    )
     assert value.item() == pytest.approx(1.0306016, abs=1e-6)
     value.backward()
     assert teacher.grad is None and pred.grad is not None
     # identical student and teacher -> 0
-    same = ddf_loss(teacher.detach(), teacher.detach(), torch.ones(2), torch.tensor([True, False]),
-                    torch.tensor(1.0), torch.tensor(1.0))
+    same = ddf_loss(
+        teacher.detach(),
+        teacher.detach(),
+        torch.ones(2),
+        torch.tensor([True, False]),
+        torch.tensor(1.0),
+        torch.tensor(1.0),
+    )
     assert abs(same.item()) < 1e-6
 
 
@@ -101,8 +109,14 @@ def test_criterion_fgl_one_box_end_to_end():
     # half-box, i.e. offset 0 = W(16) with reg_max 32 -> target bin 16, weight_left 1, weight_right 0; IoU = 1.
     # Zero corner logits -> -log_softmax = ln 33 per edge; 4 edges / num_boxes 1 -> 4 ln 33 = 13.9860302.
     box = torch.tensor([[[0.4, 0.6, 0.3, 0.2]]])
-    outputs = {"pred_logits": torch.zeros(1, 1, 2), "pred_boxes": box, "pred_corners": torch.zeros(1, 1, 4 * 33),
-               "ref_points": box.clone(), "up": torch.tensor([0.5]), "reg_scale": torch.tensor([4.0])}
+    outputs = {
+        "pred_logits": torch.zeros(1, 1, 2),
+        "pred_boxes": box,
+        "pred_corners": torch.zeros(1, 1, 4 * 33),
+        "ref_points": box.clone(),
+        "up": torch.tensor([0.5]),
+        "reg_scale": torch.tensor([4.0]),
+    }
     targets = [{"labels": i64(1), "boxes": box[0]}]
     matcher = HungarianMatcher({"cost_class": 2, "cost_bbox": 5, "cost_giou": 2})
     crit = DEIMCriterion(matcher, {"loss_fgl": 1.0}, ["local"], num_classes=2)
@@ -137,21 +151,29 @@ def fake_outputs(num_layers, bs=2, queries=12, classes=80, reg_max=32, dn_group=
     for d in layers:
         d["ref_points"] = layers[0]["ref_points"]
     out = dict(layers[-1], up=torch.tensor([0.5]), reg_scale=torch.tensor([4.0]))
-    out["aux_outputs"] = [dict(d, teacher_corners=layers[-1]["pred_corners"], teacher_logits=layers[-1]["pred_logits"])
-                          for d in layers[:-1]]
+    out["aux_outputs"] = [
+        dict(d, teacher_corners=layers[-1]["pred_corners"], teacher_logits=layers[-1]["pred_logits"])
+        for d in layers[:-1]
+    ]
     out["pre_outputs"] = layer(queries, corners=False)
     out["enc_aux_outputs"] = [layer(queries, corners=False)]
     out["enc_meta"] = {"class_agnostic": False}
-    out["dn_outputs"] = [dict(d, teacher_corners=dn_layers[-1]["pred_corners"],
-                              teacher_logits=dn_layers[-1]["pred_logits"]) for d in dn_layers]
+    out["dn_outputs"] = [
+        dict(d, teacher_corners=dn_layers[-1]["pred_corners"], teacher_logits=dn_layers[-1]["pred_logits"])
+        for d in dn_layers
+    ]
     out["dn_pre_outputs"] = layer(n_dn, corners=False)
     positive = [torch.cat([torch.arange(n) + k * 2 * max_gt for k in range(dn_group)]) for n in num_gts]
     out["dn_meta"] = {"dn_positive_idx": positive, "dn_num_group": dn_group, "dn_num_split": [n_dn, queries]}
     targets = []
     for n in num_gts:
         raw = torch.rand(n, 4, generator=g)
-        targets.append({"labels": torch.randint(0, classes, (n,), generator=g),
-                        "boxes": torch.cat([raw[:, :2] * 0.6 + 0.2, raw[:, 2:] * 0.3 + 0.05], -1)})
+        targets.append(
+            {
+                "labels": torch.randint(0, classes, (n,), generator=g),
+                "boxes": torch.cat([raw[:, :2] * 0.6 + 0.2, raw[:, 2:] * 0.3 + 0.05], -1),
+            }
+        )
     return out, targets
 
 
@@ -197,7 +219,8 @@ def test_criterion_weights_and_uni_set_normalizer():
     crit = build_criterion(weight_dict=weights, losses=["mal", "boxes"], use_uni_set=True)
     base = crit(outputs, targets)
     doubled = build_criterion(weight_dict=dict(weights, loss_bbox=2.0), losses=["mal", "boxes"], use_uni_set=True)(
-        outputs, targets)
+        outputs, targets
+    )
     assert doubled["loss_bbox_aux_1"].item() == pytest.approx(2 * base["loss_bbox_aux_1"].item(), rel=1e-6)
     assert doubled["loss_giou"].item() == pytest.approx(base["loss_giou"].item(), rel=1e-6)
     # the denoising L1 is normalized by num_boxes * dn_num_group = 4 * 2 over 8 matched denoising queries

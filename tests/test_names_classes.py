@@ -1,4 +1,5 @@
 """One meaning for ``classes``: a filter (Ultralytics' meaning) in the API and CLI; ``names`` / ``--names`` name them."""
+
 import json
 
 import numpy as np
@@ -15,8 +16,15 @@ from deimv2.predict import Detector, predict_cli
 @pytest.fixture
 def setup(tmp_path):
     model = calibrated_atto(3, seed=3)
-    ckpt = make_checkpoint(model=model, epoch=1, global_step=10, best_ap=0.1, config=model.config.raw,
-                           class_names=["a", "b", "c"], category_ids=[1, 2, 3])
+    ckpt = make_checkpoint(
+        model=model,
+        epoch=1,
+        global_step=10,
+        best_ap=0.1,
+        config=model.config.raw,
+        class_names=["a", "b", "c"],
+        category_ids=[1, 2, 3],
+    )
     ckpt["ema"] = {"module": model.state_dict(), "updates": 10}
     path = save_checkpoint(ckpt, tmp_path / "训练 输出" / "best.pth")
     img = tmp_path / "输入 图.jpg"
@@ -33,14 +41,23 @@ def test_api_names_rename_and_classes_filter(setup, tmp_path):
     det = Detector.from_checkpoint(ckpt, conf=0.0, max_det=30, class_names=["飞机", "船", "车辆"])
     full = det(img)
     wanted = sorted(set(full.labels.tolist()))[:1]
-    info = predict_cli(checkpoint=ckpt, source=img, output=tmp_path / "o", names=["飞机", "船", "车辆"],
-                       classes=[det.class_names[wanted[0]]], conf=0.0, max_det=30, save_json=True)
+    info = predict_cli(
+        checkpoint=ckpt,
+        source=img,
+        output=tmp_path / "o",
+        names=["飞机", "船", "车辆"],
+        classes=[det.class_names[wanted[0]]],
+        conf=0.0,
+        max_det=30,
+        save_json=True,
+    )
     rows = _rows(info["output"])
     assert rows and {r["category_name"] for r in rows} == {det.class_names[wanted[0]]}
     ref = det(img, classes=wanted)  # the filter works before max_det, as in Detector.predict
     assert len(rows) == len(ref) and [r["score"] for r in rows] == [round(float(s), 5) for s in ref.scores]
-    by_id = predict_cli(checkpoint=ckpt, source=img, output=tmp_path / "o2", classes=wanted, conf=0.0, max_det=30,
-                        save_json=True)
+    by_id = predict_cli(
+        checkpoint=ckpt, source=img, output=tmp_path / "o2", classes=wanted, conf=0.0, max_det=30, save_json=True
+    )
     assert [r["category_name"] for r in _rows(by_id["output"])] == [["a", "b", "c"][wanted[0]]] * len(rows)
     with pytest.raises(ConfigError, match="类别过滤"):
         predict_cli(checkpoint=ckpt, source=img, output=tmp_path / "o3", classes=["不存在"])
@@ -62,7 +79,7 @@ def test_cli_names_keep_classes_and_seed_alias(setup, tmp_path, capsys):
     assert main([*base, "-o", str(tmp_path / "k"), "--names", "飞机,船,车辆", "--keep-classes", first]) == 0
     kept = _rows(tmp_path / "k")
     same = [r for r in all_rows if r["category_name"] == first]  # filtering happens before max_det
-    assert {r["category_name"] for r in kept} == {first} and kept[:len(same)] == same and len(kept) == 30
+    assert {r["category_name"] for r in kept} == {first} and kept[: len(same)] == same and len(kept) == 30
     cid = ["飞机", "船", "车辆"].index(first)
     assert main([*base, "-o", str(tmp_path / "i"), "--names", "飞机,船,车辆", "--keep-classes", str(cid)]) == 0
     assert _rows(tmp_path / "i") == kept

@@ -4,6 +4,7 @@ A widget whose default is not among its options raises ``TraitError`` when it is
 to break whenever fast mode was off), so building the cells under both schedules is the test; the checks
 below also follow every variant in 03's panel and keep the widget code to what ipywidgets 7.7 (Colab) has.
 """
+
 import ast
 import re
 from pathlib import Path
@@ -17,13 +18,27 @@ from deimv2.demo import FAST_SCHEDULE, FULL_SCHEDULE
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 #: widget classes and helpers that exist, with the arguments used here, in ipywidgets 7.7 as well as 8
-IPYWIDGETS_7 = {"Dropdown", "IntSlider", "FloatSlider", "FloatLogSlider", "Checkbox", "Text", "VBox", "HBox",
-                "Output", "Layout", "interact"}
+IPYWIDGETS_7 = {
+    "Dropdown",
+    "IntSlider",
+    "FloatSlider",
+    "FloatLogSlider",
+    "Checkbox",
+    "Text",
+    "VBox",
+    "HBox",
+    "Output",
+    "Layout",
+    "interact",
+}
 
 
 def _widget_cells(name):
-    return [c.source for c in nbformat.read(NB_DIR / name, as_version=4).cells
-            if c.cell_type == "code" and re.search(r"\bwidgets\.|from ipywidgets import", c.source)]
+    return [
+        c.source
+        for c in nbformat.read(NB_DIR / name, as_version=4).cells
+        if c.cell_type == "code" and re.search(r"\bwidgets\.|from ipywidgets import", c.source)
+    ]
 
 
 def _build(source, namespace):
@@ -48,7 +63,10 @@ def test_train_panel_builds_under_both_schedules(schedule, tmp_path):
     built = _build(cell, {"schedule": schedule, "WORKSPACE": tmp_path})
     _assert_defaults_in_options(built)
     assert (built["w_epochs"].value, built["w_batch"].value, built["w_size"].value) == (
-        schedule["epochs"], schedule["batch_size"], schedule["size"])
+        schedule["epochs"],
+        schedule["batch_size"],
+        schedule["size"],
+    )
     for other in (FAST_SCHEDULE, FULL_SCHEDULE):  # the learner can pick either schedule's values
         assert other["size"] in built["w_size"].options and other["batch_size"] in built["w_batch"].options
         built["w_epochs"].value = other["epochs"]

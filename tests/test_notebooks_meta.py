@@ -2,6 +2,7 @@
 
 Executing them is nbval's job (``pytest --nbval-lax --nbval-current-env notebooks/``).
 """
+
 import ast
 import re
 from pathlib import Path
@@ -126,7 +127,9 @@ def test_outputs_go_under_one_workspace(name):
         assert body.count('WORKSPACE = Path("outputs")') == 1, name
         assert "USE_GOOGLE_DRIVE" in body
         for literal in re.findall(r"Path\(\"([^\"]*)\"\)", body):
-            assert literal in ("outputs", "/content/drive/MyDrive/deimv2"), f"{name}: path {literal!r} outside WORKSPACE"
+            assert literal in ("outputs", "/content/drive/MyDrive/deimv2"), (
+                f"{name}: path {literal!r} outside WORKSPACE"
+            )
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))

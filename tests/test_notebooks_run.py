@@ -8,6 +8,7 @@
 Run with ``pytest -m slow_notebooks tests/test_notebooks_run.py`` (``.ci/run`` does); wall times are measured
 by ``benchmarks/notebooks_run.py``.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,8 +59,9 @@ def _env(**extra) -> dict:
 
 
 def _run(python: str, folder: Path, env: dict, label: str) -> dict[str, float]:
-    proc = subprocess.run([python, str(RUNNER), str(folder)], check=False, cwd=folder, env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [python, str(RUNNER), str(folder)], check=False, cwd=folder, env=env, capture_output=True, text=True
+    )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     seconds = json.loads(proc.stdout.rsplit("SECONDS ", 1)[1])
     if os.environ.get("DEIMV2_NOTEBOOK_TIMES"):  # benchmarks/notebooks_run.py collects per-notebook wall times
@@ -74,8 +76,11 @@ def _text(folder: Path, name: str) -> str:
     for cell in nbformat.read(folder / name, as_version=4).cells:
         for o in cell.get("outputs", []):
             assert o.output_type != "error", f"{name}: {o.get('ename')}: {o.get('evalue')}"
-            out.append(o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
-                       + str(o.get("data", {}).get("text/markdown", "")))
+            out.append(
+                o.get("text", "")
+                + str(o.get("data", {}).get("text/plain", ""))
+                + str(o.get("data", {}).get("text/markdown", ""))
+            )
     return "\n".join(out)
 
 
@@ -103,8 +108,11 @@ def test_all_notebooks_run_all_in_default_mode(workdir):
 def _venv_with_wheel(tmp_path: Path) -> Path:
     """A fresh venv holding the wheel; the dev environment's packages (torch …) reached through a .pth line."""
     wheels = tmp_path / "wheels"
-    _check([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
-           cwd=tmp_path, env=_env())
+    _check(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(ROOT)],
+        cwd=tmp_path,
+        env=_env(),
+    )
     wheel = next(wheels.glob("deimv2-*.whl"))
     venv = tmp_path / "venv"
     _check([sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -114,8 +122,22 @@ def _venv_with_wheel(tmp_path: Path) -> Path:
     # editable install of the clone) are not processed, so the wheel's copy of deimv2 is the one imported
     Path(site, "dev_environment.pth").write_text(sysconfig.get_paths()["purelib"] + "\n", encoding="utf-8")
     # --ignore-installed: the dev environment's own deimv2 (editable, or on PYTHONPATH) must not count as installed
-    _check([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--ignore-installed", "-q", str(wheel)],
-           cwd=tmp_path, env=_env())
+    _check(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            python,
+            "install",
+            "--no-deps",
+            "--ignore-installed",
+            "-q",
+            str(wheel),
+        ],
+        cwd=tmp_path,
+        env=_env(),
+    )
     return Path(python)
 
 

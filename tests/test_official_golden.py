@@ -5,6 +5,7 @@ of ``tests/golden.py``; here our model gets the same weights and must reproduce 
 (|Δ| < 1e-4, fp32): eval outputs, post-processed detections, deploy-mode outputs, and for Atto and S the
 criterion loss terms (relative difference for terms above 1). Nothing here needs the official checkout.
 """
+
 import json
 
 import numpy as np

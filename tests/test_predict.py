@@ -1,4 +1,5 @@
 """Detector, Prediction, predict_cli and show_predictions on a small Atto (160x160, random weights)."""
+
 from __future__ import annotations
 
 import json
@@ -8,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tinydata import calibrated_atto
 
 from deimv2.config import load_config
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import ConfigError, DatasetError, DEIMv2Error
 from deimv2.predict import DetectionGraph, Detector, Prediction, predict_cli, show_predictions
-from tinydata import calibrated_atto
 
 SIZE = 160
 
@@ -142,11 +143,18 @@ def test_detection_graph_mean_is_buffer_not_state():
 
 
 def test_prediction_coco_dict_and_plot(detector, image_file):
-    p = Prediction(boxes=torch.tensor([[10.0, 20.0, 50.0, 80.0]]), scores=torch.tensor([0.9]),
-                   labels=torch.tensor([2]), names=["船"], category_ids=[7], image_size=(200, 90))
+    p = Prediction(
+        boxes=torch.tensor([[10.0, 20.0, 50.0, 80.0]]),
+        scores=torch.tensor([0.9]),
+        labels=torch.tensor([2]),
+        names=["船"],
+        category_ids=[7],
+        image_size=(200, 90),
+    )
     coco = p.to_coco(image_id=3)
-    assert coco == [{"image_id": 3, "category_id": 7, "category_name": "船", "bbox": [10.0, 20.0, 40.0, 60.0],
-                     "score": 0.9}]
+    assert coco == [
+        {"image_id": 3, "category_id": 7, "category_name": "船", "bbox": [10.0, 20.0, 40.0, 60.0], "score": 0.9}
+    ]
     assert p.to_dict()["names"] == ["船"]
     with pytest.raises(ValueError):
         p.plot()
@@ -156,8 +164,9 @@ def test_prediction_coco_dict_and_plot(detector, image_file):
 
 def _our_checkpoint(tmp_path, names, ids):
     model = calibrated_atto(len(names), seed=3)
-    ckpt = make_checkpoint(model=model, epoch=1, global_step=10, best_ap=0.1, config=model.config.raw,
-                           class_names=names, category_ids=ids)
+    ckpt = make_checkpoint(
+        model=model, epoch=1, global_step=10, best_ap=0.1, config=model.config.raw, class_names=names, category_ids=ids
+    )
     ckpt["ema"] = {"module": model.state_dict(), "updates": 10}
     return model, save_checkpoint(ckpt, tmp_path / "训练 输出" / "best.pth")
 
@@ -236,10 +245,14 @@ def test_video_without_opencv_is_a_clear_error(tmp_path, monkeypatch):
 
 def test_show_predictions_grid(tmp_path, detector):
     _write_images(tmp_path, ["x.jpg", "y.jpg"])
-    coco = {"images": [{"id": 1, "file_name": "x.jpg", "width": 64, "height": 48},
-                       {"id": 2, "file_name": "y.jpg", "width": 64, "height": 48}],
-            "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 10], "area": 200, "iscrowd": 0}],
-            "categories": [{"id": 1, "name": "person"}]}
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "x.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "y.jpg", "width": 64, "height": 48},
+        ],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [5, 5, 20, 10], "area": 200, "iscrowd": 0}],
+        "categories": [{"id": 1, "name": "person"}],
+    }
     ann = tmp_path / "ann.json"
     ann.write_text(json.dumps(coco), encoding="utf-8")
     fig = show_predictions(detector, ann, num_images=2, ncols=2, conf=0.5)
@@ -248,6 +261,7 @@ def test_show_predictions_grid(tmp_path, detector):
 
 def test_video_with_opencv(tmp_path):
     import cv2  # in [dev] (opencv-python-headless)
+
     _, ckpt = _our_checkpoint(tmp_path, ["a", "b", "c"], [1, 2, 3])
     video = tmp_path / "测试 视频.mp4"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 10, (96, 64))

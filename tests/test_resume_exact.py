@@ -3,6 +3,7 @@
 CPU, two data-loading workers, augmentations (Mosaic, photometric, crops, flips, multi-scale collate) and
 denoising on, so every random-number stream training consumes is exercised; EMA restarts at stop_epoch.
 """
+
 import json
 
 import pytest
@@ -13,10 +14,17 @@ from deimv2.engine.trainer import train
 
 EPOCHS = 4
 SETTINGS = {
-    "HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2, "num_workers": 2,
-    "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 30,
-    "PostProcessor.num_top_queries": 30, "train_dataloader.dataset.transforms.policy.epoch": [1, 2, 3],
-    "train_dataloader.dataset.transforms.mosaic_prob": 0.5, "train_dataloader.collate_fn.stop_epoch": 3,
+    "HGNetv2.pretrained": False,
+    "eval_spatial_size": [96, 96],
+    "batch_size": 2,
+    "num_workers": 2,
+    "val_dataloader.num_workers": 0,
+    "val_dataloader.total_batch_size": 4,
+    "DEIMTransformer.num_queries": 30,
+    "PostProcessor.num_top_queries": 30,
+    "train_dataloader.dataset.transforms.policy.epoch": [1, 2, 3],
+    "train_dataloader.dataset.transforms.mosaic_prob": 0.5,
+    "train_dataloader.collate_fn.stop_epoch": 3,
 }
 
 
@@ -25,8 +33,17 @@ class Interrupt(Exception):
 
 
 def _run(data, out, **kw):
-    return train("atto", data=data, output_dir=out, overrides=SETTINGS, epochs=EPOCHS, max_iters_per_epoch=2,
-                 progress=False, check_data=False, **kw)
+    return train(
+        "atto",
+        data=data,
+        output_dir=out,
+        overrides=SETTINGS,
+        epochs=EPOCHS,
+        max_iters_per_epoch=2,
+        progress=False,
+        check_data=False,
+        **kw,
+    )
 
 
 def _log(path):

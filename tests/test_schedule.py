@@ -1,4 +1,5 @@
 """Flat-cosine LR schedule (hand-worked values). Epoch milestones: tests/test_epoch_rule.py."""
+
 import json
 from pathlib import Path
 
@@ -6,6 +7,7 @@ import pytest
 import torch
 
 from deimv2.engine.schedule import FlatCosineLRScheduler, flat_cosine_lr
+
 
 def _optimizer(lrs=(1.0, 0.1)):
     groups = [{"params": [torch.nn.Parameter(torch.zeros(1))], "lr": lr} for lr in lrs]
@@ -24,12 +26,15 @@ def test_hand_worked_lr_values():
     s = _sched(opt)
     expected = {
         0: 0.0,
-        10: 0.25,                 # (10/20)^2
-        20: 1.0,                  # end of warmup
-        30: 1.0, 40: 1.0,         # flat
-        50: 0.9267766952966369,   # 0.5 + 0.5 * 0.5 * (1 + cos(pi/4))
-        60: 0.75,                 # 0.5 + 0.5 * 0.5 * (1 + cos(pi/2))
-        80: 0.5, 99: 0.5, 150: 0.5,
+        10: 0.25,  # (10/20)^2
+        20: 1.0,  # end of warmup
+        30: 1.0,
+        40: 1.0,  # flat
+        50: 0.9267766952966369,  # 0.5 + 0.5 * 0.5 * (1 + cos(pi/4))
+        60: 0.75,  # 0.5 + 0.5 * 0.5 * (1 + cos(pi/2))
+        80: 0.5,
+        99: 0.5,
+        150: 0.5,
     }
     for it, lr in expected.items():
         s.step(it)
@@ -41,15 +46,23 @@ def test_hand_worked_lr_values():
 def test_flat_branch_first_keeps_constant_lr():
     # N recipe: flat_epoch 7800 > epochs, so after warmup the LR never decays (not even in no-aug)
     opt = _optimizer((8e-4,))
-    s = FlatCosineLRScheduler(opt, lr_gamma=1.0, iter_per_epoch=10, total_epochs=160, warmup_iter=2000,
-                              flat_epochs=7800, no_aug_epochs=12)
+    s = FlatCosineLRScheduler(
+        opt, lr_gamma=1.0, iter_per_epoch=10, total_epochs=160, warmup_iter=2000, flat_epochs=7800, no_aug_epochs=12
+    )
     assert s.lr_at(1000)[0] == pytest.approx(8e-4 * 0.25)
     # 1480 iters = epoches - no_aug; 1600 = total: still the base LR
     for it in (2000, 2001, 1480 + 2000, 5000, 10**6):
         assert s.lr_at(it)[0] == 8e-4
     # same with lr_gamma 0.5: still constant because the flat branch is tested before the no-aug one
-    s2 = FlatCosineLRScheduler(_optimizer((8e-4,)), lr_gamma=0.5, iter_per_epoch=10, total_epochs=160,
-                               warmup_iter=20, flat_epochs=7800, no_aug_epochs=12)
+    s2 = FlatCosineLRScheduler(
+        _optimizer((8e-4,)),
+        lr_gamma=0.5,
+        iter_per_epoch=10,
+        total_epochs=160,
+        warmup_iter=20,
+        flat_epochs=7800,
+        no_aug_epochs=12,
+    )
     assert s2.lr_at(1590)[0] == 8e-4
 
 
@@ -89,7 +102,8 @@ def test_matches_official_function():
     rows = json.loads(path.read_text(encoding="utf-8"))["flat_cosine_schedule"]
     assert len(rows) == 3
     for r in rows:
-        ours = [flat_cosine_lr(it, r["init_lr"], r["min_lr"], r["total"], r["warmup"], r["flat"], r["no_aug"])
-                for it in r["iters"]]
+        ours = [
+            flat_cosine_lr(it, r["init_lr"], r["min_lr"], r["total"], r["warmup"], r["flat"], r["no_aug"])
+            for it in r["iters"]
+        ]
         assert ours == r["lr"]
-

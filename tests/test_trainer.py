@@ -1,4 +1,5 @@
 """Training loop: it learns, checkpoints are complete and atomic, resume continues, tune skips heads, NaN stops."""
+
 import json
 import math
 
@@ -9,8 +10,13 @@ from deimv2.engine.checkpoint import load_checkpoint
 from deimv2.engine.trainer import NonFiniteLossError, evaluate, prepare_trainer, train
 
 TINY = {
-    "HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2, "num_workers": 0,
-    "val_dataloader.num_workers": 0, "val_dataloader.total_batch_size": 4, "DEIMTransformer.num_queries": 30,
+    "HGNetv2.pretrained": False,
+    "eval_spatial_size": [96, 96],
+    "batch_size": 2,
+    "num_workers": 0,
+    "val_dataloader.num_workers": 0,
+    "val_dataloader.total_batch_size": 4,
+    "DEIMTransformer.num_queries": 30,
     "PostProcessor.num_top_queries": 30,
     "scale_lr": False,  # batch 2 vs the recipe's 128 would scale the LR by 1/64 (tested in test_batch_rule.py)
 }
@@ -18,13 +24,23 @@ TINY = {
 
 def test_loss_falls_on_a_tiny_set(tiny_coco, tmp_path):
     torch.manual_seed(0)
-    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "out", overrides=TINY, epochs=40,
-                        progress=False, warmup_iter=1, **{"train_dataloader.dataset.transforms.policy.epoch": [99, 100, 101],
-                                                          "train_dataloader.collate_fn.stop_epoch": 101})
+    t = prepare_trainer(
+        "atto",
+        data=tiny_coco,
+        output_dir=tmp_path / "out",
+        overrides=TINY,
+        epochs=40,
+        progress=False,
+        warmup_iter=1,
+        **{
+            "train_dataloader.dataset.transforms.policy.epoch": [99, 100, 101],
+            "train_dataloader.collate_fn.stop_epoch": 101,
+        },
+    )
     images, targets = next(iter(t.data.train_loader))
     t.model.train()
     losses = []
-    for step in range(12):
+    for _step in range(12):
         out = t.model(images, targets=targets)
         loss = sum(t.criterion(out, targets, epoch=0).values())
         t.optimizer.zero_grad()
@@ -37,8 +53,16 @@ def test_loss_falls_on_a_tiny_set(tiny_coco, tmp_path):
 
 def test_train_writes_checkpoints_logs_and_resumes_exactly(tiny_coco, tmp_path):
     out = tmp_path / "运行 1"
-    metrics = train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=3, max_iters_per_epoch=2,
-                    progress=False, check_data=True)
+    metrics = train(
+        "atto",
+        data=tiny_coco,
+        output_dir=out,
+        overrides=TINY,
+        epochs=3,
+        max_iters_per_epoch=2,
+        progress=False,
+        check_data=True,
+    )
     for name in ("last.pth", "best.pth", "log.jsonl", "eval.json", "config.yaml"):
         assert (out / name).is_file(), name
     assert {"AP", "AP50", "per_class", "best_AP"} <= set(metrics)
@@ -48,13 +72,21 @@ def test_train_writes_checkpoints_logs_and_resumes_exactly(tiny_coco, tmp_path):
     assert len((out / "log.jsonl").read_text(encoding="utf-8").splitlines()) == 3
 
     # resume from the epoch-2 checkpoint into a longer schedule: same LR, EMA and step continue
-    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "resumed", overrides=TINY, epochs=3,
-                        max_iters_per_epoch=2, progress=False)
+    t = prepare_trainer(
+        "atto",
+        data=tiny_coco,
+        output_dir=tmp_path / "resumed",
+        overrides=TINY,
+        epochs=3,
+        max_iters_per_epoch=2,
+        progress=False,
+    )
     t.resume(out / "last.pth")
     assert t.start_epoch == 3 and t.global_step == ckpt["global_step"]
     assert t.scheduler.last_iter == ckpt["lr_scheduler"]["last_iter"]
     assert [g["lr"] for g in t.optimizer.param_groups] == pytest.approx(
-        [g["lr"] for g in ckpt["optimizer"]["param_groups"]])
+        [g["lr"] for g in ckpt["optimizer"]["param_groups"]]
+    )
     ema_now = t.ema.module.state_dict()
     assert all(torch.equal(ema_now[k], v) for k, v in ckpt["ema"]["module"].items())
     assert t.ema.updates == ckpt["ema"]["updates"]
@@ -93,19 +125,29 @@ def test_non_finite_loss_stops_and_keeps_last_good(tiny_coco, tmp_path, monkeypa
     out = tmp_path / "nan"
     train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, progress=False)
     good = (out / "last.pth").read_bytes()
-    t = prepare_trainer("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=2, max_iters_per_epoch=1,
-                        progress=False)
+    t = prepare_trainer(
+        "atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=2, max_iters_per_epoch=1, progress=False
+    )
     t.resume(out / "last.pth")
     real = t.criterion.forward
-    monkeypatch.setattr(t.criterion, "forward", lambda *a, **k: {k2: v * float("nan") for k2, v in real(*a, **k).items()})
+    monkeypatch.setattr(
+        t.criterion, "forward", lambda *a, **k: {k2: v * float("nan") for k2, v in real(*a, **k).items()}
+    )
     with pytest.raises(NonFiniteLossError, match="last.pth"):
         t.fit()
     assert (out / "last.pth").read_bytes() == good
 
 
 def test_accumulation_keeps_the_effective_batch(tiny_coco, tmp_path):
-    t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "acc", overrides={**TINY, "batch_size": 4},
-                        accumulate=2, epochs=1, progress=False)
+    t = prepare_trainer(
+        "atto",
+        data=tiny_coco,
+        output_dir=tmp_path / "acc",
+        overrides={**TINY, "batch_size": 4},
+        accumulate=2,
+        epochs=1,
+        progress=False,
+    )
     assert t.batch_per_step == 2 and t.iters_per_epoch == len(t.data.train_loader) // 2
 
 
@@ -135,8 +177,9 @@ def test_a_new_run_never_overwrites_a_finished_one(tmp_path):
 def test_warmup_is_capped_on_small_data_unless_set(tiny_coco, tmp_path):
     auto = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "a", overrides=TINY, epochs=10, progress=False)
     assert auto.warmup_iter == max(1, auto.cfg.data.policy["epoch"][0]) * auto.iters_per_epoch < 4000
-    fixed = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "b", overrides=TINY, epochs=10,
-                            progress=False, warmup_iter=123)
+    fixed = prepare_trainer(
+        "atto", data=tiny_coco, output_dir=tmp_path / "b", overrides=TINY, epochs=10, progress=False, warmup_iter=123
+    )
     assert fixed.warmup_iter == fixed.scheduler.warmup_iter == 123
     # the LR still ramps up at step 122 although the capped warmup would have ended long before
     base, lr = fixed.scheduler.base_lrs[-1], fixed.scheduler.lr_at
@@ -155,13 +198,19 @@ def test_training_reaches_an_ap_that_an_untrained_model_does_not(tmp_path):
     data = make_coco_dataset(tmp_path / "data", n_train=8, n_val=1)
     shutil.rmtree(data / "valid")
     shutil.copytree(data / "train", data / "valid")
-    overrides = {**TINY, "batch_size": 4, "train_dataloader.dataset.transforms.policy.epoch": [99, 100, 101],
-                 "train_dataloader.collate_fn.stop_epoch": 101}
+    overrides = {
+        **TINY,
+        "batch_size": 4,
+        "train_dataloader.dataset.transforms.policy.epoch": [99, 100, 101],
+        "train_dataloader.collate_fn.stop_epoch": 101,
+    }
     torch.manual_seed(0)
-    untrained = prepare_trainer("atto", data=data, output_dir=tmp_path / "u", overrides=overrides,
-                                progress=False).evaluate()
+    untrained = prepare_trainer(
+        "atto", data=data, output_dir=tmp_path / "u", overrides=overrides, progress=False
+    ).evaluate()
     torch.manual_seed(0)
-    trained = train("atto", data=data, output_dir=tmp_path / "t", overrides=overrides, epochs=40, warmup_iter=1,
-                    progress=False)
+    trained = train(
+        "atto", data=data, output_dir=tmp_path / "t", overrides=overrides, epochs=40, warmup_iter=1, progress=False
+    )
     assert untrained["AP50"] < 0.05, untrained["AP50"]
     assert trained["AP50"] > 0.5 and trained["AP"] > 0.2, (trained["AP50"], trained["AP"])

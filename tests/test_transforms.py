@@ -1,4 +1,5 @@
 """Augmentation ops keep boxes consistent; epoch policy; YAML ops building."""
+
 import random
 
 import pytest
@@ -7,9 +8,19 @@ from PIL import Image
 from torchvision import tv_tensors
 
 from deimv2.data import (
-    Compose, ConvertBoxes, ConvertPILImage, Mosaic, RandomHorizontalFlip, RandomIoUCrop,
-    RandomPhotometricDistort, RandomZoomOut, Resize, SanitizeBoundingBoxes,
-    build_train_transforms, build_transforms_from_ops, build_val_transforms,
+    Compose,
+    ConvertBoxes,
+    ConvertPILImage,
+    Mosaic,
+    RandomHorizontalFlip,
+    RandomIoUCrop,
+    RandomPhotometricDistort,
+    RandomZoomOut,
+    Resize,
+    SanitizeBoundingBoxes,
+    build_train_transforms,
+    build_transforms_from_ops,
+    build_val_transforms,
 )
 from deimv2.errors import ConfigError
 
@@ -24,8 +35,9 @@ def _sample(w=100, h=80, boxes=((10, 20, 30, 50),), fill_boxes=True):
             img.paste((255, 255, 255), (x1, y1, x2, y2))
     n = len(boxes)
     target = {
-        "boxes": tv_tensors.BoundingBoxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
-                                          format="XYXY", canvas_size=(h, w)),
+        "boxes": tv_tensors.BoundingBoxes(
+            torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4), format="XYXY", canvas_size=(h, w)
+        ),
         "labels": torch.arange(n, dtype=torch.int64),
         "image_id": torch.tensor([7]),
         "area": torch.tensor([float((b[2] - b[0]) * (b[3] - b[1])) for b in boxes]),
@@ -43,10 +55,11 @@ def _boxes(t):
 def _white_inside(img, boxes, shrink=2):
     """Mean brightness inside each box (shrunk a little against resampling at the edges)."""
     import numpy as np
+
     arr = np.asarray(img).astype(float).mean(axis=2)
     out = []
     for x1, y1, x2, y2 in boxes.tolist():
-        region = arr[int(y1) + shrink:int(y2) - shrink, int(x1) + shrink:int(x2) - shrink]
+        region = arr[int(y1) + shrink : int(y2) - shrink, int(x1) + shrink : int(x2) - shrink]
         out.append(region.mean())
     return out
 
@@ -103,8 +116,15 @@ def test_iou_crop_probability_zero_is_identity():
 
 def test_mosaic_layout_hand_checked():
     # identity affine: rotation 0, no translation, scale 1 -> boxes are the grid offsets
-    mosaic = Mosaic(output_size=20, rotation_range=0, translation_range=(0, 0), scaling_range=(1, 1),
-                    fill_value=0, use_cache=True, max_cached_images=50)
+    mosaic = Mosaic(
+        output_size=20,
+        rotation_range=0,
+        translation_range=(0, 0),
+        scaling_range=(1, 1),
+        fill_value=0,
+        use_cache=True,
+        max_cached_images=50,
+    )
     img, t = _sample(w=40, h=20, boxes=((2, 4, 12, 14),))  # shorter side already 20
     out_img, out_t, ds = mosaic(img, t, None)
     assert ds is None
@@ -139,12 +159,23 @@ class _Recorder(torch.nn.Module):
 
 
 def _policy_pipeline(mosaic_prob, epochs=(2, 4, 6)):
-    ops = [Mosaic(output_size=20, rotation_range=0, translation_range=(0, 0), scaling_range=(1, 1), fill_value=0),
-           RandomPhotometricDistort(p=1.0), RandomZoomOut(fill=0, p=1.0), RandomIoUCrop(p=1.0),
-           RandomHorizontalFlip(p=1.0), Resize(size=[32, 32])]
-    return Compose(ops, policy={"name": "stop_epoch", "epoch": list(epochs),
-                                "ops": ["Mosaic", "RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop"]},
-                   mosaic_prob=mosaic_prob)
+    ops = [
+        Mosaic(output_size=20, rotation_range=0, translation_range=(0, 0), scaling_range=(1, 1), fill_value=0),
+        RandomPhotometricDistort(p=1.0),
+        RandomZoomOut(fill=0, p=1.0),
+        RandomIoUCrop(p=1.0),
+        RandomHorizontalFlip(p=1.0),
+        Resize(size=[32, 32]),
+    ]
+    return Compose(
+        ops,
+        policy={
+            "name": "stop_epoch",
+            "epoch": list(epochs),
+            "ops": ["Mosaic", "RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop"],
+        },
+        mosaic_prob=mosaic_prob,
+    )
 
 
 def _names(ops):
@@ -171,8 +202,13 @@ def test_policy_stages_by_epoch():
     # without the Mosaic coin, the mosaic stage runs ZoomOut/IoUCrop instead
     comp = _policy_pipeline(mosaic_prob=0.0)
     comp.set_epoch(3)
-    assert _names(comp.active_ops()) == ["RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop",
-                                         "RandomHorizontalFlip", "Resize"]
+    assert _names(comp.active_ops()) == [
+        "RandomPhotometricDistort",
+        "RandomZoomOut",
+        "RandomIoUCrop",
+        "RandomHorizontalFlip",
+        "Resize",
+    ]
     comp = _policy_pipeline(mosaic_prob=-0.1)  # official default: never Mosaic
     comp.set_epoch(2)
     assert "Mosaic" not in _names(comp.active_ops())
@@ -192,8 +228,10 @@ def test_policy_forward_applies_selected_ops():
 
 def test_policy_single_epoch_and_errors():
     rec_flip = RandomHorizontalFlip(p=1.0)
-    comp = Compose([RandomPhotometricDistort(p=1.0), rec_flip],
-                   policy={"name": "stop_epoch", "epoch": 3, "ops": ["RandomPhotometricDistort"]})
+    comp = Compose(
+        [RandomPhotometricDistort(p=1.0), rec_flip],
+        policy={"name": "stop_epoch", "epoch": 3, "ops": ["RandomPhotometricDistort"]},
+    )
     comp.set_epoch(2)
     assert _names(comp.active_ops()) == ["RandomPhotometricDistort", "RandomHorizontalFlip"]
     comp.set_epoch(3)
@@ -208,9 +246,18 @@ def test_policy_single_epoch_and_errors():
 
 
 ATTO_TRAIN_OPS = [
-    {"type": "Mosaic", "output_size": 160, "rotation_range": 10, "translation_range": [0.1, 0.1],
-     "scaling_range": [0.5, 1.5], "probability": 1.0, "fill_value": 0, "use_cache": True,
-     "max_cached_images": 50, "random_pop": True},
+    {
+        "type": "Mosaic",
+        "output_size": 160,
+        "rotation_range": 10,
+        "translation_range": [0.1, 0.1],
+        "scaling_range": [0.5, 1.5],
+        "probability": 1.0,
+        "fill_value": 0,
+        "use_cache": True,
+        "max_cached_images": 50,
+        "random_pop": True,
+    },
     {"type": "RandomPhotometricDistort", "p": 0.5},
     {"type": "RandomZoomOut", "fill": 0},
     {"type": "RandomIoUCrop", "p": 0.8},
@@ -224,8 +271,11 @@ ATTO_TRAIN_OPS = [
 
 
 def test_build_from_official_ops_matches_build_train():
-    policy = {"name": "stop_epoch", "epoch": [4, 250, 400],
-              "ops": ["Mosaic", "RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop"]}
+    policy = {
+        "name": "stop_epoch",
+        "epoch": [4, 250, 400],
+        "ops": ["Mosaic", "RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop"],
+    }
     from_yaml = build_transforms_from_ops(ATTO_TRAIN_OPS, policy=policy, mosaic_prob=0.3)
     built = build_train_transforms(320, 160, 12, False, [4, 250, 400], 0.3)
     assert _names(from_yaml.transforms) == _names(built.transforms)

@@ -1,4 +1,5 @@
 """The VRAM guide: README's table is what benchmarks/vram.py makes from the measured JSON; the rule by hand."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -21,8 +22,13 @@ GIB = 2**30
 
 def _fake(static_gib, per_image_gib, recipe_batch=32, size=640):
     fit = {"per_image": int(per_image_gib * GIB), "intercept": 0, "from": "batch 1, 2"}
-    return {"train_size": size, "params": int(static_gib * GIB / 16), "static_bytes": int(static_gib * GIB),
-            "recipe_batch": recipe_batch, "fit": {"fp32": fit, "amp": fit}}
+    return {
+        "train_size": size,
+        "params": int(static_gib * GIB / 16),
+        "static_bytes": int(static_gib * GIB),
+        "recipe_batch": recipe_batch,
+        "fit": {"fp32": fit, "amp": fit},
+    }
 
 
 def test_readme_table_is_generated_from_the_json():
@@ -39,13 +45,13 @@ def test_recommendation_hand_worked():
     assert vram.MARGIN == 0.5 and vram.MIN_MICRO_BATCH == 4
     small = _fake(1, 1)
     assert vram.peak_gb(small, 4, amp=True) == pytest.approx(7.5)
-    assert vram.max_micro_batch(small, 8, amp=True) == 4       # (1 + 4) * 1.5 = 7.5 <= 8 < (1 + 8) * 1.5
-    assert vram.max_micro_batch(small, 4, amp=True) == 1       # (1 + 2) * 1.5 = 4.5 > 4
+    assert vram.max_micro_batch(small, 8, amp=True) == 4  # (1 + 4) * 1.5 = 7.5 <= 8 < (1 + 8) * 1.5
+    assert vram.max_micro_batch(small, 4, amp=True) == 1  # (1 + 2) * 1.5 = 4.5 > 4
     big = _fake(2, 2)
     data = {"variants": {"atto": small, "x": big}}
-    r = vram.recommend(data, 8)                                # x: (2 + 4 * 2) * 1.5 = 15 > 8 -> atto
+    r = vram.recommend(data, 8)  # x: (2 + 4 * 2) * 1.5 = 15 > 8 -> atto
     assert (r["variant"], r["micro_batch"], r["accumulate"]) == ("atto", 4, 8)
-    r = vram.recommend(data, 16)                               # x at micro 4: 15 <= 16
+    r = vram.recommend(data, 16)  # x at micro 4: 15 <= 16
     assert (r["variant"], r["micro_batch"], r["accumulate"], r["peak_gb"]) == ("x", 4, 8, 15.0)
     assert vram.recommend(data, 4) is None
 

@@ -1,4 +1,5 @@
 """Weights: every checkpoint and backbone format users have, made here with random weights."""
+
 import json
 from pathlib import Path
 
@@ -8,8 +9,15 @@ from safetensors.torch import save_file
 
 from deimv2.errors import WeightsError
 from deimv2.models.build import build_model
-from deimv2.weights import (backbone_file_variant, convert_hf_dinov3_to_meta, inspect_weights, load_backbone_weights,
-                            load_for_finetune, load_weights, variant_of_state_dict)
+from deimv2.weights import (
+    backbone_file_variant,
+    convert_hf_dinov3_to_meta,
+    inspect_weights,
+    load_backbone_weights,
+    load_for_finetune,
+    load_weights,
+    variant_of_state_dict,
+)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +62,9 @@ def test_hf_hub_safetensors_with_deduplicated_tensors(tmp_path, atto):
     folder = tmp_path / "DEIMv2_HGNetv2_ATTO_COCO"
     folder.mkdir()
     save_file(stored, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"HGNetv2": {"name": "Atto"}, "DEIMTransformer": {"hidden_dim": 64}}))
+    (folder / "config.json").write_text(
+        json.dumps({"HGNetv2": {"name": "Atto"}, "DEIMTransformer": {"hidden_dim": 64}})
+    )
     fresh = build_model("atto", num_classes=4)
     load_weights(fresh, folder)  # a folder works too
     assert _same_weights(fresh, sd)
@@ -63,8 +73,15 @@ def test_hf_hub_safetensors_with_deduplicated_tensors(tmp_path, atto):
 def test_our_training_checkpoint_keeps_class_names(tmp_path, atto):
     from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 
-    ckpt = make_checkpoint(model=atto, epoch=1, global_step=5, best_ap=0.1, config={"num_classes": 4},
-                           class_names=["猫", "咖啡杯", "硬币", "火箭"], category_ids=[1, 2, 3, 4])
+    ckpt = make_checkpoint(
+        model=atto,
+        epoch=1,
+        global_step=5,
+        best_ap=0.1,
+        config={"num_classes": 4},
+        class_names=["猫", "咖啡杯", "硬币", "火箭"],
+        category_ids=[1, 2, 3, 4],
+    )
     path = save_checkpoint(ckpt, tmp_path / "best.pth")
     report = load_weights(build_model("atto", num_classes=4), path)
     assert report.class_names == ["猫", "咖啡杯", "硬币", "火箭"] and report.category_ids == [1, 2, 3, 4]
@@ -116,8 +133,11 @@ def test_variant_identified_from_state_dict(variant):
 
 def test_vit_tiny_backbone_file(tmp_path):
     s = build_model("s", num_classes=2)
-    sd = {k.removeprefix("backbone.dinov3._model."): torch.randn_like(v)
-          for k, v in s.state_dict().items() if k.startswith("backbone.dinov3._model.")}
+    sd = {
+        k.removeprefix("backbone.dinov3._model."): torch.randn_like(v)
+        for k, v in s.state_dict().items()
+        if k.startswith("backbone.dinov3._model.")
+    }
     path = tmp_path / "vitt_distill.pt"
     torch.save(sd, path)
     assert backbone_file_variant(sd) == ("s", "ViT-Tiny 蒸馏骨干（vitt/vittplus）")
@@ -132,26 +152,41 @@ def test_vit_tiny_backbone_file(tmp_path):
 def _meta_to_hf(meta: dict, depth: int) -> dict:
     """Meta DINOv3 keys -> Hugging Face DINOv3ViTModel keys (the layout of facebook/dinov3-vits16*)."""
     d = meta["cls_token"].shape[-1]
-    hf = {"embeddings.cls_token": meta["cls_token"], "embeddings.register_tokens": meta["storage_tokens"],
-          "embeddings.mask_token": meta["mask_token"].reshape(1, 1, d),
-          "embeddings.patch_embeddings.weight": meta["patch_embed.proj.weight"],
-          "embeddings.patch_embeddings.bias": meta["patch_embed.proj.bias"],
-          "norm.weight": meta["norm.weight"], "norm.bias": meta["norm.bias"]}
+    hf = {
+        "embeddings.cls_token": meta["cls_token"],
+        "embeddings.register_tokens": meta["storage_tokens"],
+        "embeddings.mask_token": meta["mask_token"].reshape(1, 1, d),
+        "embeddings.patch_embeddings.weight": meta["patch_embed.proj.weight"],
+        "embeddings.patch_embeddings.bias": meta["patch_embed.proj.bias"],
+        "norm.weight": meta["norm.weight"],
+        "norm.bias": meta["norm.bias"],
+    }
     for i in range(depth):
         b, p = f"blocks.{i}.", f"layer.{i}."
         q, k, v = meta[b + "attn.qkv.weight"].split(d)
         qb, _, vb = meta[b + "attn.qkv.bias"].split(d)
-        hf.update({p + "attention.q_proj.weight": q, p + "attention.k_proj.weight": k, p + "attention.v_proj.weight": v,
-                   p + "attention.q_proj.bias": qb, p + "attention.v_proj.bias": vb,
-                   p + "attention.o_proj.weight": meta[b + "attn.proj.weight"],
-                   p + "attention.o_proj.bias": meta[b + "attn.proj.bias"],
-                   p + "layer_scale1.lambda1": meta[b + "ls1.gamma"], p + "layer_scale2.lambda1": meta[b + "ls2.gamma"]})
+        hf.update(
+            {
+                p + "attention.q_proj.weight": q,
+                p + "attention.k_proj.weight": k,
+                p + "attention.v_proj.weight": v,
+                p + "attention.q_proj.bias": qb,
+                p + "attention.v_proj.bias": vb,
+                p + "attention.o_proj.weight": meta[b + "attn.proj.weight"],
+                p + "attention.o_proj.bias": meta[b + "attn.proj.bias"],
+                p + "layer_scale1.lambda1": meta[b + "ls1.gamma"],
+                p + "layer_scale2.lambda1": meta[b + "ls2.gamma"],
+            }
+        )
         for n in ("norm1", "norm2"):
             hf[p + n + ".weight"], hf[p + n + ".bias"] = meta[b + n + ".weight"], meta[b + n + ".bias"]
         names = {"w1": "gate_proj", "w2": "up_proj", "w3": "down_proj", "fc1": "up_proj", "fc2": "down_proj"}
         for m, h in names.items():
             if b + f"mlp.{m}.weight" in meta:
-                hf[p + f"mlp.{h}.weight"], hf[p + f"mlp.{h}.bias"] = meta[b + f"mlp.{m}.weight"], meta[b + f"mlp.{m}.bias"]
+                hf[p + f"mlp.{h}.weight"], hf[p + f"mlp.{h}.bias"] = (
+                    meta[b + f"mlp.{m}.weight"],
+                    meta[b + f"mlp.{m}.bias"],
+                )
     return hf
 
 
@@ -159,13 +194,16 @@ def _meta_to_hf(meta: dict, depth: int) -> dict:
 def test_dinov3_meta_and_hf_formats_give_the_same_model(tmp_path, variant):
     torch.manual_seed(1)
     ref = build_model(variant, num_classes=2)
-    meta = {k.removeprefix("backbone.dinov3."): torch.randn_like(v) if v.is_floating_point() else v
-            for k, v in ref.state_dict().items() if k.startswith("backbone.dinov3.")}
+    meta = {
+        k.removeprefix("backbone.dinov3."): torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in ref.state_dict().items()
+        if k.startswith("backbone.dinov3.")
+    }
     d = meta["cls_token"].shape[-1]
     for key in [k for k in meta if k.endswith("bias_mask")]:
         meta[key] = torch.cat([torch.ones(d), torch.zeros(d), torch.ones(d)])
     for key in [k for k in meta if k.endswith("attn.qkv.bias")]:
-        meta[key][d:2 * d] = 0  # Meta checkpoints mask the k bias; HF has none
+        meta[key][d : 2 * d] = 0  # Meta checkpoints mask the k bias; HF has none
     meta["rope_embed.periods"] = 100.0 ** (torch.arange(16, dtype=torch.float32) / 16)
     meta_path = tmp_path / "dinov3_meta.pth"
     torch.save(meta, meta_path)
@@ -184,8 +222,11 @@ def test_dinov3_meta_and_hf_formats_give_the_same_model(tmp_path, variant):
 
 
 def test_hgnetv2_stage1_file(tmp_path, atto):
-    sd = {k.removeprefix("backbone."): torch.randn_like(v) if v.is_floating_point() else v
-          for k, v in build_model("n").state_dict().items() if k.startswith("backbone.")}
+    sd = {
+        k.removeprefix("backbone."): torch.randn_like(v) if v.is_floating_point() else v
+        for k, v in build_model("n").state_dict().items()
+        if k.startswith("backbone.")
+    }
     path = tmp_path / "PPHGNetV2_B0_stage1.pth"
     torch.save({"model": sd}, path)
     model = build_model("atto", num_classes=4)

@@ -1,4 +1,5 @@
 """Tiny COCO datasets made on the fly for the tests (nothing is downloaded)."""
+
 import json
 import random
 from pathlib import Path
@@ -11,8 +12,9 @@ from deimv2.models.build import build_model
 COLORS = [(220, 40, 40), (40, 200, 60), (40, 80, 220)]
 
 
-def make_coco_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 96, one_based: bool = False,
-                      seed: int = 0) -> Path:
+def make_coco_dataset(
+    root: Path, n_train: int = 8, n_val: int = 4, size: int = 96, one_based: bool = False, seed: int = 0
+) -> Path:
     """Coloured rectangles on grey: class = colour. Seed layout (train/, valid/ with _annotations.coco.json)."""
     rng = random.Random(seed)
     base = 1 if one_based else 0
@@ -29,18 +31,29 @@ def make_coco_dataset(root: Path, n_train: int = 8, n_val: int = 4, size: int = 
                 w, h = rng.randint(size // 4, size // 2), rng.randint(size // 4, size // 2)
                 x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
                 draw.rectangle([x, y, x + w, y + h], fill=COLORS[c])
-                anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": base + c,
-                             "bbox": [x, y, w + 1, h + 1], "area": (w + 1) * (h + 1), "iscrowd": 0})
+                anns.append(
+                    {
+                        "id": len(anns) + 1,
+                        "image_id": i + 1,
+                        "category_id": base + c,
+                        "bbox": [x, y, w + 1, h + 1],
+                        "area": (w + 1) * (h + 1),
+                        "iscrowd": 0,
+                    }
+                )
             name = f"图片 {i}.jpg"
             img.save(d / name, quality=95)
             images.append({"id": i + 1, "file_name": name, "width": size, "height": size})
         (d / "_annotations.coco.json").write_text(
-            json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False), encoding="utf-8")
+            json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False),
+            encoding="utf-8",
+        )
     return root
 
 
-def calibrated_model(variant: str = "atto", num_classes: int = 80, seed: int = 0, size: int = 160,
-                     batch: int = 4) -> torch.nn.Module:
+def calibrated_model(
+    variant: str = "atto", num_classes: int = 80, seed: int = 0, size: int = 160, batch: int = 4
+) -> torch.nn.Module:
     """Random ``variant`` whose BN statistics are measured on ``batch`` random images.
 
     With default BN statistics the random features are ~1e-4 and every query scores the same, so the

@@ -11,6 +11,7 @@ The cache is keyed by a fingerprint of the label files (their contents), the ima
 modification time) and the class-name file: edit one label and the next run converts again; otherwise
 the copy is reused. Explained in notebook ``04_train.ipynb`` (the conversion itself: ``02_convert.ipynb``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -36,10 +37,10 @@ _CACHE_VERSION = 1
 class PreparedData:
     """Where the COCO data is, and what :func:`prepare_data` did to get it."""
 
-    path: Path                 # COCO root to give the trainer
-    source: Path               # what the user passed (folder or data.yaml)
-    kind: str                  # "coco" | "yolo"
-    converted: bool = False    # True when this call wrote the cache; False when it was reused (or COCO)
+    path: Path  # COCO root to give the trainer
+    source: Path  # what the user passed (folder or data.yaml)
+    kind: str  # "coco" | "yolo"
+    converted: bool = False  # True when this call wrote the cache; False when it was reused (or COCO)
     fingerprint: str | None = None
     doctor: object | None = None  # the DoctorReport of the YOLO source (None when not checked)
 
@@ -76,10 +77,12 @@ def _yolo_root(data: Path) -> Path:
         if data.name not in ("data.yaml", "data.yml", "dataset.yaml") and len(found) > 1:
             raise DatasetError(
                 f"{root} 里有多个 YAML 文件（{'、'.join(p.name for p in found)}），无法确定哪个描述数据集。"
-                f"请把 {data.name} 改名为 data.yaml，或把其它 YAML 移走。")
+                f"请把 {data.name} 改名为 data.yaml，或把其它 YAML 移走。"
+            )
         return root
-    raise DatasetError(f"找不到数据集 {data}：--data 应当是数据集文件夹（COCO 或 YOLO 格式），"
-                       f"或 YOLO 的 data.yaml 文件。请检查路径。")
+    raise DatasetError(
+        f"找不到数据集 {data}：--data 应当是数据集文件夹（COCO 或 YOLO 格式），或 YOLO 的 data.yaml 文件。请检查路径。"
+    )
 
 
 def yolo_fingerprint(root: str | Path) -> str:
@@ -118,13 +121,21 @@ def _cache_folder(root: Path, fingerprint: str, fallback: Path | None) -> Path:
     if is_writable(root):
         return root / CACHE_DIR_NAME
     if fallback is None:
-        raise DatasetError(f"数据集文件夹 {root} 是只读的，无法在旁边保存转换后的 COCO 副本。"
-                           f"请指定一个可写的输出目录（--output-dir），副本会放在那里的 data_cache/ 下。")
+        raise DatasetError(
+            f"数据集文件夹 {root} 是只读的，无法在旁边保存转换后的 COCO 副本。"
+            f"请指定一个可写的输出目录（--output-dir），副本会放在那里的 data_cache/ 下。"
+        )
     return Path(fallback) / "data_cache" / f"{root.name}-{fingerprint[:12]}"
 
 
-def prepare_data(data: str | Path, fallback: str | Path | None = None, *, check: bool = True,
-                 num_classes: int | None = None, verbose: bool = True) -> PreparedData:
+def prepare_data(
+    data: str | Path,
+    fallback: str | Path | None = None,
+    *,
+    check: bool = True,
+    num_classes: int | None = None,
+    verbose: bool = True,
+) -> PreparedData:
     """COCO data -> itself; YOLO data -> the (cached) COCO conversion. See the module docstring.
 
     ``fallback``: the output folder, used for the cache when the dataset folder is read-only.
@@ -132,12 +143,16 @@ def prepare_data(data: str | Path, fallback: str | Path | None = None, *, check:
     """
     src = Path(data).expanduser()
     if not src.exists():
-        raise DatasetError(f"找不到数据集 {src}。--data 应当是数据集文件夹（COCO 或 YOLO 格式）或 YOLO 的 data.yaml，请检查路径。")
+        raise DatasetError(
+            f"找不到数据集 {src}。--data 应当是数据集文件夹（COCO 或 YOLO 格式）或 YOLO 的 data.yaml，请检查路径。"
+        )
     if src.is_dir() and _is_coco(src):
         return PreparedData(path=src, source=src, kind="coco")
     if src.is_file() and src.suffix.lower() == ".json":
-        raise DatasetError(f"{src} 是一个 JSON 文件：--data 需要数据集根目录（其中有 train/_annotations.coco.json），"
-                           f"请传入 {src.parent.parent if src.parent.name else src.parent}。")
+        raise DatasetError(
+            f"{src} 是一个 JSON 文件：--data 需要数据集根目录（其中有 train/_annotations.coco.json），"
+            f"请传入 {src.parent.parent if src.parent.name else src.parent}。"
+        )
     root = _yolo_root(src)
     say = print if verbose else (lambda *a, **k: None)
     report = None
@@ -154,17 +169,22 @@ def prepare_data(data: str | Path, fallback: str | Path | None = None, *, check:
     cache = _cache_folder(root, fingerprint, Path(fallback) if fallback is not None else None)
     where = "数据集文件夹里" if cache.parent == root else "输出目录下（数据集文件夹只读）"
     if _cache_ok(cache, fingerprint):
-        say(f"检测到 YOLO 格式数据集 {root}（{len(ds.names)} 个类别）；标注和图片没有变化，直接使用已转换的 COCO 副本：{cache}")
+        say(
+            f"检测到 YOLO 格式数据集 {root}（{len(ds.names)} 个类别）；标注和图片没有变化，直接使用已转换的 COCO 副本：{cache}"
+        )
         return PreparedData(path=cache, source=src, kind="yolo", fingerprint=fingerprint, doctor=report)
     stale = cache.exists()
     split_ratio = AUTO_VAL_RATIO if not ds.splits.get("valid") else None
     if split_ratio is not None:
         say(f"YOLO 数据集 {root} 没有验证集：按 {split_ratio:.0%} 的比例（种子 0）自动划分出验证集。")
     conv = yolo_to_coco(root, cache, split_ratio=split_ratio, link=True, overwrite=True)
-    (cache / _STAMP).write_text(json.dumps({"fingerprint": fingerprint, "source": str(root.resolve())},
-                                           ensure_ascii=False), encoding="utf-8")
+    (cache / _STAMP).write_text(
+        json.dumps({"fingerprint": fingerprint, "source": str(root.resolve())}, ensure_ascii=False), encoding="utf-8"
+    )
     counts = "，".join(f"{s} {c.images} 张图 {c.boxes} 个框" for s, c in conv.splits.items())
-    say(f"检测到 YOLO 格式数据集 {root}（{ds.layout} 布局，{len(ds.names)} 个类别）"
+    say(
+        f"检测到 YOLO 格式数据集 {root}（{ds.layout} 布局，{len(ds.names)} 个类别）"
         f"{'，标注或图片有改动，已重新转换' if stale else '，已自动转换'}为 COCO 格式（{counts}）。"
-        f"\nCOCO 副本在{where}：{cache}（图片是硬链接或符号链接，不额外占空间；以后标注不变就直接复用）。")
+        f"\nCOCO 副本在{where}：{cache}（图片是硬链接或符号链接，不额外占空间；以后标注不变就直接复用）。"
+    )
     return PreparedData(path=cache, source=src, kind="yolo", converted=True, fingerprint=fingerprint, doctor=report)

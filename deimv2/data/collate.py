@@ -6,6 +6,7 @@ normalized cxcywh ``boxes``. Python's ``random`` drives the choices, as in the o
 MixUp and CopyBlend, like Mosaic, are means of DEIM's Dense O2O: they put more objects into each training
 image, so one-to-one matching yields more positive queries per image (see notebooks/09_loss.ipynb §2).
 """
+
 from __future__ import annotations
 
 import random
@@ -39,11 +40,26 @@ def generate_scales(base_size: int, base_size_repeat: int) -> list[int]:
 class BatchImageCollateFunction:
     """Official train collate with ``set_epoch``. ``multiscale=False`` turns the random resize off."""
 
-    def __init__(self, stop_epoch=None, ema_restart_decay=0.9999, base_size=640, base_size_repeat=None,
-                 mixup_prob=0.0, mixup_epochs=(0, 0), copyblend_prob=0.0, copyblend_epochs=(0, 0),
-                 copyblend_type="blend", area_threshold=100, num_objects=3, with_expand=False,
-                 expand_ratios=(0.1, 0.25), random_num_objects=False, data_vis=False, vis_save=None,
-                 multiscale=True) -> None:
+    def __init__(
+        self,
+        stop_epoch=None,
+        ema_restart_decay=0.9999,
+        base_size=640,
+        base_size_repeat=None,
+        mixup_prob=0.0,
+        mixup_epochs=(0, 0),
+        copyblend_prob=0.0,
+        copyblend_epochs=(0, 0),
+        copyblend_type="blend",
+        area_threshold=100,
+        num_objects=3,
+        with_expand=False,
+        expand_ratios=(0.1, 0.25),
+        random_num_objects=False,
+        data_vis=False,
+        vis_save=None,
+        multiscale=True,
+    ) -> None:
         if copyblend_type not in ("blend", "copy"):
             raise ConfigError(f"copyblend_type={copyblend_type!r} 无效。修复：使用 'blend' 或 'copy'。")
         self.base_size = base_size
@@ -80,8 +96,9 @@ class BatchImageCollateFunction:
             for k in _MIXED_KEYS:
                 if k in tgt and k in other:
                     new[k] = torch.cat([tgt[k], other[k]], dim=0)
-            new["mixup"] = torch.tensor([beta] * len(tgt["labels"]) + [1.0 - beta] * len(other["labels"]),
-                                        dtype=torch.float32)
+            new["mixup"] = torch.tensor(
+                [beta] * len(tgt["labels"]) + [1.0 - beta] * len(other["labels"]), dtype=torch.float32
+            )
             mixed.append(new)
         return images, mixed
 
@@ -168,8 +185,9 @@ class BatchImageCollateFunction:
             draw = ImageDraw.Draw(pil)
             w, h = pil.size
             for cx, cy, bw, bh in tgt["boxes"].tolist():
-                draw.rectangle([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h],
-                               outline=(255, 255, 0))
+                draw.rectangle(
+                    [(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], outline=(255, 255, 0)
+                )
             pil.save(self.vis_save / f"{self._vis_count}_{len(tgt['boxes'])}_out.jpg")
             self._vis_count += 1
 
@@ -186,6 +204,8 @@ class BatchImageCollateFunction:
         return images, targets
 
     def __repr__(self) -> str:
-        return (f"BatchImageCollateFunction(stop_epoch={self.stop_epoch}, scales={self.scales}, "
-                f"multiscale={self.multiscale}, mixup_prob={self.mixup_prob}, mixup_epochs={self.mixup_epochs}, "
-                f"copyblend_prob={self.copyblend_prob}, copyblend_epochs={self.copyblend_epochs})")
+        return (
+            f"BatchImageCollateFunction(stop_epoch={self.stop_epoch}, scales={self.scales}, "
+            f"multiscale={self.multiscale}, mixup_prob={self.mixup_prob}, mixup_epochs={self.mixup_epochs}, "
+            f"copyblend_prob={self.copyblend_prob}, copyblend_epochs={self.copyblend_epochs})"
+        )

@@ -14,6 +14,7 @@ Nothing partial is ever written: everything is validated first, then written int
 that is renamed to ``DST`` at the end. Source files are copied or linked, never moved.
 Explained in notebook 02_convert.ipynb.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,15 @@ from .validate import bbox_problem, yolo_coordinate_problem
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 COCO_JSON = "_annotations.coco.json"
 SPLITS = ("train", "valid", "test")
-_ALIAS = {"train": "train", "training": "train", "valid": "valid", "val": "valid",
-          "validation": "valid", "test": "test", "testing": "test"}
+_ALIAS = {
+    "train": "train",
+    "training": "train",
+    "valid": "valid",
+    "val": "valid",
+    "validation": "valid",
+    "test": "test",
+    "testing": "test",
+}
 _MAX_LISTED = 20
 
 
@@ -69,7 +77,7 @@ def label_path_for(image: Path) -> Path | None:
     candidates = []
     if "images" in parts:
         i = len(parts) - 1 - parts[::-1].index("images")
-        candidates.append(Path(*parts[:i], "labels", *parts[i + 1:]).with_suffix(".txt"))
+        candidates.append(Path(*parts[:i], "labels", *parts[i + 1 :]).with_suffix(".txt"))
     candidates += [image.with_suffix(".txt"), image.parent / "labels" / (image.stem + ".txt")]
     return next((c for c in candidates if c.is_file()), None)
 
@@ -78,6 +86,7 @@ def label_path_for(image: Path) -> Path | None:
 @dataclass
 class YoloDataset:
     """A discovered YOLO dataset: class names and, per split, the image files."""
+
     root: Path
     layout: str  # roboflow | ultralytics | flat
     names: list[str]
@@ -97,7 +106,9 @@ def _read_text(path: Path) -> str:
     try:
         return data.decode("gbk")
     except UnicodeDecodeError:
-        raise DatasetError(f"{path} 不是 UTF-8 编码（也不是 UTF-16 或 GBK）：{err}。请用文本编辑器另存为 UTF-8 后重试。") from None
+        raise DatasetError(
+            f"{path} 不是 UTF-8 编码（也不是 UTF-16 或 GBK）：{err}。请用文本编辑器另存为 UTF-8 后重试。"
+        ) from None
 
 
 def _parse_names(raw, nc, source: Path) -> list[str]:
@@ -133,7 +144,9 @@ def _yaml_split_images(cfg: dict, yaml_path: Path) -> dict[str, list[Path]] | No
     base = yaml_path.parent
     if cfg.get("path"):
         p = Path(str(cfg["path"]))
-        base = p if p.is_absolute() and p.is_dir() else (yaml_path.parent / p if (yaml_path.parent / p).is_dir() else base)
+        base = (
+            p if p.is_absolute() and p.is_dir() else (yaml_path.parent / p if (yaml_path.parent / p).is_dir() else base)
+        )
     out: dict[str, list[Path]] = {}
     for key, split in (("train", "train"), ("val", "valid"), ("test", "test")):
         entries = cfg.get(key)
@@ -143,8 +156,14 @@ def _yaml_split_images(cfg: dict, yaml_path: Path) -> dict[str, list[Path]] | No
         for entry in entries if isinstance(entries, list) else [entries]:
             rel = Path(str(entry))
             stripped = Path(*[s for s in rel.parts if s not in ("..", ".")]) if not rel.is_absolute() else rel
-            target = next((c for c in (base / rel, yaml_path.parent / rel, base / stripped,
-                                       yaml_path.parent / stripped, rel) if c.exists()), None)
+            target = next(
+                (
+                    c
+                    for c in (base / rel, yaml_path.parent / rel, base / stripped, yaml_path.parent / stripped, rel)
+                    if c.exists()
+                ),
+                None,
+            )
             if target is None:
                 return None
             if target.is_dir():
@@ -186,7 +205,9 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
         layout = "ultralytics"
         splits = _yaml_split_images(cfg, yaml_path) or {}
         if not splits:
-            raise DatasetError(f"{yaml_path} 中的 train/val 路径在磁盘上找不到，请改成相对 data.yaml 所在文件夹的路径。")
+            raise DatasetError(
+                f"{yaml_path} 中的 train/val 路径在磁盘上找不到，请改成相对 data.yaml 所在文件夹的路径。"
+            )
     names_file = yaml_path if isinstance(cfg, dict) and "names" in cfg else None
     if not splits:
         layout = "flat"
@@ -197,10 +218,14 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
     if names_file is not None:
         names = _parse_names(cfg["names"], cfg.get("nc"), names_file)
     else:
-        names_file = next((c for c in (root / "classes.txt", root / "labels" / "classes.txt",
-                                       root / "obj.names") if c.is_file()), None)
+        names_file = next(
+            (c for c in (root / "classes.txt", root / "labels" / "classes.txt", root / "obj.names") if c.is_file()),
+            None,
+        )
         if names_file is None:
-            raise DatasetError(f"在 {root} 中找不到类别名：请提供 data.yaml（含 names）或 classes.txt（每行一个类别名）。")
+            raise DatasetError(
+                f"在 {root} 中找不到类别名：请提供 data.yaml（含 names）或 classes.txt（每行一个类别名）。"
+            )
         names = [ln.strip() for ln in _read_text(names_file).splitlines() if ln.strip()]
         if not names:
             raise DatasetError(f"{names_file} 是空的，请每行写一个类别名。")
@@ -283,12 +308,16 @@ class ConvertReport:
         return asdict(self)
 
     def format(self) -> str:
-        lines = [f"转换完成：{self.src} → {self.dst}（输入布局：{self.layout}）",
-                 f"类别（{len(self.class_names)} 个）：" + "，".join(
-                     f"{i}={n}" for i, n in zip(self.category_ids, self.class_names))]
+        lines = [
+            f"转换完成：{self.src} → {self.dst}（输入布局：{self.layout}）",
+            f"类别（{len(self.class_names)} 个）："
+            + "，".join(f"{i}={n}" for i, n in zip(self.category_ids, self.class_names)),
+        ]
         for s, c in self.splits.items():
-            lines.append(f"  {s}: {c.images} 张图像，{c.boxes} 个框，{c.negatives} 张无目标（负样本）"
-                         + (f"，{c.polygons} 个多边形已转为外接框" if c.polygons else ""))
+            lines.append(
+                f"  {s}: {c.images} 张图像，{c.boxes} 个框，{c.negatives} 张无目标（负样本）"
+                + (f"，{c.polygons} 个多边形已转为外接框" if c.polygons else "")
+            )
         lines += [f"注意：{n}" for n in self.notes]
         if self.skipped:
             lines.append(f"跳过了 {len(self.skipped)} 处无效内容：")
@@ -302,8 +331,10 @@ def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
     if s == d or d in s.parents:
         raise DatasetError(f"输出文件夹 {dst} 不能与输入 {src} 相同或互相包含，请换一个输出路径。")
     if dst.exists() and not dst.is_dir():
-        raise DatasetError(f"输出路径 {dst} 是一个已存在的文件，不是文件夹（即使 --overwrite 也不会删除文件）。"
-                           "请换一个输出路径，或先把这个文件移走。")
+        raise DatasetError(
+            f"输出路径 {dst} 是一个已存在的文件，不是文件夹（即使 --overwrite 也不会删除文件）。"
+            "请换一个输出路径，或先把这个文件移走。"
+        )
     if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise DatasetError(f"输出文件夹 {dst} 已存在且非空。请换一个路径，或使用 overwrite=True 覆盖。")
     from ..outputs import ensure_output_dir
@@ -354,9 +385,11 @@ def _unique_name(name: str, used: set[str]) -> str:
 def _raise_problems(problems: list[str], what: str) -> None:
     shown = "\n".join(f"  {p}" for p in problems[:_MAX_LISTED])
     more = f"\n  ……另有 {len(problems) - _MAX_LISTED} 处" if len(problems) > _MAX_LISTED else ""
-    raise DatasetError(f"{what}中发现 {len(problems)} 处错误，未写出任何文件：\n{shown}{more}\n"
-                       "修复方法：改正上述文件中的对应行，或跳过它们：命令行加 --skip-invalid，Python 里传 skip_invalid=True"
-                       "（跳过的内容会逐条列在报告中）。")
+    raise DatasetError(
+        f"{what}中发现 {len(problems)} 处错误，未写出任何文件：\n{shown}{more}\n"
+        "修复方法：改正上述文件中的对应行，或跳过它们：命令行加 --skip-invalid，Python 里传 skip_invalid=True"
+        "（跳过的内容会逐条列在报告中）。"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- YOLO -> COCO
@@ -370,9 +403,17 @@ def _split_flat(images: list[Path], ratio: float, seed: int) -> dict[str, list[P
     return {"train": [p for p in images if p not in val], "valid": [p for p in images if p in val]}
 
 
-def yolo_to_coco(src: str | Path, dst: str | Path, *, split_ratio: float | None = None, seed: int = 0,
-                 one_based: bool = False, link: bool = False, skip_invalid: bool = False,
-                 overwrite: bool = False) -> ConvertReport:
+def yolo_to_coco(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    split_ratio: float | None = None,
+    seed: int = 0,
+    one_based: bool = False,
+    link: bool = False,
+    skip_invalid: bool = False,
+    overwrite: bool = False,
+) -> ConvertReport:
     """Convert a YOLO dataset to the COCO layout ``dst/{train,valid,test}/_annotations.coco.json``.
 
     category_id = YOLO class index (0-based), or +1 with ``one_based=True``. ``split_ratio`` (fraction
@@ -388,8 +429,7 @@ def yolo_to_coco(src: str | Path, dst: str | Path, *, split_ratio: float | None 
             raise DatasetError(f"{src} 已经有验证集划分（valid/val），不能再使用 split_ratio；请去掉该参数。")
         splits["train"], splits["valid"] = _split_flat(splits["train"], split_ratio, seed).values()
     offset = 1 if one_based else 0
-    report = ConvertReport(str(src), str(dst), ds.layout, list(ds.names),
-                           [i + offset for i in range(len(ds.names))])
+    report = ConvertReport(str(src), str(dst), ds.layout, list(ds.names), [i + offset for i in range(len(ds.names))])
     problems: list[str] = []
     plans: dict[str, tuple[dict, list[tuple[Path, str]]]] = {}
     ann_id, claimed = 1, {}
@@ -409,7 +449,9 @@ def yolo_to_coco(src: str | Path, dst: str | Path, *, split_ratio: float | None 
                 continue
             label = label_path_for(img_path)
             if label is not None and label in claimed:
-                problems.append(f"{label}：同时对应图像 {claimed[label].name} 和 {img_path.name}（同名不同扩展名），请重命名其中一张")
+                problems.append(
+                    f"{label}：同时对应图像 {claimed[label].name} 和 {img_path.name}（同名不同扩展名），请重命名其中一张"
+                )
                 continue
             if label is not None:
                 claimed[label] = img_path
@@ -426,8 +468,17 @@ def yolo_to_coco(src: str | Path, dst: str | Path, *, split_ratio: float | None 
                 if poly is not None:
                     counts.polygons += 1
                     seg = [[round(v * (w if i % 2 == 0 else h), 4) for i, v in enumerate(poly)]]
-                img_anns.append({"id": 0, "image_id": 0, "category_id": cls + offset, "bbox": box,
-                                 "area": round(box[2] * box[3], 4), "iscrowd": 0, "segmentation": seg})
+                img_anns.append(
+                    {
+                        "id": 0,
+                        "image_id": 0,
+                        "category_id": cls + offset,
+                        "bbox": box,
+                        "area": round(box[2] * box[3], 4),
+                        "iscrowd": 0,
+                        "segmentation": seg,
+                    }
+                )
             image_id = len(images) + 1
             name = _unique_name(img_path.name, used)
             images.append({"id": image_id, "file_name": name, "width": w, "height": h})
@@ -439,18 +490,27 @@ def yolo_to_coco(src: str | Path, dst: str | Path, *, split_ratio: float | None 
             counts.boxes += len(img_anns)
             counts.negatives += not img_anns
         categories = [{"id": i + offset, "name": n, "supercategory": "none"} for i, n in enumerate(ds.names)]
-        coco = {"info": {"description": f"converted from YOLO dataset {src.name} by deimv2"},
-                "licenses": [], "categories": categories, "images": images, "annotations": anns}
+        coco = {
+            "info": {"description": f"converted from YOLO dataset {src.name} by deimv2"},
+            "licenses": [],
+            "categories": categories,
+            "images": images,
+            "annotations": anns,
+        }
         plans[split] = (coco, files)
     if problems and not skip_invalid:
         _raise_problems(problems, f"YOLO 数据集 {src} ")
     report.skipped = problems
-    orphans = sorted({t for d in {lab.parent for lab in claimed} for t in d.glob("*.txt")} - set(claimed)
-                     - {d / "classes.txt" for d in {lab.parent for lab in claimed}})
+    orphans = sorted(
+        {t for d in {lab.parent for lab in claimed} for t in d.glob("*.txt")}
+        - set(claimed)
+        - {d / "classes.txt" for d in {lab.parent for lab in claimed}}
+    )
     if orphans:
         shown = "、".join(str(t.relative_to(src)) for t in orphans[:_MAX_LISTED])
-        report.notes.append(f"{len(orphans)} 个标签文件没有对应的图像，没有转换：{shown}"
-                            + ("……" if len(orphans) > _MAX_LISTED else ""))
+        report.notes.append(
+            f"{len(orphans)} 个标签文件没有对应的图像，没有转换：{shown}" + ("……" if len(orphans) > _MAX_LISTED else "")
+        )
 
     def write(tmp: Path) -> None:
         for split, (coco, files) in plans.items():
@@ -530,14 +590,20 @@ def load_coco_json(path: Path) -> dict:
 def roboflow_placeholders(categories: list[dict], used_ids: set) -> set:
     """Ids of Roboflow's unused dataset-name category (the supercategory of the real classes)."""
     supers = {c.get("supercategory") for c in categories}
-    return {c["id"] for c in categories if c["id"] not in used_ids and c.get("name") in supers
-            and all(o.get("supercategory") == c.get("name") for o in categories if o["id"] != c["id"])
-            and len(categories) > 1}
+    return {
+        c["id"]
+        for c in categories
+        if c["id"] not in used_ids
+        and c.get("name") in supers
+        and all(o.get("supercategory") == c.get("name") for o in categories if o["id"] != c["id"])
+        and len(categories) > 1
+    }
 
 
 # ---------------------------------------------------------------------------------------------- COCO -> YOLO
-def coco_to_yolo(src: str | Path, dst: str | Path, *, link: bool = False, skip_invalid: bool = False,
-                 overwrite: bool = False) -> ConvertReport:
+def coco_to_yolo(
+    src: str | Path, dst: str | Path, *, link: bool = False, skip_invalid: bool = False, overwrite: bool = False
+) -> ConvertReport:
     """Convert a COCO dataset (layouts of :func:`find_coco_splits`) to an Ultralytics dataset:
     ``dst/{train,valid,test}/{images,labels}`` + ``data.yaml``. Classes are remapped to 0..C-1 in
     sorted category-id order; crowd annotations (iscrowd=1) are skipped and listed in the report."""
@@ -553,7 +619,9 @@ def coco_to_yolo(src: str | Path, dst: str | Path, *, link: bool = False, skip_i
             if not isinstance(c, dict) or "id" not in c:
                 raise DatasetError(f"{found[s][0]} 中有缺少 id 的类别：{c}")
             if c["id"] in cats and cats[c["id"]]["name"] != c.get("name"):
-                raise DatasetError(f"不同划分中类别 id {c['id']} 的名字不一致：{cats[c['id']]['name']!r} 与 {c.get('name')!r}。")
+                raise DatasetError(
+                    f"不同划分中类别 id {c['id']} 的名字不一致：{cats[c['id']]['name']!r} 与 {c.get('name')!r}。"
+                )
             cats.setdefault(c["id"], c)
     used = {a.get("category_id") for d in datas.values() for a in d.get("annotations", []) if isinstance(a, dict)}
     notes = []
@@ -563,8 +631,9 @@ def coco_to_yolo(src: str | Path, dst: str | Path, *, link: bool = False, skip_i
         del cats[cid]
     ids = sorted(cats)
     remap = {cid: i for i, cid in enumerate(ids)}
-    report = ConvertReport(str(src), str(dst), "coco", [str(cats[i].get("name", i)) for i in ids], list(range(len(ids))),
-                           notes=notes)
+    report = ConvertReport(
+        str(src), str(dst), "coco", [str(cats[i].get("name", i)) for i in ids], list(range(len(ids))), notes=notes
+    )
     problems: list[str] = []
     plans = {}
     for split in SPLITS:
@@ -590,19 +659,27 @@ def coco_to_yolo(src: str | Path, dst: str | Path, *, link: bool = False, skip_i
             for a in by_image.get(im.get("id"), []):
                 bbox = a.get("bbox")
                 if a.get("iscrowd", 0):
-                    problems.append(f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）为 iscrowd=1，YOLO 不支持，已跳过")
+                    problems.append(
+                        f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）为 iscrowd=1，YOLO 不支持，已跳过"
+                    )
                     continue
                 if a.get("category_id") not in remap:
-                    problems.append(f"{json_path}：标注 id {a.get('id')} 的 category_id={a.get('category_id')} 不在 categories 中")
+                    problems.append(
+                        f"{json_path}：标注 id {a.get('id')} 的 category_id={a.get('category_id')} 不在 categories 中"
+                    )
                     continue
                 problem = bbox_problem(bbox, (w, h))
                 if problem:
-                    problems.append(f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）的框无效：{problem}：bbox={bbox}")
+                    problems.append(
+                        f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）的框无效：{problem}：bbox={bbox}"
+                    )
                     continue
                 x0, y0 = min(max(bbox[0], 0.0), w), min(max(bbox[1], 0.0), h)
                 x1, y1 = min(max(bbox[0] + bbox[2], 0.0), w), min(max(bbox[1] + bbox[3], 0.0), h)
-                lines.append(f"{remap[a['category_id']]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
-                             f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}")
+                lines.append(
+                    f"{remap[a['category_id']]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
+                    f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+                )
             name = _unique_name(Path(file_name).name, used_names)
             files.append((img_path, name, lines))
             counts.images += 1

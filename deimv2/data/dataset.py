@@ -6,6 +6,7 @@ list: ``label_to_category_id[label]`` is the file's category id (to map predicti
 ``remap_mscoco_category=True`` uses the standard 80-class COCO mapping instead (official for COCO).
 Explained in notebook 02_convert.ipynb.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,25 +24,181 @@ from .images import load_image
 from .validate import bbox_problem
 
 __all__ = [
-    "CocoDetection", "find_dataset", "dataset_num_classes", "dataset_class_names", "read_coco_json",
-    "MSCOCO_CATEGORY_IDS", "MSCOCO_CATEGORY_NAMES", "MSCOCO_CATEGORY_TO_LABEL",
+    "CocoDetection",
+    "find_dataset",
+    "dataset_num_classes",
+    "dataset_class_names",
+    "read_coco_json",
+    "MSCOCO_CATEGORY_IDS",
+    "MSCOCO_CATEGORY_NAMES",
+    "MSCOCO_CATEGORY_TO_LABEL",
 ]
 
 # Standard COCO 2017 detection categories (ids as in instances_*.json; label = position).
 MSCOCO_CATEGORY_IDS = (
-    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 27, 28, 31, 32,
-    33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59,
-    60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90)
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    10,
+    11,
+    13,
+    14,
+    15,
+    16,
+    17,
+    18,
+    19,
+    20,
+    21,
+    22,
+    23,
+    24,
+    25,
+    27,
+    28,
+    31,
+    32,
+    33,
+    34,
+    35,
+    36,
+    37,
+    38,
+    39,
+    40,
+    41,
+    42,
+    43,
+    44,
+    46,
+    47,
+    48,
+    49,
+    50,
+    51,
+    52,
+    53,
+    54,
+    55,
+    56,
+    57,
+    58,
+    59,
+    60,
+    61,
+    62,
+    63,
+    64,
+    65,
+    67,
+    70,
+    72,
+    73,
+    74,
+    75,
+    76,
+    77,
+    78,
+    79,
+    80,
+    81,
+    82,
+    84,
+    85,
+    86,
+    87,
+    88,
+    89,
+    90,
+)
 MSCOCO_CATEGORY_NAMES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat", "traffic light",
-    "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog", "horse", "sheep", "cow",
-    "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella", "handbag", "tie", "suitcase", "frisbee",
-    "skis", "snowboard", "sports ball", "kite", "baseball bat", "baseball glove", "skateboard", "surfboard",
-    "tennis racket", "bottle", "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple",
-    "sandwich", "orange", "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch",
-    "potted plant", "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard",
-    "cell phone", "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase",
-    "scissors", "teddy bear", "hair drier", "toothbrush")
+    "person",
+    "bicycle",
+    "car",
+    "motorcycle",
+    "airplane",
+    "bus",
+    "train",
+    "truck",
+    "boat",
+    "traffic light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "bench",
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "backpack",
+    "umbrella",
+    "handbag",
+    "tie",
+    "suitcase",
+    "frisbee",
+    "skis",
+    "snowboard",
+    "sports ball",
+    "kite",
+    "baseball bat",
+    "baseball glove",
+    "skateboard",
+    "surfboard",
+    "tennis racket",
+    "bottle",
+    "wine glass",
+    "cup",
+    "fork",
+    "knife",
+    "spoon",
+    "bowl",
+    "banana",
+    "apple",
+    "sandwich",
+    "orange",
+    "broccoli",
+    "carrot",
+    "hot dog",
+    "pizza",
+    "donut",
+    "cake",
+    "chair",
+    "couch",
+    "potted plant",
+    "bed",
+    "dining table",
+    "toilet",
+    "tv",
+    "laptop",
+    "mouse",
+    "remote",
+    "keyboard",
+    "cell phone",
+    "microwave",
+    "oven",
+    "toaster",
+    "sink",
+    "refrigerator",
+    "book",
+    "clock",
+    "vase",
+    "scissors",
+    "teddy bear",
+    "hair drier",
+    "toothbrush",
+)
 MSCOCO_CATEGORY_TO_LABEL = {cid: i for i, cid in enumerate(MSCOCO_CATEGORY_IDS)}
 
 _SHOW = 10  # how many offending items an error message lists
@@ -66,26 +223,37 @@ def read_coco_json(ann_file) -> dict:
         with path.open("r", encoding="utf-8-sig") as f:
             data = json.load(f)
     except UnicodeDecodeError:
-        raise DatasetError(f"标注文件 {path} 不是 UTF-8 编码的文本。\n修复：用 UTF-8 编码重新保存该 JSON 文件。") from None
+        raise DatasetError(
+            f"标注文件 {path} 不是 UTF-8 编码的文本。\n修复：用 UTF-8 编码重新保存该 JSON 文件。"
+        ) from None
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"标注文件 {path} 不是合法的 JSON（第 {exc.lineno} 行第 {exc.colno} 列：{exc.msg}）。\n"
-                           "修复：用文本编辑器或 JSON 校验工具修正该处，或重新导出标注。") from None
+        raise DatasetError(
+            f"标注文件 {path} 不是合法的 JSON（第 {exc.lineno} 行第 {exc.colno} 列：{exc.msg}）。\n"
+            "修复：用文本编辑器或 JSON 校验工具修正该处，或重新导出标注。"
+        ) from None
     if not isinstance(data, dict):
-        raise DatasetError(f"标注文件 {path} 的顶层不是 JSON 对象。\n修复：COCO 格式应为 "
-                           '{"images": [...], "annotations": [...], "categories": [...]}。')
+        raise DatasetError(
+            f"标注文件 {path} 的顶层不是 JSON 对象。\n修复：COCO 格式应为 "
+            '{"images": [...], "annotations": [...], "categories": [...]}。'
+        )
     data.setdefault("annotations", [])
     for key in ("images", "annotations", "categories"):
         if not isinstance(data.get(key), list):
-            raise DatasetError(f"标注文件 {path} 缺少列表字段 \"{key}\"。\n修复：确认这是 COCO 检测格式"
-                               "（YOLO 等格式请先用 deimv2 的转换工具转成 COCO）。")
+            raise DatasetError(
+                f'标注文件 {path} 缺少列表字段 "{key}"。\n修复：确认这是 COCO 检测格式'
+                "（YOLO 等格式请先用 deimv2 的转换工具转成 COCO）。"
+            )
     if not data["categories"]:
-        raise DatasetError(f"标注文件 {path} 的 \"categories\" 为空。\n修复：在 categories 里列出所有类别"
-                           '（如 {"id": 0, "name": "cat"}）。')
+        raise DatasetError(
+            f'标注文件 {path} 的 "categories" 为空。\n修复：在 categories 里列出所有类别'
+            '（如 {"id": 0, "name": "cat"}）。'
+        )
     seen = set()
     for cat in data["categories"]:
         if not isinstance(cat, dict) or not _is_int(cat.get("id")):
-            raise DatasetError(f"标注文件 {path} 的类别 {cat!r} 缺少整数 id。\n修复：每个类别写成 "
-                               '{"id": 整数, "name": "类别名"}。')
+            raise DatasetError(
+                f'标注文件 {path} 的类别 {cat!r} 缺少整数 id。\n修复：每个类别写成 {{"id": 整数, "name": "类别名"}}。'
+            )
         if cat["id"] in seen:
             raise DatasetError(f"标注文件 {path} 中类别 id {cat['id']} 出现了多次。\n修复：每个类别的 id 必须唯一。")
         seen.add(cat["id"])
@@ -98,8 +266,10 @@ def _category_mapping(categories, remap_mscoco_category: bool, path):
     if remap_mscoco_category:
         unknown = sorted(set(own_names) - set(MSCOCO_CATEGORY_IDS))
         if unknown:
-            raise DatasetError(f"标注文件 {path} 含有标准 COCO 80 类之外的类别 id {unknown}，"
-                               "不能使用 remap_mscoco_category=True。\n修复：自定义数据集请设 remap_mscoco_category=False。")
+            raise DatasetError(
+                f"标注文件 {path} 含有标准 COCO 80 类之外的类别 id {unknown}，"
+                "不能使用 remap_mscoco_category=True。\n修复：自定义数据集请设 remap_mscoco_category=False。"
+            )
         names = [own_names.get(cid, MSCOCO_CATEGORY_NAMES[i]) for i, cid in enumerate(MSCOCO_CATEGORY_IDS)]
         return dict(MSCOCO_CATEGORY_TO_LABEL), names, list(MSCOCO_CATEGORY_IDS)
     ids = sorted(own_names)
@@ -125,8 +295,7 @@ class CocoDetection(torch.utils.data.Dataset):
     Crowd annotations (iscrowd=1) are left out of training targets (official behaviour).
     """
 
-    def __init__(self, img_folder, ann_file, transforms=None, return_masks=False,
-                 remap_mscoco_category=False) -> None:
+    def __init__(self, img_folder, ann_file, transforms=None, return_masks=False, remap_mscoco_category=False) -> None:
         super().__init__()
         self.img_folder = Path(img_folder)
         self.ann_file = Path(ann_file)
@@ -138,7 +307,8 @@ class CocoDetection(torch.utils.data.Dataset):
         data = read_coco_json(self.ann_file)
         self.categories = sorted(data["categories"], key=lambda c: c["id"])
         self.category_to_label, self.category_names, self.label_to_category_id = _category_mapping(
-            self.categories, remap_mscoco_category, self.ann_file)
+            self.categories, remap_mscoco_category, self.ann_file
+        )
         self._records = self._index(data)
         self.ids = [r["id"] for r in self._records]
         self._check_files()
@@ -150,10 +320,14 @@ class CocoDetection(torch.utils.data.Dataset):
         records = {}
         for img in data["images"]:
             if not isinstance(img, dict) or not _is_int(img.get("id")) or not isinstance(img.get("file_name"), str):
-                raise DatasetError(f"标注文件 {path} 的图片条目 {str(img)[:200]} 缺少整数 id 或 file_name。\n"
-                                   '修复：每张图片写成 {"id": 整数, "file_name": "xx.jpg", "width": 宽, "height": 高}。')
+                raise DatasetError(
+                    f"标注文件 {path} 的图片条目 {str(img)[:200]} 缺少整数 id 或 file_name。\n"
+                    '修复：每张图片写成 {"id": 整数, "file_name": "xx.jpg", "width": 宽, "height": 高}。'
+                )
             if img["id"] in records:
-                raise DatasetError(f"标注文件 {path} 中图片 id {img['id']} 出现了多次。\n修复：每张图片的 id 必须唯一。")
+                raise DatasetError(
+                    f"标注文件 {path} 中图片 id {img['id']} 出现了多次。\n修复：每张图片的 id 必须唯一。"
+                )
             size = (img.get("width"), img.get("height"))
             size = tuple(int(v) for v in size) if all(_is_int(v) and v > 0 for v in size) else None
             records[img["id"]] = {"id": img["id"], "file_name": img["file_name"], "size": size, "anns": []}
@@ -162,8 +336,10 @@ class CocoDetection(torch.utils.data.Dataset):
         for ann in data["annotations"]:
             rec = records.get(ann.get("image_id")) if isinstance(ann, dict) else None
             if rec is None:
-                bad_img.append(f"标注 id={ann.get('id') if isinstance(ann, dict) else ann}, "
-                               f"image_id={ann.get('image_id') if isinstance(ann, dict) else '?'}")
+                bad_img.append(
+                    f"标注 id={ann.get('id') if isinstance(ann, dict) else ann}, "
+                    f"image_id={ann.get('image_id') if isinstance(ann, dict) else '?'}"
+                )
                 continue
             cid = ann.get("category_id")
             if cid not in self.category_to_label:
@@ -185,16 +361,22 @@ class CocoDetection(torch.utils.data.Dataset):
         if bad_cat:
             valid = sorted(self.category_to_label)
             listed = ", ".join(f"{k!r}（{v} 个标注）" for k, v in bad_cat.items())
-            raise DatasetError(f"标注文件 {path} 中有标注使用了 categories 里不存在的类别 id：{listed}。\n"
-                               f"categories 中的 id 为 {valid[:50]}{' ……' if len(valid) > 50 else ''}。\n"
-                               "修复：在 categories 中补上这些类别，或改正/删除这些标注。")
+            raise DatasetError(
+                f"标注文件 {path} 中有标注使用了 categories 里不存在的类别 id：{listed}。\n"
+                f"categories 中的 id 为 {valid[:50]}{' ……' if len(valid) > 50 else ''}。\n"
+                "修复：在 categories 中补上这些类别，或改正/删除这些标注。"
+            )
         if bad_img:
-            raise DatasetError(f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{_listing(bad_img)}\n"
-                               "修复：改正这些标注的 image_id，或删除它们。")
+            raise DatasetError(
+                f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{_listing(bad_img)}\n"
+                "修复：改正这些标注的 image_id，或删除它们。"
+            )
         if bad_box:
-            raise DatasetError(f"标注文件 {path} 中有 {len(bad_box)} 个无效的框（NaN/inf、宽或高 ≤ 0、或完全在图片外），"
-                               f"训练没有开始：\n{_listing(bad_box)}\n"
-                               "修复：改正或删除这些标注（deimv2 check 会列出全部；规则见 docs/errors.md）。")
+            raise DatasetError(
+                f"标注文件 {path} 中有 {len(bad_box)} 个无效的框（NaN/inf、宽或高 ≤ 0、或完全在图片外），"
+                f"训练没有开始：\n{_listing(bad_box)}\n"
+                "修复：改正或删除这些标注（deimv2 check 会列出全部；规则见 docs/errors.md）。"
+            )
 
         out = []
         for image_id in sorted(records):
@@ -216,18 +398,21 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def _check_files(self) -> None:
         if not self.img_folder.is_dir():
-            raise DatasetError(f"图片目录 {self.img_folder} 不存在（标注文件 {self.ann_file}）。\n"
-                               "修复：检查 img_folder 路径。")
+            raise DatasetError(
+                f"图片目录 {self.img_folder} 不存在（标注文件 {self.ann_file}）。\n修复：检查 img_folder 路径。"
+            )
         missing = []
         for rec in self._records:
             rec["path"] = self._resolve(rec["file_name"])
             if not rec["path"].is_file():
                 missing.append(str(rec["path"]))
         if missing:
-            raise DatasetError(f"标注文件 {self.ann_file} 中有 {len(missing)} 张图片在 {self.img_folder} 下找不到：\n"
-                               f"{_listing(missing)}\n"
-                               "修复：把图片放到该目录下（file_name 是相对 img_folder 的路径），"
-                               "或从标注文件中删除这些图片。")
+            raise DatasetError(
+                f"标注文件 {self.ann_file} 中有 {len(missing)} 张图片在 {self.img_folder} 下找不到：\n"
+                f"{_listing(missing)}\n"
+                "修复：把图片放到该目录下（file_name 是相对 img_folder 的路径），"
+                "或从标注文件中删除这些图片。"
+            )
 
     # ---------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -286,6 +471,7 @@ class CocoDetection(torch.utils.data.Dataset):
         """pycocotools COCO object of the annotation file (for COCO evaluation), built on first use."""
         if self._coco is None:
             from pycocotools.coco import COCO
+
             with contextlib.redirect_stdout(io.StringIO()):
                 self._coco = COCO(str(self.ann_file))
         return self._coco
@@ -296,17 +482,22 @@ class CocoDetection(torch.utils.data.Dataset):
         return state
 
     def __repr__(self) -> str:
-        return (f"CocoDetection(images={len(self)}, classes={self.num_classes}, img_folder='{self.img_folder}', "
-                f"ann_file='{self.ann_file}', remap_mscoco_category={self.remap_mscoco_category})")
+        return (
+            f"CocoDetection(images={len(self)}, classes={self.num_classes}, img_folder='{self.img_folder}', "
+            f"ann_file='{self.ann_file}', remap_mscoco_category={self.remap_mscoco_category})"
+        )
 
 
 def _segmentation_masks(segs, h, w, path) -> torch.Tensor:
     from pycocotools import mask as coco_mask
+
     masks = []
     for seg in segs:
         if not seg:
-            raise DatasetError(f"return_masks=True，但图片 {path} 的某个标注没有 segmentation。\n"
-                               "修复：补全分割标注，或设 return_masks=False。")
+            raise DatasetError(
+                f"return_masks=True，但图片 {path} 的某个标注没有 segmentation。\n"
+                "修复：补全分割标注，或设 return_masks=False。"
+            )
         rles = coco_mask.frPyObjects(seg, h, w)
         m = coco_mask.decode(rles)
         m = m[..., None] if m.ndim < 3 else m
@@ -330,8 +521,10 @@ def _split_json(folder: Path):
     if len(jsons) == 1:
         return jsons[0]
     if len(jsons) > 1:
-        raise DatasetError(f"目录 {folder} 下有多个 JSON 文件，无法确定哪个是标注：\n{_listing(jsons)}\n"
-                           "修复：把标注文件命名为 _annotations.coco.json，或移走其它 JSON。")
+        raise DatasetError(
+            f"目录 {folder} 下有多个 JSON 文件，无法确定哪个是标注：\n{_listing(jsons)}\n"
+            "修复：把标注文件命名为 _annotations.coco.json，或移走其它 JSON。"
+        )
     return None
 
 
@@ -361,13 +554,15 @@ def find_dataset(root) -> dict:
     for split, _ in _SPLIT_DIRS:
         matches = []
         for ann in sorted(ann_dir.glob(f"instances_{split}*.json")) if ann_dir.is_dir() else []:
-            stem = ann.stem[len("instances_"):]
+            stem = ann.stem[len("instances_") :]
             folder = next((d for d in (root / stem, root / "images" / stem) if d.is_dir()), None)
             if folder is not None:
                 matches.append((folder, ann))
         if len(matches) > 1:
-            raise DatasetError(f"{ann_dir} 下有多个 {split} 标注文件，无法确定用哪个：\n"
-                               f"{_listing(m[1] for m in matches)}\n修复：只保留一个，或直接传入 ann_file/img_folder。")
+            raise DatasetError(
+                f"{ann_dir} 下有多个 {split} 标注文件，无法确定用哪个：\n"
+                f"{_listing(m[1] for m in matches)}\n修复：只保留一个，或直接传入 ann_file/img_folder。"
+            )
         if matches:
             found[split] = matches[0]
     if "train" in found:
@@ -379,4 +574,5 @@ def find_dataset(root) -> dict:
         f"验证集 {root / 'valid'}/ 或 {root / 'val'}/，测试集 {root / 'test'}/（可选）\n"
         f"  2) {root / 'annotations' / 'instances_train*.json'} + 图片目录 {root / 'train*'}/"
         f"（或 {root / 'images' / 'train*'}/），验证集 instances_val*.json + val*/\n"
-        "修复：把数据整理成以上任一结构；YOLO 格式请先用 deimv2 的转换工具转成 COCO。")
+        "修复：把数据整理成以上任一结构；YOLO 格式请先用 deimv2 的转换工具转成 COCO。"
+    )

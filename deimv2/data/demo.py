@@ -2,6 +2,7 @@
 
 Explained in notebook 02_convert.ipynb.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,7 +23,8 @@ def demo_dataset_dir() -> Path:
         raise DatasetError(
             f"找不到示例数据集 {path}（deimv2 安装不完整：包里应当带有 assets/demo_yolo/）。"
             "请重新安装：pip install --force-reinstall deimv2；开发者可以运行 "
-            "`pip install scikit-image && python data/make_demo_dataset.py` 重新生成。")
+            "`pip install scikit-image && python data/make_demo_dataset.py` 重新生成。"
+        )
     return path
 
 

@@ -8,6 +8,7 @@ gapped category ids); ``info`` = facts worth knowing. Image checks read headers 
 end-of-file marker check for truncation) unless ``deep=True``, which fully decodes every image.
 Explained in notebook 02_convert.ipynb.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -27,7 +28,7 @@ from .convert import (
 )
 from .validate import bbox_problem
 
-SMALL, LARGE = 32 ** 2, 96 ** 2  # COCO area thresholds
+SMALL, LARGE = 32**2, 96**2  # COCO area thresholds
 _LEVELS = {"error": "错误", "warning": "警告", "info": "提示"}
 
 
@@ -73,9 +74,12 @@ class DoctorReport:
 
     def format(self) -> str:
         fmt = {"coco": "COCO", "yolo": "YOLO"}[self.format_name]
-        out = [f"数据集体检报告：{self.path}（格式：{fmt}）",
-               "结论：可以训练" + ("（但请看下面的警告）" if self.warnings else "") if self.ok
-               else f"结论：发现 {len(self.errors)} 类错误，训练前必须修复"]
+        out = [
+            f"数据集体检报告：{self.path}（格式：{fmt}）",
+            "结论：可以训练" + ("（但请看下面的警告）" if self.warnings else "")
+            if self.ok
+            else f"结论：发现 {len(self.errors)} 类错误，训练前必须修复",
+        ]
         for s, c in self.splits.items():
             out.append(f"  {s}: {c['images']} 张图像，{c['boxes']} 个框，{c['negatives']} 张无目标（负样本）")
         cats = "，".join(f"{k}={v}" for k, v in self.categories.items())
@@ -169,9 +173,16 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                 continue
             name = str(im["file_name"])
             if not isinstance(im["id"], int) or isinstance(im["id"], bool):
-                col.add("error", "bad_image_id", f"{split}: 图像 id 必须是整数（现在是文字或其他类型）", f"id={im['id']!r}: {name}")
+                col.add(
+                    "error",
+                    "bad_image_id",
+                    f"{split}: 图像 id 必须是整数（现在是文字或其他类型）",
+                    f"id={im['id']!r}: {name}",
+                )
             if im["id"] in sizes:
-                col.add("error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}")
+                col.add(
+                    "error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}"
+                )
                 continue
             if name in seen_names:
                 col.add("error", "duplicate_file_name", f"{split}: 同一文件名出现在多个图像条目中", name)
@@ -192,11 +203,19 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                 col.add("warning", "no_size", f"{split}: 图像条目缺少 width/height", name)
             elif tuple(declared_size) != size:
                 if tuple(declared_size) == raw:
-                    col.add("warning", "exif_rotated", f"{split}: 图像带 EXIF 旋转，json 中的宽高是未旋转的尺寸，"
-                            "请确认标注是在哪个方向上画的", name)
+                    col.add(
+                        "warning",
+                        "exif_rotated",
+                        f"{split}: 图像带 EXIF 旋转，json 中的宽高是未旋转的尺寸，请确认标注是在哪个方向上画的",
+                        name,
+                    )
                 else:
-                    col.add("error", "size_mismatch", f"{split}: json 中的宽高与实际图像不一致（框的位置会错）",
-                            f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}")
+                    col.add(
+                        "error",
+                        "size_mismatch",
+                        f"{split}: json 中的宽高与实际图像不一致（框的位置会错）",
+                        f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}",
+                    )
             sizes[im["id"]] = size
         ann_ids, has_box = set(), set()
         for a in data.get("annotations", []):
@@ -205,13 +224,25 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                 continue
             aid = a.get("id")
             if aid in ann_ids:
-                col.add("error", "duplicate_ann_id", f"{split}: 重复的标注 id（pycocotools 会丢掉其中一个）", f"id={aid}")
+                col.add(
+                    "error", "duplicate_ann_id", f"{split}: 重复的标注 id（pycocotools 会丢掉其中一个）", f"id={aid}"
+                )
             ann_ids.add(aid)
             if aid == 0:
-                col.add("warning", "ann_id_zero", f"{split}: 标注 id 为 0，pycocotools 评估时会把它的匹配当成未匹配，"
-                        "mAP 略偏低；建议标注 id 从 1 开始（yolo_to_coco 会这样做）", f"image_id={a.get('image_id')}")
+                col.add(
+                    "warning",
+                    "ann_id_zero",
+                    f"{split}: 标注 id 为 0，pycocotools 评估时会把它的匹配当成未匹配，"
+                    "mAP 略偏低；建议标注 id 从 1 开始（yolo_to_coco 会这样做）",
+                    f"image_id={a.get('image_id')}",
+                )
             if a.get("image_id") not in sizes:
-                col.add("error", "unknown_image_id", f"{split}: 标注指向不存在的 image_id", f"ann id={aid}, image_id={a.get('image_id')}")
+                col.add(
+                    "error",
+                    "unknown_image_id",
+                    f"{split}: 标注指向不存在的 image_id",
+                    f"ann id={aid}, image_id={a.get('image_id')}",
+                )
                 continue
             cid = a.get("category_id")
             used.setdefault(cid, 0)
@@ -220,8 +251,13 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
             size = sizes[a["image_id"]]
             problem = bbox_problem(bbox, size)
             if problem:  # one policy with the trainer (deimv2.data.validate): an error, named by annotation id
-                col.add("error", "invalid_box", f"{split}: 无效的框（NaN/inf、宽或高 ≤ 0、或完全在图像外），"
-                        f"训练会拒绝开始；请改正或删除这些标注（{json_path.name}）", f"ann id={aid}: {problem}: {bbox}")
+                col.add(
+                    "error",
+                    "invalid_box",
+                    f"{split}: 无效的框（NaN/inf、宽或高 ≤ 0、或完全在图像外），"
+                    f"训练会拒绝开始；请改正或删除这些标注（{json_path.name}）",
+                    f"ann id={aid}: {problem}: {bbox}",
+                )
                 continue
             stats["boxes"] += 1
             has_box.add(a["image_id"])
@@ -231,7 +267,12 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
             if size is not None:
                 iw, ih = size
                 if x < -1 or y < -1 or x + w > iw + 1 or y + h > ih + 1:
-                    col.add("warning", "box_clipped", f"{split}: 框部分超出图像（训练时会被裁剪到图像内）", f"ann id={aid}: {bbox}")
+                    col.add(
+                        "warning",
+                        "box_clipped",
+                        f"{split}: 框部分超出图像（训练时会被裁剪到图像内）",
+                        f"ann id={aid}: {bbox}",
+                    )
         stats["negatives"] = stats["images"] - len(has_box & set(sizes))
     _check_categories_coco(rep, col, declared, used, cat_dicts)
 
@@ -239,11 +280,21 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
 def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, used: dict, cat_dicts: list) -> None:
     placeholders = roboflow_placeholders(cat_dicts, set(used))
     for cid in placeholders:
-        col.add("info", "roboflow_placeholder", f"类别 id {cid}（{declared[cid]}）是 Roboflow 导出的占位类别，没有标注，可以保留")
+        col.add(
+            "info",
+            "roboflow_placeholder",
+            f"类别 id {cid}（{declared[cid]}）是 Roboflow 导出的占位类别，没有标注，可以保留",
+        )
     rep.categories = dict(sorted(declared.items()))
     unknown = sorted(set(used) - set(declared), key=str)
     for cid in unknown:
-        col.add("error", "unknown_category", "标注使用了 categories 中没有声明的 category_id", f"id={cid}（{used[cid]} 个框）", used[cid])
+        col.add(
+            "error",
+            "unknown_category",
+            "标注使用了 categories 中没有声明的 category_id",
+            f"id={cid}（{used[cid]} 个框）",
+            used[cid],
+        )
     ids = sorted(set(declared) | {c for c in used if isinstance(c, int)})
     if not ids:
         col.add("error", "no_categories", "没有任何类别（categories 为空且无标注）")
@@ -252,14 +303,22 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
     # deimv2 maps the declared categories (sorted by id) to contiguous labels 0..C-1, so C is what a config needs
     rep.num_classes_needed = len(declared) or len(ids)  # unknown ids are errors of their own
     if ids[0] >= 1:
-        col.add("info", "one_based" if ids[0] == 1 else "high_base",
-                f"category_id 从 {ids[0]} 开始。deimv2 会按 categories 自动映射成从 0 开始的连续标签，num_classes = "
-                f"{len(ids)} 即可；但官方 DEIMv2 代码直接用 category_id 当标签，那里必须设 num_classes ≥ {ids[-1] + 1}，"
-                "否则 GPU 上会报 CUDA device-side assert")
+        col.add(
+            "info",
+            "one_based" if ids[0] == 1 else "high_base",
+            f"category_id 从 {ids[0]} 开始。deimv2 会按 categories 自动映射成从 0 开始的连续标签，num_classes = "
+            f"{len(ids)} 即可；但官方 DEIMv2 代码直接用 category_id 当标签，那里必须设 num_classes ≥ {ids[-1] + 1}，"
+            "否则 GPU 上会报 CUDA device-side assert",
+        )
     gaps = sorted(set(range(ids[0], ids[-1] + 1)) - set(ids))
     if gaps:
-        col.add("info", "id_gaps", f"category_id 不连续（缺少 {gaps[:10]}）。deimv2 会自动映射为连续标签，num_classes = {len(ids)}；"
-                f"官方代码需要 num_classes ≥ 最大 id + 1 = {ids[-1] + 1}", n=len(gaps))
+        col.add(
+            "info",
+            "id_gaps",
+            f"category_id 不连续（缺少 {gaps[:10]}）。deimv2 会自动映射为连续标签，num_classes = {len(ids)}；"
+            f"官方代码需要 num_classes ≥ 最大 id + 1 = {ids[-1] + 1}",
+            n=len(gaps),
+        )
     for cid in sorted(set(declared) - set(used) - placeholders):
         col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
     rep.class_counts = {declared.get(c, f"未知 id {c}"): used[c] for c in sorted(used, key=str)}
@@ -290,19 +349,34 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
                 continue
             label_dirs.add(label.parent)
             if label in claimed:
-                col.add("error", "duplicate_stem", f"{split}: 两张图像同名不同扩展名，共用一个标签文件", f"{claimed[label].name} / {rel}")
+                col.add(
+                    "error",
+                    "duplicate_stem",
+                    f"{split}: 两张图像同名不同扩展名，共用一个标签文件",
+                    f"{claimed[label].name} / {rel}",
+                )
                 continue
             claimed[label] = img
             n_boxes = 0
             for line_no, parsed in read_label_file(label, len(ds.names)):
                 if isinstance(parsed, LabelLineError):
-                    col.add("error", "bad_label_line", f"{split}: YOLO 标签行格式错误", f"{label.name} 第 {line_no} 行：{parsed}")
+                    col.add(
+                        "error",
+                        "bad_label_line",
+                        f"{split}: YOLO 标签行格式错误",
+                        f"{label.name} 第 {line_no} 行：{parsed}",
+                    )
                     continue
                 cls, (cx, cy, w, h), _ = parsed
                 n_boxes += 1
                 counts[cls] += 1
                 if cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
-                    col.add("warning", "box_clipped", f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）", f"{label.name} 第 {line_no} 行")
+                    col.add(
+                        "warning",
+                        "box_clipped",
+                        f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）",
+                        f"{label.name} 第 {line_no} 行",
+                    )
                 if size is not None:
                     _box_size(rep, w * size[0] * h * size[1])
             stats["boxes"] += n_boxes
@@ -318,8 +392,9 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- entry
-def check_dataset(path: str | Path, num_classes: int | None = None, *, deep: bool = False,
-                  max_examples: int = 5) -> DoctorReport:
+def check_dataset(
+    path: str | Path, num_classes: int | None = None, *, deep: bool = False, max_examples: int = 5
+) -> DoctorReport:
     """Check a COCO dataset (``root/{train,valid,test}/_annotations.coco.json``,
     ``root/annotations/instances_*.json`` or one json file) or a YOLO dataset (any layout of
     :func:`deimv2.data.convert.find_yolo_dataset`). ``num_classes``: the value in your config, to
@@ -336,15 +411,25 @@ def check_dataset(path: str | Path, num_classes: int | None = None, *, deep: boo
         try:
             _check_yolo(rep, col, deep)
         except DatasetError as e:
-            raise DatasetError(f"{p} 既不是 COCO 数据集（没有 _annotations.coco.json 或 annotations/instances_*.json），"
-                               f"也无法按 YOLO 数据集读取：{e}") from e
+            raise DatasetError(
+                f"{p} 既不是 COCO 数据集（没有 _annotations.coco.json 或 annotations/instances_*.json），"
+                f"也无法按 YOLO 数据集读取：{e}"
+            ) from e
     if num_classes is not None and rep.num_classes_needed:
         if num_classes < rep.num_classes_needed:
-            col.add("error", "num_classes_small", f"配置中的 num_classes={num_classes} 小于数据集需要的 "
-                    f"{rep.num_classes_needed}（类别数），训练会出错或丢掉类别；请把 num_classes 改为 {rep.num_classes_needed}")
+            col.add(
+                "error",
+                "num_classes_small",
+                f"配置中的 num_classes={num_classes} 小于数据集需要的 "
+                f"{rep.num_classes_needed}（类别数），训练会出错或丢掉类别；请把 num_classes 改为 {rep.num_classes_needed}",
+            )
         elif num_classes > rep.num_classes_needed:
-            col.add("info", "num_classes_large", f"配置中的 num_classes={num_classes} 大于需要的 {rep.num_classes_needed}，"
-                    "可以训练，但多余的类别会浪费一点算力")
+            col.add(
+                "info",
+                "num_classes_large",
+                f"配置中的 num_classes={num_classes} 大于需要的 {rep.num_classes_needed}，"
+                "可以训练，但多余的类别会浪费一点算力",
+            )
     order = {"error": 0, "warning": 1, "info": 2}
     rep.issues.sort(key=lambda i: order[i.level])
     return rep

@@ -1,4 +1,5 @@
 """An epoch counter shared with DataLoader worker processes."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Alpha channels (RGBA, LA, PA, palette with transparency) are DROPPED, not compos
 the RGB values under the alpha are kept, exactly like the official loader
 (``Image.open(...).convert("RGB")``), so pixels match the official pipeline.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,8 +93,12 @@ def load_image(path, expected_size=None) -> Image.Image:
             orientation = exif_orientation(img)
             if orientation != 1:
                 w, h = img.size
-                skip = (orientation in _SWAPS_SIDES and expected_size is not None and w != h
-                        and tuple(int(v) for v in expected_size) == (w, h))
+                skip = (
+                    orientation in _SWAPS_SIDES
+                    and expected_size is not None
+                    and w != h
+                    and tuple(int(v) for v in expected_size) == (w, h)
+                )
                 if not skip:
                     img = ImageOps.exif_transpose(img)
             rgb = to_rgb(img)
@@ -119,9 +124,7 @@ def image_size(path) -> tuple[int, int]:
             if exif_orientation(img) in _SWAPS_SIDES:
                 w, h = h, w
     except FileNotFoundError:
-        raise DatasetError(
-            f"找不到图片文件 {path}。\n修复：检查路径是否正确、文件是否存在。"
-        ) from None
+        raise DatasetError(f"找不到图片文件 {path}。\n修复：检查路径是否正确、文件是否存在。") from None
     except UnidentifiedImageError:
         raise _fail(path, "不是可识别的图片格式（文件可能为空、损坏，或扩展名与内容不符）") from None
     except (OSError, SyntaxError, ValueError) as exc:

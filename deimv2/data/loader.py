@@ -1,4 +1,5 @@
 """DataLoader construction (single process, DDP, Windows num_workers=0)."""
+
 from __future__ import annotations
 
 import random
@@ -31,9 +32,17 @@ class DetDataLoader(DataLoader):
                 part.set_epoch(epoch)
 
 
-def build_dataloader(dataset, batch_size: int, shuffle: bool, num_workers: int = 0, collate_fn=None,
-                     drop_last: bool = False, distributed: bool | None = None, seed: int = 0,
-                     pin_memory: bool = False) -> DetDataLoader:
+def build_dataloader(
+    dataset,
+    batch_size: int,
+    shuffle: bool,
+    num_workers: int = 0,
+    collate_fn=None,
+    drop_last: bool = False,
+    distributed: bool | None = None,
+    seed: int = 0,
+    pin_memory: bool = False,
+) -> DetDataLoader:
     """Build the loader. ``batch_size`` is per process.
 
     distributed: None = use a DistributedSampler when torch.distributed is initialized;
@@ -43,10 +52,14 @@ def build_dataloader(dataset, batch_size: int, shuffle: bool, num_workers: int =
     """
     initialized = dist.is_available() and dist.is_initialized()
     if distributed and not initialized:
-        raise ConfigError("distributed=True，但 torch.distributed 尚未初始化。"
-                          "修复：用 torchrun 启动并先调用 init_process_group，或设 distributed=False。")
+        raise ConfigError(
+            "distributed=True，但 torch.distributed 尚未初始化。"
+            "修复：用 torchrun 启动并先调用 init_process_group，或设 distributed=False。"
+        )
     if batch_size < 1 or num_workers < 0:
-        raise ConfigError(f"batch_size={batch_size}、num_workers={num_workers} 无效。修复：batch_size ≥ 1，num_workers ≥ 0。")
+        raise ConfigError(
+            f"batch_size={batch_size}、num_workers={num_workers} 无效。修复：batch_size ≥ 1，num_workers ≥ 0。"
+        )
     generator = torch.Generator()
     generator.manual_seed(seed)
     if initialized and distributed is not False:

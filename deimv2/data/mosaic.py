@@ -8,6 +8,7 @@ recently seen samples (``use_cache=True``, official default) or from ``dataset.l
 Mosaic is one of the means of DEIM's Dense O2O: one-to-one matching stays, but an image that holds the
 objects of four makes four times as many positive queries (see notebooks/09_loss.ipynb §2).
 """
+
 from __future__ import annotations
 
 import random
@@ -29,15 +30,26 @@ PER_OBJECT_KEYS = ("boxes", "labels", "area", "iscrowd")
 class Mosaic(T.Transform):
     """Input and output: (image, target) or (image, target, dataset). Official keyword names."""
 
-    def __init__(self, output_size=320, max_size=None, rotation_range=0, translation_range=(0.1, 0.1),
-                 scaling_range=(0.5, 1.5), probability=1.0, fill_value=114, use_cache=True,
-                 max_cached_images=50, random_pop=True) -> None:
+    def __init__(
+        self,
+        output_size=320,
+        max_size=None,
+        rotation_range=0,
+        translation_range=(0.1, 0.1),
+        scaling_range=(0.5, 1.5),
+        probability=1.0,
+        fill_value=114,
+        use_cache=True,
+        max_cached_images=50,
+        random_pop=True,
+    ) -> None:
         super().__init__()
         self.output_size = output_size
         self.resize = T.Resize(size=output_size, max_size=max_size)
         self.probability = probability
-        self.affine_transform = T.RandomAffine(degrees=rotation_range, translate=translation_range,
-                                               scale=scaling_range, fill=fill_value)
+        self.affine_transform = T.RandomAffine(
+            degrees=rotation_range, translate=translation_range, scale=scaling_range, fill=fill_value
+        )
         self.use_cache = use_cache
         self.max_cached_images = max_cached_images
         self.random_pop = random_pop
@@ -45,7 +57,9 @@ class Mosaic(T.Transform):
 
     def _resized(self, image, target):
         if "masks" in target:
-            raise ConfigError("Mosaic 不支持带分割掩码的样本 (return_masks=True)。修复：关闭 Mosaic 或设 return_masks=False。")
+            raise ConfigError(
+                "Mosaic 不支持带分割掩码的样本 (return_masks=True)。修复：关闭 Mosaic 或设 return_masks=False。"
+            )
         image, target = self.resize(image, target)
         return image, {k: target[k] for k in PER_OBJECT_KEYS if k in target}
 
@@ -60,8 +74,10 @@ class Mosaic(T.Transform):
 
     def _partners_from_dataset(self, dataset):
         if dataset is None or not hasattr(dataset, "load_item"):
-            raise ConfigError("Mosaic(use_cache=False) 需要数据集对象 (带 load_item 方法)。"
-                              "修复：通过 CocoDetection 调用变换，或设 use_cache=True。")
+            raise ConfigError(
+                "Mosaic(use_cache=False) 需要数据集对象 (带 load_item 方法)。"
+                "修复：通过 CocoDetection 调用变换，或设 use_cache=True。"
+            )
         picks = random.choices(range(len(dataset)), k=3)
         return [self._resized(*dataset.load_item(i)) for i in picks]
 
@@ -101,12 +117,14 @@ class Mosaic(T.Transform):
         out = {k: v for k, v in target.items() if k not in PER_OBJECT_KEYS}
         for k, values in merged.items():
             out[k] = torch.cat(values, dim=0)
-        out["boxes"] = tv_tensors.BoundingBoxes(out["boxes"], format="XYXY",
-                                                canvas_size=(canvas.size[1], canvas.size[0]))
+        out["boxes"] = tv_tensors.BoundingBoxes(
+            out["boxes"], format="XYXY", canvas_size=(canvas.size[1], canvas.size[0])
+        )
         canvas, out = self.affine_transform(canvas, out)
         return canvas, out, dataset
 
     def extra_repr(self) -> str:
-        return (f"output_size={self.output_size}, probability={self.probability}, "
-                f"use_cache={self.use_cache}, max_cached_images={self.max_cached_images}")
-
+        return (
+            f"output_size={self.output_size}, probability={self.probability}, "
+            f"use_cache={self.use_cache}, max_cached_images={self.max_cached_images}"
+        )

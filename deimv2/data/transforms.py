@@ -4,6 +4,7 @@ Every transform takes and returns the sample ``(image, target)`` or ``(image, ta
 the dataset entry is passed through untouched (Mosaic uses it when ``use_cache=False``).
 Target boxes are ``tv_tensors.BoundingBoxes`` (xyxy, pixels) until ``ConvertBoxes``.
 """
+
 from __future__ import annotations
 
 import random
@@ -22,10 +23,23 @@ from .epoch import SharedEpoch
 from .mosaic import PER_OBJECT_KEYS, Mosaic
 
 __all__ = [
-    "Mosaic", "RandomPhotometricDistort", "RandomZoomOut", "RandomIoUCrop", "SanitizeBoundingBoxes",
-    "RandomHorizontalFlip", "Resize", "Normalize", "ConvertPILImage", "ConvertBoxes", "Compose",
-    "IMAGENET_MEAN", "IMAGENET_STD", "POLICY_OPS",
-    "build_train_transforms", "build_val_transforms", "build_transforms_from_ops",
+    "Mosaic",
+    "RandomPhotometricDistort",
+    "RandomZoomOut",
+    "RandomIoUCrop",
+    "SanitizeBoundingBoxes",
+    "RandomHorizontalFlip",
+    "Resize",
+    "Normalize",
+    "ConvertPILImage",
+    "ConvertBoxes",
+    "Compose",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "POLICY_OPS",
+    "build_train_transforms",
+    "build_val_transforms",
+    "build_transforms_from_ops",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,8 +56,16 @@ Normalize = T.Normalize
 class RandomIoUCrop(T.RandomIoUCrop):
     """torchvision's SSD IoU crop, applied with probability ``p`` (official wrapper)."""
 
-    def __init__(self, min_scale: float = 0.3, max_scale: float = 1, min_aspect_ratio: float = 0.5,
-                 max_aspect_ratio: float = 2, sampler_options=None, trials: int = 40, p: float = 1.0):
+    def __init__(
+        self,
+        min_scale: float = 0.3,
+        max_scale: float = 1,
+        min_aspect_ratio: float = 0.5,
+        max_aspect_ratio: float = 2,
+        sampler_options=None,
+        trials: int = 40,
+        p: float = 1.0,
+    ):
         super().__init__(min_scale, max_scale, min_aspect_ratio, max_aspect_ratio, sampler_options, trials)
         self.p = p
 
@@ -113,8 +135,7 @@ class ConvertBoxes(T.Transform):
     def transform(self, inpt: Any, params: dict) -> Any:
         canvas_h, canvas_w = inpt.canvas_size
         if self.fmt:
-            raw = box_convert(inpt.as_subclass(torch.Tensor), in_fmt=inpt.format.name.lower(),
-                              out_fmt=self.fmt.lower())
+            raw = box_convert(inpt.as_subclass(torch.Tensor), in_fmt=inpt.format.name.lower(), out_fmt=self.fmt.lower())
             inpt = tv_tensors.BoundingBoxes(raw, format=self.fmt.upper(), canvas_size=(canvas_h, canvas_w))
         if self.normalize:
             scale = torch.tensor([canvas_w, canvas_h, canvas_w, canvas_h], dtype=inpt.dtype)
@@ -147,8 +168,10 @@ class Compose(T.Compose):
         ops = list(ops) if ops else [T.Identity()]
         for op in ops:
             if not isinstance(op, nn.Module):
-                raise ConfigError(f"Compose 的 ops 只接受变换对象，收到 {op!r}。"
-                                  "修复：用 build_transforms_from_ops 从 YAML 的 ops 列表构建。")
+                raise ConfigError(
+                    f"Compose 的 ops 只接受变换对象，收到 {op!r}。"
+                    "修复：用 build_transforms_from_ops 从 YAML 的 ops 列表构建。"
+                )
         super().__init__(ops)
         self.mosaic_prob = mosaic_prob
         self.policy = self._check_policy(policy)
@@ -172,13 +195,15 @@ class Compose(T.Compose):
             elif op in POLICY_OPS:
                 classes.append(POLICY_OPS[op])
             else:
-                raise ConfigError(f"policy.ops 中的 {op!r} 不是可按 epoch 开关的变换。"
-                                  f"修复：只使用 {list(POLICY_OPS)}。")
+                raise ConfigError(
+                    f"policy.ops 中的 {op!r} 不是可按 epoch 开关的变换。修复：只使用 {list(POLICY_OPS)}。"
+                )
         policy["name"], policy["types"] = name, tuple(classes)
         if name == "stop_epoch":
             epoch = policy.get("epoch")
-            ok = isinstance(epoch, int) or (isinstance(epoch, (list, tuple)) and len(epoch) == 3
-                                             and list(epoch) == sorted(epoch))
+            ok = isinstance(epoch, int) or (
+                isinstance(epoch, (list, tuple)) and len(epoch) == 3 and list(epoch) == sorted(epoch)
+            )
             if not ok:
                 raise ConfigError(f"policy.epoch={epoch!r} 无效。修复：写成 [e0, e1, e2]（递增）或一个整数。")
         elif not isinstance(policy.get("sample"), int):
@@ -240,9 +265,18 @@ def _hw(size) -> list[int]:
     raise ConfigError(f"图像尺寸 {size!r} 无效。修复：写一个整数（如 640）或 [高, 宽]。")
 
 
-def build_train_transforms(train_size, mosaic_size, min_size, normalize: bool, policy_epochs, mosaic_prob,
-                           photometric_p: float = 0.5, iou_crop_p: float = 0.8,
-                           mean=IMAGENET_MEAN, std=IMAGENET_STD) -> Compose:
+def build_train_transforms(
+    train_size,
+    mosaic_size,
+    min_size,
+    normalize: bool,
+    policy_epochs,
+    mosaic_prob,
+    photometric_p: float = 0.5,
+    iou_crop_p: float = 0.8,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+) -> Compose:
     """Official DEIMv2 train pipeline.
 
     train_size: int or [h, w] (Resize target); mosaic_size: Mosaic ``output_size`` (official:
@@ -252,9 +286,19 @@ def build_train_transforms(train_size, mosaic_size, min_size, normalize: bool, p
     """
     ops = []
     if mosaic_size is not None:
-        ops.append(Mosaic(output_size=mosaic_size, rotation_range=10, translation_range=(0.1, 0.1),
-                          scaling_range=(0.5, 1.5), probability=1.0, fill_value=0, use_cache=True,
-                          max_cached_images=50, random_pop=True))
+        ops.append(
+            Mosaic(
+                output_size=mosaic_size,
+                rotation_range=10,
+                translation_range=(0.1, 0.1),
+                scaling_range=(0.5, 1.5),
+                probability=1.0,
+                fill_value=0,
+                use_cache=True,
+                max_cached_images=50,
+                random_pop=True,
+            )
+        )
     ops += [
         RandomPhotometricDistort(p=photometric_p),
         RandomZoomOut(fill=0),
@@ -308,5 +352,7 @@ def build_transforms_from_ops(ops_list, policy=None, mosaic_prob=-0.1) -> Compos
         try:
             ops.append(known[name](**kwargs))
         except TypeError as exc:
-            raise ConfigError(f"数据变换 {name} 的参数 {sorted(kwargs)} 有误：{exc}。修复：对照官方 YAML 的参数名。") from None
+            raise ConfigError(
+                f"数据变换 {name} 的参数 {sorted(kwargs)} 有误：{exc}。修复：对照官方 YAML 的参数名。"
+            ) from None
     return Compose(ops, policy=policy, mosaic_prob=mosaic_prob)

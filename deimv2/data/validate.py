@@ -6,6 +6,7 @@ dropped quietly. A box that sticks out of the image only partly is clipped to th
 YOLO coordinates must be fractions of the image size in [0, 1] (up to :data:`YOLO_TOLERANCE`).
 Explained in notebook 02_convert.ipynb.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,5 +46,7 @@ def yolo_coordinate_problem(values: list[float]) -> str | None:
     if not bad:
         return None
     hint = "，看起来是像素坐标" if any(v > 1.5 for v in bad) else ""
-    return (f"坐标 {bad[0]:g} 超出 [0, 1]{hint}：YOLO 格式的 cx cy w h 是相对图像宽、高的比例（0–1）。"
-            "请把像素值除以图像的宽和高，或在标注工具中导出“YOLO（归一化坐标）”格式")
+    return (
+        f"坐标 {bad[0]:g} 超出 [0, 1]{hint}：YOLO 格式的 cx cy w h 是相对图像宽、高的比例（0–1）。"
+        "请把像素值除以图像的宽和高，或在标注工具中导出“YOLO（归一化坐标）”格式"
+    )

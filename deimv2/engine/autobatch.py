@@ -7,6 +7,7 @@ multi-scale input size. :func:`resolve_auto_batch` turns ``auto`` into a concret
 *before* the trainer is built, so the usual batch-size rule (LR/EMA/warm-up scaling) then applies to it.
 On CPU it says that it needs a GPU and keeps the recipe's batch. Explained in notebook ``04_train.ipynb``.
 """
+
 from __future__ import annotations
 
 import copy
@@ -21,8 +22,14 @@ import torch
 from ..config import Config, config_from_dict, parse_overrides, set_dotted
 from ..errors import ConfigError
 
-__all__ = ["AUTO_BATCH_FRACTION", "AutoBatchResult", "cuda_peak_memory_fn", "resolve_auto_batch",
-           "search_batch_size", "split_auto_batch"]
+__all__ = [
+    "AUTO_BATCH_FRACTION",
+    "AutoBatchResult",
+    "cuda_peak_memory_fn",
+    "resolve_auto_batch",
+    "search_batch_size",
+    "split_auto_batch",
+]
 
 #: share of the GPU's total memory that the chosen batch may use at its measured peak
 AUTO_BATCH_FRACTION = 0.80
@@ -48,13 +55,17 @@ def split_auto_batch(overrides: Iterable[str] | Mapping | None, kwargs: Mapping)
 
 @dataclass
 class AutoBatchResult:
-    batch_size: int                     # largest per-step batch whose peak fits the budget
+    batch_size: int  # largest per-step batch whose peak fits the budget
     budget_bytes: float
     measured: dict = field(default_factory=dict)  # batch -> peak bytes (None = out of memory)
 
 
-def search_batch_size(measure: Callable[[int], float | None], capacity_bytes: float,
-                      fraction: float = AUTO_BATCH_FRACTION, max_batch: int = 256) -> AutoBatchResult:
+def search_batch_size(
+    measure: Callable[[int], float | None],
+    capacity_bytes: float,
+    fraction: float = AUTO_BATCH_FRACTION,
+    max_batch: int = 256,
+) -> AutoBatchResult:
     """Largest batch ``b <= max_batch`` with ``measure(b) <= fraction * capacity_bytes``.
 
     Doubles from 1 while batches fit, then bisects between the last that fit and the first that did not
@@ -75,8 +86,10 @@ def search_batch_size(measure: Callable[[int], float | None], capacity_bytes: fl
     if not fits(1):
         peak = measured[1]
         what = "显存不足（out of memory）" if peak is None else f"峰值 {peak / 2**30:.2f} GB"
-        raise ConfigError(f"batch_size=auto：batch 1 就已超出显存预算 {budget / 2**30:.2f} GB（{what}）。"
-                          f"请减小输入尺寸 eval_spatial_size、打开 --use-amp，或换用更小的变体。")
+        raise ConfigError(
+            f"batch_size=auto：batch 1 就已超出显存预算 {budget / 2**30:.2f} GB（{what}）。"
+            f"请减小输入尺寸 eval_spatial_size、打开 --use-amp，或换用更小的变体。"
+        )
     lo, b = 1, 1
     while True:
         nxt = b * 2
@@ -110,9 +123,17 @@ def _largest_input(cfg: Config) -> tuple[int, int]:
     return h, w
 
 
-def train_steps(model: torch.nn.Module, criterion: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                batch: int, size: tuple[int, int], num_classes: int, device: torch.device, steps: int,
-                amp_dtype: torch.dtype | None = None) -> None:
+def train_steps(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: int,
+    size: tuple[int, int],
+    num_classes: int,
+    device: torch.device,
+    steps: int,
+    amp_dtype: torch.dtype | None = None,
+) -> None:
     """``steps`` forward + loss + backward + optimizer steps on random images with 3 boxes each."""
     model.train()
     criterion.train()
@@ -123,8 +144,12 @@ def train_steps(model: torch.nn.Module, criterion: torch.nn.Module, optimizer: t
         for _ in range(batch):
             cxcy = torch.rand(3, 2, generator=gen) * 0.6 + 0.2
             wh = torch.rand(3, 2, generator=gen) * 0.3 + 0.05
-            targets.append({"labels": torch.randint(0, num_classes, (3,), generator=gen).to(device),
-                            "boxes": torch.cat([cxcy, wh], 1).to(device)})
+            targets.append(
+                {
+                    "labels": torch.randint(0, num_classes, (3,), generator=gen).to(device),
+                    "boxes": torch.cat([cxcy, wh], 1).to(device),
+                }
+            )
         ctx = torch.autocast(device_type=device.type, dtype=amp_dtype) if amp_dtype is not None else nullcontext()
         with ctx:
             out = model(x, targets=targets)
@@ -153,8 +178,7 @@ def cuda_peak_memory_fn(cfg: Config, device: torch.device, steps: int = MEASURE_
             ema = copy.deepcopy(model) if cfg.train.use_ema else None
             criterion = build_criterion(cfg).to(device)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-8)
-            train_steps(model, criterion, opt, batch, size, cfg.num_classes, device, steps,
-                        amp_dtype if amp else None)
+            train_steps(model, criterion, opt, batch, size, cfg.num_classes, device, steps, amp_dtype if amp else None)
             torch.cuda.synchronize(device)
             return float(torch.cuda.max_memory_reserved(device))
         except torch.cuda.OutOfMemoryError:
@@ -167,9 +191,14 @@ def cuda_peak_memory_fn(cfg: Config, device: torch.device, steps: int = MEASURE_
     return measure
 
 
-def resolve_auto_batch(cfg: Config, device: torch.device, world_size: int = 1, say: Callable[[str], None] = print,
-                       measure: Callable[[int], float | None] | None = None,
-                       capacity_bytes: float | None = None) -> Config:
+def resolve_auto_batch(
+    cfg: Config,
+    device: torch.device,
+    world_size: int = 1,
+    say: Callable[[str], None] = print,
+    measure: Callable[[int], float | None] | None = None,
+    capacity_bytes: float | None = None,
+) -> Config:
     """``cfg`` with ``total_batch_size`` = the measured per-step batch × GPUs × ``accumulate``.
 
     On a non-CUDA device (and no ``measure`` given) the recipe's batch stays, with a Chinese note.
@@ -193,11 +222,15 @@ def resolve_auto_batch(cfg: Config, device: torch.device, world_size: int = 1, s
 
         chosen = min(all_gather_object(chosen))
     total = chosen * world_size * acc
-    shown = "，".join(f"{b}: {'显存不足' if p is None else f'{p / 2**30:.2f} GB'}" for b, p in sorted(res.measured.items()))
+    shown = "，".join(
+        f"{b}: {'显存不足' if p is None else f'{p / 2**30:.2f} GB'}" for b, p in sorted(res.measured.items())
+    )
     capped = f"（训练集只有 {n_train} 张图，上限 {max_batch}）" if n_train and max_batch < 256 else ""
-    say(f"自动 batch size：显存预算 = {AUTO_BATCH_FRACTION:.0%} × {capacity_bytes / 2**30:.1f} GB = "
+    say(
+        f"自动 batch size：显存预算 = {AUTO_BATCH_FRACTION:.0%} × {capacity_bytes / 2**30:.1f} GB = "
         f"{res.budget_bytes / 2**30:.1f} GB；实测每步峰值（batch: 显存）{shown}。选定每卡每步 batch {chosen}{capped}，"
-        f"总 batch = {chosen} × {world_size} 卡 × 累积 {acc} = {total}（配方是 {recipe}）。")
+        f"总 batch = {chosen} × {world_size} 卡 × 累积 {acc} = {total}（配方是 {recipe}）。"
+    )
     raw = cfg.to_dict()
     set_dotted(raw, "train_dataloader.total_batch_size", int(total))
     out = config_from_dict(raw, cfg.name)

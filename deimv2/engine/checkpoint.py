@@ -24,12 +24,14 @@ A deimv2 training checkpoint is a plain dict that ``torch.load(..., weights_only
 Official checkpoints (``last.pth``, ``best_stg1.pth``, ``best_stg2.pth``...) also load: they hold ``model``/``ema`` and
 only strings/ints besides tensors.
 """
+
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,11 +39,29 @@ from torch import nn
 from ..errors import WeightsError
 from .dist import unwrap
 
-__all__ = ["CHECKPOINT_KEYS", "make_checkpoint", "check_plain", "save_checkpoint",
-           "load_checkpoint", "model_state_from_checkpoint"]
+__all__ = [
+    "CHECKPOINT_KEYS",
+    "make_checkpoint",
+    "check_plain",
+    "save_checkpoint",
+    "load_checkpoint",
+    "model_state_from_checkpoint",
+]
 
-CHECKPOINT_KEYS = ("model", "ema", "optimizer", "lr_scheduler", "scaler", "epoch", "global_step",
-                   "best_ap", "config", "class_names", "category_ids", "version")
+CHECKPOINT_KEYS = (
+    "model",
+    "ema",
+    "optimizer",
+    "lr_scheduler",
+    "scaler",
+    "epoch",
+    "global_step",
+    "best_ap",
+    "config",
+    "class_names",
+    "category_ids",
+    "version",
+)
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.Size, torch.dtype, torch.device)
 
@@ -59,13 +79,26 @@ def check_plain(obj: Any, where: str = "checkpoint") -> None:
         for i, v in enumerate(obj):
             check_plain(v, f"{where}[{i}]")
         return
-    raise TypeError(f"{where} holds a {type(obj).__name__}; checkpoints may hold only tensors, "
-                    "numbers, strings, None and lists/dicts of them")
+    raise TypeError(
+        f"{where} holds a {type(obj).__name__}; checkpoints may hold only tensors, "
+        "numbers, strings, None and lists/dicts of them"
+    )
 
 
-def make_checkpoint(*, model: nn.Module, epoch: int, global_step: int, best_ap: float,
-                    config: Mapping[str, Any], class_names: list[str], category_ids: list[int],
-                    ema=None, optimizer=None, lr_scheduler=None, scaler=None) -> dict[str, Any]:
+def make_checkpoint(
+    *,
+    model: nn.Module,
+    epoch: int,
+    global_step: int,
+    best_ap: float,
+    config: Mapping[str, Any],
+    class_names: list[str],
+    category_ids: list[int],
+    ema=None,
+    optimizer=None,
+    lr_scheduler=None,
+    scaler=None,
+) -> dict[str, Any]:
     """Assemble the checkpoint dict documented in this module (wrappers are unwrapped)."""
     from .. import __version__
 
@@ -79,9 +112,13 @@ def make_checkpoint(*, model: nn.Module, epoch: int, global_step: int, best_ap: 
     if scaler is not None:
         ckpt["scaler"] = scaler.state_dict()
     ckpt.update(
-        epoch=int(epoch), global_step=int(global_step), best_ap=float(best_ap),
-        config=dict(config), class_names=[str(n) for n in class_names],
-        category_ids=[int(c) for c in category_ids], version=str(__version__),
+        epoch=int(epoch),
+        global_step=int(global_step),
+        best_ap=float(best_ap),
+        config=dict(config),
+        class_names=[str(n) for n in class_names],
+        category_ids=[int(c) for c in category_ids],
+        version=str(__version__),
     )
     check_plain(ckpt)
     return ckpt
@@ -132,7 +169,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[
     if not isinstance(obj, dict):
         raise WeightsError(
             f"权重文件 '{path}' 的内容是 {type(obj).__name__}，不是 checkpoint 字典。"
-            "请使用包含 'model' 或 'ema' 键的 .pth 文件（官方权重或本包训练得到的 last.pth / best.pth）。")
+            "请使用包含 'model' 或 'ema' 键的 .pth 文件（官方权重或本包训练得到的 last.pth / best.pth）。"
+        )
     if map_location not in (None, "cpu"):
         obj = _to_device(obj, map_location)
     return obj
@@ -148,8 +186,9 @@ def _to_device(obj: Any, device: Any) -> Any:
     return obj
 
 
-def model_state_from_checkpoint(ckpt: Mapping[str, Any], prefer_ema: bool = True,
-                                source: str = "checkpoint") -> dict[str, torch.Tensor]:
+def model_state_from_checkpoint(
+    ckpt: Mapping[str, Any], prefer_ema: bool = True, source: str = "checkpoint"
+) -> dict[str, torch.Tensor]:
     """The weights to use for inference/fine-tuning: ``ema.module`` if present (and preferred), else ``model``.
 
     Also accepts a bare state_dict (all values tensors).
@@ -163,4 +202,5 @@ def model_state_from_checkpoint(ckpt: Mapping[str, Any], prefer_ema: bool = True
         return dict(ckpt)
     raise WeightsError(
         f"{source} 中既没有 'ema' 也没有 'model' 权重（现有键: {sorted(map(str, ckpt))[:10]}）。"
-        "请使用官方发布的 .pth 或本包训练得到的 checkpoint。")
+        "请使用官方发布的 .pth 或本包训练得到的 checkpoint。"
+    )

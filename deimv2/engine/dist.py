@@ -3,6 +3,7 @@
 Launch multi-GPU training with ``torchrun --nproc_per_node=4 ...``; torchrun sets ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT``, which :func:`init_distributed` reads.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,9 +19,20 @@ from torch import nn
 from ..errors import ConfigError
 
 __all__ = [
-    "is_dist", "get_rank", "get_world_size", "get_local_rank", "is_main_process",
-    "init_distributed", "cleanup", "barrier", "all_reduce_dict", "all_gather_object",
-    "unwrap", "convert_sync_bn", "wrap_model", "seed_everything",
+    "is_dist",
+    "get_rank",
+    "get_world_size",
+    "get_local_rank",
+    "is_main_process",
+    "init_distributed",
+    "cleanup",
+    "barrier",
+    "all_reduce_dict",
+    "all_gather_object",
+    "unwrap",
+    "convert_sync_bn",
+    "wrap_model",
+    "seed_everything",
 ]
 
 
@@ -69,8 +81,7 @@ def init_distributed(backend: str | None = None, timeout_minutes: float = 30.0) 
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if use_cuda and backend == "nccl":
         torch.cuda.set_device(local_rank)
-    td.init_process_group(backend=backend, init_method="env://",
-                          timeout=timedelta(minutes=timeout_minutes))
+    td.init_process_group(backend=backend, init_method="env://", timeout=timedelta(minutes=timeout_minutes))
     return True
 
 
@@ -98,11 +109,14 @@ def all_reduce_dict(data: dict[str, Any], average: bool = True) -> dict[str, flo
     device = first.device if first is not None else torch.device("cpu")
     if is_dist() and td.get_backend() == "nccl" and device.type != "cuda":
         device = torch.device("cuda", torch.cuda.current_device())
-    values = torch.stack([
-        (data[k].detach().reshape(()) if torch.is_tensor(data[k]) else torch.tensor(float(data[k])))
-        .to(device=device, dtype=torch.float64)
-        for k in keys
-    ])
+    values = torch.stack(
+        [
+            (data[k].detach().reshape(()) if torch.is_tensor(data[k]) else torch.tensor(float(data[k]))).to(
+                device=device, dtype=torch.float64
+            )
+            for k in keys
+        ]
+    )
     if is_dist() and get_world_size() > 1:
         td.all_reduce(values)
         if average:
@@ -148,7 +162,8 @@ def wrap_model(model: nn.Module, sync_bn: bool = True, find_unused_parameters: b
             model = convert_sync_bn(model)
         dev = get_local_rank()
         return nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev], output_device=dev, find_unused_parameters=find_unused_parameters)
+            model, device_ids=[dev], output_device=dev, find_unused_parameters=find_unused_parameters
+        )
     return nn.parallel.DistributedDataParallel(model, find_unused_parameters=find_unused_parameters)
 
 

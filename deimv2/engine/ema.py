@@ -5,6 +5,7 @@ The EMA copy is updated after every optimizer step:
 applied to every floating-point entry of the state_dict (parameters *and* buffers such as BN
 running statistics). Integer buffers (``num_batches_tracked``) keep the value they had when copied.
 """
+
 from __future__ import annotations
 
 import math
@@ -84,7 +85,7 @@ class ModelEMA:
         """
         self.decay = float(decay)
 
-    def to(self, *args, **kwargs) -> "ModelEMA":
+    def to(self, *args, **kwargs) -> ModelEMA:
         self.module = self.module.to(*args, **kwargs)
         return self
 

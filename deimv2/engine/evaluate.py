@@ -11,14 +11,16 @@ Typical use in a validation loop::
     print(format_metrics_table(metrics))
 Explained in notebook 06_evaluate.ipynb.
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -27,18 +29,32 @@ from ..errors import ConfigError, DatasetError
 from .dist import all_gather_object
 
 __all__ = [
-    "STAT_NAMES", "CocoEvaluator", "box_iou_np", "compute_confusion_matrix",
-    "format_metrics_table", "save_eval_json",
-    "plot_pr_curves", "plot_confusion_matrix", "plot_per_class_ap",
+    "STAT_NAMES",
+    "CocoEvaluator",
+    "box_iou_np",
+    "compute_confusion_matrix",
+    "format_metrics_table",
+    "save_eval_json",
+    "plot_pr_curves",
+    "plot_confusion_matrix",
+    "plot_per_class_ap",
 ]
 
 #: names of ``COCOeval.stats`` in order
 STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 _STAT_DESC = (
-    "IoU=0.50:0.95  全部尺寸  maxDets=100", "IoU=0.50  全部尺寸  maxDets=100", "IoU=0.75  全部尺寸  maxDets=100",
-    "IoU=0.50:0.95  小目标  maxDets=100", "IoU=0.50:0.95  中目标  maxDets=100", "IoU=0.50:0.95  大目标  maxDets=100",
-    "IoU=0.50:0.95  全部尺寸  maxDets=1", "IoU=0.50:0.95  全部尺寸  maxDets=10", "IoU=0.50:0.95  全部尺寸  maxDets=100",
-    "IoU=0.50:0.95  小目标  maxDets=100", "IoU=0.50:0.95  中目标  maxDets=100", "IoU=0.50:0.95  大目标  maxDets=100",
+    "IoU=0.50:0.95  全部尺寸  maxDets=100",
+    "IoU=0.50  全部尺寸  maxDets=100",
+    "IoU=0.75  全部尺寸  maxDets=100",
+    "IoU=0.50:0.95  小目标  maxDets=100",
+    "IoU=0.50:0.95  中目标  maxDets=100",
+    "IoU=0.50:0.95  大目标  maxDets=100",
+    "IoU=0.50:0.95  全部尺寸  maxDets=1",
+    "IoU=0.50:0.95  全部尺寸  maxDets=10",
+    "IoU=0.50:0.95  全部尺寸  maxDets=100",
+    "IoU=0.50:0.95  小目标  maxDets=100",
+    "IoU=0.50:0.95  中目标  maxDets=100",
+    "IoU=0.50:0.95  大目标  maxDets=100",
 )
 BACKGROUND = "背景"
 
@@ -62,10 +78,13 @@ def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
-def compute_confusion_matrix(gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
-                             dets: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
-                             num_classes: int, iou_threshold: float = 0.5,
-                             score_threshold: float = 0.45) -> np.ndarray:
+def compute_confusion_matrix(
+    gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    dets: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    score_threshold: float = 0.45,
+) -> np.ndarray:
     """Detection confusion matrix, shape ``(C+1, C+1)``, int64.
 
     Rows = true class, columns = predicted class; index ``C`` is background: row ``C`` counts false
@@ -111,12 +130,15 @@ class CocoEvaluator:
         if missing:
             raise ConfigError(
                 f"类别映射 label_to_category_id 中的类别 id {missing} 不在标注文件的 categories 里。"
-                "请确认训练和验证使用同一套类别（同一份 categories 列表）。")
+                "请确认训练和验证使用同一套类别（同一份 categories 列表）。"
+            )
         self.category_to_label = {c: i for i, c in enumerate(self.label_to_category_id)}
         if class_names is None:
             class_names = [str(coco_gt.cats[c].get("name", c)) for c in self.label_to_category_id]
         if len(class_names) != len(self.label_to_category_id):
-            raise ConfigError(f"class_names 有 {len(class_names)} 个，但类别映射有 {len(self.label_to_category_id)} 个，两者必须一致。")
+            raise ConfigError(
+                f"class_names 有 {len(class_names)} 个，但类别映射有 {len(self.label_to_category_id)} 个，两者必须一致。"
+            )
         self.class_names = [str(n) for n in class_names]
         self.reset()
 
@@ -132,14 +154,17 @@ class CocoEvaluator:
         for img_id, p in predictions.items():
             img_id = int(img_id)
             if img_id not in self.coco_gt.imgs:
-                raise DatasetError(f"预测结果中的 image_id={img_id} 不在验证集标注文件里。请检查数据集的 image_id 是否与标注一致。")
+                raise DatasetError(
+                    f"预测结果中的 image_id={img_id} 不在验证集标注文件里。请检查数据集的 image_id 是否与标注一致。"
+                )
             boxes = _np(p["boxes"], np.float64).reshape(-1, 4)
             scores = _np(p["scores"], np.float64).reshape(-1)
             labels = _np(p["labels"], np.int64).reshape(-1)
             if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
                 raise ConfigError(
                     f"模型输出了类别编号 {int(labels.max())}，但数据集只有 {self.num_classes} 个类别。"
-                    "请把模型的 num_classes 设为数据集的类别数。")
+                    "请把模型的 num_classes 设为数据集的类别数。"
+                )
             self._dets[img_id] = (boxes, scores, labels)
 
     def synchronize_between_processes(self) -> None:
@@ -157,12 +182,24 @@ class CocoEvaluator:
         for img_id, (boxes, scores, labels) in self._dets.items():
             for (x1, y1, x2, y2), s, lab in zip(boxes.tolist(), scores.tolist(), labels.tolist()):
                 w, h = x2 - x1, y2 - y1
-                anns.append({"id": ann_id, "image_id": img_id, "category_id": self.label_to_category_id[lab],
-                             "bbox": [x1, y1, w, h], "area": w * h, "score": s, "iscrowd": 0})
+                anns.append(
+                    {
+                        "id": ann_id,
+                        "image_id": img_id,
+                        "category_id": self.label_to_category_id[lab],
+                        "bbox": [x1, y1, w, h],
+                        "area": w * h,
+                        "score": s,
+                        "iscrowd": 0,
+                    }
+                )
                 ann_id += 1
         dt = COCO()
-        dt.dataset = {"images": list(self.coco_gt.dataset.get("images", [])),
-                      "categories": list(self.coco_gt.dataset.get("categories", [])), "annotations": anns}
+        dt.dataset = {
+            "images": list(self.coco_gt.dataset.get("images", [])),
+            "categories": list(self.coco_gt.dataset.get("categories", [])),
+            "annotations": anns,
+        }
         with contextlib.redirect_stdout(io.StringIO()):
             dt.createIndex()
         return dt
@@ -176,7 +213,9 @@ class CocoEvaluator:
                     continue
                 cat = ann["category_id"]
                 if cat not in self.category_to_label:
-                    raise ConfigError(f"标注中的类别 id {cat}（image_id={img_id}）不在类别映射 label_to_category_id 中。")
+                    raise ConfigError(
+                        f"标注中的类别 id {cat}（image_id={img_id}）不在类别映射 label_to_category_id 中。"
+                    )
                 x, y, w, h = ann["bbox"]
                 boxes.append([x, y, x + w, y + h])
                 labels.append(self.category_to_label[cat])
@@ -211,21 +250,29 @@ class CocoEvaluator:
         prec = ev.eval["precision"]  # [T, R, K, A, M]
         k_of = {c: k for k, c in enumerate(ev.params.catIds)}
         gts = self._gts(img_ids)
-        counts = np.bincount(np.concatenate([lab for _, lab in gts.values()] or [np.zeros(0, np.int64)]),
-                             minlength=self.num_classes)
+        counts = np.bincount(
+            np.concatenate([lab for _, lab in gts.values()] or [np.zeros(0, np.int64)]), minlength=self.num_classes
+        )
         per_class, curves = [], []
         for label, (cat, name) in enumerate(zip(self.label_to_category_id, self.class_names)):
             p_all = prec[:, :, k_of[cat], 0, -1]
             p50 = prec[0, :, k_of[cat], 0, -1]
-            per_class.append({
-                "name": name, "category_id": cat, "num_gt": int(counts[label]),
-                "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else -1.0,
-                "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else -1.0,
-            })
+            per_class.append(
+                {
+                    "name": name,
+                    "category_id": cat,
+                    "num_gt": int(counts[label]),
+                    "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else -1.0,
+                    "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else -1.0,
+                }
+            )
             curves.append([float(v) for v in p50])
         metrics["per_class"] = per_class
-        metrics["pr_curves"] = {"iou": float(ev.params.iouThrs[0]),
-                                "recall": [float(v) for v in ev.params.recThrs], "precision": curves}
+        metrics["pr_curves"] = {
+            "iou": float(ev.params.iouThrs[0]),
+            "recall": [float(v) for v in ev.params.recThrs],
+            "precision": curves,
+        }
         cm = compute_confusion_matrix(gts, self._dets, self.num_classes, iou_threshold, score_threshold)
         metrics["confusion_matrix"] = cm.tolist()
         from .f1 import compute_f1_curve
@@ -247,14 +294,17 @@ def format_metrics_table(metrics: Mapping[str, Any], per_class: bool = True) -> 
     for key, desc in zip(STAT_NAMES, _STAT_DESC):
         lines.append(f"{key:<10}{metrics[key]:>8.4f}   {desc}")
     if metrics.get("best_conf") is not None:
-        lines.append(f"F1 最高的置信度阈值：{metrics['best_conf']:.2f}（F1={metrics['best_f1']:.4f}，推理时不给 --conf 就用它）")
+        lines.append(
+            f"F1 最高的置信度阈值：{metrics['best_conf']:.2f}（F1={metrics['best_f1']:.4f}，推理时不给 --conf 就用它）"
+        )
     rows = metrics.get("per_class") or []
     if per_class and rows:
         width = max(8, *(len(r["name"]) for r in rows)) + 2
         lines += ["", f"{'类别':<{width - 2}}{'类别id':>8}{'目标数':>8}{'AP':>9}{'AP50':>9}", "-" * (width + 34)]
         for r in rows:
-            lines.append(f"{r['name']:<{width}}{r['category_id']:>8}{r.get('num_gt', 0):>9}"
-                         f"{r['AP']:>9.4f}{r['AP50']:>9.4f}")
+            lines.append(
+                f"{r['name']:<{width}}{r['category_id']:>8}{r.get('num_gt', 0):>9}{r['AP']:>9.4f}{r['AP50']:>9.4f}"
+            )
     return "\n".join(lines)
 
 
@@ -344,8 +394,15 @@ def plot_confusion_matrix(cm, names: Sequence[str], normalize: bool = False):
             for j in range(n):
                 if cm[i, j] > 0:
                     text = f"{shown[i, j]:.2f}" if normalize else f"{int(cm[i, j])}"
-                    ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                            color="white" if shown[i, j] > 0.5 * top else "black")
+                    ax.text(
+                        j,
+                        i,
+                        text,
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if shown[i, j] > 0.5 * top else "black",
+                    )
     return fig
 
 

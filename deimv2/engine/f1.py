@@ -7,6 +7,7 @@ class, each object matched once, higher scores first), false positives and misse
 in ``eval.json`` and in the checkpoints as ``conf_threshold``; :class:`deimv2.predict.Detector` uses it
 when no ``conf`` is given. Explained in notebook ``06_evaluate.ipynb``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -26,8 +27,14 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return box_iou_np(a, b)
 
 
-def match_detections(g_boxes: np.ndarray, g_labels: np.ndarray, d_boxes: np.ndarray, d_scores: np.ndarray,
-                     d_labels: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+def match_detections(
+    g_boxes: np.ndarray,
+    g_labels: np.ndarray,
+    d_boxes: np.ndarray,
+    d_scores: np.ndarray,
+    d_labels: np.ndarray,
+    iou_threshold: float = 0.5,
+) -> np.ndarray:
     """True-positive flag per detection of one image.
 
     Detections are taken by decreasing score; each takes the unmatched object of its class with the
@@ -82,10 +89,14 @@ def _f1(tp: np.ndarray, fp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarr
     return f1, precision, recall
 
 
-def compute_f1_curve(gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
-                     dets: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]], num_classes: int,
-                     iou_threshold: float = 0.5, class_names: Sequence[str] | None = None,
-                     thresholds: Sequence[float] = THRESHOLDS) -> dict[str, Any]:
+def compute_f1_curve(
+    gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    dets: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> dict[str, Any]:
     """F1/precision/recall against the confidence threshold (inputs as in
     :func:`deimv2.engine.evaluate.compute_confusion_matrix`: xyxy boxes, 0-based labels).
 
@@ -105,8 +116,14 @@ def compute_f1_curve(gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
         g_labels, d_labels = np.asarray(g_labels, np.int64), np.asarray(d_labels, np.int64)
         d_scores = np.asarray(d_scores, np.float64)
         n_gt += np.bincount(g_labels, minlength=c)[:c]
-        tp = match_detections(np.asarray(g_boxes, np.float64).reshape(-1, 4), g_labels,
-                              np.asarray(d_boxes, np.float64).reshape(-1, 4), d_scores, d_labels, iou_threshold)
+        tp = match_detections(
+            np.asarray(g_boxes, np.float64).reshape(-1, 4),
+            g_labels,
+            np.asarray(d_boxes, np.float64).reshape(-1, 4),
+            d_scores,
+            d_labels,
+            iou_threshold,
+        )
         for k in np.unique(d_labels):
             m = d_labels == k
             scores_c[k].append(d_scores[m])
@@ -127,10 +144,17 @@ def compute_f1_curve(gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
         curves.append([round(float(v), 6) for v in f1_k])
     f1, precision, recall = _f1(tot_tp, tot_fp, int(n_gt.sum()))
     conf, best = best_threshold(f1, thr)
-    return {"thresholds": [float(v) for v in thr], "f1": [round(float(v), 6) for v in f1],
-            "precision": [round(float(v), 6) for v in precision], "recall": [round(float(v), 6) for v in recall],
-            "best_conf": conf, "best_f1": best, "per_class": per_class, "per_class_f1": curves,
-            "iou_threshold": float(iou_threshold)}
+    return {
+        "thresholds": [float(v) for v in thr],
+        "f1": [round(float(v), 6) for v in f1],
+        "precision": [round(float(v), 6) for v in precision],
+        "recall": [round(float(v), 6) for v in recall],
+        "best_conf": conf,
+        "best_f1": best,
+        "per_class": per_class,
+        "per_class_f1": curves,
+        "iou_threshold": float(iou_threshold),
+    }
 
 
 def plot_f1_curve(metrics: Mapping[str, Any], max_legend: int = 20):
@@ -151,8 +175,9 @@ def plot_f1_curve(metrics: Mapping[str, Any], max_legend: int = 20):
         drawn += 1
     ax.plot(thr, curve["f1"], color="black", linewidth=2.5, label=f"全部类别 (F1={curve['best_f1']:.2f})")
     if curve["best_conf"] is not None:
-        ax.axvline(curve["best_conf"], color="red", linestyle="--", linewidth=1.2,
-                   label=f"最佳阈值 {curve['best_conf']:.2f}")
+        ax.axvline(
+            curve["best_conf"], color="red", linestyle="--", linewidth=1.2, label=f"最佳阈值 {curve['best_conf']:.2f}"
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("置信度阈值 Confidence")

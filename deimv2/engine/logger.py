@@ -7,14 +7,16 @@ One epoch record (one line of ``log.jsonl``) as the trainer writes it, e.g.::
 :func:`plot_training_curves` also reads the official ``log.txt`` (``train_loss``, ``test_coco_eval_bbox``).
 Explained in notebook 04_train.ipynb.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import os
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,8 +24,7 @@ import torch
 from ..errors import DEIMv2Error
 from .dist import all_reduce_dict, is_dist
 
-__all__ = ["JsonlLogger", "read_log", "make_tensorboard_writer", "SmoothedValue", "MetricMeter",
-           "plot_training_curves"]
+__all__ = ["JsonlLogger", "read_log", "make_tensorboard_writer", "SmoothedValue", "MetricMeter", "plot_training_curves"]
 
 
 def _plain(v: Any) -> Any:
@@ -193,13 +194,28 @@ def plot_training_curves(log: str | os.PathLike | Sequence[Mapping[str, Any]], m
     fig = plt.figure(figsize=(12, 4.5), layout="constrained")
     plt.close(fig)
     ax_loss, ax_ap = fig.subplots(1, 2)
-    keys = sorted({k for r in records for k in r if k.startswith("train_loss_") and "_aux" not in k
-                   and "_dn" not in k and "_pre" not in k and "_enc" not in k})
-    for key in (["train_loss"] + keys[:max_loss_terms]):
+    keys = sorted(
+        {
+            k
+            for r in records
+            for k in r
+            if k.startswith("train_loss_")
+            and "_aux" not in k
+            and "_dn" not in k
+            and "_pre" not in k
+            and "_enc" not in k
+        }
+    )
+    for key in ["train_loss"] + keys[:max_loss_terms]:
         xs, ys = _series(records, key)
         if xs:
-            ax_loss.plot(xs, ys, marker="." if len(xs) < 30 else None,
-                         linewidth=2.0 if key == "train_loss" else 1.0, label=key.removeprefix("train_"))
+            ax_loss.plot(
+                xs,
+                ys,
+                marker="." if len(xs) < 30 else None,
+                linewidth=2.0 if key == "train_loss" else 1.0,
+                label=key.removeprefix("train_"),
+            )
     ax_loss.set_xlabel("轮次 epoch")
     ax_loss.set_ylabel("损失")
     ax_loss.set_title("训练损失")

@@ -19,10 +19,12 @@ A parameter already taken by an earlier group is not added again (the official c
 both groups and AdamW would raise; the official patterns never overlap). Parameters matched by no
 pattern form one last group with the default ``lr`` and ``weight_decay``.
 """
+
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,7 +46,8 @@ def assign_param_groups(model: nn.Module, groups: Sequence[Mapping[str, Any]] | 
         if not isinstance(pattern, str):
             raise ConfigError(
                 f"optimizer.params 第 {i} 组缺少字符串形式的 'params' 正则表达式（得到 {pattern!r}）。"
-                "每组应写成 {params: '<正则>', lr: ..., weight_decay: ...}。")
+                "每组应写成 {params: '<正则>', lr: ..., weight_decay: ...}。"
+            )
         try:
             regex = re.compile(pattern)
         except re.error as e:
@@ -58,8 +61,9 @@ def assign_param_groups(model: nn.Module, groups: Sequence[Mapping[str, Any]] | 
     return out
 
 
-def build_param_groups(model: nn.Module, groups: Sequence[Mapping[str, Any]] | None,
-                       base_lr: float, weight_decay: float) -> list[dict[str, Any]]:
+def build_param_groups(
+    model: nn.Module, groups: Sequence[Mapping[str, Any]] | None, base_lr: float, weight_decay: float
+) -> list[dict[str, Any]]:
     """Torch param-group dicts: ``{'params': [tensors], 'lr': ..., 'weight_decay': ..., <other overrides>}``.
 
     Groups without ``lr`` / ``weight_decay`` get ``base_lr`` / ``weight_decay``.
@@ -78,8 +82,13 @@ def build_param_groups(model: nn.Module, groups: Sequence[Mapping[str, Any]] | N
     return out
 
 
-def build_optimizer(model: nn.Module, groups: Sequence[Mapping[str, Any]] | None, lr: float,
-                    betas: Iterable[float] = (0.9, 0.999), weight_decay: float = 1e-4) -> torch.optim.AdamW:
+def build_optimizer(
+    model: nn.Module,
+    groups: Sequence[Mapping[str, Any]] | None,
+    lr: float,
+    betas: Iterable[float] = (0.9, 0.999),
+    weight_decay: float = 1e-4,
+) -> torch.optim.AdamW:
     """AdamW over :func:`build_param_groups` (official ``optimizer: {type: AdamW, ...}``)."""
     param_groups = build_param_groups(model, groups, lr, weight_decay)
     b = tuple(float(x) for x in betas)

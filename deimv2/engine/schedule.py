@@ -2,6 +2,7 @@
 
 Explained in notebook 03_config.ipynb. The epoch milestones it reads are derived in :mod:`deimv2.epoch_rule`.
 """
+
 from __future__ import annotations
 
 import math
@@ -13,8 +14,15 @@ import torch
 __all__ = ["FlatCosineLRScheduler", "flat_cosine_lr"]
 
 
-def flat_cosine_lr(current_iter: int, base_lr: float, min_lr: float, total_iter: int,
-                   warmup_iter: int, flat_iter: int, no_aug_iter: int) -> float:
+def flat_cosine_lr(
+    current_iter: int,
+    base_lr: float,
+    min_lr: float,
+    total_iter: int,
+    warmup_iter: int,
+    flat_iter: int,
+    no_aug_iter: int,
+) -> float:
     """LR at ``current_iter`` (branches in the official order).
 
     1. ``current_iter <= warmup_iter``: ``base_lr * (current_iter / warmup_iter) ** 2``
@@ -47,8 +55,16 @@ class FlatCosineLRScheduler:
     ``state_dict``/``load_state_dict`` make a resume exact.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, lr_gamma: float, iter_per_epoch: int,
-                 total_epochs: float, warmup_iter: int, flat_epochs: float, no_aug_epochs: float):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        lr_gamma: float,
+        iter_per_epoch: int,
+        total_epochs: float,
+        warmup_iter: int,
+        flat_epochs: float,
+        no_aug_epochs: float,
+    ):
         self.optimizer = optimizer
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
@@ -63,9 +79,10 @@ class FlatCosineLRScheduler:
 
     def lr_at(self, current_iter: int) -> list[float]:
         """LR of every param group at ``current_iter`` (no side effects)."""
-        return [flat_cosine_lr(current_iter, b, m, self.total_iter, self.warmup_iter,
-                               self.flat_iter, self.no_aug_iter)
-                for b, m in zip(self.base_lrs, self.min_lrs)]
+        return [
+            flat_cosine_lr(current_iter, b, m, self.total_iter, self.warmup_iter, self.flat_iter, self.no_aug_iter)
+            for b, m in zip(self.base_lrs, self.min_lrs)
+        ]
 
     def step(self, current_iter: int, optimizer: torch.optim.Optimizer | None = None) -> torch.optim.Optimizer:
         """Set every group's ``lr`` for ``current_iter``; returns the optimizer (official signature)."""
@@ -79,9 +96,19 @@ class FlatCosineLRScheduler:
         return [g["lr"] for g in self.optimizer.param_groups]
 
     def state_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in
-                ("base_lrs", "min_lrs", "lr_gamma", "total_iter", "warmup_iter", "flat_iter",
-                 "no_aug_iter", "last_iter")}
+        return {
+            k: getattr(self, k)
+            for k in (
+                "base_lrs",
+                "min_lrs",
+                "lr_gamma",
+                "total_iter",
+                "warmup_iter",
+                "flat_iter",
+                "no_aug_iter",
+                "last_iter",
+            )
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore the tables and the last iteration, and set the LRs it had produced."""

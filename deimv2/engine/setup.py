@@ -2,6 +2,7 @@
 
 Explained in notebook ``04_train.ipynb``.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -50,7 +51,8 @@ def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | No
     if "val" not in splits:
         raise DatasetError(
             f"数据集 {data} 只有训练集，没有验证集（valid/ 或 val/）。请划分出一部分图片作为验证集，"
-            f"例如 deimv2 yolo2coco 的 --split-ratio 0.2。")
+            f"例如 deimv2 yolo2coco 的 --split-ratio 0.2。"
+        )
     raw = cfg.to_dict()
     for split, key in (("train", "train_dataloader"), ("val", "val_dataloader")):
         folder, ann = splits[split]
@@ -61,7 +63,8 @@ def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | No
         raise ConfigError(
             f"num_classes={explicit_num_classes} 与数据集 {splits['train'][1]} 的类别数 {len(names)} 不一致"
             f"（{'、'.join(names[:10])}{'……' if len(names) > 10 else ''}）。请删掉 num_classes 覆盖，"
-            f"让它按数据集自动设置，或改成 num_classes={len(names)}。")
+            f"让它按数据集自动设置，或改成 num_classes={len(names)}。"
+        )
     raw["num_classes"] = len(names)
     raw["class_names"] = names
     raw["remap_mscoco_category"] = False
@@ -84,7 +87,8 @@ def _check_num_classes(cfg: Config, dataset) -> None:
     if cfg.num_classes < n:
         raise ConfigError(
             f"配置的 num_classes={cfg.num_classes} 小于标注文件 {dataset.ann_file} 中的类别数 {n}。"
-            f"类别 id 超出范围会在 GPU 上报 'device-side assert'。请设置 num_classes={n}（用 --data 会自动设置）。")
+            f"类别 id 超出范围会在 GPU 上报 'device-side assert'。请设置 num_classes={n}（用 --data 会自动设置）。"
+        )
 
 
 def usable_workers(requested: int) -> int:
@@ -98,44 +102,74 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
     from ..data.collate import BatchImageCollateFunction, batch_image_collate_fn
 
     d = cfg.data
-    for what, folder, ann in (("训练", d.train_img_folder, d.train_ann_file), ("验证", d.val_img_folder, d.val_ann_file)):
+    for what, folder, ann in (
+        ("训练", d.train_img_folder, d.train_ann_file),
+        ("验证", d.val_img_folder, d.val_ann_file),
+    ):
         if not train and what == "训练":
             continue
         if not folder or not ann:
-            raise ConfigError(f"配置里没有{what}集路径。请用 --data 指定数据集根目录，或在 YAML 里填写 img_folder 和 ann_file。")
-    val_ds = CocoDetection(d.val_img_folder, d.val_ann_file, transforms=build_transforms_from_ops(d.val_ops),
-                           remap_mscoco_category=cfg.remap_mscoco_category)
+            raise ConfigError(
+                f"配置里没有{what}集路径。请用 --data 指定数据集根目录，或在 YAML 里填写 img_folder 和 ann_file。"
+            )
+    val_ds = CocoDetection(
+        d.val_img_folder,
+        d.val_ann_file,
+        transforms=build_transforms_from_ops(d.val_ops),
+        remap_mscoco_category=cfg.remap_mscoco_category,
+    )
     _check_num_classes(cfg, val_ds)
-    val_loader = build_dataloader(val_ds, batch_size=min(d.val_batch_size, max(batch_size, 1) * 2), shuffle=False,
-                                  num_workers=usable_workers(d.val_num_workers), collate_fn=batch_image_collate_fn,
-                                  drop_last=False, distributed=distributed, seed=cfg.train.seed)
+    val_loader = build_dataloader(
+        val_ds,
+        batch_size=min(d.val_batch_size, max(batch_size, 1) * 2),
+        shuffle=False,
+        num_workers=usable_workers(d.val_num_workers),
+        collate_fn=batch_image_collate_fn,
+        drop_last=False,
+        distributed=distributed,
+        seed=cfg.train.seed,
+    )
     train_ds = train_loader = collate = None
     names, cat_ids = list(val_ds.category_names), list(val_ds.label_to_category_id)
     if train:
         train_ds = CocoDetection(
-            d.train_img_folder, d.train_ann_file,
+            d.train_img_folder,
+            d.train_ann_file,
             transforms=build_transforms_from_ops(d.train_ops, policy=d.policy or None, mosaic_prob=d.mosaic_prob),
-            remap_mscoco_category=cfg.remap_mscoco_category)
+            remap_mscoco_category=cfg.remap_mscoco_category,
+        )
         _check_num_classes(cfg, train_ds)
         if len(train_ds) == 0:
             raise DatasetError(f"训练集 {d.train_ann_file} 里没有图片。请检查标注文件的 images 列表。")
         if list(train_ds.label_to_category_id) != cat_ids:
             raise DatasetError(
-                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致。请让两者使用同一份类别列表。")
+                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致。请让两者使用同一份类别列表。"
+            )
         kw = dict(d.collate)
         kw.pop("ema_restart_decay", None)
         collate = BatchImageCollateFunction(**kw, multiscale=d.multiscale)
         drop_last = d.drop_last and len(train_ds) >= batch_size * 2
-        train_loader = build_dataloader(train_ds, batch_size=batch_size, shuffle=d.shuffle,
-                                        num_workers=usable_workers(d.num_workers),
-                                        collate_fn=collate, drop_last=drop_last, distributed=distributed,
-                                        seed=cfg.train.seed)
+        train_loader = build_dataloader(
+            train_ds,
+            batch_size=batch_size,
+            shuffle=d.shuffle,
+            num_workers=usable_workers(d.num_workers),
+            collate_fn=collate,
+            drop_last=drop_last,
+            distributed=distributed,
+            seed=cfg.train.seed,
+        )
     return DataBundle(train_ds, val_ds, train_loader, val_loader, collate, names, cat_ids)
 
 
-def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module, image_size: list[int],
-                             device: torch.device, batch_size: int = 1,
-                             autocast_dtype: torch.dtype | None = None) -> int:
+def measure_activation_bytes(
+    model: torch.nn.Module,
+    criterion: torch.nn.Module,
+    image_size: list[int],
+    device: torch.device,
+    batch_size: int = 1,
+    autocast_dtype: torch.dtype | None = None,
+) -> int:
     """Bytes autograd keeps for backward for one training batch (measured with saved-tensor hooks).
 
     Runs one forward + loss on ``batch_size`` images of ``image_size`` with one dummy box each (under
@@ -158,10 +192,18 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         x = torch.rand(batch_size, 3, *image_size, device=device)
-        targets = [{"labels": torch.zeros(1, dtype=torch.long, device=device),
-                    "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device)} for _ in range(batch_size)]
-        amp = (torch.autocast(device_type=device.type, dtype=autocast_dtype) if autocast_dtype is not None
-               else contextlib.nullcontext())
+        targets = [
+            {
+                "labels": torch.zeros(1, dtype=torch.long, device=device),
+                "boxes": torch.tensor([[0.5, 0.5, 0.2, 0.2]], device=device),
+            }
+            for _ in range(batch_size)
+        ]
+        amp = (
+            torch.autocast(device_type=device.type, dtype=autocast_dtype)
+            if autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             with amp:
                 out = model(x, targets=targets)
@@ -172,8 +214,9 @@ def measure_activation_bytes(model: torch.nn.Module, criterion: torch.nn.Module,
     return sum(v for k, v in seen.items() if k not in params)
 
 
-def memory_table(model: torch.nn.Module, act_bytes_per_image: int, batch_sizes=(1, 2, 4, 8, 16, 32, 64),
-                 amp: bool = False) -> list[tuple[int, float]]:
+def memory_table(
+    model: torch.nn.Module, act_bytes_per_image: int, batch_sizes=(1, 2, 4, 8, 16, 32, 64), amp: bool = False
+) -> list[tuple[int, float]]:
     """(batch size, estimated training memory in GB): weights + grads + 2 AdamW moments + activations.
 
     AMP roughly halves the activations. A guide for choosing batch size / ``accumulate``, not a guarantee
@@ -184,8 +227,9 @@ def memory_table(model: torch.nn.Module, act_bytes_per_image: int, batch_sizes=(
     return [(b, (static + b * act) / 2**30) for b in batch_sizes]
 
 
-def prepare_run_data(data: str | Path | None, output_dir: str | Path | None, check: bool,
-                     num_classes: int | None = None) -> tuple[Path | None, bool]:
+def prepare_run_data(
+    data: str | Path | None, output_dir: str | Path | None, check: bool, num_classes: int | None = None
+) -> tuple[Path | None, bool]:
     """``--data`` as COCO or YOLO (see :mod:`deimv2.data.autodata`): the COCO root, and whether the dataset
     doctor already ran on the YOLO source. Under torchrun only rank 0 converts; the others wait for it."""
     if data is None:
@@ -196,8 +240,13 @@ def prepare_run_data(data: str | Path | None, output_dir: str | Path | None, che
     dist.init_distributed()  # idempotent; needed here so that only rank 0 converts
     if not dist.is_main_process():
         dist.barrier()
-    prep = prepare_data(data, Path(output_dir) if output_dir is not None else Path("outputs"), check=check,
-                        num_classes=num_classes, verbose=dist.is_main_process())
+    prep = prepare_data(
+        data,
+        Path(output_dir) if output_dir is not None else Path("outputs"),
+        check=check,
+        num_classes=num_classes,
+        verbose=dist.is_main_process(),
+    )
     if dist.is_main_process() and dist.is_dist():
         dist.barrier()
     return prep.path, prep.kind == "yolo" and check

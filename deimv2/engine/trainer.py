@@ -5,13 +5,15 @@ and ``06_evaluate.ipynb``). ``deimv2 train`` / ``deimv2 eval`` call the same fun
 Outputs in ``output_dir``: ``last.pth`` (every epoch), ``best.pth`` (best val AP), ``log.jsonl``
 (one line per epoch), ``eval.json`` (the latest evaluation), ``config.yaml``.
 """
+
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import torch
 
@@ -27,8 +29,15 @@ from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
 from .rng import capture_rng_state, restore_rng_state
 from .schedule import FlatCosineLRScheduler
-from .setup import (amp_settings, apply_data_dir, build_data, measure_activation_bytes, memory_table,
-                    prepare_run_data, resolve_device)
+from .setup import (
+    amp_settings,
+    apply_data_dir,
+    build_data,
+    measure_activation_bytes,
+    memory_table,
+    prepare_run_data,
+    resolve_device,
+)
 
 
 class NonFiniteLossError(DEIMv2Error):
@@ -43,9 +52,17 @@ def _say(msg: str) -> None:
 class Trainer:
     """Owns model, EMA, optimizer, scheduler, data and the loop. Build with :func:`prepare_trainer`."""
 
-    def __init__(self, cfg: Config, device: torch.device, output_dir: Path, progress: bool = True,
-                 max_iters_per_epoch: int | None = None, train: bool = True, warmup_explicit: bool = False,
-                 explicit_keys: Iterable[str] = ()):
+    def __init__(
+        self,
+        cfg: Config,
+        device: torch.device,
+        output_dir: Path,
+        progress: bool = True,
+        max_iters_per_epoch: int | None = None,
+        train: bool = True,
+        warmup_explicit: bool = False,
+        explicit_keys: Iterable[str] = (),
+    ):
         from ..models.build import build_criterion, build_model_from_config, build_postprocessor
 
         self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
@@ -57,7 +74,9 @@ class Trainer:
         total = cfg.data.batch_size
         acc = cfg.train.accumulate
         if total % (world * acc):
-            raise ConfigError(f"total_batch_size={total} 不能被 GPU 数 {world} × accumulate {acc} 整除。请调整其中一个。")
+            raise ConfigError(
+                f"total_batch_size={total} 不能被 GPU 数 {world} × accumulate {acc} 整除。请调整其中一个。"
+            )
         self.batch_per_step = total // (world * acc)
         # the one place where the batch-size rule is applied: to the batch this run really uses
         cfg, self.batch_scaling = apply_batch_rule(cfg, self.batch_per_step * acc * world, explicit_keys)
@@ -71,15 +90,20 @@ class Trainer:
         self.postprocessor = build_postprocessor(cfg).to(device)
         self.amp, self.amp_dtype, use_scaler = amp_settings(cfg.train.use_amp, device, cfg.train.amp_dtype)
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
-        self.ema = ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmups, cfg.train.ema_start) \
-            if cfg.train.use_ema else None
-        self.optimizer = build_optimizer(model, cfg.optimizer.param_groups, cfg.optimizer.lr,
-                                         cfg.optimizer.betas, cfg.optimizer.weight_decay)
+        self.ema = (
+            ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmups, cfg.train.ema_start)
+            if cfg.train.use_ema
+            else None
+        )
+        self.optimizer = build_optimizer(
+            model, cfg.optimizer.param_groups, cfg.optimizer.lr, cfg.optimizer.betas, cfg.optimizer.weight_decay
+        )
         self.iters_per_epoch = self._optimizer_steps_per_epoch() if train else 1
         s = cfg.schedule
         self.warmup_iter = self._effective_warmup()
-        self.scheduler = FlatCosineLRScheduler(self.optimizer, s.lr_gamma, self.iters_per_epoch, s.epochs,
-                                               self.warmup_iter, s.flat_epoch, s.no_aug_epoch)
+        self.scheduler = FlatCosineLRScheduler(
+            self.optimizer, s.lr_gamma, self.iters_per_epoch, s.epochs, self.warmup_iter, s.flat_epoch, s.no_aug_epoch
+        )
         self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
         self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
@@ -90,8 +114,11 @@ class Trainer:
         self.early_stop: dict | None = None  # set when patience ends the run; ``resumed_early_stop``: read by -r
         self.resumed_early_stop: dict | None = None
         self.logger = JsonlLogger(output_dir / "log.jsonl") if dist.is_main_process() else None
-        self.writer = make_tensorboard_writer(output_dir / "tensorboard") if (
-            dist.is_main_process() and cfg.raw.get("tensorboard", False)) else None
+        self.writer = (
+            make_tensorboard_writer(output_dir / "tensorboard")
+            if (dist.is_main_process() and cfg.raw.get("tensorboard", False))
+            else None
+        )
 
     # ------------------------------------------------------------------ set-up details
     def _optimizer_steps_per_epoch(self) -> int:
@@ -111,10 +138,19 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, epoch: int) -> dict:
-        return make_checkpoint(model=self.model, epoch=epoch, global_step=self.global_step, best_ap=self.best_ap,
-                               config={**self.cfg.to_dict(), "__name__": self.cfg.name}, class_names=self.class_names,
-                               category_ids=self.category_ids, ema=self.ema, optimizer=self.optimizer,
-                               lr_scheduler=self.scheduler, scaler=self.scaler)
+        return make_checkpoint(
+            model=self.model,
+            epoch=epoch,
+            global_step=self.global_step,
+            best_ap=self.best_ap,
+            config={**self.cfg.to_dict(), "__name__": self.cfg.name},
+            class_names=self.class_names,
+            category_ids=self.category_ids,
+            ema=self.ema,
+            optimizer=self.optimizer,
+            lr_scheduler=self.scheduler,
+            scaler=self.scaler,
+        )
 
     def save(self, name: str, epoch: int) -> Path | None:
         if not dist.is_main_process():
@@ -162,15 +198,20 @@ class Trainer:
             from ..weights import num_classes_of_state_dict, variant_of_state_dict
 
             got = f"DEIMv2-{(variant_of_state_dict(model_sd) or '?').upper()}，{num_classes_of_state_dict(model_sd)} 类"
-            want = f"DEIMv2-{(variant_of_state_dict(self.model.state_dict()) or '?').upper()}，{self.cfg.num_classes} 类"
-            raise WeightsError(f"{where} 与这次训练的模型不一致：文件里是 {got}，配置/数据集要求 {want}"
-                               f"（{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}）。"
-                               "-r 只能接着同一个变体、同一份类别的训练；换了数据集或类别请用 -t 微调。") from None
+            want = (
+                f"DEIMv2-{(variant_of_state_dict(self.model.state_dict()) or '?').upper()}，{self.cfg.num_classes} 类"
+            )
+            raise WeightsError(
+                f"{where} 与这次训练的模型不一致：文件里是 {got}，配置/数据集要求 {want}"
+                f"（{str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}）。"
+                "-r 只能接着同一个变体、同一份类别的训练；换了数据集或类别请用 -t 微调。"
+            ) from None
         if self.ema is not None:
             ema = ckpt.get("ema")
             if isinstance(ema, Mapping) and "module" in ema:
-                self.ema.load_state_dict({"module": fill_shared_keys(dict(ema["module"]), self.ema.module),
-                                          "updates": ema.get("updates", 0)})
+                self.ema.load_state_dict(
+                    {"module": fill_shared_keys(dict(ema["module"]), self.ema.module), "updates": ema.get("updates", 0)}
+                )
             else:  # official: an EMA missing from the file is filled from the model
                 self.ema.module.load_state_dict(self.model.state_dict())
 
@@ -233,8 +274,14 @@ class Trainer:
         meter = MetricMeter()
         loader = self.data.train_loader
         total = self.iters_per_epoch * acc
-        bar = tqdm(loader, total=total, desc=f"第 {epoch + 1}/{self.cfg.schedule.epochs} 轮", leave=False,
-                   disable=not (self.progress and dist.is_main_process()), dynamic_ncols=True)
+        bar = tqdm(
+            loader,
+            total=total,
+            desc=f"第 {epoch + 1}/{self.cfg.schedule.epochs} 轮",
+            leave=False,
+            disable=not (self.progress and dist.is_main_process()),
+            dynamic_ncols=True,
+        )
         opt.zero_grad(set_to_none=True)
         for i, (images, targets) in enumerate(bar):
             if i >= total:
@@ -254,7 +301,8 @@ class Trainer:
                 raise NonFiniteLossError(
                     f"第 {epoch} 轮第 {i} 步损失变成了 {loss_value}（{bad}）。训练已停止，{self.output_dir / 'last.pth'} "
                     f"保留上一轮的正常权重。常见原因：学习率太大、标注框有问题（先运行 deimv2 check）、fp16 溢出"
-                    f"（改用 bf16 或关闭 --use-amp）。")
+                    f"（改用 bf16 或关闭 --use-amp）。"
+                )
             scaled = loss / acc
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             if (i + 1) % acc:
@@ -285,9 +333,10 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any]:
-        from pycocotools.coco import COCO
         import contextlib
         import io
+
+        from pycocotools.coco import COCO
 
         module = module or (self.ema.module if self.ema is not None else self.model)
         module.eval()
@@ -334,26 +383,38 @@ class Trainer:
                 # official stage-2 rule: a non-improving epoch goes back to the best weights and restarts EMA.
                 # (The official code also writes ema.decay -= 1e-4, which its EMA never reads: same decay here.)
                 self._restart_from_best(epoch, cfg.train.ema_restart_decay)
-            record = {"epoch": epoch, "time_s": round(time.time() - t0, 2),
-                      **{f"train_{k}": v for k, v in stats.items()},
-                      **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
-                      "best_AP": self.best_ap, "best_epoch": self.best_epoch}
-            stop = early_stop_reason(cfg.train.patience, epoch, self.best_epoch, self.best_ap, cfg.schedule.epochs,
-                                     self.output_dir)
+            record = {
+                "epoch": epoch,
+                "time_s": round(time.time() - t0, 2),
+                **{f"train_{k}": v for k, v in stats.items()},
+                **{k: metrics[k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")},
+                "best_AP": self.best_ap,
+                "best_epoch": self.best_epoch,
+            }
+            stop = early_stop_reason(
+                cfg.train.patience, epoch, self.best_epoch, self.best_ap, cfg.schedule.epochs, self.output_dir
+            )
             if stop:
                 record["stop_reason"] = stop
             self.history.append(record)
             if self.logger is not None:
                 self.logger.log(record)
                 save_eval_json(metrics, self.output_dir / "eval.json")
-            _say(f"第 {epoch + 1}/{cfg.schedule.epochs} 轮：loss={stats.get('loss', float('nan')):.4f}  "
-                 f"AP={ap:.4f}  AP50={metrics['AP50']:.4f}  最佳 AP={self.best_ap:.4f}（第 {self.best_epoch + 1} 轮）"
-                 f"  用时 {record['time_s']:.1f}s")
+            _say(
+                f"第 {epoch + 1}/{cfg.schedule.epochs} 轮：loss={stats.get('loss', float('nan')):.4f}  "
+                f"AP={ap:.4f}  AP50={metrics['AP50']:.4f}  最佳 AP={self.best_ap:.4f}（第 {self.best_epoch + 1} 轮）"
+                f"  用时 {record['time_s']:.1f}s"
+            )
             if callback is not None:
                 callback(record)
             if stop:
-                self.early_stop = {"epoch": epoch, "patience": cfg.train.patience, "best_epoch": self.best_epoch,
-                                   "best_ap": self.best_ap, "reason": stop}
+                self.early_stop = {
+                    "epoch": epoch,
+                    "patience": cfg.train.patience,
+                    "best_epoch": self.best_epoch,
+                    "best_ap": self.best_ap,
+                    "reason": stop,
+                }
                 self.save("last.pth", epoch)
                 _say(stop)
                 break
@@ -391,8 +452,9 @@ def fresh_output_dir(path: Path) -> Path:
     from ..outputs import claim_output_dir
 
     def taken(p: Path) -> bool:
-        return (p / "last.pth").exists() or (p / "best.pth").exists() or (
-            not dist.is_dist() and not claim_output_dir(p))
+        return (
+            (p / "last.pth").exists() or (p / "best.pth").exists() or (not dist.is_dist() and not claim_output_dir(p))
+        )
 
     if not taken(path):
         return path
@@ -400,8 +462,10 @@ def fresh_output_dir(path: Path) -> Path:
     while (path.parent / f"{path.name}-{n}").exists() or taken(path.parent / f"{path.name}-{n}"):
         n += 1
     new = path.parent / f"{path.name}-{n}"
-    _say(f"输出目录 {path} 里已有一次训练的结果（或另一个正在进行的训练），为了不覆盖它，这次写到 {new}"
-         f"（继续那次训练请用 -r {path / 'last.pth'}）。")
+    _say(
+        f"输出目录 {path} 里已有一次训练的结果（或另一个正在进行的训练），为了不覆盖它，这次写到 {new}"
+        f"（继续那次训练请用 -r {path / 'last.pth'}）。"
+    )
     return new
 
 
@@ -413,9 +477,21 @@ def latest_run(path: str | Path) -> Path:
     return max(runs, key=lambda p: (p / "best.pth").stat().st_mtime) if runs else path
 
 
-def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None, overrides=None, output_dir=None,
-                    seed=None, use_amp=None, device=None, progress=True, max_iters_per_epoch=None,
-                    train=True, new_run=False, **kwargs) -> Trainer:
+def prepare_trainer(
+    config: str | Path | Config | Mapping = "atto",
+    *,
+    data=None,
+    overrides=None,
+    output_dir=None,
+    seed=None,
+    use_amp=None,
+    device=None,
+    progress=True,
+    max_iters_per_epoch=None,
+    train=True,
+    new_run=False,
+    **kwargs,
+) -> Trainer:
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
     from .autobatch import resolve_auto_batch, split_auto_batch
 
@@ -443,18 +519,23 @@ def prepare_trainer(config: str | Path | Config | Mapping = "atto", *, data=None
     from ..config import parse_overrides
 
     explicit = {ALIASES.get(k, k) for k in {**parse_overrides(overrides), **kwargs}}
-    return Trainer(cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train,
-                   explicit_keys=explicit)
+    return Trainer(
+        cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train, explicit_keys=explicit
+    )
 
 
 def _print_start(t: Trainer) -> None:
     cfg = t.cfg
     n_params = sum(p.numel() for p in t.model.parameters())
-    _say(f"配置 {cfg.name}：{cfg.num_classes} 个类别（{'、'.join(t.class_names[:8])}{'……' if len(t.class_names) > 8 else ''}），"
-         f"参数量 {n_params / 1e6:.2f}M，设备 {t.device}，AMP {'开（' + str(t.amp_dtype) + '）' if t.amp else '关'}。")
-    _say(f"训练集 {len(t.data.train_dataset)} 张，验证集 {len(t.data.val_dataset)} 张；每步 batch {t.batch_per_step}"
-         f" × 累积 {cfg.train.accumulate} × {dist.get_world_size()} 卡 = {cfg.data.batch_size}；每轮 {t.iters_per_epoch} 步，"
-         f"学习率预热 {t.warmup_iter} 步。")
+    _say(
+        f"配置 {cfg.name}：{cfg.num_classes} 个类别（{'、'.join(t.class_names[:8])}{'……' if len(t.class_names) > 8 else ''}），"
+        f"参数量 {n_params / 1e6:.2f}M，设备 {t.device}，AMP {'开（' + str(t.amp_dtype) + '）' if t.amp else '关'}。"
+    )
+    _say(
+        f"训练集 {len(t.data.train_dataset)} 张，验证集 {len(t.data.val_dataset)} 张；每步 batch {t.batch_per_step}"
+        f" × 累积 {cfg.train.accumulate} × {dist.get_world_size()} 卡 = {cfg.data.batch_size}；每轮 {t.iters_per_epoch} 步，"
+        f"学习率预热 {t.warmup_iter} 步。"
+    )
     _say("轮次安排：" + format_milestones(cfg))
     _say(format_batch_scaling(t.batch_scaling))
     _say(f"输出目录：{t.output_dir.resolve()}")
@@ -471,12 +552,24 @@ def _print_memory(t: Trainer) -> None:
     _say("显存/内存估算（训练，每张卡）：" + "，".join(f"batch {b}: {gb:.1f} GB" for b, gb in rows))
 
 
-def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | None = None,
-          tune: str | Path | None = None, resume: str | Path | None = None, use_amp: bool | None = None,
-          seed: int | None = None, device: str | None = None, output_dir: str | Path | None = None,
-          overrides: Iterable[str] | Mapping | None = None, test_only: bool = False, check_data: bool = True,
-          progress: bool = True, max_iters_per_epoch: int | None = None,
-          callback: Callable[[dict], None] | None = None, **kwargs: Any) -> dict[str, Any]:
+def train(
+    config: str | Path | Config | Mapping = "atto",
+    *,
+    data: str | Path | None = None,
+    tune: str | Path | None = None,
+    resume: str | Path | None = None,
+    use_amp: bool | None = None,
+    seed: int | None = None,
+    device: str | None = None,
+    output_dir: str | Path | None = None,
+    overrides: Iterable[str] | Mapping | None = None,
+    test_only: bool = False,
+    check_data: bool = True,
+    progress: bool = True,
+    max_iters_per_epoch: int | None = None,
+    callback: Callable[[dict], None] | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
     """Train (or with ``test_only`` just evaluate) and return the final metrics dict.
 
     ``kwargs`` are config overrides (``epochs=12``, ``batch_size=8``, ``num_classes=4`` ...).
@@ -488,8 +581,9 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
 
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
     ov, kw, _ = split_auto_batch(overrides, kwargs)
-    check_image_size(load_config({**config.raw, "__name__": config.name} if isinstance(config, Config) else config,
-                                 {**ov, **kw}))
+    check_image_size(
+        load_config({**config.raw, "__name__": config.name} if isinstance(config, Config) else config, {**ov, **kw})
+    )
     data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
     if data is not None and check_data and not test_only and not yolo_checked:
         from ..data.doctor import check_dataset
@@ -497,9 +591,20 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         report = check_dataset(data, num_classes=(parse_nc(overrides, kwargs)))
         if not report.ok:
             raise DEIMv2Error("数据集检查没有通过，训练没有开始：\n" + report.format())
-    t = prepare_trainer(config, data=data, overrides=overrides, output_dir=output_dir, seed=seed, use_amp=use_amp,
-                        device=device, progress=progress, max_iters_per_epoch=max_iters_per_epoch,
-                        train=not test_only, new_run=not (resume or test_only), **kwargs)
+    t = prepare_trainer(
+        config,
+        data=data,
+        overrides=overrides,
+        output_dir=output_dir,
+        seed=seed,
+        use_amp=use_amp,
+        device=device,
+        progress=progress,
+        max_iters_per_epoch=max_iters_per_epoch,
+        train=not test_only,
+        new_run=not (resume or test_only),
+        **kwargs,
+    )
     if test_only:
         if not resume:
             raise ConfigError("--test-only 需要用 -r 指定要评估的 checkpoint。")
@@ -515,8 +620,14 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
         t.resume(resume)
         from ..config import parse_overrides
 
-        check_resume_after_early_stop(t.resumed_early_stop, resume, t.start_epoch - 1 - t.best_epoch,
-                                      t.cfg.train.patience, {**parse_overrides(overrides), **kwargs}, say=_say)
+        check_resume_after_early_stop(
+            t.resumed_early_stop,
+            resume,
+            t.start_epoch - 1 - t.best_epoch,
+            t.cfg.train.patience,
+            {**parse_overrides(overrides), **kwargs},
+            say=_say,
+        )
     elif tune:
         t.tune(tune)
     else:
@@ -530,7 +641,9 @@ def train(config: str | Path | Config | Mapping = "atto", *, data: str | Path | 
             t.writer.close()
     if metrics:
         _say(format_metrics_table(metrics))
-    _say(f"训练完成。最佳 AP={t.best_ap:.4f}（第 {t.best_epoch + 1} 轮），权重：{(t.output_dir / 'best.pth').resolve()}")
+    _say(
+        f"训练完成。最佳 AP={t.best_ap:.4f}（第 {t.best_epoch + 1} 轮），权重：{(t.output_dir / 'best.pth').resolve()}"
+    )
     metrics = dict(metrics)
     metrics["best_AP"] = t.best_ap
     metrics["output_dir"] = str(t.output_dir)
@@ -551,8 +664,17 @@ def _finish_eval(t: Trainer, metrics: dict) -> None:
         _say(f"评估结果已写入 {(t.output_dir / 'eval.json').resolve()}")
 
 
-def evaluate(config: str | Path | Config | Mapping | None, checkpoint: str | Path, *, data=None, device=None,
-             output_dir=None, overrides=None, progress: bool = False, **kwargs) -> dict[str, Any]:
+def evaluate(
+    config: str | Path | Config | Mapping | None,
+    checkpoint: str | Path,
+    *,
+    data=None,
+    device=None,
+    output_dir=None,
+    overrides=None,
+    progress: bool = False,
+    **kwargs,
+) -> dict[str, Any]:
     """COCO evaluation of a checkpoint on the validation set; writes ``eval.json`` and returns the metrics.
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
@@ -563,8 +685,16 @@ def evaluate(config: str | Path | Config | Mapping | None, checkpoint: str | Pat
         if not isinstance(ckpt.get("config"), Mapping):
             raise ConfigError(f"{checkpoint} 里没有保存配置，请用 -c 指定变体或 YAML。")
         config = dict(ckpt["config"])
-    t = prepare_trainer(config, data=data, overrides=overrides, output_dir=output_dir or Path(checkpoint).parent,
-                        device=device, progress=progress, train=False, **kwargs)
+    t = prepare_trainer(
+        config,
+        data=data,
+        overrides=overrides,
+        output_dir=output_dir or Path(checkpoint).parent,
+        device=device,
+        progress=progress,
+        train=False,
+        **kwargs,
+    )
     from ..weights import load_weights
 
     load_weights(t.model, checkpoint, strict=True)

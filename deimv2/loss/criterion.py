@@ -12,7 +12,7 @@ edge distributions, ``teacher_corners``, into the earlier layers) and the "GO" u
 Dense O2O is not here: it is one-to-one matching (the matcher) with more targets per image (data side).
 """
 
-from typing import Dict, List, Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.distributed as dist
@@ -42,7 +42,7 @@ def _reduce_num_boxes(count: int, device: torch.device) -> float:
 class _Matched:
     """Targets gathered along one matching (shared by all layers that use it)."""
 
-    def __init__(self, indices: MatchIndices, targets: Sequence[Dict[str, Tensor]], device):
+    def __init__(self, indices: MatchIndices, targets: Sequence[dict[str, Tensor]], device):
         self.indices = indices
         self.batch_idx = torch.cat([torch.full_like(src, i) for i, (src, _) in enumerate(indices)]).to(device)
         self.query_idx = torch.cat([src for src, _ in indices]).to(device)
@@ -63,16 +63,30 @@ class DEIMCriterion(nn.Module):
     Explained in notebooks/09_loss.ipynb §5 (GO-LSD: notebooks/08_decoder.ipynb §6).
     """
 
-    def __init__(self, matcher: HungarianMatcher, weight_dict: Dict[str, float], losses: List[str],
-                 alpha: float = 0.2, gamma: float = 2.0, num_classes: int = 80, reg_max: int = 32,
-                 boxes_weight_format: Optional[str] = None, share_matched_indices: bool = False,
-                 mal_alpha: Optional[float] = None, use_uni_set: bool = True):
+    def __init__(
+        self,
+        matcher: HungarianMatcher,
+        weight_dict: dict[str, float],
+        losses: list[str],
+        alpha: float = 0.2,
+        gamma: float = 2.0,
+        num_classes: int = 80,
+        reg_max: int = 32,
+        boxes_weight_format: str | None = None,
+        share_matched_indices: bool = False,
+        mal_alpha: float | None = None,
+        use_uni_set: bool = True,
+    ):
         super().__init__()
         unknown = [name for name in losses if name not in _KNOWN_LOSSES]
         if unknown:
-            raise ConfigError(f"DEIMCriterion 的 losses 中有未知项 {unknown}；可选值为 {list(_KNOWN_LOSSES)}，请修改配置。")
+            raise ConfigError(
+                f"DEIMCriterion 的 losses 中有未知项 {unknown}；可选值为 {list(_KNOWN_LOSSES)}，请修改配置。"
+            )
         if boxes_weight_format not in (None, "iou", "giou"):
-            raise ConfigError(f"boxes_weight_format={boxes_weight_format!r} 无效；可选 None、'iou'、'giou'，请修改配置。")
+            raise ConfigError(
+                f"boxes_weight_format={boxes_weight_format!r} 无效；可选 None、'iou'、'giou'，请修改配置。"
+            )
         self.matcher = matcher
         self.weight_dict = dict(weight_dict)
         self.losses = list(losses)
@@ -86,11 +100,15 @@ class DEIMCriterion(nn.Module):
         self.use_uni_set = use_uni_set
 
     def extra_repr(self) -> str:
-        return (f"losses={self.losses}, num_classes={self.num_classes}, gamma={self.gamma}, alpha={self.alpha}, "
-                f"reg_max={self.reg_max}, use_uni_set={self.use_uni_set}")
+        return (
+            f"losses={self.losses}, num_classes={self.num_classes}, gamma={self.gamma}, alpha={self.alpha}, "
+            f"reg_max={self.reg_max}, use_uni_set={self.use_uni_set}"
+        )
 
     # ------------------------------------------------------------------ forward
-    def forward(self, outputs: Dict, targets: Sequence[Dict[str, Tensor]], epoch: int = 0, **kwargs) -> Dict[str, Tensor]:
+    def forward(
+        self, outputs: dict, targets: Sequence[dict[str, Tensor]], epoch: int = 0, **kwargs
+    ) -> dict[str, Tensor]:
         """Weighted losses of all decoder outputs. ``kwargs`` (step, global_step, ...) are ignored."""
         device = outputs["pred_logits"].device
         match = lambda out, tg: self.matcher(out, tg, epoch=epoch)["indices"]  # noqa: E731
@@ -119,7 +137,7 @@ class DEIMCriterion(nn.Module):
 
         up, reg_scale = outputs.get("up"), outputs.get("reg_scale")
         state = {"num_pos": None, "num_neg": None}
-        losses: Dict[str, Tensor] = {}
+        losses: dict[str, Tensor] = {}
 
         def add(out, own, suffix, uni_names=("boxes", "local"), n_cls=self.num_classes, nb=num_boxes, is_dn=False):
             for name in self.losses:
@@ -148,8 +166,18 @@ class DEIMCriterion(nn.Module):
         return {k: torch.nan_to_num(v, nan=0.0) for k, v in losses.items()}
 
     # ------------------------------------------------------------------ single terms
-    def _loss(self, name: str, out: Dict, m: _Matched, num_boxes: float, num_classes: int,
-              up, reg_scale, is_dn: bool, state: Dict) -> Dict[str, Tensor]:
+    def _loss(
+        self,
+        name: str,
+        out: dict,
+        m: _Matched,
+        num_boxes: float,
+        num_classes: int,
+        up,
+        reg_scale,
+        is_dn: bool,
+        state: dict,
+    ) -> dict[str, Tensor]:
         if name == "local":
             return self._local(out, m, num_boxes, up, reg_scale, is_dn, state)
 
@@ -168,21 +196,29 @@ class DEIMCriterion(nn.Module):
             return {"loss_bbox": l1, "loss_giou": giou}
 
         if logits.shape[-1] != num_classes:
-            raise ConfigError(f"模型输出 {logits.shape[-1]} 个类别，但 DEIMCriterion 的 num_classes={num_classes}；"
-                              "请让模型与损失函数使用相同的 num_classes。")
+            raise ConfigError(
+                f"模型输出 {logits.shape[-1]} 个类别，但 DEIMCriterion 的 num_classes={num_classes}；"
+                "请让模型与损失函数使用相同的 num_classes。"
+            )
         if name == "focal":
-            return {"loss_focal": focal_loss(logits, m.batch_idx, m.query_idx, m.labels, num_boxes,
-                                             self.alpha, self.gamma)}
+            return {
+                "loss_focal": focal_loss(logits, m.batch_idx, m.query_idx, m.labels, num_boxes, self.alpha, self.gamma)
+            }
         if weight is None:
             weight = elementwise_box_iou(box_cxcywh_to_xyxy(src_boxes.detach()), m.boxes_xyxy)[0]
         if name == "mal":
-            return {"loss_mal": mal_loss(logits, m.batch_idx, m.query_idx, m.labels, weight, num_boxes,
-                                         self.gamma, self.mal_alpha)}
-        return {"loss_vfl": vfl_loss(logits, m.batch_idx, m.query_idx, m.labels, weight, num_boxes,
-                                     self.alpha, self.gamma)}
+            return {
+                "loss_mal": mal_loss(
+                    logits, m.batch_idx, m.query_idx, m.labels, weight, num_boxes, self.gamma, self.mal_alpha
+                )
+            }
+        return {
+            "loss_vfl": vfl_loss(logits, m.batch_idx, m.query_idx, m.labels, weight, num_boxes, self.alpha, self.gamma)
+        }
 
-    def _local(self, out: Dict, m: _Matched, num_boxes: float, up, reg_scale, is_dn: bool,
-               state: Dict) -> Dict[str, Tensor]:
+    def _local(
+        self, out: dict, m: _Matched, num_boxes: float, up, reg_scale, is_dn: bool, state: dict
+    ) -> dict[str, Tensor]:
         """GO-LSD's localisation losses: FGL on the matched queries; DDF (self-distillation from the last
         layer's distributions, ``teacher_corners``) on all queries."""
         if out.get("pred_corners") is None:
@@ -195,8 +231,11 @@ class DEIMCriterion(nn.Module):
         target_bins, weight_right, weight_left = m.fdr_targets
 
         ious = elementwise_box_iou(box_cxcywh_to_xyxy(out["pred_boxes"][b, q]), m.boxes_xyxy)[0].detach()
-        terms = {"loss_fgl": fgl_loss(pred_corners, target_bins, weight_right, weight_left,
-                                      ious.repeat_interleave(4), num_boxes)}
+        terms = {
+            "loss_fgl": fgl_loss(
+                pred_corners, target_bins, weight_right, weight_left, ious.repeat_interleave(4), num_boxes
+            )
+        }
 
         teacher = out.get("teacher_corners")
         if teacher is None:
@@ -216,12 +255,13 @@ class DEIMCriterion(nn.Module):
                 batch_scale = 8 / all_corners.shape[0]
                 state["num_pos"] = (mask.sum() * batch_scale) ** 0.5
                 state["num_neg"] = ((~mask).sum() * batch_scale) ** 0.5
-        terms["loss_ddf"] = ddf_loss(all_corners.reshape(-1, bins), teacher.reshape(-1, bins), weight, mask,
-                                     state["num_pos"], state["num_neg"])
+        terms["loss_ddf"] = ddf_loss(
+            all_corners.reshape(-1, bins), teacher.reshape(-1, bins), weight, mask, state["num_pos"], state["num_neg"]
+        )
         return terms
 
     @staticmethod
-    def get_cdn_matched_indices(dn_meta: Dict, targets: Sequence[Dict[str, Tensor]]) -> MatchIndices:
+    def get_cdn_matched_indices(dn_meta: dict, targets: Sequence[dict[str, Tensor]]) -> MatchIndices:
         """Denoising matching: group ``g`` query ``dn_positive_idx[i][k]`` is tied to target ``k % num_gt``."""
         positive, num_group = dn_meta["dn_positive_idx"], dn_meta["dn_num_group"]
         indices = []
@@ -234,6 +274,8 @@ class DEIMCriterion(nn.Module):
                 continue
             gt_idx = torch.arange(num_gt, dtype=torch.int64, device=device).tile(num_group)
             if len(positive[i]) != len(gt_idx):
-                raise ValueError(f"dn_positive_idx[{i}] 长度为 {len(positive[i])}，应为 num_gt×dn_num_group={len(gt_idx)}。")
+                raise ValueError(
+                    f"dn_positive_idx[{i}] 长度为 {len(positive[i])}，应为 num_gt×dn_num_group={len(gt_idx)}。"
+                )
             indices.append((positive[i], gt_idx))
         return indices

@@ -5,8 +5,6 @@ matched queries plus the matched ``labels`` / ``ious`` (one per matched query). 
 normalizer (number of target boxes, averaged over processes).
 """
 
-from typing import Optional, Tuple
-
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -22,8 +20,16 @@ def _one_hot_positions(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, lab
     return batch_idx.to(logits.device), query_idx.to(logits.device), labels.to(logits.device)
 
 
-def mal_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tensor, ious: Tensor,
-             num_boxes: float, gamma: float, mal_alpha: Optional[float] = None) -> Tensor:
+def mal_loss(
+    logits: Tensor,
+    batch_idx: Tensor,
+    query_idx: Tensor,
+    labels: Tensor,
+    ious: Tensor,
+    num_boxes: float,
+    gamma: float,
+    mal_alpha: float | None = None,
+) -> Tensor:
     """Matchability-Aware Loss (DEIM).
 
     Per class entry with logit ``x`` and ``p = sigmoid(x)`` (detached in the weight):
@@ -43,8 +49,16 @@ def mal_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tenso
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / num_boxes
 
 
-def vfl_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tensor, ious: Tensor,
-             num_boxes: float, alpha: float, gamma: float) -> Tensor:
+def vfl_loss(
+    logits: Tensor,
+    batch_idx: Tensor,
+    query_idx: Tensor,
+    labels: Tensor,
+    ious: Tensor,
+    num_boxes: float,
+    alpha: float,
+    gamma: float,
+) -> Tensor:
     """Varifocal loss: positives use target = weight = IoU; negatives target 0, weight ``alpha * p ** gamma``.
 
     Explained in notebooks/09_loss.ipynb §3.
@@ -57,8 +71,9 @@ def vfl_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tenso
     return F.binary_cross_entropy_with_logits(logits, target, weight=weight, reduction="sum") / num_boxes
 
 
-def focal_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tensor,
-               num_boxes: float, alpha: float, gamma: float) -> Tensor:
+def focal_loss(
+    logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Tensor, num_boxes: float, alpha: float, gamma: float
+) -> Tensor:
     """Sigmoid focal loss against one-hot class targets, ``sum / num_boxes``.
 
     Explained in notebooks/09_loss.ipynb §3.
@@ -70,8 +85,9 @@ def focal_loss(logits: Tensor, batch_idx: Tensor, query_idx: Tensor, labels: Ten
     return loss / num_boxes
 
 
-def box_losses(src_boxes: Tensor, tgt_boxes: Tensor, num_boxes: float,
-               boxes_weight: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+def box_losses(
+    src_boxes: Tensor, tgt_boxes: Tensor, num_boxes: float, boxes_weight: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """``(L1, GIoU)`` losses of matched cxcywh boxes ``[N, 4]``.
 
     L1 = ``sum |src - tgt| / num_boxes``; GIoU = ``sum (1 - GIoU(src, tgt)) * boxes_weight / num_boxes``.
@@ -85,8 +101,14 @@ def box_losses(src_boxes: Tensor, tgt_boxes: Tensor, num_boxes: float,
     return l1, giou.sum() / num_boxes
 
 
-def fgl_loss(pred_corners: Tensor, target_bins: Tensor, weight_right: Tensor, weight_left: Tensor,
-             weight: Optional[Tensor], num_boxes: float) -> Tensor:
+def fgl_loss(
+    pred_corners: Tensor,
+    target_bins: Tensor,
+    weight_right: Tensor,
+    weight_left: Tensor,
+    weight: Tensor | None,
+    num_boxes: float,
+) -> Tensor:
     """Fine-Grained Localization loss (unimodal distribution focal loss).
 
     ``pred_corners`` ``[M, reg_max + 1]`` edge-distribution logits; ``target_bins`` ``[M]`` continuous
@@ -105,8 +127,15 @@ def fgl_loss(pred_corners: Tensor, target_bins: Tensor, weight_right: Tensor, we
     return loss.sum() / num_boxes
 
 
-def ddf_loss(pred_corners: Tensor, teacher_corners: Tensor, weight: Tensor, pos_mask: Tensor,
-             num_pos: Tensor, num_neg: Tensor, T: float = 5.0) -> Tensor:
+def ddf_loss(
+    pred_corners: Tensor,
+    teacher_corners: Tensor,
+    weight: Tensor,
+    pos_mask: Tensor,
+    num_pos: Tensor,
+    num_neg: Tensor,
+    T: float = 5.0,
+) -> Tensor:
     """Decoupled Distillation Focal loss: self-distillation from the last decoder layer.
 
     Per edge ``e`` (rows of ``[M, reg_max + 1]``):
@@ -118,7 +147,7 @@ def ddf_loss(pred_corners: Tensor, teacher_corners: Tensor, weight: Tensor, pos_
     """
     log_p = F.log_softmax(pred_corners / T, dim=1)
     log_t = F.log_softmax(teacher_corners.detach() / T, dim=1)
-    loss = weight * (T ** 2) * F.kl_div(log_p, log_t, reduction="none", log_target=True).sum(-1)
+    loss = weight * (T**2) * F.kl_div(log_p, log_t, reduction="none", log_target=True).sum(-1)
     loss_pos = loss[pos_mask].mean() if pos_mask.any() else 0
     loss_neg = loss[~pos_mask].mean() if (~pos_mask).any() else 0
     return (loss_pos * num_pos + loss_neg * num_neg) / (num_pos + num_neg)

@@ -10,7 +10,7 @@ image (Mosaic in ``deimv2/data/mosaic.py``, MixUp / CopyBlend in ``deimv2/data/c
 image yields more positive queries. There is no separate Dense O2O loss or matcher.
 """
 
-from typing import Dict, List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -21,7 +21,7 @@ from ..box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
 
 __all__ = ["HungarianMatcher", "union_match_indices"]
 
-MatchIndices = List[Tuple[Tensor, Tensor]]
+MatchIndices = list[tuple[Tensor, Tensor]]
 
 
 class HungarianMatcher(nn.Module):
@@ -40,15 +40,24 @@ class HungarianMatcher(nn.Module):
     Explained in notebooks/09_loss.ipynb §1–§2.
     """
 
-    def __init__(self, weight_dict: Dict[str, float], use_focal_loss: bool = True, alpha: float = 0.25,
-                 gamma: float = 2.0, change_matcher: bool = False, iou_order_alpha: float = 1.0,
-                 matcher_change_epoch: int = 10000):
+    def __init__(
+        self,
+        weight_dict: dict[str, float],
+        use_focal_loss: bool = True,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        change_matcher: bool = False,
+        iou_order_alpha: float = 1.0,
+        matcher_change_epoch: int = 10000,
+    ):
         super().__init__()
         self.cost_class = weight_dict["cost_class"]
         self.cost_bbox = weight_dict["cost_bbox"]
         self.cost_giou = weight_dict["cost_giou"]
         if self.cost_class == 0 and self.cost_bbox == 0 and self.cost_giou == 0:
-            raise ValueError("matcher 的 cost_class / cost_bbox / cost_giou 不能全为 0，请在配置中至少设置一个非零权重。")
+            raise ValueError(
+                "matcher 的 cost_class / cost_bbox / cost_giou 不能全为 0，请在配置中至少设置一个非零权重。"
+            )
         self.use_focal_loss = use_focal_loss
         self.alpha = alpha
         self.gamma = gamma
@@ -57,17 +66,20 @@ class HungarianMatcher(nn.Module):
         self.matcher_change_epoch = matcher_change_epoch
 
     def extra_repr(self) -> str:
-        return (f"cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, cost_giou={self.cost_giou}, "
-                f"alpha={self.alpha}, gamma={self.gamma}, change_matcher={self.change_matcher}, "
-                f"iou_order_alpha={self.iou_order_alpha}, matcher_change_epoch={self.matcher_change_epoch}")
+        return (
+            f"cost_class={self.cost_class}, cost_bbox={self.cost_bbox}, cost_giou={self.cost_giou}, "
+            f"alpha={self.alpha}, gamma={self.gamma}, change_matcher={self.change_matcher}, "
+            f"iou_order_alpha={self.iou_order_alpha}, matcher_change_epoch={self.matcher_change_epoch}"
+        )
 
     def uses_iou_order(self, epoch: int) -> bool:
         """Whether the IoU-order cost is active at ``epoch``."""
         return self.change_matcher and epoch >= self.matcher_change_epoch
 
     @torch.no_grad()
-    def cost_matrix(self, pred_logits: Tensor, pred_boxes: Tensor, tgt_labels: Tensor, tgt_boxes: Tensor,
-                    epoch: int = 0) -> Tensor:
+    def cost_matrix(
+        self, pred_logits: Tensor, pred_boxes: Tensor, tgt_labels: Tensor, tgt_boxes: Tensor, epoch: int = 0
+    ) -> Tensor:
         """Cost ``[N, M]`` between ``N`` flattened queries and ``M`` concatenated targets."""
         if self.use_focal_loss:
             prob = pred_logits.sigmoid()
@@ -92,8 +104,9 @@ class HungarianMatcher(nn.Module):
         return self.cost_bbox * cost_bbox + self.cost_class * cost_class + self.cost_giou * cost_giou
 
     @torch.no_grad()
-    def forward(self, outputs: Dict[str, Tensor], targets: Sequence[Dict[str, Tensor]], epoch: int = 0,
-                **kwargs) -> Dict[str, MatchIndices]:
+    def forward(
+        self, outputs: dict[str, Tensor], targets: Sequence[dict[str, Tensor]], epoch: int = 0, **kwargs
+    ) -> dict[str, MatchIndices]:
         """Match ``outputs['pred_logits'] [B,Q,C]`` / ``outputs['pred_boxes'] [B,Q,4]`` to ``targets``.
 
         ``targets``: list of ``{'labels': [N_i], 'boxes': [N_i, 4] cxcywh normalized}``.

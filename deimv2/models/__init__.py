@@ -1,6 +1,14 @@
 """DEIMv2 model parts: backbones (hgnetv2, vit, sta), encoders, decoder, post-processor and builders."""
+
 from .build import build_backbone, build_criterion, build_decoder, build_encoder, build_model, build_postprocessor
 from .deim import DEIM
 
-__all__ = ["DEIM", "build_model", "build_backbone", "build_encoder", "build_decoder", "build_postprocessor",
-           "build_criterion"]
+__all__ = [
+    "DEIM",
+    "build_model",
+    "build_backbone",
+    "build_encoder",
+    "build_decoder",
+    "build_postprocessor",
+    "build_criterion",
+]

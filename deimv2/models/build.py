@@ -2,10 +2,12 @@
 
 Explained in notebooks ``01_weights.ipynb`` and ``03_config.ipynb``.
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch.nn as nn
 
@@ -118,8 +120,17 @@ def build_criterion(cfg: Config) -> nn.Module:
 
     c, m = cfg.criterion, cfg.criterion.matcher
     return _build(
-        num_classes=cfg.num_classes, weight_dict=c.weight_dict, losses=c.losses, gamma=c.gamma,
-        alpha=c.alpha, reg_max=c.reg_max, use_uni_set=c.use_uni_set, matcher_weight_dict=m.weight_dict,
-        matcher_alpha=m.alpha, matcher_gamma=m.gamma, change_matcher=m.change_matcher,
-        iou_order_alpha=m.iou_order_alpha, matcher_change_epoch=m.matcher_change_epoch,
+        num_classes=cfg.num_classes,
+        weight_dict=c.weight_dict,
+        losses=c.losses,
+        gamma=c.gamma,
+        alpha=c.alpha,
+        reg_max=c.reg_max,
+        use_uni_set=c.use_uni_set,
+        matcher_weight_dict=m.weight_dict,
+        matcher_alpha=m.alpha,
+        matcher_gamma=m.gamma,
+        change_matcher=m.change_matcher,
+        iou_order_alpha=m.iou_order_alpha,
+        matcher_change_epoch=m.matcher_change_epoch,
     )

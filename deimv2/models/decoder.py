@@ -6,7 +6,7 @@ Constructor keyword names and defaults are the official ones (YAML section ``DEI
 
 import copy
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -33,8 +33,16 @@ class TransformerDecoder(nn.Module):
     Explained in notebooks/08_decoder.ipynb §3–§5.
     """
 
-    def __init__(self, layers: List[nn.Module], num_head: int, reg_max: int, reg_scale: nn.Parameter,
-                 up: nn.Parameter, eval_idx: int, lqe_act):
+    def __init__(
+        self,
+        layers: list[nn.Module],
+        num_head: int,
+        reg_max: int,
+        reg_scale: nn.Parameter,
+        up: nn.Parameter,
+        eval_idx: int,
+        lqe_act,
+    ):
         super().__init__()
         num_layers = len(layers)
         self.num_layers = num_layers
@@ -43,7 +51,7 @@ class TransformerDecoder(nn.Module):
         self.up, self.reg_scale, self.reg_max = up, reg_scale, reg_max
         self.layers = nn.ModuleList(layers)
         self.lqe_layers = nn.ModuleList([LQE(4, 64, 2, reg_max, act=lqe_act) for _ in range(num_layers)])
-        self._project_cache: Optional[Tuple[tuple, Tensor]] = None
+        self._project_cache: tuple[tuple, Tensor] | None = None
         self.deployed = False
 
     def project(self) -> Tensor:
@@ -54,19 +62,28 @@ class TransformerDecoder(nn.Module):
         if up.requires_grad or scale.requires_grad:
             return weighting_function(self.reg_max, up, scale)
         # inference-mode tensors must not leak into autograd, hence the mode is part of the key
-        key = (up._version, scale._version, up.data_ptr(), scale.data_ptr(), up.device, up.dtype,
-               torch.is_inference_mode_enabled())
+        key = (
+            up._version,
+            scale._version,
+            up.data_ptr(),
+            scale.data_ptr(),
+            up.device,
+            up.dtype,
+            torch.is_inference_mode_enabled(),
+        )
         if self._project_cache is None or self._project_cache[0] != key:
             self._project_cache = (key, weighting_function(self.reg_max, up, scale))
         return self._project_cache[1]
 
-    def value_op(self, memory: Tensor, spatial_shapes) -> List[Tensor]:
+    def value_op(self, memory: Tensor, spatial_shapes) -> list[Tensor]:
         """Memory ``[B, N, C]`` -> per level ``[B*heads, C/heads, h, w]`` (contiguous, built once per forward)."""
         bs, _, dim = memory.shape
         per_head = memory.reshape(bs, -1, self.num_head, dim // self.num_head).permute(0, 2, 3, 1)
         sizes = [h * w for h, w in spatial_shapes]
-        return [v.reshape(bs * self.num_head, dim // self.num_head, h, w)
-                for v, (h, w) in zip(per_head.split(sizes, dim=-1), spatial_shapes)]
+        return [
+            v.reshape(bs * self.num_head, dim // self.num_head, h, w)
+            for v, (h, w) in zip(per_head.split(sizes, dim=-1), spatial_shapes)
+        ]
 
     def deploy(self) -> None:
         """Keep only what the eval_idx layer needs (official ``convert_to_deploy``)."""
@@ -76,9 +93,19 @@ class TransformerDecoder(nn.Module):
         self.lqe_layers = nn.ModuleList([nn.Identity()] * self.eval_idx + [self.lqe_layers[self.eval_idx]])
         self.deployed = True
 
-    def forward(self, target: Tensor, ref_points_unact: Tensor, memory: Tensor, spatial_shapes,
-                bbox_head: nn.ModuleList, score_head: nn.ModuleList, query_pos_head: nn.Module,
-                pre_bbox_head: nn.Module, integral: nn.Module, attn_mask: Optional[Tensor] = None):
+    def forward(
+        self,
+        target: Tensor,
+        ref_points_unact: Tensor,
+        memory: Tensor,
+        spatial_shapes,
+        bbox_head: nn.ModuleList,
+        score_head: nn.ModuleList,
+        query_pos_head: nn.Module,
+        pre_bbox_head: nn.Module,
+        integral: nn.Module,
+        attn_mask: Tensor | None = None,
+    ):
         """Returns per-layer lists ``(boxes, logits, corners, refs)`` (every layer in training, only eval_idx
         otherwise) and ``(pre_boxes, pre_logits)`` of layer 0 (``pre_logits`` is None in eval mode)."""
         output = target
@@ -131,22 +158,54 @@ class DEIMTransformer(nn.Module):
     Explained in notebooks/08_decoder.ipynb §1–§2.
     """
 
-    def __init__(self, num_classes=80, hidden_dim=256, num_queries=300, feat_channels=(512, 1024, 2048),
-                 feat_strides=(8, 16, 32), num_levels=3, num_points=4, nhead=8, num_layers=6, dim_feedforward=1024,
-                 dropout=0.0, activation="relu", num_denoising=100, label_noise_ratio=0.5, box_noise_scale=1.0,
-                 learn_query_content=False, eval_spatial_size=None, eval_idx=-1, eps=1e-2, aux_loss=True,
-                 cross_attn_method="default", query_select_method="default", reg_max=32, reg_scale=4.0,
-                 layer_scale=1, mlp_act="relu", use_gateway=True, share_bbox_head=False, share_score_head=False):
+    def __init__(
+        self,
+        num_classes=80,
+        hidden_dim=256,
+        num_queries=300,
+        feat_channels=(512, 1024, 2048),
+        feat_strides=(8, 16, 32),
+        num_levels=3,
+        num_points=4,
+        nhead=8,
+        num_layers=6,
+        dim_feedforward=1024,
+        dropout=0.0,
+        activation="relu",
+        num_denoising=100,
+        label_noise_ratio=0.5,
+        box_noise_scale=1.0,
+        learn_query_content=False,
+        eval_spatial_size=None,
+        eval_idx=-1,
+        eps=1e-2,
+        aux_loss=True,
+        cross_attn_method="default",
+        query_select_method="default",
+        reg_max=32,
+        reg_scale=4.0,
+        layer_scale=1,
+        mlp_act="relu",
+        use_gateway=True,
+        share_bbox_head=False,
+        share_score_head=False,
+    ):
         super().__init__()
         feat_channels, feat_strides = list(feat_channels), list(feat_strides)
         if len(feat_channels) > num_levels or len(feat_strides) != len(feat_channels):
-            raise ConfigError(f"feat_channels {feat_channels} / feat_strides {feat_strides} 长度须相同且不超过 "
-                             f"num_levels={num_levels}")
+            raise ConfigError(
+                f"feat_channels {feat_channels} / feat_strides {feat_strides} 长度须相同且不超过 "
+                f"num_levels={num_levels}"
+            )
         if layer_scale != 1:
-            raise ConfigError(f"DEIMTransformer.layer_scale={layer_scale} 不受支持：DEIMv2 的所有官方配置都是 1，"
-                              "官方代码在 layer_scale>1 时训练会因维度不匹配而报错。请在配置中设为 1。")
+            raise ConfigError(
+                f"DEIMTransformer.layer_scale={layer_scale} 不受支持：DEIMv2 的所有官方配置都是 1，"
+                "官方代码在 layer_scale>1 时训练会因维度不匹配而报错。请在配置中设为 1。"
+            )
         if query_select_method not in ("default", "one2many", "agnostic"):
-            raise ConfigError(f"query_select_method 只能是 default / one2many / agnostic，当前为 {query_select_method!r}")
+            raise ConfigError(
+                f"query_select_method 只能是 default / one2many / agnostic，当前为 {query_select_method!r}"
+            )
         if cross_attn_method not in ("default", "discrete"):
             raise ConfigError(f"cross_attn_method 只能是 default / discrete，当前为 {cross_attn_method!r}")
         while len(feat_strides) < num_levels:
@@ -172,10 +231,11 @@ class DEIMTransformer(nn.Module):
         self.up = nn.Parameter(torch.tensor([0.5]), requires_grad=False)
         self.reg_scale = nn.Parameter(torch.tensor([float(reg_scale)]), requires_grad=False)
         layer_args = (hidden_dim, nhead, dim_feedforward, dropout, activation, num_levels, num_points)
-        layers = [TransformerDecoderLayer(*layer_args, cross_attn_method=cross_attn_method, use_gateway=use_gateway)
-                  for _ in range(num_layers)]
-        self.decoder = TransformerDecoder(layers, nhead, reg_max, self.reg_scale, self.up, eval_idx,
-                                          lqe_act=activation)
+        layers = [
+            TransformerDecoderLayer(*layer_args, cross_attn_method=cross_attn_method, use_gateway=use_gateway)
+            for _ in range(num_layers)
+        ]
+        self.decoder = TransformerDecoder(layers, nhead, reg_max, self.reg_scale, self.up, eval_idx, lqe_act=activation)
 
         self.num_denoising = num_denoising
         self.label_noise_ratio = label_noise_ratio
@@ -198,21 +258,23 @@ class DEIMTransformer(nn.Module):
         score = nn.Linear(hidden_dim, num_classes)
         self.dec_score_head = nn.ModuleList(
             [score if share_score_head else copy.deepcopy(score) for _ in range(n_main)]
-            + [copy.deepcopy(score) for _ in range(n_rest)])
+            + [copy.deepcopy(score) for _ in range(n_rest)]
+        )
         box = MLP(hidden_dim, hidden_dim, 4 * (reg_max + 1), 3, act=mlp_act)
         self.dec_bbox_head = nn.ModuleList(
             [box if share_bbox_head else copy.deepcopy(box) for _ in range(n_main)]
-            + [copy.deepcopy(box) for _ in range(n_rest)])
+            + [copy.deepcopy(box) for _ in range(n_rest)]
+        )
 
         if self.eval_spatial_size:
             anchors, valid_mask = self._generate_anchors()
             self.register_buffer("anchors", anchors)
             self.register_buffer("valid_mask", valid_mask)
-        self._anchor_cache: Dict[tuple, Tuple[Tensor, Tensor]] = {}
+        self._anchor_cache: dict[tuple, tuple[Tensor, Tensor]] = {}
         self._reset_parameters(feat_channels)
 
     # ---------------------------------------------------------------- construction
-    def _build_input_proj(self, feat_channels: List[int]) -> nn.ModuleList:
+    def _build_input_proj(self, feat_channels: list[int]) -> nn.ModuleList:
         """1x1 conv+BN per input level (Identity when channels already equal hidden_dim), then 3x3 stride-2
         conv+BN for extra levels."""
         proj = nn.ModuleList()
@@ -220,21 +282,35 @@ class DEIMTransformer(nn.Module):
             if ch == self.hidden_dim:
                 proj.append(nn.Identity())
             else:
-                proj.append(nn.Sequential(OrderedDict([
-                    ("conv", nn.Conv2d(ch, self.hidden_dim, 1, bias=False)),
-                    ("norm", nn.BatchNorm2d(self.hidden_dim))])))
+                proj.append(
+                    nn.Sequential(
+                        OrderedDict(
+                            [
+                                ("conv", nn.Conv2d(ch, self.hidden_dim, 1, bias=False)),
+                                ("norm", nn.BatchNorm2d(self.hidden_dim)),
+                            ]
+                        )
+                    )
+                )
         ch = feat_channels[-1]
         for _ in range(self.num_levels - len(feat_channels)):
             if ch == self.hidden_dim:
                 proj.append(nn.Identity())
             else:
-                proj.append(nn.Sequential(OrderedDict([
-                    ("conv", nn.Conv2d(ch, self.hidden_dim, 3, 2, padding=1, bias=False)),
-                    ("norm", nn.BatchNorm2d(self.hidden_dim))])))
+                proj.append(
+                    nn.Sequential(
+                        OrderedDict(
+                            [
+                                ("conv", nn.Conv2d(ch, self.hidden_dim, 3, 2, padding=1, bias=False)),
+                                ("norm", nn.BatchNorm2d(self.hidden_dim)),
+                            ]
+                        )
+                    )
+                )
                 ch = self.hidden_dim
         return proj
 
-    def _reset_parameters(self, feat_channels: List[int]) -> None:
+    def _reset_parameters(self, feat_channels: list[int]) -> None:
         bias = prob_bias(0.01)
         init.constant_(self.enc_score_head.bias, bias)
         for mlp in (self.enc_bbox_head, self.pre_bbox_head):
@@ -253,8 +329,9 @@ class DEIMTransformer(nn.Module):
                 init.xavier_uniform_(m[0].weight)
 
     # ---------------------------------------------------------------- anchors / query selection
-    def _generate_anchors(self, spatial_shapes=None, grid_size: float = 0.05, dtype=torch.float32,
-                          device="cpu") -> Tuple[Tensor, Tensor]:
+    def _generate_anchors(
+        self, spatial_shapes=None, grid_size: float = 0.05, dtype=torch.float32, device="cpu"
+    ) -> tuple[Tensor, Tensor]:
         """Logit-space anchors ``[1, N, 4]`` (cell centres, wh = grid_size * 2^level; inf where invalid) and the
         validity mask ``[1, N, 1]`` (all coordinates inside (eps, 1 - eps))."""
         if spatial_shapes is None:
@@ -264,16 +341,19 @@ class DEIMTransformer(nn.Module):
         for lvl, (h, w) in enumerate(spatial_shapes):
             ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
             centers = (torch.stack([xs, ys], dim=-1).unsqueeze(0) + 0.5) / torch.tensor([w, h], dtype=dtype)
-            wh = torch.ones_like(centers) * grid_size * (2.0 ** lvl)
+            wh = torch.ones_like(centers) * grid_size * (2.0**lvl)
             per_level.append(torch.cat([centers, wh], dim=-1).reshape(-1, h * w, 4))
         anchors = torch.cat(per_level, dim=1).to(device)
         valid_mask = ((anchors > self.eps) * (anchors < 1 - self.eps)).all(-1, keepdim=True)
         anchors = torch.where(valid_mask, torch.log(anchors / (1 - anchors)), torch.inf)
         return anchors, valid_mask
 
-    def _anchors_for(self, spatial_shapes, memory: Tensor) -> Tuple[Tensor, Tensor]:
-        if not self.training and self.eval_spatial_size and \
-                self.anchors.shape[1] == sum(h * w for h, w in spatial_shapes):
+    def _anchors_for(self, spatial_shapes, memory: Tensor) -> tuple[Tensor, Tensor]:
+        if (
+            not self.training
+            and self.eval_spatial_size
+            and self.anchors.shape[1] == sum(h * w for h, w in spatial_shapes)
+        ):
             return self.anchors, self.valid_mask
         key = (tuple(map(tuple, spatial_shapes)), memory.device, torch.is_inference_mode_enabled())
         if key not in self._anchor_cache:
@@ -327,21 +407,36 @@ class DEIMTransformer(nn.Module):
         return content, boxes_unact, enc_boxes_list, enc_logits_list
 
     # ---------------------------------------------------------------- forward
-    def forward(self, feats: Sequence[Tensor], targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, feats: Sequence[Tensor], targets: list[dict[str, Tensor]] | None = None):
         memory, spatial_shapes = self._get_encoder_input(feats)
 
         dn_embeds = dn_boxes_unact = attn_mask = dn_meta = None
         if self.training and self.num_denoising > 0 and targets is not None:
             dn_embeds, dn_boxes_unact, attn_mask, dn_meta = get_contrastive_denoising_training_group(
-                targets, self.num_classes, self.num_queries, self.denoising_class_embed,
-                num_denoising=self.num_denoising, label_noise_ratio=self.label_noise_ratio,
-                box_noise_scale=self.box_noise_scale)
+                targets,
+                self.num_classes,
+                self.num_queries,
+                self.denoising_class_embed,
+                num_denoising=self.num_denoising,
+                label_noise_ratio=self.label_noise_ratio,
+                box_noise_scale=self.box_noise_scale,
+            )
 
         content, ref_unact, enc_boxes, enc_logits = self._get_decoder_input(
-            memory, spatial_shapes, dn_embeds, dn_boxes_unact)
+            memory, spatial_shapes, dn_embeds, dn_boxes_unact
+        )
         boxes, logits, corners, refs, pre_boxes, pre_logits = self.decoder(
-            content, ref_unact, memory, spatial_shapes, self.dec_bbox_head, self.dec_score_head,
-            self.query_pos_head, self.pre_bbox_head, self.integral, attn_mask=attn_mask)
+            content,
+            ref_unact,
+            memory,
+            spatial_shapes,
+            self.dec_bbox_head,
+            self.dec_score_head,
+            self.query_pos_head,
+            self.pre_bbox_head,
+            self.integral,
+            attn_mask=attn_mask,
+        )
 
         if not self.training:
             return {"pred_logits": logits[-1], "pred_boxes": boxes[-1]}
@@ -355,27 +450,43 @@ class DEIMTransformer(nn.Module):
             dn_corners, corners = zip(*[torch.split(t, split, dim=1) for t in corners])
             dn_refs, refs = zip(*[torch.split(t, split, dim=1) for t in refs])
 
-        out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "pred_corners": corners[-1],
-               "ref_points": refs[-1], "up": self.up, "reg_scale": self.reg_scale}
+        out = {
+            "pred_logits": logits[-1],
+            "pred_boxes": boxes[-1],
+            "pred_corners": corners[-1],
+            "ref_points": refs[-1],
+            "up": self.up,
+            "reg_scale": self.reg_scale,
+        }
         if self.aux_loss:
-            out["aux_outputs"] = self._layer_outputs(logits[:-1], boxes[:-1], corners[:-1], refs[:-1],
-                                                     corners[-1], logits[-1])
+            out["aux_outputs"] = self._layer_outputs(
+                logits[:-1], boxes[:-1], corners[:-1], refs[:-1], corners[-1], logits[-1]
+            )
             out["enc_aux_outputs"] = [{"pred_logits": a, "pred_boxes": b} for a, b in zip(enc_logits, enc_boxes)]
             out["pre_outputs"] = {"pred_logits": pre_logits, "pred_boxes": pre_boxes}
             out["enc_meta"] = {"class_agnostic": self.query_select_method == "agnostic"}
             if dn_meta is not None:
-                out["dn_outputs"] = self._layer_outputs(dn_logits, dn_boxes, dn_corners, dn_refs,
-                                                        dn_corners[-1], dn_logits[-1])
+                out["dn_outputs"] = self._layer_outputs(
+                    dn_logits, dn_boxes, dn_corners, dn_refs, dn_corners[-1], dn_logits[-1]
+                )
                 out["dn_pre_outputs"] = {"pred_logits": dn_pre_logits, "pred_boxes": dn_pre_boxes}
                 out["dn_meta"] = dn_meta
         return out
 
     @staticmethod
-    def _layer_outputs(logits, boxes, corners, refs, teacher_corners, teacher_logits) -> List[dict]:
+    def _layer_outputs(logits, boxes, corners, refs, teacher_corners, teacher_logits) -> list[dict]:
         """Per-layer output dicts; the last layer rides along as the GO-LSD teacher (DDF loss)."""
-        return [{"pred_logits": a, "pred_boxes": b, "pred_corners": c, "ref_points": d,
-                 "teacher_corners": teacher_corners, "teacher_logits": teacher_logits}
-                for a, b, c, d in zip(logits, boxes, corners, refs)]
+        return [
+            {
+                "pred_logits": a,
+                "pred_boxes": b,
+                "pred_corners": c,
+                "ref_points": d,
+                "teacher_corners": teacher_corners,
+                "teacher_logits": teacher_logits,
+            }
+            for a, b, c, d in zip(logits, boxes, corners, refs)
+        ]
 
     # ---------------------------------------------------------------- deploy
     def deploy(self) -> "DEIMTransformer":
@@ -387,8 +498,7 @@ class DEIMTransformer(nn.Module):
         self.eval()
         e = self.eval_idx
         self.dec_score_head = nn.ModuleList([nn.Identity()] * e + [self.dec_score_head[e]])
-        self.dec_bbox_head = nn.ModuleList(
-            [h if i <= e else nn.Identity() for i, h in enumerate(self.dec_bbox_head)])
+        self.dec_bbox_head = nn.ModuleList([h if i <= e else nn.Identity() for i, h in enumerate(self.dec_bbox_head)])
         self.decoder.deploy()
         return self
 

@@ -4,7 +4,7 @@ Parameter names follow the official code so that official checkpoints load with 
 """
 
 import math
-from typing import List, Optional, Sequence, Union
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -14,8 +14,17 @@ from torch import Tensor
 
 from .layers import make_activation
 
-__all__ = ["RMSNorm", "SwiGLUFFN", "Gate", "MLP", "LQE", "MSDeformableAttention", "TransformerDecoderLayer",
-           "deformable_sample", "prob_bias"]
+__all__ = [
+    "RMSNorm",
+    "SwiGLUFFN",
+    "Gate",
+    "MLP",
+    "LQE",
+    "MSDeformableAttention",
+    "TransformerDecoderLayer",
+    "deformable_sample",
+    "prob_bias",
+]
 
 
 def prob_bias(prior_prob: float) -> float:
@@ -136,8 +145,14 @@ class LQE(nn.Module):
         return scores + self.reg_conf(stat.reshape(b, q, -1))
 
 
-def deformable_sample(values: Sequence[Tensor], spatial_shapes, sampling_locations: Tensor,
-                      attention_weights: Tensor, num_points_list: List[int], method: str = "default") -> Tensor:
+def deformable_sample(
+    values: Sequence[Tensor],
+    spatial_shapes,
+    sampling_locations: Tensor,
+    attention_weights: Tensor,
+    num_points_list: list[int],
+    method: str = "default",
+) -> Tensor:
     """Multi-scale deformable attention core (pure PyTorch).
 
     values: per level ``[B*H, c, h, w]``; sampling_locations ``[B, Q, H, P, 2]`` in [0, 1] (x, y);
@@ -179,8 +194,15 @@ class MSDeformableAttention(nn.Module):
     Explained in notebooks/08_decoder.ipynb §3.
     """
 
-    def __init__(self, embed_dim: int = 256, num_heads: int = 8, num_levels: int = 4,
-                 num_points: Union[int, List[int]] = 4, method: str = "default", offset_scale: float = 0.5):
+    def __init__(
+        self,
+        embed_dim: int = 256,
+        num_heads: int = 8,
+        num_levels: int = 4,
+        num_points: int | list[int] = 4,
+        method: str = "default",
+        offset_scale: float = 0.5,
+    ):
         super().__init__()
         if isinstance(num_points, (list, tuple)):
             if len(num_points) != num_levels:
@@ -241,9 +263,19 @@ class TransformerDecoderLayer(nn.Module):
     Explained in notebooks/08_decoder.ipynb §3.
     """
 
-    def __init__(self, d_model: int = 256, n_head: int = 8, dim_feedforward: int = 1024, dropout: float = 0.0,
-                 activation="relu", n_levels: int = 4, n_points=4, cross_attn_method: str = "default",
-                 layer_scale: Optional[float] = None, use_gateway: bool = False):
+    def __init__(
+        self,
+        d_model: int = 256,
+        n_head: int = 8,
+        dim_feedforward: int = 1024,
+        dropout: float = 0.0,
+        activation="relu",
+        n_levels: int = 4,
+        n_points=4,
+        cross_attn_method: str = "default",
+        layer_scale: float | None = None,
+        use_gateway: bool = False,
+    ):
         super().__init__()
         if layer_scale is not None:
             dim_feedforward = round(layer_scale * dim_feedforward)
@@ -262,7 +294,7 @@ class TransformerDecoderLayer(nn.Module):
         self.dropout4 = nn.Dropout(dropout)
         self.norm3 = RMSNorm(d_model)
 
-    def _self_attention(self, x: Tensor, pos: Optional[Tensor], attn_mask: Optional[Tensor]) -> Tensor:
+    def _self_attention(self, x: Tensor, pos: Tensor | None, attn_mask: Tensor | None) -> Tensor:
         """nn.MultiheadAttention(q=k=x+pos, v=x) computed with its own weights through SDPA.
 
         ``attn_mask`` is boolean with True = blocked (nn.MultiheadAttention convention).
@@ -273,7 +305,7 @@ class TransformerDecoderLayer(nn.Module):
         w, b = mha.in_proj_weight, mha.in_proj_bias
         qk_in = x if pos is None else x + pos
         qk = F.linear(qk_in, w[: 2 * d], b[: 2 * d])
-        v = F.linear(x, w[2 * d:], b[2 * d:])
+        v = F.linear(x, w[2 * d :], b[2 * d :])
         bs, n, _ = x.shape
         q, k = qk.reshape(bs, n, 2, heads, d // heads).permute(2, 0, 3, 1, 4)
         v = v.reshape(bs, n, heads, d // heads).transpose(1, 2)
@@ -282,8 +314,15 @@ class TransformerDecoderLayer(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop)
         return mha.out_proj(out.transpose(1, 2).reshape(bs, n, d))
 
-    def forward(self, target: Tensor, reference_points: Tensor, value, spatial_shapes,
-                attn_mask: Optional[Tensor] = None, query_pos_embed: Optional[Tensor] = None) -> Tensor:
+    def forward(
+        self,
+        target: Tensor,
+        reference_points: Tensor,
+        value,
+        spatial_shapes,
+        attn_mask: Tensor | None = None,
+        query_pos_embed: Tensor | None = None,
+    ) -> Tensor:
         target = self.norm1(target + self.dropout1(self._self_attention(target, query_pos_embed, attn_mask)))
         query = target if query_pos_embed is None else target + query_pos_embed
         cross = self.dropout2(self.cross_attn(query, reference_points, value, spatial_shapes))

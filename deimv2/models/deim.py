@@ -1,7 +1,5 @@
 """The full detector: backbone -> encoder -> decoder."""
 
-from typing import Dict, List, Optional
-
 import torch.nn as nn
 from torch import Tensor
 
@@ -24,7 +22,7 @@ class DEIM(nn.Module):
         self.decoder = decoder
         self.encoder = encoder
 
-    def forward(self, x: Tensor, targets: Optional[List[Dict[str, Tensor]]] = None):
+    def forward(self, x: Tensor, targets: list[dict[str, Tensor]] | None = None):
         return self.decoder(self.encoder(self.backbone(x)), targets)
 
     def deploy(self) -> "DEIM":

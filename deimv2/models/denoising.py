@@ -7,8 +7,6 @@ to a random class. The queries are prepended to the matching queries; an attenti
 groups from seeing each other and keeps the matching queries from seeing any denoising query.
 """
 
-from typing import Dict, List
-
 import torch
 import torch.nn as nn
 
@@ -17,9 +15,15 @@ from ..box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
 __all__ = ["get_contrastive_denoising_training_group"]
 
 
-def get_contrastive_denoising_training_group(targets: List[Dict[str, torch.Tensor]], num_classes: int,
-                                             num_queries: int, class_embed: nn.Module, num_denoising: int = 100,
-                                             label_noise_ratio: float = 0.5, box_noise_scale: float = 1.0):
+def get_contrastive_denoising_training_group(
+    targets: list[dict[str, torch.Tensor]],
+    num_classes: int,
+    num_queries: int,
+    class_embed: nn.Module,
+    num_denoising: int = 100,
+    label_noise_ratio: float = 0.5,
+    box_noise_scale: float = 1.0,
+):
     """Build denoising queries from ``targets`` (list of dicts with ``labels`` [n] and ``boxes`` [n,4] cxcywh in [0,1]).
 
     Returns ``(query_embeds [B, D, C], query_boxes_unact [B, D, 4] (logit space), attn_mask [D+Q, D+Q] bool
@@ -41,7 +45,7 @@ def get_contrastive_denoising_training_group(targets: List[Dict[str, torch.Tenso
 
     num_group = max(num_denoising // max_gt, 1)
     bs = len(targets)
-    group_len = 2 * max_gt                      # positives then negatives
+    group_len = 2 * max_gt  # positives then negatives
     total = group_len * num_group
 
     labels = torch.full([bs, max_gt], num_classes, dtype=torch.int32, device=device)
@@ -84,8 +88,7 @@ def get_contrastive_denoising_training_group(targets: List[Dict[str, torch.Tenso
     group_id = torch.arange(total, device=device) // group_len
     attn_mask = torch.zeros([size, size], dtype=torch.bool, device=device)
     attn_mask[:total, :total] = group_id.unsqueeze(1) != group_id.unsqueeze(0)  # groups are blind to each other
-    attn_mask[total:, :total] = True                                            # matching queries see no dn query
+    attn_mask[total:, :total] = True  # matching queries see no dn query
 
     dn_meta = {"dn_positive_idx": dn_positive_idx, "dn_num_group": num_group, "dn_num_split": [total, num_queries]}
     return query_embeds, boxes_unact, attn_mask, dn_meta
-

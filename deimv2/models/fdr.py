@@ -40,11 +40,11 @@ def weighting_function(reg_max: int, up: Tensor, reg_scale, deploy: bool = False
         a = bound.item()
         outer = (bound * 2).item()
         step = (a + 1) ** exponent
-        right = [step ** i - 1 for i in range(1, half)]
+        right = [step**i - 1 for i in range(1, half)]
         values = [-outer] + [-v for v in reversed(right)] + [0.0] + right + [outer]
         return torch.tensor(values, dtype=up.dtype, device=up.device)
     step = (bound + 1) ** exponent
-    right = [step ** i - 1 for i in range(1, half)]  # each [1]
+    right = [step**i - 1 for i in range(1, half)]  # each [1]
     left = [-v for v in reversed(right)]
     zero = torch.zeros_like(bound)
     return torch.cat([-(bound * 2)] + left + [zero] + right + [bound * 2], 0)

@@ -3,6 +3,7 @@
 State-dict keys and numerics follow the official ``engine/backbone/hgnetv2.py``
 (PP-HGNetV2 as ported by D-FINE), so official checkpoints load with ``strict=True``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,40 +20,106 @@ _RELEASE_URL = "https://github.com/Peterande/storage/releases/download/dfinev1.0
 
 # Stage rows: (in, mid, out, num_blocks, downsample, light_block, kernel_size, layer_num)
 HGNETV2_ARCHS: dict[str, dict] = {
-    "Atto": {"stem": (3, 16, 16), "stages": [
-        (16, 16, 64, 1, False, False, 3, 3), (64, 32, 256, 1, True, False, 3, 3),
-        (256, 64, 256, 1, True, True, 3, 3)], "stage1_file": "B0"},
-    "Femto": {"stem": (3, 16, 16), "stages": [
-        (16, 16, 64, 1, False, False, 3, 3), (64, 32, 256, 1, True, False, 3, 3),
-        (256, 64, 512, 1, True, True, 5, 3)], "stage1_file": "B0"},
-    "Pico": {"stem": (3, 16, 16), "stages": [
-        (16, 16, 64, 1, False, False, 3, 3), (64, 32, 256, 1, True, False, 3, 3),
-        (256, 64, 512, 2, True, True, 5, 3)], "stage1_file": "B0"},
-    "B0": {"stem": (3, 16, 16), "stages": [
-        (16, 16, 64, 1, False, False, 3, 3), (64, 32, 256, 1, True, False, 3, 3),
-        (256, 64, 512, 2, True, True, 5, 3), (512, 128, 1024, 1, True, True, 5, 3)]},
-    "B1": {"stem": (3, 24, 32), "stages": [
-        (32, 32, 64, 1, False, False, 3, 3), (64, 48, 256, 1, True, False, 3, 3),
-        (256, 96, 512, 2, True, True, 5, 3), (512, 192, 1024, 1, True, True, 5, 3)]},
-    "B2": {"stem": (3, 24, 32), "stages": [
-        (32, 32, 96, 1, False, False, 3, 4), (96, 64, 384, 1, True, False, 3, 4),
-        (384, 128, 768, 3, True, True, 5, 4), (768, 256, 1536, 1, True, True, 5, 4)]},
-    "B3": {"stem": (3, 24, 32), "stages": [
-        (32, 32, 128, 1, False, False, 3, 5), (128, 64, 512, 1, True, False, 3, 5),
-        (512, 128, 1024, 3, True, True, 5, 5), (1024, 256, 2048, 1, True, True, 5, 5)]},
-    "B4": {"stem": (3, 32, 48), "stages": [
-        (48, 48, 128, 1, False, False, 3, 6), (128, 96, 512, 1, True, False, 3, 6),
-        (512, 192, 1024, 3, True, True, 5, 6), (1024, 384, 2048, 1, True, True, 5, 6)]},
-    "B5": {"stem": (3, 32, 64), "stages": [
-        (64, 64, 128, 1, False, False, 3, 6), (128, 128, 512, 2, True, False, 3, 6),
-        (512, 256, 1024, 5, True, True, 5, 6), (1024, 512, 2048, 2, True, True, 5, 6)]},
-    "B6": {"stem": (3, 48, 96), "stages": [
-        (96, 96, 192, 2, False, False, 3, 6), (192, 192, 512, 3, True, False, 3, 6),
-        (512, 384, 1024, 6, True, True, 5, 6), (1024, 768, 2048, 3, True, True, 5, 6)]},
+    "Atto": {
+        "stem": (3, 16, 16),
+        "stages": [
+            (16, 16, 64, 1, False, False, 3, 3),
+            (64, 32, 256, 1, True, False, 3, 3),
+            (256, 64, 256, 1, True, True, 3, 3),
+        ],
+        "stage1_file": "B0",
+    },
+    "Femto": {
+        "stem": (3, 16, 16),
+        "stages": [
+            (16, 16, 64, 1, False, False, 3, 3),
+            (64, 32, 256, 1, True, False, 3, 3),
+            (256, 64, 512, 1, True, True, 5, 3),
+        ],
+        "stage1_file": "B0",
+    },
+    "Pico": {
+        "stem": (3, 16, 16),
+        "stages": [
+            (16, 16, 64, 1, False, False, 3, 3),
+            (64, 32, 256, 1, True, False, 3, 3),
+            (256, 64, 512, 2, True, True, 5, 3),
+        ],
+        "stage1_file": "B0",
+    },
+    "B0": {
+        "stem": (3, 16, 16),
+        "stages": [
+            (16, 16, 64, 1, False, False, 3, 3),
+            (64, 32, 256, 1, True, False, 3, 3),
+            (256, 64, 512, 2, True, True, 5, 3),
+            (512, 128, 1024, 1, True, True, 5, 3),
+        ],
+    },
+    "B1": {
+        "stem": (3, 24, 32),
+        "stages": [
+            (32, 32, 64, 1, False, False, 3, 3),
+            (64, 48, 256, 1, True, False, 3, 3),
+            (256, 96, 512, 2, True, True, 5, 3),
+            (512, 192, 1024, 1, True, True, 5, 3),
+        ],
+    },
+    "B2": {
+        "stem": (3, 24, 32),
+        "stages": [
+            (32, 32, 96, 1, False, False, 3, 4),
+            (96, 64, 384, 1, True, False, 3, 4),
+            (384, 128, 768, 3, True, True, 5, 4),
+            (768, 256, 1536, 1, True, True, 5, 4),
+        ],
+    },
+    "B3": {
+        "stem": (3, 24, 32),
+        "stages": [
+            (32, 32, 128, 1, False, False, 3, 5),
+            (128, 64, 512, 1, True, False, 3, 5),
+            (512, 128, 1024, 3, True, True, 5, 5),
+            (1024, 256, 2048, 1, True, True, 5, 5),
+        ],
+    },
+    "B4": {
+        "stem": (3, 32, 48),
+        "stages": [
+            (48, 48, 128, 1, False, False, 3, 6),
+            (128, 96, 512, 1, True, False, 3, 6),
+            (512, 192, 1024, 3, True, True, 5, 6),
+            (1024, 384, 2048, 1, True, True, 5, 6),
+        ],
+    },
+    "B5": {
+        "stem": (3, 32, 64),
+        "stages": [
+            (64, 64, 128, 1, False, False, 3, 6),
+            (128, 128, 512, 2, True, False, 3, 6),
+            (512, 256, 1024, 5, True, True, 5, 6),
+            (1024, 512, 2048, 2, True, True, 5, 6),
+        ],
+    },
+    "B6": {
+        "stem": (3, 48, 96),
+        "stages": [
+            (96, 96, 192, 2, False, False, 3, 6),
+            (192, 192, 512, 3, True, False, 3, 6),
+            (512, 384, 1024, 6, True, True, 5, 6),
+            (1024, 768, 2048, 3, True, True, 5, 6),
+        ],
+    },
 }
 
-_ACTIVATIONS = {"relu": nn.ReLU, "silu": nn.SiLU, "swish": nn.SiLU, "gelu": nn.GELU,
-                "leaky_relu": nn.LeakyReLU, "hardsigmoid": nn.Hardsigmoid}
+_ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "gelu": nn.GELU,
+    "leaky_relu": nn.LeakyReLU,
+    "hardsigmoid": nn.Hardsigmoid,
+}
 
 
 def _make_act(act: str) -> nn.Module:
@@ -82,11 +149,13 @@ class FrozenBatchNorm2d(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict,
-                              missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         state_dict.pop(prefix + "num_batches_tracked", None)
-        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,
-                                      missing_keys, unexpected_keys, error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         scale = self.weight * (self.running_var + self.eps).rsqrt()
@@ -118,8 +187,17 @@ class ConvBNAct(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, c_in: int, c_out: int, k: int, stride: int = 1, groups: int = 1,
-                 use_act: bool = True, use_lab: bool = False, act: str = "relu"):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        k: int,
+        stride: int = 1,
+        groups: int = 1,
+        use_act: bool = True,
+        use_lab: bool = False,
+        act: str = "relu",
+    ):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, k, stride, padding=(k - 1) // 2, groups=groups, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
@@ -174,8 +252,18 @@ class HGBlock(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, c_in: int, c_mid: int, c_out: int, layer_num: int, k: int, residual: bool,
-                 light_block: bool, use_lab: bool, act: str):
+    def __init__(
+        self,
+        c_in: int,
+        c_mid: int,
+        c_out: int,
+        layer_num: int,
+        k: int,
+        residual: bool,
+        light_block: bool,
+        use_lab: bool,
+        act: str,
+    ):
         super().__init__()
         self.residual = residual
         self.layers = nn.ModuleList()
@@ -208,16 +296,29 @@ class HGStage(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, c_in, c_mid, c_out, num_blocks, downsample, light_block, k, layer_num,
-                 use_lab: bool, act: str):
+    def __init__(self, c_in, c_mid, c_out, num_blocks, downsample, light_block, k, layer_num, use_lab: bool, act: str):
         super().__init__()
-        self.downsample = (ConvBNAct(c_in, c_in, 3, 2, groups=c_in, use_act=False, use_lab=use_lab, act=act)
-                           if downsample else nn.Identity())
-        self.blocks = nn.Sequential(*[
-            HGBlock(c_in if i == 0 else c_out, c_mid, c_out, layer_num, k, residual=i > 0,
-                    light_block=light_block, use_lab=use_lab, act=act)
-            for i in range(num_blocks)
-        ])
+        self.downsample = (
+            ConvBNAct(c_in, c_in, 3, 2, groups=c_in, use_act=False, use_lab=use_lab, act=act)
+            if downsample
+            else nn.Identity()
+        )
+        self.blocks = nn.Sequential(
+            *[
+                HGBlock(
+                    c_in if i == 0 else c_out,
+                    c_mid,
+                    c_out,
+                    layer_num,
+                    k,
+                    residual=i > 0,
+                    light_block=light_block,
+                    use_lab=use_lab,
+                    act=act,
+                )
+                for i in range(num_blocks)
+            ]
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.downsample(x))
@@ -244,9 +345,18 @@ class HGNetv2(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, name: str, use_lab: bool = False, return_idx=(1, 2, 3), freeze_stem_only: bool = True,
-                 freeze_at: int = 0, freeze_norm: bool = True, pretrained: bool = False,
-                 local_model_dir: str | Path | None = None, act: str = "relu"):
+    def __init__(
+        self,
+        name: str,
+        use_lab: bool = False,
+        return_idx=(1, 2, 3),
+        freeze_stem_only: bool = True,
+        freeze_at: int = 0,
+        freeze_norm: bool = True,
+        pretrained: bool = False,
+        local_model_dir: str | Path | None = None,
+        act: str = "relu",
+    ):
         super().__init__()
         if name not in HGNETV2_ARCHS:
             raise ConfigError(f"未知的 HGNetv2 name={name!r}。可选值: {list(HGNETV2_ARCHS)}。")
@@ -254,8 +364,10 @@ class HGNetv2(nn.Module):
         n_stages = len(arch["stages"])
         return_idx = list(return_idx)
         if not return_idx or any(not 0 <= int(i) < n_stages for i in return_idx):
-            raise ConfigError(f"HGNetv2 '{name}' 只有 {n_stages} 个 stage, return_idx={return_idx} 无效 "
-                              f"(取值范围 0..{n_stages - 1})。")
+            raise ConfigError(
+                f"HGNetv2 '{name}' 只有 {n_stages} 个 stage, return_idx={return_idx} 无效 "
+                f"(取值范围 0..{n_stages - 1})。"
+            )
         self.name = name
         self.use_lab = use_lab
         self.return_idx = [int(i) for i in return_idx]
@@ -285,28 +397,35 @@ class HGNetv2(nn.Module):
         fname = self.stage1_filename()
         url = _RELEASE_URL + fname
         if local_model_dir is None:
-            raise WeightsError(f"HGNetv2 pretrained=True 但没有给出 local_model_dir。本包不会自动下载权重: "
-                               f"请手动下载 {url} ,放到某个目录后设置 local_model_dir; "
-                               f"或设置 pretrained=False 从随机初始化开始训练。")
+            raise WeightsError(
+                f"HGNetv2 pretrained=True 但没有给出 local_model_dir。本包不会自动下载权重: "
+                f"请手动下载 {url} ,放到某个目录后设置 local_model_dir; "
+                f"或设置 pretrained=False 从随机初始化开始训练。"
+            )
         path = Path(local_model_dir) / fname
         if not path.is_file():
-            raise WeightsError(f"找不到 HGNetv2 预训练权重文件: {path}。本包不会自动下载权重: "
-                               f"请手动下载 {url} 并放到 {Path(local_model_dir)} 目录下; "
-                               f"或设置 pretrained=False。")
+            raise WeightsError(
+                f"找不到 HGNetv2 预训练权重文件: {path}。本包不会自动下载权重: "
+                f"请手动下载 {url} 并放到 {Path(local_model_dir)} 目录下; "
+                f"或设置 pretrained=False。"
+            )
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # corrupt / not a state_dict
             raise WeightsError(f"无法读取 HGNetv2 权重文件 {path}: {e}。请重新下载 {url}。") from e
         if not isinstance(state, dict):
-            raise WeightsError(f"HGNetv2 权重文件 {path} 的内容不是 state_dict (类型 {type(state).__name__})。"
-                               f"请重新下载 {url}。")
+            raise WeightsError(
+                f"HGNetv2 权重文件 {path} 的内容不是 state_dict (类型 {type(state).__name__})。请重新下载 {url}。"
+            )
         if self.name in ("Atto", "Femto", "Pico"):
             # The B0 file only partly fits these smaller nets: take the keys whose name and shape match.
             own = self.state_dict()
             fit = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
             self.load_state_dict(fit, strict=False)
-            print(f"已从 {path} 加载 HGNetv2-{self.name} 预训练权重: 匹配 {len(fit)} 个, "
-                  f"模型中未加载 {len(set(own) - set(fit))} 个, 文件中未使用 {len(set(state) - set(fit))} 个 (正常现象)。")
+            print(
+                f"已从 {path} 加载 HGNetv2-{self.name} 预训练权重: 匹配 {len(fit)} 个, "
+                f"模型中未加载 {len(set(own) - set(fit))} 个, 文件中未使用 {len(set(state) - set(fit))} 个 (正常现象)。"
+            )
         else:
             try:
                 self.load_state_dict(state, strict=True)

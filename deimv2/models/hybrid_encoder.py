@@ -5,6 +5,7 @@ state_dict keys (official checkpoints load with ``strict=True``), same outputs. 
 not change results: attention uses ``F.scaled_dot_product_attention``; the 2-D sin-cos position
 embedding is cached per feature size (never stored in the state_dict).
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,14 +17,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .layers import (ConvBNAct, ELANFuseBlockDEIM, ELANFuseBlockDFine, SCDown, convert_to_deploy,
-                     make_activation)
+from .layers import ConvBNAct, ELANFuseBlockDEIM, ELANFuseBlockDFine, SCDown, convert_to_deploy, make_activation
 
 __all__ = ["HybridEncoder", "AIFILayer", "sincos_position_embedding_2d"]
 
 
-def sincos_position_embedding_2d(w: int, h: int, embed_dim: int = 256,
-                                 temperature: float = 10000.0) -> torch.Tensor:
+def sincos_position_embedding_2d(w: int, h: int, embed_dim: int = 256, temperature: float = 10000.0) -> torch.Tensor:
     """2-D sin-cos position embedding, shape ``[1, w*h, embed_dim]`` (float32, CPU).
 
     Token ``p`` gets ``a = p // h`` and ``b = p % h`` (the official w-major enumeration; for the
@@ -34,7 +33,9 @@ def sincos_position_embedding_2d(w: int, h: int, embed_dim: int = 256,
     Explained in notebooks/07_architecture.ipynb §1.
     """
     if embed_dim % 4 != 0:
-        raise ConfigError(f"hidden_dim={embed_dim} 必须能被 4 整除(2D sin-cos 位置编码的要求),请修改配置中的 hidden_dim。")
+        raise ConfigError(
+            f"hidden_dim={embed_dim} 必须能被 4 整除(2D sin-cos 位置编码的要求),请修改配置中的 hidden_dim。"
+        )
     pos_dim = embed_dim // 4
     omega = 1.0 / (temperature ** (torch.arange(pos_dim, dtype=torch.float32) / pos_dim))
     a = torch.arange(int(w), dtype=torch.float32).repeat_interleave(int(h))
@@ -70,7 +71,7 @@ class _SelfAttention(nn.Module):
         qk_in = x if pos is None else x + pos
         w, bias = self.in_proj_weight, self.in_proj_bias
         qk = F.linear(qk_in, w[: 2 * dim], bias[: 2 * dim])
-        v = F.linear(x, w[2 * dim:], bias[2 * dim:])
+        v = F.linear(x, w[2 * dim :], bias[2 * dim :])
         # -> [B, heads, L, head_dim]
         q, k = qk.view(bsz, length, 2, heads, head_dim).permute(2, 0, 3, 1, 4)
         v = v.view(bsz, length, heads, head_dim).transpose(1, 2)
@@ -88,8 +89,9 @@ class AIFILayer(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1,
-                 activation: str = "relu"):
+    def __init__(
+        self, d_model: int, nhead: int, dim_feedforward: int = 2048, dropout: float = 0.1, activation: str = "relu"
+    ):
         super().__init__()
         self.self_attn = _SelfAttention(d_model, nhead, dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
@@ -132,23 +134,41 @@ class HybridEncoder(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1–§2.
     """
 
-    def __init__(self, in_channels=(512, 1024, 2048), feat_strides=(8, 16, 32), hidden_dim: int = 256,
-                 nhead: int = 8, dim_feedforward: int = 1024, dropout: float = 0.0, enc_act: str = "gelu",
-                 use_encoder_idx=(2,), num_encoder_layers: int = 1, pe_temperature: float = 10000,
-                 expansion: float = 1.0, depth_mult: float = 1.0, act: str = "silu", eval_spatial_size=None,
-                 version: str = "dfine", csp_type: str = "csp2", fuse_op: str = "cat"):
+    def __init__(
+        self,
+        in_channels=(512, 1024, 2048),
+        feat_strides=(8, 16, 32),
+        hidden_dim: int = 256,
+        nhead: int = 8,
+        dim_feedforward: int = 1024,
+        dropout: float = 0.0,
+        enc_act: str = "gelu",
+        use_encoder_idx=(2,),
+        num_encoder_layers: int = 1,
+        pe_temperature: float = 10000,
+        expansion: float = 1.0,
+        depth_mult: float = 1.0,
+        act: str = "silu",
+        eval_spatial_size=None,
+        version: str = "dfine",
+        csp_type: str = "csp2",
+        fuse_op: str = "cat",
+    ):
         super().__init__()
         if len(in_channels) != len(feat_strides):
-            raise ConfigError(f"HybridEncoder: in_channels {list(in_channels)} 与 feat_strides {list(feat_strides)} "
-                              "的长度必须相同,请检查配置。")
+            raise ConfigError(
+                f"HybridEncoder: in_channels {list(in_channels)} 与 feat_strides {list(feat_strides)} "
+                "的长度必须相同,请检查配置。"
+            )
         if fuse_op not in ("sum", "cat"):
             raise ConfigError(f"HybridEncoder: fuse_op={fuse_op!r} 不受支持,请设置为 'sum' 或 'cat'。")
         if version not in ("deim", "dfine"):
             raise ConfigError(f"HybridEncoder: version={version!r} 不受支持,请设置为 'deim' 或 'dfine'。")
         bad_idx = [i for i in use_encoder_idx if not 0 <= i < len(in_channels)]
         if bad_idx:
-            raise ConfigError(f"HybridEncoder: use_encoder_idx {list(use_encoder_idx)} 超出输入层数 "
-                              f"{len(in_channels)},请检查配置。")
+            raise ConfigError(
+                f"HybridEncoder: use_encoder_idx {list(use_encoder_idx)} 超出输入层数 {len(in_channels)},请检查配置。"
+            )
         self.in_channels = list(in_channels)
         self.feat_strides = list(feat_strides)
         self.hidden_dim = hidden_dim
@@ -161,20 +181,28 @@ class HybridEncoder(nn.Module):
         self.fuse_op = fuse_op
         self._pos_cache: dict = {}
 
-        self.input_proj = nn.ModuleList([
-            nn.Sequential(OrderedDict([
-                ("conv", nn.Conv2d(c, hidden_dim, kernel_size=1, bias=False)),
-                ("norm", nn.BatchNorm2d(hidden_dim)),
-            ])) if c != hidden_dim else nn.Identity()
-            for c in in_channels
-        ])
+        self.input_proj = nn.ModuleList(
+            [
+                nn.Sequential(
+                    OrderedDict(
+                        [
+                            ("conv", nn.Conv2d(c, hidden_dim, kernel_size=1, bias=False)),
+                            ("norm", nn.BatchNorm2d(hidden_dim)),
+                        ]
+                    )
+                )
+                if c != hidden_dim
+                else nn.Identity()
+                for c in in_channels
+            ]
+        )
 
         # Prototypes are built once and deep-copied, in the official order, so that a seeded
         # construction gives the same initial weights as the official code.
         layer = AIFILayer(hidden_dim, nhead, dim_feedforward, dropout, enc_act)
-        self.encoder = nn.ModuleList([
-            _AIFIStack(copy.deepcopy(layer), num_encoder_layers) for _ in range(len(use_encoder_idx))
-        ])
+        self.encoder = nn.ModuleList(
+            [_AIFIStack(copy.deepcopy(layer), num_encoder_layers) for _ in range(len(use_encoder_idx))]
+        )
 
         c1 = hidden_dim if fuse_op == "sum" else 2 * hidden_dim
         c4 = round(expansion * hidden_dim // 2)
@@ -198,8 +226,9 @@ class HybridEncoder(nn.Module):
                 s = self.feat_strides[idx]
                 self._position_embedding(h // s, w // s, torch.device("cpu"))
 
-    def _position_embedding(self, h: int, w: int, device: torch.device,
-                            dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def _position_embedding(
+        self, h: int, w: int, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """Cached ``[1, h*w, hidden_dim]`` embedding for an ``h x w`` map (plain attribute, not a buffer)."""
         key = (h, w, device, dtype)
         pos = self._pos_cache.get(key)
@@ -208,15 +237,17 @@ class HybridEncoder(nn.Module):
             self._pos_cache[key] = pos
         return pos
 
-    def deploy(self) -> "HybridEncoder":
+    def deploy(self) -> HybridEncoder:
         """Switch to eval mode and fold every ConvBNAct / RepVGGBlock into single convs (in place)."""
         self.eval()
         return convert_to_deploy(self)
 
     def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         if len(feats) != len(self.in_channels):
-            raise ConfigError(f"HybridEncoder 期望 {len(self.in_channels)} 个特征图(in_channels={self.in_channels}),"
-                              f"实际收到 {len(feats)} 个。请让 backbone 的 return_idx 与 encoder 的 in_channels 一致。")
+            raise ConfigError(
+                f"HybridEncoder 期望 {len(self.in_channels)} 个特征图(in_channels={self.in_channels}),"
+                f"实际收到 {len(feats)} 个。请让 backbone 的 return_idx 与 encoder 的 in_channels 一致。"
+            )
         proj = [m(f) for m, f in zip(self.input_proj, feats)]
 
         if self.num_encoder_layers > 0:

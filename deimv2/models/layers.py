@@ -8,6 +8,7 @@ Deploy-mode state_dict keys (same as official):
   * :class:`ConvBNAct` -> ``conv_bn_fused.weight`` / ``conv_bn_fused.bias``
   * :class:`RepVGGBlock` -> ``conv.weight`` / ``conv.bias``
 """
+
 from __future__ import annotations
 
 import torch
@@ -17,14 +18,25 @@ import torch.nn.functional as F
 from ..errors import ConfigError
 
 __all__ = [
-    "make_activation", "fuse_conv_bn", "convert_to_deploy",
-    "ConvBNAct", "RepVGGBlock", "RepCSPBlock", "ELANFuseBlockDFine", "ELANFuseBlockDEIM",
-    "SCDown", "GAPFusion",
+    "make_activation",
+    "fuse_conv_bn",
+    "convert_to_deploy",
+    "ConvBNAct",
+    "RepVGGBlock",
+    "RepCSPBlock",
+    "ELANFuseBlockDFine",
+    "ELANFuseBlockDEIM",
+    "SCDown",
+    "GAPFusion",
 ]
 
 _ACTIVATIONS = {
-    "silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU,
-    "gelu": nn.GELU, "hardsigmoid": nn.Hardsigmoid,
+    "silu": nn.SiLU,
+    "swish": nn.SiLU,
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "gelu": nn.GELU,
+    "hardsigmoid": nn.Hardsigmoid,
 }
 
 
@@ -40,7 +52,8 @@ def make_activation(act: str | nn.Module | None, inplace: bool = True) -> nn.Mod
     cls = _ACTIVATIONS.get(str(act).lower())
     if cls is None:
         raise ConfigError(
-            f"未知的激活函数 act={act!r}。请在配置文件中改为以下之一: {', '.join(sorted(_ACTIVATIONS))}。")
+            f"未知的激活函数 act={act!r}。请在配置文件中改为以下之一: {', '.join(sorted(_ACTIVATIONS))}。"
+        )
     module = cls()
     if hasattr(module, "inplace"):
         module.inplace = inplace
@@ -84,8 +97,17 @@ class ConvBNAct(nn.Module):
     Explained in notebooks/07_architecture.ipynb §4.
     """
 
-    def __init__(self, ch_in: int, ch_out: int, kernel_size: int, stride: int = 1, g: int = 1,
-                 padding: int | None = None, bias: bool = False, act: str | None = None):
+    def __init__(
+        self,
+        ch_in: int,
+        ch_out: int,
+        kernel_size: int,
+        stride: int = 1,
+        g: int = 1,
+        padding: int | None = None,
+        bias: bool = False,
+        act: str | None = None,
+    ):
         super().__init__()
         padding = (kernel_size - 1) // 2 if padding is None else padding
         self.conv = nn.Conv2d(ch_in, ch_out, kernel_size, stride, padding=padding, groups=g, bias=bias)
@@ -103,8 +125,9 @@ class ConvBNAct(nn.Module):
         if hasattr(self, "conv_bn_fused"):
             return
         c = self.conv
-        fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, padding=c.padding,
-                          groups=c.groups, bias=True).to(device=c.weight.device, dtype=c.weight.dtype)
+        fused = nn.Conv2d(
+            c.in_channels, c.out_channels, c.kernel_size, c.stride, padding=c.padding, groups=c.groups, bias=True
+        ).to(device=c.weight.device, dtype=c.weight.dtype)
         kernel, bias = fuse_conv_bn(c, self.norm)
         fused.weight.copy_(kernel)
         fused.bias.copy_(bias)
@@ -155,14 +178,22 @@ class RepCSPBlock(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, num_blocks: int = 3, expansion: float = 1.0,
-                 bias: bool = False, act: str | None = "silu"):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        num_blocks: int = 3,
+        expansion: float = 1.0,
+        bias: bool = False,
+        act: str | None = "silu",
+    ):
         super().__init__()
         hidden = int(out_channels * expansion)
         self.conv1 = ConvBNAct(in_channels, hidden * 2, 1, 1, bias=bias, act=act)
         self.bottlenecks = nn.Sequential(*[RepVGGBlock(hidden, hidden, act=act) for _ in range(num_blocks)])
-        self.conv3 = (ConvBNAct(hidden, out_channels, 1, 1, bias=bias, act=act)
-                      if hidden != out_channels else nn.Identity())
+        self.conv3 = (
+            ConvBNAct(hidden, out_channels, 1, 1, bias=bias, act=act) if hidden != out_channels else nn.Identity()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = self.conv1(x).chunk(2, 1)
@@ -187,19 +218,31 @@ class ELANFuseBlockDFine(_ELANFuseBlock):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, c1: int, c2: int, c3: int, c4: int, n: int = 3, bias: bool = False,
-                 act: str | None = "silu", csp_type: str = "csp2"):
+    def __init__(
+        self,
+        c1: int,
+        c2: int,
+        c3: int,
+        c4: int,
+        n: int = 3,
+        bias: bool = False,
+        act: str | None = "silu",
+        csp_type: str = "csp2",
+    ):
         super().__init__()
         if csp_type != "csp2":
             raise ConfigError(
                 f"csp_type={csp_type!r} 不受支持: 官方 DEIMv2 的 RepNCSPELAN4 只实现了 'csp2'。"
-                "请在配置文件中设置 csp_type: csp2。")
+                "请在配置文件中设置 csp_type: csp2。"
+            )
         self.c = c3 // 2
         self.cv1 = ConvBNAct(c1, c3, 1, 1, bias=bias, act=act)
-        self.cv2 = nn.Sequential(RepCSPBlock(c3 // 2, c4, n, 1, bias=bias, act=act),
-                                 ConvBNAct(c4, c4, 3, 1, bias=bias, act=act))
-        self.cv3 = nn.Sequential(RepCSPBlock(c4, c4, n, 1, bias=bias, act=act),
-                                 ConvBNAct(c4, c4, 3, 1, bias=bias, act=act))
+        self.cv2 = nn.Sequential(
+            RepCSPBlock(c3 // 2, c4, n, 1, bias=bias, act=act), ConvBNAct(c4, c4, 3, 1, bias=bias, act=act)
+        )
+        self.cv3 = nn.Sequential(
+            RepCSPBlock(c4, c4, n, 1, bias=bias, act=act), ConvBNAct(c4, c4, 3, 1, bias=bias, act=act)
+        )
         self.cv4 = ConvBNAct(c3 + 2 * c4, c2, 1, 1, bias=bias, act=act)
 
 
@@ -209,8 +252,7 @@ class ELANFuseBlockDEIM(_ELANFuseBlock):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, c1: int, c2: int, c3: int, c4: int, n: int = 3, bias: bool = False,
-                 act: str | None = "silu"):
+    def __init__(self, c1: int, c2: int, c3: int, c4: int, n: int = 3, bias: bool = False, act: str | None = "silu"):
         super().__init__()
         self.c = c3 // 2
         self.cv1 = ConvBNAct(c1, c3, 1, 1, bias=bias, act=act)

@@ -1,7 +1,5 @@
 """Turn decoder outputs into detections in pixel coordinates (no NMS, no score threshold)."""
 
-from typing import Dict, List, Tuple, Union
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -14,10 +12,9 @@ __all__ = ["PostProcessor", "MSCOCO_LABEL_TO_CATEGORY", "MSCOCO_CATEGORY_TO_LABE
 # COCO has 80 classes but category ids run 1..90 with gaps (12, 26, 29, 30, 45, 66, 68, 69, 71, 83).
 _MISSING_COCO_IDS = {12, 26, 29, 30, 45, 66, 68, 69, 71, 83}
 #: contiguous label 0..79 -> COCO category id
-MSCOCO_LABEL_TO_CATEGORY: Dict[int, int] = dict(
-    enumerate(i for i in range(1, 91) if i not in _MISSING_COCO_IDS))
+MSCOCO_LABEL_TO_CATEGORY: dict[int, int] = dict(enumerate(i for i in range(1, 91) if i not in _MISSING_COCO_IDS))
 #: COCO category id -> contiguous label 0..79
-MSCOCO_CATEGORY_TO_LABEL: Dict[int, int] = {v: k for k, v in MSCOCO_LABEL_TO_CATEGORY.items()}
+MSCOCO_CATEGORY_TO_LABEL: dict[int, int] = {v: k for k, v in MSCOCO_LABEL_TO_CATEGORY.items()}
 
 
 def _cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
@@ -37,24 +34,34 @@ class PostProcessor(nn.Module):
     Explained in notebooks/07_architecture.ipynb §1.
     """
 
-    def __init__(self, num_classes: int = 80, use_focal_loss: bool = True, num_top_queries: int = 300,
-                 remap_mscoco_category: bool = False):
+    def __init__(
+        self,
+        num_classes: int = 80,
+        use_focal_loss: bool = True,
+        num_top_queries: int = 300,
+        remap_mscoco_category: bool = False,
+    ):
         super().__init__()
         self.use_focal_loss = use_focal_loss
         self.num_top_queries = num_top_queries
         self.num_classes = int(num_classes)
         self.remap_mscoco_category = remap_mscoco_category
         if remap_mscoco_category and self.num_classes > len(MSCOCO_LABEL_TO_CATEGORY):
-            raise ConfigError(f"remap_mscoco_category=True 只适用于 COCO 的 80 类，当前 num_classes={self.num_classes}。"
-                              "自定义数据集请在配置中设置 remap_mscoco_category: False。")
+            raise ConfigError(
+                f"remap_mscoco_category=True 只适用于 COCO 的 80 类，当前 num_classes={self.num_classes}。"
+                "自定义数据集请在配置中设置 remap_mscoco_category: False。"
+            )
         self.deploy_mode = False
 
     def extra_repr(self) -> str:
-        return (f"use_focal_loss={self.use_focal_loss}, num_classes={self.num_classes}, "
-                f"num_top_queries={self.num_top_queries}")
+        return (
+            f"use_focal_loss={self.use_focal_loss}, num_classes={self.num_classes}, "
+            f"num_top_queries={self.num_top_queries}"
+        )
 
-    def forward(self, outputs: Dict[str, Tensor], orig_target_sizes: Tensor
-                ) -> Union[List[Dict[str, Tensor]], Tuple[Tensor, Tensor, Tensor]]:
+    def forward(
+        self, outputs: dict[str, Tensor], orig_target_sizes: Tensor
+    ) -> list[dict[str, Tensor]] | tuple[Tensor, Tensor, Tensor]:
         logits, boxes = outputs["pred_logits"], outputs["pred_boxes"]
         boxes = _cxcywh_to_xyxy(boxes) * orig_target_sizes.repeat(1, 2).unsqueeze(1)
         if self.use_focal_loss:
@@ -76,8 +83,9 @@ class PostProcessor(nn.Module):
             return labels, boxes, scores
 
         if self.remap_mscoco_category:
-            table = torch.tensor([MSCOCO_LABEL_TO_CATEGORY[i] for i in range(len(MSCOCO_LABEL_TO_CATEGORY))],
-                                 device=labels.device)
+            table = torch.tensor(
+                [MSCOCO_LABEL_TO_CATEGORY[i] for i in range(len(MSCOCO_LABEL_TO_CATEGORY))], device=labels.device
+            )
             labels = table[labels]
         return [{"labels": lab, "boxes": box, "scores": sco} for lab, box, sco in zip(labels, boxes, scores)]
 

@@ -5,6 +5,7 @@ The ViT gives three single-scale (stride 16) semantic maps; they are resized to 
 then projected by a 1x1 conv + SyncBatchNorm. State-dict keys equal the official
 ``engine/backbone/dinov3_adapter.py`` ones.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -39,14 +40,20 @@ class SpatialTuningAdapter(nn.Module):
         super().__init__()
         c = inplanes
         self.stem = nn.Sequential(  # stride 4
-            nn.Conv2d(3, c, 3, 2, 1, bias=False), nn.SyncBatchNorm(c), nn.GELU(),
-            nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+            nn.Conv2d(3, c, 3, 2, 1, bias=False),
+            nn.SyncBatchNorm(c),
+            nn.GELU(),
+            nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+        )
         self.conv2 = nn.Sequential(  # stride 8
-            nn.Conv2d(c, 2 * c, 3, 2, 1, bias=False), nn.SyncBatchNorm(2 * c))
+            nn.Conv2d(c, 2 * c, 3, 2, 1, bias=False), nn.SyncBatchNorm(2 * c)
+        )
         self.conv3 = nn.Sequential(  # stride 16
-            nn.GELU(), nn.Conv2d(2 * c, 4 * c, 3, 2, 1, bias=False), nn.SyncBatchNorm(4 * c))
+            nn.GELU(), nn.Conv2d(2 * c, 4 * c, 3, 2, 1, bias=False), nn.SyncBatchNorm(4 * c)
+        )
         self.conv4 = nn.Sequential(  # stride 32
-            nn.GELU(), nn.Conv2d(4 * c, 4 * c, 3, 2, 1, bias=False), nn.SyncBatchNorm(4 * c))
+            nn.GELU(), nn.Conv2d(4 * c, 4 * c, 3, 2, 1, bias=False), nn.SyncBatchNorm(4 * c)
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c2 = self.conv2(self.stem(x))
@@ -67,24 +74,36 @@ class DINOv3STAs(nn.Module):
     Explained in notebooks/07_architecture.ipynb §3 (input normalisation: §5).
     """
 
-    def __init__(self, name: str, weights_path: str | Path | None = None, interaction_indexes=(),
-                 finetune: bool = True, embed_dim: int = 192, num_heads: int = 3, patch_size: int = 16,
-                 use_sta: bool = True, conv_inplane: int = 16, hidden_dim: int | None = None):
+    def __init__(
+        self,
+        name: str,
+        weights_path: str | Path | None = None,
+        interaction_indexes=(),
+        finetune: bool = True,
+        embed_dim: int = 192,
+        num_heads: int = 3,
+        patch_size: int = 16,
+        use_sta: bool = True,
+        conv_inplane: int = 16,
+        hidden_dim: int | None = None,
+    ):
         super().__init__()
         indexes = list(interaction_indexes)
         if len(indexes) not in (1, 3):
-            raise ConfigError(f"DINOv3STAs 的 interaction_indexes={indexes} 无效: 需要 3 个 ViT block 序号 "
-                              f"(例如 [3, 7, 11] 或 [5, 8, 11]), 或 1 个 (三个尺度共用)。")
+            raise ConfigError(
+                f"DINOv3STAs 的 interaction_indexes={indexes} 无效: 需要 3 个 ViT block 序号 "
+                f"(例如 [3, 7, 11] 或 [5, 8, 11]), 或 1 个 (三个尺度共用)。"
+            )
         if patch_size != 16:
             raise ConfigError(f"DINOv3STAs 只支持 patch_size=16 (官方实现按 stride 16 拼接特征), 现在是 {patch_size}。")
         if name in DINOV3_ARCHS:
             self.dinov3 = DINOv3ViT(name, return_layers=indexes, patch_size=patch_size)
         elif name in VIT_TINY_ARCHS:
-            self.dinov3 = ViTTiny(embed_dim=embed_dim, num_heads=num_heads, return_layers=indexes,
-                                  patch_size=patch_size)
+            self.dinov3 = ViTTiny(
+                embed_dim=embed_dim, num_heads=num_heads, return_layers=indexes, patch_size=patch_size
+            )
         else:
-            raise ConfigError(f"未知的 DINOv3STAs name={name!r}。可选值: "
-                              f"{list(VIT_TINY_ARCHS) + list(DINOV3_ARCHS)}。")
+            raise ConfigError(f"未知的 DINOv3STAs name={name!r}。可选值: {list(VIT_TINY_ARCHS) + list(DINOV3_ARCHS)}。")
         self.name = name
         self.interaction_indexes = indexes
         self.patch_size = patch_size
@@ -118,17 +137,21 @@ class DINOv3STAs(nn.Module):
             self._vit_module().load_state_dict(sd, strict=True)
         except RuntimeError as e:
             expected = BACKBONE_WEIGHT_FILES[self.name]
-            raise WeightsError(f"{source} 与 DINOv3STAs '{self.name}' 的 ViT 结构不匹配 (应为官方 {expected} "
-                               f"的扁平 state_dict 格式)。详细信息: {e}") from e
+            raise WeightsError(
+                f"{source} 与 DINOv3STAs '{self.name}' 的 ViT 结构不匹配 (应为官方 {expected} "
+                f"的扁平 state_dict 格式)。详细信息: {e}"
+            ) from e
 
     def load_backbone_file(self, weights_path: str | Path) -> None:
         path = Path(weights_path)
         expected = BACKBONE_WEIGHT_FILES[self.name]
         if not path.is_file():
-            raise WeightsError(f"找不到 DINOv3STAs '{self.name}' 的预训练权重文件: {path}。本包不会自动下载: "
-                               f"请按 DEIMv2 README 的说明获取 {expected} (DINOv3 权重来自 Meta 官方发布页, "
-                               f"vitt/vittplus 蒸馏权重来自 DEIMv2 作者的发布链接) 并放到该路径; "
-                               f"或把 weights_path 设为 null 从随机初始化开始训练。")
+            raise WeightsError(
+                f"找不到 DINOv3STAs '{self.name}' 的预训练权重文件: {path}。本包不会自动下载: "
+                f"请按 DEIMv2 README 的说明获取 {expected} (DINOv3 权重来自 Meta 官方发布页, "
+                f"vitt/vittplus 蒸馏权重来自 DEIMv2 作者的发布链接) 并放到该路径; "
+                f"或把 weights_path 设为 null 从随机初始化开始训练。"
+            )
         try:
             sd = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:
@@ -150,8 +173,7 @@ class DINOv3STAs(nn.Module):
             feat = tokens.transpose(1, 2).reshape(B, -1, h, w).contiguous()
             if i != 1:  # x2 for stride 8, x0.5 for stride 32; stride 16 stays (identity resize)
                 scale = 2.0 if i == 0 else 0.5
-                feat = F.interpolate(feat, size=[int(h * scale), int(w * scale)], mode="bilinear",
-                                     align_corners=False)
+                feat = F.interpolate(feat, size=[int(h * scale), int(w * scale)], mode="bilinear", align_corners=False)
             if det is not None:
                 feat = torch.cat([feat, det], dim=1)
             outs.append(self.norms[i](self.convs[i](feat)))

@@ -10,6 +10,7 @@ State-dict keys/shapes equal the official ``engine/backbone/vit_tiny.py`` and
 ``engine/backbone/dinov3/`` ones. Both ``forward(x)`` return a list of patch-token tensors
 ``[B, H/16 * W/16, C]``, one per index in ``return_layers`` (in block order).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ class RopeEmbedding(nn.Module):
     Explained in notebooks/07_architecture.ipynb §3.
     """
 
-    def __init__(self, head_dim: int, base: float = 100.0, rescale_coords: float | None = None,
-                 dtype: torch.dtype | None = None):
+    def __init__(
+        self, head_dim: int, base: float = 100.0, rescale_coords: float | None = None, dtype: torch.dtype | None = None
+    ):
         super().__init__()
         if head_dim % 4:
             raise ConfigError(f"RoPE 需要 head_dim 是 4 的倍数, 现在 head_dim={head_dim}。")
@@ -55,7 +57,7 @@ class RopeEmbedding(nn.Module):
         n = self.head_dim // 4
         dtype = self.dtype or torch.get_default_dtype()
         exps = 2 * torch.arange(n, device=self.periods.device, dtype=dtype) / (self.head_dim // 2)
-        self.periods.data = self.base ** exps
+        self.periods.data = self.base**exps
 
     def forward(self, h: int, w: int, n_prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
         dd = {"device": self.periods.device, "dtype": self.dtype or torch.get_default_dtype()}
@@ -106,6 +108,7 @@ class MaskedBiasLinear(nn.Linear):
 
 class Attention(nn.Module):
     """Explained in notebooks/07_architecture.ipynb §3."""
+
     def __init__(self, dim: int, num_heads: int, mask_k_bias: bool = False):
         super().__init__()
         self.num_heads = num_heads
@@ -122,6 +125,7 @@ class Attention(nn.Module):
 
 class LayerScale(nn.Module):
     """Explained in notebooks/07_architecture.ipynb §3."""
+
     def __init__(self, dim: int, init_value: float):
         super().__init__()
         self.init_value = init_value
@@ -133,6 +137,7 @@ class LayerScale(nn.Module):
 
 class Mlp(nn.Module):
     """Explained in notebooks/07_architecture.ipynb §3."""
+
     def __init__(self, dim: int, hidden: int):
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -167,8 +172,16 @@ class Block(nn.Module):
     Explained in notebooks/07_architecture.ipynb §3.
     """
 
-    def __init__(self, dim: int, num_heads: int, eps: float, ffn: str = "mlp", ffn_ratio: float = 4.0,
-                 layerscale: float | None = None, mask_k_bias: bool = False):
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        eps: float,
+        ffn: str = "mlp",
+        ffn_ratio: float = 4.0,
+        layerscale: float | None = None,
+        mask_k_bias: bool = False,
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
         self.attn = Attention(dim, num_heads, mask_k_bias=mask_k_bias)
@@ -200,8 +213,10 @@ class PatchEmbed(nn.Module):
 def _check_layers(return_layers, depth: int) -> list[int]:
     layers = [int(i) for i in return_layers]
     if not layers or len(set(layers)) != len(layers) or any(not 0 <= i < depth for i in layers):
-        raise ConfigError(f"interaction_indexes / return_layers={list(return_layers)} 无效: "
-                          f"需要不重复的 block 序号, 取值范围 0..{depth - 1}。")
+        raise ConfigError(
+            f"interaction_indexes / return_layers={list(return_layers)} 无效: "
+            f"需要不重复的 block 序号, 取值范围 0..{depth - 1}。"
+        )
     return layers
 
 
@@ -235,8 +250,9 @@ class ViTTiny(nn.Module):
 
     n_prefix = 1
 
-    def __init__(self, embed_dim: int = 192, num_heads: int = 3, return_layers=(3, 7, 11),
-                 depth: int = 12, patch_size: int = 16):
+    def __init__(
+        self, embed_dim: int = 192, num_heads: int = 3, return_layers=(3, 7, 11), depth: int = 12, patch_size: int = 16
+    ):
         super().__init__()
         self.embed_dim = embed_dim
         self.patch_size = patch_size
@@ -259,7 +275,7 @@ class ViTTiny(nn.Module):
         for i, blk in enumerate(m.blocks[: max(self.return_layers) + 1]):
             tokens = blk(tokens, rope)
             if i in self.return_layers:
-                outs.append(tokens[:, self.n_prefix:])
+                outs.append(tokens[:, self.n_prefix :])
         return outs
 
 
@@ -292,10 +308,12 @@ class DINOv3ViT(nn.Module):
         self.mask_token = nn.Parameter(torch.empty(1, dim))
         self.patch_embed = PatchEmbed(patch_size, dim)
         self.rope_embed = RopeEmbedding(dim // heads, base=100.0, rescale_coords=2.0, dtype=torch.float32)
-        self.blocks = nn.ModuleList([
-            Block(dim, heads, eps=1e-5, ffn=ffn, ffn_ratio=ratio, layerscale=1e-5, mask_k_bias=True)
-            for _ in range(depth)
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                Block(dim, heads, eps=1e-5, ffn=ffn, ffn_ratio=ratio, layerscale=1e-5, mask_k_bias=True)
+                for _ in range(depth)
+            ]
+        )
         self.norm = nn.LayerNorm(dim, eps=1e-5)
         self.reset_parameters()
 
@@ -304,7 +322,7 @@ class DINOv3ViT(nn.Module):
         nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.storage_tokens, std=0.02)
         nn.init.zeros_(self.mask_token)
-        bound = math.sqrt(1.0 / (3 * self.patch_size ** 2))
+        bound = math.sqrt(1.0 / (3 * self.patch_size**2))
         nn.init.uniform_(self.patch_embed.proj.weight, -bound, bound)
         nn.init.uniform_(self.patch_embed.proj.bias, -bound, bound)
         self.apply(_init_linear_ln)
@@ -326,5 +344,5 @@ class DINOv3ViT(nn.Module):
                 rope = self.rope_embed(h, w, self.n_prefix)
             tokens = blk(tokens, rope)
             if i in self.return_layers:
-                outs.append(self.norm(tokens[:, self.n_prefix:]))
+                outs.append(self.norm(tokens[:, self.n_prefix :]))
         return outs

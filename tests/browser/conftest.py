@@ -5,6 +5,7 @@ They need ``/usr/bin/chromium`` (Debian: ``apt-get install -y chromium fonts-not
 pip package; ``playwright install`` is never needed because the system browser is used.
 The kernels run in fast mode (``DEIMV2_FAST=1``); default mode is covered by the slow nbval test.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path(os.environ.get("DEIMV2_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SERVER_START_TIMEOUT_S = 180
 APP_READY_TIMEOUT_S = 240
 
@@ -35,8 +44,7 @@ APP_READY_TIMEOUT_S = 240
 LAB_SETTINGS = {
     "@jupyter-widgets/jupyterlab-manager/plugin.jupyterlab-settings": {"saveState": True},
     "@jupyterlab/notebook-extension/tracker.jupyterlab-settings": {"windowingMode": "none"},
-    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false",
-                                                                         "checkForUpdates": False},
+    "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false", "checkForUpdates": False},
     "@jupyterlab/extensionmanager-extension/plugin.jupyterlab-settings": {"enabled": False},
 }
 
@@ -71,16 +79,28 @@ class LabServer:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(value), encoding="utf-8")
         self.log_path = state / "jupyterlab.log"
-        cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={self.port}",
-               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-               f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-               f"--LabApp.user_settings_dir={settings_dir}", f"--LabApp.workspaces_dir={state / 'workspaces'}",
-               "--LabApp.news_url=", "--ServerApp.terminals_enabled=False"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={self.token}",
+            f"--ServerApp.root_dir={root}",
+            "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.user_settings_dir={settings_dir}",
+            f"--LabApp.workspaces_dir={state / 'workspaces'}",
+            "--LabApp.news_url=",
+            "--ServerApp.terminals_enabled=False",
+        ]
         if hasattr(os, "geteuid") and os.geteuid() == 0:  # CI containers run as root
             cmd.append("--allow-root")
         self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 (closed in stop())
-        self.proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def log_tail(self, n: int = 60) -> str:
         self._log.flush()
@@ -130,16 +150,24 @@ def browser_outputs() -> Path:
 def lab(tmp_path_factory):
     """JupyterLab serving a temporary copy of ``notebooks/*.ipynb`` (as ``<tmp>/notebooks/``), kernels in fast mode."""
     if not CHROMIUM.is_file():
-        pytest.fail(f"找不到 Chromium：{CHROMIUM}。请先安装：apt-get install -y chromium fonts-noto-cjk"
-                    "（或用环境变量 DEIMV2_CHROMIUM 指定浏览器路径）。")
+        pytest.fail(
+            f"找不到 Chromium：{CHROMIUM}。请先安装：apt-get install -y chromium fonts-noto-cjk"
+            "（或用环境变量 DEIMV2_CHROMIUM 指定浏览器路径）。"
+        )
     root = tmp_path_factory.mktemp("浏览器 测试")  # a Chinese path with a space, as learners have
     (root / "notebooks").mkdir()
     for nb in sorted((REPO / "notebooks").glob("*.ipynb")):
         shutil.copy2(nb, root / "notebooks" / nb.name)
     state = tmp_path_factory.mktemp("lab state")
-    env = {**os.environ, "DEIMV2_FAST": "1", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
-           "JUPYTER_CONFIG_DIR": str(state / "config"), "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
-           "IPYTHONDIR": str(state / "ipython"), "MPLCONFIGDIR": str(state / "matplotlib")}
+    env = {
+        **os.environ,
+        "DEIMV2_FAST": "1",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "JUPYTER_CONFIG_DIR": str(state / "config"),
+        "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
+        "IPYTHONDIR": str(state / "ipython"),
+        "MPLCONFIGDIR": str(state / "matplotlib"),
+    }
     env.pop("MPLBACKEND", None)
     server = LabServer(root, state, env)
     try:
@@ -155,24 +183,38 @@ def page(lab, tmp_path_factory):
     try:
         from playwright import sync_api
     except ImportError:
-        pytest.fail("浏览器测试需要 playwright 包：pip install -e \".[dev]\"（只用系统的 Chromium，不必运行 playwright install）。")
+        pytest.fail(
+            '浏览器测试需要 playwright 包：pip install -e ".[dev]"（只用系统的 Chromium，不必运行 playwright install）。'
+        )
     profile = tmp_path_factory.mktemp("chromium profile")
     with sync_api.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(profile), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS,
-            viewport={"width": 1280, "height": 900}, locale="zh-CN", timeout=120_000)
+            str(profile),
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_FLAGS,
+            viewport={"width": 1280, "height": 900},
+            locale="zh-CN",
+            timeout=120_000,
+        )
         try:
             pg = context.pages[0] if context.pages else context.new_page()
             pg.set_default_timeout(120_000)
-            pg.goto(f"{lab.base_url}/lab?reset&token={lab.token}", wait_until="domcontentloaded",
-                    timeout=APP_READY_TIMEOUT_S * 1000)
+            pg.goto(
+                f"{lab.base_url}/lab?reset&token={lab.token}",
+                wait_until="domcontentloaded",
+                timeout=APP_READY_TIMEOUT_S * 1000,
+            )
             try:
-                pg.wait_for_function("() => window.jupyterapp && window.jupyterapp.started !== undefined",
-                                     timeout=APP_READY_TIMEOUT_S * 1000)
+                pg.wait_for_function(
+                    "() => window.jupyterapp && window.jupyterapp.started !== undefined",
+                    timeout=APP_READY_TIMEOUT_S * 1000,
+                )
                 pg.evaluate("() => window.jupyterapp.started.then(() => window.jupyterapp.restored)")
             except Exception as e:
-                raise RuntimeError(f"JupyterLab 页面在 {APP_READY_TIMEOUT_S} 秒内没有启动：{e}\n"
-                                   f"服务器日志：\n{lab.log_tail()}") from e
+                raise RuntimeError(
+                    f"JupyterLab 页面在 {APP_READY_TIMEOUT_S} 秒内没有启动：{e}\n服务器日志：\n{lab.log_tail()}"
+                ) from e
             yield pg
         finally:
             context.close()

@@ -1,4 +1,5 @@
 """Fast checks (no browser) of the browser test's own logic: reading a saved notebook and judging widget outputs."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -18,18 +19,26 @@ def _code(outputs, count=1, source="x = 1"):
 
 
 def _widget_output(model_id):
-    return {"output_type": "display_data", "metadata": {},
-            "data": {WIDGET_MIME: {"model_id": model_id, "version_major": 2}, "text/plain": "VBox(children=())"}}
+    return {
+        "output_type": "display_data",
+        "metadata": {},
+        "data": {WIDGET_MIME: {"model_id": model_id, "version_major": 2}, "text/plain": "VBox(children=())"},
+    }
 
 
 def test_saved_problems_errors_unexecuted_widgets_and_state(tmp_path):
-    nb = {"nbformat": 4, "nbformat_minor": 5, "cells": [
-        {"cell_type": "markdown", "metadata": {}, "source": ["# 标题"]},
-        _code([_widget_output("a"), _widget_output("b")]),
-        _code([{"output_type": "error", "ename": "TraitError", "evalue": "Invalid selection", "traceback": []}]),
-        _code([], count=None),
-        _code([], count=None, source="   "),  # an empty cell has nothing to run
-    ], "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {"a": {}}}}}}
+    nb = {
+        "nbformat": 4,
+        "nbformat_minor": 5,
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": ["# 标题"]},
+            _code([_widget_output("a"), _widget_output("b")]),
+            _code([{"output_type": "error", "ename": "TraitError", "evalue": "Invalid selection", "traceback": []}]),
+            _code([], count=None),
+            _code([], count=None, source="   "),  # an empty cell has nothing to run
+        ],
+        "metadata": {"widgets": {"application/vnd.jupyter.widget-state+json": {"state": {"a": {}}}}},
+    }
     path = tmp_path / "笔记 本.ipynb"
     path.write_text(json.dumps(nb), encoding="utf-8")
     problems, ids, live = _saved_problems(path)
@@ -38,21 +47,29 @@ def test_saved_problems_errors_unexecuted_widgets_and_state(tmp_path):
 
 
 def test_widget_problems():
-    shown = [{"cell": 1, "model_id": "a", "shown": "widget", "text": ""},
-             {"cell": 1, "model_id": "b", "shown": "empty", "text": ""}]
+    shown = [
+        {"cell": 1, "model_id": "a", "shown": "widget", "text": ""},
+        {"cell": 1, "model_id": "b", "shown": "empty", "text": ""},
+    ]
     assert _widget_problems(shown, ["a", "b"], {"a"}) == []
     # a live widget drawn as its text fallback, a closed one that left text behind, a widget missing on the page
-    bad = [{"cell": 1, "model_id": "a", "shown": "text", "text": "VBox(children=(...))"},
-           {"cell": 2, "model_id": "b", "shown": "text", "text": "Loading widget..."}]
+    bad = [
+        {"cell": 1, "model_id": "a", "shown": "text", "text": "VBox(children=(...))"},
+        {"cell": 2, "model_id": "b", "shown": "text", "text": "Loading widget..."},
+    ]
     problems = _widget_problems(bad, ["a", "b", "c"], {"a"})
     assert len(problems) == 3
     assert "shown as 'text', expected 'widget'" in problems[1] and "expected 'empty'" in problems[2]
 
 
 def test_unrendered_pattern():
-    for text in ("Loading widget...", "Error displaying widget: model not found",
-                 "VBox(children=(Dropdown(description='变体'),))", "interactive(children=(FloatSlider(value=0.3",
-                 "IntSlider(value=2, description='轮数')"):
+    for text in (
+        "Loading widget...",
+        "Error displaying widget: model not found",
+        "VBox(children=(Dropdown(description='变体'),))",
+        "interactive(children=(FloatSlider(value=0.3",
+        "IntSlider(value=2, description='轮数')",
+    ):
         assert UNRENDERED.search(text), text
     for text in ("训练完成。最佳 AP=0.0000", "BBox(x=1)", "VBoxes are boxes", "bbox [72.0, 40.0]"):
         assert not UNRENDERED.search(text), text

@@ -7,6 +7,7 @@ widget output drawn as a widget (no "Loading widget…", no "Error displaying wi
 04 must show a training progress bar while it runs; in 05 the confidence slider is moved and the picture must change.
 A screenshot of each notebook goes to ``outputs/browser/`` for a person to look at.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,10 @@ SETTLE_TIMEOUT_S = 120
 MAX_SCREENSHOT_HEIGHT = 16000
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 # What a widget looks like when the browser did not draw it: the text/plain fallback or the manager's placeholders.
-UNRENDERED = re.compile(r"Loading widget|Error displaying widget|\b(?:VBox|HBox|Box|interactive|Output|IntSlider|"
-                        r"FloatSlider|FloatLogSlider|Dropdown|FloatProgress|IntProgress)\((?:children|value|layout)=")
+UNRENDERED = re.compile(
+    r"Loading widget|Error displaying widget|\b(?:VBox|HBox|Box|interactive|Output|IntSlider|"
+    r"FloatSlider|FloatLogSlider|Dropdown|FloatProgress|IntProgress)\((?:children|value|layout)="
+)
 
 OPEN_JS = """async (path) => {
   const app = window.jupyterapp;
@@ -75,7 +78,8 @@ SAVE_JS = """async () => {
   await app.commands.execute('docmanager:save');
   return panel.context.model.dirty;
 }"""
-INSPECT_JS = """(pattern) => {
+INSPECT_JS = (
+    """(pattern) => {
   const panel = window.__panel, unrendered = new RegExp(pattern);
   const res = {cells: 0, prompts: [], widgets: [], unrendered: [], errors: [], images: 0, stderr: []};
   panel.content.widgets.forEach((cell, i) => {
@@ -88,7 +92,9 @@ INSPECT_JS = """(pattern) => {
       const o = outputs.get(j).toJSON(), node = children[j] ? children[j].node : null;
       const text = node ? node.innerText || '' : '';
       if (o.output_type === 'error') res.errors.push({cell: i, text: `${o.ename}: ${o.evalue}`});
-      const view = o.data && o.data['""" + WIDGET_MIME + """'];
+      const view = o.data && o.data['"""
+    + WIDGET_MIME
+    + """'];
       if (view) {
         const shown = !node ? 'missing' : node.querySelector('.jupyter-widgets') ? 'widget' : text.trim() ? 'text' : 'empty';
         res.widgets.push({cell: i, model_id: view.model_id, shown, text: text.slice(0, 300)});
@@ -103,6 +109,7 @@ INSPECT_JS = """(pattern) => {
   });
   return res;
 }"""
+)
 SHOT_JS = """() => {
   const app = window.jupyterapp, panel = window.__panel;
   app.shell.collapseLeft();
@@ -158,8 +165,10 @@ def _widget_problems(shown: list[dict], saved_ids: list[str], live: set[str]) ->
     for w in shown:
         expected = "widget" if w["model_id"] in live else "empty"
         if w["shown"] != expected:
-            problems.append(f"cell {w['cell']}: widget {w['model_id']} shown as {w['shown']!r}, expected {expected!r}"
-                            + (f": {w['text']}" if w["text"] else ""))
+            problems.append(
+                f"cell {w['cell']}: widget {w['model_id']} shown as {w['shown']!r}, expected {expected!r}"
+                + (f": {w['text']}" if w["text"] else "")
+            )
     return problems
 
 
@@ -189,7 +198,8 @@ def _move_confidence_slider(page, shots: Path, stem: str) -> dict:
     page.wait_for_function(
         """([sel, before]) => { const img = document.querySelector(sel); return img && img.src && img.src !== before; }""",
         arg=[".widget-interact .widget-output img, .widget-interact .jp-OutputArea-output img", before],
-        timeout=SETTLE_TIMEOUT_S * 1000)
+        timeout=SETTLE_TIMEOUT_S * 1000,
+    )
     after = image.get_attribute("src")
     box.screenshot(path=str(shots / f"{stem}.slider.png"))
     return {"old_value": old_value, "new_value": readout.inner_text().strip(), "image_changed": after != before}
@@ -211,7 +221,8 @@ def test_chinese_glyphs_render(page, report):
     result = page.evaluate(CJK_JS)
     report["cjk"] = result
     assert result["inked"] and result["distinct"], (
-        f"Chromium 里的中文显示成了方框（{result}）：请安装中文字体 apt-get install -y fonts-noto-cjk")
+        f"Chromium 里的中文显示成了方框（{result}）：请安装中文字体 apt-get install -y fonts-noto-cjk"
+    )
 
 
 def _wait(page, lab, shots: Path, stem: str, js: str, timeout_s: float, what: str) -> None:
@@ -221,8 +232,10 @@ def _wait(page, lab, shots: Path, stem: str, js: str, timeout_s: float, what: st
     except PlaywrightError as e:
         shot = shots / f"{stem}.timeout.png"
         page.screenshot(path=str(shot))
-        pytest.fail(f"{stem}：{timeout_s:.0f} 秒内{what}（截图 outputs/browser/{shot.name}）：{str(e).splitlines()[0]}\n"
-                    f"服务器日志：\n{lab.log_tail()}")
+        pytest.fail(
+            f"{stem}：{timeout_s:.0f} 秒内{what}（截图 outputs/browser/{shot.name}）：{str(e).splitlines()[0]}\n"
+            f"服务器日志：\n{lab.log_tail()}"
+        )
 
 
 def _run_all(page, lab, shots: Path, stem: str, entry: dict) -> dict:
@@ -235,16 +248,20 @@ def _run_all(page, lab, shots: Path, stem: str, entry: dict) -> dict:
             return state
         if state["progress"] and entry["progress_screenshot"] is None:
             try:
-                page.locator(".jupyter-widget-hprogress, .widget-hprogress").last.scroll_into_view_if_needed(timeout=5000)
+                page.locator(".jupyter-widget-hprogress, .widget-hprogress").last.scroll_into_view_if_needed(
+                    timeout=5000
+                )
                 page.screenshot(path=str(shots / f"{stem}.progress.png"))
                 entry["progress_screenshot"] = f"{stem}.progress.png"
             except PlaywrightError:  # the bar closed between the check and the screenshot; try again later
                 pass
         if time.monotonic() > deadline:
             _screenshot(page, shots / f"{stem}.timeout.png")
-            pytest.fail(f"{stem}：{RUN_TIMEOUT_S:.0f} 秒内没有运行完（仍在运行的单元 {state['running']} 个，"
-                        f"可用环境变量 DEIMV2_BROWSER_TIMEOUT 调大）；截图见 outputs/browser/{stem}.timeout.png。\n"
-                        f"服务器日志：\n{lab.log_tail()}")
+            pytest.fail(
+                f"{stem}：{RUN_TIMEOUT_S:.0f} 秒内没有运行完（仍在运行的单元 {state['running']} 个，"
+                f"可用环境变量 DEIMV2_BROWSER_TIMEOUT 调大）；截图见 outputs/browser/{stem}.timeout.png。\n"
+                f"服务器日志：\n{lab.log_tail()}"
+            )
         time.sleep(2)
 
 
@@ -260,8 +277,9 @@ def test_notebook_run_all_in_jupyterlab(name, lab, page, browser_outputs, report
         assert "error" not in state["done"], f"{name}：notebook:run-all-cells 失败：{state['done']['error']}"
         _wait(page, lab, shots, stem, KERNEL_IDLE_JS, KERNEL_TIMEOUT_S, "内核没有回到空闲状态")
         try:  # widget views are created asynchronously after their output arrives
-            page.wait_for_function("() => !/Loading widget/.test(window.__panel.content.node.innerText)",
-                                   timeout=SETTLE_TIMEOUT_S * 1000)
+            page.wait_for_function(
+                "() => !/Loading widget/.test(window.__panel.content.node.innerText)", timeout=SETTLE_TIMEOUT_S * 1000
+            )
         except PlaywrightError as e:  # the checks below say which widget is still loading
             entry["settle_warning"] = str(e).splitlines()[0]
         page.wait_for_timeout(1000)
@@ -284,16 +302,27 @@ def test_notebook_run_all_in_jupyterlab(name, lab, page, browser_outputs, report
     saved_problems, saved_ids, live = _saved_problems(lab.root / "notebooks" / name)
     widget_problems = _widget_problems(dom["widgets"], saved_ids, live)
     shown = [w["shown"] for w in dom["widgets"]]
-    entry.update(seconds=round(run_s, 1), run_all_ok=state["done"].get("ok"), code_cells=dom["cells"],
-                 widget_outputs=len(saved_ids), widgets_drawn=shown.count("widget"), widgets_closed=shown.count("empty"),
-                 images=dom["images"], progress_texts=progress[:5], progress_updates=len(progress), **extra,
-                 problems=saved_problems + widget_problems + [f"cell {u['cell']}: {u['text']}" for u in dom["unrendered"]])
+    entry.update(
+        seconds=round(run_s, 1),
+        run_all_ok=state["done"].get("ok"),
+        code_cells=dom["cells"],
+        widget_outputs=len(saved_ids),
+        widgets_drawn=shown.count("widget"),
+        widgets_closed=shown.count("empty"),
+        images=dom["images"],
+        progress_texts=progress[:5],
+        progress_updates=len(progress),
+        **extra,
+        problems=saved_problems + widget_problems + [f"cell {u['cell']}: {u['text']}" for u in dom["unrendered"]],
+    )
 
     assert not dirty, f"{name}：保存后仍有未保存的修改"
     assert not saved_problems, f"{name} 保存后的 .ipynb 里有问题：\n" + "\n".join(saved_problems)
     assert not dom["errors"], f"{name} 页面上有错误输出：{dom['errors']}"
     assert not dom["stderr"], f"{name}：页面上有 Traceback：{dom['stderr']}"
-    assert all(p and "*" not in p and p != "[ ]:" for p in dom["prompts"]), f"{name}：有单元没有运行完：{dom['prompts']}"
+    assert all(p and "*" not in p and p != "[ ]:" for p in dom["prompts"]), (
+        f"{name}：有单元没有运行完：{dom['prompts']}"
+    )
     assert not dom["unrendered"], f"{name}：有控件没有显示成控件：{dom['unrendered']}"
     assert not widget_problems, f"{name}：控件显示有问题：\n" + "\n".join(widget_problems)
     if saved_ids:
