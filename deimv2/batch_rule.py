@@ -116,9 +116,7 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
     scale("ema.warmups", "EMA 预热步数 ema.warmups", lambda x: max(0, round(x / k)))
     scale("warmup_iter", "学习率预热步数 warmup_iter", lambda x: max(0, round(x / k)))
     new["reference_batch_size"] = b
-    out = config_from_dict(new, cfg.name)
-    out.milestones, out.milestone_note = cfg.milestones, cfg.milestone_note
-    return out, report
+    return config_from_dict(new, cfg.name, milestone_note=cfg.milestone_note), report
 
 
 def format_batch_scaling(report: BatchScaling) -> str:

@@ -9,14 +9,31 @@ returns a typed :class:`Config`. Explained in notebook ``03_config.ipynb``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .config_checks import check_milestones, validate_overrides
+from .config_sections import (
+    MODEL_SECTIONS,
+    CriterionConfig,
+    DataConfig,
+    MatcherConfig,
+    ModelConfig,
+    OptimizerConfig,
+    PostProcessorConfig,
+    ScheduleConfig,
+    Section,
+    TrainConfig,
+    default_of,
+    param,
+    section_from_keys,
+    section_from_mapping,
+)
 from .epoch_rule import EPOCH_RULES, derive_epoch_milestones, describe_epoch_rule
 from .errors import ConfigError
 
@@ -180,17 +197,10 @@ def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> tuple[dict, set[
 
 # --------------------------------------------------------------------------- epoch milestones
 def milestones_of(raw: Mapping) -> dict[str, Any]:
-    """The official recipe's epoch keys, as read from a config dict."""
-    return {
-        "epoches": int(raw.get("epoches", 72)),
-        "flat_epoch": raw.get("flat_epoch"),
-        "no_aug_epoch": raw.get("no_aug_epoch"),
-        "policy_epoch": get_dotted(raw, "train_dataloader.dataset.transforms.policy.epoch"),
-        "stop_epoch": get_dotted(raw, "train_dataloader.collate_fn.stop_epoch"),
-        "mixup_epochs": get_dotted(raw, "train_dataloader.collate_fn.mixup_epochs"),
-        "copyblend_epochs": get_dotted(raw, "train_dataloader.collate_fn.copyblend_epochs"),
-        "matcher_change_epoch": get_dotted(raw, "DEIMCriterion.matcher.matcher_change_epoch"),
-    }
+    """The official recipe's epoch keys (``epoches`` and :data:`MILESTONE_TARGETS`), as read from a config dict."""
+    out: dict[str, Any] = {"epoches": int(raw.get("epoches", ScheduleConfig.epochs))}
+    out.update({name: get_dotted(raw, key) for name, key in MILESTONE_TARGETS.items()})
+    return out
 
 
 def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Mapping | None = None) -> dict[str, Any]:
@@ -212,13 +222,14 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Ma
     if epochs < 1:
         raise ConfigError(f"epoches={epochs} 无效：总轮数必须 ≥ 1。")
     no_aug = flat = None
-    if "no_aug_epoch" in keep and raw.get("no_aug_epoch") is not None:
-        no_aug = int(raw["no_aug_epoch"])
-    elif MILESTONE_TARGETS["stop_epoch"] in keep and get_dotted(raw, MILESTONE_TARGETS["stop_epoch"]) is not None:
-        stop = int(get_dotted(raw, MILESTONE_TARGETS["stop_epoch"]))
+    stop_key, no_aug_key, flat_key = (MILESTONE_TARGETS[k] for k in ("stop_epoch", "no_aug_epoch", "flat_epoch"))
+    if no_aug_key in keep and get_dotted(raw, no_aug_key) is not None:
+        no_aug = int(get_dotted(raw, no_aug_key))
+    elif stop_key in keep and get_dotted(raw, stop_key) is not None:
+        stop = int(get_dotted(raw, stop_key))
         no_aug = epochs - stop if 1 <= stop < epochs else None  # a stop beyond the end turns the no-aug stage off
-    if "flat_epoch" in keep and raw.get("flat_epoch") is not None:
-        flat = int(raw["flat_epoch"])
+    if flat_key in keep and get_dotted(raw, flat_key) is not None:
+        flat = int(get_dotted(raw, flat_key))
     if no_aug is not None and not 0 <= no_aug < epochs:
         raise ConfigError(f"no_aug_epoch={no_aug} 必须 ≥ 0 且小于总轮数 epoches={epochs}（训练阶段至少 1 轮）。")
     if no_aug is not None or flat is not None:
@@ -234,115 +245,31 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Ma
 
 
 # --------------------------------------------------------------------------- typed config
-@dataclass
-class ModelConfig:
-    backbone_type: str
-    backbone: dict
-    encoder_type: str
-    encoder: dict
-    decoder: dict
-    num_top_queries: int = 300
+@dataclass(frozen=True)
+class Config(Section):
+    """Typed, frozen view of a DEIMv2 config; ``raw`` keeps the merged official-style dict it was read from.
 
+    Change it with :meth:`replace` (a new ``Config``), serialise it with :meth:`to_dict` / :func:`save_config`.
+    Treat ``raw`` as read-only: it is the source of every typed field.
+    """
 
-@dataclass
-class MatcherConfig:
-    weight_dict: dict
-    alpha: float = 0.25
-    gamma: float = 2.0
-    change_matcher: bool = False
-    iou_order_alpha: float = 1.0
-    matcher_change_epoch: int = 10000
-
-
-@dataclass
-class CriterionConfig:
-    weight_dict: dict
-    losses: list
-    matcher: MatcherConfig
-    gamma: float = 1.5
-    alpha: float = 0.75
-    reg_max: int = 32
-    use_uni_set: bool = True
-
-
-@dataclass
-class OptimizerConfig:
-    lr: float
-    weight_decay: float
-    betas: tuple = (0.9, 0.999)
-    param_groups: list = field(default_factory=list)
-
-
-@dataclass
-class ScheduleConfig:
-    epochs: int
-    flat_epoch: int
-    no_aug_epoch: int
-    warmup_iter: int = 2000
-    lr_gamma: float = 0.5
-
-
-@dataclass
-class DataConfig:
-    train_img_folder: str | None
-    train_ann_file: str | None
-    val_img_folder: str | None
-    val_ann_file: str | None
-    train_ops: list
-    val_ops: list
-    policy: dict
-    mosaic_prob: float
-    collate: dict
-    batch_size: int
-    val_batch_size: int
-    num_workers: int = 0
-    val_num_workers: int = 0
-    shuffle: bool = True
-    drop_last: bool = True
-    multiscale: bool = True
-
-
-@dataclass
-class TrainConfig:
-    output_dir: str
-    use_amp: bool = False
-    amp_dtype: str = "auto"
-    use_ema: bool = True
-    ema_decay: float = 0.9999
-    ema_warmups: int = 1000
-    ema_start: int = 0
-    ema_restart_decay: float = 0.9999
-    clip_max_norm: float = 0.1
-    checkpoint_freq: int = 5
-    sync_bn: bool = True
-    find_unused_parameters: bool = True
-    seed: int = 0
-    accumulate: int = 1
-    print_freq: int = 100
-    patience: int = 0  # early stopping: epochs without a better val AP; 0 = off (the official recipe)
-
-
-@dataclass
-class Config:
-    """Typed view of a DEIMv2 config. ``raw`` keeps the merged official-style dict (saved in checkpoints)."""
-
-    name: str
-    num_classes: int
-    eval_spatial_size: list
-    input_mean: list | None
-    input_std: list | None
-    remap_mscoco_category: bool
-    model: ModelConfig
-    criterion: CriterionConfig
-    optimizer: OptimizerConfig
-    schedule: ScheduleConfig
-    data: DataConfig
-    train: TrainConfig
-    raw: dict
-    milestones: dict = field(default_factory=dict)
-    class_names: list | None = None
-    #: how the milestones were derived from the recipe (Chinese, printed at training start); "" if not derived
-    milestone_note: str = ""
+    name: str = param(doc="Config name: the YAML file's stem or the name stored with a dict / checkpoint.")
+    num_classes: int = param(80, "Number of object classes (set from the dataset's categories by --data).")
+    eval_spatial_size: list = param([640, 640], "Model input [height, width] (pixels; multiples of 32).")
+    input_mean: list | None = param(None, "ImageNet mean of the val Normalize op (DINOv3 variants); null = none.")
+    input_std: list | None = param(None, "ImageNet std of the val Normalize op; null = none.")
+    remap_mscoco_category: bool = param(False, "Map 80 contiguous labels back to COCO ids 1..90 (real COCO only).")
+    use_focal_loss: bool = param(True, "Sigmoid (focal-style) class scores in post-processing (official).")
+    model: ModelConfig = param(ModelConfig(), "Backbone, encoder, decoder and post-processor sections.")
+    criterion: CriterionConfig = param(CriterionConfig(), "The DEIMCriterion section.")
+    optimizer: OptimizerConfig = param(OptimizerConfig(), "The optimizer section.")
+    schedule: ScheduleConfig = param(ScheduleConfig(epochs=72, flat_epoch=36), "The LR schedule keys.")
+    data: DataConfig = param(DataConfig(), "The data-loader sections.")
+    train: TrainConfig = param(TrainConfig(), "Run settings (output, AMP, EMA, checkpoints, seed).")
+    raw: dict = param({}, "The merged official-style dict (every key, official names); read-only.")
+    milestones: dict = param({}, "Epoch milestones in effect (epoches + MILESTONE_TARGETS names).")
+    class_names: list | None = param(None, "Class names (from the dataset), index = label.")
+    milestone_note: str = param("", "How the milestones were derived (Chinese, printed at training start).")
 
     @property
     def normalize(self) -> bool:
@@ -350,7 +277,16 @@ class Config:
         return self.input_mean is not None
 
     def to_dict(self) -> dict:
-        return copy.deepcopy(self.raw)
+        """The serialised config: a deep copy of :attr:`raw` plus ``"__name__"`` (what checkpoints store);
+        :func:`load_config` reads it back to an equal ``Config``."""
+        return {**copy.deepcopy(self.raw), "__name__": self.name}
+
+    def replace(self, overrides: Iterable[str] | Mapping[str, Any] | None = None, /, **changes: Any) -> Config:
+        """A new ``Config`` with ``overrides`` (dotted keys: ``{"DEIMTransformer.num_queries": 100}``) and
+        ``changes`` (top-level keys and aliases: ``num_classes=4``, ``epochs=12``) applied exactly as
+        :func:`load_config` applies them (validated; a new ``epoches`` re-derives the milestones from this
+        config's). ``self`` is unchanged."""
+        return load_config(self, overrides, **changes)
 
 
 def _normalize_stats(ops: list) -> tuple[list | None, list | None]:
@@ -378,152 +314,108 @@ def _batch_int(value: Any) -> int:
     raise ConfigError(f"train_dataloader.total_batch_size 必须是正整数或 auto，现在是 {value!r}。")
 
 
-def config_from_dict(raw: dict, name: str = "custom") -> Config:
-    """Build the typed :class:`Config` from a merged official-style dict (validates the key parts)."""
+def _model_config(raw: Mapping, source: str) -> ModelConfig:
     deim = _section(raw, "DEIM")
-    backbone_type = deim.get("backbone", "HGNetv2")
-    encoder_type = deim.get("encoder", "HybridEncoder")
+    backbone_type = deim.get("backbone", ModelConfig.backbone_type)
+    encoder_type = deim.get("encoder", ModelConfig.encoder_type)
     if backbone_type not in BACKBONES:
         raise ConfigError(f"不支持的 backbone '{backbone_type}'，可选：{', '.join(BACKBONES)}。")
     if encoder_type not in ENCODERS:
         raise ConfigError(f"不支持的 encoder '{encoder_type}'，可选：{', '.join(ENCODERS)}。")
-    num_classes = raw.get("num_classes", 80)
+
+    def read(section: str) -> Any:
+        return section_from_mapping(MODEL_SECTIONS[section], _section(raw, section), section, source)
+
+    return ModelConfig(
+        backbone_type=backbone_type,
+        backbone=read(backbone_type),
+        encoder_type=encoder_type,
+        encoder=read(encoder_type),
+        decoder=read("DEIMTransformer"),
+        postprocessor=section_from_mapping(
+            PostProcessorConfig, _section(raw, "PostProcessor"), "PostProcessor", source, convert=True
+        ),
+    )
+
+
+def config_from_dict(raw: dict, name: str = "custom", source: str | None = None, milestone_note: str = "") -> Config:
+    """Build the typed :class:`Config` from a merged official-style dict (validates the key parts).
+
+    ``source``: the file (or description) named in error messages; ``milestone_note``: see :class:`Config`.
+    """
+    source = source or f"'{name}'"
+    num_classes = raw.get("num_classes", Config.num_classes)
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ConfigError(f"num_classes 必须是正整数，现在是 {num_classes!r}。")
-    eval_size = list(raw.get("eval_spatial_size") or [640, 640])
-
     crit = _section(raw, "DEIMCriterion")
-    m = dict(crit.get("matcher") or {})
-    matcher = MatcherConfig(
-        weight_dict=dict(m.get("weight_dict", {"cost_class": 2, "cost_bbox": 5, "cost_giou": 2})),
-        alpha=m.get("alpha", 0.25),
-        gamma=m.get("gamma", 2.0),
-        change_matcher=bool(m.get("change_matcher", False)),
-        iou_order_alpha=m.get("iou_order_alpha", 1.0),
-        matcher_change_epoch=int(m.get("matcher_change_epoch", 10000)),
-    )
-    criterion = CriterionConfig(
-        weight_dict=dict(crit.get("weight_dict", {})),
-        losses=list(crit.get("losses", ["mal", "boxes"])),
-        matcher=matcher,
-        gamma=crit.get("gamma", 1.5),
-        alpha=crit.get("alpha", 0.75),
-        reg_max=crit.get("reg_max", 32),
-        use_uni_set=bool(crit.get("use_uni_set", True)),
-    )
-
-    opt = _section(raw, "optimizer")
-    optimizer = OptimizerConfig(
-        lr=float(opt.get("lr", 1e-4)),
-        weight_decay=float(opt.get("weight_decay", 1e-4)),
-        betas=tuple(opt.get("betas", (0.9, 0.999))),
-        param_groups=list(opt.get("params") or []),
-    )
-    epochs = int(raw.get("epoches", 72))
-    schedule = ScheduleConfig(
-        epochs=epochs,
-        flat_epoch=int(raw.get("flat_epoch", epochs // 2)),
-        no_aug_epoch=int(raw.get("no_aug_epoch", 0)),
-        warmup_iter=int(raw.get("warmup_iter", 2000)),
-        lr_gamma=float(raw.get("lr_gamma", 0.5)),
-    )
-
-    tl, vl = _section(raw, "train_dataloader"), _section(raw, "val_dataloader")
-    tds, vds = dict(tl.get("dataset") or {}), dict(vl.get("dataset") or {})
-    ttr, vtr = dict(tds.get("transforms") or {}), dict(vds.get("transforms") or {})
-    val_ops = list(vtr.get("ops") or [])
-    mean, std = _normalize_stats(val_ops)
-    collate = dict(tl.get("collate_fn") or {})
+    matcher = section_from_mapping(MatcherConfig, crit.pop("matcher", None), "DEIMCriterion.matcher", source, True)
+    criterion = section_from_mapping(CriterionConfig, crit, "DEIMCriterion", source, convert=True)
+    criterion = dataclasses.replace(criterion, matcher=matcher)
+    optimizer = section_from_keys(OptimizerConfig, raw)
+    schedule = section_from_keys(ScheduleConfig, raw)
+    if schedule.flat_epoch is None:
+        schedule = dataclasses.replace(schedule, flat_epoch=schedule.epochs // 2)
+    collate = _section(_section(raw, "train_dataloader"), "collate_fn")
     collate.pop("type", None)
-    data = DataConfig(
-        train_img_folder=tds.get("img_folder"),
-        train_ann_file=tds.get("ann_file"),
-        val_img_folder=vds.get("img_folder"),
-        val_ann_file=vds.get("ann_file"),
-        train_ops=list(ttr.get("ops") or []),
-        val_ops=val_ops,
-        policy=dict(ttr.get("policy") or {}),
-        mosaic_prob=float(ttr.get("mosaic_prob", 0.5)),
-        collate=collate,
-        batch_size=_batch_int(tl.get("total_batch_size", 32)),
-        val_batch_size=int(vl.get("total_batch_size", 64)),
-        num_workers=int(tl.get("num_workers", 0)),
-        val_num_workers=int(vl.get("num_workers", 0)),
-        shuffle=bool(tl.get("shuffle", True)),
-        drop_last=bool(tl.get("drop_last", True)),
-        multiscale=bool(raw.get("multiscale", True)),
-    )
-    ema = dict(raw.get("ema") or {})
-    train = TrainConfig(
-        output_dir=str(raw.get("output_dir", f"./outputs/{name}")),
-        use_amp=bool(raw.get("use_amp", False)),
-        amp_dtype=str(raw.get("amp_dtype", "auto")),
-        use_ema=bool(raw.get("use_ema", True)),
-        ema_decay=float(ema.get("decay", 0.9999)),
-        ema_warmups=int(ema.get("warmups", 1000)),
-        ema_start=int(ema.get("start", 0)),
-        ema_restart_decay=float(collate.get("ema_restart_decay", 0.9999)),
-        clip_max_norm=float(raw.get("clip_max_norm", 0.1)),
-        checkpoint_freq=int(raw.get("checkpoint_freq", 5)),
-        sync_bn=bool(raw.get("sync_bn", True)),
-        find_unused_parameters=bool(raw.get("find_unused_parameters", True)),
-        seed=int(raw.get("seed", 0)),
-        accumulate=int(raw.get("accumulate", 1)),
-        print_freq=int(raw.get("print_freq", 100)),
-        patience=raw.get("patience") or 0,
-    )
-    if not isinstance(train.patience, int) or isinstance(train.patience, bool) or train.patience < 0:
+    batch = get_dotted(raw, "train_dataloader.total_batch_size", DataConfig.batch_size)
+    data = section_from_keys(DataConfig, raw, collate=collate, batch_size=_batch_int(batch))
+    mean, std = _normalize_stats(data.val_ops)
+    patience = raw.get("patience") or 0
+    if not isinstance(patience, int) or isinstance(patience, bool) or patience < 0:
         raise ConfigError(
             f"patience 必须是 ≥ 0 的整数（验证集 AP 连续多少轮没有提升就提前停止；0 = 不早停），"
-            f"现在是 {train.patience!r}。例如 -u patience=10。"
+            f"现在是 {patience!r}。例如 -u patience=10。"
         )
+    train = section_from_keys(
+        TrainConfig, raw, output_dir=str(raw.get("output_dir") or f"./outputs/{name}"), patience=patience
+    )
     if train.accumulate < 1:
         raise ConfigError(f"accumulate 必须 ≥ 1，现在是 {train.accumulate}。")
     if data.batch_size < 1:
         raise ConfigError(f"train_dataloader.total_batch_size 必须 ≥ 1，现在是 {data.batch_size}。")
-    model = ModelConfig(
-        backbone_type=backbone_type,
-        backbone=_section(raw, backbone_type),
-        encoder_type=encoder_type,
-        encoder=_section(raw, encoder_type),
-        decoder=_section(raw, "DEIMTransformer"),
-        num_top_queries=int(_section(raw, "PostProcessor").get("num_top_queries", 300)),
-    )
     names = raw.get("class_names")
     return Config(
         name=name,
         num_classes=num_classes,
-        eval_spatial_size=eval_size,
+        eval_spatial_size=list(raw.get("eval_spatial_size") or default_of(Config, "eval_spatial_size")),
         input_mean=mean,
         input_std=std,
-        remap_mscoco_category=bool(raw.get("remap_mscoco_category", False)),
-        model=model,
+        remap_mscoco_category=bool(raw.get("remap_mscoco_category", Config.remap_mscoco_category)),
+        use_focal_loss=bool(raw.get("use_focal_loss", Config.use_focal_loss)),
+        model=_model_config(raw, source),
         criterion=criterion,
         optimizer=optimizer,
         schedule=schedule,
         data=data,
         train=train,
         raw=raw,
+        milestones=milestones_of(raw),
         class_names=list(names) if names else None,
+        milestone_note=milestone_note,
     )
 
 
 def load_config(
-    name: str | Path | Mapping,
+    name: str | Path | Mapping | Config,
     overrides: Iterable[str] | Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Config:
-    """Load a config by variant name, official config name, YAML path or an already merged dict.
+    """Load a config by variant name, official config name, YAML path, a :class:`Config` or a dict such as
+    :meth:`Config.to_dict` returns (its ``"__name__"`` is the name).
 
     ``overrides`` are dotted ``key=value`` strings or a mapping; ``kwargs`` are extra top-level overrides
     (``num_classes=4``, ``epochs=12``). Setting ``epoches``/``epochs`` derives every epoch milestone by the
     official "Customizing Epoch" rule (:mod:`deimv2.epoch_rule`); milestones also given explicitly are kept.
     """
-    if isinstance(name, Mapping):
+    note = ""
+    if isinstance(name, Config):
+        raw, cfg_name, source, note = copy.deepcopy(name.raw), name.name, f"'{name.name}'", name.milestone_note
+    elif isinstance(name, Mapping):
         raw, cfg_name = copy.deepcopy(dict(name)), str(name.get("__name__", "custom"))
+        source = f"'{cfg_name}'"
     else:
         path = resolve_config_path(name)
-        raw, cfg_name = read_yaml(path), path.stem
+        raw, cfg_name, source = read_yaml(path), path.stem, str(path)
     raw.pop("__name__", None)
     ov = parse_overrides(overrides)
     ov.update(kwargs)
@@ -534,17 +426,13 @@ def load_config(
     raw.setdefault("epoch_rule", "official")  # deimv2.epoch_rule
     validate_overrides(raw, ov, ALIASES)
     raw, touched = apply_overrides(raw, ov)
-    note = ""
     if "epoches" in touched:
         note = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)["note"]
     if touched & {"epoches", *MILESTONE_KEYS}:
         check_milestones(milestones_of(raw), touched, MILESTONE_TARGETS)
     if "eval_spatial_size" in touched:
         sync_image_size(raw, list(raw["eval_spatial_size"]))
-    cfg = config_from_dict(raw, cfg_name)
-    cfg.milestones = milestones_of(raw)  # the values in effect (derived or explicit)
-    cfg.milestone_note = note
-    return cfg
+    return config_from_dict(raw, cfg_name, source=source, milestone_note=note)
 
 
 def sync_image_size(raw: dict, size: list[int]) -> None:

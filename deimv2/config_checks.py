@@ -20,7 +20,22 @@ if TYPE_CHECKING:
 __all__ = ["OPTIONAL_KEYS", "check_image_size", "check_milestones", "known_keys", "validate_overrides"]
 
 #: keys the code reads with a default although no bundled YAML sets them (add new optional keys here)
-OPTIONAL_KEYS = ("tensorboard", "class_names", "patience", "HGNetv2.pretrained", "DINOv3STAs.weights_path")
+OPTIONAL_KEYS = (
+    "tensorboard",
+    "class_names",
+    "patience",
+    "HGNetv2.pretrained",
+    "DINOv3STAs.weights_path",
+    # set by train(data=..., output_dir=..., seed=..., use_amp=...) on configs that may not carry them
+    "output_dir",
+    "seed",
+    "use_amp",
+    "remap_mscoco_category",
+    "train_dataloader.dataset.img_folder",
+    "train_dataloader.dataset.ann_file",
+    "val_dataloader.dataset.img_folder",
+    "val_dataloader.dataset.ann_file",
+)
 
 #: (key, minimum) for values that must be whole numbers
 _INT_MIN = {

@@ -136,7 +136,7 @@ def export_onnx(
 
 
 def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:
-    backbone = str(cfg.model.backbone.get("name", ""))
+    backbone = cfg.model.backbone.name
     if backbone.startswith("dinov3_"):
         print(f"跳过 onnxsim：{cfg.name}（DEIMv2-L/X，DINOv3 骨干）的图较大，简化耗时很长且收益很小。")
         return

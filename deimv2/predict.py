@@ -407,14 +407,11 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
     nc = num_classes_of_state_dict(sd)
     variant = variant_of_state_dict(sd)
     if isinstance(config, Config):
-        cfg = (
-            config if config.num_classes == nc else load_config({**config.raw, "__name__": config.name}, num_classes=nc)
-        )
+        cfg = config if config.num_classes == nc else config.replace(num_classes=nc)
     elif config is not None:
         cfg = load_config(config, num_classes=nc)
     elif isinstance(meta.get("config"), Mapping) and meta["config"].get("DEIM"):
-        raw = dict(meta["config"])
-        cfg = load_config({**raw, "__name__": raw.get("__name__", f"checkpoint_{variant or 'custom'}")}, num_classes=nc)
+        cfg = load_config({"__name__": f"checkpoint_{variant or 'custom'}", **meta["config"]}, num_classes=nc)
     elif variant is not None:
         cfg = load_config(variant, num_classes=nc)
     else:
@@ -425,7 +422,7 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
         side = _square_size_for_anchors(cfg, int(anchors.shape[1]))
         if side is not None:  # saved by a run with another eval size (official files carry no config)
             print(f"提示：{path} 的锚点数对应输入尺寸 {side}x{side}，按此设置 eval_spatial_size。")
-            cfg = load_config({**cfg.raw, "__name__": cfg.name}, eval_spatial_size=[side, side])
+            cfg = cfg.replace(eval_spatial_size=[side, side])
             model = build_model_from_config(cfg)
     model.config = cfg
     sd = fill_shared_keys(sd, model)
@@ -454,7 +451,7 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
 
 def _square_size_for_anchors(cfg: Config, count: int) -> int | None:
     """The square eval size (multiple of 32, up to 2048) whose anchor count equals ``count``, if any."""
-    strides = cfg.model.decoder.get("feat_strides") or [8, 16, 32]
+    strides = cfg.model.decoder.feat_strides
     for side in range(32, 2049, 32):
         if sum((side // st) ** 2 for st in strides) == count:
             return side

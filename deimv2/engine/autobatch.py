@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config, config_from_dict, parse_overrides, set_dotted
+from ..config import Config, parse_overrides
 from ..errors import ConfigError
 
 __all__ = [
@@ -231,11 +231,7 @@ def resolve_auto_batch(
         f"{res.budget_bytes / 2**30:.1f} GB；实测每步峰值（batch: 显存）{shown}。选定每卡每步 batch {chosen}{capped}，"
         f"总 batch = {chosen} × {world_size} 卡 × 累积 {acc} = {total}（配方是 {recipe}）。"
     )
-    raw = cfg.to_dict()
-    set_dotted(raw, "train_dataloader.total_batch_size", int(total))
-    out = config_from_dict(raw, cfg.name)
-    out.milestones, out.milestone_note = cfg.milestones, cfg.milestone_note
-    return out
+    return cfg.replace({"train_dataloader.total_batch_size": int(total)})
 
 
 def _train_images(cfg: Config) -> int:

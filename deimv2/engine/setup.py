@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from ..config import Config, load_config, set_dotted
+from ..config import Config
 from ..errors import ConfigError, DatasetError
 
 
@@ -53,11 +53,11 @@ def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | No
             f"数据集 {data} 只有训练集，没有验证集（valid/ 或 val/）。请划分出一部分图片作为验证集，"
             f"例如 deimv2 yolo2coco 的 --split-ratio 0.2。"
         )
-    raw = cfg.to_dict()
+    paths = {}
     for split, key in (("train", "train_dataloader"), ("val", "val_dataloader")):
         folder, ann = splits[split]
-        set_dotted(raw, f"{key}.dataset.img_folder", str(folder))
-        set_dotted(raw, f"{key}.dataset.ann_file", str(ann))
+        paths[f"{key}.dataset.img_folder"] = str(folder)
+        paths[f"{key}.dataset.ann_file"] = str(ann)
     names = dataset_class_names(splits["train"][1])
     if explicit_num_classes is not None and explicit_num_classes != len(names):
         raise ConfigError(
@@ -65,10 +65,7 @@ def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | No
             f"（{'、'.join(names[:10])}{'……' if len(names) > 10 else ''}）。请删掉 num_classes 覆盖，"
             f"让它按数据集自动设置，或改成 num_classes={len(names)}。"
         )
-    raw["num_classes"] = len(names)
-    raw["class_names"] = names
-    raw["remap_mscoco_category"] = False
-    return load_config({**raw, "__name__": cfg.name})
+    return cfg.replace(paths, num_classes=len(names), class_names=names, remap_mscoco_category=False)
 
 
 @dataclass

@@ -143,7 +143,7 @@ class Trainer:
             epoch=epoch,
             global_step=self.global_step,
             best_ap=self.best_ap,
-            config={**self.cfg.to_dict(), "__name__": self.cfg.name},
+            config=self.cfg.to_dict(),
             class_names=self.class_names,
             category_ids=self.category_ids,
             ema=self.ema,
@@ -429,21 +429,11 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
-    note = cfg.milestone_note  # how the epoch milestones were derived (lost when the data dir reloads the config)
     if data is not None:
         cfg = apply_data_dir(cfg, data, explicit_nc)
-    raw = cfg.to_dict()
-    if output_dir is not None:
-        raw["output_dir"] = str(output_dir)
-    if seed is not None:
-        raw["seed"] = int(seed)
-    if use_amp is not None:
-        raw["use_amp"] = bool(use_amp)
-    from ..config import config_from_dict
-
-    out = config_from_dict(raw, cfg.name)
-    out.milestones, out.milestone_note = cfg.milestones, note
-    return out
+    run = {"output_dir": (output_dir, str), "seed": (seed, int), "use_amp": (use_amp, bool)}
+    run = {k: cast(v) for k, (v, cast) in run.items() if v is not None}
+    return cfg.replace(**run) if run else cfg
 
 
 def fresh_output_dir(path: Path) -> Path:
@@ -496,8 +486,7 @@ def prepare_trainer(
     from .autobatch import resolve_auto_batch, split_auto_batch
 
     overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
-    base = {**config.raw, "__name__": config.name} if isinstance(config, Config) else config
-    cfg = _prepare_config(base, data, overrides, output_dir, seed, use_amp, kwargs)
+    cfg = _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs)
     dist.init_distributed()
     dev = resolve_device(device)
     if dist.is_dist() and dev.type == "cuda":
@@ -581,9 +570,7 @@ def train(
 
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
     ov, kw, _ = split_auto_batch(overrides, kwargs)
-    check_image_size(
-        load_config({**config.raw, "__name__": config.name} if isinstance(config, Config) else config, {**ov, **kw})
-    )
+    check_image_size(load_config(config, {**ov, **kw}))
     data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
     if data is not None and check_data and not test_only and not yolo_checked:
         from ..data.doctor import check_dataset

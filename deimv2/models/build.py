@@ -13,20 +13,15 @@ import torch.nn as nn
 
 from ..config import Config, load_config
 
-#: keys of the official YAML sections that are not constructor arguments
-_NOT_KWARGS = {"type"}
-
-
-def _kwargs(section: Mapping[str, Any]) -> dict:
-    return {k: v for k, v in section.items() if k not in _NOT_KWARGS}
-
 
 def build_backbone(cfg: Config) -> nn.Module:
-    """HGNetv2 (Atto/Femto/Pico/N) or DINOv3STAs (S/M/L/X). Never loads files: see :mod:`deimv2.weights`.
+    """HGNetv2 (Atto/Femto/Pico/N) or DINOv3STAs (S/M/L/X) from the typed section
+    (:class:`~deimv2.config_sections.HGNetv2Config` / :class:`~deimv2.config_sections.DINOv3STAsConfig`).
+    Never loads files: see :mod:`deimv2.weights`.
 
     Explained in notebooks/07_architecture.ipynb §1.
     """
-    kw = _kwargs(cfg.model.backbone)
+    kw = cfg.model.backbone.kwargs()
     if cfg.model.backbone_type == "HGNetv2":
         from .hgnetv2 import HGNetv2
 
@@ -40,24 +35,32 @@ def build_backbone(cfg: Config) -> nn.Module:
 
 
 def build_encoder(cfg: Config) -> nn.Module:
-    """Explained in notebooks/07_architecture.ipynb §1."""
-    kw = _kwargs(cfg.model.encoder)
+    """HybridEncoder or LiteEncoder from the typed section; a HybridEncoder without its own
+    ``eval_spatial_size`` gets the config's.
+
+    Explained in notebooks/07_architecture.ipynb §1."""
+    kw = cfg.model.encoder.kwargs()
     if cfg.model.encoder_type == "LiteEncoder":
         from .lite_encoder import LiteEncoder
 
         return LiteEncoder(**kw)
     from .hybrid_encoder import HybridEncoder
 
-    kw.setdefault("eval_spatial_size", cfg.eval_spatial_size)
+    if kw["eval_spatial_size"] is None:
+        kw["eval_spatial_size"] = list(cfg.eval_spatial_size)
     return HybridEncoder(**kw)
 
 
 def build_decoder(cfg: Config) -> nn.Module:
-    """Explained in notebooks/07_architecture.ipynb §1."""
+    """DEIMTransformer from the typed section; ``num_classes`` (and ``eval_spatial_size`` unless the section
+    sets it) come from the top level of the config.
+
+    Explained in notebooks/07_architecture.ipynb §1."""
     from .decoder import DEIMTransformer
 
-    kw = _kwargs(cfg.model.decoder)
-    kw.setdefault("eval_spatial_size", cfg.eval_spatial_size)
+    kw = cfg.model.decoder.kwargs()
+    if kw["eval_spatial_size"] is None:
+        kw["eval_spatial_size"] = list(cfg.eval_spatial_size)
     return DEIMTransformer(num_classes=cfg.num_classes, **kw)
 
 
@@ -67,8 +70,8 @@ def build_postprocessor(cfg: Config) -> nn.Module:
 
     return PostProcessor(
         num_classes=cfg.num_classes,
-        use_focal_loss=bool(cfg.raw.get("use_focal_loss", True)),
-        num_top_queries=cfg.model.num_top_queries,
+        use_focal_loss=cfg.use_focal_loss,
+        num_top_queries=cfg.model.postprocessor.num_top_queries,
         remap_mscoco_category=cfg.remap_mscoco_category,
     )
 
@@ -104,7 +107,7 @@ def build_model(
             extra = dict(kwargs)
             if num_classes is not None:
                 extra["num_classes"] = num_classes
-            cfg = load_config({**cfg.raw, "__name__": cfg.name}, overrides, **extra)
+            cfg = cfg.replace(overrides, **extra)
     else:
         if num_classes is not None:
             kwargs["num_classes"] = num_classes
