@@ -77,8 +77,8 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
     """
     raw = cfg.raw
     b = int(effective_batch)
-    ref = raw.get("reference_batch_size") or cfg.data.batch_size
-    report = BatchScaling(effective_batch=b, reference_batch=int(ref), enabled=bool(raw.get("scale_lr", True)))
+    ref = cfg.train.reference_batch_size or cfg.data.batch_size
+    report = BatchScaling(effective_batch=b, reference_batch=int(ref), enabled=cfg.train.scale_lr)
     if not report.applied:
         return cfg, report
     k = report.k

@@ -27,7 +27,6 @@ from .config_sections import (
     OptimizerConfig,
     PostProcessorConfig,
     ScheduleConfig,
-    Section,
     TrainConfig,
     default_of,
     param,
@@ -211,7 +210,7 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Ma
     An explicit ``no_aug_epoch`` (or ``stop_epoch`` inside the run) and ``flat_epoch`` feed the official rule
     (used then). Returns the derived milestones (with ``short_budget`` and ``note``, printed at training start).
     """
-    rule = str(raw.get("epoch_rule") or "official")
+    rule = str(raw.get("epoch_rule") or ScheduleConfig.epoch_rule)
     if rule not in EPOCH_RULES:
         raise ConfigError(
             f"epoch_rule={rule!r} 无效。可选：official（官方 Customizing Epoch 规则，默认）"
@@ -246,7 +245,7 @@ def derive_milestones_in_dict(raw: dict, epochs: int, keep: set[str], recipe: Ma
 
 # --------------------------------------------------------------------------- typed config
 @dataclass(frozen=True)
-class Config(Section):
+class Config:
     """Typed, frozen view of a DEIMv2 config; ``raw`` keeps the merged official-style dict it was read from.
 
     Change it with :meth:`replace` (a new ``Config``), serialise it with :meth:`to_dict` / :func:`save_config`.
@@ -422,8 +421,8 @@ def load_config(
     recipe = milestones_of(raw)
     # the batch size the recipe's LRs/EMA/warm-ups were tuned for (see deimv2.batch_rule), before any override
     raw.setdefault("reference_batch_size", get_dotted(raw, "train_dataloader.total_batch_size"))
-    raw.setdefault("scale_lr", True)  # deimv2.batch_rule on/off
-    raw.setdefault("epoch_rule", "official")  # deimv2.epoch_rule
+    raw.setdefault("scale_lr", TrainConfig.scale_lr)  # deimv2.batch_rule on/off
+    raw.setdefault("epoch_rule", ScheduleConfig.epoch_rule)  # deimv2.epoch_rule
     validate_overrides(raw, ov, ALIASES)
     raw, touched = apply_overrides(raw, ov)
     if "epoches" in touched:

@@ -265,6 +265,9 @@ class ScheduleConfig(Section):
     no_aug_epoch: int = param(0, "Last epochs without strong augmentation, at the minimum LR.")
     warmup_iter: int = param(2000, "Iterations of the quadratic LR warm-up (steps).")
     lr_gamma: float = param(0.5, "Final LR = lr * lr_gamma.")
+    epoch_rule: str = param(
+        "official", "How milestones follow a new epoches: official (Customizing Epoch) or proportional (deimv2 key)."
+    )
 
 
 @dataclass(frozen=True)
@@ -323,6 +326,13 @@ class TrainConfig(Section):
     accumulate: int = param(1, "Gradient accumulation steps (deimv2 key).")
     print_freq: int = param(100, "Log every this many iterations.")
     patience: int = param(0, "Early stopping: epochs without a better val AP; 0 = off (the official recipe).")
+    scale_lr: bool = param(
+        True, "Scale LR, EMA decay and warm-ups when the batch differs from reference_batch_size (deimv2 key)."
+    )
+    reference_batch_size: int | None = param(
+        None, "Total batch the recipe was tuned for (images); load_config sets it to the recipe's batch (deimv2 key)."
+    )
+    tensorboard: bool = param(False, "Also write TensorBoard logs (deimv2 key).")
 
 
 # --------------------------------------------------------------------------- readers

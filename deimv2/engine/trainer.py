@@ -116,7 +116,7 @@ class Trainer:
         self.logger = JsonlLogger(output_dir / "log.jsonl") if dist.is_main_process() else None
         self.writer = (
             make_tensorboard_writer(output_dir / "tensorboard")
-            if (dist.is_main_process() and cfg.raw.get("tensorboard", False))
+            if (dist.is_main_process() and cfg.train.tensorboard)
             else None
         )
 
