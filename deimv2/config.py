@@ -463,8 +463,14 @@ def format_milestones(cfg: Config) -> str:
 
 
 def save_config(cfg: Config | Mapping, path: str | Path) -> Path:
-    """Write a self-contained YAML (UTF-8, Chinese kept) that :func:`load_config` reads back."""
-    raw = cfg.raw if isinstance(cfg, Config) else dict(cfg)
+    """Write a complete, self-contained YAML (UTF-8, Chinese kept; no ``__include__``) that :func:`load_config`
+    reads back to an equal config: every merged key, and the output folder even where it was derived from the
+    config's name (the file's own name becomes the config's name)."""
+    if isinstance(cfg, Config):
+        raw = copy.deepcopy(cfg.raw)
+        raw.setdefault("output_dir", cfg.train.output_dir)
+    else:
+        raw = {k: v for k, v in cfg.items() if k != "__name__"}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(raw, allow_unicode=True, sort_keys=False), encoding="utf-8")

@@ -9,7 +9,15 @@ import pytest
 import yaml
 
 import deimv2.config_sections as sections
-from deimv2.config import MILESTONE_TARGETS, Config, load_config, milestones_of, read_yaml, resolve_config_path
+from deimv2.config import (
+    MILESTONE_TARGETS,
+    Config,
+    load_config,
+    milestones_of,
+    read_yaml,
+    resolve_config_path,
+    save_config,
+)
 from deimv2.config_sections import MODEL_SECTIONS, field_docs
 from deimv2.errors import ConfigError
 
@@ -165,3 +173,24 @@ def test_model_is_built_from_the_typed_sections():
     model = build_model("atto", num_classes=3, overrides={"DEIMTransformer.num_queries": 50})
     assert model.decoder.num_queries == 50 and model.config.model.decoder.num_queries == 50
     assert model.decoder.eval_spatial_size == [320, 320]  # from the top level: the section leaves it null
+
+
+def test_save_config_writes_a_complete_file(tmp_path):
+    base = tmp_path / "官方" / "base"
+    base.mkdir(parents=True)
+    (base / "model.yml").write_text(
+        "DEIM: {backbone: HGNetv2, encoder: LiteEncoder}\nHGNetv2: {name: Atto, return_idx: [2]}\n"
+        "LiteEncoder: {in_channels: [256], hidden_dim: 64}\nDEIMTransformer: {feat_channels: [64, 64]}\n",
+        encoding="utf-8",
+    )
+    user = tmp_path / "官方" / "mine.yml"
+    user.write_text("__include__: ['./base/model.yml']\nnum_classes: 4\nepoches: 62\n", encoding="utf-8")
+    cfg = load_config(user).replace(seed=3)
+    assert cfg.train.output_dir == "./outputs/mine"  # derived from the name: must survive a rename
+    saved = save_config(cfg, tmp_path / "保存" / "另一个 名字.yaml")
+    text = saved.read_text(encoding="utf-8")
+    assert "__include__" not in text and "__name__" not in text
+    again = load_config(saved)
+    assert again.name == "另一个 名字"
+    assert dataclasses.replace(again, name=cfg.name, raw=cfg.raw) == cfg
+    assert again.raw == {**cfg.raw, "output_dir": "./outputs/mine"}
