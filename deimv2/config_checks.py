@@ -12,6 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .config_sections import STRICT_SECTIONS
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -64,8 +65,12 @@ def _get_dotted(d: Mapping, key: str) -> Any:
 
 
 def known_keys(raw: Mapping, aliases: Mapping[str, str]) -> set[str]:
-    """Every dotted key of ``raw`` (sections and leaves), the ``aliases`` and :data:`OPTIONAL_KEYS`."""
+    """Every dotted key of ``raw`` (sections and leaves), the ``aliases``, :data:`OPTIONAL_KEYS` and every field of
+    the typed sections ``raw`` has (:data:`~deimv2.config_sections.STRICT_SECTIONS`), set in the file or not."""
     out: set[str] = set(aliases) | set(OPTIONAL_KEYS)
+    for section, cls in STRICT_SECTIONS.items():
+        if _get_dotted(raw, section) is not None:
+            out.update(f"{section}.{f}" for f in cls.__dataclass_fields__)
 
     def walk(d: Mapping, prefix: str) -> None:
         for k, v in d.items():

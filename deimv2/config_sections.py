@@ -26,6 +26,8 @@ __all__ = [
     "DataConfig",
     "HGNetv2Config",
     "HybridEncoderConfig",
+    "MODEL_SECTIONS",
+    "STRICT_SECTIONS",
     "LiteEncoderConfig",
     "MatcherConfig",
     "ModelConfig",
@@ -146,7 +148,9 @@ class LiteEncoderConfig(Section):
     expansion: float = param(1.0, "Width multiplier of the fusion block's inner layers.")
     depth_mult: float = param(1.0, "Depth multiplier of the fusion block: round(3 * depth_mult) conv units.")
     act: str = param("silu", "Activation of the convolutions.")
-    eval_spatial_size: list | None = param(None, "[height, width] (pixels); kept for the official signature.")
+    eval_spatial_size: list | None = param(
+        None, "[height, width] (pixels); accepted for config compatibility and unused, as official."
+    )
     csp_type: str = param("csp2", "CSP unit inside the fusion block: 'csp2' or 'csp'.")
 
 
@@ -175,13 +179,19 @@ class DEIMTransformerConfig(Section):
     eval_idx: int = param(-1, "Layer whose output is returned at inference (-1 = the last).")
     eps: float = param(1e-2, "Margin of valid anchors: anchors with a coordinate outside (eps, 1 - eps) are masked.")
     aux_loss: bool = param(True, "Return every layer's outputs in training (deep supervision).")
-    cross_attn_method: str = param("default", "Deformable attention sampling: 'default' (bilinear) or 'discrete'.")
+    cross_attn_method: str = param(
+        "default", "Deformable attention sampling: 'default' (bilinear) or 'discrete' (nearest cell)."
+    )
     query_select_method: str = param("default", "Top-k query selection: 'default', 'one2many' or 'agnostic'.")
     reg_max: int = param(32, "Bins of each box-edge distribution (FDR).")
     reg_scale: float = param(4.0, "Range of the FDR weighting function (larger = wider offsets).")
-    layer_scale: int = param(1, "Width multiplier of layers after eval_idx; only 1 is supported.")
+    layer_scale: int = param(
+        1, "Official width multiplier of layers after eval_idx; only 1 is supported (all DEIMv2 configs)."
+    )
     mlp_act: str = param("relu", "Activation of the box and query-position MLPs.")
-    use_gateway: bool = param(True, "Gated fusion of cross-attention output (off for Atto/Femto/Pico).")
+    use_gateway: bool = param(
+        True, "Cross-attention residual through a learned gate, else residual + norm (off for Atto/Femto/Pico)."
+    )
     share_bbox_head: bool = param(False, "One box head shared by the layers up to eval_idx.")
     share_score_head: bool = param(False, "One class head shared by the layers up to eval_idx.")
 
@@ -239,6 +249,14 @@ class CriterionConfig(Section):
     alpha: float = param(0.75, "Weight of negatives in MAL.")
     reg_max: int = param(32, "Bins of each box-edge distribution (must equal the decoder's).")
     use_uni_set: bool = param(True, "Localisation losses on the union of the layers' matches (off for Atto…Pico).")
+
+
+#: every section read key for key by :func:`section_from_mapping` (dotted name -> class)
+STRICT_SECTIONS: dict[str, type] = {
+    **MODEL_SECTIONS,
+    "DEIMCriterion": CriterionConfig,
+    "DEIMCriterion.matcher": MatcherConfig,
+}
 
 
 # --------------------------------------------------------------------------- training sections

@@ -194,3 +194,11 @@ def test_save_config_writes_a_complete_file(tmp_path):
     assert again.name == "另一个 名字"
     assert dataclasses.replace(again, name=cfg.name, raw=cfg.raw) == cfg
     assert again.raw == {**cfg.raw, "output_dir": "./outputs/mine"}
+
+
+def test_a_documented_field_absent_from_the_file_can_be_overridden():
+    cfg = load_config("s", {"HybridEncoder.pe_temperature": 5000, "DEIMCriterion.matcher.iou_order_alpha": 2.0})
+    assert cfg.model.encoder.pe_temperature == 5000 and cfg.criterion.matcher.iou_order_alpha == 2.0
+    assert load_config("atto", {"DEIMTransformer.share_score_head": True}).model.decoder.share_score_head is True
+    with pytest.raises(ConfigError, match="未知的配置键"):  # atto has a LiteEncoder, no HybridEncoder section
+        load_config("atto", {"HybridEncoder.pe_temperature": 5000})
