@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..batch_rule import apply_batch_rule, format_batch_scaling
-from ..config import ALIASES, Config, format_milestones, load_config, save_config
+from ..config import ALIASES, Config, config_from_dict, format_milestones, load_config, parse_overrides, save_config
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from . import dist
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -63,7 +63,8 @@ class Trainer:
         warmup_explicit: bool = False,
         explicit_keys: Iterable[str] = (),
     ):
-        from ..models.build import build_criterion, build_model_from_config, build_postprocessor
+        from ..loss import build_criterion
+        from ..models.build import build_model_from_config, build_postprocessor
 
         self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
         self.max_iters = max_iters_per_epoch
@@ -424,8 +425,6 @@ class Trainer:
 # ---------------------------------------------------------------------- public API
 def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) -> Config:
     ov = dict(kwargs)
-    from ..config import parse_overrides
-
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
@@ -439,8 +438,6 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
         raw["seed"] = int(seed)
     if use_amp is not None:
         raw["use_amp"] = bool(use_amp)
-    from ..config import config_from_dict
-
     out = config_from_dict(raw, cfg.name)
     out.milestones, out.milestone_note = cfg.milestones, note
     return out
@@ -516,8 +513,6 @@ def prepare_trainer(
         from ..outputs import ensure_output_dir
 
         ensure_output_dir(out)
-    from ..config import parse_overrides
-
     explicit = {ALIASES.get(k, k) for k in {**parse_overrides(overrides), **kwargs}}
     return Trainer(
         cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train, explicit_keys=explicit
@@ -618,8 +613,6 @@ def train(
         save_config(t.cfg, t.output_dir / "config.yaml")
     if resume:
         t.resume(resume)
-        from ..config import parse_overrides
-
         check_resume_after_early_stop(
             t.resumed_early_stop,
             resume,
@@ -651,8 +644,6 @@ def train(
 
 
 def parse_nc(overrides, kwargs) -> int | None:
-    from ..config import parse_overrides
-
     ov = {**parse_overrides(overrides), **kwargs}
     return ov.get("num_classes")
 
