@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +334,6 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any]:
-        import contextlib
         import io
 
         from pycocotools.coco import COCO
@@ -342,7 +341,7 @@ class Trainer:
         module = module or (self.ema.module if self.ema is not None else self.model)
         module.eval()
         ds = self.data.val_dataset
-        with contextlib.redirect_stdout(io.StringIO()):
+        with redirect_stdout(io.StringIO()):
             coco = COCO(str(ds.ann_file))
         evaluator = CocoEvaluator(coco, self.category_ids, self.class_names)
         for images, targets in self.data.val_loader:
