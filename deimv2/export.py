@@ -37,7 +37,7 @@ def require_onnx():
 
 
 def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Config]:
-    """The deploy-mode :class:`~deimv2.predict.DetectionGraph` of a checkpoint (or of random weights)."""
+    """The deploy-mode :class:`~deimv2.graph.DetectionGraph` of a checkpoint (or of random weights)."""
     from .models.build import build_model
 
     if checkpoint is not None:
