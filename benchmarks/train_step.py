@@ -107,7 +107,8 @@ def ours_train_step(variant: str, runs: int, warmup: int = 2, threads: int = 2) 
     import torch
 
     from deimv2.engine.optim import build_optimizer
-    from deimv2.models.build import build_criterion, build_model
+    from deimv2.loss import build_criterion
+    from deimv2.models.build import build_model
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -124,7 +125,8 @@ def train_fidelity(off_model, off_criterion, variant: str, h: int, w: int, seed:
     """Same weights and RNG seed: loss terms and gradients of ours vs official (one forward + backward)."""
     import torch
 
-    from deimv2.models.build import build_criterion, build_model
+    from deimv2.loss import build_criterion
+    from deimv2.models.build import build_model
 
     ours = build_model(variant)
     ours.load_state_dict(off_model.state_dict(), strict=True)

@@ -59,7 +59,8 @@ def measure_variant(variant: str, batches=(1, 2)) -> dict:
 
     from deimv2 import load_config
     from deimv2.engine.setup import measure_activation_bytes
-    from deimv2.models.build import build_criterion, build_model_from_config
+    from deimv2.loss import build_criterion
+    from deimv2.models.build import build_model_from_config
 
     cfg = load_config(variant)
     size = train_size(cfg)

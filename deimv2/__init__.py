@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "build_model": "deimv2.models.build",
     "build_postprocessor": "deimv2.models.build",
-    "build_criterion": "deimv2.models.build",
+    "build_criterion": "deimv2.loss",
     "load_config": "deimv2.config",
     "save_config": "deimv2.config",
     "VARIANTS": "deimv2.config",

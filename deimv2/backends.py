@@ -1,6 +1,6 @@
 """Inference backends of :class:`~deimv2.predict.Detector`: PyTorch, or ONNX Runtime on CPU.
 
-Both run the same :class:`~deimv2.predict.DetectionGraph` (model + post-processor in deploy form) and return
+Both run the same :class:`~deimv2.graph.DetectionGraph` (model + post-processor in deploy form) and return
 ``(labels, boxes, scores)`` torch tensors, so the Detector builds the same :class:`Prediction` objects.
 
 ``backend="auto"`` (the default) picks ONNX Runtime for a checkpoint file of an HGNetv2 variant (Atto…N) on CPU
@@ -26,6 +26,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, DEIMv2Error
+from .graph import build_graph, write_onnx
 
 __all__ = ["BACKENDS", "OnnxRuntimeBackend", "TorchBackend", "cache_key", "cached_onnx", "make_backend", "ort_session"]
 
@@ -137,8 +138,6 @@ def _cache_dirs(source: str | Path | None) -> list[Path]:
 
 def _write_atomic(graph, cfg, target: Path, opset: int) -> None:
     """Export into a temp file in ``target``'s folder, then ``os.replace``: never a half-written file."""
-    from .export import write_onnx
-
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     try:
@@ -193,8 +192,6 @@ def onnxruntime_available() -> bool:
 
 def _deploy_graph(graph, cfg, deployed: bool):
     """``graph`` if already in deploy form, else a deployed copy (the caller's model stays as it is)."""
-    from .predict import build_graph
-
     return graph if deployed else build_graph(copy.deepcopy(graph.model).cpu(), cfg, deploy=True)
 
 

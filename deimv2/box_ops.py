@@ -3,6 +3,7 @@
 ``xyxy`` = (x1, y1, x2, y2); ``cxcywh`` = (center x, center y, width, height).
 """
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -15,6 +16,7 @@ __all__ = [
     "elementwise_box_iou",
     "elementwise_generalized_box_iou",
     "inverse_sigmoid",
+    "box_iou_np",
 ]
 
 
@@ -96,3 +98,16 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
     """logit(x) with x clipped to [0, 1] and both x and 1-x clipped below by ``eps``."""
     x = x.clip(min=0.0, max=1.0)
     return torch.log(x.clip(min=eps) / (1 - x).clip(min=eps))
+
+
+def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """NumPy version of :func:`box_iou` (used by evaluation): IoU matrix between xyxy boxes ``a`` (N,4) and ``b`` (M,4)."""
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)

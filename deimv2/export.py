@@ -10,7 +10,6 @@ same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inferenc
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,8 @@ import torch
 from .bench import time_fn
 from .config import Config, load_config
 from .errors import ConfigError, DEIMv2Error
-from .predict import DetectionGraph, build_graph, load_detector
+from .graph import DetectionGraph, build_graph, write_onnx
+from .predict import load_detector
 
 __all__ = ["build_export_graph", "check_onnx", "export_onnx", "require_onnx", "write_onnx"]
 
@@ -37,7 +37,7 @@ def require_onnx():
 
 
 def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Config]:
-    """The deploy-mode :class:`~deimv2.predict.DetectionGraph` of a checkpoint (or of random weights)."""
+    """The deploy-mode :class:`~deimv2.graph.DetectionGraph` of a checkpoint (or of random weights)."""
     from .models.build import build_model
 
     if checkpoint is not None:
@@ -50,43 +50,6 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
     else:
         raise ConfigError("请用 -r 指定权重文件，或至少用 -c 指定变体名（如 atto）。")
     return build_graph(model.cpu(), cfg, deploy=True), cfg
-
-
-def write_onnx(
-    graph: DetectionGraph,
-    cfg: Config,
-    out: str | Path,
-    opset: int = 17,
-    batch_size: int = 1,
-    dynamic_batch: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Trace ``graph`` (on CPU) into the ONNX file ``out`` and check it; returns the example inputs used."""
-    import onnx
-
-    h, w = (int(v) for v in cfg.eval_spatial_size)
-    images = torch.rand(batch_size, 3, h, w)
-    sizes = torch.tensor([[w, h]] * batch_size, dtype=torch.int64)
-    axes = {n: {0: "N"} for n in ("images", "orig_target_sizes", "labels", "boxes", "scores")}
-    with torch.no_grad(), warnings.catch_warnings():
-        # tracer notes about shape-dependent Python branches: those shapes are fixed by the eval size
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*[Cc]onstant folding.*")
-        warnings.filterwarnings("ignore", category=DeprecationWarning)  # "legacy TorchScript-based exporter"
-        graph(images, sizes)  # warm the lazily built buffers (anchors) before tracing
-        # The TorchScript exporter, explicitly: the dynamo exporter (default since torch 2.9) fails on this model.
-        torch.onnx.export(
-            graph,
-            (images, sizes),
-            str(out),
-            input_names=["images", "orig_target_sizes"],
-            output_names=["labels", "boxes", "scores"],
-            opset_version=int(opset),
-            dynamic_axes=axes if dynamic_batch else None,
-            do_constant_folding=True,
-            dynamo=False,
-        )
-    onnx.checker.check_model(onnx.load(str(out)))
-    return images, sizes
 
 
 def _default_output(cfg: Config, checkpoint) -> Path:

@@ -3,7 +3,7 @@ the ``deimv2 predict`` command (image / folder / video) and a notebook helper co
 
 Preprocessing is the official val pipeline: resize to ``eval_spatial_size`` (PIL bilinear, no letterbox),
 ``/255``, and ImageNet mean/std for the DINOv3 variants only. The normalisation lives in one place,
-:class:`DetectionGraph`, which is also the graph that :mod:`deimv2.export` writes to ONNX.
+:class:`~deimv2.graph.DetectionGraph`, which is also the graph that :mod:`deimv2.export` writes to ONNX.
 Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``show_predictions``).
 """
 
@@ -23,55 +23,24 @@ from PIL import Image
 
 from .config import Config, load_config
 from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
+from .graph import DetectionGraph, build_graph
 
-__all__ = ["DetectionGraph", "Prediction", "Detector", "predict_cli", "show_predictions", "IMAGE_EXTS", "VIDEO_EXTS"]
+__all__ = [
+    "DetectionGraph",
+    "build_graph",
+    "Prediction",
+    "Detector",
+    "predict_cli",
+    "show_predictions",
+    "IMAGE_EXTS",
+    "VIDEO_EXTS",
+]
 
 #: confidence threshold when neither the caller nor the checkpoint gives one
 DEFAULT_CONF = 0.45
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
-
-
-# --------------------------------------------------------------------------- the graph
-class DetectionGraph(nn.Module):
-    """``(images [B,3,H,W] in [0,1], orig_target_sizes [B,2] as (w,h)) -> (labels, boxes, scores)``.
-
-    Model and post-processor in deploy form; ImageNet normalisation inside when ``cfg.input_mean`` is set
-    (DINOv3 S/M/L/X), so callers always pass plain ``/255`` pixels. Labels are 0-based (no COCO remap).
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        postprocessor: nn.Module,
-        mean: Sequence[float] | None = None,
-        std: Sequence[float] | None = None,
-    ):
-        super().__init__()
-        self.model = model
-        self.postprocessor = postprocessor
-        self.normalize = mean is not None
-        if self.normalize:
-            self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-
-    def forward(self, images: torch.Tensor, orig_target_sizes: torch.Tensor):
-        if self.normalize:
-            images = (images - self.mean) / self.std
-        return self.postprocessor(self.model(images), orig_target_sizes)
-
-
-def build_graph(model: nn.Module, cfg: Config, deploy: bool = True) -> DetectionGraph:
-    """Wrap ``model`` (put in eval mode; folded in place with ``deploy=True``) into a :class:`DetectionGraph`."""
-    from .models.build import build_postprocessor
-
-    model.eval()
-    if deploy and hasattr(model, "deploy"):
-        with torch.no_grad():
-            model.deploy()
-    post = build_postprocessor(cfg).deploy()
-    return DetectionGraph(model, post, cfg.input_mean, cfg.input_std).eval()
 
 
 # --------------------------------------------------------------------------- results

@@ -98,7 +98,8 @@ def test_on_cpu_auto_keeps_the_recipe_batch_and_says_why(tiny_coco, tmp_path, ca
 
 
 def test_the_measured_steps_run_and_change_the_weights():
-    from deimv2.models.build import build_criterion, build_model_from_config
+    from deimv2.loss import build_criterion
+    from deimv2.models.build import build_model_from_config
 
     cfg = load_config(
         "atto",

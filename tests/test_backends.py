@@ -177,7 +177,7 @@ def test_export_failure_falls_back_to_torch_with_one_line(trained, tmp_path, mon
             f.write(b"half")  # a half-written file must not become the cached model
         raise RuntimeError("模拟的导出失败")
 
-    monkeypatch.setattr("deimv2.export.write_onnx", broken)
+    monkeypatch.setattr("deimv2.backends.write_onnx", broken)
     det = Detector.from_checkpoint(copy, conf=0.0)
     out = [line for line in capsys.readouterr().out.splitlines() if "失败" in line]
     assert det.backend.name == "torch" and len(out) == 1 and "模拟的导出失败" in out[0]

@@ -2,11 +2,15 @@
 
 import io
 import json
+import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from deimv2.config import read_yaml
 from deimv2.engine.logger import (
     JsonlLogger,
     MetricMeter,
@@ -202,12 +206,6 @@ SPEC_GROUP_COUNTS = {
 
 @pytest.mark.parametrize("name", sorted(SPEC_GROUP_COUNTS))
 def test_group_counts_match_official(name):
-    import math
-    import re
-    from pathlib import Path
-
-    import yaml
-
     ref = Path(__file__).resolve().parent / "fixtures" / "official" / "state_dict" / f"{name.split('_')[1]}.json"
     cfg_path = Path(__file__).resolve().parents[1] / "deimv2" / "configs" / f"deimv2_{name}_coco.yaml"
     state = json.loads(ref.read_text(encoding="utf-8"))["state_dict"]
@@ -222,6 +220,6 @@ def test_group_counts_match_official(name):
             for k, s in shapes.items():
                 yield k, nn.Parameter(torch.empty(s, device="meta"))
 
-    groups = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))["optimizer"]["params"]
+    groups = read_yaml(cfg_path)["optimizer"]["params"]  # the variant file merged with its base files
     names = assign_param_groups(FromKeys(), groups)
     assert [sum(math.prod(shapes[n]) for n in g) for g in names] == SPEC_GROUP_COUNTS[name]

@@ -23,7 +23,8 @@ from golden import (
     summarize,
 )
 
-from deimv2.models.build import build_criterion, build_model
+from deimv2.loss import build_criterion
+from deimv2.models.build import build_model
 from deimv2.models.postprocess import PostProcessor
 
 INDEX = json.loads((FIXTURES / "golden.json").read_text(encoding="utf-8"))

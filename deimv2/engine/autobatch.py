@@ -162,7 +162,8 @@ def train_steps(
 def cuda_peak_memory_fn(cfg: Config, device: torch.device, steps: int = MEASURE_STEPS) -> Callable[[int], float | None]:
     """``measure(batch)``: peak reserved CUDA bytes of ``steps`` training steps (model, EMA copy, AdamW,
     activations at the largest input), or None on out-of-memory. Uses a throw-away model."""
-    from ..models.build import build_criterion, build_model_from_config
+    from ..loss import build_criterion
+    from ..models.build import build_model_from_config
     from .setup import amp_settings
 
     amp, amp_dtype, _ = amp_settings(cfg.train.use_amp, device, cfg.train.amp_dtype)

@@ -25,8 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..box_ops import box_iou_np
 from ..errors import ConfigError, DatasetError
 from .dist import all_gather_object
+from .f1 import compute_f1_curve
+from .figures import new_figure
 
 __all__ = [
     "STAT_NAMES",
@@ -63,19 +66,6 @@ def _np(x: Any, dtype) -> np.ndarray:
     if torch.is_tensor(x):
         x = x.detach().cpu().numpy()
     return np.asarray(x, dtype=dtype)
-
-
-def box_iou_np(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix between xyxy boxes ``a`` (N,4) and ``b`` (M,4)."""
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(-1)
-    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(-1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
 
 
 def compute_confusion_matrix(
@@ -275,8 +265,6 @@ class CocoEvaluator:
         }
         cm = compute_confusion_matrix(gts, self._dets, self.num_classes, iou_threshold, score_threshold)
         metrics["confusion_matrix"] = cm.tolist()
-        from .f1 import compute_f1_curve
-
         f1 = compute_f1_curve(gts, self._dets, self.num_classes, iou_threshold, class_names=self.class_names)
         metrics["f1_curve"] = f1
         metrics["best_conf"], metrics["best_f1"] = f1["best_conf"], f1["best_f1"]
@@ -331,25 +319,11 @@ def save_eval_json(metrics: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------- plots
-def _new_figure(figsize):
-    """A matplotlib Figure with the CJK font set up (not kept in pyplot state)."""
-    import matplotlib.pyplot as plt
-
-    from ..draw import setup_matplotlib_cjk
-
-    setup_matplotlib_cjk()
-
-    # a pyplot figure (closed right away) renders in a fresh Jupyter kernel; a bare Figure shows as text
-    fig = plt.figure(figsize=figsize, layout="constrained")
-    plt.close(fig)
-    return fig
-
-
 def plot_pr_curves(metrics: Mapping[str, Any], max_legend: int = 20):
     """Precision-recall curve of every class with objects (IoU 0.5), legend ``name (AP50)``."""
     pr = metrics["pr_curves"]
     recall = np.asarray(pr["recall"])
-    fig = _new_figure((7, 5.5))
+    fig = new_figure((7, 5.5))
     ax = fig.subplots()
     drawn = 0
     for row, curve in zip(metrics["per_class"], pr["precision"]):
@@ -379,7 +353,7 @@ def plot_confusion_matrix(cm, names: Sequence[str], normalize: bool = False):
     shown = cm / np.clip(cm.sum(1, keepdims=True), 1, None) if normalize else cm
     n = len(labels)
     size = min(4 + 0.45 * n, 20)
-    fig = _new_figure((size + 1, size))
+    fig = new_figure((size + 1, size))
     ax = fig.subplots()
     im = ax.imshow(shown, cmap="Blues")
     fig.colorbar(im, ax=ax, shrink=0.8)
@@ -411,7 +385,7 @@ def plot_per_class_ap(metrics: Mapping[str, Any]):
     rows = [r for r in metrics["per_class"] if r["AP"] >= 0]
     names = [r["name"] for r in rows]
     y = np.arange(len(rows))
-    fig = _new_figure((7, max(2.5, 0.35 * len(rows) + 1.5)))
+    fig = new_figure((7, max(2.5, 0.35 * len(rows) + 1.5)))
     ax = fig.subplots()
     ax.barh(y - 0.2, [r["AP50"] for r in rows], height=0.4, label="AP50")
     ax.barh(y + 0.2, [r["AP"] for r in rows], height=0.4, label="AP (0.50:0.95)")

@@ -15,16 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from ..box_ops import box_iou_np
+from .figures import new_figure
+
 __all__ = ["THRESHOLDS", "best_threshold", "compute_f1_curve", "match_detections", "plot_f1_curve"]
 
 #: the confidence grid 0.01, 0.02 … 0.99
 THRESHOLDS = np.round(np.arange(1, 100) / 100.0, 2)
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from .evaluate import box_iou_np
-
-    return box_iou_np(a, b)
 
 
 def match_detections(
@@ -44,7 +41,7 @@ def match_detections(
     tp = np.zeros(len(d_scores), dtype=bool)
     if len(d_scores) == 0 or len(g_labels) == 0:
         return tp
-    iou = _iou(d_boxes, g_boxes)
+    iou = box_iou_np(d_boxes, g_boxes)
     iou[d_labels[:, None] != g_labels[None, :]] = -1.0
     used = np.zeros(len(g_labels), dtype=bool)
     for d in np.argsort(-d_scores, kind="stable"):
@@ -160,11 +157,9 @@ def compute_f1_curve(
 def plot_f1_curve(metrics: Mapping[str, Any], max_legend: int = 20):
     """F1 against the confidence threshold: one thin line per class with objects, the overall curve bold,
     and the F1-best threshold marked. ``metrics``: what evaluation returns (or ``eval.json`` loaded)."""
-    from .evaluate import _new_figure
-
     curve = metrics.get("f1_curve") if "f1_curve" in metrics else metrics
     thr = np.asarray(curve["thresholds"])
-    fig = _new_figure((7, 5))
+    fig = new_figure((7, 5))
     ax = fig.subplots()
     drawn = 0
     for row, f1 in zip(curve["per_class"], curve["per_class_f1"]):

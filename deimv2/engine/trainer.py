@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext
+from contextlib import nullcontext, redirect_stdout
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..batch_rule import apply_batch_rule, format_batch_scaling
-from ..config import ALIASES, Config, format_milestones, load_config, save_config
+from ..config import ALIASES, Config, format_milestones, load_config, parse_overrides, save_config
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from . import dist
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -63,7 +63,8 @@ class Trainer:
         warmup_explicit: bool = False,
         explicit_keys: Iterable[str] = (),
     ):
-        from ..models.build import build_criterion, build_model_from_config, build_postprocessor
+        from ..loss import build_criterion
+        from ..models.build import build_model_from_config, build_postprocessor
 
         self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
         self.max_iters = max_iters_per_epoch
@@ -333,7 +334,6 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any]:
-        import contextlib
         import io
 
         from pycocotools.coco import COCO
@@ -341,7 +341,7 @@ class Trainer:
         module = module or (self.ema.module if self.ema is not None else self.model)
         module.eval()
         ds = self.data.val_dataset
-        with contextlib.redirect_stdout(io.StringIO()):
+        with redirect_stdout(io.StringIO()):
             coco = COCO(str(ds.ann_file))
         evaluator = CocoEvaluator(coco, self.category_ids, self.class_names)
         for images, targets in self.data.val_loader:
@@ -424,8 +424,6 @@ class Trainer:
 # ---------------------------------------------------------------------- public API
 def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) -> Config:
     ov = dict(kwargs)
-    from ..config import parse_overrides
-
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
@@ -505,8 +503,6 @@ def prepare_trainer(
         from ..outputs import ensure_output_dir
 
         ensure_output_dir(out)
-    from ..config import parse_overrides
-
     explicit = {ALIASES.get(k, k) for k in {**parse_overrides(overrides), **kwargs}}
     return Trainer(
         cfg, dev, out, progress=progress, max_iters_per_epoch=max_iters_per_epoch, train=train, explicit_keys=explicit
@@ -605,8 +601,6 @@ def train(
         save_config(t.cfg, t.output_dir / "config.yaml")
     if resume:
         t.resume(resume)
-        from ..config import parse_overrides
-
         check_resume_after_early_stop(
             t.resumed_early_stop,
             resume,
@@ -638,8 +632,6 @@ def train(
 
 
 def parse_nc(overrides, kwargs) -> int | None:
-    from ..config import parse_overrides
-
     ov = {**parse_overrides(overrides), **kwargs}
     return ov.get("num_classes")
 

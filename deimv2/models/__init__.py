@@ -1,6 +1,9 @@
-"""DEIMv2 model parts: backbones (hgnetv2, vit, sta), encoders, decoder, post-processor and builders."""
+"""DEIMv2 model parts: backbones (hgnetv2, vit, sta), encoders, decoder, post-processor and builders.
 
-from .build import build_backbone, build_criterion, build_decoder, build_encoder, build_model, build_postprocessor
+The criterion (loss) is not a model part: it is built by :func:`deimv2.loss.build_criterion`.
+"""
+
+from .build import build_backbone, build_decoder, build_encoder, build_model, build_postprocessor
 from .deim import DEIM
 
 __all__ = [
@@ -10,5 +13,4 @@ __all__ = [
     "build_encoder",
     "build_decoder",
     "build_postprocessor",
-    "build_criterion",
 ]

@@ -115,25 +115,3 @@ def build_model(
     model = build_model_from_config(cfg)
     model.config = cfg  # kept for preprocessing (eval size, normalisation) and saving
     return model
-
-
-def build_criterion(cfg: Config) -> nn.Module:
-    """Explained in notebooks/09_loss.ipynb §5."""
-    from ..loss import build_criterion as _build
-
-    c, m = cfg.criterion, cfg.criterion.matcher
-    return _build(
-        num_classes=cfg.num_classes,
-        weight_dict=c.weight_dict,
-        losses=c.losses,
-        gamma=c.gamma,
-        alpha=c.alpha,
-        reg_max=c.reg_max,
-        use_uni_set=c.use_uni_set,
-        matcher_weight_dict=m.weight_dict,
-        matcher_alpha=m.alpha,
-        matcher_gamma=m.gamma,
-        change_matcher=m.change_matcher,
-        iou_order_alpha=m.iou_order_alpha,
-        matcher_change_epoch=m.matcher_change_epoch,
-    )
