@@ -1,4 +1,4 @@
-"""Data pipeline: COCO dataset, official DEIMv2 augmentations, batch collation, loaders."""
+"""Data pipeline: dataset layouts, images, COCO dataset, official DEIMv2 augmentations, batch collation, loaders."""
 
 from .collate import BatchImageCollateFunction, batch_image_collate_fn, generate_scales
 from .dataset import (
@@ -8,11 +8,10 @@ from .dataset import (
     CocoDetection,
     dataset_class_names,
     dataset_num_classes,
-    find_dataset,
-    read_coco_json,
 )
 from .epoch import SharedEpoch
-from .images import exif_orientation, image_size, load_image, to_rgb
+from .images import IMAGE_EXTS, as_rgb_image, exif_orientation, image_size, list_images, load_image, to_rgb
+from .layout import SplitFiles, find_dataset, read_coco_json
 from .loader import DetDataLoader, build_dataloader, seed_worker
 from .transforms import (
     IMAGENET_MEAN,
@@ -39,6 +38,7 @@ __all__ = [
     "generate_scales",
     "CocoDetection",
     "find_dataset",
+    "SplitFiles",
     "dataset_num_classes",
     "dataset_class_names",
     "read_coco_json",
@@ -49,6 +49,9 @@ __all__ = [
     "load_image",
     "image_size",
     "to_rgb",
+    "as_rgb_image",
+    "list_images",
+    "IMAGE_EXTS",
     "exif_orientation",
     "DetDataLoader",
     "build_dataloader",

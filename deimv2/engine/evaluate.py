@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DatasetError
+from ..fonts import setup_matplotlib_cjk
 from .dist import all_gather_object
 
 __all__ = [
@@ -334,8 +335,6 @@ def save_eval_json(metrics: Mapping[str, Any], path: str | os.PathLike) -> Path:
 def _new_figure(figsize):
     """A matplotlib Figure with the CJK font set up (not kept in pyplot state)."""
     import matplotlib.pyplot as plt
-
-    from ..draw import setup_matplotlib_cjk
 
     setup_matplotlib_cjk()
 

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DEIMv2Error
+from ..fonts import setup_matplotlib_cjk
 from .dist import all_reduce_dict, is_dist
 
 __all__ = ["JsonlLogger", "read_log", "make_tensorboard_writer", "SmoothedValue", "MetricMeter", "plot_training_curves"]
@@ -185,8 +186,6 @@ def plot_training_curves(log: str | os.PathLike | Sequence[Mapping[str, Any]], m
     records = read_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
     records = _normalize_official(records)
     import matplotlib.pyplot as plt
-
-    from ..draw import setup_matplotlib_cjk
 
     setup_matplotlib_cjk()
 
