@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .errors import DEIMv2Error
 
-__all__ = ["INSTALL_HINT", "PROBE_CHARS", "find_cjk_font", "load_cjk_font", "setup_matplotlib_cjk"]
+__all__ = ["INSTALL_HINT", "PROBE_CHARS", "cjk_figure", "find_cjk_font", "load_cjk_font", "setup_matplotlib_cjk"]
 
 # Characters every candidate font must render (and not as the missing-glyph box).
 PROBE_CHARS = "飞机船检测训练损失"
@@ -247,3 +247,17 @@ def setup_matplotlib_cjk() -> str:
     rc["font.sans-serif"] = [family] + [f for f in rc["font.sans-serif"] if f != family]
     rc["axes.unicode_minus"] = False
     return family
+
+
+def cjk_figure(figsize: tuple[float, float]):
+    """A matplotlib Figure (constrained layout) with the CJK font set up, for the plots of :mod:`deimv2.engine`.
+
+    The figure is closed in pyplot right away: a notebook shows it once, as the returned value (a pyplot figure
+    renders in a fresh Jupyter kernel; a bare ``Figure`` would show as text).
+    """
+    import matplotlib.pyplot as plt  # lazy: heavy, only needed for plots
+
+    setup_matplotlib_cjk()
+    fig = plt.figure(figsize=figsize, layout="constrained")
+    plt.close(fig)
+    return fig

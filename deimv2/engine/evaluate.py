@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, DatasetError
-from ..fonts import setup_matplotlib_cjk
+from ..fonts import cjk_figure
 from .dist import all_gather_object
 
 __all__ = [
@@ -332,23 +332,11 @@ def save_eval_json(metrics: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------- plots
-def _new_figure(figsize):
-    """A matplotlib Figure with the CJK font set up (not kept in pyplot state)."""
-    import matplotlib.pyplot as plt
-
-    setup_matplotlib_cjk()
-
-    # a pyplot figure (closed right away) renders in a fresh Jupyter kernel; a bare Figure shows as text
-    fig = plt.figure(figsize=figsize, layout="constrained")
-    plt.close(fig)
-    return fig
-
-
 def plot_pr_curves(metrics: Mapping[str, Any], max_legend: int = 20):
     """Precision-recall curve of every class with objects (IoU 0.5), legend ``name (AP50)``."""
     pr = metrics["pr_curves"]
     recall = np.asarray(pr["recall"])
-    fig = _new_figure((7, 5.5))
+    fig = cjk_figure((7, 5.5))
     ax = fig.subplots()
     drawn = 0
     for row, curve in zip(metrics["per_class"], pr["precision"]):
@@ -378,7 +366,7 @@ def plot_confusion_matrix(cm, names: Sequence[str], normalize: bool = False):
     shown = cm / np.clip(cm.sum(1, keepdims=True), 1, None) if normalize else cm
     n = len(labels)
     size = min(4 + 0.45 * n, 20)
-    fig = _new_figure((size + 1, size))
+    fig = cjk_figure((size + 1, size))
     ax = fig.subplots()
     im = ax.imshow(shown, cmap="Blues")
     fig.colorbar(im, ax=ax, shrink=0.8)
@@ -410,7 +398,7 @@ def plot_per_class_ap(metrics: Mapping[str, Any]):
     rows = [r for r in metrics["per_class"] if r["AP"] >= 0]
     names = [r["name"] for r in rows]
     y = np.arange(len(rows))
-    fig = _new_figure((7, max(2.5, 0.35 * len(rows) + 1.5)))
+    fig = cjk_figure((7, max(2.5, 0.35 * len(rows) + 1.5)))
     ax = fig.subplots()
     ax.barh(y - 0.2, [r["AP50"] for r in rows], height=0.4, label="AP50")
     ax.barh(y + 0.2, [r["AP"] for r in rows], height=0.4, label="AP (0.50:0.95)")

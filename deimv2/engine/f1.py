@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from ..fonts import cjk_figure
+
 __all__ = ["THRESHOLDS", "best_threshold", "compute_f1_curve", "match_detections", "plot_f1_curve"]
 
 #: the confidence grid 0.01, 0.02 … 0.99
@@ -160,11 +162,9 @@ def compute_f1_curve(
 def plot_f1_curve(metrics: Mapping[str, Any], max_legend: int = 20):
     """F1 against the confidence threshold: one thin line per class with objects, the overall curve bold,
     and the F1-best threshold marked. ``metrics``: what evaluation returns (or ``eval.json`` loaded)."""
-    from .evaluate import _new_figure
-
     curve = metrics.get("f1_curve") if "f1_curve" in metrics else metrics
     thr = np.asarray(curve["thresholds"])
-    fig = _new_figure((7, 5))
+    fig = cjk_figure((7, 5))
     ax = fig.subplots()
     drawn = 0
     for row, f1 in zip(curve["per_class"], curve["per_class_f1"]):
