@@ -1,4 +1,4 @@
-"""Inference: a :class:`Detector` that turns images (paths, PIL, numpy) into :class:`Prediction` objects,
+"""Inference: a :class:`Detector` that turns images (paths, PIL, numpy, torch) into :class:`Prediction` objects,
 the ``deimv2 predict`` command (image / folder / video) and a notebook helper comparing predictions with GT.
 
 Preprocessing is the official val pipeline: resize to ``eval_spatial_size`` (PIL bilinear, no letterbox),
@@ -294,8 +294,10 @@ class Detector:
         classes: Sequence[str | int] | None = None,
         keep_images: bool = True,
     ):
-        """A path / PIL / numpy image -> :class:`Prediction`; a list of them -> list (batched in chunks).
+        """An image -> :class:`Prediction`; a list of them (or an ``(N, H, W, 3)`` array) -> list (batched in chunks).
 
+        Images: a path, PIL image, numpy array or torch tensor, read by the rules of
+        :func:`deimv2.data.images.as_rgb_image` (numpy: RGB ``(H, W, 3)``, uint8 or float 0-1; torch: ``(3, H, W)``).
         ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
         lists of paths to save memory (``plot()`` then reads the file again).
         """
@@ -306,7 +308,7 @@ class Detector:
         out: list[Prediction] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            images = [as_rgb_image(it) for it in chunk]  # the one input rule: deimv2.data.images.as_rgb_image
+            images = [as_rgb_image(it) for it in chunk]
             out.extend(self._run(images, [_source_path(it) for it in chunk], conf, max_det, keep, keep_images))
         return out if is_list else out[0]
 
