@@ -255,3 +255,17 @@ def test_read_coco_json_checks_categories_only_when_asked(tmp_path):
     path.write_text("[1, 2]", encoding="utf-8")
     with pytest.raises(DatasetError, match="顶层不是 JSON 对象"):
         read_coco_json(path, check_categories=False)
+
+
+def test_yolo_folder_with_a_stray_json_is_yolo_for_both(tmp_path):
+    """Label Studio's YOLO export has ``notes.json`` beside ``images/``, ``labels/`` and ``classes.txt``."""
+    root = tmp_path / ROOT
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.new("RGB", (32, 24)).save(root / "images" / "a.jpg")
+    (root / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n", encoding="utf-8")
+    (root / "classes.txt").write_text("猫\n", encoding="utf-8")
+    (root / "notes.json").write_text(json.dumps({"categories": [{"id": 0, "name": "猫"}]}), encoding="utf-8")
+    assert find_dataset(root, required=False) == {}
+    assert check_dataset(root).format_name == "yolo"
+    assert prepare_data(root, fallback=tmp_path / "out", verbose=False).kind == "yolo"

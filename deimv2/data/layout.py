@@ -125,6 +125,15 @@ def _split_json(folder: Path) -> Path | None:
     return jsons[0] if jsons else None
 
 
+def _looks_like_coco(path: Path) -> bool:
+    """True for a JSON object with an ``images`` list (a Label Studio ``notes.json`` beside YOLO labels is not)."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("images"), list)
+
+
 def _one_per_split(found: dict[str, list], where: Path, what: str) -> dict[str, SplitFiles]:
     for split, items in found.items():
         if len(items) > 1:
@@ -177,8 +186,9 @@ def find_dataset(path: str | Path, *, required: bool = True) -> dict[str, SplitF
     B. COCO style: ``ROOT/annotations/instances_train2017.json`` (or ``train.json`` ...) with the images in
        ``ROOT/train2017/`` or ``ROOT/images/train2017/`` (else in ``ROOT/images/`` or ``ROOT/`` when they hold the
        listed files); likewise ``instances_val2017.json``, ``instances_test2017.json``.
-    C. One split folder: ``ROOT/_annotations.coco.json`` (or ROOT's only ``.json``) with the images beside it; the
-       split is named by ROOT's own name (``ROOT = .../valid`` -> val), else it is ``train``.
+    C. One split folder: ``ROOT/_annotations.coco.json`` (or ROOT's only ``.json`` if it is a JSON object with an
+       ``images`` list, so that e.g. Label Studio's ``notes.json`` beside YOLO labels is not taken for COCO) with the
+       images beside it; the split is named by ROOT's own name (``ROOT = .../valid`` -> val), else it is ``train``.
     D. The annotation file itself (``path`` is a ``.json``): images found as in A (or B for ``annotations/``), split
        named by its folder or file name, else ``train``.
 
@@ -197,7 +207,8 @@ def find_dataset(path: str | Path, *, required: bool = True) -> dict[str, SplitF
     found = _split_folders(root) or _annotations_folder(root)
     if not found:
         ann = _split_json(root)
-        found = {split_alias(root.name) or "train": SplitFiles(_beside(ann), ann)} if ann is not None else {}
+        if ann is not None and (ann.name == COCO_JSON or _looks_like_coco(ann)):
+            found = {split_alias(root.name) or "train": SplitFiles(_beside(ann), ann)}
     if found or not required:
         return found
     raise DatasetError(
