@@ -217,7 +217,7 @@ def find_dataset(path: str | Path, *, required: bool = True) -> dict[str, SplitF
         f"验证集 {root / 'valid'}/（或 val/），测试集 {root / 'test'}/（可选）\n"
         f"  B) {root / 'annotations' / 'instances_train*.json'} + 图片目录 {root / 'train*'}/"
         f"（或 {root / 'images' / 'train*'}/），验证集 instances_val*.json + val*/\n"
-        f"  C) {root / COCO_JSON}（或 {root} 下唯一的 .json），图片与之同目录\n"
+        f"  C) {root / COCO_JSON}（或 {root} 下唯一的、含 images 列表的 .json），图片与之同目录\n"
         "修复：把数据整理成以上任一结构（文件夹名 train/valid/val/test，可带年份如 train2017）；"
         "YOLO 格式的数据可以直接交给 deimv2 train --data（会自动转换），或先用 deimv2 yolo2coco 转成 COCO。"
     )
