@@ -26,7 +26,7 @@ _EXPORTS = {
     "checks": "deimv2.checks",
     "draw_detections": "deimv2.draw",
     "show_grid": "deimv2.draw",
-    "setup_matplotlib_cjk": "deimv2.draw",
+    "setup_matplotlib_cjk": "deimv2.fonts",
     "yolo_to_coco": "deimv2.data.convert",
     "coco_to_yolo": "deimv2.data.convert",
     "check_dataset": "deimv2.data.doctor",

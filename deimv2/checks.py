@@ -225,7 +225,7 @@ def _check_package(module: str, label: str, required: bool, hint: str) -> dict:
 
 
 def _check_font() -> dict:
-    from .draw import INSTALL_HINT, find_cjk_font
+    from .fonts import INSTALL_HINT, find_cjk_font  # lazy: checks() must report a missing Pillow, not crash
 
     try:
         return _row("中文字体", "ok", str(find_cjk_font()))

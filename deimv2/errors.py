@@ -20,3 +20,7 @@ class DatasetError(DEIMv2Error):
 
 class WeightsError(DEIMv2Error):
     """Missing, corrupt or mismatched weights file."""
+
+
+class ImageInputError(DatasetError, ValueError):
+    """An in-memory image (array, tensor, object) that cannot be read as an RGB image."""

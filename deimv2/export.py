@@ -14,9 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .bench import time_fn
 from .config import Config, load_config
+from .data.images import as_rgb_image
 from .errors import ConfigError, DEIMv2Error
 from .graph import DetectionGraph, build_graph, write_onnx
 from .predict import load_detector
@@ -139,14 +141,10 @@ def check_onnx(
     require_onnx()
     if graph is None or cfg is None:
         raise ConfigError("check_onnx 需要对应的 PyTorch 模型（graph 和 cfg），请通过 export_onnx(check=True) 调用。")
-    from PIL import Image
-
-    from .predict import _as_rgb_image
-
     h, w = (int(v) for v in cfg.eval_spatial_size)
     if image is None:
         image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (h * 3 // 2, w, 3), dtype=np.uint8))
-    pil, _ = _as_rgb_image(image)
+    pil = as_rgb_image(image)
     arr = np.asarray(pil.resize((w, h), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
     arr = np.ascontiguousarray(np.repeat(arr, batch, 0))
     sizes = np.array([pil.size] * batch, dtype=np.int64)

@@ -1,4 +1,4 @@
-"""Inference: a :class:`Detector` that turns images (paths, PIL, numpy) into :class:`Prediction` objects,
+"""Inference: a :class:`Detector` that turns images (paths, PIL, numpy, torch) into :class:`Prediction` objects,
 the ``deimv2 predict`` command (image / folder / video) and a notebook helper comparing predictions with GT.
 
 Preprocessing is the official val pipeline: resize to ``eval_spatial_size`` (PIL bilinear, no letterbox),
@@ -10,6 +10,7 @@ Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``sh
 from __future__ import annotations
 
 import json
+import random
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,24 +23,16 @@ import torch.nn as nn
 from PIL import Image
 
 from .config import Config, load_config
+from .data.images import IMAGE_EXTS, as_rgb_image, list_images, load_image
+from .data.layout import read_coco_json
+from .draw import draw_detections, show_grid
 from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
 from .graph import DetectionGraph, build_graph
 
-__all__ = [
-    "DetectionGraph",
-    "build_graph",
-    "Prediction",
-    "Detector",
-    "predict_cli",
-    "show_predictions",
-    "IMAGE_EXTS",
-    "VIDEO_EXTS",
-]
+__all__ = ["DetectionGraph", "build_graph", "Prediction", "Detector", "predict_cli", "show_predictions", "VIDEO_EXTS"]
 
 #: confidence threshold when neither the caller nor the checkpoint gives one
 DEFAULT_CONF = 0.45
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
 
 
@@ -63,13 +56,9 @@ class Prediction:
 
     def plot(self, image: Any = None, **kwargs: Any) -> Image.Image:
         """The image with boxes and "名称 0.87" labels (see :func:`deimv2.draw.draw_detections`)."""
-        from .draw import draw_detections
-
         if image is None:
             image = self.image
         if image is None and self.path is not None:
-            from .data.images import load_image
-
             image = load_image(self.path)
         if image is None:
             raise ValueError("这个 Prediction 没有保存原图，请把图片作为参数传入：pred.plot(image)。")
@@ -106,36 +95,11 @@ class Prediction:
 
 
 # --------------------------------------------------------------------------- inputs
-def _as_rgb_image(item: Any) -> tuple[Image.Image, str | None]:
-    """One input -> (RGB PIL image, path or None). Paths get EXIF orientation applied."""
-    from .data.images import load_image, to_rgb
-
+def _source_path(item: Any) -> str | None:
+    """The file an input came from (a path, or an opened PIL image's ``filename``), else None."""
     if isinstance(item, (str, Path)):
-        path = Path(item)
-        if not path.is_file():
-            raise DatasetError(f"找不到图片文件 {path}。请检查路径（中文和空格都可以）。")
-        return load_image(path), str(path)
-    if isinstance(item, Image.Image):
-        return to_rgb(item), getattr(item, "filename", None) or None
-    if isinstance(item, np.ndarray):
-        arr = item
-        if arr.dtype != np.uint8:
-            raise DatasetError(
-                f"numpy 图片必须是 uint8（0-255）的 RGB 数组，收到 dtype={arr.dtype}。"
-                "请先 (arr * 255).astype(np.uint8)。"
-            )
-        if arr.ndim == 3 and arr.shape[2] == 4:
-            arr = arr[:, :, :3]
-        if arr.ndim == 3 and arr.shape[2] == 1:
-            arr = arr[:, :, 0]
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
-            raise DatasetError(
-                f"numpy 图片的形状应为 (H, W, 3) 的 RGB，收到 {arr.shape}。OpenCV 读出的 BGR 图片请先 img[:, :, ::-1]。"
-            )
-        return to_rgb(Image.fromarray(np.ascontiguousarray(arr))), None
-    raise DatasetError(
-        f"不支持的输入类型 {type(item).__name__}：请传入图片路径、PIL 图片、numpy uint8 RGB 数组，或它们的列表。"
-    )
+        return str(Path(item))
+    return getattr(item, "filename", None) or None
 
 
 def _as_list(inputs: Any) -> tuple[list, bool]:
@@ -290,8 +254,10 @@ class Detector:
         classes: Sequence[str | int] | None = None,
         keep_images: bool = True,
     ):
-        """A path / PIL / numpy image -> :class:`Prediction`; a list of them -> list (batched in chunks).
+        """An image -> :class:`Prediction`; a list of them (or an ``(N, H, W, 3)`` array) -> list (batched in chunks).
 
+        Images: a path, PIL image, numpy array or torch tensor, read by the rules of
+        :func:`deimv2.data.images.as_rgb_image` (numpy: RGB ``(H, W, 3)``, uint8 or float 0-1; torch: ``(3, H, W)``).
         ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
         lists of paths to save memory (``plot()`` then reads the file again).
         """
@@ -301,8 +267,9 @@ class Detector:
         keep = self.classes if classes is None else self._class_ids(classes)
         out: list[Prediction] = []
         for start in range(0, len(items), self.batch_size):
-            loaded = [_as_rgb_image(it) for it in items[start : start + self.batch_size]]
-            out.extend(self._run([im for im, _ in loaded], [p for _, p in loaded], conf, max_det, keep, keep_images))
+            chunk = items[start : start + self.batch_size]
+            images = [as_rgb_image(it) for it in chunk]
+            out.extend(self._run(images, [_source_path(it) for it in chunk], conf, max_det, keep, keep_images))
         return out if is_list else out[0]
 
     def _run(self, images, paths, conf, max_det, keep, keep_images) -> list[Prediction]:
@@ -432,10 +399,6 @@ def _is_video(path: Path) -> bool:
     return path.suffix.lower() in VIDEO_EXTS
 
 
-def list_images(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
-
-
 def predict_cli(
     config=None,
     checkpoint=None,
@@ -463,7 +426,7 @@ def predict_cli(
 
     source, output = Path(source), Path(output)
     if source.is_dir():
-        files = list_images(source)
+        files = list_images(source, recursive=True)
         if not files:
             raise DatasetError(f"文件夹 {source} 里（含子文件夹）没有图片（{'、'.join(IMAGE_EXTS)}）。")
         jobs = [(f, output / f.relative_to(source), f.relative_to(source).as_posix()) for f in files]
@@ -500,7 +463,7 @@ def predict_cli(
         chunk = []
         for src, dst, rel in jobs[k : k + det.batch_size]:  # decode first: one bad file must not stop the folder
             try:
-                chunk.append((src, dst, rel, _as_rgb_image(src)[0]))
+                chunk.append((src, dst, rel, as_rgb_image(src)))
             except DatasetError as e:
                 failed.append((rel, str(e).split("\n")[0]))
         if not chunk:
@@ -600,11 +563,6 @@ def show_predictions(
     ``images``: file names as in the json; default ``num_images`` random ones (fixed ``seed``).
     ``img_folder`` defaults to the json's folder. Labels of GT follow the detector's category ids.
     """
-    import random
-
-    from .data.dataset import read_coco_json
-    from .draw import show_grid
-
     ann_file = Path(ann_file)
     data = read_coco_json(ann_file)
     folder = Path(img_folder) if img_folder is not None else ann_file.parent

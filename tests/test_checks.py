@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from deimv2 import checks as checks_mod
-from deimv2 import draw
+from deimv2 import fonts
 from deimv2.checks import CHECK_KEYS, checks
 
 
@@ -35,9 +35,9 @@ def test_quiet_mode_prints_nothing(capsys):
 
 def test_missing_font_is_reported_with_install_hint(monkeypatch, capsys):
     def no_font():
-        raise draw.DEIMv2Error("未找到可以显示中文的字体")
+        raise fonts.DEIMv2Error("未找到可以显示中文的字体")
 
-    monkeypatch.setattr(draw, "find_cjk_font", no_font)
+    monkeypatch.setattr(fonts, "find_cjk_font", no_font)
     row = checks(verbose=True)["cjk_font"]
     out = capsys.readouterr().out
     assert row["status"] == "fail"

@@ -9,8 +9,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from deimv2.data.convert import coco_to_yolo, image_size, yolo_to_coco
+from deimv2.data.convert import coco_to_yolo, yolo_to_coco
 from deimv2.data.demo import demo_dataset_dir, prepare_demo_coco
+from deimv2.data.images import image_size
 from deimv2.errors import DatasetError
 
 NAMES = ["猫", "咖啡杯", "硬币"]

@@ -150,6 +150,6 @@ def test_bundled_demo_dataset_is_clean():
     root = demo_dataset_dir()
     rep = check_dataset(root, num_classes=4)
     assert rep.ok, rep.format()
-    assert rep.splits["train"]["images"] >= 150 and rep.splits["valid"]["images"] >= 40
+    assert rep.splits["train"]["images"] >= 150 and rep.splits["val"]["images"] >= 40
     assert len(rep.categories) >= 3 and all(c > 0 for c in rep.class_counts.values())
     assert not rep.warnings

@@ -51,10 +51,13 @@ def test_input_types_give_identical_results(detector, image_file):
     pil = Image.open(image_file)
     by_pil = detector(pil)
     by_np = detector(np.asarray(pil.convert("RGB")))
-    listed = detector.predict([image_file, pil, np.asarray(pil.convert("RGB"))])
+    arr = np.asarray(pil.convert("RGB"))
+    by_float = detector(arr / 255.0)  # the rules of deimv2.data.images.as_rgb_image: float in [0, 1]
+    by_tensor = detector(torch.from_numpy(arr.copy()).permute(2, 0, 1))  # torch (3, H, W)
+    listed = detector.predict([image_file, pil, arr])
     assert by_path.path == str(image_file) and by_np.path is None
     assert by_path.image_size == (200, 90)
-    for p in (by_str, by_pil, by_np, *listed):
+    for p in (by_str, by_pil, by_np, by_float, by_tensor, *listed):
         _same(by_path, p)
     assert len(listed) == 3 and isinstance(listed, list)
 

@@ -2,7 +2,7 @@
 
 :func:`prepare_data` is what ``train(...)``, ``evaluate(...)`` and ``deimv2 train/eval --data`` call:
 
-* a COCO dataset (see :func:`deimv2.data.dataset.find_dataset`) is used as it is;
+* a COCO dataset (any layout of :func:`deimv2.data.layout.find_dataset`) is used as it is;
 * a YOLO dataset — a ``data.yaml`` file, or a folder in any layout that ``yolo2coco`` reads — is checked by
   the dataset doctor, then converted (images hard-linked where possible) into ``<dataset>/.deimv2_coco/``,
   or into ``<fallback>/data_cache/<name>-<key>/`` when the dataset folder is read-only.
@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError
-from .convert import COCO_JSON, find_yolo_dataset, label_path_for, yolo_to_coco
+from .convert import yolo_to_coco
+from .doctor import check_dataset
+from .layout import COCO_JSON, find_dataset, find_yolo_dataset, label_path_for
 
 __all__ = ["CACHE_DIR_NAME", "PreparedData", "is_writable", "prepare_data", "yolo_fingerprint"]
 
@@ -54,16 +56,6 @@ def is_writable(folder: Path) -> bool:
         return False
     os.close(fd)
     Path(name).unlink(missing_ok=True)
-    return True
-
-
-def _is_coco(folder: Path) -> bool:
-    from .dataset import find_dataset
-
-    try:
-        find_dataset(folder)
-    except DatasetError:
-        return False
     return True
 
 
@@ -146,7 +138,7 @@ def prepare_data(
         raise DatasetError(
             f"找不到数据集 {src}。--data 应当是数据集文件夹（COCO 或 YOLO 格式）或 YOLO 的 data.yaml，请检查路径。"
         )
-    if src.is_dir() and _is_coco(src):
+    if src.is_dir() and find_dataset(src, required=False):
         return PreparedData(path=src, source=src, kind="coco")
     if src.is_file() and src.suffix.lower() == ".json":
         raise DatasetError(
@@ -157,8 +149,6 @@ def prepare_data(
     say = print if verbose else (lambda *a, **k: None)
     report = None
     if check:
-        from .doctor import check_dataset
-
         report = check_dataset(root, num_classes=num_classes)
         if not report.ok:
             raise DatasetError("YOLO 数据集检查没有通过，没有转换也没有训练：\n" + report.format())
@@ -174,7 +164,7 @@ def prepare_data(
         )
         return PreparedData(path=cache, source=src, kind="yolo", fingerprint=fingerprint, doctor=report)
     stale = cache.exists()
-    split_ratio = AUTO_VAL_RATIO if not ds.splits.get("valid") else None
+    split_ratio = AUTO_VAL_RATIO if not ds.splits.get("val") else None
     if split_ratio is not None:
         say(f"YOLO 数据集 {root} 没有验证集：按 {split_ratio:.0%} 的比例（种子 0）自动划分出验证集。")
     conv = yolo_to_coco(root, cache, split_ratio=split_ratio, link=True, overwrite=True)

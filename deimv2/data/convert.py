@@ -6,6 +6,9 @@ Supported YOLO inputs (detected automatically):
 * ``ultralytics``: ``images/train``, ``labels/train`` ... + ``data.yaml`` (``path``/``train``/``val``/``test``/``names``);
 * ``flat``: one folder of images, labels beside them or in ``labels/``, class names in ``classes.txt``.
 
+(the layouts are found by :func:`deimv2.data.layout.find_yolo_dataset`; COCO inputs of ``coco_to_yolo`` by
+:func:`deimv2.data.layout.find_dataset`.)
+
 Label lines are ``cls cx cy w h`` (normalised). Segmentation lines ``cls x1 y1 x2 y2 ...`` (at least 3
 points) are converted to the bounding box of the polygon; the polygon itself is kept in ``segmentation``.
 COCO ``area`` is always the (clipped) box area. The output is the Roboflow COCO layout that the
@@ -21,215 +24,21 @@ import json
 import math
 import os
 import random
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
-from PIL import Image
 
 from ..errors import DatasetError
+from ..outputs import ensure_output_dir
+from .images import image_size
+from .layout import COCO_JSON, SPLITS, find_dataset, find_yolo_dataset, label_path_for, read_coco_json, read_text
 from .validate import bbox_problem, yolo_coordinate_problem
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-COCO_JSON = "_annotations.coco.json"
-SPLITS = ("train", "valid", "test")
-_ALIAS = {
-    "train": "train",
-    "training": "train",
-    "valid": "valid",
-    "val": "valid",
-    "validation": "valid",
-    "test": "test",
-    "testing": "test",
-}
+#: output folder of each split (the Roboflow layout: ``valid/``, which :func:`~deimv2.data.layout.find_dataset` reads)
+SPLIT_FOLDERS = {"train": "train", "val": "valid", "test": "test"}
 _MAX_LISTED = 20
-
-
-def split_alias(name: str) -> str | None:
-    """Map a folder/file name such as ``val``, ``train2017`` or ``instances_val2017`` to a split."""
-    m = re.match(r"^(?:instances_)?(training|train|validation|valid|val|testing|test)(?:\d*)$", name.lower())
-    return _ALIAS[m.group(1)] if m else None
-
-
-# ---------------------------------------------------------------------------------------------- images
-def image_size(path: str | Path) -> tuple[int, int]:
-    """Return (width, height) as displayed, i.e. with EXIF orientation applied. Reads the header only."""
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            orientation = im.getexif().get(0x0112, 1)
-    except Exception as e:  # PIL raises many types for bad files
-        raise DatasetError(f"无法读取图像 {path}：{e}。请确认文件是完整的图片（可用看图软件打开），或删除它。") from e
-    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
-
-
-def list_images(folder: Path, recursive: bool = False) -> list[Path]:
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    return sorted(p for p in it if p.suffix.lower() in IMAGE_EXTS and p.is_file())
-
-
-def label_path_for(image: Path) -> Path | None:
-    """YOLO label file for an image: ``.../images/x.jpg`` -> ``.../labels/x.txt``, else beside the image
-    or in a ``labels/`` subfolder. None when no label file exists (a negative image)."""
-    parts = image.parts
-    candidates = []
-    if "images" in parts:
-        i = len(parts) - 1 - parts[::-1].index("images")
-        candidates.append(Path(*parts[:i], "labels", *parts[i + 1 :]).with_suffix(".txt"))
-    candidates += [image.with_suffix(".txt"), image.parent / "labels" / (image.stem + ".txt")]
-    return next((c for c in candidates if c.is_file()), None)
-
-
-# ---------------------------------------------------------------------------------------------- YOLO reading
-@dataclass
-class YoloDataset:
-    """A discovered YOLO dataset: class names and, per split, the image files."""
-
-    root: Path
-    layout: str  # roboflow | ultralytics | flat
-    names: list[str]
-    splits: dict[str, list[Path]]
-    names_file: Path | None = None
-
-
-def _read_text(path: Path) -> str:
-    """UTF-8 (with or without BOM); also UTF-16 with a BOM and GBK, the encodings Windows editors save in."""
-    data = path.read_bytes()
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        err = e
-    try:
-        return data.decode("gbk")
-    except UnicodeDecodeError:
-        raise DatasetError(
-            f"{path} 不是 UTF-8 编码（也不是 UTF-16 或 GBK）：{err}。请用文本编辑器另存为 UTF-8 后重试。"
-        ) from None
-
-
-def _parse_names(raw, nc, source: Path) -> list[str]:
-    if isinstance(raw, dict):
-        try:
-            items = sorted((int(k), str(v)) for k, v in raw.items())
-        except (TypeError, ValueError) as e:
-            raise DatasetError(f"{source} 中 names 的键必须是整数类别索引：{e}") from e
-        if [k for k, _ in items] != list(range(len(items))):
-            raise DatasetError(f"{source} 中 names 的类别索引必须是 0..N-1 连续整数，实际为 {[k for k, _ in items]}。")
-        names = [v for _, v in items]
-    elif isinstance(raw, (list, tuple)):
-        names = [str(v) for v in raw]
-    else:
-        raise DatasetError(f"{source} 缺少 names（类别名列表），请添加例如 names: ['猫', '狗']。")
-    if not names:
-        raise DatasetError(f"{source} 中 names 为空，请列出至少一个类别名。")
-    if nc is not None and int(nc) != len(names):
-        raise DatasetError(f"{source} 中 nc={nc} 与 names 的个数 {len(names)} 不一致，请改成一致。")
-    return names
-
-
-def _find_yaml(root: Path) -> Path | None:
-    for name in ("data.yaml", "data.yml", "dataset.yaml"):
-        if (root / name).is_file():
-            return root / name
-    found = sorted(root.glob("*.yaml")) + sorted(root.glob("*.yml"))
-    return found[0] if len(found) == 1 else None
-
-
-def _yaml_split_images(cfg: dict, yaml_path: Path) -> dict[str, list[Path]] | None:
-    """Images of each split named in data.yaml, or None when a path cannot be resolved."""
-    base = yaml_path.parent
-    if cfg.get("path"):
-        p = Path(str(cfg["path"]))
-        base = (
-            p if p.is_absolute() and p.is_dir() else (yaml_path.parent / p if (yaml_path.parent / p).is_dir() else base)
-        )
-    out: dict[str, list[Path]] = {}
-    for key, split in (("train", "train"), ("val", "valid"), ("test", "test")):
-        entries = cfg.get(key)
-        if not entries:
-            continue
-        images: list[Path] = []
-        for entry in entries if isinstance(entries, list) else [entries]:
-            rel = Path(str(entry))
-            stripped = Path(*[s for s in rel.parts if s not in ("..", ".")]) if not rel.is_absolute() else rel
-            target = next(
-                (
-                    c
-                    for c in (base / rel, yaml_path.parent / rel, base / stripped, yaml_path.parent / stripped, rel)
-                    if c.exists()
-                ),
-                None,
-            )
-            if target is None:
-                return None
-            if target.is_dir():
-                images += list_images(target, recursive=True)
-            else:  # a .txt list of image paths, relative to base
-                for line in _read_text(target).splitlines():
-                    if line.strip():
-                        q = Path(line.strip())
-                        images.append(q if q.is_absolute() else (base / q))
-        out[split] = images
-    return out or None
-
-
-def find_yolo_dataset(src: str | Path) -> YoloDataset:
-    """Discover a YOLO dataset in any supported layout (see module docstring)."""
-    root = Path(src)
-    if not root.is_dir():
-        raise DatasetError(f"找不到数据集文件夹 {root}，请检查路径。")
-    yaml_path = _find_yaml(root)
-    cfg = {}
-    if yaml_path is not None:
-        try:
-            cfg = yaml.safe_load(_read_text(yaml_path)) or {}
-        except yaml.YAMLError as e:
-            raise DatasetError(f"{yaml_path} 不是合法的 YAML：{e}") from e
-    splits: dict[str, list[Path]] = {}
-    layout = "roboflow"
-    for d in sorted(root.iterdir()):
-        s = split_alias(d.name)
-        if d.is_dir() and s and (d / "images").is_dir() and s not in splits:
-            splits[s] = list_images(d / "images", recursive=True)
-    if not splits and (root / "images").is_dir():
-        layout = "ultralytics"
-        for d in sorted((root / "images").iterdir()):
-            s = split_alias(d.name)
-            if d.is_dir() and s and s not in splits:
-                splits[s] = list_images(d, recursive=True)
-    if not splits and isinstance(cfg, dict) and cfg.get("train"):
-        layout = "ultralytics"
-        splits = _yaml_split_images(cfg, yaml_path) or {}
-        if not splits:
-            raise DatasetError(
-                f"{yaml_path} 中的 train/val 路径在磁盘上找不到，请改成相对 data.yaml 所在文件夹的路径。"
-            )
-    names_file = yaml_path if isinstance(cfg, dict) and "names" in cfg else None
-    if not splits:
-        layout = "flat"
-        folder = root / "images" if (root / "images").is_dir() else root
-        splits = {"train": list_images(folder)}
-    if not any(splits.values()):
-        raise DatasetError(f"在 {root} 中没有找到图像文件（支持 {', '.join(sorted(IMAGE_EXTS))}）。")
-    if names_file is not None:
-        names = _parse_names(cfg["names"], cfg.get("nc"), names_file)
-    else:
-        names_file = next(
-            (c for c in (root / "classes.txt", root / "labels" / "classes.txt", root / "obj.names") if c.is_file()),
-            None,
-        )
-        if names_file is None:
-            raise DatasetError(
-                f"在 {root} 中找不到类别名：请提供 data.yaml（含 names）或 classes.txt（每行一个类别名）。"
-            )
-        names = [ln.strip() for ln in _read_text(names_file).splitlines() if ln.strip()]
-        if not names:
-            raise DatasetError(f"{names_file} 是空的，请每行写一个类别名。")
-    return YoloDataset(root, layout, names, splits, names_file)
 
 
 class LabelLineError(ValueError):
@@ -276,7 +85,7 @@ def read_label_file(path: Path | None, num_classes: int):
     """Yield (line number, parsed line or LabelLineError) for each non-blank line."""
     if path is None:
         return
-    for i, line in enumerate(_read_text(path).splitlines(), 1):
+    for i, line in enumerate(read_text(path).splitlines(), 1):
         if line.strip():
             try:
                 yield i, parse_label_line(line, num_classes)
@@ -337,8 +146,6 @@ def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
         )
     if dst.exists() and any(dst.iterdir()) and not overwrite:
         raise DatasetError(f"输出文件夹 {dst} 已存在且非空。请换一个路径，或使用 overwrite=True 覆盖。")
-    from ..outputs import ensure_output_dir
-
     ensure_output_dir(dst.parent, "输出文件夹的上一级")
 
 
@@ -400,7 +207,7 @@ def _split_flat(images: list[Path], ratio: float, seed: int) -> dict[str, list[P
     random.Random(seed).shuffle(order)
     n_val = min(len(order) - 1, max(1, round(ratio * len(order)))) if len(order) > 1 else 0
     val = set(order[:n_val])
-    return {"train": [p for p in images if p not in val], "valid": [p for p in images if p in val]}
+    return {"train": [p for p in images if p not in val], "val": [p for p in images if p in val]}
 
 
 def yolo_to_coco(
@@ -414,7 +221,8 @@ def yolo_to_coco(
     skip_invalid: bool = False,
     overwrite: bool = False,
 ) -> ConvertReport:
-    """Convert a YOLO dataset to the COCO layout ``dst/{train,valid,test}/_annotations.coco.json``.
+    """Convert a YOLO dataset (layouts of :func:`~deimv2.data.layout.find_yolo_dataset`) to the COCO layout
+    ``dst/{train,valid,test}/_annotations.coco.json``; the report's ``splits`` are keyed by these folder names.
 
     category_id = YOLO class index (0-based), or +1 with ``one_based=True``. ``split_ratio`` (fraction
     that goes to ``valid``, split with ``seed``) is only allowed for inputs without a validation split.
@@ -425,9 +233,9 @@ def yolo_to_coco(
     _check_dst(src, dst, overwrite)
     splits = {k: v for k, v in ds.splits.items() if v or k == "train"}
     if split_ratio is not None:
-        if "valid" in splits:
+        if "val" in splits:
             raise DatasetError(f"{src} 已经有验证集划分（valid/val），不能再使用 split_ratio；请去掉该参数。")
-        splits["train"], splits["valid"] = _split_flat(splits["train"], split_ratio, seed).values()
+        splits["train"], splits["val"] = _split_flat(splits["train"], split_ratio, seed).values()
     offset = 1 if one_based else 0
     report = ConvertReport(str(src), str(dst), ds.layout, list(ds.names), [i + offset for i in range(len(ds.names))])
     problems: list[str] = []
@@ -436,7 +244,7 @@ def yolo_to_coco(
     for split in SPLITS:
         if split not in splits:
             continue
-        counts = report.splits.setdefault(split, SplitCounts())
+        counts = report.splits.setdefault(SPLIT_FOLDERS[split], SplitCounts())
         images, anns, files, used = [], [], [], set()
         for img_path in splits[split]:
             if not img_path.is_file():
@@ -445,7 +253,7 @@ def yolo_to_coco(
             try:
                 w, h = image_size(img_path)
             except DatasetError as e:
-                problems.append(f"{img_path}：{e}")
+                problems.append(str(e).splitlines()[0])  # the first line names the file and the problem
                 continue
             label = label_path_for(img_path)
             if label is not None and label in claimed:
@@ -497,7 +305,7 @@ def yolo_to_coco(
             "images": images,
             "annotations": anns,
         }
-        plans[split] = (coco, files)
+        plans[SPLIT_FOLDERS[split]] = (coco, files)
     if problems and not skip_invalid:
         _raise_problems(problems, f"YOLO 数据集 {src} ")
     report.skipped = problems
@@ -524,69 +332,6 @@ def yolo_to_coco(
     return report
 
 
-# ---------------------------------------------------------------------------------------------- COCO reading
-def find_coco_splits(path: str | Path) -> dict[str, tuple[Path, Path]]:
-    """Find COCO annotation files: ``{split: (json file, image folder)}``.
-
-    Accepts ``root/{train,valid,test}/_annotations.coco.json`` (images beside the json),
-    ``root/annotations/instances_<split>.json`` (images in ``root/<split>`` or ``root/images/<split>``),
-    a folder holding one json, or a json file. Returns {} when nothing is found.
-    """
-    p = Path(path)
-    if p.is_file():
-        return {split_alias(p.parent.name) or split_alias(p.stem) or "train": (p, _coco_image_dir(p))}
-    if not p.is_dir():
-        return {}
-    out = {}
-    for d in sorted(p.iterdir()):
-        s = split_alias(d.name)
-        if s and (d / COCO_JSON).is_file() and s not in out:
-            out[s] = (d / COCO_JSON, d)
-    ann_dir = p / "annotations"
-    if not out and ann_dir.is_dir():
-        for j in sorted(ann_dir.glob("*.json")):
-            s = split_alias(j.stem)
-            if s and s not in out:
-                out[s] = (j, _coco_image_dir(j))
-    if not out:
-        found = sorted(p.glob("*.json"))
-        if (p / COCO_JSON).is_file() or len(found) == 1:
-            j = p / COCO_JSON if (p / COCO_JSON).is_file() else found[0]
-            out[split_alias(p.name) or "train"] = (j, p)
-    return out
-
-
-def _coco_image_dir(json_path: Path) -> Path:
-    """Guess the image folder of a json: beside it, its images/ folder, or root/<split> for classic COCO."""
-    d = json_path.parent
-    candidates = [d, d / "images"]
-    if d.name == "annotations":
-        suffix = json_path.stem.split("instances_", 1)[-1]
-        candidates = [d.parent / suffix, d.parent / "images" / suffix, d.parent / "images", d.parent]
-    try:
-        data = json.loads(json_path.read_text(encoding="utf-8-sig"))
-        first = [im["file_name"] for im in data.get("images", [])[:5] if isinstance(im, dict) and "file_name" in im]
-    except (OSError, ValueError, TypeError, AttributeError):
-        first = []
-    for c in candidates:
-        if first and all((c / f).is_file() for f in first):
-            return c
-    return candidates[0]
-
-
-def load_coco_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise DatasetError(f"无法解析 COCO 标注文件 {path}：{e}。请确认它是完整的 UTF-8 JSON 文件。") from e
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list):
-        raise DatasetError(f"{path} 不是 COCO 格式：缺少 images 列表。")
-    for key in ("annotations", "categories"):
-        if not isinstance(data.get(key, []), list):
-            raise DatasetError(f"{path} 中 {key} 应为列表。")
-    return data
-
-
 def roboflow_placeholders(categories: list[dict], used_ids: set) -> set:
     """Ids of Roboflow's unused dataset-name category (the supercategory of the real classes)."""
     supers = {c.get("supercategory") for c in categories}
@@ -604,20 +349,19 @@ def roboflow_placeholders(categories: list[dict], used_ids: set) -> set:
 def coco_to_yolo(
     src: str | Path, dst: str | Path, *, link: bool = False, skip_invalid: bool = False, overwrite: bool = False
 ) -> ConvertReport:
-    """Convert a COCO dataset (layouts of :func:`find_coco_splits`) to an Ultralytics dataset:
-    ``dst/{train,valid,test}/{images,labels}`` + ``data.yaml``. Classes are remapped to 0..C-1 in
-    sorted category-id order; crowd annotations (iscrowd=1) are skipped and listed in the report."""
+    """Convert a COCO dataset (layouts of :func:`~deimv2.data.layout.find_dataset`) to an Ultralytics dataset:
+    ``dst/{train,valid,test}/{images,labels}`` + ``data.yaml`` (the report's ``splits`` are keyed by these folders).
+    Classes are remapped to 0..C-1 in sorted category-id order; crowd annotations (iscrowd=1) are skipped and
+    listed in the report."""
     src, dst = Path(src), Path(dst)
-    found = find_coco_splits(src)
-    if not found:
-        raise DatasetError(f"在 {src} 中找不到 COCO 标注（{COCO_JSON} 或 annotations/instances_*.json）。")
+    found = find_dataset(src)
     _check_dst(src if src.is_dir() else src.parent, dst, overwrite)
-    datas = {s: load_coco_json(j) for s, (j, _) in found.items()}
+    datas = {s: read_coco_json(f.ann_file, check_categories=False) for s, f in found.items()}
     cats: dict = {}
     for s, data in datas.items():
         for c in data.get("categories", []):
             if not isinstance(c, dict) or "id" not in c:
-                raise DatasetError(f"{found[s][0]} 中有缺少 id 的类别：{c}")
+                raise DatasetError(f"{found[s].ann_file} 中有缺少 id 的类别：{c}")
             if c["id"] in cats and cats[c["id"]]["name"] != c.get("name"):
                 raise DatasetError(
                     f"不同划分中类别 id {c['id']} 的名字不一致：{cats[c['id']]['name']!r} 与 {c.get('name')!r}。"
@@ -639,8 +383,8 @@ def coco_to_yolo(
     for split in SPLITS:
         if split not in datas:
             continue
-        json_path, img_dir = found[split]
-        data, counts = datas[split], report.splits.setdefault(split, SplitCounts())
+        img_dir, json_path = found[split]
+        data, counts = datas[split], report.splits.setdefault(SPLIT_FOLDERS[split], SplitCounts())
         by_image: dict = {}
         for a in data.get("annotations", []):
             by_image.setdefault(a.get("image_id") if isinstance(a, dict) else None, []).append(a)
@@ -685,7 +429,7 @@ def coco_to_yolo(
             counts.images += 1
             counts.boxes += len(lines)
             counts.negatives += not lines
-        plans[split] = files
+        plans[SPLIT_FOLDERS[split]] = files
     crowd_only = [p for p in problems if "iscrowd=1" in p]
     if len(crowd_only) != len(problems) and not skip_invalid:
         _raise_problems([p for p in problems if p not in crowd_only], f"COCO 数据集 {src} ")

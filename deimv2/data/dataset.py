@@ -1,4 +1,4 @@
-"""COCO-format detection dataset, dataset layout discovery and class helpers.
+"""COCO-format detection dataset and class helpers (layouts and the JSON reader: :mod:`deimv2.data.layout`).
 
 Labels are contiguous and 0-based: the file's own ``categories`` sorted by id get labels
 0..K-1 (so 0-based and 1-based files give the same labels). ``label_to_category_id`` is a
@@ -11,24 +11,24 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.utils.data
+from pycocotools import mask as coco_mask
+from pycocotools.coco import COCO
 from torchvision import tv_tensors
 
 from ..errors import DatasetError
 from .images import load_image
+from .layout import read_coco_json
 from .validate import bbox_problem
 
 __all__ = [
     "CocoDetection",
-    "find_dataset",
     "dataset_num_classes",
     "dataset_class_names",
-    "read_coco_json",
     "MSCOCO_CATEGORY_IDS",
     "MSCOCO_CATEGORY_NAMES",
     "MSCOCO_CATEGORY_TO_LABEL",
@@ -212,52 +212,6 @@ def _listing(items) -> str:
 
 def _is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def read_coco_json(ann_file) -> dict:
-    """Load and check the structure of a COCO annotation file (images / annotations / categories)."""
-    path = Path(ann_file)
-    if not path.is_file():
-        raise DatasetError(f"找不到标注文件 {path}。\n修复：检查 ann_file 路径；数据集应为 COCO 格式的 JSON 文件。")
-    try:
-        with path.open("r", encoding="utf-8-sig") as f:
-            data = json.load(f)
-    except UnicodeDecodeError:
-        raise DatasetError(
-            f"标注文件 {path} 不是 UTF-8 编码的文本。\n修复：用 UTF-8 编码重新保存该 JSON 文件。"
-        ) from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"标注文件 {path} 不是合法的 JSON（第 {exc.lineno} 行第 {exc.colno} 列：{exc.msg}）。\n"
-            "修复：用文本编辑器或 JSON 校验工具修正该处，或重新导出标注。"
-        ) from None
-    if not isinstance(data, dict):
-        raise DatasetError(
-            f"标注文件 {path} 的顶层不是 JSON 对象。\n修复：COCO 格式应为 "
-            '{"images": [...], "annotations": [...], "categories": [...]}。'
-        )
-    data.setdefault("annotations", [])
-    for key in ("images", "annotations", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DatasetError(
-                f'标注文件 {path} 缺少列表字段 "{key}"。\n修复：确认这是 COCO 检测格式'
-                "（YOLO 等格式请先用 deimv2 的转换工具转成 COCO）。"
-            )
-    if not data["categories"]:
-        raise DatasetError(
-            f'标注文件 {path} 的 "categories" 为空。\n修复：在 categories 里列出所有类别'
-            '（如 {"id": 0, "name": "cat"}）。'
-        )
-    seen = set()
-    for cat in data["categories"]:
-        if not isinstance(cat, dict) or not _is_int(cat.get("id")):
-            raise DatasetError(
-                f'标注文件 {path} 的类别 {cat!r} 缺少整数 id。\n修复：每个类别写成 {{"id": 整数, "name": "类别名"}}。'
-            )
-        if cat["id"] in seen:
-            raise DatasetError(f"标注文件 {path} 中类别 id {cat['id']} 出现了多次。\n修复：每个类别的 id 必须唯一。")
-        seen.add(cat["id"])
-    return data
 
 
 def _category_mapping(categories, remap_mscoco_category: bool, path):
@@ -470,8 +424,6 @@ class CocoDetection(torch.utils.data.Dataset):
     def coco(self):
         """pycocotools COCO object of the annotation file (for COCO evaluation), built on first use."""
         if self._coco is None:
-            from pycocotools.coco import COCO
-
             with contextlib.redirect_stdout(io.StringIO()):
                 self._coco = COCO(str(self.ann_file))
         return self._coco
@@ -489,8 +441,6 @@ class CocoDetection(torch.utils.data.Dataset):
 
 
 def _segmentation_masks(segs, h, w, path) -> torch.Tensor:
-    from pycocotools import mask as coco_mask
-
     masks = []
     for seg in segs:
         if not seg:
@@ -505,74 +455,3 @@ def _segmentation_masks(segs, h, w, path) -> torch.Tensor:
     if not masks:
         return torch.zeros((0, h, w), dtype=torch.uint8)
     return torch.stack(masks).to(torch.uint8)
-
-
-# -------------------------------------------------------------------- layout discovery
-_SPLIT_DIRS = (("train", ("train",)), ("val", ("valid", "val")), ("test", ("test",)))
-
-
-def _split_json(folder: Path):
-    if not folder.is_dir():
-        return None
-    seed = folder / "_annotations.coco.json"
-    if seed.is_file():
-        return seed
-    jsons = sorted(folder.glob("*.json"))
-    if len(jsons) == 1:
-        return jsons[0]
-    if len(jsons) > 1:
-        raise DatasetError(
-            f"目录 {folder} 下有多个 JSON 文件，无法确定哪个是标注：\n{_listing(jsons)}\n"
-            "修复：把标注文件命名为 _annotations.coco.json，或移走其它 JSON。"
-        )
-    return None
-
-
-def find_dataset(root) -> dict:
-    """Find splits under ``root`` -> {'train'|'val'|'test': (img_folder, ann_file)} (Paths).
-
-    Layout A (Roboflow style): root/train/_annotations.coco.json with the images beside it,
-    root/valid/ (or val/), optional root/test/.
-    Layout B (COCO style): root/annotations/instances_train*.json + root/train*/ image folder
-    (also root/images/train*/), same for val* and test*.
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"数据集目录 {root} 不存在。\n修复：检查路径（可以是绝对路径）。")
-    found = {}
-    for split, names in _SPLIT_DIRS:
-        for name in names:
-            ann = _split_json(root / name)
-            if ann is not None:
-                found[split] = (root / name, ann)
-                break
-    if "train" in found:
-        return found
-
-    found = {}
-    ann_dir = root / "annotations"
-    for split, _ in _SPLIT_DIRS:
-        matches = []
-        for ann in sorted(ann_dir.glob(f"instances_{split}*.json")) if ann_dir.is_dir() else []:
-            stem = ann.stem[len("instances_") :]
-            folder = next((d for d in (root / stem, root / "images" / stem) if d.is_dir()), None)
-            if folder is not None:
-                matches.append((folder, ann))
-        if len(matches) > 1:
-            raise DatasetError(
-                f"{ann_dir} 下有多个 {split} 标注文件，无法确定用哪个：\n"
-                f"{_listing(m[1] for m in matches)}\n修复：只保留一个，或直接传入 ann_file/img_folder。"
-            )
-        if matches:
-            found[split] = matches[0]
-    if "train" in found:
-        return found
-
-    raise DatasetError(
-        f"在 {root} 下没有找到可识别的数据集结构。已查找：\n"
-        f"  1) {root / 'train' / '_annotations.coco.json'}（或 train/ 下唯一的 .json），图片与之同目录；"
-        f"验证集 {root / 'valid'}/ 或 {root / 'val'}/，测试集 {root / 'test'}/（可选）\n"
-        f"  2) {root / 'annotations' / 'instances_train*.json'} + 图片目录 {root / 'train*'}/"
-        f"（或 {root / 'images' / 'train*'}/），验证集 instances_val*.json + val*/\n"
-        "修复：把数据整理成以上任一结构；YOLO 格式请先用 deimv2 的转换工具转成 COCO。"
-    )

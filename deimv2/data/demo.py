@@ -11,7 +11,8 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import DatasetError
-from .convert import COCO_JSON, yolo_to_coco
+from .convert import yolo_to_coco
+from .layout import COCO_JSON
 
 _STAMP = ".deimv2_demo_source.json"
 

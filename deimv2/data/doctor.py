@@ -17,15 +17,9 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import DatasetError
-from .convert import (
-    LabelLineError,
-    find_coco_splits,
-    find_yolo_dataset,
-    label_path_for,
-    load_coco_json,
-    read_label_file,
-    roboflow_placeholders,
-)
+from .convert import LabelLineError, read_label_file, roboflow_placeholders
+from .images import displayed_size
+from .layout import find_dataset, find_yolo_dataset, label_path_for, read_coco_json
 from .validate import bbox_problem
 
 SMALL, LARGE = 32**2, 96**2  # COCO area thresholds
@@ -121,8 +115,7 @@ def probe_image(path: Path, deep: bool = False) -> tuple[tuple[int, int] | None,
     """Return (displayed size with EXIF applied, raw stored size, problem). Header read unless ``deep``."""
     try:
         with Image.open(path) as im:
-            raw = im.size
-            orientation = im.getexif().get(0x0112, 1)
+            raw, size = im.size, displayed_size(im)
             fmt = im.format
         if deep:  # verify() must come right after open (PNG chunks), so it gets a handle of its own
             with Image.open(path) as im:
@@ -139,7 +132,6 @@ def probe_image(path: Path, deep: bool = False) -> tuple[tuple[int, int] | None,
                 return None, raw, "文件被截断（缺少结束标记）"
     except Exception as e:  # PIL raises many types for bad files
         return None, None, f"无法读取（{type(e).__name__}: {e}）"
-    size = (raw[1], raw[0]) if orientation in (5, 6, 7, 8) else raw
     return size, raw, None
 
 
@@ -152,9 +144,9 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
     declared: dict[int, str] = {}
     used: dict = {}
     cat_dicts: list[dict] = []
-    for split, (json_path, img_dir) in splits.items():
+    for split, (img_dir, json_path) in splits.items():
         try:
-            data = load_coco_json(json_path)
+            data = read_coco_json(json_path, check_categories=False)
         except DatasetError as e:
             col.add("error", "bad_json", f"{split}: 标注文件无法读取", str(e))
             continue
@@ -395,14 +387,14 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
 def check_dataset(
     path: str | Path, num_classes: int | None = None, *, deep: bool = False, max_examples: int = 5
 ) -> DoctorReport:
-    """Check a COCO dataset (``root/{train,valid,test}/_annotations.coco.json``,
-    ``root/annotations/instances_*.json`` or one json file) or a YOLO dataset (any layout of
-    :func:`deimv2.data.convert.find_yolo_dataset`). ``num_classes``: the value in your config, to
+    """Check a COCO dataset (any layout of :func:`deimv2.data.layout.find_dataset`, the same function the
+    trainer uses, so both accept the same datasets) or else a YOLO dataset (any layout of
+    :func:`deimv2.data.layout.find_yolo_dataset`). ``num_classes``: the value in your config, to
     compare with what the dataset needs. ``deep=True`` fully decodes every image (slow)."""
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"找不到数据集路径 {p}，请检查路径。")
-    coco = find_coco_splits(p)
+    coco = find_dataset(p, required=False)
     rep = DoctorReport(str(p), "coco" if coco else "yolo")
     col = _Collector(rep, max_examples)
     if coco:
@@ -411,10 +403,11 @@ def check_dataset(
         try:
             _check_yolo(rep, col, deep)
         except DatasetError as e:
-            raise DatasetError(
-                f"{p} 既不是 COCO 数据集（没有 _annotations.coco.json 或 annotations/instances_*.json），"
-                f"也无法按 YOLO 数据集读取：{e}"
-            ) from e
+            try:
+                find_dataset(p)  # raises the message that lists every accepted COCO layout
+            except DatasetError as coco_error:
+                raise DatasetError(f"{p} 既不是 COCO 数据集，也无法按 YOLO 数据集读取：{e}\n{coco_error}") from e
+            raise
     if num_classes is not None and rep.num_classes_needed:
         if num_classes < rep.num_classes_needed:
             col.add(

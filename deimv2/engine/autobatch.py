@@ -236,7 +236,7 @@ def resolve_auto_batch(
 
 
 def _train_images(cfg: Config) -> int:
-    from ..data.dataset import read_coco_json
+    from ..data.layout import read_coco_json
 
     if not cfg.data.train_ann_file:
         return 0

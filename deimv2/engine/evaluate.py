@@ -27,9 +27,9 @@ import torch
 
 from ..box_ops import box_iou_np
 from ..errors import ConfigError, DatasetError
+from ..fonts import cjk_figure
 from .dist import all_gather_object
 from .f1 import compute_f1_curve
-from .figures import new_figure
 
 __all__ = [
     "STAT_NAMES",
@@ -323,7 +323,7 @@ def plot_pr_curves(metrics: Mapping[str, Any], max_legend: int = 20):
     """Precision-recall curve of every class with objects (IoU 0.5), legend ``name (AP50)``."""
     pr = metrics["pr_curves"]
     recall = np.asarray(pr["recall"])
-    fig = new_figure((7, 5.5))
+    fig = cjk_figure((7, 5.5))
     ax = fig.subplots()
     drawn = 0
     for row, curve in zip(metrics["per_class"], pr["precision"]):
@@ -353,7 +353,7 @@ def plot_confusion_matrix(cm, names: Sequence[str], normalize: bool = False):
     shown = cm / np.clip(cm.sum(1, keepdims=True), 1, None) if normalize else cm
     n = len(labels)
     size = min(4 + 0.45 * n, 20)
-    fig = new_figure((size + 1, size))
+    fig = cjk_figure((size + 1, size))
     ax = fig.subplots()
     im = ax.imshow(shown, cmap="Blues")
     fig.colorbar(im, ax=ax, shrink=0.8)
@@ -385,7 +385,7 @@ def plot_per_class_ap(metrics: Mapping[str, Any]):
     rows = [r for r in metrics["per_class"] if r["AP"] >= 0]
     names = [r["name"] for r in rows]
     y = np.arange(len(rows))
-    fig = new_figure((7, max(2.5, 0.35 * len(rows) + 1.5)))
+    fig = cjk_figure((7, max(2.5, 0.35 * len(rows) + 1.5)))
     ax = fig.subplots()
     ax.barh(y - 0.2, [r["AP50"] for r in rows], height=0.4, label="AP50")
     ax.barh(y + 0.2, [r["AP"] for r in rows], height=0.4, label="AP (0.50:0.95)")

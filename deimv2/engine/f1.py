@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..box_ops import box_iou_np
-from .figures import new_figure
+from ..fonts import cjk_figure
 
 __all__ = ["THRESHOLDS", "best_threshold", "compute_f1_curve", "match_detections", "plot_f1_curve"]
 
@@ -159,7 +159,7 @@ def plot_f1_curve(metrics: Mapping[str, Any], max_legend: int = 20):
     and the F1-best threshold marked. ``metrics``: what evaluation returns (or ``eval.json`` loaded)."""
     curve = metrics.get("f1_curve") if "f1_curve" in metrics else metrics
     thr = np.asarray(curve["thresholds"])
-    fig = new_figure((7, 5))
+    fig = cjk_figure((7, 5))
     ax = fig.subplots()
     drawn = 0
     for row, f1 in zip(curve["per_class"], curve["per_class_f1"]):

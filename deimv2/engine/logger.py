@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..errors import DEIMv2Error
+from ..fonts import cjk_figure
 from .dist import all_reduce_dict, is_dist
 
 __all__ = ["JsonlLogger", "read_log", "make_tensorboard_writer", "SmoothedValue", "MetricMeter", "plot_training_curves"]
@@ -184,15 +185,7 @@ def plot_training_curves(log: str | os.PathLike | Sequence[Mapping[str, Any]], m
     """Figure with the training loss (total + main terms) and validation AP / AP50 per epoch."""
     records = read_log(log) if isinstance(log, (str, os.PathLike)) else list(log)
     records = _normalize_official(records)
-    import matplotlib.pyplot as plt
-
-    from ..draw import setup_matplotlib_cjk
-
-    setup_matplotlib_cjk()
-
-    # a pyplot figure (closed right away) renders in a fresh Jupyter kernel; a bare Figure shows as text
-    fig = plt.figure(figsize=(12, 4.5), layout="constrained")
-    plt.close(fig)
+    fig = cjk_figure((12, 4.5))
     ax_loss, ax_ap = fig.subplots(1, 2)
     keys = sorted(
         {

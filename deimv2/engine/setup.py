@@ -45,9 +45,15 @@ def amp_settings(use_amp: bool, device: torch.device, amp_dtype: str = "auto") -
 
 def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | None = None) -> Config:
     """Point the config at a dataset root and take ``num_classes`` and class names from its categories."""
-    from ..data.dataset import dataset_class_names, find_dataset
+    from ..data.dataset import dataset_class_names
+    from ..data.layout import find_dataset
 
     splits = find_dataset(data)
+    if "train" not in splits:
+        raise DatasetError(
+            f"数据集 {data} 没有训练集（找到的划分：{'、'.join(splits)}）。请把训练图片和标注放进 train/ 文件夹"
+            "（或 annotations/instances_train*.json + train*/），见 deimv2.data.layout.find_dataset 的说明。"
+        )
     if "val" not in splits:
         raise DatasetError(
             f"数据集 {data} 只有训练集，没有验证集（valid/ 或 val/）。请划分出一部分图片作为验证集，"
