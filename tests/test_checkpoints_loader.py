@@ -1,4 +1,4 @@
-"""Weights: every checkpoint and backbone format users have, made here with random weights."""
+"""The checkpoint loader: every checkpoint and backbone format users have, made here with random weights."""
 
 import json
 from pathlib import Path
@@ -7,17 +7,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from deimv2.checkpoints.formats import Format, backbone_file_variant, variant_of_state_dict
+from deimv2.checkpoints.keys import convert_hf_dinov3_to_meta
+from deimv2.checkpoints.loader import inspect_weights, load_backbone_weights, load_for_finetune, load_weights
+from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import WeightsError
 from deimv2.models.build import build_model
-from deimv2.weights import (
-    backbone_file_variant,
-    convert_hf_dinov3_to_meta,
-    inspect_weights,
-    load_backbone_weights,
-    load_for_finetune,
-    load_weights,
-    variant_of_state_dict,
-)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +43,7 @@ def test_official_pth_prefers_ema(tmp_path, atto):
     torch.save({"model": model_sd, "ema": {"module": ema_sd, "updates": 10}, "last_epoch": 3}, path)
     fresh = build_model("atto", num_classes=4)
     report = load_weights(fresh, path)
-    assert _same_weights(fresh, ema_sd) and "EMA" in report.format
+    assert _same_weights(fresh, ema_sd) and report.format is Format.OFFICIAL_EMA
 
 
 def test_hf_hub_safetensors_with_deduplicated_tensors(tmp_path, atto):
@@ -71,8 +66,6 @@ def test_hf_hub_safetensors_with_deduplicated_tensors(tmp_path, atto):
 
 
 def test_our_training_checkpoint_keeps_class_names(tmp_path, atto):
-    from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
-
     ckpt = make_checkpoint(
         model=atto,
         epoch=1,
@@ -140,7 +133,7 @@ def test_vit_tiny_backbone_file(tmp_path):
     }
     path = tmp_path / "vitt_distill.pt"
     torch.save(sd, path)
-    assert backbone_file_variant(sd) == ("s", "ViT-Tiny 蒸馏骨干（vitt/vittplus）")
+    assert backbone_file_variant(sd) == ("s", Format.VIT_TINY)
     load_backbone_weights(s, path)
     assert torch.equal(s.state_dict()["backbone.dinov3._model.cls_token"], sd["cls_token"])
     with pytest.raises(WeightsError, match="DEIMv2-S 用的骨干"):
@@ -231,5 +224,5 @@ def test_hgnetv2_stage1_file(tmp_path, atto):
     torch.save({"model": sd}, path)
     model = build_model("atto", num_classes=4)
     report = load_backbone_weights(model, path)
-    assert report.loaded > 0 and "HGNetv2" in report.format
+    assert report.loaded > 0 and report.format is Format.HGNETV2
     assert torch.equal(model.state_dict()["backbone.stem.stem1.conv.weight"], sd["stem.stem1.conv.weight"])
