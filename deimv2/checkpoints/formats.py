@@ -70,6 +70,11 @@ def is_transformers_port(sd: Mapping[str, Any]) -> bool:
     return any(k.startswith("model.conv_encoder.") for k in keys) and any(k.startswith("model.decoder.") for k in keys)
 
 
+def _is_detector_state(sd: Any) -> bool:
+    """A state dict with official detector keys (``decoder.*``); a backbone file wrapped in ``model`` is none."""
+    return is_tensor_dict(sd) and any(k.startswith("decoder.") for k in sd)
+
+
 def detector_format(obj: Any) -> tuple[Format, Mapping[str, torch.Tensor]]:
     """(format, state dict as stored) of a detector checkpoint object; ``(Format.UNKNOWN, {})`` if it is none.
 
@@ -79,12 +84,12 @@ def detector_format(obj: Any) -> tuple[Format, Mapping[str, torch.Tensor]]:
         return Format.UNKNOWN, {}
     ours = "class_names" in obj and "version" in obj
     ema = obj.get("ema")
-    if isinstance(ema, Mapping) and is_tensor_dict(ema.get("module")):
+    if isinstance(ema, Mapping) and _is_detector_state(ema.get("module")):
         return (Format.TRAINING_EMA if ours else Format.OFFICIAL_EMA), ema["module"]
-    if is_tensor_dict(obj.get("model")):
+    if _is_detector_state(obj.get("model")):
         return (Format.TRAINING_MODEL if ours else Format.OFFICIAL_MODEL), obj["model"]
     if is_tensor_dict(obj):
-        if any(k.startswith("backbone.") for k in obj) and any(k.startswith("decoder.") for k in obj):
+        if _is_detector_state(obj) and any(k.startswith("backbone.") for k in obj):
             return Format.STATE_DICT, obj
         if is_transformers_port(obj):
             return Format.TRANSFORMERS_PORT, obj

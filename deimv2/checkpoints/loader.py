@@ -2,9 +2,9 @@
 
 Detector checkpoints: the official ``.pth`` (``model`` / ``ema``; EMA preferred), our training
 checkpoints, the Hugging Face hub copies (``model.safetensors`` + ``config.json``) and the
-transformers port (``Deimv2ForObjectDetection``). Backbone files: ``vitt_distill.pt``,
-``vittplus_distill.pt``, DINOv3 ViT-S/16 and ViT-S+/16 in Meta's and in Hugging Face's format,
-HGNetv2 ``PPHGNetV2_*_stage1.pth``. Only ``torch.load(..., weights_only=True)`` is used.
+transformers port (``Deimv2ForObjectDetection``). Backbone files: the distilled ViT-Tiny(+), DINOv3
+ViT-S/16 and ViT-S+/16 in Meta's and in Hugging Face's format, HGNetv2 stage-1 (file names and links:
+:data:`.variants.VARIANT_TABLE`). Only ``torch.load(..., weights_only=True)`` is used.
 Training, prediction, export and ``deimv2 info`` all load through here. Explained in notebook ``01_weights.ipynb``.
 """
 
