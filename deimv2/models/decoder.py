@@ -23,7 +23,10 @@ __all__ = ["DEIMTransformer", "TransformerDecoder", "feature_shapes", "make_anch
 
 
 def feature_shapes(eval_size: Sequence[int], strides: Sequence[int]) -> list[list[int]]:
-    """``[h, w]`` of each feature level for an input of ``eval_size`` (h, w) and per-level ``strides``."""
+    """``[h, w]`` of each feature level for an input of ``eval_size`` (h, w) and per-level ``strides``.
+
+    Explained in notebooks/08_decoder.ipynb §1.
+    """
     eval_h, eval_w = eval_size
     return [[int(eval_h / s), int(eval_w / s)] for s in strides]
 
@@ -34,7 +37,7 @@ def make_anchors(
     """Logit-space anchors ``[1, N, 4]`` (cell centres, wh = grid_size * 2^level; inf where invalid) and the
     validity mask ``[1, N, 1]`` (all coordinates inside (eps, 1 - eps)) for feature maps of ``spatial_shapes``.
 
-    These are the ``decoder.anchors`` / ``decoder.valid_mask`` buffers. Explained in notebooks/08_decoder.ipynb.
+    These are the ``decoder.anchors`` / ``decoder.valid_mask`` buffers. Explained in notebooks/08_decoder.ipynb §1.
     """
     per_level = []
     for lvl, (h, w) in enumerate(spatial_shapes):

@@ -32,7 +32,10 @@ DINOV3_ARCHS = {"dinov3_vits16": ("mlp", 4.0), "dinov3_vits16plus": ("swiglu", 6
 def rope_periods(
     head_dim: int, base: float = 100.0, dtype: torch.dtype | None = None, device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """RoPE periods ``base ** (2 k / (head_dim / 2))`` for k < head_dim / 4 (the ``rope_embed.periods`` buffer)."""
+    """RoPE periods ``base ** (2 k / (head_dim / 2))`` for k < head_dim / 4 (the ``rope_embed.periods`` buffer).
+
+    Explained in notebooks/07_architecture.ipynb §3.
+    """
     exps = 2 * torch.arange(head_dim // 4, device=device, dtype=dtype or torch.get_default_dtype()) / (head_dim // 2)
     return base**exps
 
