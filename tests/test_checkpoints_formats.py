@@ -193,6 +193,14 @@ def test_variant_facts_live_only_in_the_table():
             assert not [f for f in facts if f in text], path
 
 
+def test_ckpts_readme_agrees_with_the_table():
+    """ckpts/README.md is written for people; every fact in it must equal the table's."""
+    text = (PACKAGE.parent / "ckpts" / "README.md").read_text(encoding="utf-8")
+    for v in VARIANT_TABLE.values():
+        facts = (v.backbone_file, v.backbone_url.split()[0], v.hf_repo, v.checkpoint_url, f"| {v.ap} | {v.params} |")
+        assert [f for f in facts if f not in text] == [], v.name
+
+
 # --------------------------------------------------------------------------- layering
 def _imports(path: Path) -> set[str]:
     """Absolute names of the deimv2 modules a file imports (relative imports resolved)."""
