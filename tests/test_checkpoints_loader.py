@@ -10,9 +10,11 @@ from safetensors.torch import save_file
 from deimv2.checkpoints.formats import Format, backbone_file_variant, variant_of_state_dict
 from deimv2.checkpoints.keys import convert_hf_dinov3_to_meta
 from deimv2.checkpoints.loader import inspect_weights, load_backbone_weights, load_for_finetune, load_weights
+from deimv2.config import load_config
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import WeightsError
-from deimv2.models.build import build_model
+from deimv2.models.build import build_model, build_model_from_config
+from deimv2.predict import load_detector
 
 
 @pytest.fixture(scope="module")
@@ -226,3 +228,24 @@ def test_hgnetv2_stage1_file(tmp_path, atto):
     report = load_backbone_weights(model, path)
     assert report.loaded > 0 and report.format is Format.HGNETV2
     assert torch.equal(model.state_dict()["backbone.stem.stem1.conv.weight"], sd["stem.stem1.conv.weight"])
+
+
+def test_strict_load_derived_anchors_and_variant_checks(tmp_path, atto):
+    """One strict loader for training (anchors of another eval size are recomputed) and prediction (they are an
+    error naming the fix when the user forces a config)."""
+    sd = _randomized(atto)
+    path = tmp_path / "atto 4类.pth"
+    torch.save({"model": sd}, path)
+    small = load_config("atto", num_classes=4, eval_spatial_size=[256, 256])
+    other_size = build_model_from_config(small)
+    report = load_weights(other_size, path)  # anchors for 256x256 stay the model's own
+    assert report.loaded == len(other_size.state_dict()) and other_size.decoder.anchors.shape[1] == 16 * 16 + 8 * 8
+    assert _same_weights(
+        other_size, {k: v for k, v in sd.items() if k not in ("decoder.anchors", "decoder.valid_mask")}
+    )
+    with pytest.raises(WeightsError, match="eval_spatial_size 不同"):
+        load_detector(path, small)
+    with pytest.raises(WeightsError, match="DEIMv2-ATTO.*-c atto"):
+        load_detector(path, "femto")
+    model, cfg, _ = load_detector(path)
+    assert cfg.num_classes == 4 and _same_weights(model, sd)

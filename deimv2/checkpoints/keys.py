@@ -3,9 +3,7 @@
 One set of rename rules (official template <-> port template) serves both directions of the port and the
 Hugging Face ``DINOv3ViTModel`` backbone files (their ViT keys are the port's, without its prefix).
 
-Transformers port (transformers >= 5):
-
-transformers is never imported: only key names and tensors are translated, so users can load a port
+Transformers port (transformers >= 5). transformers is never imported: only key names and tensors are translated, so users can load a port
 checkpoint (``model.safetensors`` + ``config.json`` written by ``save_pretrained``) without it.
 
 What the port renames or reshapes (official -> port):
