@@ -268,7 +268,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
-    from .weights import inspect_weights
+    from .checkpoints import inspect_weights
 
     info = inspect_weights(a.path)
     kind = {"detector": "完整检测器", "backbone": "骨干网络", "unknown": "未知"}[info.kind]

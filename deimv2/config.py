@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from .checkpoints.variants import VARIANT_TABLE
 from .config_checks import check_milestones, validate_overrides
 from .config_sections import (
     MODEL_SECTIONS,
@@ -38,17 +39,8 @@ from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-#: short variant name -> official config name
-VARIANTS: dict[str, str] = {
-    "atto": "deimv2_hgnetv2_atto_coco",
-    "femto": "deimv2_hgnetv2_femto_coco",
-    "pico": "deimv2_hgnetv2_pico_coco",
-    "n": "deimv2_hgnetv2_n_coco",
-    "s": "deimv2_dinov3_s_coco",
-    "m": "deimv2_dinov3_m_coco",
-    "l": "deimv2_dinov3_l_coco",
-    "x": "deimv2_dinov3_x_coco",
-}
+#: short variant name -> official config name (from the one variant table, :mod:`deimv2.checkpoints.variants`)
+VARIANTS: dict[str, str] = {v.name: v.config for v in VARIANT_TABLE.values()}
 
 #: user-friendly aliases -> official dotted keys
 ALIASES: dict[str, str] = {

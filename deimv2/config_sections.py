@@ -53,6 +53,10 @@ def param(default: Any = MISSING, doc: str = "", *, key: str | None = None) -> A
     return dataclasses.field(default=default, metadata=meta)
 
 
+#: backbone keys naming pretrained weight files: read by deimv2.checkpoints, never passed to a constructor
+WEIGHT_FILE_KEYS = frozenset({"pretrained", "local_model_dir", "weights_path"})
+
+
 class Section:
     """Shared behaviour of the sections: read access by YAML key for code written against the dict sections
     (``section["name"]``, ``section.get("name")``) and :meth:`kwargs` for the constructor call."""
@@ -69,8 +73,8 @@ class Section:
         return tuple(f.name for f in fields(self))
 
     def kwargs(self) -> dict[str, Any]:
-        """Every field as a constructor keyword argument (deep copies)."""
-        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        """Every field as a constructor keyword argument (deep copies), except the weight-file keys."""
+        return {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self) if f.name not in WEIGHT_FILE_KEYS}
 
 
 # --------------------------------------------------------------------------- model sections
@@ -87,7 +91,7 @@ class HGNetv2Config(Section):
     pretrained: bool = param(
         False,
         "Load the ImageNet stage-1 weights from local_model_dir; ignored by build_model, which always builds "
-        "random weights (load them with deimv2.weights).",
+        "random weights (load them with deimv2.checkpoints).",
     )
     local_model_dir: str | None = param(None, "Folder of the PP-HGNetV2 ImageNet files (official key; path).")
     act: str = param("relu", "Activation of the conv blocks.")
@@ -99,7 +103,7 @@ class DINOv3STAsConfig(Section):
 
     name: str = param(doc="ViT: vit_tiny, vit_tinyplus (distilled, S/M) or dinov3_vits16(plus) (L/X). Required.")
     weights_path: str | None = param(
-        None, "Backbone weights file (path); read by deimv2.weights, never by build_model. null = random."
+        None, "Backbone weights file (path); read by deimv2.checkpoints, never by build_model. null = random."
     )
     interaction_indexes: list = param([], "ViT blocks whose tokens become the 3 maps (3 indices, or 1 shared).")
     finetune: bool = param(True, "Train the ViT; false freezes it.")

@@ -1,9 +1,9 @@
-"""Download the official COCO checkpoints (the Hugging Face copies listed in ``deimv2.weights.DOWNLOADS``).
+"""Download the official COCO checkpoints (the Hugging Face copies named in ``deimv2.checkpoints.VARIANT_TABLE``).
 
 Each Intellindust/DEIMv2_* repository holds ``config.json`` and ``model.safetensors``; we fetch both with
 urllib (redirects followed, tqdm progress bar), write through a ``.part`` file that replaces the target only
 when its size matches the server's ``Content-Length``, then check the folder with the same logic as
-``deimv2 info`` (:func:`deimv2.weights.inspect_weights`): a detector of the requested variant.
+``deimv2 info`` (:func:`deimv2.checkpoints.inspect_weights`): a detector of the requested variant.
 Explained in notebook 04_train.ipynb (fine-tuning from the official COCO weights).
 """
 
@@ -14,8 +14,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
+from .checkpoints.loader import CheckpointInfo, inspect_weights
+from .checkpoints.variants import VARIANT_TABLE
 from .errors import WeightsError
-from .weights import DOWNLOADS, CheckpointInfo, inspect_weights
 
 HF_BASE = os.environ.get("HF_ENDPOINT", "https://huggingface.co")  # the hub's own mirror variable
 HF_FILES = ("config.json", "model.safetensors")
@@ -24,16 +25,16 @@ _CHUNK = 1 << 20
 
 def official_checkpoint_urls(variant: str, base: str = HF_BASE) -> dict[str, str]:
     """``{file name: URL}`` of the official COCO checkpoint of ``variant`` on the Hugging Face hub."""
-    if variant not in DOWNLOADS:
-        raise WeightsError(f"没有变体 {variant!r} 的官方权重。可选：{', '.join(DOWNLOADS)}。")
-    repo = DOWNLOADS[variant]["hf"]
+    if variant not in VARIANT_TABLE:
+        raise WeightsError(f"没有变体 {variant!r} 的官方权重。可选：{', '.join(VARIANT_TABLE)}。")
+    repo = VARIANT_TABLE[variant].hf_repo
     return {name: f"{base.rstrip('/')}/{repo}/resolve/main/{name}" for name in HF_FILES}
 
 
 def official_checkpoint_dir(variant: str, ckpts_dir: str | Path) -> Path:
     """Where :func:`download_official_checkpoint` puts ``variant``: ``ckpts_dir/DEIMv2_…_COCO``."""
     official_checkpoint_urls(variant)  # validates the name
-    return Path(ckpts_dir) / DOWNLOADS[variant]["hf"].split("/")[-1]
+    return Path(ckpts_dir) / VARIANT_TABLE[variant].hf_repo.split("/")[-1]
 
 
 def can_reach(url: str, timeout: float = 5.0) -> bool:

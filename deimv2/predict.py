@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
+from .checkpoints.formats import num_classes_of_state_dict, variant_of_state_dict
+from .checkpoints.loader import fill_shared_keys, load_detector_state, load_state_strict
 from .config import Config, load_config
 from .data.images import IMAGE_EXTS, as_rgb_image, list_images, load_image
 from .data.layout import read_coco_json
@@ -336,7 +338,6 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
     Returns ``(model, cfg, meta)``; ``meta`` holds ``class_names`` / ``category_ids`` when the file has them.
     """
     from .models.build import build_model_from_config
-    from .weights import fill_shared_keys, load_detector_state, num_classes_of_state_dict, variant_of_state_dict
 
     sd, fmt, obj = load_detector_state(path)
     meta = dict(obj) if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()) else {}
@@ -361,27 +362,7 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
             cfg = cfg.replace(eval_spatial_size=[side, side])
             model = build_model_from_config(cfg)
     model.config = cfg
-    sd = fill_shared_keys(sd, model)
-    own = model.state_dict()
-    bad = [k for k, v in sd.items() if k in own and own[k].shape != v.shape]
-    if bad:
-        raise WeightsError(
-            f"{path} 中有 {len(bad)} 个张量的形状与配置 {cfg.name} 构建的模型不同（如 {bad[0]}: "
-            f"{tuple(sd[bad[0]].shape)} ≠ {tuple(own[bad[0]].shape)}）。decoder.anchors 不同说明训练时的 "
-            f"eval_spatial_size 不同：请用 -c 指定训练时的配置 YAML。"
-        )
-    want = variant_of_state_dict(model.state_dict())
-    if variant and want and variant != want:
-        raise WeightsError(
-            f"{path} 是 DEIMv2-{variant.upper()} 的权重，但配置构建的是 DEIMv2-{want.upper()}。"
-            f"请改用 -c {variant}，或去掉 -c 让程序自动识别。"
-        )
-    result = model.load_state_dict(sd, strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise WeightsError(
-            f"{path} 与配置的模型结构不一致：缺少 {len(result.missing_keys)} 个键（如 {result.missing_keys[:3]}），"
-            f"多出 {len(result.unexpected_keys)} 个键（如 {result.unexpected_keys[:3]}）。请确认配置和权重是同一个变体。"
-        )
+    load_state_strict(model, fill_shared_keys(sd, model), str(path), derived_from_model=False)
     return model, cfg, meta
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from deimv2.checkpoints.loader import load_backbone_weights
 from deimv2.errors import ConfigError, WeightsError
 from deimv2.models.hgnetv2 import FrozenBatchNorm2d, HGNetv2
 from deimv2.models.sta import DINOv3STAs
@@ -19,7 +20,7 @@ torch.set_num_threads(1)
 REF = Path(__file__).resolve().parent / "fixtures" / "official" / "state_dict"  # benchmarks/make_golden.py
 
 # Backbone kwargs of the 8 official DEIMv2 COCO configs (configs/deimv2/*.yml merged with base/deimv2.yml).
-HG = dict(freeze_at=-1, freeze_norm=False, use_lab=True, pretrained=False)
+HG = dict(freeze_at=-1, freeze_norm=False, use_lab=True)
 VARIANTS = {
     "atto": (HGNetv2, dict(name="Atto", return_idx=[2], **HG)),
     "femto": (HGNetv2, dict(name="Femto", return_idx=[2], **HG)),
@@ -228,37 +229,42 @@ def test_bad_config_values():
 # ---------------------------------------------------------------- weights
 
 
-def test_hgnetv2_pretrained_missing_and_partial(tmp_path):
-    with pytest.raises(WeightsError, match="PPHGNetV2_B0_stage1.pth"):
-        HGNetv2("Atto", return_idx=[2], pretrained=True, local_model_dir=tmp_path / "不存在 dir")
-    with pytest.raises(WeightsError):
-        HGNetv2("B0", pretrained=True, local_model_dir=None)
+def test_hgnetv2_stage1_file_partial_and_full(tmp_path):
+    """The models load no files; the one loader puts a stage-1 file into a bare HGNetv2."""
+    with pytest.raises(WeightsError, match="不存在"):
+        load_backbone_weights(HGNetv2("Atto", return_idx=[2]), tmp_path / "不存在 dir" / "PPHGNetV2_B0_stage1.pth")
     d = tmp_path / "权重 目录"
     d.mkdir()
     b0 = HGNetv2("B0", use_lab=True)
     torch.save(b0.state_dict(), d / "PPHGNetV2_B0_stage1.pth")
-    atto = HGNetv2("Atto", use_lab=True, return_idx=[2], pretrained=True, local_model_dir=d)  # shape-matching keys only
+    atto = HGNetv2("Atto", use_lab=True, return_idx=[2])
+    report = load_backbone_weights(atto, d / "PPHGNetV2_B0_stage1.pth")  # shape-matching keys only
+    assert report.skipped and all("形状" in why or "没有" in why for _, why in report.skipped)
     assert torch.equal(atto.stem.stem1.conv.weight, b0.stem.stem1.conv.weight)
     assert torch.equal(
         atto.stages[1].blocks[0].aggregation[1].conv.weight, b0.stages[1].blocks[0].aggregation[1].conv.weight
     )
-    b0b = HGNetv2("B0", use_lab=True, freeze_norm=True, pretrained=True, local_model_dir=str(d))
+    b0b = HGNetv2("B0", use_lab=True, freeze_norm=True)
+    report = load_backbone_weights(b0b, str(d / "PPHGNetV2_B0_stage1.pth"))
+    assert not report.skipped and not report.missing  # B0 itself: every tensor
     assert torch.equal(
         b0b.stages[3].blocks[0].aggregation[0].conv.weight, b0.stages[3].blocks[0].aggregation[0].conv.weight
     )
 
 
 @pytest.mark.parametrize("name,kw", [("vit_tiny", {}), ("dinov3_vits16", {})])
-def test_dinov3stas_weights_path(tmp_path, name, kw):
+def test_dinov3stas_backbone_file(tmp_path, name, kw):
     with pytest.raises(WeightsError, match="找不到"):
-        DINOv3STAs(name, weights_path=tmp_path / "missing.pth", interaction_indexes=[5, 8, 11])
+        load_backbone_weights(DINOv3STAs(name, interaction_indexes=[5, 8, 11]), tmp_path / "missing.pth")
     src = DINOv3STAs(name, interaction_indexes=[5, 8, 11])
-    flat = src._vit_module().state_dict()
+    flat = src.vit_module().state_dict()
     path = tmp_path / "中文 目录" / "backbone weights.pth"
     path.parent.mkdir()
     torch.save(flat, path)
-    dst = DINOv3STAs(name, weights_path=str(path), interaction_indexes=[5, 8, 11])
-    for k, v in dst._vit_module().state_dict().items():
+    dst = DINOv3STAs(name, interaction_indexes=[5, 8, 11])
+    load_backbone_weights(dst, str(path))
+    for k, v in dst.vit_module().state_dict().items():
         assert torch.equal(v, flat[k]), k
+    torch.save({"cls_token": torch.zeros(1, 1, 192)}, tmp_path / "bad.pth")
     with pytest.raises(WeightsError, match="不匹配"):
-        dst.load_backbone_state_dict({"cls_token": torch.zeros(1)})
+        load_backbone_weights(dst, tmp_path / "bad.pth")

@@ -343,7 +343,7 @@ def _hf_folder(t, real: bool = True):
     import torch
     from safetensors.torch import save_file
 
-    from deimv2.hf_port import to_transformers_port
+    from deimv2.checkpoints.keys import to_transformers_port
     from deimv2.models.build import build_model
 
     (t / "hf").mkdir()

@@ -7,6 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from deimv2.checkpoints.loader import load_for_finetune
+from deimv2.checkpoints.variants import VARIANT_TABLE
 from deimv2.errors import WeightsError
 from deimv2.hub import (
     can_reach,
@@ -16,7 +18,6 @@ from deimv2.hub import (
     official_checkpoint_urls,
 )
 from deimv2.models.build import build_model
-from deimv2.weights import DOWNLOADS, load_for_finetune
 
 
 def _fake_hub(root, variant="atto", num_classes=80):
@@ -28,7 +29,7 @@ def _fake_hub(root, variant="atto", num_classes=80):
         if v.data_ptr() not in seen:
             seen.add(v.data_ptr())
             stored[k] = v.clone().contiguous()
-    folder = root / DOWNLOADS[variant]["hf"] / "resolve" / "main"
+    folder = root / VARIANT_TABLE[variant].hf_repo / "resolve" / "main"
     folder.mkdir(parents=True)
     save_file(stored, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(
@@ -67,8 +68,8 @@ def test_download_checks_and_finetune_skips_only_the_class_head(tmp_path):
 def test_wrong_variant_is_refused(tmp_path):
     hub = tmp_path / "hub"
     base = _fake_hub(hub)
-    (hub / DOWNLOADS["femto"]["hf"]).parent.mkdir(parents=True, exist_ok=True)
-    (hub / DOWNLOADS["atto"]["hf"]).rename(hub / DOWNLOADS["femto"]["hf"])  # atto files served as femto
+    (hub / VARIANT_TABLE["femto"].hf_repo).parent.mkdir(parents=True, exist_ok=True)
+    (hub / VARIANT_TABLE["atto"].hf_repo).rename(hub / VARIANT_TABLE["femto"].hf_repo)  # atto files served as femto
     with pytest.raises(WeightsError, match="FEMTO"):
         download_official_checkpoint("femto", tmp_path / "ckpts", base=base, progress=False)
 

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoints.loader import read_weights_file
 from ..errors import WeightsError
 from .dist import unwrap
 
@@ -161,10 +162,8 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict with ``weights_only=True`` (via :func:`deimv2.weights.read_weights_file`);
+    """Read a checkpoint dict with ``weights_only=True`` (via :func:`deimv2.checkpoints.read_weights_file`);
     raises WeightsError (Chinese) for a missing, corrupt or non-dict file."""
-    from ..weights import read_weights_file
-
     obj = read_weights_file(path)
     if not isinstance(obj, dict):
         raise WeightsError(

@@ -18,6 +18,15 @@ from typing import Any
 import torch
 
 from ..batch_rule import apply_batch_rule, format_batch_scaling
+from ..checkpoints.formats import num_classes_of_state_dict, variant_of_state_dict
+from ..checkpoints.loader import (
+    expected_backbone_path,
+    fill_shared_keys,
+    load_backbone_weights,
+    load_for_finetune,
+    load_weights,
+    missing_backbone_error,
+)
 from ..config import ALIASES, Config, format_milestones, load_config, parse_overrides, save_config
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from . import dist
@@ -188,16 +197,12 @@ class Trainer:
         _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
 
     def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
-        from ..weights import fill_shared_keys
-
         model_sd = ckpt.get("model")
         if model_sd is None:
             raise WeightsError(f"{where} 里没有 'model' 权重。")
         try:
             self.model.load_state_dict(fill_shared_keys(dict(model_sd), self.model))
         except RuntimeError as e:  # another variant or another num_classes
-            from ..weights import num_classes_of_state_dict, variant_of_state_dict
-
             got = f"DEIMv2-{(variant_of_state_dict(model_sd) or '?').upper()}，{num_classes_of_state_dict(model_sd)} 类"
             want = (
                 f"DEIMv2-{(variant_of_state_dict(self.model.state_dict()) or '?').upper()}，{self.cfg.num_classes} 类"
@@ -218,8 +223,6 @@ class Trainer:
 
     def tune(self, path: str | Path):
         """Fine-tune: weights only (EMA preferred); heads that depend on num_classes are skipped and listed."""
-        from ..weights import load_for_finetune
-
         report = load_for_finetune(self.model, path)
         _say(report.summary())
         if self.ema is not None:
@@ -227,8 +230,6 @@ class Trainer:
         return report
 
     def load_backbone(self) -> None:
-        from ..weights import expected_backbone_path, load_backbone_weights, missing_backbone_error
-
         path = expected_backbone_path(self.cfg)
         if path is None:
             _say("骨干网络从随机初始化开始训练（配置没有指定预训练权重）。")
@@ -591,8 +592,6 @@ def train(
     if test_only:
         if not resume:
             raise ConfigError("--test-only 需要用 -r 指定要评估的 checkpoint。")
-        from ..weights import load_weights
-
         load_weights(t.model, resume, strict=True)
         metrics = t.evaluate(t.model)
         _finish_eval(t, metrics)
@@ -674,8 +673,6 @@ def evaluate(
         train=False,
         **kwargs,
     )
-    from ..weights import load_weights
-
     load_weights(t.model, checkpoint, strict=True)
     metrics = t.evaluate(t.model)
     _finish_eval(t, metrics)

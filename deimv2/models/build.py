@@ -17,7 +17,8 @@ from ..config import Config, load_config
 def build_backbone(cfg: Config) -> nn.Module:
     """HGNetv2 (Atto/Femto/Pico/N) or DINOv3STAs (S/M/L/X) from the typed section
     (:class:`~deimv2.config_sections.HGNetv2Config` / :class:`~deimv2.config_sections.DINOv3STAsConfig`).
-    Never loads files: see :mod:`deimv2.weights`.
+    Never loads files: the weight-file keys (``pretrained``, ``local_model_dir``, ``weights_path``) are read
+    by :mod:`deimv2.checkpoints`.
 
     Explained in notebooks/07_architecture.ipynb §1.
     """
@@ -25,12 +26,9 @@ def build_backbone(cfg: Config) -> nn.Module:
     if cfg.model.backbone_type == "HGNetv2":
         from .hgnetv2 import HGNetv2
 
-        kw["pretrained"] = False  # pretrained weights are loaded explicitly by deimv2.weights
-        kw.pop("local_model_dir", None)
         return HGNetv2(**kw)
     from .sta import DINOv3STAs
 
-    kw["weights_path"] = None
     return DINOv3STAs(**kw)
 
 
@@ -97,7 +95,7 @@ def build_model(
     (``deimv2_dinov3_s_coco``), a YAML path, or a :class:`~deimv2.config.Config`.
     ``overrides``: dotted keys such as ``{"DEIMTransformer.num_queries": 100}``;
     ``kwargs``: top-level keys such as ``eval_spatial_size=[416, 416]``.
-    Load weights afterwards with :func:`deimv2.weights.load_weights`.
+    Load weights afterwards with :func:`deimv2.checkpoints.load_weights`.
 
     Explained in notebooks/07_architecture.ipynb §1.
     """

@@ -19,7 +19,36 @@ from .decoder_layers import LQE, MLP, TransformerDecoderLayer, prob_bias
 from .denoising import get_contrastive_denoising_training_group
 from .fdr import Integral, distance2bbox, weighting_function
 
-__all__ = ["DEIMTransformer", "TransformerDecoder"]
+__all__ = ["DEIMTransformer", "TransformerDecoder", "feature_shapes", "make_anchors"]
+
+
+def feature_shapes(eval_size: Sequence[int], strides: Sequence[int]) -> list[list[int]]:
+    """``[h, w]`` of each feature level for an input of ``eval_size`` (h, w) and per-level ``strides``.
+
+    Explained in notebooks/08_decoder.ipynb §1.
+    """
+    eval_h, eval_w = eval_size
+    return [[int(eval_h / s), int(eval_w / s)] for s in strides]
+
+
+def make_anchors(
+    spatial_shapes, grid_size: float = 0.05, eps: float = 1e-2, dtype=torch.float32, device="cpu"
+) -> tuple[Tensor, Tensor]:
+    """Logit-space anchors ``[1, N, 4]`` (cell centres, wh = grid_size * 2^level; inf where invalid) and the
+    validity mask ``[1, N, 1]`` (all coordinates inside (eps, 1 - eps)) for feature maps of ``spatial_shapes``.
+
+    These are the ``decoder.anchors`` / ``decoder.valid_mask`` buffers. Explained in notebooks/08_decoder.ipynb §1.
+    """
+    per_level = []
+    for lvl, (h, w) in enumerate(spatial_shapes):
+        ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+        centers = (torch.stack([xs, ys], dim=-1).unsqueeze(0) + 0.5) / torch.tensor([w, h], dtype=dtype)
+        wh = torch.ones_like(centers) * grid_size * (2.0**lvl)
+        per_level.append(torch.cat([centers, wh], dim=-1).reshape(-1, h * w, 4))
+    anchors = torch.cat(per_level, dim=1).to(device)
+    valid_mask = ((anchors > eps) * (anchors < 1 - eps)).all(-1, keepdim=True)
+    anchors = torch.where(valid_mask, torch.log(anchors / (1 - anchors)), torch.inf)
+    return anchors, valid_mask
 
 
 class TransformerDecoder(nn.Module):
@@ -332,21 +361,10 @@ class DEIMTransformer(nn.Module):
     def _generate_anchors(
         self, spatial_shapes=None, grid_size: float = 0.05, dtype=torch.float32, device="cpu"
     ) -> tuple[Tensor, Tensor]:
-        """Logit-space anchors ``[1, N, 4]`` (cell centres, wh = grid_size * 2^level; inf where invalid) and the
-        validity mask ``[1, N, 1]`` (all coordinates inside (eps, 1 - eps))."""
+        """:func:`make_anchors` for ``spatial_shapes`` (default: the feature sizes of ``eval_spatial_size``)."""
         if spatial_shapes is None:
-            eval_h, eval_w = self.eval_spatial_size
-            spatial_shapes = [[int(eval_h / s), int(eval_w / s)] for s in self.feat_strides]
-        per_level = []
-        for lvl, (h, w) in enumerate(spatial_shapes):
-            ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
-            centers = (torch.stack([xs, ys], dim=-1).unsqueeze(0) + 0.5) / torch.tensor([w, h], dtype=dtype)
-            wh = torch.ones_like(centers) * grid_size * (2.0**lvl)
-            per_level.append(torch.cat([centers, wh], dim=-1).reshape(-1, h * w, 4))
-        anchors = torch.cat(per_level, dim=1).to(device)
-        valid_mask = ((anchors > self.eps) * (anchors < 1 - self.eps)).all(-1, keepdim=True)
-        anchors = torch.where(valid_mask, torch.log(anchors / (1 - anchors)), torch.inf)
-        return anchors, valid_mask
+            spatial_shapes = feature_shapes(self.eval_spatial_size, self.feat_strides)
+        return make_anchors(spatial_shapes, grid_size, self.eps, dtype, device)
 
     def _anchors_for(self, spatial_shapes, memory: Tensor) -> tuple[Tensor, Tensor]:
         if (

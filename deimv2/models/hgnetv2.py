@@ -6,17 +6,13 @@ State-dict keys and numerics follow the official ``engine/backbone/hgnetv2.py``
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 
 __all__ = ["HGNetv2", "FrozenBatchNorm2d", "HGNETV2_ARCHS"]
-
-_RELEASE_URL = "https://github.com/Peterande/storage/releases/download/dfinev1.0/"
 
 # Stage rows: (in, mid, out, num_blocks, downsample, light_block, kernel_size, layer_num)
 HGNETV2_ARCHS: dict[str, dict] = {
@@ -27,7 +23,6 @@ HGNETV2_ARCHS: dict[str, dict] = {
             (64, 32, 256, 1, True, False, 3, 3),
             (256, 64, 256, 1, True, True, 3, 3),
         ],
-        "stage1_file": "B0",
     },
     "Femto": {
         "stem": (3, 16, 16),
@@ -36,7 +31,6 @@ HGNETV2_ARCHS: dict[str, dict] = {
             (64, 32, 256, 1, True, False, 3, 3),
             (256, 64, 512, 1, True, True, 5, 3),
         ],
-        "stage1_file": "B0",
     },
     "Pico": {
         "stem": (3, 16, 16),
@@ -45,7 +39,6 @@ HGNETV2_ARCHS: dict[str, dict] = {
             (64, 32, 256, 1, True, False, 3, 3),
             (256, 64, 512, 2, True, True, 5, 3),
         ],
-        "stage1_file": "B0",
     },
     "B0": {
         "stem": (3, 16, 16),
@@ -339,8 +332,8 @@ class HGNetv2(nn.Module):
     """HGNetv2 backbone. forward(x) -> list of the feature maps of stages in `return_idx`.
 
     Stage i output stride: 4, 8, 16, 32 (stage 0..3). `out_channels`/`out_strides` list the
-    returned maps. `pretrained=True` loads the PP-HGNetV2 stage-1 ImageNet file from
-    `local_model_dir` (never downloads).
+    returned maps. The config's `pretrained` / `local_model_dir` (the PP-HGNetV2 stage-1 ImageNet file) are
+    read by :func:`deimv2.checkpoints.load_backbone_weights`, never here.
 
     Explained in notebooks/07_architecture.ipynb §1.
     """
@@ -353,8 +346,6 @@ class HGNetv2(nn.Module):
         freeze_stem_only: bool = True,
         freeze_at: int = 0,
         freeze_norm: bool = True,
-        pretrained: bool = False,
-        local_model_dir: str | Path | None = None,
         act: str = "relu",
     ):
         super().__init__()
@@ -386,52 +377,6 @@ class HGNetv2(nn.Module):
                     stage.requires_grad_(False)
         if freeze_norm:
             _freeze_bn(self)
-        if pretrained:
-            self.load_pretrained(local_model_dir)
-
-    def stage1_filename(self) -> str:
-        """File name of the matching PP-HGNetV2 stage-1 ImageNet weights (Atto/Femto/Pico use B0)."""
-        return f"PPHGNetV2_{HGNETV2_ARCHS[self.name].get('stage1_file', self.name)}_stage1.pth"
-
-    def load_pretrained(self, local_model_dir: str | Path | None) -> None:
-        fname = self.stage1_filename()
-        url = _RELEASE_URL + fname
-        if local_model_dir is None:
-            raise WeightsError(
-                f"HGNetv2 pretrained=True 但没有给出 local_model_dir。本包不会自动下载权重: "
-                f"请手动下载 {url} ,放到某个目录后设置 local_model_dir; "
-                f"或设置 pretrained=False 从随机初始化开始训练。"
-            )
-        path = Path(local_model_dir) / fname
-        if not path.is_file():
-            raise WeightsError(
-                f"找不到 HGNetv2 预训练权重文件: {path}。本包不会自动下载权重: "
-                f"请手动下载 {url} 并放到 {Path(local_model_dir)} 目录下; "
-                f"或设置 pretrained=False。"
-            )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # corrupt / not a state_dict
-            raise WeightsError(f"无法读取 HGNetv2 权重文件 {path}: {e}。请重新下载 {url}。") from e
-        if not isinstance(state, dict):
-            raise WeightsError(
-                f"HGNetv2 权重文件 {path} 的内容不是 state_dict (类型 {type(state).__name__})。请重新下载 {url}。"
-            )
-        if self.name in ("Atto", "Femto", "Pico"):
-            # The B0 file only partly fits these smaller nets: take the keys whose name and shape match.
-            own = self.state_dict()
-            fit = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
-            self.load_state_dict(fit, strict=False)
-            print(
-                f"已从 {path} 加载 HGNetv2-{self.name} 预训练权重: 匹配 {len(fit)} 个, "
-                f"模型中未加载 {len(set(own) - set(fit))} 个, 文件中未使用 {len(set(state) - set(fit))} 个 (正常现象)。"
-            )
-        else:
-            try:
-                self.load_state_dict(state, strict=True)
-            except RuntimeError as e:
-                raise WeightsError(f"HGNetv2 权重文件 {path} 与 '{self.name}' 结构不匹配: {e}") from e
-            print(f"已从 {path} 加载 HGNetv2-{self.name} 预训练权重。")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)

@@ -8,24 +8,14 @@ then projected by a 1x1 conv + SyncBatchNorm. State-dict keys equal the official
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 from .vit import DINOV3_ARCHS, VIT_TINY_ARCHS, DINOv3ViT, ViTTiny
 
-__all__ = ["DINOv3STAs", "SpatialTuningAdapter", "BACKBONE_WEIGHT_FILES"]
-
-# Official file names (README of DEIMv2) for `weights_path`.
-BACKBONE_WEIGHT_FILES = {
-    "vit_tiny": "vitt_distill.pt",
-    "vit_tinyplus": "vittplus_distill.pt",
-    "dinov3_vits16": "dinov3_vits16_pretrain_lvd1689m-08c60483.pth",
-    "dinov3_vits16plus": "dinov3_vits16plus_pretrain_lvd1689m-4057cbaa.pth",
-}
+__all__ = ["DINOv3STAs", "SpatialTuningAdapter"]
 
 
 class SpatialTuningAdapter(nn.Module):
@@ -65,11 +55,11 @@ class DINOv3STAs(nn.Module):
     """ViT (distilled ViT-Tiny/Tiny+ or DINOv3 ViT-S/S+) + STA -> 3 maps at strides 8/16/32.
 
     Args (official names): `name` in {'vit_tiny', 'vit_tinyplus', 'dinov3_vits16', 'dinov3_vits16plus'};
-    `weights_path`: flat backbone state_dict file (ViT-Tiny: the `_model` keys; DINOv3: Meta keys), loaded
-    if given (a missing file is an error); `interaction_indexes`: ViT blocks to take (1 or 3 of them);
+    `interaction_indexes`: ViT blocks to take (1 or 3 of them);
     `finetune=False` freezes the ViT; `embed_dim`/`num_heads` are used for the ViT-Tiny family only;
     `use_sta`: add the CNN adapter; `conv_inplane`: its base width; `hidden_dim`: output channels
-    (default: the ViT width). Input height/width should be multiples of 32.
+    (default: the ViT width). Input height/width should be multiples of 32. Pretrained weights (the
+    config's `weights_path`) are loaded by :func:`deimv2.checkpoints.load_backbone_weights`, never here.
 
     Explained in notebooks/07_architecture.ipynb §3 (input normalisation: §5).
     """
@@ -77,7 +67,6 @@ class DINOv3STAs(nn.Module):
     def __init__(
         self,
         name: str,
-        weights_path: str | Path | None = None,
         interaction_indexes=(),
         finetune: bool = True,
         embed_dim: int = 192,
@@ -107,8 +96,6 @@ class DINOv3STAs(nn.Module):
         self.name = name
         self.interaction_indexes = indexes
         self.patch_size = patch_size
-        if weights_path is not None:
-            self.load_backbone_file(weights_path)
 
         if not finetune:
             self.dinov3.eval()
@@ -127,39 +114,9 @@ class DINOv3STAs(nn.Module):
         self.convs = nn.ModuleList([nn.Conv2d(vit_dim + d, hidden_dim, 1, bias=False) for d in detail])
         self.norms = nn.ModuleList([nn.SyncBatchNorm(hidden_dim) for _ in detail])
 
-    def _vit_module(self) -> nn.Module:
-        """The module whose state_dict the backbone weight file holds."""
+    def vit_module(self) -> nn.Module:
+        """The module whose state_dict a backbone weight file holds (ViT-Tiny: the `_model` keys; DINOv3: Meta keys)."""
         return self.dinov3._model if isinstance(self.dinov3, ViTTiny) else self.dinov3
-
-    def load_backbone_state_dict(self, sd: dict, source: str = "state_dict") -> None:
-        """Load a flat official-layout ViT state_dict (strict). `source` names it in error messages."""
-        try:
-            self._vit_module().load_state_dict(sd, strict=True)
-        except RuntimeError as e:
-            expected = BACKBONE_WEIGHT_FILES[self.name]
-            raise WeightsError(
-                f"{source} 与 DINOv3STAs '{self.name}' 的 ViT 结构不匹配 (应为官方 {expected} "
-                f"的扁平 state_dict 格式)。详细信息: {e}"
-            ) from e
-
-    def load_backbone_file(self, weights_path: str | Path) -> None:
-        path = Path(weights_path)
-        expected = BACKBONE_WEIGHT_FILES[self.name]
-        if not path.is_file():
-            raise WeightsError(
-                f"找不到 DINOv3STAs '{self.name}' 的预训练权重文件: {path}。本包不会自动下载: "
-                f"请按 DEIMv2 README 的说明获取 {expected} (DINOv3 权重来自 Meta 官方发布页, "
-                f"vitt/vittplus 蒸馏权重来自 DEIMv2 作者的发布链接) 并放到该路径; "
-                f"或把 weights_path 设为 null 从随机初始化开始训练。"
-            )
-        try:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise WeightsError(f"无法读取权重文件 {path}: {e}。请确认文件完整 (重新下载 {expected})。") from e
-        if not isinstance(sd, dict):
-            raise WeightsError(f"权重文件 {path} 的内容不是 state_dict (类型 {type(sd).__name__})。")
-        self.load_backbone_state_dict(sd, source=f"权重文件 {path}")
-        print(f"已从 {path} 加载 {self.name} 预训练权重。")
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         B = x.shape[0]

@@ -21,12 +21,23 @@ import torch.nn.functional as F
 
 from ..errors import ConfigError
 
-__all__ = ["ViTTiny", "DINOv3ViT", "DINOV3_ARCHS", "VIT_TINY_ARCHS"]
+__all__ = ["ViTTiny", "DINOv3ViT", "DINOV3_ARCHS", "VIT_TINY_ARCHS", "rope_periods"]
 
 # name -> (embed_dim, num_heads) of the distilled ViT-Tiny family
 VIT_TINY_ARCHS = {"vit_tiny": (192, 3), "vit_tinyplus": (256, 4)}
 # name -> ffn type and ratio of the DINOv3 small models (both: D 384, depth 12, 6 heads, 4 storage tokens)
 DINOV3_ARCHS = {"dinov3_vits16": ("mlp", 4.0), "dinov3_vits16plus": ("swiglu", 6.0)}
+
+
+def rope_periods(
+    head_dim: int, base: float = 100.0, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """RoPE periods ``base ** (2 k / (head_dim / 2))`` for k < head_dim / 4 (the ``rope_embed.periods`` buffer).
+
+    Explained in notebooks/07_architecture.ipynb §3.
+    """
+    exps = 2 * torch.arange(head_dim // 4, device=device, dtype=dtype or torch.get_default_dtype()) / (head_dim // 2)
+    return base**exps
 
 
 class RopeEmbedding(nn.Module):
@@ -54,10 +65,7 @@ class RopeEmbedding(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        n = self.head_dim // 4
-        dtype = self.dtype or torch.get_default_dtype()
-        exps = 2 * torch.arange(n, device=self.periods.device, dtype=dtype) / (self.head_dim // 2)
-        self.periods.data = self.base**exps
+        self.periods.data = rope_periods(self.head_dim, self.base, self.dtype, self.periods.device)
 
     def forward(self, h: int, w: int, n_prefix: int) -> tuple[torch.Tensor, torch.Tensor]:
         dd = {"device": self.periods.device, "dtype": self.dtype or torch.get_default_dtype()}
@@ -232,11 +240,11 @@ def _init_linear_ln(m: nn.Module) -> None:
 class _TinyTrunk(nn.Module):
     """Holds the ViT-Tiny weights (keys under ``_model.`` as in the official code)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, depth: int, patch_size: int):
+    def __init__(self, embed_dim: int, num_heads: int, depth: int, patch_size: int, eps: float):
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
         self.patch_embed = PatchEmbed(patch_size, embed_dim)
-        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, eps=1e-6) for _ in range(depth)])
+        self.blocks = nn.ModuleList([Block(embed_dim, num_heads, eps=eps) for _ in range(depth)])
         self.rope_embed = RopeEmbedding(embed_dim // num_heads, base=100.0)
 
 
@@ -249,6 +257,7 @@ class ViTTiny(nn.Module):
     """
 
     n_prefix = 1
+    norm_eps = 1e-6
 
     def __init__(
         self, embed_dim: int = 192, num_heads: int = 3, return_layers=(3, 7, 11), depth: int = 12, patch_size: int = 16
@@ -257,7 +266,7 @@ class ViTTiny(nn.Module):
         self.embed_dim = embed_dim
         self.patch_size = patch_size
         self.return_layers = _check_layers(return_layers, depth)
-        self._model = _TinyTrunk(embed_dim, num_heads, depth, patch_size)
+        self._model = _TinyTrunk(embed_dim, num_heads, depth, patch_size, self.norm_eps)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -291,14 +300,17 @@ class DINOv3ViT(nn.Module):
     """
 
     embed_dim = 384
+    num_heads = 6
     n_storage_tokens = 4
+    layerscale_init = 1e-5
+    norm_eps = 1e-5
 
     def __init__(self, name: str = "dinov3_vits16", return_layers=(5, 8, 11), patch_size: int = 16):
         super().__init__()
         if name not in DINOV3_ARCHS:
             raise ConfigError(f"未知的 DINOv3 模型名 {name!r}。可选值: {list(DINOV3_ARCHS)}。")
         ffn, ratio = DINOV3_ARCHS[name]
-        dim, depth, heads = self.embed_dim, 12, 6
+        dim, depth, heads = self.embed_dim, 12, self.num_heads
         self.name = name
         self.patch_size = patch_size
         self.n_prefix = 1 + self.n_storage_tokens
@@ -310,11 +322,19 @@ class DINOv3ViT(nn.Module):
         self.rope_embed = RopeEmbedding(dim // heads, base=100.0, rescale_coords=2.0, dtype=torch.float32)
         self.blocks = nn.ModuleList(
             [
-                Block(dim, heads, eps=1e-5, ffn=ffn, ffn_ratio=ratio, layerscale=1e-5, mask_k_bias=True)
+                Block(
+                    dim,
+                    heads,
+                    eps=self.norm_eps,
+                    ffn=ffn,
+                    ffn_ratio=ratio,
+                    layerscale=self.layerscale_init,
+                    mask_k_bias=True,
+                )
                 for _ in range(depth)
             ]
         )
-        self.norm = nn.LayerNorm(dim, eps=1e-5)
+        self.norm = nn.LayerNorm(dim, eps=self.norm_eps)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

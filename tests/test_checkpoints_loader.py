@@ -1,4 +1,4 @@
-"""Weights: every checkpoint and backbone format users have, made here with random weights."""
+"""The checkpoint loader: every checkpoint and backbone format users have, made here with random weights."""
 
 import json
 from pathlib import Path
@@ -7,17 +7,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from deimv2.checkpoints.formats import Format, backbone_file_variant, variant_of_state_dict
+from deimv2.checkpoints.keys import convert_hf_dinov3_to_meta
+from deimv2.checkpoints.loader import inspect_weights, load_backbone_weights, load_for_finetune, load_weights
+from deimv2.config import load_config
+from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import WeightsError
-from deimv2.models.build import build_model
-from deimv2.weights import (
-    backbone_file_variant,
-    convert_hf_dinov3_to_meta,
-    inspect_weights,
-    load_backbone_weights,
-    load_for_finetune,
-    load_weights,
-    variant_of_state_dict,
-)
+from deimv2.models.build import build_model, build_model_from_config
+from deimv2.predict import load_detector
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +45,7 @@ def test_official_pth_prefers_ema(tmp_path, atto):
     torch.save({"model": model_sd, "ema": {"module": ema_sd, "updates": 10}, "last_epoch": 3}, path)
     fresh = build_model("atto", num_classes=4)
     report = load_weights(fresh, path)
-    assert _same_weights(fresh, ema_sd) and "EMA" in report.format
+    assert _same_weights(fresh, ema_sd) and report.format is Format.OFFICIAL_EMA
 
 
 def test_hf_hub_safetensors_with_deduplicated_tensors(tmp_path, atto):
@@ -71,8 +68,6 @@ def test_hf_hub_safetensors_with_deduplicated_tensors(tmp_path, atto):
 
 
 def test_our_training_checkpoint_keeps_class_names(tmp_path, atto):
-    from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
-
     ckpt = make_checkpoint(
         model=atto,
         epoch=1,
@@ -140,7 +135,7 @@ def test_vit_tiny_backbone_file(tmp_path):
     }
     path = tmp_path / "vitt_distill.pt"
     torch.save(sd, path)
-    assert backbone_file_variant(sd) == ("s", "ViT-Tiny 蒸馏骨干（vitt/vittplus）")
+    assert backbone_file_variant(sd) == ("s", Format.VIT_TINY)
     load_backbone_weights(s, path)
     assert torch.equal(s.state_dict()["backbone.dinov3._model.cls_token"], sd["cls_token"])
     with pytest.raises(WeightsError, match="DEIMv2-S 用的骨干"):
@@ -231,5 +226,26 @@ def test_hgnetv2_stage1_file(tmp_path, atto):
     torch.save({"model": sd}, path)
     model = build_model("atto", num_classes=4)
     report = load_backbone_weights(model, path)
-    assert report.loaded > 0 and "HGNetv2" in report.format
+    assert report.loaded > 0 and report.format is Format.HGNETV2
     assert torch.equal(model.state_dict()["backbone.stem.stem1.conv.weight"], sd["stem.stem1.conv.weight"])
+
+
+def test_strict_load_derived_anchors_and_variant_checks(tmp_path, atto):
+    """One strict loader for training (anchors of another eval size are recomputed) and prediction (they are an
+    error naming the fix when the user forces a config)."""
+    sd = _randomized(atto)
+    path = tmp_path / "atto 4类.pth"
+    torch.save({"model": sd}, path)
+    small = load_config("atto", num_classes=4, eval_spatial_size=[256, 256])
+    other_size = build_model_from_config(small)
+    report = load_weights(other_size, path)  # anchors for 256x256 stay the model's own
+    assert report.loaded == len(other_size.state_dict()) and other_size.decoder.anchors.shape[1] == 16 * 16 + 8 * 8
+    assert _same_weights(
+        other_size, {k: v for k, v in sd.items() if k not in ("decoder.anchors", "decoder.valid_mask")}
+    )
+    with pytest.raises(WeightsError, match="eval_spatial_size 不同"):
+        load_detector(path, small)
+    with pytest.raises(WeightsError, match="DEIMv2-ATTO.*-c atto"):
+        load_detector(path, "femto")
+    model, cfg, _ = load_detector(path)
+    assert cfg.num_classes == 4 and _same_weights(model, sd)

@@ -1,6 +1,9 @@
-"""The Hugging Face transformers port of DEIMv2 (``Deimv2ForObjectDetection``, transformers >= 5) <-> official keys.
+"""All key renaming: official DEIMv2 <-> transformers port (``Deimv2ForObjectDetection``), DINOv3 HF -> Meta.
 
-transformers is never imported: only key names and tensors are translated, so users can load a port
+One set of rename rules (official template <-> port template) serves both directions of the port and the
+Hugging Face ``DINOv3ViTModel`` backbone files (their ViT keys are the port's, without its prefix).
+
+Transformers port (transformers >= 5). transformers is never imported: only key names and tensors are translated, so users can load a port
 checkpoint (``model.safetensors`` + ``config.json`` written by ``save_pretrained``) without it.
 
 What the port renames or reshapes (official -> port):
@@ -36,11 +39,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from functools import cache
 from typing import Any
 
 import torch
 
-from .errors import WeightsError
+from ..config import Config, load_config
+from ..errors import WeightsError
+from ..models.decoder import feature_shapes, make_anchors
+from ..models.vit import VIT_TINY_ARCHS, DINOv3ViT, rope_periods
+from .formats import variant_of_state_dict
+from .variants import variant_of_config_name
 
 # --------------------------------------------------------------------------- key templates
 #: placeholder letter -> regex of what it matches (``{r}``: the rest of a key, several segments)
@@ -151,13 +160,14 @@ _STA_RULES = [
 ]
 
 
-def _vit_rules(p: str, dinov3: bool, gated: bool) -> list[tuple[str, str]]:
-    """ViT keys with official prefix ``p``; ``dinov3`` adds registers, mask token, layer scale, final norm;
+def _vit_rules(p: str, dinov3: bool, gated: bool, q: str = _VIT) -> list[tuple[str, str]]:
+    """ViT keys with official prefix ``p`` and Hugging Face prefix ``q`` (the port's; ``""`` for a bare
+    ``DINOv3ViTModel``); ``dinov3`` adds registers, mask token, layer scale, final norm;
     ``gated``: SwiGLU MLP (w1, w2, w3) instead of fc1, fc2."""
-    blk, lay = p + "blocks.{i}.", _VIT + "model.layer.{i}."
+    blk, lay = p + "blocks.{i}.", q + "model.layer.{i}."
     rules = [
-        (p + "cls_token", _VIT + "embeddings.cls_token"),
-        (p + "patch_embed.proj.{t}", _VIT + "embeddings.patch_embeddings.{t}"),
+        (p + "cls_token", q + "embeddings.cls_token"),
+        (p + "patch_embed.proj.{t}", q + "embeddings.patch_embeddings.{t}"),
         (blk + "norm1.{t}", lay + "norm1.{t}"),
         (blk + "norm2.{t}", lay + "norm2.{t}"),
         (blk + "attn.proj.{t}", lay + "attention.o_proj.{t}"),
@@ -172,13 +182,18 @@ def _vit_rules(p: str, dinov3: bool, gated: bool) -> list[tuple[str, str]]:
         rules += [(blk + "mlp.fc1.{t}", lay + "mlp.up_proj.{t}"), (blk + "mlp.fc2.{t}", lay + "mlp.down_proj.{t}")]
     if dinov3:
         rules += [
-            (p + "storage_tokens", _VIT + "embeddings.register_tokens"),
-            (p + "mask_token", _VIT + "embeddings.mask_token"),
+            (p + "storage_tokens", q + "embeddings.register_tokens"),
+            (p + "mask_token", q + "embeddings.mask_token"),
             (blk + "ls1.gamma", lay + "layer_scale1.lambda1"),
             (blk + "ls2.gamma", lay + "layer_scale2.lambda1"),
-            (p + "norm.{t}", _VIT + "norm.{t}"),
+            (p + "norm.{t}", q + "norm.{t}"),
         ]
     return rules
+
+
+def _vit_qkv(p: str, q: str = _VIT) -> list[tuple[str, tuple[str, ...]]]:
+    """Fused ViT ``attn.qkv`` (official prefix ``p``) <-> separate q/k/v projections (HF prefix ``q``)."""
+    return [(p + "blocks.{i}.attn.qkv." + t, _qkv(q + "model.layer.{i}.attention.", t)) for t in ("weight", "bias")]
 
 
 def _qkv(prefix: str, leaf: str) -> tuple[str, ...]:
@@ -198,8 +213,7 @@ def _fused(layout: str) -> list[tuple[str, tuple[str, ...]]]:
         ),
     ]
     if layout != "hgnet":
-        blk = _VIT_PREFIX[layout] + "blocks.{i}.attn.qkv."
-        fused += [(blk + t, _qkv(_VIT + "model.layer.{i}.attention.", t)) for t in ("weight", "bias")]
+        fused += _vit_qkv(_VIT_PREFIX[layout])
     return fused
 
 
@@ -216,13 +230,7 @@ def _rules(layout: str, lite: bool, gated: bool) -> _Rules:
     return _Rules(pairs)
 
 
-# --------------------------------------------------------------------------- detection
-def is_transformers_port(sd: Mapping[str, Any]) -> bool:
-    """True for a ``Deimv2ForObjectDetection`` state dict (``model.conv_encoder.*`` + ``model.decoder.*``)."""
-    keys = list(sd)
-    return any(k.startswith("model.conv_encoder.") for k in keys) and any(k.startswith("model.decoder.") for k in keys)
-
-
+# --------------------------------------------------------------------------- layouts
 def _port_layout(sd: Mapping[str, Any]) -> tuple[str, bool, bool]:
     """(backbone layout 'hgnet' | 'vit_tiny' | 'dinov3', lite encoder?, gated ViT MLP?) of a port state dict."""
     if any(k.startswith(_HG) for k in sd):
@@ -243,44 +251,68 @@ def _official_layout(sd: Mapping[str, Any]) -> tuple[str, bool, bool]:
     return layout, any(k.startswith("encoder.bi_fusion.") for k in sd), gated
 
 
-# --------------------------------------------------------------------------- official tensors the port lacks
-def rope_periods(head_dim: int = 64, base: float = 100.0) -> torch.Tensor:
-    """DINOv3 RoPE periods ``base ** (2 k / (D/2))``, k < D/4 (``rope_embed.periods``)."""
-    quarter = head_dim // 4
-    return base ** (2 * torch.arange(quarter, dtype=torch.float32) / (2 * quarter))
+def _vit_head_dim(layout: str, width: int) -> int:
+    """Attention head width of the ViT (64 in every DEIMv2 variant: 192/3, 256/4, 384/6)."""
+    heads = DINOv3ViT.num_heads if layout == "dinov3" else {w: h for w, h in VIT_TINY_ARCHS.values()}[width]
+    return width // heads
 
 
-def make_anchors(
-    eval_size: Iterable[int], strides: Iterable[int], grid_size: float = 0.05, eps: float = 1e-2
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Official ``decoder.anchors`` ``[1, N, 4]`` (logits of cell centre and size; inf where invalid) and
-    ``decoder.valid_mask`` ``[1, N, 1]`` for an ``eval_size`` (h, w) and per-level ``strides``."""
-    h_img, w_img = eval_size
-    per_level = []
-    for lvl, s in enumerate(strides):
-        h, w = int(h_img / s), int(w_img / s)
-        ys, xs = torch.meshgrid(
-            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+# --------------------------------------------------------------------------- Hugging Face side -> official
+def _to_official(
+    sd: Mapping[str, torch.Tensor], rules: _Rules, fused: list, masked_k_bias: bool, source: str
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Hugging Face keys -> official keys: q/k/v (and gate/up) parts concatenated, the rest renamed.
+
+    A missing ``k_proj.bias`` (``key_bias=False``) reads as zeros; ``masked_k_bias`` (DINOv3) adds the
+    official ``qkv.bias_mask``. Returns (official state dict, keys no rule knows).
+    """
+    out: dict[str, torch.Tensor] = {}
+    claimed: set[str] = set()
+    for off, parts in fused:
+        first = _compile(parts[0])
+        for key in sd:
+            m = first.match(key)
+            if not m:
+                continue
+            names = [_fill(p, m.groupdict()) for p in parts]
+            claimed.update(n for n in names if n in sd)
+            tensors = [sd.get(n) for n in names]
+            if tensors[1] is None and names[1].endswith("k_proj.bias"):
+                tensors[1] = torch.zeros_like(tensors[0])  # no key bias stored
+            missing = [n for n, t in zip(names, tensors) if t is None]
+            if missing:
+                raise WeightsError(f"{source}缺少 {missing[0]}，文件不完整，请重新下载或重新保存。")
+            off_key = _fill(off, m.groupdict())
+            out[off_key] = torch.cat(tensors, dim=0)
+            if masked_k_bias and off_key.endswith("qkv.bias"):
+                n = tensors[0].shape[0]
+                out[off_key[: -len("bias")] + "bias_mask"] = torch.cat([torch.ones(n), torch.zeros(n), torch.ones(n)])
+    unknown = []
+    for key, value in sd.items():
+        if key in claimed:
+            continue
+        off = rules.to_official(key)
+        if off is None:
+            unknown.append(key)
+            continue
+        out[off] = value.reshape(1, -1) if off.endswith("mask_token") else value
+    return out, unknown
+
+
+def convert_hf_dinov3_to_meta(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Hugging Face ``DINOv3ViTModel`` keys -> Meta DINOv3 keys (qkv fused, k bias masked to 0, RoPE periods)."""
+    src = {k.removeprefix("model."): v for k, v in sd.items()}
+    src = {("model." + k if k.startswith("layer.") else k): v for k, v in src.items()}
+    gated = any(k.endswith("mlp.gate_proj.weight") for k in src)
+    rules = _Rules(_vit_rules("", dinov3=True, gated=gated, q=""))
+    out, unknown = _to_official(src, rules, _vit_qkv("", q=""), masked_k_bias=True, source="DINOv3 Hugging Face 权重")
+    if unknown:
+        raise WeightsError(
+            f"DINOv3 Hugging Face 权重里有 {len(unknown)} 个无法识别的键（如 {unknown[:3]}）。"
+            f"支持的是 facebook/dinov3-vits16 与 dinov3-vits16plus（DINOv3ViTModel）的权重。"
         )
-        centre = torch.stack([(xs + 0.5) / w, (ys + 0.5) / h], dim=-1).reshape(-1, 2)
-        size = torch.full_like(centre, grid_size * 2.0**lvl)
-        per_level.append(torch.cat([centre, size], dim=-1))
-    boxes = torch.cat(per_level).unsqueeze(0)
-    valid = ((boxes > eps) & (boxes < 1 - eps)).all(-1, keepdim=True)
-    anchors = torch.where(valid, torch.log(boxes / (1 - boxes)), torch.inf)
-    return anchors, valid
-
-
-def _variant_geometry(variant: str) -> tuple[list[int], list[int]]:
-    """(eval_spatial_size, decoder feat_strides) of an official variant."""
-    from .config import load_config
-
-    cfg = load_config(variant)
-    strides = list(cfg.model.decoder.get("feat_strides", [8, 16, 32]))
-    levels = int(cfg.model.decoder.get("num_levels", len(strides)))
-    while len(strides) < levels:
-        strides.append(strides[-1] * 2)
-    return list(cfg.eval_spatial_size), strides
+    out["rope_embed.periods"] = rope_periods(_vit_head_dim("dinov3", out["cls_token"].shape[-1]), dtype=torch.float32)
+    return out
 
 
 def _check_identity(sd: Mapping[str, torch.Tensor]) -> None:
@@ -297,60 +329,6 @@ def _check_identity(sd: Mapping[str, torch.Tensor]) -> None:
             "这个 transformers 权重的 model.enc_output（Linear + LayerNorm）不是恒等映射，说明它在 transformers 里被训练过；"
             "官方 DEIMv2 结构没有这一层，无法无损转换。请使用官方/本项目训练的 checkpoint，或在 transformers 中继续使用该权重。"
         )
-
-
-# --------------------------------------------------------------------------- port -> official
-def convert_transformers_port(
-    sd: Mapping[str, torch.Tensor], eval_size: Iterable[int] | None = None
-) -> dict[str, torch.Tensor]:
-    """``Deimv2ForObjectDetection`` state dict -> official DEIMv2 state dict (loads with strict=True).
-
-    ``eval_size`` (h, w) sets the shape of ``decoder.anchors``; default: the variant's official size.
-    Raises :class:`WeightsError` for keys it does not know or port tensors the official model cannot hold.
-    """
-    layout, lite, gated = _port_layout(sd)
-    rules = _rules(layout, lite, gated)
-    # top-level head copies first, so the decoder's own (the ones its forward uses) win
-    items = sorted(sd.items(), key=lambda kv: not kv[0].startswith(("class_embed.", "bbox_embed.")))
-    out: dict[str, torch.Tensor] = {}
-    claimed: set[str] = set()
-    for off, parts in _fused(layout):
-        first = _compile(parts[0])
-        for key in sd:
-            m = first.match(key)
-            if not m:
-                continue
-            names = [_fill(p, m.groupdict()) for p in parts]
-            claimed.update(n for n in names if n in sd)
-            tensors = [sd.get(n) for n in names]
-            if tensors[1] is None and names[1].endswith("k_proj.bias"):
-                tensors[1] = torch.zeros_like(tensors[0])  # port config key_bias=False: no key bias
-            missing = [n for n, t in zip(names, tensors) if t is None]
-            if missing:
-                raise WeightsError(f"transformers 权重缺少 {missing[0]}，文件不完整，请重新下载或重新保存。")
-            off_key = _fill(off, m.groupdict())
-            out[off_key] = torch.cat(tensors, dim=0)
-            if layout == "dinov3" and off_key.endswith("qkv.bias"):
-                n = tensors[0].shape[0]
-                out[off_key[: -len("bias")] + "bias_mask"] = torch.cat([torch.ones(n), torch.zeros(n), torch.ones(n)])
-    unknown = []
-    for key, value in items:
-        if key in claimed or _port_only(key, value, layout):
-            continue
-        name = "model.decoder." + key if key.startswith(("class_embed.", "bbox_embed.")) else key
-        off = rules.to_official(name)
-        if off is None:
-            unknown.append(key)
-            continue
-        out[off] = value.reshape(1, -1) if off.endswith("mask_token") else value
-    if unknown:
-        raise WeightsError(
-            f"transformers 权重里有 {len(unknown)} 个无法识别的键（如 {unknown[:3]}）。"
-            f"支持的是 transformers 的 Deimv2ForObjectDetection（DEIMv2 八个官方变体）。"
-        )
-    _check_identity(sd)
-    _complete_official(out, layout, eval_size)
-    return out
 
 
 def _port_only(key: str, value: torch.Tensor, layout: str) -> bool:
@@ -370,10 +348,46 @@ def _port_only(key: str, value: torch.Tensor, layout: str) -> bool:
     return False
 
 
+def convert_transformers_port(
+    sd: Mapping[str, torch.Tensor], eval_size: Iterable[int] | None = None
+) -> dict[str, torch.Tensor]:
+    """``Deimv2ForObjectDetection`` state dict -> official DEIMv2 state dict (loads with strict=True).
+
+    ``eval_size`` (h, w) sets the shape of ``decoder.anchors``; default: the variant's official size.
+    Raises :class:`WeightsError` for keys it does not know or port tensors the official model cannot hold.
+    """
+    layout, lite, gated = _port_layout(sd)
+    heads = ("class_embed.", "bbox_embed.")
+    # top-level head copies first, so the decoder's own (the ones its forward uses) win
+    src = {"model.decoder." + k: v for k, v in sd.items() if k.startswith(heads)}
+    src.update({k: v for k, v in sd.items() if not k.startswith(heads)})
+    src = {k: v for k, v in src.items() if not _port_only(k, v, layout)}
+    out, unknown = _to_official(
+        src, _rules(layout, lite, gated), _fused(layout), masked_k_bias=layout == "dinov3", source="transformers 权重"
+    )
+    if unknown:
+        raise WeightsError(
+            f"transformers 权重里有 {len(unknown)} 个无法识别的键（如 {unknown[:3]}）。"
+            f"支持的是 transformers 的 Deimv2ForObjectDetection（DEIMv2 八个官方变体）。"
+        )
+    _check_identity(sd)
+    _complete_official(out, layout, eval_size)
+    return out
+
+
+@cache
+def _variant_geometry(variant: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(eval_spatial_size, decoder strides of every level) of an official variant."""
+    cfg = load_config(variant)
+    strides = list(cfg.model.decoder.get("feat_strides", [8, 16, 32]))
+    levels = int(cfg.model.decoder.get("num_levels", len(strides)))
+    while len(strides) < levels:  # extra levels as DEIMTransformer adds them
+        strides.append(strides[-1] * 2)
+    return tuple(cfg.eval_spatial_size), tuple(strides)
+
+
 def _complete_official(out: dict[str, torch.Tensor], layout: str, eval_size: Iterable[int] | None) -> None:
     """Add official tensors the port does not store (all derived, none learned)."""
-    from .weights import variant_of_state_dict
-
     for k in ("up", "reg_scale"):
         if f"decoder.decoder.{k}" in out:
             out[f"decoder.{k}"] = out[f"decoder.decoder.{k}"]
@@ -389,12 +403,13 @@ def _complete_official(out: dict[str, torch.Tensor], layout: str, eval_size: Ite
     for k in [k for k in out if k.endswith(".running_mean")]:
         out.setdefault(k[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
     if layout != "hgnet":
-        head_dim = 64  # every DEIMv2 ViT: 192/3, 256/4, 384/6
-        out[_VIT_PREFIX[layout] + "rope_embed.periods"] = rope_periods(head_dim)
+        p = _VIT_PREFIX[layout]
+        head_dim = _vit_head_dim(layout, out[p + "cls_token"].shape[-1])
+        out[p + "rope_embed.periods"] = rope_periods(head_dim, dtype=torch.float32)
     variant = variant_of_state_dict(out)
     if variant is not None:
         size, strides = _variant_geometry(variant)
-        anchors, valid = make_anchors(list(eval_size) if eval_size is not None else size, strides)
+        anchors, valid = make_anchors(feature_shapes(list(eval_size) if eval_size is not None else size, strides))
         out["decoder.anchors"], out["decoder.valid_mask"] = anchors, valid
 
 
@@ -405,8 +420,6 @@ def to_transformers_port(sd: Mapping[str, torch.Tensor], variant_or_cfg: Any = N
     Every tensor is a fresh copy (so the dict can go straight to ``safetensors.torch.save_file``).
     ``variant_or_cfg`` (variant name or :class:`deimv2.config.Config`), when given, must match ``sd``.
     """
-    from .weights import variant_of_state_dict
-
     if variant_or_cfg is not None:
         want = _variant_name(variant_or_cfg)
         got = variant_of_state_dict(sd)
@@ -447,16 +460,15 @@ def to_transformers_port(sd: Mapping[str, torch.Tensor], variant_or_cfg: Any = N
     return out
 
 
-def _variant_name(variant_or_cfg: Any) -> str:
+def _variant_name(variant_or_cfg: str | Config) -> str:
     if isinstance(variant_or_cfg, str):
         return variant_or_cfg
-    from .config import VARIANTS
-
-    name = getattr(variant_or_cfg, "name", None)
-    inverse = {v: k for k, v in VARIANTS.items()}
-    if name in inverse or name in VARIANTS:
-        return inverse.get(name, name)
-    raise WeightsError(f"无法从 {variant_or_cfg!r} 得知 DEIMv2 变体，请直接传入变体名（atto/femto/pico/n/s/m/l/x）。")
+    variant = variant_of_config_name(getattr(variant_or_cfg, "name", None) or "")
+    if variant is None:
+        raise WeightsError(
+            f"无法从 {variant_or_cfg!r} 得知 DEIMv2 变体，请直接传入变体名（atto/femto/pico/n/s/m/l/x）。"
+        )
+    return variant
 
 
 def _complete_port(out: dict[str, torch.Tensor], layout: str) -> None:
@@ -477,155 +489,3 @@ def _complete_port(out: dict[str, torch.Tensor], layout: str) -> None:
                 out[f"{_VIT}model.layer.{i}.layer_scale{n}.lambda1"] = torch.ones(dim)
     for k in [k for k in out if k.startswith(("model.decoder.class_embed.", "model.decoder.bbox_embed."))]:
         out[k[len("model.decoder.") :]] = out[k].clone()
-
-
-# --------------------------------------------------------------------------- configs
-#: variant -> (backbone model_type, d_model, encoder_type, decoder_layers) of the port's config
-_PORT_SIGNATURE = {
-    "atto": ("hgnet_v2", 64, "lite", 3),
-    "femto": ("hgnet_v2", 96, "lite", 3),
-    "pico": ("hgnet_v2", 112, "lite", 3),
-    "n": ("hgnet_v2", 128, "hybrid", 3),
-    "s": ("dinov3_vit", 192, "hybrid", 4),
-    "m": ("dinov3_vit", 256, "hybrid", 4),
-    "l": ("dinov3_vit", 224, "hybrid", 4),
-    "x": ("dinov3_vit", 256, "hybrid", 6),
-}
-_HGNET_D_MODEL = {64: "atto", 96: "femto", 112: "pico", 128: "n"}
-
-
-def port_config_to_variant(config_json: Mapping[str, Any]) -> str | None:
-    """Which official variant a transformers ``config.json`` (``Deimv2Config``) describes; None if none."""
-    if config_json.get("model_type", "deimv2") != "deimv2":
-        return None
-    bb = config_json.get("backbone_config") or {}
-    kind = bb.get("model_type", "hgnet_v2")
-    d_model = config_json.get("d_model", 256)
-    if kind == "hgnet_v2":
-        variant = _HGNET_D_MODEL.get(d_model)
-    elif kind == "dinov3_vit":
-        width = bb.get("hidden_size", 384)
-        variant = {192: "s", 256: "m"}.get(width) or (
-            ("x" if bb.get("use_gated_mlp") else "l") if width == 384 else None
-        )
-    else:
-        return None
-    if variant is None:
-        return None
-    got = (kind, d_model, config_json.get("encoder_type", "hybrid"), config_json.get("decoder_layers", 6))
-    return variant if got == _PORT_SIGNATURE[variant] else None
-
-
-#: HGNetv2 stage tables (official ``arch_configs``) in the port's HGNetV2Config fields
-_HGNET_STAGES = {
-    "Atto": ([64, 256, 256], [1, 1, 1], [3, 3, 3]),
-    "Femto": ([64, 256, 512], [1, 1, 1], [3, 3, 5]),
-    "Pico": ([64, 256, 512], [1, 1, 2], [3, 3, 5]),
-    "B0": ([64, 256, 512, 1024], [1, 1, 2, 1], [3, 3, 5, 5]),
-}
-#: DINOv3STAs backbone name -> (width, heads, gated MLP, layer scale init, registers, is DINOv3)
-_VIT_PRESETS = {
-    "vit_tiny": (192, 3, False, 1.0, 0, False),
-    "vit_tinyplus": (256, 4, False, 1.0, 0, False),
-    "dinov3_vits16": (384, 6, False, 1e-5, 4, True),
-    "dinov3_vits16plus": (384, 6, True, 1e-5, 4, True),
-}
-
-
-def port_config_for_variant(variant: str, num_classes: int = 80) -> dict[str, Any]:
-    """``Deimv2Config`` keyword arguments (JSON-able) equal to an official variant's architecture.
-
-    ``anchor_image_size`` and ``eval_size`` stay None: the port then makes anchors from the real feature
-    sizes (its fixed anchors use the encoder strides, one level short for Atto/Femto/Pico) and keeps the
-    AIFI position embedding in eval mode (with ``eval_size`` set the port drops it, the official model does not).
-    ``key_bias=True`` for every ViT: ViT-Tiny's key bias changes the outputs (RoPE), DINOv3's is zero.
-    """
-    from .config import load_config
-
-    cfg = load_config(variant, num_classes=num_classes)
-    dec, enc, bb = cfg.model.decoder, cfg.model.encoder, cfg.model.backbone
-    lite = cfg.model.encoder_type == "LiteEncoder"
-    c: dict[str, Any] = dict(
-        num_labels=num_classes,
-        d_model=dec["hidden_dim"],
-        decoder_ffn_dim=dec["dim_feedforward"],
-        decoder_layers=dec["num_layers"],
-        num_feature_levels=dec["num_levels"],
-        decoder_n_points=dec["num_points"],
-        num_queries=dec["num_queries"],
-        decoder_in_channels=dec["feat_channels"],
-        eval_idx=dec.get("eval_idx", -1),
-        decoder_activation_function=dec.get("activation", "silu"),
-        share_bbox_head=dec.get("share_bbox_head", False),
-        use_gateway=dec.get("use_gateway", True),
-        anchor_image_size=None,
-        eval_size=None,
-        max_num_bins=dec.get("reg_max", 32),
-        reg_scale=float(dec.get("reg_scale", 4)),
-        layer_scale=dec.get("layer_scale", 1),
-        encoder_type="lite" if lite else "hybrid",
-        encoder_hidden_dim=enc["hidden_dim"],
-        encoder_in_channels=enc["in_channels"],
-        feat_strides=enc["feat_strides"],
-        activation_function=enc.get("act", "silu"),
-        depth_mult=float(enc.get("depth_mult", 1.0)),
-        hidden_expansion=float(enc.get("expansion", 1.0)),
-    )
-    if lite:
-        c["encoder_layers"] = 0
-    else:
-        c.update(
-            encoder_layers=enc.get("num_encoder_layers", 1),
-            encoder_ffn_dim=enc.get("dim_feedforward", 1024),
-            encoder_attention_heads=enc.get("nhead", 8),
-            encode_proj_layers=enc.get("use_encoder_idx", [2]),
-            encoder_activation_function=enc.get("enc_act", "gelu"),
-        )
-    if cfg.model.backbone_type == "HGNetv2":
-        outs, blocks, kernels = _HGNET_STAGES[bb["name"]]
-        n = len(outs)
-        c["backbone_config"] = dict(
-            model_type="hgnet_v2",
-            stem_channels=[3, 16, 16],
-            hidden_sizes=outs,
-            stage_in_channels=[16] + outs[:-1],
-            stage_mid_channels=[16, 32, 64, 128][:n],
-            stage_out_channels=outs,
-            stage_num_blocks=blocks,
-            stage_downsample=[False] + [True] * (n - 1),
-            stage_light_block=[False, False] + [True] * (n - 2),
-            stage_kernel_size=kernels,
-            stage_numb_of_layers=[3] * n,
-            depths=[3] * n,
-            use_learnable_affine_block=bool(bb.get("use_lab", True)),
-            out_indices=[i + 1 for i in bb["return_idx"]],
-            stage_names=["stem"] + [f"stage{i}" for i in range(1, n + 1)],
-        )
-        c["encoder_has_trailing_conv"] = True
-    else:
-        width, heads, gated, ls, regs, is_dinov3 = _VIT_PRESETS[bb["name"]]
-        inter = width * 4
-        if gated:  # SwiGLU hidden size of DINOv3 ViT-S+/16: 2/3 of 6x width, rounded up to 8
-            inter = int(width * 6 * 2 / 3)
-            inter += -inter % 8
-        c["backbone_config"] = dict(
-            model_type="dinov3_vit",
-            hidden_size=width,
-            num_attention_heads=heads,
-            num_hidden_layers=12,
-            intermediate_size=inter,
-            layerscale_value=ls,
-            use_gated_mlp=gated,
-            num_register_tokens=regs,
-            pos_embed_rescale=2.0 if is_dinov3 else None,
-            key_bias=True,
-            rope_theta=100.0,
-            layer_norm_eps=1e-5 if is_dinov3 else 1e-6,
-            hidden_act="silu" if gated else "gelu",
-            out_indices=[i + 1 for i in bb["interaction_indexes"]],
-            apply_layernorm=is_dinov3,
-            reshape_hidden_states=True,
-        )
-        c["encoder_has_trailing_conv"] = False
-        c["spatial_tuning_adapter_inplanes"] = bb.get("conv_inplane") or 16
-    return c

@@ -1,4 +1,5 @@
-"""transformers port (Deimv2ForObjectDetection) <-> official keys: round trips, loading, configs, hand values."""
+"""Key renaming: transformers port (Deimv2ForObjectDetection) <-> official keys; round trips, loading, configs,
+hand values of the derived tensors (anchors, RoPE periods) the conversion recomputes."""
 
 from __future__ import annotations
 
@@ -9,18 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from deimv2.checkpoints.formats import Format, is_transformers_port
+from deimv2.checkpoints.keys import convert_transformers_port, to_transformers_port
+from deimv2.checkpoints.loader import load_weights
+from deimv2.checkpoints.port_config import port_config_for_variant, port_config_to_variant
 from deimv2.errors import WeightsError
-from deimv2.hf_port import (
-    convert_transformers_port,
-    is_transformers_port,
-    make_anchors,
-    port_config_for_variant,
-    port_config_to_variant,
-    rope_periods,
-    to_transformers_port,
-)
 from deimv2.models.build import build_model
-from deimv2.weights import load_weights
+from deimv2.models.decoder import feature_shapes, make_anchors
+from deimv2.models.vit import rope_periods
 
 torch.set_num_threads(1)
 
@@ -139,7 +136,7 @@ def test_load_weights_reads_port_safetensors(atto, tmp_path):
     save_file(port, str(path))
     model = build_model("atto").eval()
     report = load_weights(model, path)
-    assert "transformers" in report.format
+    assert report.format is Format.TRANSFORMERS_PORT
     x = torch.rand(1, 3, 320, 320, generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         want, got = atto(x), model(x)
@@ -180,18 +177,18 @@ def test_missing_key_bias_reads_as_zero(small_s):
 
 # --------------------------------------------------------------------------- derived tensors, configs
 def test_make_anchors_hand_values():
-    anchors, valid = make_anchors((32, 32), [16, 32])
+    anchors, valid = make_anchors(feature_shapes((32, 32), [16, 32]))
     logit = lambda p: math.log(p / (1 - p))  # noqa: E731
     assert anchors.shape == (1, 5, 4) and bool(valid.all())
     # level 0: 2x2 cells, centres 0.25 / 0.75, size 0.05; row-major (y outer); level 1: one cell, size 0.1
     assert torch.allclose(anchors[0, 1], torch.tensor([logit(0.75), logit(0.25), logit(0.05), logit(0.05)]))
     assert torch.allclose(anchors[0, 4], torch.tensor([0.0, 0.0, logit(0.1), logit(0.1)]))
-    anchors, valid = make_anchors((16, 16), [16], grid_size=0.995)  # size > 1 - eps: invalid -> inf
+    anchors, valid = make_anchors(feature_shapes((16, 16), [16]), grid_size=0.995)  # size > 1 - eps: invalid -> inf
     assert not valid.any() and torch.isinf(anchors).all()
 
 
 def test_make_anchors_equal_model_buffers(atto):
-    anchors, valid = make_anchors((320, 320), [16, 32])
+    anchors, valid = make_anchors(feature_shapes((320, 320), [16, 32]))
     assert torch.equal(anchors, atto.decoder.anchors) and torch.equal(valid, atto.decoder.valid_mask)
 
 
@@ -271,7 +268,7 @@ def test_real_transformers_model_matches_after_conversion():
                 self.cache = self.head(ref)
             return self.cache
 
-    # The port computes a slightly different function (see deimv2.hf_port): set it back to the official one.
+    # The port computes a slightly different function (see deimv2.checkpoints.keys): set it back to the official one.
     port.model.enc_output = nn.Identity()
     for mlp in [
         port.model.enc_bbox_head,
