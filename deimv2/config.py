@@ -17,7 +17,6 @@ from typing import Any
 
 import yaml
 
-from .checkpoints.variants import VARIANT_TABLE
 from .config_checks import check_milestones, validate_overrides
 from .config_sections import (
     MODEL_SECTIONS,
@@ -36,10 +35,11 @@ from .config_sections import (
 )
 from .epoch_rule import EPOCH_RULES, derive_epoch_milestones, describe_epoch_rule
 from .errors import ConfigError
+from .variants import VARIANT_TABLE
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
-#: short variant name -> official config name (from the one variant table, :mod:`deimv2.checkpoints.variants`)
+#: short variant name -> official config name (from the one variant table, :mod:`deimv2.variants`)
 VARIANTS: dict[str, str] = {v.name: v.config for v in VARIANT_TABLE.values()}
 
 #: user-friendly aliases -> official dotted keys

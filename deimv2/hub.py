@@ -1,4 +1,4 @@
-"""Download the official COCO checkpoints (the Hugging Face copies named in ``deimv2.checkpoints.VARIANT_TABLE``).
+"""Download the official COCO checkpoints (the Hugging Face copies named in ``deimv2.variants.VARIANT_TABLE``).
 
 Each Intellindust/DEIMv2_* repository holds ``config.json`` and ``model.safetensors``; we fetch both with
 urllib (redirects followed, tqdm progress bar), write through a ``.part`` file that replaces the target only
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .checkpoints.loader import CheckpointInfo, inspect_weights
-from .checkpoints.variants import VARIANT_TABLE
 from .errors import WeightsError
+from .variants import VARIANT_TABLE
 
 HF_BASE = os.environ.get("HF_ENDPOINT", "https://huggingface.co")  # the hub's own mirror variable
 HF_FILES = ("config.json", "model.safetensors")

@@ -16,22 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "deimv2"
 CONTRACTS = read_configuration(ROOT / "pyproject.toml")["tool"]["importlinter"]["contracts"]
 
-# Known violations on branches merged before the refactors that remove them. Each condition is true only while
-# the old module layout exists, so once the refactor is merged the test must pass (strict xfail otherwise fails).
-_WEIGHTS_CYCLE = (PKG / "weights.py").is_file() and (PKG / "hf_port.py").is_file()
-_FONTS_IN_DRAW = not (PKG / "fonts.py").is_file()
-KNOWN = {
-    "no-cycles": (_WEIGHTS_CYCLE, "deimv2.weights <-> deimv2.hf_port: removed by the deimv2/checkpoints/ package"),
-    "engine-draws-nothing": (_FONTS_IN_DRAW, "engine plots import fonts from deimv2.draw until deimv2/fonts.py exists"),
-}
 
-
-def _marks(contract_id):
-    condition, reason = KNOWN.get(contract_id, (False, ""))
-    return [pytest.mark.xfail(condition=condition, reason=reason, strict=True)] if condition else []
-
-
-@pytest.mark.parametrize("contract", [pytest.param(c["id"], marks=_marks(c["id"])) for c in CONTRACTS])
+@pytest.mark.parametrize("contract", [c["id"] for c in CONTRACTS])
 def test_import_contract_kept(contract, capsys):
     code = lint_imports(
         config_filename=str(ROOT / "pyproject.toml"), limit_to_contracts=(contract,), no_cache=True, no_logo=True
@@ -99,7 +85,6 @@ def test_cycle_finder_finds_a_cycle():
     assert _cycles(g) == [["p.a", "p.b", "p.c"]]
 
 
-@pytest.mark.xfail(condition=_WEIGHTS_CYCLE, reason=KNOWN["no-cycles"][1], strict=True)
 def test_no_import_cycle_between_any_modules():
     """Stricter than the sibling contract: no cycle at module level, also inside one package, lazy imports included."""
     graph = grimp.build_graph("deimv2", cache_dir=None, exclude_type_checking_imports=True)

@@ -15,16 +15,16 @@ from safetensors.torch import save_file
 from deimv2.checkpoints.formats import Format, detect_format, variant_of_state_dict
 from deimv2.checkpoints.keys import to_transformers_port
 from deimv2.checkpoints.loader import expected_backbone_path, inspect_weights, missing_backbone_error, read_weights_file
-from deimv2.checkpoints.variants import (
+from deimv2.config import CONFIG_DIR, VARIANTS, load_config
+from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
+from deimv2.engine.ema import ModelEMA
+from deimv2.models.build import build_model
+from deimv2.variants import (
     BACKBONE_FILE_BY_NAME,
     VARIANT_TABLE,
     VARIANTS_BY_HIDDEN,
     hgnetv2_stage1_file,
 )
-from deimv2.config import CONFIG_DIR, VARIANTS, load_config
-from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
-from deimv2.engine.ema import ModelEMA
-from deimv2.models.build import build_model
 
 torch.set_num_threads(1)
 
@@ -185,7 +185,7 @@ def test_inverse_maps_are_derived_from_the_table():
 
 def test_variant_facts_live_only_in_the_table():
     """File names, hub repositories and download links appear in no other module of the package."""
-    table = PACKAGE / "checkpoints" / "variants.py"
+    table = PACKAGE / "variants.py"
     facts = {f for v in VARIANT_TABLE.values() for f in (v.backbone_file, v.hf_repo, v.checkpoint_url.split("/")[-2])}
     for path in PACKAGE.rglob("*.py"):
         if path != table:
@@ -226,6 +226,6 @@ def test_models_never_import_checkpoints_and_checkpoints_never_import_upper_laye
 
 
 def test_variant_table_imports_no_torch():
-    code = "import sys, deimv2.checkpoints.variants; print('torch' in sys.modules)"
+    code = "import sys, deimv2.variants; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -8,7 +8,6 @@ import torch
 from safetensors.torch import save_file
 
 from deimv2.checkpoints.loader import load_for_finetune
-from deimv2.checkpoints.variants import VARIANT_TABLE
 from deimv2.errors import WeightsError
 from deimv2.hub import (
     can_reach,
@@ -18,6 +17,7 @@ from deimv2.hub import (
     official_checkpoint_urls,
 )
 from deimv2.models.build import build_model
+from deimv2.variants import VARIANT_TABLE
 
 
 def _fake_hub(root, variant="atto", num_classes=80):

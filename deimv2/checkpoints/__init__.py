@@ -1,14 +1,13 @@
 """Everything about weight files, in one package.
 
-- :mod:`.variants` — the one table of variants (config, backbone, files to download, sizes); no torch.
 - :mod:`.formats` — :class:`Format` detection, variant and class count of a state dict.
 - :mod:`.keys` — all key renaming (official <-> transformers port, DINOv3 Hugging Face -> Meta).
 - :mod:`.port_config` — the transformers port's ``config.json`` <-> variants.
 - :mod:`.loader` — reading files safely and loading them (strict, fine-tuning, backbone).
 
-Layering: this package may import ``config`` and ``models``; ``models`` never import it, and it never imports
-``engine``, ``predict`` or ``cli``. Names below are imported lazily, so ``config`` can read
-:mod:`.variants` without importing torch. Explained in notebook ``01_weights.ipynb``.
+The variant table itself is plain data in :mod:`deimv2.variants` (below ``config``, which reads it).
+Layering: this package may import ``config``, ``variants`` and ``models``; ``models`` never import it, and it never
+imports ``engine``, ``predict`` or ``cli``. Names below are imported lazily. Explained in notebook ``01_weights.ipynb``.
 """
 
 from __future__ import annotations
@@ -16,9 +15,6 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "VARIANT_TABLE": "variants",
-    "Variant": "variants",
-    "download_table": "variants",
     "Format": "formats",
     "detect_format": "formats",
     "variant_of_state_dict": "formats",

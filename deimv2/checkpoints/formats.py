@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..models.vit import DINOV3_ARCHS, VIT_TINY_ARCHS, DINOv3ViT
-from .variants import VARIANT_TABLE, VARIANTS_BY_HIDDEN
+from ..variants import VARIANT_TABLE, VARIANTS_BY_HIDDEN
 
 
 class Format(Enum):

@@ -48,8 +48,8 @@ from ..config import Config, load_config
 from ..errors import WeightsError
 from ..models.decoder import feature_shapes, make_anchors
 from ..models.vit import VIT_TINY_ARCHS, DINOv3ViT, rope_periods
+from ..variants import variant_of_config_name
 from .formats import variant_of_state_dict
-from .variants import variant_of_config_name
 
 # --------------------------------------------------------------------------- key templates
 #: placeholder letter -> regex of what it matches (``{r}``: the rest of a key, several segments)

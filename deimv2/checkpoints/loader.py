@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import WeightsError
+from ..variants import BACKBONE_FILE_BY_NAME, VARIANT_TABLE, download_table, hgnetv2_stage1_file, variant_of_config_name
 from .formats import (
     Format,
     backbone_file_variant,
@@ -32,7 +33,6 @@ from .formats import (
     variant_of_state_dict,
 )
 from .keys import convert_hf_dinov3_to_meta, convert_transformers_port
-from .variants import BACKBONE_FILE_BY_NAME, VARIANT_TABLE, download_table, hgnetv2_stage1_file, variant_of_config_name
 
 #: tensors derived from ``eval_spatial_size``, not learned
 DERIVED_KEYS = ("decoder.anchors", "decoder.valid_mask")

@@ -14,8 +14,8 @@ from typing import Any
 from ..config import load_config
 from ..models.hgnetv2 import HGNETV2_ARCHS
 from ..models.vit import DINOV3_ARCHS, VIT_TINY_ARCHS, DINOv3ViT, ViTTiny
+from ..variants import VARIANT_TABLE
 from .formats import vit_gated, vit_width
-from .variants import VARIANT_TABLE
 
 
 @cache
