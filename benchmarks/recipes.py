@@ -32,12 +32,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "recipes"
 HELDOUT_SEED, HELDOUT_N = 1234, 96
 
-#: the demo's schedule before the small recipe (deimv2/demo.py until issue 14): batch 8, proportional milestones
-TODAY = {"batch_size": 8, "epoch_rule": "proportional", "scale_lr": False}
+#: the demo's schedule before the small recipe (deimv2/demo.py until issue 14): the official config with batch 8,
+#: milestones scaled in proportion, LRs not rescaled (with demo_overrides(): epoch_rule proportional, scale_lr False)
+TODAY = {"batch_size": 8}
 
 #: name -> trial. kind "deimv2": recipe (None = official config) + overrides; kind "yolo": Ultralytics defaults.
 TRIALS: dict[str, dict] = {}
-for _e in (15, 40):
+for _e in (15, 20, 40):
     TRIALS[f"today_e{_e}"] = {"kind": "deimv2", "recipe": None, "epochs": _e, "size": 256, "update": TODAY}
     TRIALS[f"small_e{_e}"] = {"kind": "deimv2", "recipe": "small", "epochs": _e, "size": 256, "update": {}}
     TRIALS[f"yolo11n_e{_e}"] = {"kind": "yolo", "epochs": _e, "size": 256, "batch": 16}
@@ -148,20 +149,14 @@ def coco_scores(ann_file: Path, preds: list[dict]) -> dict:
 def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int) -> dict:
     import torch
 
+    from deimv2.demo import demo_overrides
     from deimv2.engine.logger import read_log
     from deimv2.engine.trainer import evaluate, train
 
     torch.set_num_threads(threads)
     s = trial["size"]
-    overrides = {
-        "HGNetv2.pretrained": False,
-        "eval_spatial_size": [s, s],
-        "train_dataloader.num_workers": 0,
-        "val_dataloader.num_workers": 0,
-        "val_dataloader.total_batch_size": 16,
-        "epochs": trial["epochs"],
-        **trial["update"],
-    }
+    # the CPU settings of `deimv2 demo` (deimv2/demo.py): small_e40 is exactly the demo's training
+    overrides = {**demo_overrides(s), "epochs": trial["epochs"], **trial["update"]}
     run_dir = out / "train"
     if run_dir.exists():
         shutil.rmtree(run_dir)
