@@ -45,19 +45,36 @@ for _e in (15, 20, 40):
 # a quick check of the script itself (1 epoch; write it elsewhere with --results)
 TRIALS["smoke_small_e1"] = {**TRIALS["small_e15"], "epochs": 1}
 TRIALS["smoke_yolo11n_e1"] = {**TRIALS["yolo11n_e15"], "epochs": 1}
-# screening variants of the small recipe (15 epochs)
-TRIALS["small_lr4e-3_e15"] = {
-    **TRIALS["small_e15"],
-    "update": {
-        "optimizer.lr": 0.004,
+
+
+def small_v1(e: int) -> dict:
+    """The first version of the small recipe (measured worse than today's schedule at 20 epochs, dropped)."""
+    r = lambda x: int(x + 0.5)  # noqa: E731  (round half up)
+    aug_stop = max(1, r(0.75 * e))
+    stop = max(aug_stop, e - max(1, r(0.15 * e)))
+    flat = max(1, min(r(0.5 * e), aug_stop))
+    return {
+        "batch_size": 4,
+        "scale_lr": False,
         "optimizer.params": [
-            {"params": "^(?=.*backbone)(?!.*norm|bn).*$", "lr": 0.004},
-            {"params": "^(?=.*backbone)(?=.*norm|bn).*$", "lr": 0.004, "weight_decay": 0.0},
+            {"params": "^(?=.*backbone)(?!.*norm|bn).*$"},
+            {"params": "^(?=.*backbone)(?=.*norm|bn).*$", "weight_decay": 0.0},
             {"params": "^(?=.*(?:encoder|decoder))(?=.*(?:norm|bn)).*$", "weight_decay": 0.0},
         ],
-    },
-}
-TRIALS["small_b8_e15"] = {**TRIALS["small_e15"], "update": {"batch_size": 8}}
+        "optimizer.lr": 0.002,
+        "lr_gamma": 0.1,
+        "flat_epoch": flat,
+        "train_dataloader.dataset.transforms.policy.epoch": [1, flat, aug_stop],
+        "no_aug_epoch": e - stop,
+        "train_dataloader.collate_fn.stop_epoch": stop,
+        "DEIMCriterion.matcher.matcher_change_epoch": max(flat, r(0.9 * e)),
+        "ema": {"type": "ModelEMA", "decay": 0.995, "warmups": 100, "start": 0},
+        "train_dataloader.collate_fn.ema_restart_decay": 0.995,
+    }
+
+
+# small_v1_e20.json was written under the name small_e20 while small_v1 was the recipe "small"
+TRIALS["small_v1_e20"] = {"kind": "deimv2", "recipe": None, "epochs": 20, "size": 256, "update": small_v1(20)}
 
 
 def machine() -> dict:

@@ -6,7 +6,14 @@ import pytest
 from deimv2 import load_config
 from deimv2.cli import main
 from deimv2.errors import ConfigError
-from deimv2.recipes import RECIPES, check_recipe, describe_recipe, merge_recipe, recipe_overrides
+from deimv2.recipes import (
+    RECIPES,
+    SMALL_DEFAULT_EPOCHS,
+    check_recipe,
+    describe_recipe,
+    merge_recipe,
+    recipe_overrides,
+)
 
 TINY = {
     "HGNetv2.pretrained": False,
@@ -22,44 +29,38 @@ TINY = {
 def test_small_recipe_reaches_the_config_for_40_epochs():
     ov, _ = merge_recipe("small", {"epochs": 40})
     cfg = load_config("atto", ov)
-    # hand-worked for 40 epochs: flat 0.5·40 = 20, strong aug ends at 0.75·40 = 30, no-aug stage 0.15·40 = 6
-    # (stop 34), matcher change 0.9·40 = 36
+    # proportional milestones of the official Atto recipe (500 epochs) for 40, worked by hand:
+    # flat 250·40/500 = 20; policy [4, 250, 400]·40/500 = [0.32 -> at least 1, 20, 32]; no-aug 32·40/500 = 2.56 -> 3;
+    # stop 468·40/500 = 37.44 -> 37; matcher change 450·40/500 = 36
     assert cfg.milestones["epoches"] == 40
     assert cfg.milestones["flat_epoch"] == 20
-    assert cfg.milestones["policy_epoch"] == [1, 20, 30]
-    assert cfg.milestones["no_aug_epoch"] == 6
-    assert cfg.milestones["stop_epoch"] == 34
+    assert cfg.milestones["policy_epoch"] == [1, 20, 32]
+    assert cfg.milestones["no_aug_epoch"] == 3
+    assert cfg.milestones["stop_epoch"] == 37
     assert cfg.milestones["matcher_change_epoch"] == 36
-    assert cfg.data.batch_size == 4
-    assert cfg.raw["scale_lr"] is False
-    assert cfg.raw["lr_gamma"] == 0.1
-    assert cfg.raw["ema"]["decay"] == 0.995 and cfg.raw["ema"]["warmups"] == 100
-    # the backbone groups have no lr of their own: they follow optimizer.lr (official: half of it)
-    assert [g.get("lr") for g in cfg.raw["optimizer"]["params"]] == [None, None, None]
-    # the model and the criterion are the official ones
+    assert cfg.data.batch_size == 8
+    assert cfg.raw["scale_lr"] is False and cfg.raw["epoch_rule"] == "proportional"
+    # learning rates, EMA, model and criterion are the official ones
     official = load_config("atto")
-    assert cfg.raw["DEIMTransformer"] == official.raw["DEIMTransformer"]
+    for key in ("optimizer", "lr_gamma", "ema", "DEIMTransformer", "DEIMCriterion", "HGNetv2"):
+        if key != "DEIMCriterion":
+            assert cfg.raw[key] == official.raw[key], key
     assert cfg.raw["DEIMCriterion"]["weight_dict"] == official.raw["DEIMCriterion"]["weight_dict"]
 
 
-def test_small_recipe_rounds_short_budgets_half_up():
-    ov = recipe_overrides("small", 15)
-    # 15 epochs: flat round(7.5) = 8, aug stop round(11.25) = 11, no-aug round(2.25) = 2 -> stop 13, matcher 14
-    assert ov["flat_epoch"] == 8
-    assert ov["train_dataloader.dataset.transforms.policy.epoch"] == [1, 8, 11]
-    assert ov["no_aug_epoch"] == 2 and ov["train_dataloader.collate_fn.stop_epoch"] == 13
-    assert ov["DEIMCriterion.matcher.matcher_change_epoch"] == 14
-    load_config("atto", {**ov})  # a consistent set of milestones
-    for e in (1, 2, 3, 5):
-        load_config("atto", merge_recipe("small", {"epochs": e})[0])
+def test_small_recipe_without_epochs_uses_its_default():
+    cfg = load_config("atto", merge_recipe("small", {})[0])
+    assert cfg.milestones["epoches"] == SMALL_DEFAULT_EPOCHS
+    for e in (1, 2, 3, 5, 15):
+        assert load_config("atto", merge_recipe("small", {"epochs": e})[0]).milestones["epoches"] == e
 
 
 def test_user_overrides_win_over_the_recipe_and_are_named():
-    ov, text = merge_recipe("small", {"epochs": 40, "batch_size": 8, "lr": 0.001})
+    ov, text = merge_recipe("small", {"epochs": 40, "batch_size": 4, "scale_lr": True})
     cfg = load_config("atto", ov)
-    assert cfg.data.batch_size == 8
-    assert cfg.optimizer.lr == 0.001
-    assert "被你的设置 8 覆盖" in text and "被你的设置 0.001 覆盖" in text
+    assert cfg.data.batch_size == 4 and cfg.raw["scale_lr"] is True
+    assert "被你的设置 4 覆盖" in text and "被你的设置 True 覆盖" in text
+    assert "覆盖" not in merge_recipe("small", {"epochs": 40, "batch_size": 8})[1]  # same value: nothing replaced
 
 
 def test_official_recipe_changes_nothing():
@@ -84,10 +85,10 @@ def test_train_prints_and_applies_the_recipe(tiny_coco, tmp_path, capsys):
     train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, recipe="small",
           progress=False)  # fmt: skip
     text = capsys.readouterr().out
-    assert "训练配方 recipe=small" in text and "EMA decay 0.995" in text
-    assert "每步 batch 4" in text  # the recipe's batch size was used
+    assert "训练配方 recipe=small" in text and "batch size 8" in text and "epoch_rule=proportional" in text
+    assert "每步 batch 8" in text  # the recipe's batch size was used
     saved = load_config(out / "config.yaml")
-    assert saved.raw["lr_gamma"] == 0.1 and saved.raw["ema"]["decay"] == 0.995
+    assert saved.raw["scale_lr"] is False and saved.raw["epoch_rule"] == "proportional"
 
 
 def test_cli_recipe_flag(tiny_coco, tmp_path, capsys, monkeypatch):
