@@ -73,6 +73,15 @@ def small_v1(e: int) -> dict:
     }
 
 
+# the official "Customizing Epoch" rule instead of proportional milestones (else as today's schedule)
+for _e in (20, 40):
+    TRIALS[f"official_rule_e{_e}"] = {
+        "kind": "deimv2",
+        "recipe": None,
+        "epochs": _e,
+        "size": 256,
+        "update": {**TODAY, "epoch_rule": "official"},
+    }
 # small_v1_e20.json was written under the name small_e20 while small_v1 was the recipe "small"
 TRIALS["small_v1_e20"] = {"kind": "deimv2", "recipe": None, "epochs": 20, "size": 256, "update": small_v1(20)}
 
