@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out)
     data = prepare_demo_coco(out / "dataset")
     t0 = time.time()
-    overrides = {**demo_overrides(a.size, a.batch_size)}
+    overrides = {**demo_overrides(a.size, a.batch_size, recipe=a.recipe)}
     for item in a.update:
         k, v = item.split("=", 1)
         overrides[k] = json.loads(v) if v[:1] in "[{0123456789-tf" and v not in ("true", "false") else v

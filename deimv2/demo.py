@@ -22,10 +22,10 @@ FULL_SCHEDULE = dict(epochs=40, size=256, batch_size=8, max_iters=None)
 FAST_SCHEDULE = dict(epochs=2, size=160, batch_size=4, max_iters=2)
 
 
-def demo_overrides(size: int, batch_size: int | None = None) -> dict:
-    """Settings that make Atto train from scratch on a CPU: no pretrained file, no workers (the schedule itself
-    comes from the recipe :data:`DEMO_RECIPE`). Without a recipe (the tiny runs of notebooks 05–09) the
-    milestones scale in proportion and the LRs are not rescaled for the small batch."""
+def demo_overrides(size: int, batch_size: int | None = None, recipe: str | None = None) -> dict:
+    """Settings that make Atto train from scratch on a CPU: no pretrained file, no workers. With a ``recipe``
+    (``deimv2 demo``, notebook 04) the recipe decides the schedule; without one (the tiny runs of notebooks 05–09)
+    the milestones scale in proportion and the LRs are not rescaled for the small batch."""
     ov = {
         "HGNetv2.pretrained": False,
         "eval_spatial_size": [size, size],
@@ -33,9 +33,9 @@ def demo_overrides(size: int, batch_size: int | None = None) -> dict:
         "val_dataloader.num_workers": 0,
         "val_dataloader.total_batch_size": 16,
         "use_amp": True,  # takes effect on CUDA only
-        "epoch_rule": "proportional",
-        "scale_lr": False,
     }
+    if recipe is None:
+        ov.update({"epoch_rule": "proportional", "scale_lr": False})
     if batch_size is not None:
         ov["batch_size"] = batch_size
     return ov
@@ -76,7 +76,7 @@ def run_demo(
         epochs=n_epochs,
         max_iters_per_epoch=sched["max_iters"],
         check_data=False,
-        overrides=demo_overrides(sched["size"], sched["batch_size"]),
+        overrides=demo_overrides(sched["size"], sched["batch_size"], recipe=DEMO_RECIPE),
         recipe=DEMO_RECIPE,
     )
     run_dir = Path(result["output_dir"])  # out/train, or out/train-2 … when an earlier demo is kept

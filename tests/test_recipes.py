@@ -114,3 +114,12 @@ def test_demo_uses_the_small_recipe():
 
     assert demo.DEMO_RECIPE == "small"
     assert demo.FULL_SCHEDULE["batch_size"] == recipe_overrides("small")["train_dataloader.total_batch_size"]
+
+
+def test_demo_overrides_leave_the_schedule_to_the_recipe():
+    from deimv2.demo import demo_overrides
+
+    with_recipe = demo_overrides(256, 8, recipe="small")
+    assert "epoch_rule" not in with_recipe and "scale_lr" not in with_recipe
+    plain = demo_overrides(256, 8)  # the tiny runs of notebooks 05-09
+    assert plain["epoch_rule"] == "proportional" and plain["scale_lr"] is False
