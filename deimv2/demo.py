@@ -13,8 +13,8 @@ from pathlib import Path
 from .engine.setup import fast_mode
 
 #: the training recipe of the demo (deimv2/recipes.py): a small dataset from scratch, the schedule that measured
-#: best here. Trials (20 epochs, with Ultralytics YOLO11n): benchmarks/results/recipes/ (benchmarks/recipes.py);
-#: the demo's 40-epoch run with this schedule, before an EMA fix: benchmarks/results/train_demo_atto_cpu.json
+#: best here. The demo's training is exactly trial official_rule_e40: benchmarks/results/recipes/official_rule_e40.json
+#: (benchmarks/recipes.py; compared there with the old demo schedule and Ultralytics YOLO11n)
 DEMO_RECIPE = "small"
 
 #: demo schedule: (epochs, image size, batch size — the small recipe's —, iterations per epoch cap)

@@ -4,7 +4,8 @@ Explained in notebook 04_train.ipynb (为什么小数据从头训练要换一套
 config overrides, each with a short Chinese reason. It changes only the schedule around the model
 (batch size, learning rate and warm-up, the LR curve, augmentation and when it stops, EMA); the DEIMv2 model
 and the DEIM criterion stay as they are. ``small`` is the schedule that measured best on the bundled demo from
-scratch (``today_e20`` in the results); a first version with batch 4, LR down to 0.1×, EMA 0.995 and augmentation
+scratch (``official_rule_e20``/``official_rule_e40`` in the results: batch 8, LRs not rescaled, official epoch
+rule); a first version with batch 4, LR down to 0.1×, EMA 0.995 and augmentation
 stopped at 75 % measured worse (``small_v1_e20``) and was dropped. Measured in ``benchmarks/results/recipes/`` (script
 ``benchmarks/recipes.py``).
 
@@ -56,14 +57,15 @@ def _small(epochs: int) -> list[Choice]:
             "scale_lr",
             False,
             "不按官方 batch 规则缩放：那条规则会把学习率按 8/128 线性缩小到十六分之一（EMA 和预热也随之改），从头训练时学得太慢；"
-            "保持官方学习率（其余 0.002、骨干 0.001）。学习率预热自动缩短到强增强开始的第 1 轮。",
+            "保持官方学习率（其余 0.002、骨干 0.001）。学习率预热自动缩短到强增强开始之前（官方规则下是前 4 轮）。",
         ),
         Choice(
             "epoch_rule",
-            "proportional",
-            f"{int(epochs)} 轮的各个轮次节点按比例缩放（学习率平台到 50%，强增强到 80%，最后约 6% 无强增强）："
-            "示例数据集上实测过的就是这套日程。官方 Customizing Epoch 规则是为从权重微调写的"
-            "（Atto 的 no_aug_epoch 是 32 轮，短训练时一半轮数没有强增强），这里没有为从头训练测过它。",
+            "official",
+            "轮次节点用官方 Customizing Epoch 规则（与 official 配方相同；Atto 的无强增强阶段是 32 轮，"
+            f"{int(epochs)} 轮不够时按短预算规则取一半）：在示例数据集上从头训练 20 轮和 40 轮，它都比按比例缩放"
+            "（原来的 demo 日程）好——更长的学习率预热和无强增强阶段，让模型最后在原始分布上收敛"
+            "（benchmarks/results/recipes/official_rule_e20.json、official_rule_e40.json）。",
         ),
     ]
 

@@ -29,17 +29,17 @@ TINY = {
 def test_small_recipe_reaches_the_config_for_40_epochs():
     ov, _ = merge_recipe("small", {"epochs": 40})
     cfg = load_config("atto", ov)
-    # proportional milestones of the official Atto recipe (500 epochs) for 40, worked by hand:
-    # flat 250·40/500 = 20; policy [4, 250, 400]·40/500 = [0.32 -> at least 1, 20, 32]; no-aug 32·40/500 = 2.56 -> 3;
-    # stop 468·40/500 = 37.44 -> 37; matcher change 450·40/500 = 36
+    # the official epoch rule for 40 epochs, worked by hand: 40 < 2 x 32 (Atto's no_aug_epoch) is a short budget,
+    # so no_aug = 40 // 2 = 20 and N = 20; flat = 4 + 20 // 2 = 14; policy [4, 14, round(20 x 400 / 468) = 17];
+    # stop = N = 20; matcher change = max(14, floor(0.9 x 20)) = 18
     assert cfg.milestones["epoches"] == 40
-    assert cfg.milestones["flat_epoch"] == 20
-    assert cfg.milestones["policy_epoch"] == [1, 20, 32]
-    assert cfg.milestones["no_aug_epoch"] == 3
-    assert cfg.milestones["stop_epoch"] == 37
-    assert cfg.milestones["matcher_change_epoch"] == 36
+    assert cfg.milestones["flat_epoch"] == 14
+    assert cfg.milestones["policy_epoch"] == [4, 14, 17]
+    assert cfg.milestones["no_aug_epoch"] == 20
+    assert cfg.milestones["stop_epoch"] == 20
+    assert cfg.milestones["matcher_change_epoch"] == 18
     assert cfg.data.batch_size == 8
-    assert cfg.raw["scale_lr"] is False and cfg.raw["epoch_rule"] == "proportional"
+    assert cfg.raw["scale_lr"] is False and cfg.raw["epoch_rule"] == "official"
     # learning rates, EMA, model and criterion are the official ones
     official = load_config("atto")
     for key in ("optimizer", "lr_gamma", "ema", "DEIMTransformer", "DEIMCriterion", "HGNetv2"):
@@ -85,10 +85,10 @@ def test_train_prints_and_applies_the_recipe(tiny_coco, tmp_path, capsys):
     train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, recipe="small",
           progress=False)  # fmt: skip
     text = capsys.readouterr().out
-    assert "训练配方 recipe=small" in text and "batch size 8" in text and "epoch_rule=proportional" in text
+    assert "训练配方 recipe=small" in text and "batch size 8" in text and "epoch_rule=official" in text
     assert "每步 batch 8" in text  # the recipe's batch size was used
     saved = load_config(out / "config.yaml")
-    assert saved.raw["scale_lr"] is False and saved.raw["epoch_rule"] == "proportional"
+    assert saved.raw["scale_lr"] is False and saved.raw["epoch_rule"] == "official"
 
 
 def test_cli_recipe_flag(tiny_coco, tmp_path, capsys, monkeypatch):
@@ -123,3 +123,27 @@ def test_demo_overrides_leave_the_schedule_to_the_recipe():
     assert "epoch_rule" not in with_recipe and "scale_lr" not in with_recipe
     plain = demo_overrides(256, 8)  # the tiny runs of notebooks 05-09
     assert plain["epoch_rule"] == "proportional" and plain["scale_lr"] is False
+
+
+def test_demo_training_is_the_recorded_trial():
+    """README's `deimv2 demo` line reads benchmarks/results/recipes/official_rule_e40.json: same config exactly."""
+    import importlib.util
+    from pathlib import Path
+
+    from deimv2 import demo
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_recipes", Path(__file__).parents[1] / "benchmarks" / "recipes.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    trial = bench.TRIALS["official_rule_e40"]
+    s = demo.FULL_SCHEDULE
+    ours = merge_recipe(demo.DEMO_RECIPE, {**demo.demo_overrides(s["size"], s["batch_size"], recipe=demo.DEMO_RECIPE),
+                                           "epochs": s["epochs"]})[0]  # fmt: skip
+    theirs = {
+        **demo.demo_overrides(trial["size"], recipe=trial["recipe"]),
+        "epochs": trial["epochs"],
+        **trial["update"],
+    }
+    assert load_config("atto", ours).raw == load_config("atto", theirs).raw
