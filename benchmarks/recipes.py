@@ -8,7 +8,7 @@ COCOeval as ours (YOLO's own mAP is kept too). Writes ``benchmarks/results/recip
 Trials given together run CONCURRENTLY, one process each, pinned to ``--threads`` (default 1), so that a
 DEIMv2/YOLO pair sees the same machine load (sampled with ``os.getloadavg()`` into the JSON)::
 
-    python benchmarks/recipes.py small_e40 yolo11n_e40 --yolo-python /work/yolovenv/bin/python
+    python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40 --yolo-python /work/yolovenv/bin/python
 
 Ultralytics is not a dependency of deimv2: make a separate environment for it, e.g.
 ``python3 -m venv /work/yolovenv && /work/yolovenv/bin/pip install ultralytics scikit-image``.
@@ -181,7 +181,7 @@ def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int) -> d
 
     torch.set_num_threads(threads)
     s = trial["size"]
-    # the CPU settings of `deimv2 demo` (deimv2/demo.py): small_e40 is exactly the demo's training
+    # the CPU settings of `deimv2 demo` (deimv2/demo.py): official_rule_e40 (and small_e40) is exactly the demo's training
     overrides = {**demo_overrides(s, recipe=trial["recipe"]), "epochs": trial["epochs"], **trial["update"]}
     run_dir = out / "train"
     if run_dir.exists():
