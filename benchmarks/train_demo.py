@@ -1,8 +1,12 @@
-"""Proof that training learns: DEIMv2-Atto from scratch on the bundled demo data, on CPU.
+"""Proof that training learns: DEIMv2-Atto from scratch on the bundled demo data, on CPU, as `deimv2 demo` does
+(the demo's recipe ``deimv2.demo.DEMO_RECIPE``, i.e. ``small``).
 
-Records wall time and mAP50 per epoch (from the trainer's log.jsonl) and writes a JSON summary.
+Records wall time and mAP50 per epoch (from the trainer's log.jsonl) and writes a JSON summary. The recorded run
+of the demo's training, with the YOLO11n comparison and a held-out split, is
+``benchmarks/results/recipes/official_rule_e40.json``
+(``python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40``).
 
-    python benchmarks/train_demo.py --epochs 72 --threads 2 --out outputs/train_demo
+    python benchmarks/train_demo.py --epochs 40 --threads 1 --out outputs/train_demo
 """
 
 from __future__ import annotations
@@ -17,12 +21,13 @@ import torch
 
 def main(argv: list[str] | None = None) -> dict:
     from deimv2.data.demo import prepare_demo_coco
-    from deimv2.demo import FULL_SCHEDULE, demo_overrides
+    from deimv2.demo import DEMO_RECIPE, FULL_SCHEDULE, demo_overrides
     from deimv2.engine.logger import read_log
     from deimv2.engine.trainer import train
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--variant", default="atto")
+    p.add_argument("--recipe", default=DEMO_RECIPE, help="official 或 small（deimv2/recipes.py）")
     p.add_argument("--epochs", type=int, default=FULL_SCHEDULE["epochs"])
     p.add_argument("--size", type=int, default=FULL_SCHEDULE["size"])
     p.add_argument("--batch-size", type=int, default=FULL_SCHEDULE["batch_size"])
@@ -34,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     out = Path(a.out)
     data = prepare_demo_coco(out / "dataset")
     t0 = time.time()
-    overrides = {**demo_overrides(a.size, a.batch_size)}
+    overrides = {**demo_overrides(a.size, a.batch_size, recipe=a.recipe)}
     for item in a.update:
         k, v = item.split("=", 1)
         overrides[k] = json.loads(v) if v[:1] in "[{0123456789-tf" and v not in ("true", "false") else v
@@ -44,6 +49,7 @@ def main(argv: list[str] | None = None) -> dict:
         output_dir=out / "train",
         epochs=a.epochs,
         overrides=overrides,
+        recipe=a.recipe,
         progress=False,
         check_data=False,
     )
@@ -51,6 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     log = read_log(out / "train" / "log.jsonl")
     summary = {
         "variant": a.variant,
+        "recipe": a.recipe,
         "epochs": a.epochs,
         "size": a.size,
         "batch_size": a.batch_size,

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="随机种子")
     p.add_argument("--test-only", action="store_true", help="只在验证集上评估 -r 指定的 checkpoint")
     p.add_argument("--no-check", action="store_true", help="训练前不运行数据集检查")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="训练配方：official（官方日程，默认；用官方权重微调时选它）或 small（小数据集从头训练，"
+        "见 deimv2/recipes.py 和 notebook 04）",
+    )
 
     p = sub.add_parser("eval", help="在验证集上评估 checkpoint（COCO mAP）")
     _add_common_train(p, config_required=False)
@@ -166,6 +172,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
         overrides=a.update,
         test_only=a.test_only,
         check_data=not a.no_check,
+        recipe=a.recipe,
     )
     return 0
 

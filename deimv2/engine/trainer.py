@@ -554,14 +554,24 @@ def train(
     progress: bool = True,
     max_iters_per_epoch: int | None = None,
     callback: Callable[[dict], None] | None = None,
+    recipe: str | None = None,
     **kwargs: Any,
 ) -> dict[str, Any]:
     """Train (or with ``test_only`` just evaluate) and return the final metrics dict.
 
     ``kwargs`` are config overrides (``epochs=12``, ``batch_size=8``, ``num_classes=4`` ...).
+    ``recipe``: ``"official"`` (the official schedule; None means the same) or ``"small"`` (a small dataset from
+    scratch), see :mod:`deimv2.recipes`; the recipe's overrides go under the user's.
     """
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
+    recipe_note = None
+    if recipe is not None:
+        from ..config import parse_overrides
+        from ..recipes import merge_recipe
+
+        overrides, recipe_note = merge_recipe(recipe, {**parse_overrides(overrides), **kwargs})
+        kwargs = {}
     from ..config_checks import check_image_size
     from .autobatch import split_auto_batch
 
@@ -612,6 +622,8 @@ def train(
         t.tune(tune)
     else:
         t.load_backbone()
+    if recipe_note:
+        _say(recipe_note)
     _print_start(t)
     _print_memory(t)
     try:

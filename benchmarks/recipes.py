@@ -1,0 +1,325 @@
+"""Training-recipe trials: DEIMv2-Atto from scratch (a recipe + overrides) or Ultralytics YOLO11n, by name.
+
+Every trial trains on the bundled demo's train split (160 images), is scored per epoch on the demo's validation
+split (48 images) and, at the end, on a held-out test split (96 images made by ``data/make_demo_dataset.py``
+with another seed, never used to choose anything). YOLO's predictions are scored with the same pycocotools
+COCOeval as ours (YOLO's own mAP is kept too). Writes ``benchmarks/results/recipes/<trial>.json``.
+
+Trials given together run CONCURRENTLY, one process each, pinned to ``--threads`` (default 1), so that a
+DEIMv2/YOLO pair sees the same machine load (sampled with ``os.getloadavg()`` into the JSON)::
+
+    python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40 --yolo-python /work/yolovenv/bin/python
+
+Ultralytics is not a dependency of deimv2: make a separate environment for it, e.g.
+``python3 -m venv /work/yolovenv && /work/yolovenv/bin/pip install ultralytics scikit-image``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "recipes"
+HELDOUT_SEED, HELDOUT_N = 1234, 96
+
+#: the demo's schedule before the small recipe (deimv2/demo.py until issue 14): the official config with batch 8,
+#: milestones scaled in proportion, LRs not rescaled (with demo_overrides(): epoch_rule proportional, scale_lr False)
+TODAY = {"batch_size": 8}
+
+#: name -> trial. kind "deimv2": recipe (None = official config) + overrides; kind "yolo": Ultralytics defaults.
+TRIALS: dict[str, dict] = {}
+for _e in (15, 20, 40):
+    TRIALS[f"today_e{_e}"] = {"kind": "deimv2", "recipe": None, "epochs": _e, "size": 256, "update": TODAY}
+    TRIALS[f"small_e{_e}"] = {"kind": "deimv2", "recipe": "small", "epochs": _e, "size": 256, "update": {}}
+    TRIALS[f"yolo11n_e{_e}"] = {"kind": "yolo", "epochs": _e, "size": 256, "batch": 16}
+# a quick check of the script itself (1 epoch; write it elsewhere with --results)
+TRIALS["smoke_small_e1"] = {**TRIALS["small_e15"], "epochs": 1}
+TRIALS["smoke_yolo11n_e1"] = {**TRIALS["yolo11n_e15"], "epochs": 1}
+
+
+def small_v1(e: int) -> dict:
+    """The first version of the small recipe (measured worse than today's schedule at 20 epochs, dropped)."""
+    r = lambda x: int(x + 0.5)  # noqa: E731  (round half up)
+    aug_stop = max(1, r(0.75 * e))
+    stop = max(aug_stop, e - max(1, r(0.15 * e)))
+    flat = max(1, min(r(0.5 * e), aug_stop))
+    return {
+        "batch_size": 4,
+        "scale_lr": False,
+        "optimizer.params": [
+            {"params": "^(?=.*backbone)(?!.*norm|bn).*$"},
+            {"params": "^(?=.*backbone)(?=.*norm|bn).*$", "weight_decay": 0.0},
+            {"params": "^(?=.*(?:encoder|decoder))(?=.*(?:norm|bn)).*$", "weight_decay": 0.0},
+        ],
+        "optimizer.lr": 0.002,
+        "lr_gamma": 0.1,
+        "flat_epoch": flat,
+        "train_dataloader.dataset.transforms.policy.epoch": [1, flat, aug_stop],
+        "no_aug_epoch": e - stop,
+        "train_dataloader.collate_fn.stop_epoch": stop,
+        "DEIMCriterion.matcher.matcher_change_epoch": max(flat, r(0.9 * e)),
+        "ema": {"type": "ModelEMA", "decay": 0.995, "warmups": 100, "start": 0},
+        "train_dataloader.collate_fn.ema_restart_decay": 0.995,
+    }
+
+
+# the official "Customizing Epoch" rule instead of proportional milestones (else as today's schedule)
+for _e in (20, 40):
+    TRIALS[f"official_rule_e{_e}"] = {
+        "kind": "deimv2",
+        "recipe": None,
+        "epochs": _e,
+        "size": 256,
+        "update": {**TODAY, "epoch_rule": "official"},
+    }
+# small_v1_e20.json was written under the name small_e20 while small_v1 was the recipe "small"
+TRIALS["small_v1_e20"] = {"kind": "deimv2", "recipe": None, "epochs": 20, "size": 256, "update": small_v1(20)}
+
+
+def machine() -> dict:
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+class LoadSampler:
+    """``os.getloadavg()`` every ``every`` seconds in a daemon thread."""
+
+    def __init__(self, every: float = 30.0):
+        self.samples: list[list[float]] = []
+        self._t0, self._every, self._stop = time.time(), every, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            self.samples.append([round(time.time() - self._t0, 1), *[round(x, 2) for x in os.getloadavg()]])
+            if self._stop.wait(self._every):
+                return
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ------------------------------------------------------------------ data
+def prepare_data(work: Path, gen_python: str) -> dict:
+    """Demo train/valid (YOLO + COCO) and the held-out test split (generated once, deterministic)."""
+    from deimv2.data.convert import yolo_to_coco
+    from deimv2.data.demo import demo_dataset_dir, prepare_demo_coco
+
+    work.mkdir(parents=True, exist_ok=True)
+    coco = prepare_demo_coco(work / "demo_coco")
+    yolo = work / "demo_yolo"
+    if not (yolo / "data.yaml").is_file():
+        shutil.copytree(demo_dataset_dir(), yolo)  # a copy: Ultralytics writes label caches next to the labels
+    held_yolo, held_coco = work / f"heldout_seed{HELDOUT_SEED}_yolo", work / f"heldout_seed{HELDOUT_SEED}_coco"
+    if not (held_coco / "valid" / "_annotations.coco.json").is_file():
+        subprocess.run(
+            [gen_python, str(ROOT / "data" / "make_demo_dataset.py"), "--out", str(held_yolo), "--train", "1"]
+            + ["--valid", str(HELDOUT_N), "--seed", str(HELDOUT_SEED)],
+            check=True,
+        )
+        yolo_to_coco(held_yolo, held_coco, overwrite=True)
+    return {"coco": coco, "yolo": yolo, "test_yolo": held_yolo, "test_coco": held_coco}
+
+
+def coco_scores(ann_file: Path, preds: list[dict]) -> dict:
+    """COCO AP / AP50 of YOLO-style predictions (``file`` + ``[x1, y1, x2, y2, score, class_index]``)."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(ann_file))
+    by_name = {img["file_name"].split("/")[-1]: img["id"] for img in gt.dataset["images"]}
+    cat_ids = sorted(c["id"] for c in gt.dataset["categories"])
+    dets = [
+        {"image_id": by_name[p["file"]], "category_id": cat_ids[int(c)], "bbox": [x1, y1, x2 - x1, y2 - y1], "score": s}
+        for p in preds
+        for x1, y1, x2, y2, s, c in p["dets"]
+    ]
+    if not dets:
+        return {"AP": 0.0, "AP50": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        ev = COCOeval(gt, gt.loadRes(dets), "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return {"AP": round(float(ev.stats[0]), 4), "AP50": round(float(ev.stats[1]), 4)}
+
+
+# ------------------------------------------------------------------ trials
+def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int) -> dict:
+    import torch
+
+    from deimv2.demo import demo_overrides
+    from deimv2.engine.logger import read_log
+    from deimv2.engine.trainer import evaluate, train
+
+    torch.set_num_threads(threads)
+    s = trial["size"]
+    # the CPU settings of `deimv2 demo` (deimv2/demo.py): official_rule_e40 (and small_e40) is exactly the demo's training
+    overrides = {**demo_overrides(s, recipe=trial["recipe"]), "epochs": trial["epochs"], **trial["update"]}
+    run_dir = out / "train"
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    t0 = time.time()
+    train(
+        "atto", data=data["coco"], output_dir=run_dir, overrides=overrides, recipe=trial["recipe"], progress=False,
+        check_data=False,
+    )  # fmt: skip
+    wall = time.time() - t0
+    log = read_log(run_dir / "log.jsonl")
+    curve = [
+        {"epoch": r["epoch"] + 1, "time_s": r["time_s"], "AP50": round(r["AP50"], 4), "AP": round(r["AP"], 4)}
+        for r in log
+    ]
+    test = {}
+    for tag in ("last", "best"):
+        m = evaluate(None, run_dir / f"{tag}.pth", data=data["test_coco"], output_dir=out / f"test_{tag}")
+        test[tag] = {"AP": round(float(m["AP"]), 4), "AP50": round(float(m["AP50"]), 4)}
+    best = max(curve, key=lambda r: r["AP"])
+    return {
+        "config": {"variant": "atto", "recipe": trial["recipe"] or "official", "overrides": overrides},
+        "threads": torch.get_num_threads(),
+        "wall_s": round(wall, 1),
+        "curve": curve,
+        "final": {"AP50": curve[-1]["AP50"], "AP": curve[-1]["AP"]},
+        "best": {"epoch": best["epoch"], "AP50": best["AP50"], "AP": best["AP"]},
+        "test": test,
+    }
+
+
+def run_yolo(name: str, trial: dict, data: dict, out: Path, threads: int, yolo_python: str) -> dict:
+    yaml_file = out / "data.yaml"
+    names = (data["yolo"] / "data.yaml").read_text(encoding="utf-8").split("names:", 1)[1].strip()
+    yaml_file.write_text(
+        f"path: {data['yolo']}\ntrain: train/images\nval: valid/images\nnames: {names}\n", encoding="utf-8"
+    )
+    args = {
+        "data": str(yaml_file),
+        "out": str(out),
+        "epochs": trial["epochs"],
+        "imgsz": trial["size"],
+        "batch": trial["batch"],
+        "threads": threads,
+        "val_images": str(data["yolo"] / "valid" / "images"),
+        "test_images": str(data["test_yolo"] / "valid" / "images"),
+    }
+    env = {**os.environ, "YOLO_OFFLINE": "1", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    env.pop("PYTHONPATH", None)
+    subprocess.run([yolo_python, str(ROOT / "benchmarks" / "yolo_runner.py"), json.dumps(args)], check=True, env=env)
+    r = json.loads((out / "yolo_result.json").read_text(encoding="utf-8"))
+    val_ann = data["coco"] / "valid" / "_annotations.coco.json"
+    test_ann = data["test_coco"] / "valid" / "_annotations.coco.json"
+    epochs = sorted((k for k in r["predictions"]["val"] if k.isdigit()), key=int)
+    own = {m["epoch"]: m for m in r["own_metrics"]}
+    curve = []
+    for k in epochs:
+        sc = coco_scores(val_ann, r["predictions"]["val"][k])
+        o = own.get(int(k), {})
+        curve.append(
+            {"epoch": int(k), **sc, "yolo_AP50": round(o.get("AP50", -1), 4), "yolo_AP": round(o.get("AP", -1), 4)}
+        )
+    final = coco_scores(val_ann, r["predictions"]["val"]["last"])
+    best = max(curve, key=lambda c: c["AP"])
+    return {
+        "config": {"model": "yolo11n.yaml", "ultralytics": r["ultralytics"], "train_args": r["train_args"]},
+        "threads": r["threads"],
+        "torch_yolo_env": r["torch"],
+        "wall_s": r["wall_s"],
+        "curve": curve,
+        "final": final,
+        "best": {"epoch": best["epoch"], "AP50": best["AP50"], "AP": best["AP"]},
+        "test": {tag: coco_scores(test_ann, p) for tag, p in r["predictions"]["test"].items()},
+    }
+
+
+def worker(name: str, a: argparse.Namespace) -> None:
+    trial = TRIALS[name]
+    work = ROOT / "outputs" / "recipes"
+    data = prepare_data(work / "data", a.gen_python)
+    out = work / name
+    out.mkdir(parents=True, exist_ok=True)
+    with LoadSampler() as load:
+        if trial["kind"] == "yolo":
+            res = run_yolo(name, trial, data, out, a.threads, a.yolo_python)
+        else:
+            res = run_deimv2(name, trial, data, out, a.threads)
+    summary = {
+        "trial": name,
+        "kind": trial["kind"],
+        "epochs": trial["epochs"],
+        "image_size": trial["size"],
+        "splits": {
+            "train": "demo train (160 images)",
+            "val": "demo valid (48 images), scored every epoch",
+            "test": f"held-out: data/make_demo_dataset.py --seed {HELDOUT_SEED} --valid {HELDOUT_N}, never tuned on",
+        },
+        "concurrent_with": [n for n in a.partners.split(",") if n],
+        "machine": machine(),
+        "loadavg": load.samples,
+        **res,
+    }
+    results = Path(a.results)
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / f"{name}.json"
+    path.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
+    print(f"{name}: wall {res['wall_s']} s, final AP50 {res['final']['AP50']}, AP {res['final']['AP']} -> {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("trials", nargs="+", help="trial names: " + ", ".join(TRIALS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--yolo-python", default="/work/yolovenv/bin/python")
+    p.add_argument("--gen-python", default=None, help="a Python with scikit-image for the held-out split")
+    p.add_argument("--results", default=str(RESULTS), help="folder of the JSON files")
+    p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--partners", default="", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    a.gen_python = a.gen_python or a.yolo_python
+    unknown = [n for n in a.trials if n not in TRIALS]
+    if unknown:
+        raise SystemExit(f"未知的 trial：{unknown}。可选：{', '.join(TRIALS)}")
+    if a.worker:
+        worker(a.trials[0], a)
+        return
+    prepare_data(ROOT / "outputs" / "recipes" / "data", a.gen_python)  # once, before the concurrent runs
+    env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
+    procs = []
+    for n in a.trials:
+        cmd = [sys.executable, __file__, n, "--worker", "--threads", str(a.threads), "--yolo-python", a.yolo_python]
+        cmd += ["--gen-python", a.gen_python, "--partners", ",".join(t for t in a.trials if t != n)]
+        cmd += ["--results", a.results]
+        procs.append(subprocess.Popen(cmd, env=env))
+    codes = [pr.wait() for pr in procs]
+    if any(codes):
+        raise SystemExit(f"有 trial 失败：{dict(zip(a.trials, codes))}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Training recipes (deimv2/recipes.py): the small recipe's overrides reach the config, are printed, lose to the
+user's own settings; the CLI flag and the demo use them; an unknown name is a Chinese error."""
+
+import pytest
+
+from deimv2 import load_config
+from deimv2.cli import main
+from deimv2.errors import ConfigError
+from deimv2.recipes import (
+    RECIPES,
+    SMALL_DEFAULT_EPOCHS,
+    check_recipe,
+    describe_recipe,
+    merge_recipe,
+    recipe_overrides,
+)
+
+TINY = {
+    "HGNetv2.pretrained": False,
+    "eval_spatial_size": [96, 96],
+    "num_workers": 0,
+    "val_dataloader.num_workers": 0,
+    "val_dataloader.total_batch_size": 4,
+    "DEIMTransformer.num_queries": 30,
+    "PostProcessor.num_top_queries": 30,
+}
+
+
+def test_small_recipe_reaches_the_config_for_40_epochs():
+    ov, _ = merge_recipe("small", {"epochs": 40})
+    cfg = load_config("atto", ov)
+    # the official epoch rule for 40 epochs, worked by hand: 40 < 2 x 32 (Atto's no_aug_epoch) is a short budget,
+    # so no_aug = 40 // 2 = 20 and N = 20; flat = 4 + 20 // 2 = 14; policy [4, 14, round(20 x 400 / 468) = 17];
+    # stop = N = 20; matcher change = max(14, floor(0.9 x 20)) = 18
+    assert cfg.milestones["epoches"] == 40
+    assert cfg.milestones["flat_epoch"] == 14
+    assert cfg.milestones["policy_epoch"] == [4, 14, 17]
+    assert cfg.milestones["no_aug_epoch"] == 20
+    assert cfg.milestones["stop_epoch"] == 20
+    assert cfg.milestones["matcher_change_epoch"] == 18
+    assert cfg.data.batch_size == 8
+    assert cfg.raw["scale_lr"] is False and cfg.raw["epoch_rule"] == "official"
+    # learning rates, EMA, model and criterion are the official ones
+    official = load_config("atto")
+    for key in ("optimizer", "lr_gamma", "ema", "DEIMTransformer", "DEIMCriterion", "HGNetv2"):
+        if key != "DEIMCriterion":
+            assert cfg.raw[key] == official.raw[key], key
+    assert cfg.raw["DEIMCriterion"]["weight_dict"] == official.raw["DEIMCriterion"]["weight_dict"]
+
+
+def test_small_recipe_without_epochs_uses_its_default():
+    cfg = load_config("atto", merge_recipe("small", {})[0])
+    assert cfg.milestones["epoches"] == SMALL_DEFAULT_EPOCHS
+    for e in (1, 2, 3, 5, 15):
+        assert load_config("atto", merge_recipe("small", {"epochs": e})[0]).milestones["epoches"] == e
+
+
+def test_user_overrides_win_over_the_recipe_and_are_named():
+    ov, text = merge_recipe("small", {"epochs": 40, "batch_size": 4, "scale_lr": True})
+    cfg = load_config("atto", ov)
+    assert cfg.data.batch_size == 4 and cfg.raw["scale_lr"] is True
+    assert "被你的设置 4 覆盖" in text and "被你的设置 True 覆盖" in text
+    assert "覆盖" not in merge_recipe("small", {"epochs": 40, "batch_size": 8})[1]  # same value: nothing replaced
+
+
+def test_official_recipe_changes_nothing():
+    assert recipe_overrides("official", 40) == {}
+    ov, text = merge_recipe("official", {"epochs": 40})
+    assert load_config("atto", ov).raw == load_config("atto", {"epochs": 40}).raw
+    assert "official" in text and set(RECIPES) == {"official", "small"}
+    assert check_recipe(None) == "official"
+
+
+def test_unknown_recipe_is_a_chinese_error():
+    with pytest.raises(ConfigError, match="未知的训练配方.*official.*small"):
+        check_recipe("large")
+    with pytest.raises(ConfigError, match="未知的训练配方"):
+        describe_recipe("Small")
+
+
+def test_train_prints_and_applies_the_recipe(tiny_coco, tmp_path, capsys):
+    from deimv2.engine.trainer import train
+
+    out = tmp_path / "配方 small"
+    train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, recipe="small",
+          progress=False)  # fmt: skip
+    text = capsys.readouterr().out
+    assert "训练配方 recipe=small" in text and "batch size 8" in text and "epoch_rule=official" in text
+    assert "每步 batch 8" in text  # the recipe's batch size was used
+    saved = load_config(out / "config.yaml")
+    assert saved.raw["scale_lr"] is False and saved.raw["epoch_rule"] == "official"
+
+
+def test_cli_recipe_flag(tiny_coco, tmp_path, capsys, monkeypatch):
+    import deimv2.engine.trainer as trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda *a, **k: seen.update(k) or {})
+    assert main(["train", "-c", "atto", "--data", str(tiny_coco), "--recipe", "small"]) == 0
+    assert seen["recipe"] == "small"
+    assert main(["train", "-c", "atto", "--data", str(tiny_coco)]) == 0
+    assert seen["recipe"] is None  # default: official
+
+
+def test_cli_unknown_recipe_fails_before_reading_data(tmp_path, capsys):
+    code = main(["train", "-c", "atto", "--data", str(tmp_path / "没有 数据"), "--recipe", "huge"])
+    assert code != 0
+    err = capsys.readouterr()
+    assert "未知的训练配方" in err.out + err.err and "Traceback" not in err.out + err.err
+
+
+def test_demo_uses_the_small_recipe():
+    from deimv2 import demo
+
+    assert demo.DEMO_RECIPE == "small"
+    assert demo.FULL_SCHEDULE["batch_size"] == recipe_overrides("small")["train_dataloader.total_batch_size"]
+
+
+def test_demo_overrides_leave_the_schedule_to_the_recipe():
+    from deimv2.demo import demo_overrides
+
+    with_recipe = demo_overrides(256, 8, recipe="small")
+    assert "epoch_rule" not in with_recipe and "scale_lr" not in with_recipe
+    plain = demo_overrides(256, 8)  # the tiny runs of notebooks 05-09
+    assert plain["epoch_rule"] == "proportional" and plain["scale_lr"] is False
+
+
+def test_demo_training_is_the_recorded_trial():
+    """README's `deimv2 demo` line reads benchmarks/results/recipes/official_rule_e40.json: same config exactly."""
+    import importlib.util
+    from pathlib import Path
+
+    from deimv2 import demo
+
+    spec = importlib.util.spec_from_file_location(
+        "bench_recipes", Path(__file__).parents[1] / "benchmarks" / "recipes.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    trial = bench.TRIALS["official_rule_e40"]
+    s = demo.FULL_SCHEDULE
+    ours = merge_recipe(demo.DEMO_RECIPE, {**demo.demo_overrides(s["size"], s["batch_size"], recipe=demo.DEMO_RECIPE),
+                                           "epochs": s["epochs"]})[0]  # fmt: skip
+    theirs = {
+        **demo.demo_overrides(trial["size"], recipe=trial["recipe"]),
+        "epochs": trial["epochs"],
+        **trial["update"],
+    }
+    assert load_config("atto", ours).raw == load_config("atto", theirs).raw
