@@ -92,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "torch", "onnxruntime"],
         help="推理后端：auto（默认，CPU 上用 onnxruntime，GPU 上用 torch）、torch、onnxruntime",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="文件夹推理时提前解码图片的进程数（默认：模型线程用不到的 CPU 核数，2 核机器上为 0）",
+    )
 
     p = sub.add_parser("export", help="导出 ONNX")
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
@@ -208,6 +213,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         device=a.device,
         save_json=a.save_json,
         backend=a.backend,
+        num_workers=a.workers,
     )
     return 0
 
