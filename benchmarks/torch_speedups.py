@@ -1,23 +1,30 @@
-"""Which changes make the PyTorch inference path faster on CPU? Each one measured against its baseline.
+"""Which changes make the PyTorch inference path (and the input pipeline) faster on CPU? Each one against its baseline.
 
 Per variant, in one process, interleaved rounds (order rotates), medians over all runs:
 
 - ``eval_no_grad`` vs ``eval_inference_mode``: ``torch.no_grad`` vs ``torch.inference_mode`` (eval model + PostProcessor)
 - ``deploy``: ``model.deploy()`` (BatchNorm folded into the convolutions) + deploy PostProcessor
-- ``deploy_channels_last``: the deploy graph with channels-last weights and input
+- ``deploy_channels_last``: the same deploy graph with channels-last weights (what ``backend="torch"`` runs on
+  CPU for the families in ``deimv2.backends.CHANNELS_LAST_CPU``)
+- ``preprocess_permuted`` vs ``preprocess``: one 640x480 image resized to the eval size and made a contiguous
+  ``[1,3,H,W]`` float tensor, by permuting the float tensor (before) or transposing the uint8 array (``Detector``)
 - ``batch1_per_image`` vs ``batch8_per_image``: deploy graph, ms per image
-- folder of JPEGs through ``Detector(backend="torch")``: decoding in the main thread (``predict`` on the list)
-  vs a ``DataLoader`` with 1 or 2 workers decoding and resizing ahead (``folder_main_per_image`` /
-  ``folder_workers{1,2}_per_image``)
+- a folder of JPEGs through ``Detector`` (its ``auto`` backend for a checkpoint of this family) and
+  ``deimv2.stream.decoded_batches``: ``folder_sequential_per_image`` (``predict`` on the path list, decoding in
+  the loop) vs a ``DataLoader`` with 0, 1 or 2 workers (``folder_workers{0,1,2}_per_image``)
+- an MP4 video (with OpenCV): frames read in the loop (``video_sequential_per_frame``) vs a background thread
+  (``video_thread_per_frame``), ``deimv2.stream.video_batches``
 
-    python benchmarks/torch_speedups.py --variants atto n --rounds 3
+    python benchmarks/torch_speedups.py --variants atto n s --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import shutil
 import statistics
 import tempfile
 from pathlib import Path
@@ -31,52 +38,50 @@ from deimv2.bench import _machine_meta, default_image, time_fn
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class _Folder(torch.utils.data.Dataset):
-    """Decode + resize one image per item (what a DataLoader worker does ahead of the model)."""
-
-    def __init__(self, files, size_hw):
-        self.files, self.size_hw = files, size_hw
-
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        im = Image.open(self.files[i]).convert("RGB")
-        h, w = self.size_hw
-        return np.asarray(im.resize((w, h), Image.BILINEAR)), im.size
-
-
-def _collate(items):
-    arr = torch.from_numpy(np.stack([a for a, _ in items])).permute(0, 3, 1, 2).float().div_(255.0)
-    return arr, torch.tensor([s for _, s in items], dtype=torch.int64)
+def _make_video(path: Path, image: Path, frames: int) -> Path | None:
+    try:
+        import cv2
+    except ImportError:
+        return None
+    base = np.asarray(Image.open(image).convert("RGB"))[:, :, ::-1]
+    h, w = base.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    for i in range(frames):
+        writer.write(np.ascontiguousarray(np.roll(base, 8 * i, axis=1)))
+    writer.release()
+    return path
 
 
 def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> dict:
+    from deimv2.backends import AUTO_CPU, family, onnxruntime_available
     from deimv2.bench import _calibrate_bn
     from deimv2.models.build import build_model, build_postprocessor
-    from deimv2.predict import Detector, build_graph
+    from deimv2.predict import Detector, _as_rgb_image, build_graph
+    from deimv2.stream import decoded_batches, default_workers, video_batches
 
     torch.manual_seed(0)
     model = build_model(variant)
-    h, w = (int(v) for v in model.config.eval_spatial_size)
+    cfg = model.config
+    h, w = (int(v) for v in cfg.eval_spatial_size)
     _calibrate_bn(model, h, w)
-    post = build_postprocessor(model.config)
-    import copy
-
-    graph = build_graph(copy.deepcopy(model), model.config, deploy=True)
-    graph_cl = build_graph(copy.deepcopy(model), model.config, deploy=True).to(memory_format=torch.channels_last)
-    det = Detector(copy.deepcopy(model), conf=0.45, deploy=True, backend="torch", batch_size=8)
+    post = build_postprocessor(cfg)
+    graph = build_graph(copy.deepcopy(model), cfg, deploy=True)
+    graph_cl = build_graph(copy.deepcopy(model), cfg, deploy=True).to(memory_format=torch.channels_last)
+    tmp = tempfile.mkdtemp()
+    os.environ["DEIMV2_CACHE_DIR"] = str(Path(tmp) / "cache")  # the ONNX export of this random model
+    backend = AUTO_CPU[family(cfg)] if onnxruntime_available() else "torch"
+    det = Detector(copy.deepcopy(model), conf=0.45, deploy=True, backend=backend, batch_size=8)
     x = torch.rand(1, 3, h, w)
     x8 = torch.rand(8, 3, h, w)
     s1, s8 = torch.tensor([[640, 480]]), torch.tensor([[640, 480]] * 8)
-    x_cl = x.contiguous(memory_format=torch.channels_last)
-    tmp = tempfile.mkdtemp()
     base = default_image(tmp)
     files = []
     for i in range(n_files):  # distinct files (no OS-cache sharing tricks beyond what a real folder gets)
         f = Path(tmp) / f"图 {i}.jpg"
         Image.open(base).rotate(i * 7).save(f, quality=90)
         files.append(f)
+    video = _make_video(Path(tmp) / "视频 测试.mp4", base, n_files)
+    pil = Image.open(base).convert("RGB")
 
     def no_grad_eval():
         with torch.no_grad():
@@ -93,16 +98,35 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
 
         return run
 
-    def folder_main():
+    def preprocess_permuted():
+        arr = np.asarray(pil.resize((w, h), Image.BILINEAR))
+        return torch.from_numpy(np.stack([arr])).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+    def preprocess():
+        return det.preprocess([pil])[0]
+
+    assert preprocess().is_contiguous() and torch.equal(preprocess(), preprocess_permuted())
+
+    def folder_sequential():
         det.predict(files, keep_images=False)
 
     def folder_workers(n):
         def run():
-            loader = torch.utils.data.DataLoader(
-                _Folder(files, (h, w)), batch_size=8, num_workers=n, collate_fn=_collate
-            )
-            for batch, sizes in loader:
-                det.backend(batch, sizes)
+            for batch in decoded_batches(files, _as_rgb_image, det.batch_size, n):
+                det.predict([im for _, im, _ in batch], keep_images=False)
+
+        return run
+
+    def video_run(threaded):
+        import cv2
+
+        def run():
+            cap = cv2.VideoCapture(str(video))
+            try:
+                for batch in video_batches(cap, det.batch_size, threaded=threaded):
+                    det.predict(batch, keep_images=False)
+            finally:
+                cap.release()
 
         return run
 
@@ -110,41 +134,54 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "eval_no_grad": no_grad_eval,
         "eval_inference_mode": im_eval,
         "deploy": im(graph, x, s1),
-        "deploy_channels_last": im(graph_cl, x_cl, s1),
+        "deploy_channels_last": im(graph_cl, x, s1),
+        "preprocess_permuted": preprocess_permuted,
+        "preprocess": preprocess,
         "batch1_per_image": im(graph, x, s1),
         "batch8_per_image": im(graph, x8, s8),
-        "folder_main_per_image": folder_main,
+        "folder_sequential_per_image": folder_sequential,
+        "folder_workers0_per_image": folder_workers(0),
         "folder_workers1_per_image": folder_workers(1),
         "folder_workers2_per_image": folder_workers(2),
     }
-    per_image = {
-        "batch8_per_image": 8,
-        "folder_main_per_image": n_files,
-        "folder_workers1_per_image": n_files,
-        "folder_workers2_per_image": n_files,
-    }
+    if video is not None:
+        fns["video_sequential_per_frame"] = video_run(False)
+        fns["video_thread_per_frame"] = video_run(True)
+    per_image = {k: (8 if k.startswith("batch8") else n_files) for k in fns if k.endswith(("image", "frame"))}
+    per_image["batch1_per_image"] = 1
     names = list(fns)
     samples = {k: [] for k in names}
     for r in range(rounds):
         order = names[r % len(names) :] + names[: r % len(names)]
         for k in order if r % 2 == 0 else order[::-1]:
-            n = runs if k.startswith(("eval", "deploy", "batch")) else max(2, runs // 4)
-            res = time_fn(fns[k], runs=n, warmup=warmup if not k.startswith("folder") else 1, keep_times=True)
+            slow = k.startswith(("folder", "video"))
+            n = max(2, runs // 4) if slow else runs
+            res = time_fn(fns[k], runs=n, warmup=1 if slow else warmup, keep_times=True)
             samples[k].extend(t / per_image.get(k, 1) for t in res["times"])
-    row = {"variant": variant, "input": f"{h}x{w}", "folder_images": n_files, "image": "640x480 JPEG"}
+    row = {
+        "variant": variant,
+        "family": family(cfg),
+        "input": f"{h}x{w}",
+        "folder_images": n_files,
+        "video_frames": n_files if video is not None else 0,
+        "image": "640x480 JPEG",
+        "folder_backend": det.backend.name,
+        "default_workers_here": default_workers(),
+    }
     row.update({f"{k}_ms": statistics.median(v) for k, v in samples.items()})
     row["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    shutil.rmtree(tmp, ignore_errors=True)
     return row
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", nargs="+", default=["atto", "n"])
+    ap.add_argument("--variants", nargs="+", default=["atto", "n", "s"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--files", type=int, default=16)
+    ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--json", default=str(RESULTS / "torch_speedups_cpu2.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)

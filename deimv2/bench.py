@@ -101,7 +101,7 @@ METHODS = ("official_eager", "eager", "deploy", "onnxruntime", "file_to_boxes", 
 METHOD_NAMES = {
     "official_eager": "官方 eager（model.eval() + PostProcessor）",
     "eager": "我们 eager",
-    "deploy": "我们 deploy（torch）",
+    "deploy": "我们 deploy（torch，HGNetv2 用 channels-last）",
     "onnxruntime": "我们 onnxruntime",
     "file_to_boxes": "文件→检测框（Detector 默认后端）",
     "file_to_boxes_torch": "文件→检测框（backend='torch'）",
@@ -250,7 +250,7 @@ def backend_latency(
         x, sizes = det.preprocess([pil])
         fns = {
             "eager": lambda: post(model(x), sizes),
-            "deploy": lambda: det_t.graph(x, sizes),
+            "deploy": lambda: det_t.backend(x, sizes),  # deploy graph, channels-last where CHANNELS_LAST_CPU
             "onnxruntime": lambda: det_o.backend(x, sizes),
             "file_to_boxes": lambda: det(path),
             "file_to_boxes_torch": lambda: det_t(path),
@@ -302,6 +302,7 @@ def backend_latency(
         "input": f"{h}x{w}",
         "image": f"{pil.size[0]}x{pil.size[1]} JPEG",
         "default_backend": det.backend.name,
+        "torch_channels_last": det_t.backend.channels_last,
         "first_load_s": first_load_s,
         "threads": torch.get_num_threads(),
         "rounds": rounds,

@@ -304,10 +304,12 @@ class Detector:
     def preprocess(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
         """RGB PIL images -> (``[B,3,H,W]`` float /255 at eval size, orig sizes ``[B,2]`` as (w,h))."""
         h, w = self.size_hw
-        # HWC -> CHW while still uint8, in numpy: one contiguous NCHW copy (a permuted view made contiguous as
-        # float32 later costs several ms per 640² image, measured in benchmarks/torch_speedups.py)
+        # HWC -> CHW while still uint8, one contiguous copy per image: the graph and onnxruntime get a contiguous
+        # NCHW tensor (measured faster than converting a permuted float tensor, benchmarks/torch_speedups.py)
         arrs = [
-            np.asarray(im.resize((w, h), Image.BILINEAR) if im.size != (w, h) else im).transpose(2, 0, 1)
+            np.ascontiguousarray(
+                np.asarray(im.resize((w, h), Image.BILINEAR) if im.size != (w, h) else im).transpose(2, 0, 1)
+            )
             for im in images
         ]
         batch = torch.from_numpy(np.stack(arrs)).to(self.device).float().div_(255.0)

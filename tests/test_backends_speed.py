@@ -1,0 +1,95 @@
+"""The torch backend's channels-last deploy graph gives the eager model's detections; the ``auto`` table and the
+channels-last families agree with the measurements in benchmarks/results/; preprocessing is exact."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_backends import assert_same_detections
+from tinydata import calibrated_model
+
+from deimv2 import backends
+from deimv2.config import load_config
+from deimv2.predict import Detector
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEIMV2_CACHE_DIR", str(tmp_path / "用户 缓存"))
+    torch.set_num_threads(1)
+
+
+def _images():
+    rng = np.random.default_rng(5)
+    return [rng.integers(0, 256, (150, 210, 3), dtype=np.uint8), rng.integers(0, 256, (90, 60, 3), dtype=np.uint8)]
+
+
+@pytest.mark.parametrize(("variant", "size"), [("atto", 160), ("n", 256), ("s", 160)])
+def test_torch_deploy_path_equals_eager(variant, size):
+    """Deploy form (BN folded, channels-last for HGNetv2 on CPU) vs the untouched eval model."""
+    model = calibrated_model(variant, num_classes=5, size=size, batch=2)
+    eager = Detector(model, conf=0.0, backend="torch")  # eval form: never converted
+    assert not eager.backend.channels_last
+    assert all(p.is_contiguous() for p in model.parameters())
+    fast = Detector(copy.deepcopy(model), conf=0.0, deploy=True, backend="torch")  # what from_checkpoint builds
+    hgnet = backends.family(model.config) == "hgnetv2"
+    assert fast.backend.channels_last is hgnet
+    convs = [m.weight for m in fast.graph.modules() if isinstance(m, torch.nn.Conv2d)]
+    convs = [w for w in convs if w.shape[1] > 1 and w.shape[2] > 1]  # 1x1 / depthwise kernels: either format
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) is hgnet for w in convs)
+    for a, b in zip(fast.predict(_images()), eager.predict(_images())):
+        assert_same_detections(a, b)
+
+
+def test_channels_last_only_on_cpu_and_only_in_deploy_form():
+    model = calibrated_model("atto", num_classes=3, size=96, batch=2)
+    det = Detector(model, backend="torch")
+    b = backends.torch_backend(det.graph, det.cfg, torch.device("cpu"), deployed=False)
+    assert not b.channels_last
+    assert not backends.torch_backend(det.graph, det.cfg, torch.device("cuda"), deployed=True).channels_last
+    s_cfg = load_config("s", num_classes=3)
+    assert not backends.torch_backend(torch.nn.Identity(), s_cfg, torch.device("cpu"), deployed=True).channels_last
+
+
+def test_preprocess_is_contiguous_and_exact():
+    det = Detector(calibrated_model("atto", num_classes=3, size=96, batch=2), backend="torch")
+    ims = [Image.fromarray(a) for a in _images()]
+    x, sizes = det.preprocess(ims)
+    assert x.is_contiguous() and x.dtype == torch.float32 and x.shape == (2, 3, 96, 96)
+    for i, im in enumerate(ims):
+        want = torch.from_numpy(np.asarray(im.resize((96, 96), Image.BILINEAR))).permute(2, 0, 1).float() / 255.0
+        assert torch.equal(x[i], want)
+    assert sizes.tolist() == [[210, 150], [60, 90]]
+
+
+def _results(name: str) -> dict:
+    return json.loads((RESULTS / name).read_text(encoding="utf-8"))
+
+
+def test_auto_table_is_what_measured_faster():
+    """AUTO_CPU says which backend each family gets; the recorded benchmark must agree (re-measure → update)."""
+    rows = _results("predict_backends_cpu2.json")["variants"]
+    assert {"atto", "n", "s"} <= set(rows)
+    for v, row in rows.items():
+        fam = backends.family(load_config(v))
+        faster = "onnxruntime" if row["onnxruntime_ms"] < row["deploy_ms"] else "torch"
+        assert backends.AUTO_CPU[fam] == faster, (v, row["onnxruntime_ms"], row["deploy_ms"])
+        assert row["default_backend"] == backends.AUTO_CPU[fam] and row["identical_detections"]
+        assert row["torch_channels_last"] is (fam in backends.CHANNELS_LAST_CPU)
+
+
+def test_channels_last_families_are_those_measured_faster():
+    rows = _results("torch_speedups_cpu2.json")["variants"]
+    assert {"atto", "n", "s"} <= set(rows)
+    for v, row in rows.items():
+        fam = backends.family(load_config(v))
+        assert (row["deploy_channels_last_ms"] < row["deploy_ms"]) is (fam in backends.CHANNELS_LAST_CPU), v
+        assert row["preprocess_ms"] < row["preprocess_permuted_ms"], v
