@@ -12,6 +12,8 @@ Per variant, in one process, interleaved rounds (order rotates), medians over al
 - a folder of JPEGs through ``Detector`` (its ``auto`` backend for a checkpoint of this family) and
   ``deimv2.stream.decoded_batches``: ``folder_sequential_per_image`` (``predict`` on the path list, decoding in
   the loop) vs a ``DataLoader`` with 0, 1 or 2 workers (``folder_workers{0,1,2}_per_image``)
+- ``torch_time_share``: the share of the torch deploy graph's time per kind of kernel (attention, matmul,
+  convolution, other), from the torch profiler: a kernel that is already compute-bound limits any exact speed-up
 - an MP4 video (with OpenCV): frames read in the loop (``video_sequential_per_frame``) vs a background thread
   (``video_thread_per_frame``), ``deimv2.stream.video_batches``
 
@@ -52,8 +54,28 @@ def _make_video(path: Path, image: Path, frames: int) -> Path | None:
     return path
 
 
+def op_shares(graph, x, sizes, runs: int = 2) -> dict:
+    """Share of the deploy graph's CPU time (torch profiler, self time) per kind of kernel: what bounds it."""
+    kinds = {
+        "attention": ("scaled_dot_product", "_softmax"),
+        "matmul": ("addmm", "aten::mm", "aten::bmm", "aten::matmul"),
+        "convolution": ("convolution",),
+    }
+    with torch.inference_mode():
+        graph(x, sizes)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(runs):
+                graph(x, sizes)
+    totals = dict.fromkeys([*kinds, "other"], 0.0)
+    for e in prof.key_averages():
+        kind = next((k for k, keys in kinds.items() if any(key in e.key for key in keys)), "other")
+        totals[kind] += e.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {k: v / whole for k, v in totals.items()}
+
+
 def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> dict:
-    from deimv2.backends import AUTO_CPU, family, onnxruntime_available
+    from deimv2.backends import AUTO_CPU, CHANNELS_LAST_CPU, family, onnxruntime_available
     from deimv2.bench import _calibrate_bn
     from deimv2.models.build import build_model, build_postprocessor
     from deimv2.predict import Detector, _as_rgb_image, build_graph
@@ -169,6 +191,8 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "default_workers_here": default_workers(),
     }
     row.update({f"{k}_ms": statistics.median(v) for k, v in samples.items()})
+    fast = graph_cl if family(cfg) in CHANNELS_LAST_CPU else graph  # what backend="torch" runs on CPU
+    row["torch_time_share"] = op_shares(fast, x, s1)
     row["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     shutil.rmtree(tmp, ignore_errors=True)
     return row
@@ -193,6 +217,7 @@ def main(argv=None) -> dict:
         for k, val in row.items():
             if k.endswith("_ms"):
                 print(f"  {k[:-3]:<28}{val:>9.1f}")
+        print("  torch 耗时占比：" + "，".join(f"{k} {v:.0%}" for k, v in row["torch_time_share"].items()))
     result["meta"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -65,7 +65,7 @@ def test_preprocess_is_contiguous_and_exact():
     x, sizes = det.preprocess(ims)
     assert x.is_contiguous() and x.dtype == torch.float32 and x.shape == (2, 3, 96, 96)
     for i, im in enumerate(ims):
-        want = torch.from_numpy(np.asarray(im.resize((96, 96), Image.BILINEAR))).permute(2, 0, 1).float() / 255.0
+        want = torch.from_numpy(np.array(im.resize((96, 96), Image.BILINEAR))).permute(2, 0, 1).float() / 255.0
         assert torch.equal(x[i], want)
     assert sizes.tolist() == [[210, 150], [60, 90]]
 
