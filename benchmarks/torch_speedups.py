@@ -4,8 +4,10 @@ Per variant, in one process, interleaved rounds (order rotates), medians over al
 
 - ``eval_no_grad`` vs ``eval_inference_mode``: ``torch.no_grad`` vs ``torch.inference_mode`` (eval model + PostProcessor)
 - ``deploy``: ``model.deploy()`` (BatchNorm folded into the convolutions) + deploy PostProcessor
-- ``deploy_channels_last``: the same deploy graph with channels-last weights (what ``backend="torch"`` runs on
-  CPU for the families in ``deimv2.backends.CHANNELS_LAST_CPU``)
+- ``eval_channels_last_input``: the eval model fed a channels-last input (the convolutions propagate it; what
+  ``Detector(model)`` runs for the families in ``deimv2.backends.CHANNELS_LAST_CPU``)
+- ``deploy_channels_last``: the deploy graph with channels-last weights and input (what ``backend="torch"`` runs
+  for a checkpoint of those families on CPU)
 - ``preprocess_permuted`` vs ``preprocess``: one 640x480 image resized to the eval size and made a contiguous
   ``[1,3,H,W]`` float tensor, by permuting the float tensor (before) or transposing the uint8 array (``Detector``)
 - ``batch1_per_image`` vs ``batch8_per_image``: deploy graph, ms per image
@@ -96,6 +98,7 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     x = torch.rand(1, 3, h, w)
     x8 = torch.rand(8, 3, h, w)
     s1, s8 = torch.tensor([[640, 480]]), torch.tensor([[640, 480]] * 8)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
     base = default_image(tmp)
     files = []
     for i in range(n_files):  # distinct files (no OS-cache sharing tricks beyond what a real folder gets)
@@ -112,6 +115,10 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     def im_eval():
         with torch.inference_mode():
             post(model(x), s1)
+
+    def im_eval_cl():
+        with torch.inference_mode():
+            post(model(x_cl), s1)
 
     def im(g, inp, sizes):
         def run():
@@ -155,8 +162,9 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     fns = {
         "eval_no_grad": no_grad_eval,
         "eval_inference_mode": im_eval,
+        "eval_channels_last_input": im_eval_cl,
         "deploy": im(graph, x, s1),
-        "deploy_channels_last": im(graph_cl, x, s1),
+        "deploy_channels_last": im(graph_cl, x_cl, s1),
         "preprocess_permuted": preprocess_permuted,
         "preprocess": preprocess,
         "batch1_per_image": im(graph, x, s1),
@@ -191,8 +199,8 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "default_workers_here": default_workers(),
     }
     row.update({f"{k}_ms": statistics.median(v) for k, v in samples.items()})
-    fast = graph_cl if family(cfg) in CHANNELS_LAST_CPU else graph  # what backend="torch" runs on CPU
-    row["torch_time_share"] = op_shares(fast, x, s1)
+    cl = family(cfg) in CHANNELS_LAST_CPU  # what backend="torch" runs on CPU
+    row["torch_time_share"] = op_shares(graph_cl if cl else graph, x_cl if cl else x, s1)
     row["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     shutil.rmtree(tmp, ignore_errors=True)
     return row

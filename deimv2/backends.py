@@ -54,8 +54,9 @@ CACHE_DIRNAME = ".deimv2_cache"
 #: against that JSON, so a new measurement that disagrees fails until the table is updated.
 AUTO_CPU = {"hgnetv2": "onnxruntime", "dinov3": "torch"}
 
-#: Backbone families whose deploy graph runs in channels-last on CPU (``benchmarks/results/torch_speedups_cpu2.json``:
-#: faster for the CNN variants; about 2x slower for the DINOv3 ViT, whose tokens are reshaped back and forth).
+#: Backbone families run in channels-last on CPU by the torch backend: the input always (then the convolutions
+#: propagate that format), the weights too when the graph is in deploy form. Measured faster for the CNN
+#: variants, not for the DINOv3 ViT (``benchmarks/results/torch_speedups_cpu2.json``; checked by the tests).
 CHANNELS_LAST_CPU = frozenset({"hgnetv2"})
 
 
@@ -65,7 +66,8 @@ def family(cfg) -> str:
 
 
 class TorchBackend:
-    """The graph itself, under ``torch.inference_mode``; ``channels_last``: the graph was converted to it."""
+    """The graph itself, under ``torch.inference_mode``; ``channels_last``: input (and, for a deploy graph, weights)
+    in channels-last memory format."""
 
     name = "torch"
 
@@ -74,18 +76,21 @@ class TorchBackend:
         self.channels_last = channels_last
 
     def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             return self.graph(images, sizes)
 
 
 def torch_backend(graph: torch.nn.Module, cfg, device: torch.device, deployed: bool) -> TorchBackend:
-    """:class:`TorchBackend`, in channels-last for the families of :data:`CHANNELS_LAST_CPU` on CPU.
+    """:class:`TorchBackend`, channels-last for the families of :data:`CHANNELS_LAST_CPU` on CPU.
 
-    Only a graph in deploy form is converted (in place, like the BatchNorm folding of ``deploy()``); an eval-form
-    model passed to ``Detector(model)`` stays untouched, so the caller can keep training it.
+    Only a graph in deploy form gets channels-last weights (converted in place, like the BatchNorm folding of
+    ``deploy()``); an eval-form model passed to ``Detector(model)`` keeps its weights as they are (the caller
+    may go on training it) and gets channels-last input only.
     """
-    cl = deployed and device.type == "cpu" and family(cfg) in CHANNELS_LAST_CPU
-    if cl:
+    cl = device.type == "cpu" and family(cfg) in CHANNELS_LAST_CPU
+    if cl and deployed:
         graph.to(memory_format=torch.channels_last)
     return TorchBackend(graph, channels_last=cl)
 

@@ -97,9 +97,18 @@ def run_latency_benchmark(
 
 
 # --------------------------------------------------------------------------- backends side by side
-METHODS = ("official_eager", "eager", "deploy", "onnxruntime", "file_to_boxes", "file_to_boxes_torch")
+METHODS = (
+    "official_eager",
+    "official_eager_cl_input",
+    "eager",
+    "deploy",
+    "onnxruntime",
+    "file_to_boxes",
+    "file_to_boxes_torch",
+)
 METHOD_NAMES = {
     "official_eager": "官方 eager（model.eval() + PostProcessor）",
+    "official_eager_cl_input": "官方 eager，channels-last 输入",
     "eager": "我们 eager",
     "deploy": "我们 deploy（torch，HGNetv2 用 channels-last）",
     "onnxruntime": "我们 onnxruntime",
@@ -185,6 +194,8 @@ def backend_latency(
 
     Random weights with measured BN statistics (the official model's when ``official`` is given, loaded
     strictly into ours), or the weights of ``checkpoint`` (then without the official model).
+    The official model runs on a contiguous NCHW input and on the same input in channels-last strides; ratios are
+    to the faster of the two (``official_best_ms``).
     ``file_to_boxes`` is ``Detector.from_checkpoint(file)`` with its default backend called on a JPEG path;
     the ONNX export it triggers once is reported as ``first_load_s``.
     """
@@ -261,7 +272,15 @@ def backend_latency(
         if cfg.input_mean is not None:
             x_off = (x - torch.tensor(cfg.input_mean).view(1, 3, 1, 1)) / torch.tensor(cfg.input_std).view(1, 3, 1, 1)
         if off_model is not None:
-            fns = {"official_eager": lambda: off_post(off_model(x_off), sizes), **fns}
+            # the official model timed on both input layouts, and compared with the faster one: a contiguous NCHW
+            # tensor (tools/inference/torch_inf.py: ToTensor + unsqueeze) and the channels-last strided batch that
+            # its val DataLoader's collate (torch.cat of permuted HWC images) gives, which the convolutions propagate
+            x_off_cl = x_off.contiguous(memory_format=torch.channels_last)
+            fns = {
+                "official_eager": lambda: off_post(off_model(x_off), sizes),
+                "official_eager_cl_input": lambda: off_post(off_model(x_off_cl), sizes),
+                **fns,
+            }
         names = list(fns)
         samples = {k: [] for k in names}
         per_round = []
@@ -316,8 +335,9 @@ def backend_latency(
     for k in names:
         row[f"{k}_ms"] = statistics.median(samples[k])
     if off_model is not None:
-        ratios = [m["file_to_boxes"] / m["official_eager"] for m in per_round]
-        row["file_to_boxes_over_official"] = row["file_to_boxes_ms"] / row["official_eager_ms"]
+        row["official_best_ms"] = min(row["official_eager_ms"], row["official_eager_cl_input_ms"])
+        ratios = [m["file_to_boxes"] / min(m["official_eager"], m["official_eager_cl_input"]) for m in per_round]
+        row["file_to_boxes_over_official"] = row["file_to_boxes_ms"] / row["official_best_ms"]
         row["file_to_boxes_over_official_per_round"] = ratios
     return row
 
@@ -352,12 +372,12 @@ def _machine_meta(threads: int, rounds: int, runs: int) -> dict:
 
 def print_backend_table(row: dict) -> None:
     """One table: method, median ms, ratio to the official eager model (when measured)."""
-    base = row.get("official_eager_ms")
+    base = row.get("official_best_ms")  # the faster of the official model's two input layouts
     print(
         f"\n{row['variant']}（输入 {row['input']}，图片 {row['image']}，默认后端 {row['default_backend']}，"
         f"{row['threads']} 线程，{row['rounds']} 轮交替 × {row['runs']} 次，中位数）"
     )
-    print(f"  {'方式':<34}{'ms':>9}{'相对官方 eager':>16}")
+    print(f"  {'方式':<34}{'ms':>9}{'相对官方（两种输入中较快的）':>16}")
     for k in METHODS:
         if f"{k}_ms" in row:
             ratio = f"{row[f'{k}_ms'] / base:.2f}×" if base else "—"

@@ -36,24 +36,28 @@ def _images():
 def test_torch_deploy_path_equals_eager(variant, size):
     """Deploy form (BN folded, channels-last for HGNetv2 on CPU) vs the untouched eval model."""
     model = calibrated_model(variant, num_classes=5, size=size, batch=2)
-    eager = Detector(model, conf=0.0, backend="torch")  # eval form: never converted
-    assert not eager.backend.channels_last
+    ref = Detector(model, conf=0.0, backend="torch")  # eval form: weights never converted
+    ref.backend.channels_last = False  # the plain NCHW reference
+    hgnet = backends.family(model.config) == "hgnetv2"
+    eager = Detector(model, conf=0.0, backend="torch")
+    assert eager.backend.channels_last is hgnet  # channels-last input only
     assert all(p.is_contiguous() for p in model.parameters())
     fast = Detector(copy.deepcopy(model), conf=0.0, deploy=True, backend="torch")  # what from_checkpoint builds
-    hgnet = backends.family(model.config) == "hgnetv2"
     assert fast.backend.channels_last is hgnet
     convs = [m.weight for m in fast.graph.modules() if isinstance(m, torch.nn.Conv2d)]
     convs = [w for w in convs if w.shape[1] > 1 and w.shape[2] > 1]  # 1x1 / depthwise kernels: either format
     assert convs and all(w.is_contiguous(memory_format=torch.channels_last) is hgnet for w in convs)
-    for a, b in zip(fast.predict(_images()), eager.predict(_images())):
-        assert_same_detections(a, b)
+    want = ref.predict(_images())
+    for det in (fast, eager):
+        for a, b in zip(det.predict(_images()), want):
+            assert_same_detections(a, b)
 
 
-def test_channels_last_only_on_cpu_and_only_in_deploy_form():
+def test_channels_last_only_on_cpu_weights_only_in_deploy_form():
     model = calibrated_model("atto", num_classes=3, size=96, batch=2)
     det = Detector(model, backend="torch")
     b = backends.torch_backend(det.graph, det.cfg, torch.device("cpu"), deployed=False)
-    assert not b.channels_last
+    assert b.channels_last and all(p.is_contiguous() for p in model.parameters())  # input only
     assert not backends.torch_backend(det.graph, det.cfg, torch.device("cuda"), deployed=True).channels_last
     s_cfg = load_config("s", num_classes=3)
     assert not backends.torch_backend(torch.nn.Identity(), s_cfg, torch.device("cpu"), deployed=True).channels_last
@@ -91,5 +95,7 @@ def test_channels_last_families_are_those_measured_faster():
     assert {"atto", "n", "s"} <= set(rows)
     for v, row in rows.items():
         fam = backends.family(load_config(v))
-        assert (row["deploy_channels_last_ms"] < row["deploy_ms"]) is (fam in backends.CHANNELS_LAST_CPU), v
+        cl = fam in backends.CHANNELS_LAST_CPU
+        assert (row["deploy_channels_last_ms"] < row["deploy_ms"]) is cl, v
+        assert (row["eval_channels_last_input_ms"] < row["eval_inference_mode_ms"]) is cl, v
         assert row["preprocess_ms"] < row["preprocess_permuted_ms"], v
