@@ -345,7 +345,8 @@ class Detector:
 
     def _run(self, images, paths, conf, max_det, keep, keep_images) -> list[Prediction]:
         batch, sizes = self.preprocess(images)
-        self.graph.eval()
+        if self.backend.name == "torch" and (self.graph.training or self.graph.model.training):
+            self.graph.eval()  # e.g. model.train() was called after the Detector was made (the walk costs ms)
         labels, boxes, scores = self.backend(batch, sizes)
         labels, boxes, scores = labels.cpu(), boxes.float().cpu(), scores.float().cpu()
         preds = []

@@ -99,3 +99,14 @@ def test_channels_last_families_are_those_measured_faster():
         assert (row["deploy_channels_last_ms"] < row["deploy_ms"]) is cl, v
         assert (row["eval_channels_last_input_ms"] < row["eval_inference_mode_ms"]) is cl, v
         assert row["preprocess_ms"] < row["preprocess_permuted_ms"], v
+
+
+def test_model_train_after_detector_is_undone_for_torch_only():
+    """``_run`` puts the graph back in eval mode only when needed (walking every module costs ms per call)."""
+    model = calibrated_model("atto", num_classes=3, size=96, batch=2)
+    det = Detector(model, conf=0.0, backend="torch")
+    before = det(_images()[0])
+    model.train()
+    after = det(_images()[0])
+    assert not model.training and not any(m.training for m in det.graph.modules())
+    assert_same_detections(before, after)
