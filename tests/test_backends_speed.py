@@ -103,7 +103,7 @@ def test_channels_last_families_are_those_measured_faster():
 
 def test_model_train_after_detector_is_undone_for_torch_only():
     """``_run`` puts the graph back in eval mode only when needed (walking every module costs ms per call)."""
-    model = calibrated_model("atto", num_classes=3, size=96, batch=2)
+    model = calibrated_model("atto", num_classes=3, size=160, batch=2)
     det = Detector(model, conf=0.0, backend="torch")
     before = det(_images()[0])
     model.train()
