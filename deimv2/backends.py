@@ -6,8 +6,8 @@ Both run the same :class:`~deimv2.predict.DetectionGraph` (model + post-processo
 ``backend="auto"`` (the default) picks per backbone family what measured faster on CPU (:data:`AUTO_CPU`):
 ONNX Runtime for a checkpoint file of an HGNetv2 variant (Atto…N) when ``onnx`` and ``onnxruntime`` are
 installed, else PyTorch: for the DINOv3 variants (S/M/L/X, whose fused attention is faster in PyTorch) and
-always on CUDA (use TensorRT there, ``docs/tensorrt.md``). On CPU the PyTorch path runs the deploy graph of the
-HGNetv2 variants in channels-last memory format (:data:`CHANNELS_LAST_CPU`), which measured faster.
+always on CUDA (use TensorRT there, ``docs/tensorrt.md``). On CPU the PyTorch path feeds the HGNetv2 variants
+channels-last input (and converts a deploy graph's weights too, :data:`CHANNELS_LAST_CPU`), which measured faster.
 The ONNX file is exported once and cached, keyed by the weights' hash, the config (input size …), the opset
 and the package versions; any change gives a new key and a new export. The cache lives next to the
 checkpoint (``<folder>/.deimv2_cache/``), or in the user cache folder when that folder is not writable
@@ -50,7 +50,7 @@ CACHE_DIRNAME = ".deimv2_cache"
 #: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`), chosen by measurement: the faster
 #: of ``deploy_ms`` (PyTorch, channels-last where :data:`CHANNELS_LAST_CPU`) and ``onnxruntime_ms`` in
 #: ``benchmarks/results/predict_backends_cpu2.json`` (Atto and N: onnxruntime; S: PyTorch, whose fused SDPA
-#: attention ONNX Runtime runs as separate MatMul/Softmax nodes). ``tests/test_backends.py`` checks this table
+#: attention ONNX Runtime runs as separate MatMul/Softmax nodes). ``tests/test_backends_speed.py`` checks this table
 #: against that JSON, so a new measurement that disagrees fails until the table is updated.
 AUTO_CPU = {"hgnetv2": "onnxruntime", "dinov3": "torch"}
 
