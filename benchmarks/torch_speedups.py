@@ -3,7 +3,9 @@
 Per variant, in one process, interleaved rounds (order rotates), medians over all runs:
 
 - ``eval_no_grad`` vs ``eval_inference_mode``: ``torch.no_grad`` vs ``torch.inference_mode`` (eval model + PostProcessor)
-- ``deploy``: ``model.deploy()`` (BatchNorm folded into the convolutions) + deploy PostProcessor
+- ``deploy``: ``model.deploy()`` (BatchNorm folded into the convolutions, in the HGNetv2 backbone also the
+  LearnableAffineBlock scale) + deploy PostProcessor, vs ``deploy_backbone_unfolded``: the deploy form before the
+  HGNetv2 backbone was folded; ``onnxruntime`` vs ``onnxruntime_backbone_unfolded``: both exported to ONNX
 - ``eval_channels_last_input``: the eval model fed a channels-last input (the convolutions propagate it; what
   ``Detector(model)`` runs for the families in ``deimv2.backends.CHANNELS_LAST_CPU``)
 - ``deploy_channels_last``: the deploy graph with channels-last weights and input (what ``backend="torch"`` runs
@@ -32,6 +34,7 @@ import shutil
 import statistics
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -79,6 +82,7 @@ def op_shares(graph, x, sizes, runs: int = 2) -> dict:
 def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> dict:
     from deimv2.backends import AUTO_CPU, CHANNELS_LAST_CPU, family, onnxruntime_available
     from deimv2.bench import _calibrate_bn
+    from deimv2.models import hgnetv2
     from deimv2.models.build import build_model, build_postprocessor
     from deimv2.predict import Detector, _as_rgb_image, build_graph
     from deimv2.stream import decoded_batches, default_workers, video_batches
@@ -90,6 +94,8 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     _calibrate_bn(model, h, w)
     post = build_postprocessor(cfg)
     graph = build_graph(copy.deepcopy(model), cfg, deploy=True)
+    with mock.patch.object(hgnetv2.ConvBNAct, "convert_to_deploy", lambda self: None):  # the deploy form before
+        graph_unfolded = build_graph(copy.deepcopy(model), cfg, deploy=True)
     graph_cl = build_graph(copy.deepcopy(model), cfg, deploy=True).to(memory_format=torch.channels_last)
     tmp = tempfile.mkdtemp()
     os.environ["DEIMV2_CACHE_DIR"] = str(Path(tmp) / "cache")  # the ONNX export of this random model
@@ -163,6 +169,7 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "eval_no_grad": no_grad_eval,
         "eval_inference_mode": im_eval,
         "eval_channels_last_input": im_eval_cl,
+        "deploy_backbone_unfolded": im(graph_unfolded, x, s1),
         "deploy": im(graph, x, s1),
         "deploy_channels_last": im(graph_cl, x_cl, s1),
         "preprocess_permuted": preprocess_permuted,
@@ -174,6 +181,14 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "folder_workers1_per_image": folder_workers(1),
         "folder_workers2_per_image": folder_workers(2),
     }
+    if onnxruntime_available():  # the same two deploy forms exported and run in onnxruntime
+        from deimv2.backends import ort_session
+        from deimv2.export import write_onnx
+
+        feeds = {"images": x.numpy(), "orig_target_sizes": s1.numpy()}
+        for name, g in (("onnxruntime_backbone_unfolded", graph_unfolded), ("onnxruntime", graph)):
+            write_onnx(g, cfg, Path(tmp) / f"{name}.onnx")
+            fns[name] = (lambda sess: lambda: sess.run(None, feeds))(ort_session(Path(tmp) / f"{name}.onnx"))
     if video is not None:
         fns["video_sequential_per_frame"] = video_run(False)
         fns["video_thread_per_frame"] = video_run(True)

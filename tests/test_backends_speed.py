@@ -116,3 +116,35 @@ def test_model_train_after_detector_is_undone_for_torch_only():
     after = det(_images()[0])
     assert not model.training and not any(m.training for m in det.graph.modules())
     assert_same_detections(before, after)
+
+
+@pytest.mark.parametrize(("act", "scale", "folded"), [("relu", 1.7, True), ("relu", -0.8, False), ("silu", 1.7, False)])
+def test_hgnetv2_deploy_folds_bn_and_positive_lab_scale(act, scale, folded):
+    from deimv2.models import hgnetv2
+
+    torch.manual_seed(0)
+    block = hgnetv2.ConvBNAct(6, 8, 3, 1, use_lab=True, act=act)
+    bn = block.bn
+    with torch.no_grad():
+        bn.running_mean.uniform_(-0.5, 0.5), bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.uniform_(0.5, 1.5), bn.bias.uniform_(-0.2, 0.2)
+        block.lab.scale.fill_(scale), block.lab.bias.fill_(0.3)
+    block.eval()
+    x = torch.randn(2, 6, 11, 13)
+    with torch.no_grad():
+        want = block(x)
+        block.convert_to_deploy()
+        block.convert_to_deploy()  # second call: no-op
+        got = block(x)
+    assert isinstance(block.bn, torch.nn.Identity) and block.conv.bias is not None
+    assert isinstance(block.lab, hgnetv2.LearnableAffineBlock) is not folded
+    assert float((got - want).abs().max()) < 1e-5
+
+
+def test_deploy_graph_of_hgnetv2_has_no_backbone_bn():
+    from deimv2.models import hgnetv2
+
+    det = Detector(calibrated_model("atto", num_classes=3, size=96, batch=2), deploy=True, backend="torch")
+    backbone = det.graph.model.backbone
+    assert not [m for m in backbone.modules() if isinstance(m, (hgnetv2.FrozenBatchNorm2d, torch.nn.BatchNorm2d))]
+    assert not [m for m in backbone.modules() if isinstance(m, hgnetv2.LearnableAffineBlock)]  # init scale 1 > 0
