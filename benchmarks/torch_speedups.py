@@ -1,6 +1,7 @@
 """Which changes make the PyTorch inference path (and the input pipeline) faster on CPU? Each one against its baseline.
 
-Per variant, in one process, interleaved rounds (order rotates), medians over all runs:
+Per variant, in one process, every method called in turn call by call (order rotates per round), medians
+over all calls:
 
 - ``eval_no_grad`` vs ``eval_inference_mode``: ``torch.no_grad`` vs ``torch.inference_mode`` (eval model + PostProcessor)
 - ``deploy``: ``model.deploy()`` (BatchNorm folded into the convolutions, in the HGNetv2 backbone also the
@@ -33,6 +34,7 @@ import os
 import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -40,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deimv2.bench import _machine_meta, default_image, time_fn
+from deimv2.bench import _machine_meta, default_image
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -196,13 +198,19 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     per_image["batch1_per_image"] = 1
     names = list(fns)
     samples = {k: [] for k in names}
-    for r in range(rounds):
+    for k in names:  # warm-up (first calls allocate, export, start workers ...)
+        for _ in range(1 if k.startswith(("folder", "video")) else warmup):
+            fns[k]()
+    for r in range(rounds):  # call by call in turn, so that load changes hit every method alike
         order = names[r % len(names) :] + names[: r % len(names)]
-        for k in order if r % 2 == 0 else order[::-1]:
-            slow = k.startswith(("folder", "video"))
-            n = max(2, runs // 4) if slow else runs
-            res = time_fn(fns[k], runs=n, warmup=1 if slow else warmup, keep_times=True)
-            samples[k].extend(t / per_image.get(k, 1) for t in res["times"])
+        order = order if r % 2 == 0 else order[::-1]
+        for i in range(runs):
+            for k in order:
+                if k.startswith(("folder", "video")) and i >= max(2, runs // 4):
+                    continue  # the whole folder / video per call: fewer calls
+                t0 = time.perf_counter()
+                fns[k]()
+                samples[k].append((time.perf_counter() - t0) * 1000 / per_image.get(k, 1))
     row = {
         "variant": variant,
         "family": family(cfg),
