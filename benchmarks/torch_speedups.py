@@ -11,8 +11,8 @@ over all calls:
   ``Detector(model)`` runs for the families in ``deimv2.backends.CHANNELS_LAST_CPU``)
 - ``deploy_channels_last``: the deploy graph with channels-last weights and input (what ``backend="torch"`` runs
   for a checkpoint of those families on CPU)
-- ``preprocess_permuted`` vs ``preprocess``: one 640x480 image resized to the eval size and made a contiguous
-  ``[1,3,H,W]`` float tensor, by permuting the float tensor (before) or transposing the uint8 array (``Detector``)
+- ``preprocess`` vs ``preprocess_transposed``: one 640x480 image resized to the eval size and made a contiguous
+  ``[1,3,H,W]`` float tensor, by permuting the float tensor (``Detector``) or transposing the uint8 array first
 - ``batch1_per_image`` vs ``batch8_per_image``: deploy graph, ms per image
 - a folder of JPEGs through ``Detector`` (its ``auto`` backend for a checkpoint of this family) and
   ``deimv2.stream.decoded_batches``: ``folder_sequential_per_image`` (``predict`` on the path list, decoding in
@@ -135,14 +135,14 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
 
         return run
 
-    def preprocess_permuted():
-        arr = np.asarray(pil.resize((w, h), Image.BILINEAR))
-        return torch.from_numpy(np.stack([arr])).permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+    def preprocess():  # Detector's: a permuted (channels-last strided) view, made contiguous by onnxruntime
+        return det.preprocess([pil])[0].contiguous()
 
-    def preprocess():
-        return det.preprocess([pil])[0]
+    def preprocess_transposed():  # the alternative: HWC -> CHW in numpy while still uint8
+        arr = np.ascontiguousarray(np.asarray(pil.resize((w, h), Image.BILINEAR)).transpose(2, 0, 1))
+        return torch.from_numpy(arr[None]).float().div_(255.0)
 
-    assert preprocess().is_contiguous() and torch.equal(preprocess(), preprocess_permuted())
+    assert torch.equal(preprocess(), preprocess_transposed())
 
     def folder_sequential():
         det.predict(files, keep_images=False)
@@ -174,8 +174,8 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "deploy_backbone_unfolded": im(graph_unfolded, x, s1),
         "deploy": im(graph, x, s1),
         "deploy_channels_last": im(graph_cl, x_cl, s1),
-        "preprocess_permuted": preprocess_permuted,
         "preprocess": preprocess,
+        "preprocess_transposed": preprocess_transposed,
         "batch1_per_image": im(graph, x, s1),
         "batch8_per_image": im(graph, x8, s8),
         "folder_sequential_per_image": folder_sequential,

@@ -66,33 +66,37 @@ def family(cfg) -> str:
 
 
 class TorchBackend:
-    """The graph itself, under ``torch.inference_mode``; ``channels_last``: input (and, for a deploy graph, weights)
-    in channels-last memory format."""
+    """The graph itself, under ``torch.inference_mode``; ``memory_format``: the input's layout is made this one
+    first (``None``: as given). ``channels_last``: the graph runs in channels-last."""
 
     name = "torch"
 
-    def __init__(self, graph: torch.nn.Module, channels_last: bool = False):
+    def __init__(self, graph: torch.nn.Module, memory_format: torch.memory_format | None = None):
         self.graph = graph
-        self.channels_last = channels_last
+        self.memory_format = memory_format
+        self.channels_last = memory_format == torch.channels_last
 
     def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
+        if self.memory_format is not None:
+            images = images.contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
             return self.graph(images, sizes)
 
 
 def torch_backend(graph: torch.nn.Module, cfg, device: torch.device, deployed: bool) -> TorchBackend:
-    """:class:`TorchBackend`, channels-last for the families of :data:`CHANNELS_LAST_CPU` on CPU.
+    """:class:`TorchBackend`: on CPU channels-last for the families of :data:`CHANNELS_LAST_CPU`, else NCHW.
 
     Only a graph in deploy form gets channels-last weights (converted in place, like the BatchNorm folding of
     ``deploy()``); an eval-form model passed to ``Detector(model)`` keeps its weights as they are (the caller
-    may go on training it) and gets channels-last input only.
+    may go on training it) and gets channels-last input only. On GPU the input is passed as it is.
     """
-    cl = device.type == "cpu" and family(cfg) in CHANNELS_LAST_CPU
-    if cl and deployed:
+    if device.type != "cpu":
+        return TorchBackend(graph)
+    if family(cfg) not in CHANNELS_LAST_CPU:
+        return TorchBackend(graph, torch.contiguous_format)
+    if deployed:
         graph.to(memory_format=torch.channels_last)
-    return TorchBackend(graph, channels_last=cl)
+    return TorchBackend(graph, torch.channels_last)
 
 
 def ort_session(path: str | Path, threads: int | None = None):

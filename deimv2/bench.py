@@ -259,8 +259,9 @@ def backend_latency(
 
         pil = Image.open(path).convert("RGB")
         x, sizes = det.preprocess([pil])
+        x_nchw = x.contiguous()  # eager models (ours and the official) timed on a contiguous NCHW tensor
         fns = {
-            "eager": lambda: post(model(x), sizes),
+            "eager": lambda: post(model(x_nchw), sizes),
             "deploy": lambda: det_t.backend(x, sizes),  # deploy graph, channels-last where CHANNELS_LAST_CPU
             "onnxruntime": lambda: det_o.backend(x, sizes),
             "file_to_boxes": lambda: det(path),
@@ -268,9 +269,10 @@ def backend_latency(
         }
         if det_o is None:
             fns.pop("onnxruntime")
-        x_off = x  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
+        x_off = x_nchw  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
         if cfg.input_mean is not None:
-            x_off = (x - torch.tensor(cfg.input_mean).view(1, 3, 1, 1)) / torch.tensor(cfg.input_std).view(1, 3, 1, 1)
+            mean, std = torch.tensor(cfg.input_mean).view(1, 3, 1, 1), torch.tensor(cfg.input_std).view(1, 3, 1, 1)
+            x_off = ((x_nchw - mean) / std).contiguous()
         if off_model is not None:
             # the official model timed on both input layouts, and compared with the faster one: a contiguous NCHW
             # tensor (tools/inference/torch_inf.py: ToTensor + unsqueeze) and the channels-last strided batch that

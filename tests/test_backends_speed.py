@@ -37,7 +37,7 @@ def test_torch_deploy_path_equals_eager(variant, size):
     """Deploy form (BN folded, channels-last for HGNetv2 on CPU) vs the untouched eval model."""
     model = calibrated_model(variant, num_classes=5, size=size, batch=2)
     ref = Detector(model, conf=0.0, backend="torch")  # eval form: weights never converted
-    ref.backend.channels_last = False  # the plain NCHW reference
+    ref.backend.memory_format = torch.contiguous_format  # the plain NCHW reference
     hgnet = backends.family(model.config) == "hgnetv2"
     eager = Detector(model, conf=0.0, backend="torch")
     assert eager.backend.channels_last is hgnet  # channels-last input only
@@ -63,11 +63,11 @@ def test_channels_last_only_on_cpu_weights_only_in_deploy_form():
     assert not backends.torch_backend(torch.nn.Identity(), s_cfg, torch.device("cpu"), deployed=True).channels_last
 
 
-def test_preprocess_is_contiguous_and_exact():
+def test_preprocess_is_exact():
     det = Detector(calibrated_model("atto", num_classes=3, size=96, batch=2), backend="torch")
     ims = [Image.fromarray(a) for a in _images()]
     x, sizes = det.preprocess(ims)
-    assert x.is_contiguous() and x.dtype == torch.float32 and x.shape == (2, 3, 96, 96)
+    assert x.dtype == torch.float32 and x.shape == (2, 3, 96, 96)
     for i, im in enumerate(ims):
         want = torch.from_numpy(np.array(im.resize((96, 96), Image.BILINEAR))).permute(2, 0, 1).float() / 255.0
         assert torch.equal(x[i], want)
@@ -104,7 +104,6 @@ def test_channels_last_families_are_those_measured_faster():
         for fast, base in (("deploy_channels_last", "deploy"), ("eval_channels_last_input", "eval_inference_mode")):
             faster = _clearly(row[f"{fast}_ms"], row[f"{base}_ms"])
             assert faster is None or faster is cl, (v, fast, row[f"{fast}_ms"], row[f"{base}_ms"])
-        assert row["preprocess_ms"] <= row["preprocess_permuted_ms"] * 1.05, v
 
 
 def test_model_train_after_detector_is_undone_for_torch_only():
