@@ -47,16 +47,17 @@ OPSET = 17
 CACHE_DIRNAME = ".deimv2_cache"
 
 
-#: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`), chosen by measurement: the faster
-#: of ``deploy_ms`` (PyTorch, channels-last where :data:`CHANNELS_LAST_CPU`) and ``onnxruntime_ms`` in
-#: ``benchmarks/results/predict_backends_cpu2.json`` (Atto and N: onnxruntime; S: PyTorch, whose fused SDPA
-#: attention ONNX Runtime runs as separate MatMul/Softmax nodes). ``tests/test_backends_speed.py`` checks this table
-#: against that JSON, so a new measurement that disagrees fails until the table is updated.
+#: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`), chosen by measurement:
+#: ``deploy_ms`` (PyTorch, channels-last where :data:`CHANNELS_LAST_CPU`) vs ``onnxruntime_ms`` in
+#: ``benchmarks/results/predict_backends_cpu{1,2}.json`` (1 and 2 threads). HGNetv2 (Atto…N): onnxruntime, clearly
+#: faster; DINOv3 (S…X): PyTorch, whose fused SDPA attention onnxruntime runs as separate MatMul/Softmax
+#: nodes. ``tests/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %)
+#: contradicts this table.
 AUTO_CPU = {"hgnetv2": "onnxruntime", "dinov3": "torch"}
 
 #: Backbone families run in channels-last on CPU by the torch backend: the input always (then the convolutions
-#: propagate that format), the weights too when the graph is in deploy form. Measured faster for the CNN
-#: variants, not for the DINOv3 ViT (``benchmarks/results/torch_speedups_cpu2.json``; checked by the tests).
+#: propagate that format), the weights too when the graph is in deploy form. Clearly faster for the CNN variants,
+#: parity for the DINOv3 ViT (``benchmarks/results/torch_speedups_cpu{1,2}.json``; checked by the tests).
 CHANNELS_LAST_CPU = frozenset({"hgnetv2"})
 
 
