@@ -49,7 +49,7 @@ CACHE_DIRNAME = ".deimv2_cache"
 
 #: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`), chosen by measurement:
 #: ``deploy_ms`` (PyTorch, channels-last where :data:`CHANNELS_LAST_CPU`) vs ``onnxruntime_ms`` in
-#: ``benchmarks/results/predict_backends_cpu{1,2}.json`` (1 and 2 threads). HGNetv2 (Atto…N): onnxruntime, clearly
+#: ``benchmarks/results/predict_backends_cpu2.json`` (2-core machine). HGNetv2 (Atto…N): onnxruntime, clearly
 #: faster; DINOv3 (S…X): PyTorch, whose fused SDPA attention onnxruntime runs as separate MatMul/Softmax
 #: nodes. ``tests/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %)
 #: contradicts this table.
@@ -57,7 +57,7 @@ AUTO_CPU = {"hgnetv2": "onnxruntime", "dinov3": "torch"}
 
 #: Backbone families run in channels-last on CPU by the torch backend: the input always (then the convolutions
 #: propagate that format), the weights too when the graph is in deploy form. Clearly faster for the CNN variants,
-#: parity for the DINOv3 ViT (``benchmarks/results/torch_speedups_cpu{1,2}.json``; checked by the tests).
+#: parity for the DINOv3 ViT (``benchmarks/results/torch_speedups_cpu2.json``; checked by the tests).
 CHANNELS_LAST_CPU = frozenset({"hgnetv2"})
 
 
