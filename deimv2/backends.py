@@ -48,7 +48,7 @@ CACHE_DIRNAME = ".deimv2_cache"
 
 
 #: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`), chosen by measurement:
-#: ``deploy_ms`` (PyTorch, channels-last where :data:`CHANNELS_LAST_CPU`) vs ``onnxruntime_ms`` in
+#: ``onnxruntime_over_deploy`` (onnxruntime vs PyTorch deploy, channels-last where :data:`CHANNELS_LAST_CPU`) in
 #: ``benchmarks/results/predict_backends_cpu2.json`` (2-core machine). HGNetv2 (Atto…N): onnxruntime, clearly
 #: faster; DINOv3 (S…X): PyTorch, whose fused SDPA attention onnxruntime runs as separate MatMul/Softmax
 #: nodes. ``tests/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %)
