@@ -87,7 +87,7 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     from deimv2.models import hgnetv2
     from deimv2.models.build import build_model, build_postprocessor
     from deimv2.predict import Detector, _as_rgb_image, build_graph
-    from deimv2.stream import decoded_batches, default_workers, video_batches
+    from deimv2.stream import decoded_batches, video_batches
 
     torch.manual_seed(0)
     model = build_model(variant)
@@ -219,7 +219,6 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "video_frames": n_files if video is not None else 0,
         "image": "640x480 JPEG",
         "folder_backend": det.backend.name,
-        "default_workers_here": default_workers(),
     }
     row.update({f"{k}_ms": statistics.median(v) for k, v in samples.items()})
     cl = family(cfg) in CHANNELS_LAST_CPU  # what backend="torch" runs on CPU

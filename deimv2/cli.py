@@ -95,7 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        help="文件夹推理时提前解码图片的进程数（默认：模型线程用不到的 CPU 核数，2 核机器上为 0）",
+        default=0,
+        help="文件夹推理时提前解码图片的进程数（默认 0：在主进程里解码；有空闲 CPU 核或用 GPU 推理时可设 2–4）",
     )
 
     p = sub.add_parser("export", help="导出 ONNX")

@@ -485,14 +485,14 @@ def predict_cli(
     save_json=False,
     classes=None,
     backend="auto",
-    num_workers=None,
+    num_workers=0,
 ) -> dict:
     """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
 
     ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
     these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics; ``backend`` as in
-    :class:`Detector`; ``num_workers``: processes decoding a folder ahead of the model (default: the cores the
-    model's threads leave free, see :mod:`deimv2.stream`).
+    :class:`Detector`; ``num_workers``: processes decoding a folder ahead of the model (default none, see
+    :mod:`deimv2.stream`).
     """
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
@@ -537,7 +537,7 @@ def predict_cli(
     from .stream import decoded_batches
 
     rows, total, done, failed = [], 0, 0, []
-    # decoded in a DataLoader (workers on spare cores decode ahead); one bad file must not stop the folder
+    # decoded in a DataLoader (with workers: ahead of the model); one bad file must not stop the folder
     for batch in decoded_batches([src for src, _, _ in jobs], _as_rgb_image, det.batch_size, num_workers):
         failed += [(jobs[i][2], err) for i, _, err in batch if err is not None]
         chunk = [(i, im) for i, im, err in batch if err is None]

@@ -3,9 +3,9 @@ background thread. Both keep the input order and give the same images as decodin
 
 Folders: a :class:`torch.utils.data.DataLoader` over :class:`DecodedImages` yields batches of decoded images;
 with ``num_workers > 0`` worker processes decode the next batches while the model runs on this one. A file
-that cannot be read becomes an error entry of its batch (the folder goes on). :func:`default_workers` gives
-workers only cores that the model's threads leave free: on a 2-core machine with 2 threads that is none (decoding
-in workers then competes with the model for the same cores; ``benchmarks/torch_speedups.py`` measures it).
+that cannot be read becomes an error entry of its batch (the folder goes on). The default is no workers: on the
+2-core machine the model already uses the cores and workers measured slower (``folder_workers{0,1,2}_per_image``
+in ``benchmarks/results/torch_speedups_cpu2.json``); they help where cores are idle (many cores, GPU inference).
 
 Video: :func:`video_batches` reads frames with OpenCV in a thread (OpenCV releases the GIL while decoding)
 into a small queue, so the next frames are decoded while the model runs.
@@ -14,7 +14,6 @@ Explained in notebook ``05_inference.ipynb``.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -26,12 +25,7 @@ import torch
 
 from .errors import DatasetError
 
-__all__ = ["DecodedImages", "decoded_batches", "default_workers", "video_batches"]
-
-
-def default_workers(max_workers: int = 4) -> int:
-    """Decoding workers that do not compete with the model: CPU cores minus torch's threads (0…``max_workers``)."""
-    return max(0, min(max_workers, (os.cpu_count() or 1) - torch.get_num_threads()))
+__all__ = ["DecodedImages", "decoded_batches", "video_batches"]
 
 
 class DecodedImages(torch.utils.data.Dataset):
@@ -59,10 +53,10 @@ def _as_list(items):
 
 
 def decoded_batches(
-    paths: Sequence[str | Path], decode: Callable[[Any], tuple], batch_size: int, num_workers: int | None = None
+    paths: Sequence[str | Path], decode: Callable[[Any], tuple], batch_size: int, num_workers: int = 0
 ) -> Iterator[list[tuple]]:
-    """Batches (lists) of :class:`DecodedImages` items in input order; ``num_workers=None``: :func:`default_workers`."""
-    workers = default_workers() if num_workers is None else max(0, int(num_workers))
+    """Batches (lists) of :class:`DecodedImages` items in input order, decoded by ``num_workers`` processes."""
+    workers = max(0, int(num_workers or 0))
     loader = torch.utils.data.DataLoader(
         DecodedImages(paths, decode),
         batch_size=max(1, int(batch_size)),

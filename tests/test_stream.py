@@ -14,7 +14,7 @@ from tinydata import calibrated_atto
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import DatasetError
 from deimv2.predict import Detector, _as_rgb_image, predict_cli
-from deimv2.stream import DecodedImages, decoded_batches, default_workers, video_batches
+from deimv2.stream import DecodedImages, decoded_batches, video_batches
 
 
 @pytest.fixture(autouse=True)
@@ -56,14 +56,13 @@ def test_decoded_batches_equal_sequential_decoding_in_order(tmp_path, workers):
     assert sum(err is not None for _, _, err in seen) == 1
 
 
-def test_default_workers_leave_the_models_cores_alone(monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    torch.set_num_threads(2)
-    assert default_workers() == 0
-    torch.set_num_threads(1)
-    assert default_workers() == 1
-    monkeypatch.setattr("os.cpu_count", lambda: 64)
-    assert default_workers() == 4 and default_workers(max_workers=8) == 8
+def test_no_workers_by_default(tmp_path):
+    files = _folder(tmp_path, n=3, bad=())
+    import inspect
+
+    assert inspect.signature(decoded_batches).parameters["num_workers"].default == 0
+    assert inspect.signature(predict_cli).parameters["num_workers"].default == 0
+    assert [i for b in decoded_batches(files, _as_rgb_image, 2) for i, _, _ in b] == [0, 1, 2]
     assert len(DecodedImages(["a.jpg", "b.jpg"], _as_rgb_image)) == 2
 
 
