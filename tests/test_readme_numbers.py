@@ -54,8 +54,8 @@ def speedups_claim(ts: dict) -> str:
     """The README sentence of ``benchmarks/torch_speedups.py``: what bounds the exact speed-up of S."""
     share = ts["variants"]["s"]["torch_time_share"]
     return (
-        f"S 的 PyTorch deploy 图里注意力占 {share['attention']:.0%}、矩阵乘占 {share['matmul']:.0%}"
-        f"（torch profiler，{ts['meta']['threads']} 线程）"
+        f"S 的 PyTorch deploy 图里注意力占 {share['attention']:.0%}、矩阵乘占 {share['matmul']:.0%}，"
+        f"合计 {share['attention'] + share['matmul']:.0%}（torch profiler，{ts['meta']['threads']} 线程）"
     )
 
 
