@@ -56,8 +56,9 @@ CACHE_DIRNAME = ".deimv2_cache"
 AUTO_CPU = {"hgnetv2": "onnxruntime", "dinov3": "torch"}
 
 #: Backbone families run in channels-last on CPU by the torch backend: the input always (then the convolutions
-#: propagate that format), the weights too when the graph is in deploy form. Clearly faster for the CNN variants,
-#: parity for the DINOv3 ViT (``benchmarks/results/torch_speedups_cpu2.json``; checked by the tests).
+#: propagate that format), the weights too when the graph is in deploy form. Clearly faster for the CNN variants;
+#: for the DINOv3 ViT channels-last weights are at parity, so they stay as they are
+#: (``benchmarks/results/torch_speedups_cpu2.json``; checked by the tests).
 CHANNELS_LAST_CPU = frozenset({"hgnetv2"})
 
 
@@ -85,16 +86,14 @@ class TorchBackend:
 
 
 def torch_backend(graph: torch.nn.Module, cfg, device: torch.device, deployed: bool) -> TorchBackend:
-    """:class:`TorchBackend`: on CPU channels-last for the families of :data:`CHANNELS_LAST_CPU`, else NCHW.
+    """:class:`TorchBackend`: on CPU channels-last for the families of :data:`CHANNELS_LAST_CPU`.
 
     Only a graph in deploy form gets channels-last weights (converted in place, like the BatchNorm folding of
     ``deploy()``); an eval-form model passed to ``Detector(model)`` keeps its weights as they are (the caller
-    may go on training it) and gets channels-last input only. On GPU the input is passed as it is.
+    may go on training it) and gets channels-last input only. Other families and GPU get the input as it is.
     """
-    if device.type != "cpu":
-        return TorchBackend(graph)
-    if family(cfg) not in CHANNELS_LAST_CPU:
-        return TorchBackend(graph, torch.contiguous_format)
+    if device.type != "cpu" or family(cfg) not in CHANNELS_LAST_CPU:
+        return TorchBackend(graph)  # the input as Detector.preprocess made it
     if deployed:
         graph.to(memory_format=torch.channels_last)
     return TorchBackend(graph, torch.channels_last)
