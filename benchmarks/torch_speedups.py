@@ -1,82 +1,121 @@
-"""Which changes make the PyTorch inference path faster on CPU? Each one measured against its baseline.
+"""Which changes make the PyTorch inference path (and the input pipeline) faster on CPU? Each one against its baseline.
 
-Per variant, in one process, interleaved rounds (order rotates), medians over all runs:
+Per variant, in one process, every method called in turn call by call (order rotates per round), medians
+over all calls:
 
 - ``eval_no_grad`` vs ``eval_inference_mode``: ``torch.no_grad`` vs ``torch.inference_mode`` (eval model + PostProcessor)
-- ``deploy``: ``model.deploy()`` (BatchNorm folded into the convolutions) + deploy PostProcessor
-- ``deploy_channels_last``: the deploy graph with channels-last weights and input
+- ``deploy``: ``model.deploy()`` (BatchNorm folded into the convolutions, in the HGNetv2 backbone also the
+  LearnableAffineBlock scale) + deploy PostProcessor, vs ``deploy_backbone_unfolded``: the deploy form before the
+  HGNetv2 backbone was folded; ``onnxruntime`` vs ``onnxruntime_backbone_unfolded``: both exported to ONNX
+- ``eval_channels_last_input``: the eval model fed a channels-last input (the convolutions propagate it; what
+  ``Detector(model)`` runs for the families in ``deimv2.backends.CHANNELS_LAST_CPU``)
+- ``deploy_channels_last``: the deploy graph with channels-last weights and input (what ``backend="torch"`` runs
+  for a checkpoint of those families on CPU)
+- ``preprocess`` vs ``preprocess_transposed``: one 640x480 image resized to the eval size and made a contiguous
+  ``[1,3,H,W]`` float tensor, by permuting the float tensor (``Detector``) or transposing the uint8 array first
 - ``batch1_per_image`` vs ``batch8_per_image``: deploy graph, ms per image
-- folder of JPEGs through ``Detector(backend="torch")``: decoding in the main thread (``predict`` on the list)
-  vs a ``DataLoader`` with 1 or 2 workers decoding and resizing ahead (``folder_main_per_image`` /
-  ``folder_workers{1,2}_per_image``)
+- a folder of JPEGs through ``Detector`` (its ``auto`` backend for a checkpoint of this family) and
+  ``deimv2.stream.decoded_batches``: ``folder_sequential_per_image`` (``predict`` on the path list, decoding in
+  the loop) vs a ``DataLoader`` with 0, 1 or 2 workers (``folder_workers{0,1,2}_per_image``)
+- ``torch_time_share``: the share of the torch deploy graph's time per kind of kernel (attention, matmul,
+  convolution, other), from the torch profiler: a kernel that is already compute-bound limits any exact speed-up
+- an MP4 video (with OpenCV): frames read in the loop (``video_sequential_per_frame``) vs a background thread
+  (``video_thread_per_frame``), ``deimv2.stream.video_batches``
 
-    python benchmarks/torch_speedups.py --variants atto n --rounds 3
+    python benchmarks/torch_speedups.py --variants atto n s --rounds 3
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
+import shutil
 import statistics
 import tempfile
+import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
 from PIL import Image
 
-from deimv2.bench import _machine_meta, default_image, time_fn
+from deimv2.bench import _machine_meta, default_image
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-class _Folder(torch.utils.data.Dataset):
-    """Decode + resize one image per item (what a DataLoader worker does ahead of the model)."""
+def _make_video(path: Path, image: Path, frames: int) -> Path | None:
+    try:
+        import cv2
+    except ImportError:
+        return None
+    base = np.asarray(Image.open(image).convert("RGB"))[:, :, ::-1]
+    h, w = base.shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25, (w, h))
+    for i in range(frames):
+        writer.write(np.ascontiguousarray(np.roll(base, 8 * i, axis=1)))
+    writer.release()
+    return path
 
-    def __init__(self, files, size_hw):
-        self.files, self.size_hw = files, size_hw
 
-    def __len__(self):
-        return len(self.files)
-
-    def __getitem__(self, i):
-        im = Image.open(self.files[i]).convert("RGB")
-        h, w = self.size_hw
-        return np.asarray(im.resize((w, h), Image.BILINEAR)), im.size
-
-
-def _collate(items):
-    arr = torch.from_numpy(np.stack([a for a, _ in items])).permute(0, 3, 1, 2).float().div_(255.0)
-    return arr, torch.tensor([s for _, s in items], dtype=torch.int64)
+def op_shares(graph, x, sizes, runs: int = 2) -> dict:
+    """Share of the deploy graph's CPU time (torch profiler, self time) per kind of kernel: what bounds it."""
+    kinds = {
+        "attention": ("scaled_dot_product", "_softmax"),
+        "matmul": ("addmm", "aten::mm", "aten::bmm", "aten::matmul"),
+        "convolution": ("convolution",),
+    }
+    with torch.inference_mode():
+        graph(x, sizes)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(runs):
+                graph(x, sizes)
+    totals = dict.fromkeys([*kinds, "other"], 0.0)
+    for e in prof.key_averages():
+        kind = next((k for k, keys in kinds.items() if any(key in e.key for key in keys)), "other")
+        totals[kind] += e.self_cpu_time_total
+    whole = sum(totals.values()) or 1.0
+    return {k: v / whole for k, v in totals.items()}
 
 
 def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> dict:
+    from deimv2.backends import AUTO_CPU, CHANNELS_LAST_CPU, family, onnxruntime_available
     from deimv2.bench import _calibrate_bn
+    from deimv2.data.images import as_rgb_image
+    from deimv2.models import hgnetv2
     from deimv2.models.build import build_model, build_postprocessor
     from deimv2.predict import Detector, build_graph
+    from deimv2.stream import decoded_batches, video_batches
 
     torch.manual_seed(0)
     model = build_model(variant)
-    h, w = (int(v) for v in model.config.eval_spatial_size)
+    cfg = model.config
+    h, w = (int(v) for v in cfg.eval_spatial_size)
     _calibrate_bn(model, h, w)
-    post = build_postprocessor(model.config)
-    import copy
-
-    graph = build_graph(copy.deepcopy(model), model.config, deploy=True)
-    graph_cl = build_graph(copy.deepcopy(model), model.config, deploy=True).to(memory_format=torch.channels_last)
-    det = Detector(copy.deepcopy(model), conf=0.45, deploy=True, backend="torch", batch_size=8)
+    post = build_postprocessor(cfg)
+    graph = build_graph(copy.deepcopy(model), cfg, deploy=True)
+    with mock.patch.object(hgnetv2.ConvBNAct, "convert_to_deploy", lambda self: None):  # the deploy form before
+        graph_unfolded = build_graph(copy.deepcopy(model), cfg, deploy=True)
+    graph_cl = build_graph(copy.deepcopy(model), cfg, deploy=True).to(memory_format=torch.channels_last)
+    tmp = tempfile.mkdtemp()
+    os.environ["DEIMV2_CACHE_DIR"] = str(Path(tmp) / "cache")  # the ONNX export of this random model
+    backend = AUTO_CPU[family(cfg)] if onnxruntime_available() else "torch"
+    det = Detector(copy.deepcopy(model), conf=0.45, deploy=True, backend=backend, batch_size=8)
     x = torch.rand(1, 3, h, w)
     x8 = torch.rand(8, 3, h, w)
     s1, s8 = torch.tensor([[640, 480]]), torch.tensor([[640, 480]] * 8)
     x_cl = x.contiguous(memory_format=torch.channels_last)
-    tmp = tempfile.mkdtemp()
     base = default_image(tmp)
     files = []
     for i in range(n_files):  # distinct files (no OS-cache sharing tricks beyond what a real folder gets)
         f = Path(tmp) / f"图 {i}.jpg"
         Image.open(base).rotate(i * 7).save(f, quality=90)
         files.append(f)
+    video = _make_video(Path(tmp) / "视频 测试.mp4", base, n_files)
+    pil = Image.open(base).convert("RGB")
 
     def no_grad_eval():
         with torch.no_grad():
@@ -86,6 +125,10 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         with torch.inference_mode():
             post(model(x), s1)
 
+    def im_eval_cl():
+        with torch.inference_mode():
+            post(model(x_cl), s1)
+
     def im(g, inp, sizes):
         def run():
             with torch.inference_mode():
@@ -93,58 +136,107 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
 
         return run
 
-    def folder_main():
+    def preprocess():  # Detector's: a permuted (channels-last strided) view, made contiguous by onnxruntime
+        return det.preprocess([pil])[0].contiguous()
+
+    def preprocess_transposed():  # the alternative: HWC -> CHW in numpy while still uint8
+        arr = np.ascontiguousarray(np.asarray(pil.resize((w, h), Image.BILINEAR)).transpose(2, 0, 1))
+        return torch.from_numpy(arr[None]).float().div_(255.0)
+
+    assert torch.equal(preprocess(), preprocess_transposed())
+
+    def folder_sequential():
         det.predict(files, keep_images=False)
 
     def folder_workers(n):
         def run():
-            loader = torch.utils.data.DataLoader(
-                _Folder(files, (h, w)), batch_size=8, num_workers=n, collate_fn=_collate
-            )
-            for batch, sizes in loader:
-                det.backend(batch, sizes)
+            for batch in decoded_batches(files, as_rgb_image, det.batch_size, n):
+                det.predict([im for _, im, _ in batch], keep_images=False)
+
+        return run
+
+    def video_run(threaded):
+        import cv2
+
+        def run():
+            cap = cv2.VideoCapture(str(video))
+            try:
+                for batch in video_batches(cap, det.batch_size, threaded=threaded):
+                    det.predict(batch, keep_images=False)
+            finally:
+                cap.release()
 
         return run
 
     fns = {
         "eval_no_grad": no_grad_eval,
         "eval_inference_mode": im_eval,
+        "eval_channels_last_input": im_eval_cl,
+        "deploy_backbone_unfolded": im(graph_unfolded, x, s1),
         "deploy": im(graph, x, s1),
         "deploy_channels_last": im(graph_cl, x_cl, s1),
+        "preprocess": preprocess,
+        "preprocess_transposed": preprocess_transposed,
         "batch1_per_image": im(graph, x, s1),
         "batch8_per_image": im(graph, x8, s8),
-        "folder_main_per_image": folder_main,
+        "folder_sequential_per_image": folder_sequential,
+        "folder_workers0_per_image": folder_workers(0),
         "folder_workers1_per_image": folder_workers(1),
         "folder_workers2_per_image": folder_workers(2),
     }
-    per_image = {
-        "batch8_per_image": 8,
-        "folder_main_per_image": n_files,
-        "folder_workers1_per_image": n_files,
-        "folder_workers2_per_image": n_files,
-    }
+    if onnxruntime_available():  # the same two deploy forms exported and run in onnxruntime
+        from deimv2.backends import ort_session
+        from deimv2.export import write_onnx
+
+        feeds = {"images": x.numpy(), "orig_target_sizes": s1.numpy()}
+        for name, g in (("onnxruntime_backbone_unfolded", graph_unfolded), ("onnxruntime", graph)):
+            write_onnx(g, cfg, Path(tmp) / f"{name}.onnx")
+            fns[name] = (lambda sess: lambda: sess.run(None, feeds))(ort_session(Path(tmp) / f"{name}.onnx"))
+    if video is not None:
+        fns["video_sequential_per_frame"] = video_run(False)
+        fns["video_thread_per_frame"] = video_run(True)
+    per_image = {k: (8 if k.startswith("batch8") else n_files) for k in fns if k.endswith(("image", "frame"))}
+    per_image["batch1_per_image"] = 1
     names = list(fns)
     samples = {k: [] for k in names}
-    for r in range(rounds):
+    for k in names:  # warm-up (first calls allocate, export, start workers ...)
+        for _ in range(1 if k.startswith(("folder", "video")) else warmup):
+            fns[k]()
+    for r in range(rounds):  # call by call in turn, so that load changes hit every method alike
         order = names[r % len(names) :] + names[: r % len(names)]
-        for k in order if r % 2 == 0 else order[::-1]:
-            n = runs if k.startswith(("eval", "deploy", "batch")) else max(2, runs // 4)
-            res = time_fn(fns[k], runs=n, warmup=warmup if not k.startswith("folder") else 1, keep_times=True)
-            samples[k].extend(t / per_image.get(k, 1) for t in res["times"])
-    row = {"variant": variant, "input": f"{h}x{w}", "folder_images": n_files, "image": "640x480 JPEG"}
+        order = order if r % 2 == 0 else order[::-1]
+        for i in range(runs):
+            for k in order:
+                if k.startswith(("folder", "video")) and i >= max(2, runs // 4):
+                    continue  # the whole folder / video per call: fewer calls
+                t0 = time.perf_counter()
+                fns[k]()
+                samples[k].append((time.perf_counter() - t0) * 1000 / per_image.get(k, 1))
+    row = {
+        "variant": variant,
+        "family": family(cfg),
+        "input": f"{h}x{w}",
+        "folder_images": n_files,
+        "video_frames": n_files if video is not None else 0,
+        "image": "640x480 JPEG",
+        "folder_backend": det.backend.name,
+    }
     row.update({f"{k}_ms": statistics.median(v) for k, v in samples.items()})
+    cl = family(cfg) in CHANNELS_LAST_CPU  # what backend="torch" runs on CPU
+    row["torch_time_share"] = op_shares(graph_cl if cl else graph, x_cl if cl else x, s1)
     row["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    shutil.rmtree(tmp, ignore_errors=True)
     return row
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--variants", nargs="+", default=["atto", "n"])
+    ap.add_argument("--variants", nargs="+", default=["atto", "n", "s"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--files", type=int, default=16)
+    ap.add_argument("--files", type=int, default=8)
     ap.add_argument("--json", default=str(RESULTS / "torch_speedups_cpu2.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -156,6 +248,7 @@ def main(argv=None) -> dict:
         for k, val in row.items():
             if k.endswith("_ms"):
                 print(f"  {k[:-3]:<28}{val:>9.1f}")
+        print("  torch 耗时占比：" + "，".join(f"{k} {v:.0%}" for k, v in row["torch_time_share"].items()))
     result["meta"]["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")

@@ -3,9 +3,11 @@
 Both run the same :class:`~deimv2.graph.DetectionGraph` (model + post-processor in deploy form) and return
 ``(labels, boxes, scores)`` torch tensors, so the Detector builds the same :class:`Prediction` objects.
 
-``backend="auto"`` (the default) picks ONNX Runtime for a checkpoint file of an HGNetv2 variant (Atto…N) on CPU
-when ``onnx`` and ``onnxruntime`` are installed, else PyTorch: for the DINOv3 variants (S/M/L/X, whose fused
-attention is faster in PyTorch) and always on CUDA (use TensorRT there, ``docs/tensorrt.md``).
+``backend="auto"`` (the default) picks per backbone family what measured faster on CPU (:data:`AUTO_CPU`):
+ONNX Runtime for a checkpoint file of an HGNetv2 variant (Atto…N) when ``onnx`` and ``onnxruntime`` are
+installed, else PyTorch: for the DINOv3 variants (S/M/L/X, whose fused attention is faster in PyTorch) and
+always on CUDA (use TensorRT there, ``docs/tensorrt.md``). On CPU the PyTorch path feeds the HGNetv2 variants
+channels-last input (and converts a deploy graph's weights too, :data:`CHANNELS_LAST_CPU`), which measured faster.
 The ONNX file is exported once and cached, keyed by the weights' hash, the config (input size …), the opset
 and the package versions; any change gives a new key and a new export. The cache lives next to the
 checkpoint (``<folder>/.deimv2_cache/``), or in the user cache folder when that folder is not writable
@@ -28,24 +30,74 @@ import torch
 from .errors import ConfigError, DEIMv2Error
 from .graph import build_graph, write_onnx
 
-__all__ = ["BACKENDS", "OnnxRuntimeBackend", "TorchBackend", "cache_key", "cached_onnx", "make_backend", "ort_session"]
+__all__ = [
+    "AUTO_CPU",
+    "BACKENDS",
+    "CHANNELS_LAST_CPU",
+    "OnnxRuntimeBackend",
+    "TorchBackend",
+    "cache_key",
+    "cached_onnx",
+    "family",
+    "make_backend",
+    "ort_session",
+]
 
 BACKENDS = ("auto", "torch", "onnxruntime")
 OPSET = 17
 CACHE_DIRNAME = ".deimv2_cache"
 
 
+#: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`), chosen by measurement:
+#: ``onnxruntime_over_deploy`` (onnxruntime vs PyTorch deploy, channels-last where :data:`CHANNELS_LAST_CPU`) in
+#: ``benchmarks/results/predict_backends_cpu2.json`` (2-core machine). HGNetv2 (Atto…N): onnxruntime, clearly
+#: faster; DINOv3 (S…X): PyTorch, whose fused SDPA attention onnxruntime runs as separate MatMul/Softmax
+#: nodes. ``tests/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %)
+#: contradicts this table.
+AUTO_CPU = {"hgnetv2": "onnxruntime", "dinov3": "torch"}
+
+#: Backbone families run in channels-last on CPU by the torch backend: the input always (then the convolutions
+#: propagate that format), the weights too when the graph is in deploy form. Clearly faster for the CNN variants;
+#: for the DINOv3 ViT channels-last weights are at parity, so they stay as they are
+#: (``benchmarks/results/torch_speedups_cpu2.json``; checked by the tests).
+CHANNELS_LAST_CPU = frozenset({"hgnetv2"})
+
+
+def family(cfg) -> str:
+    """``"dinov3"`` for S/M/L/X (the only variants that normalise their input), else ``"hgnetv2"`` (Atto…N)."""
+    return "dinov3" if cfg.input_mean is not None else "hgnetv2"
+
+
 class TorchBackend:
-    """The graph itself, under ``torch.inference_mode``."""
+    """The graph itself, under ``torch.inference_mode``; ``memory_format``: the input's layout is made this one
+    first (``None``: as given). ``channels_last``: the graph runs in channels-last."""
 
     name = "torch"
 
-    def __init__(self, graph: torch.nn.Module):
+    def __init__(self, graph: torch.nn.Module, memory_format: torch.memory_format | None = None):
         self.graph = graph
+        self.memory_format = memory_format
+        self.channels_last = memory_format == torch.channels_last
 
     def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
+        if self.memory_format is not None:
+            images = images.contiguous(memory_format=self.memory_format)
         with torch.inference_mode():
             return self.graph(images, sizes)
+
+
+def torch_backend(graph: torch.nn.Module, cfg, device: torch.device, deployed: bool) -> TorchBackend:
+    """:class:`TorchBackend`: on CPU channels-last for the families of :data:`CHANNELS_LAST_CPU`.
+
+    Only a graph in deploy form gets channels-last weights (converted in place, like the BatchNorm folding of
+    ``deploy()``); an eval-form model passed to ``Detector(model)`` keeps its weights as they are (the caller
+    may go on training it) and gets channels-last input only. Other families and GPU get the input as it is.
+    """
+    if device.type != "cpu" or family(cfg) not in CHANNELS_LAST_CPU:
+        return TorchBackend(graph)  # the input as Detector.preprocess made it
+    if deployed:
+        graph.to(memory_format=torch.channels_last)
+    return TorchBackend(graph, torch.channels_last)
 
 
 def ort_session(path: str | Path, threads: int | None = None):
@@ -59,6 +111,7 @@ def ort_session(path: str | Path, threads: int | None = None):
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # the default, stated
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -196,8 +249,8 @@ def _deploy_graph(graph, cfg, deployed: bool):
 
 
 def prefers_onnxruntime(cfg) -> bool:
-    """``auto`` picks onnxruntime for the HGNetv2 (CNN) variants Atto…N, torch for DINOv3 (ViT) S/M/L/X."""
-    return cfg.input_mean is None  # only the DINOv3 variants normalise their input
+    """``auto`` on CPU picks onnxruntime for this config's family (:data:`AUTO_CPU`)."""
+    return AUTO_CPU[family(cfg)] == "onnxruntime"
 
 
 def make_backend(
@@ -218,7 +271,7 @@ def make_backend(
             "（auto = CPU 上用 onnxruntime、GPU 上用 torch）。"
         )
     if backend == "torch":
-        return TorchBackend(graph)
+        return torch_backend(graph, cfg, device, deployed)
     if backend == "onnxruntime":
         if device.type != "cpu":
             raise ConfigError(
@@ -231,19 +284,17 @@ def make_backend(
                 '或改用 backend="torch"。'
             )
         return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
-    # auto: onnxruntime for a checkpoint file of an HGNetv2 variant on CPU. An in-memory model (e.g. right after
-    # training) stays in torch, and so do the DINOv3 variants (S/M/L/X): their ViT attention runs as a fused SDPA
-    # kernel in torch but as separate MatMul/Softmax nodes in onnxruntime, which measured no faster
-    # (benchmarks/results/predict_backends_cpu2.json).
+    # auto: onnxruntime for a checkpoint file of a family that measured faster in it (AUTO_CPU) on CPU. An
+    # in-memory model (e.g. right after training) stays in torch.
     if device.type != "cpu" or source is None or not prefers_onnxruntime(cfg):
-        return TorchBackend(graph)
+        return torch_backend(graph, cfg, device, deployed)
     if not onnxruntime_available():
         print("提示：没有安装 onnxruntime，推理使用 PyTorch（pip install onnx onnxruntime 后 CPU 推理会快很多）。")
-        return TorchBackend(graph)
+        return torch_backend(graph, cfg, device, deployed)
     try:
         return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
     except Exception as e:  # noqa: BLE001 - any export/session failure: the torch path still works
         print(
             f"提示：导出或加载 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），推理改用 PyTorch（结果相同，只是更慢）。"
         )
-        return TorchBackend(graph)
+        return torch_backend(graph, cfg, device, deployed)

@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["auto", "torch", "onnxruntime"],
         help="推理后端：auto（默认，CPU 上用 onnxruntime，GPU 上用 torch）、torch、onnxruntime",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="文件夹推理时提前解码图片的进程数（默认 0：在主进程里解码；有空闲 CPU 核或用 GPU 推理时可设 2–4）",
+    )
 
     p = sub.add_parser("export", help="导出 ONNX")
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
@@ -215,6 +221,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         device=a.device,
         save_json=a.save_json,
         backend=a.backend,
+        num_workers=a.workers,
     )
     return 0
 

@@ -200,6 +200,37 @@ class ConvBNAct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.lab(self.act(self.bn(self.conv(x))))
 
+    @torch.no_grad()
+    def convert_to_deploy(self) -> None:
+        """Fold BN into a biased conv; with ReLU and a positive LAB scale ``s`` fold ``s`` too (``s * relu(z) ==
+        relu(s * z)``), leaving only the LAB's bias add. Exact up to float rounding; fewer passes over the feature
+        map (``benchmarks/results/torch_speedups_cpu2.json``: ``deploy`` vs ``deploy_backbone_unfolded``)."""
+        if isinstance(self.bn, nn.Identity):
+            return
+        c, bn = self.conv, self.bn
+        scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+        weight, bias = c.weight * scale.view(-1, 1, 1, 1), bn.bias - bn.running_mean * scale
+        if isinstance(self.lab, LearnableAffineBlock) and isinstance(self.act, nn.ReLU) and float(self.lab.scale) > 0:
+            s = self.lab.scale.detach()
+            weight, bias = weight * s, bias * s
+            self.lab = _AddScalar(self.lab.bias)
+        fused = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding, groups=c.groups)
+        fused = fused.to(device=c.weight.device, dtype=c.weight.dtype)
+        fused.weight.copy_(weight)
+        fused.bias.copy_(bias)
+        self.conv, self.bn = fused, nn.Identity()
+
+
+class _AddScalar(nn.Module):
+    """``x + bias`` (the part of a LearnableAffineBlock left after its scale was folded into the conv)."""
+
+    def __init__(self, bias: torch.Tensor):
+        super().__init__()
+        self.bias = nn.Parameter(bias.detach().clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.bias
+
 
 class LightConvBNAct(nn.Module):
     """1x1 ConvBN (no act) followed by a depthwise k x k ConvBNAct.
