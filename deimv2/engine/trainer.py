@@ -28,8 +28,15 @@ from ..checkpoints.loader import (
     missing_backbone_error,
 )
 from ..config import ALIASES, Config, format_milestones, load_config, parse_overrides, save_config
+from ..config_checks import check_image_size
+from ..data.doctor import check_dataset
 from ..errors import ConfigError, DEIMv2Error, WeightsError
+from ..loss import build_criterion
+from ..models.build import build_model_from_config, build_postprocessor
+from ..outputs import claim_output_dir, ensure_output_dir
+from ..recipes import merge_recipe
 from . import dist
+from .autobatch import resolve_auto_batch, split_auto_batch
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from .early_stop import check_resume_after_early_stop, early_stop_reason
 from .ema import ModelEMA
@@ -72,8 +79,6 @@ class Trainer:
         warmup_explicit: bool = False,
         explicit_keys: Iterable[str] = (),
     ):
-        from ..loss import build_criterion
-        from ..models.build import build_model_from_config, build_postprocessor
 
         self.cfg, self.device, self.output_dir, self.progress = cfg, device, output_dir, progress
         self.max_iters = max_iters_per_epoch
@@ -438,7 +443,6 @@ def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) 
 def fresh_output_dir(path: Path) -> Path:
     """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run or another run started
     into it at the same time (never overwrite one). Outside DDP the folder is claimed atomically."""
-    from ..outputs import claim_output_dir
 
     def taken(p: Path) -> bool:
         return (
@@ -482,8 +486,6 @@ def prepare_trainer(
     **kwargs,
 ) -> Trainer:
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
-    from .autobatch import resolve_auto_batch, split_auto_batch
-
     overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
     cfg = _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs)
     dist.init_distributed()
@@ -501,8 +503,6 @@ def prepare_trainer(
     if new_run:
         out = fresh_output_dir(out)  # every rank computes the same name before rank 0 creates it
     if dist.is_main_process():
-        from ..outputs import ensure_output_dir
-
         ensure_output_dir(out)
     explicit = {ALIASES.get(k, k) for k in {**parse_overrides(overrides), **kwargs}}
     return Trainer(
@@ -567,21 +567,13 @@ def train(
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
     recipe_note = None
     if recipe is not None:
-        from ..config import parse_overrides
-        from ..recipes import merge_recipe
-
         overrides, recipe_note = merge_recipe(recipe, {**parse_overrides(overrides), **kwargs})
         kwargs = {}
-    from ..config_checks import check_image_size
-    from .autobatch import split_auto_batch
-
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
     ov, kw, _ = split_auto_batch(overrides, kwargs)
     check_image_size(load_config(config, {**ov, **kw}))
     data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
     if data is not None and check_data and not test_only and not yolo_checked:
-        from ..data.doctor import check_dataset
-
         report = check_dataset(data, num_classes=(parse_nc(overrides, kwargs)))
         if not report.ok:
             raise DEIMv2Error("数据集检查没有通过，训练没有开始：\n" + report.format())
