@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deimv2.bench import _machine_meta, default_image
+from deimv2.bench import calibrate_bn, default_image, machine_meta
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -83,7 +83,6 @@ def op_shares(graph, x, sizes, runs: int = 2) -> dict:
 
 def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> dict:
     from deimv2.backends import AUTO_CPU, CHANNELS_LAST_CPU, family, onnxruntime_available
-    from deimv2.bench import _calibrate_bn
     from deimv2.data.images import as_rgb_image
     from deimv2.models import hgnetv2
     from deimv2.models.build import build_model, build_postprocessor
@@ -94,7 +93,7 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     model = build_model(variant)
     cfg = model.config
     h, w = (int(v) for v in cfg.eval_spatial_size)
-    _calibrate_bn(model, h, w)
+    calibrate_bn(model, h, w)
     post = build_postprocessor(cfg)
     graph = build_graph(copy.deepcopy(model), cfg, deploy=True)
     with mock.patch.object(hgnetv2.ConvBNAct, "convert_to_deploy", lambda self: None):  # the deploy form before
@@ -240,7 +239,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", default=str(RESULTS / "torch_speedups_cpu2.json"))
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
-    result = {"meta": _machine_meta(a.threads, a.rounds, a.runs), "variants": {}}
+    result = {"meta": machine_meta(a.threads, a.rounds, a.runs), "variants": {}}
     for v in a.variants:
         row = measure(v, a.rounds, a.runs, a.warmup, a.files)
         result["variants"][v] = row

@@ -118,7 +118,7 @@ METHOD_NAMES = {
 _MARK = "@@DEIMV2_BACKENDS@@"
 
 
-def _calibrate_bn(model: torch.nn.Module, h: int, w: int) -> None:
+def calibrate_bn(model: torch.nn.Module, h: int, w: int) -> None:
     """Measure BN statistics on random images, so random weights give distinct scores like trained ones."""
     bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     for m in bns:
@@ -224,10 +224,10 @@ def backend_latency(
     elif official:
         ocfg = _load_official(official, variant)
         off_model, off_post = ocfg.model, ocfg.postprocessor
-        _calibrate_bn(off_model, h, w)
+        calibrate_bn(off_model, h, w)
         model.load_state_dict(off_model.state_dict(), strict=True)
     else:
-        _calibrate_bn(model, h, w)
+        calibrate_bn(model, h, w)
     model.eval()
     post = build_postprocessor(cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -348,7 +348,7 @@ def backend_latency(
     return row
 
 
-def _machine_meta(threads: int, rounds: int, runs: int) -> dict:
+def machine_meta(threads: int, rounds: int, runs: int) -> dict:
     import datetime
     import os
     import platform
@@ -416,7 +416,7 @@ def run_backend_benchmark(
     import sys
     from pathlib import Path
 
-    result = {"meta": _machine_meta(threads, rounds, runs), "variants": {}}
+    result = {"meta": machine_meta(threads, rounds, runs), "variants": {}}
     for v in [Path(checkpoint).stem] if checkpoint is not None else variants:
         cmd = [
             sys.executable,

@@ -8,10 +8,6 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-pytest.importorskip("onnx", reason='onnx 未安装（pip install -e ".[export]"）')
-pytest.importorskip("onnxruntime", reason='onnxruntime 未安装（pip install -e ".[export]"）')
-
 from tinydata import calibrated_model, make_coco_dataset
 
 from deimv2 import backends
