@@ -407,7 +407,10 @@ def section_from_mapping(cls: type, data: Mapping | None, section: str, source: 
         if f.name in data:
             values[f.name] = _convert(f, data[f.name]) if convert else copy.deepcopy(data[f.name])
         elif f.default is MISSING and f.default_factory is MISSING:
-            raise ConfigError(f"配置 {source} 的 {section} 段缺少必需的键 {f.name}（{f.metadata['doc']}）。")
+            raise ConfigError(
+                f"配置 {source} 的 {section} 段缺少必需的键 {f.name}（{f.metadata['doc']}）。"
+                f"请在 {section} 段里写上 {f.name}，取值可参考包里同类变体的配置（deimv2/configs/）。"
+            )
     return cls(**values)
 
 
