@@ -5,21 +5,35 @@ Used by tests/test_notebooks_run.py, often under another interpreter (a fresh ve
     python tests/nbrun.py FOLDER [NAME ...]    # runs FOLDER/*.ipynb (or the NAMEs) in place, saves the outputs
 
 The kernel is the interpreter running this script (``sys.executable``) and inherits its environment.
-Prints one line per notebook with its wall time; exits 1 at the first cell that raises.
+Prints a line when each notebook starts and ends (with its wall time); exits 1 at the first cell that raises,
+runs longer than ``DEIMV2_CELL_TIMEOUT`` seconds (default 1800: a hang becomes a failure that names the notebook
+and the cell, not a CI time-out), or whose kernel dies. The partly executed notebook is saved either way.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
+CELL_TIMEOUT_S = int(os.environ.get("DEIMV2_CELL_TIMEOUT", "1800"))
 
-def run_folder(folder: Path, names: list[str] | None = None) -> dict[str, float]:
+
+def _current_cell(nb) -> str:
+    """Index and first line of the last code cell that started executing."""
+    started = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("execution_count") is not None]
+    if not started:
+        return "(no cell started)"
+    i, cell = started[-1]
+    return f"cell {i}: {cell.source.strip().splitlines()[0] if cell.source.strip() else ''}"
+
+
+def run_folder(folder: Path, names: list[str] | None = None, cell_timeout: int = CELL_TIMEOUT_S) -> dict[str, float]:
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     folder = Path(folder).resolve()
     paths = [folder / n for n in names] if names else sorted(folder.glob("[0-9][0-9]_*.ipynb"))
@@ -27,14 +41,23 @@ def run_folder(folder: Path, names: list[str] | None = None) -> dict[str, float]
     for path in paths:
         nb = nbformat.read(path, as_version=4)
         client = NotebookClient(
-            nb, timeout=None, startup_timeout=900, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+            nb,
+            timeout=cell_timeout,
+            startup_timeout=900,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(folder)}},
         )
+        print(f"start {path.name}", flush=True)
         t0 = time.perf_counter()
         try:
             client.execute()
-        except CellExecutionError as e:
+        except (CellExecutionError, CellTimeoutError, DeadKernelError) as e:
             nbformat.write(nb, path)
-            print(f"FAILED {path.name}:\n{e}", flush=True)
+            kind = {CellTimeoutError: f"TIMEOUT after {cell_timeout} s", DeadKernelError: "KERNEL DIED"}.get(
+                type(e), "ERROR"
+            )
+            took = time.perf_counter() - t0
+            print(f"FAILED {path.name} ({kind}, {took:.0f} s, {_current_cell(nb)}):\n{e}", flush=True)
             raise SystemExit(1) from None
         seconds[path.name] = round(time.perf_counter() - t0, 1)
         nbformat.write(nb, path)

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 from pathlib import Path
 
 import nbformat
@@ -59,11 +60,23 @@ def _env(**extra) -> dict:
 
 
 def _run(python: str, folder: Path, env: dict, label: str) -> dict[str, float]:
-    proc = subprocess.run(
-        [python, str(RUNNER), str(folder)], check=False, cwd=folder, env=env, capture_output=True, text=True
-    )
-    assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
-    seconds = json.loads(proc.stdout.rsplit("SECONDS ", 1)[1])
+    """Run tests/nbrun.py; its start/ok/FAILED lines are echoed as they come (seen with ``pytest -s``, as in CI)."""
+    lines = []
+    with subprocess.Popen(
+        [python, str(RUNNER), str(folder)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    ) as proc:
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith(("start ", "ok ", "FAILED ")):
+                print(f"[{label} {time.strftime('%H:%M:%S')}] {line}", end="", flush=True)
+    out = "".join(lines)
+    assert proc.returncode == 0, out[-12000:]
+    seconds = json.loads(out.rsplit("SECONDS ", 1)[1])
     if os.environ.get("DEIMV2_NOTEBOOK_TIMES"):  # benchmarks/notebooks_run.py collects per-notebook wall times
         with open(os.environ["DEIMV2_NOTEBOOK_TIMES"], "a", encoding="utf-8") as f:
             f.write(json.dumps({"run": label, "seconds": seconds}) + "\n")
