@@ -37,8 +37,23 @@ def official_checkpoint_dir(variant: str, ckpts_dir: str | Path) -> Path:
     return Path(ckpts_dir) / VARIANT_TABLE[variant].hf_repo.split("/")[-1]
 
 
+def offline() -> bool:
+    """True when ``HF_HUB_OFFLINE`` (the hub's own switch) is set to 1/true/yes/on: no HTTP(S) requests at all.
+
+    The tests set it, so that no test depends on (or waits for) the network; ``file://`` URLs still work.
+    """
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _blocked(url: str) -> bool:
+    return offline() and url.lower().startswith(("http://", "https://"))
+
+
 def can_reach(url: str, timeout: float = 5.0) -> bool:
-    """True when ``url`` answers (a HEAD request); False offline, behind a firewall or on any error."""
+    """True when ``url`` answers (a HEAD request); False offline (``HF_HUB_OFFLINE=1``), behind a firewall or on
+    any error."""
+    if _blocked(url):
+        return False
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
             return True
@@ -73,6 +88,11 @@ def copy_stream(src: BinaryIO, dst: Path, expected: int | None, desc: str = "", 
 def download_file(url: str, dst: str | Path, timeout: float = 60.0, progress: bool = True) -> Path:
     """Download ``url`` to ``dst`` (progress bar, size check, never leaves a half-written ``dst``)."""
     dst = Path(dst)
+    if _blocked(url):
+        raise WeightsError(
+            f"离线模式：环境变量 HF_HUB_OFFLINE={os.environ['HF_HUB_OFFLINE']}，不下载 {url}。"
+            f"要下载请去掉这个环境变量后重启内核，或在浏览器中下载后放到 {dst}。"
+        )
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
         with urllib.request.urlopen(url, timeout=timeout) as r:

@@ -83,3 +83,31 @@ def test_unreachable_and_truncated_downloads(tmp_path):
         copy_stream(io.BytesIO(b"x" * 10), dst, expected=20, progress=False)
     assert not dst.exists() and not (tmp_path / "model.safetensors.part").exists()
     assert copy_stream(io.BytesIO(b"x" * 10), dst, expected=10, progress=False) == 10 and dst.read_bytes() == b"x" * 10
+
+
+def test_offline_switch_blocks_http_only(tmp_path, monkeypatch):
+    import deimv2.hub as hub
+
+    calls, real_urlopen = [], hub.urllib.request.urlopen
+
+    def recording_urlopen(request, *args, **kwargs):
+        url = getattr(request, "full_url", request)
+        calls.append(url)
+        if url.startswith("http"):
+            raise OSError("no network in tests")
+        return real_urlopen(request, *args, **kwargs)
+
+    monkeypatch.setattr(hub.urllib.request, "urlopen", recording_urlopen)
+    url = official_checkpoint_urls("atto")["config.json"]
+    for value in ("1", "true", "ON"):
+        monkeypatch.setenv("HF_HUB_OFFLINE", value)
+        assert hub.offline() and not can_reach(url)
+        with pytest.raises(WeightsError, match="离线模式.*HF_HUB_OFFLINE"):
+            hub.download_file(url, tmp_path / "权重" / "config.json", progress=False)
+    assert calls == [] and not (tmp_path / "权重").exists()  # no request was made, nothing written
+    base = _fake_hub(tmp_path / "hub")  # a local file:// hub still works offline
+    assert can_reach(official_checkpoint_urls("atto", base)["config.json"])
+    assert all(c.startswith("file:") for c in calls)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert not hub.offline()
+    assert not can_reach(url) and calls[-1] == url  # online again: the request is made (and fails here)
