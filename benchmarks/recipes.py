@@ -82,6 +82,9 @@ for _e in (20, 40):
         "size": 256,
         "update": {**TODAY, "epoch_rule": "official"},
     }
+# the small recipe and YOLO11n at the demo's native 320x320 (small objects are not shrunk by 0.8 first)
+TRIALS["small_s320_e40"] = {"kind": "deimv2", "recipe": "small", "epochs": 40, "size": 320, "update": {}}
+TRIALS["yolo11n_s320_e40"] = {"kind": "yolo", "epochs": 40, "size": 320, "batch": 16}
 # small_v1_e20.json was written under the name small_e20 while small_v1 was the recipe "small"
 TRIALS["small_v1_e20"] = {"kind": "deimv2", "recipe": None, "epochs": 20, "size": 256, "update": small_v1(20)}
 

@@ -12,43 +12,36 @@ imports ``engine``, ``predict`` or ``cli``. Names below are imported lazily. Exp
 
 from __future__ import annotations
 
-import importlib
+import lazy_loader
 
-_EXPORTS = {
-    "Format": "formats",
-    "detect_format": "formats",
-    "variant_of_state_dict": "formats",
-    "num_classes_of_state_dict": "formats",
-    "backbone_file_variant": "formats",
-    "is_transformers_port": "formats",
-    "convert_transformers_port": "keys",
-    "to_transformers_port": "keys",
-    "convert_hf_dinov3_to_meta": "keys",
-    "port_config_for_variant": "port_config",
-    "port_config_to_variant": "port_config",
-    "CheckpointInfo": "loader",
-    "LoadReport": "loader",
-    "read_weights_file": "loader",
-    "extract_detector_state": "loader",
-    "inspect_weights": "loader",
-    "fill_shared_keys": "loader",
-    "load_detector_state": "loader",
-    "load_state_strict": "loader",
-    "load_weights": "loader",
-    "load_for_finetune": "loader",
-    "load_backbone_weights": "loader",
-    "expected_backbone_path": "loader",
-    "missing_backbone_error": "loader",
-}
-
-__all__ = list(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(__all__)
+# name -> defining submodule, imported on first use (lazy_loader: the scientific-Python convention)
+__getattr__, __dir__, __all__ = lazy_loader.attach(
+    __name__,
+    submod_attrs={
+        "formats": [
+            "Format",
+            "detect_format",
+            "variant_of_state_dict",
+            "num_classes_of_state_dict",
+            "backbone_file_variant",
+            "is_transformers_port",
+        ],
+        "keys": ["convert_transformers_port", "to_transformers_port", "convert_hf_dinov3_to_meta"],
+        "port_config": ["port_config_for_variant", "port_config_to_variant"],
+        "loader": [
+            "CheckpointInfo",
+            "LoadReport",
+            "read_weights_file",
+            "extract_detector_state",
+            "inspect_weights",
+            "fill_shared_keys",
+            "load_detector_state",
+            "load_state_strict",
+            "load_weights",
+            "load_for_finetune",
+            "load_backbone_weights",
+            "expected_backbone_path",
+            "missing_backbone_error",
+        ],
+    },
+)
