@@ -125,26 +125,10 @@ def load_official(official: str | Path, variant: str, **overrides):
 
 
 def run_meta(threads: int, rounds: int, argv: Sequence[str]) -> dict:
-    """What a results JSON must record besides the numbers: machine, threads, rounds, date, load."""
-    import datetime
-    import os
-    import platform
+    """What a results JSON must record besides the numbers: machine, threads, rounds, date, load, command line."""
+    from deimv2.bench import machine_meta
 
-    import torch
-
-    return {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "threads": threads,
-        "rounds": rounds,
-        "argv": list(argv),
-        "loadavg_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
+    return {**machine_meta(threads, rounds, runs=None), "argv": list(argv)}
 
 
 def write_results(path: str | Path, meta: dict, rows: list[dict]) -> None:
