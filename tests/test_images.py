@@ -92,3 +92,32 @@ def test_list_images(tmp_path):
     assert [p.name for p in list_images(tmp_path)] == ["a.png", "b.JPG", "x.tiff"]
     assert [p.name for p in list_images(tmp_path, recursive=True)] == ["a.png", "b.JPG", "x.tiff", "c.webp"]
     assert all(e == e.lower() and e.startswith(".") for e in IMAGE_EXTS)
+
+
+def test_load_image_returns_a_decoded_rgb_file_without_copying_and_leaves_no_file_open(tmp_path):
+    import gc
+    import warnings
+
+    import psutil
+
+    from deimv2.data.images import load_image
+
+    folder = tmp_path / "图片 文件夹"
+    folder.mkdir()
+    rgb_jpeg, grey_png, gif = folder / "彩色.jpg", folder / "灰度.png", folder / "动图.gif"
+    Image.new("RGB", (64, 48), (200, 10, 30)).save(rgb_jpeg, quality=95)
+    Image.new("L", (40, 30), 77).save(grey_png)
+    frames = [Image.new("P", (20, 10), i) for i in range(3)]
+    frames[0].save(gif, save_all=True, append_images=frames[1:])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        images = [load_image(p) for p in (rgb_jpeg, grey_png, gif)]
+        gc.collect()
+    open_now = {Path(f.path).name for f in psutil.Process().open_files()}
+    assert not open_now & {rgb_jpeg.name, grey_png.name, gif.name}, open_now
+    assert [im.mode for im in images] == ["RGB", "RGB", "RGB"]
+    assert [im.size for im in images] == [(64, 48), (40, 30), (20, 10)]
+    assert images[1].getpixel((0, 0)) == (77, 77, 77)
+    with Image.open(rgb_jpeg) as ref:
+        assert np.array_equal(np.asarray(images[0]), np.asarray(ref.convert("RGB")))  # the same pixels
+    assert images[0].resize((8, 8)).size == (8, 8)  # usable after the file is closed
