@@ -97,6 +97,7 @@ def test_list_images(tmp_path):
 def test_load_image_returns_a_decoded_rgb_file_without_copying_and_leaves_no_file_open(tmp_path):
     import gc
     import warnings
+    from pathlib import Path
 
     import psutil
 
