@@ -92,3 +92,14 @@ def test_ours_train_step_atto_one_run():
     r = train_step.ours_train_step("atto", runs=1, warmup=0, threads=1)
     assert r["input"] == "4x3x320x320" and r["median_ms"] > 0
     assert math.isfinite(r["first_loss"]) and all(3 <= n <= 5 for n in r["boxes"])
+
+
+def test_demo_run_script_records_what_the_demo_wrote(tmp_path):
+    out = tmp_path / "结果 demo.json"
+    result = _load("demo_run").main(["--fast", "--threads", "1", "--json", str(out)])
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert saved["fast"] is True and saved["schedule"]["epochs"] == 2 and saved["recipe"] == "small"
+    assert [c["epoch"] for c in saved["curve"]] == [1, 2]
+    assert 0.0 <= saved["final"]["AP50"] <= 1.0 and saved["final"] == result["final"]
+    assert saved["meta"]["threads"] == 1 and saved["wall_s"] > 0
+    assert "mAP@0.5" in saved["stdout_tail"]
