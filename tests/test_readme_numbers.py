@@ -163,6 +163,15 @@ RECIPE_TABLES = [
         "ours": "official_rule_e40",
         "yolo": "yolo11n_e40",
     },
+    {  # the demo's native image size: the same recipe, both at 320x320
+        "rows": {
+            "small_s320_e40": "Atto，`--recipe small`，320×320",
+            "yolo11n_s320_e40": "YOLO11n（Ultralytics 默认设置，batch 16），320×320",
+        },
+        "together": ("small_s320_e40", "yolo11n_s320_e40"),
+        "ours": "small_s320_e40",
+        "yolo": "yolo11n_s320_e40",
+    },
 ]
 
 
