@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> dict:
         "recipe": DEMO_RECIPE,
         "wall_s": round(wall, 1),
         "final": {"AP": ev["AP"], "AP50": ev["AP50"]},
-        "best_epoch": log[-1].get("best_epoch"),
+        "best_epoch": log[-1].get("best_epoch"),  # as the trainer's log.jsonl records it: 0-based
         "curve": [{"epoch": r["epoch"] + 1, "AP": r.get("AP"), "AP50": r.get("AP50")} for r in log],
         "stdout_tail": proc.stdout[-1500:],
     }

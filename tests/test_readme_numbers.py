@@ -139,6 +139,20 @@ def demo_claim(name: str) -> str:
     )
 
 
+def demo_run_claim(r: dict) -> str:
+    """The README line of ``benchmarks/demo_run.py``: `deimv2 demo` itself, end to end, in default mode."""
+    assert not r["fast"], "demo_run JSON records a fast-mode smoke run"
+    m = r["meta"]
+    best = max(r["curve"], key=lambda c: c["AP"])  # the checkpoint the demo evaluates: best.pth, chosen by AP
+    assert best["epoch"] == r["best_epoch"] + 1 and abs(best["AP"] - r["final"]["AP"]) < 1e-9
+    return (
+        f"- **`deimv2 demo` 本身**（`python benchmarks/demo_run.py`：默认模式、从空文件夹运行整条流程，"
+        f"{m['threads']} 线程，开始时 1 分钟平均负载 {m['loadavg_start'][0]:.1f}）：用时 {r['wall_s'] / 60:.1f} 分钟，"
+        f"它评估的最佳权重（按 mAP 选出，第 {best['epoch']} 轮）在验证集上 mAP@0.5 = {r['final']['AP50']:.2f}、"
+        f"mAP@0.5:0.95 = {r['final']['AP']:.2f}（[JSON](benchmarks/results/demo_run_cpu2.json)）。"
+    )
+
+
 #: the recorded comparisons (benchmarks/results/recipes/<trial>.json), rendered into README by recipes_claim;
 #: SMALL: the trial family whose schedule `--recipe small` is
 SMALL = "official_rule"
@@ -190,6 +204,7 @@ def claims() -> list[str]:
     out.append(backends_claim(_load("predict_backends_cpu2.json")))
     out.append(speedups_claim(_load("torch_speedups_cpu2.json")))
     out.append(demo_claim(f"{SMALL}_e40"))
+    out.append(demo_run_claim(_load("demo_run_cpu2.json")))
     out += [recipes_claim(t) for t in RECIPE_TABLES]
     out.append(notebooks_claim(_load("notebooks_run_cpu2.json")))
     browser = _load("browser_test.json")
