@@ -38,7 +38,7 @@ TODAY = {"batch_size": 8}
 
 #: name -> trial. kind "deimv2": recipe (None = official config) + overrides; kind "yolo": Ultralytics defaults.
 TRIALS: dict[str, dict] = {}
-for _e in (15, 20, 40):
+for _e in (15, 20, 40, 80):
     TRIALS[f"today_e{_e}"] = {"kind": "deimv2", "recipe": None, "epochs": _e, "size": 256, "update": TODAY}
     TRIALS[f"small_e{_e}"] = {"kind": "deimv2", "recipe": "small", "epochs": _e, "size": 256, "update": {}}
     TRIALS[f"yolo11n_e{_e}"] = {"kind": "yolo", "epochs": _e, "size": 256, "batch": 16}

@@ -139,8 +139,7 @@ def load_image(path, expected_size=None) -> Image.Image:
         rgb = to_rgb(img)
         if rgb is raw and getattr(raw, "fp", None) is not None:  # multi-frame: the file is still open
             rgb = raw.copy()
-        # an RGB JPEG is returned as decoded, without a copy (saves ~0.7 ms of a 640x480 image per file,
-        # benchmarks/results/predict_backends_cpu2.json: file_to_boxes)
+        # an RGB file is returned as decoded, without a copy: one image copy less on every predicted file
     except FileNotFoundError:
         raise DatasetError(
             f"找不到图片文件 {path}。\n修复：检查路径是否正确（中文和空格都可以）；训练数据请检查图片目录 (img_folder) "
