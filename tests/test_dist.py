@@ -44,7 +44,7 @@ WORKER = textwrap.dedent("""
     import torch.multiprocessing as mp
     from torch import nn
 
-    def work(rank, world, port, out_dir):
+    def work(rank, world, port, out_dir, exit_barrier):
         torch.set_num_threads(1)
         os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                           MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -69,10 +69,14 @@ WORKER = textwrap.dedent("""
         dist.cleanup()
         with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
             json.dump(info, f)
+        # neither process exits while the other may still be tearing gloo down: a peer's exit during
+        # destroy_process_group can abort the other one ("terminate called without an active exception")
+        exit_barrier.wait(timeout=60)
 
     if __name__ == "__main__":
         port, out_dir = int(sys.argv[1]), sys.argv[2]
-        mp.spawn(work, args=(2, port, out_dir), nprocs=2, join=True)
+        exit_barrier = mp.get_context("spawn").Barrier(2)
+        mp.spawn(work, args=(2, port, out_dir, exit_barrier), nprocs=2, join=True)
 """)
 
 
