@@ -38,7 +38,6 @@ def main(argv: list[str] | None = None) -> dict:
         **os.environ,
         "DEIMV2_FAST": "1" if a.fast else "0",
         "OMP_NUM_THREADS": str(a.threads),
-        "HF_HUB_OFFLINE": "1",
     }
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "演示 输出"
@@ -53,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
-            raise SystemExit(f"deimv2 demo failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+            tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+            raise SystemExit(f"deimv2 demo 运行失败（退出码 {proc.returncode}），输出的最后部分：\n{tail}")
         run_dir = out / "train"
         ev = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
         log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines() if line]

@@ -55,7 +55,6 @@ def _copy_notebooks(dst: Path) -> list[str]:
 def _env(**extra) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DEIMV2_FAST", "MPLBACKEND")}
     env.setdefault("OMP_NUM_THREADS", "2")
-    env["HF_HUB_OFFLINE"] = "1"  # no downloads in tests (conftest.py): the notebooks take their offline branch
     env.update(extra)
     return env
 
