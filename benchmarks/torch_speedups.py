@@ -82,7 +82,7 @@ def op_shares(graph, x, sizes, runs: int = 2) -> dict:
 
 
 def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> dict:
-    from deimv2.backends import AUTO_CPU, CHANNELS_LAST_CPU, family, onnxruntime_available
+    from deimv2.backends import CHANNELS_LAST_CPU, auto_order, family, onnxruntime_available, runtime_available
     from deimv2.data.images import as_rgb_image
     from deimv2.models import hgnetv2
     from deimv2.models.build import build_model, build_postprocessor
@@ -101,7 +101,7 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
     graph_cl = build_graph(copy.deepcopy(model), cfg, deploy=True).to(memory_format=torch.channels_last)
     tmp = tempfile.mkdtemp()
     os.environ["DEIMV2_CACHE_DIR"] = str(Path(tmp) / "cache")  # the ONNX export of this random model
-    backend = AUTO_CPU[family(cfg)] if onnxruntime_available() else "torch"
+    backend = next((name for name in auto_order(cfg) if runtime_available(name)), "torch")
     det = Detector(copy.deepcopy(model), conf=0.45, deploy=True, backend=backend, batch_size=8)
     x = torch.rand(1, 3, h, w)
     x8 = torch.rand(8, 3, h, w)

@@ -1,13 +1,14 @@
-"""Inference backends of :class:`~deimv2.predict.Detector`: PyTorch, or ONNX Runtime on CPU.
+"""Inference backends of :class:`~deimv2.predict.Detector`: PyTorch, or on CPU OpenVINO or ONNX Runtime.
 
-Both run the same :class:`~deimv2.graph.DetectionGraph` (model + post-processor in deploy form) and return
+All run the same :class:`~deimv2.graph.DetectionGraph` (model + post-processor in deploy form) and return
 ``(labels, boxes, scores)`` torch tensors, so the Detector builds the same :class:`Prediction` objects.
 
-``backend="auto"`` (the default) picks per backbone family what measured faster on CPU (:data:`AUTO_CPU`):
-ONNX Runtime for a checkpoint file of an HGNetv2 variant (Atto…N) when ``onnx`` and ``onnxruntime`` are
-installed, else PyTorch: for the DINOv3 variants (S/M/L/X, whose fused attention is faster in PyTorch) and
-always on CUDA (use TensorRT there, ``docs/tensorrt.md``). On CPU the PyTorch path feeds the HGNetv2 variants
-channels-last input (and converts a deploy graph's weights too, :data:`CHANNELS_LAST_CPU`), which measured faster.
+``backend="auto"`` (the default) runs a checkpoint file on CPU in the first installed runtime of :data:`AUTO_CPU`
+for its backbone family, chosen by measurement: OpenVINO (exact float32: its CPU default, bfloat16 on CPUs with
+AMX/AVX-512-BF16, is switched off), then ONNX Runtime, else PyTorch. An in-memory model (e.g. right after
+training) and CUDA always use PyTorch (use TensorRT on GPU, ``docs/tensorrt.md``). On CPU the PyTorch path feeds
+the HGNetv2 variants channels-last input (and converts a deploy graph's weights too, :data:`CHANNELS_LAST_CPU`),
+which measured faster.
 The ONNX file is exported once and cached, keyed by the weights' hash, the config (input size …), the opset
 and the package versions; any change gives a new key and a new export. The cache lives next to the
 checkpoint (``<folder>/.deimv2_cache/``), or in the user cache folder when that folder is not writable
@@ -35,26 +36,28 @@ __all__ = [
     "BACKENDS",
     "CHANNELS_LAST_CPU",
     "OnnxRuntimeBackend",
+    "OpenVINOBackend",
     "TorchBackend",
     "cache_key",
     "cached_onnx",
     "family",
     "make_backend",
     "ort_session",
+    "runtime_available",
 ]
 
-BACKENDS = ("auto", "torch", "onnxruntime")
+BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
 OPSET = 17
 CACHE_DIRNAME = ".deimv2_cache"
 
 
-#: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`), chosen by measurement:
-#: ``onnxruntime_over_deploy`` (onnxruntime vs PyTorch deploy, channels-last where :data:`CHANNELS_LAST_CPU`) in
-#: ``benchmarks/results/predict_backends_cpu2.json`` (2-core machine). HGNetv2 (Atto…N): onnxruntime, clearly
-#: faster; DINOv3 (S…X): PyTorch, whose fused SDPA attention onnxruntime runs as separate MatMul/Softmax
-#: nodes. ``tests/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %)
-#: contradicts this table.
-AUTO_CPU = {"hgnetv2": "onnxruntime", "dinov3": "torch"}
+#: What ``backend="auto"`` runs on CPU, per backbone family (:func:`family`): the first installed runtime of the
+#: tuple, else PyTorch. Chosen by measurement (``benchmarks/results/predict_backends_cpu2.json``, 2-core machine,
+#: ``<runtime>_over_deploy``: the runtime vs PyTorch deploy, channels-last where :data:`CHANNELS_LAST_CPU`):
+#: OpenVINO was the fastest for both families, ONNX Runtime faster than PyTorch for HGNetv2 (Atto…N) but not for
+#: DINOv3 (S…X), whose fused SDPA attention ONNX Runtime runs as separate MatMul/Softmax nodes.
+#: ``tests/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %) contradicts this.
+AUTO_CPU = {"hgnetv2": ("openvino", "onnxruntime"), "dinov3": ("openvino",)}
 
 #: Backbone families run in channels-last on CPU by the torch backend: the input always (then the convolutions
 #: propagate that format), the weights too when the graph is in deploy form. Clearly faster for the CNN variants;
@@ -122,6 +125,7 @@ class OnnxRuntimeBackend:
     """The exported graph in ONNX Runtime (CPU). Inputs/outputs as :class:`TorchBackend`."""
 
     name = "onnxruntime"
+    memory_format = torch.contiguous_format
 
     def __init__(self, path: str | Path, threads: int | None = None):
         self.path = Path(path)
@@ -136,18 +140,69 @@ class OnnxRuntimeBackend:
         return torch.from_numpy(labels), torch.from_numpy(boxes), torch.from_numpy(scores)
 
 
+#: OpenVINO CPU settings: float32 throughout (its default on CPUs with AMX/AVX-512-BF16 is bfloat16, which would
+#: change the detections), latency mode (one stream), ``threads`` worker threads.
+OPENVINO_CPU = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+
+
+class OpenVINOBackend:
+    """The exported graph compiled by OpenVINO for the CPU. Inputs/outputs as :class:`TorchBackend`.
+
+    One compiled graph per batch size, with static shapes (measured faster than one graph with a dynamic batch
+    dimension); the batch-1 graph is compiled at once, so a broken runtime fails here, not at the first image.
+    """
+
+    name = "openvino"
+    memory_format = torch.contiguous_format
+
+    def __init__(self, path: str | Path, threads: int | None = None):
+        import openvino as ov
+
+        self.path = Path(path)
+        self.threads = int(threads or torch.get_num_threads())
+        self.core = ov.Core()
+        self.model = self.core.read_model(str(self.path))
+        self._requests: dict[int, Any] = {}
+        self._request(1)
+
+    def _request(self, n: int):
+        if n not in self._requests:
+            model = self.model.clone()
+            _, c, h, w = model.input("images").get_partial_shape()
+            model.reshape({"images": [n, c.get_length(), h.get_length(), w.get_length()], "orig_target_sizes": [n, 2]})
+            config = {**OPENVINO_CPU, "INFERENCE_NUM_THREADS": self.threads}
+            self._requests[n] = self.core.compile_model(model, "CPU", config).create_infer_request()
+        return self._requests[n]
+
+    def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
+        request = self._request(int(images.shape[0]))
+        out = request.infer(
+            {
+                "images": images.detach().cpu().contiguous().numpy(),
+                "orig_target_sizes": sizes.detach().cpu().to(torch.int64).numpy(),
+            },
+            share_inputs=True,  # read the arrays in place; the outputs are copies (share_outputs=False)
+        )
+        return tuple(torch.from_numpy(out[name]) for name in ("labels", "boxes", "scores"))
+
+
 # --------------------------------------------------------------------------- cache
 def _versions() -> dict:
-    import onnx
-    import onnxruntime
+    """Versions that shape the exported file or the runtimes reading it (``None``: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
 
     from . import __version__
+
+    def _v(name: str) -> str | None:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return None
 
     return {
         "deimv2": __version__,
         "torch": torch.__version__,
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        **{k: _v(k) for k in ("onnx", "onnxruntime", "openvino")},
     }
 
 
@@ -224,7 +279,7 @@ def cached_onnx(
             continue
         target = d / name
         if verbose:
-            print(f"首次使用 onnxruntime 后端：正在把 {stem} 导出为 ONNX（只需一次，缓存在 {target}）……")
+            print(f"首次在 CPU 上用 ONNX 运行时：正在把 {stem} 导出为 ONNX（只需一次，缓存在 {target}）……")
         _write_atomic(graph, cfg, target, opset)
         for old in d.glob(f"{stem}-*.onnx"):  # older exports of the same checkpoint (weights/versions changed)
             if old != target and len(old.stem) == len(stem) + 17:
@@ -234,13 +289,23 @@ def cached_onnx(
 
 
 # --------------------------------------------------------------------------- choice
-def onnxruntime_available() -> bool:
+#: what each runtime needs to import, and the Chinese hint for installing it
+_NEEDS = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino")}
+_CLASSES = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVINOBackend}
+
+
+def runtime_available(name: str) -> bool:
+    """Whether the packages of runtime ``name`` (``"onnxruntime"`` or ``"openvino"``) import."""
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+        for module in _NEEDS[name]:
+            __import__(module)
     except ImportError:
         return False
     return True
+
+
+def onnxruntime_available() -> bool:
+    return runtime_available("onnxruntime")
 
 
 def _deploy_graph(graph, cfg, deployed: bool):
@@ -248,9 +313,9 @@ def _deploy_graph(graph, cfg, deployed: bool):
     return graph if deployed else build_graph(copy.deepcopy(graph.model).cpu(), cfg, deploy=True)
 
 
-def prefers_onnxruntime(cfg) -> bool:
-    """``auto`` on CPU picks onnxruntime for this config's family (:data:`AUTO_CPU`)."""
-    return AUTO_CPU[family(cfg)] == "onnxruntime"
+def auto_order(cfg) -> tuple[str, ...]:
+    """The runtimes ``auto`` tries on CPU for this config's family, in order (:data:`AUTO_CPU`); then torch."""
+    return AUTO_CPU[family(cfg)]
 
 
 def make_backend(
@@ -268,33 +333,47 @@ def make_backend(
     if backend not in BACKENDS:
         raise ConfigError(
             f"未知的推理后端 backend={backend!r}。可选：{'、'.join(BACKENDS)}"
-            "（auto = CPU 上用 onnxruntime、GPU 上用 torch）。"
+            "（auto = CPU 上依次尝试 openvino、onnxruntime，GPU 上用 torch）。"
         )
     if backend == "torch":
         return torch_backend(graph, cfg, device, deployed)
-    if backend == "onnxruntime":
+    if backend != "auto":  # an explicit runtime: CPU only, installed, or a clear error
         if device.type != "cpu":
             raise ConfigError(
-                f"onnxruntime 后端只用于 CPU，当前设备是 {device}。GPU 上请用 backend='torch'，"
+                f"{backend} 后端只用于 CPU，当前设备是 {device}。GPU 上请用 backend='torch'，"
                 "或按 docs/tensorrt.md 导出 TensorRT 引擎。"
             )
-        if not onnxruntime_available():
+        if not runtime_available(backend):
             raise DEIMv2Error(
-                'backend="onnxruntime" 需要 onnx 和 onnxruntime：请运行 pip install onnx onnxruntime，'
+                f'backend="{backend}" 需要 {" 和 ".join(_NEEDS[backend])}：请运行 pip install {" ".join(_NEEDS[backend])}，'
                 '或改用 backend="torch"。'
             )
-        return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
-    # auto: onnxruntime for a checkpoint file of a family that measured faster in it (AUTO_CPU) on CPU. An
-    # in-memory model (e.g. right after training) stays in torch.
-    if device.type != "cpu" or source is None or not prefers_onnxruntime(cfg):
+        return _CLASSES[backend](cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
+    # auto: on CPU, a checkpoint file runs in the first installed runtime of AUTO_CPU that loads. An in-memory
+    # model (e.g. right after training) stays in torch.
+    if device.type != "cpu" or source is None:
         return torch_backend(graph, cfg, device, deployed)
-    if not onnxruntime_available():
-        print("提示：没有安装 onnxruntime，推理使用 PyTorch（pip install onnx onnxruntime 后 CPU 推理会快很多）。")
-        return torch_backend(graph, cfg, device, deployed)
-    try:
-        return OnnxRuntimeBackend(cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source))
-    except Exception as e:  # noqa: BLE001 - any export/session failure: the torch path still works
+    order = auto_order(cfg)
+    installed = [name for name in order if runtime_available(name)]
+    if not installed:
         print(
-            f"提示：导出或加载 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），推理改用 PyTorch（结果相同，只是更慢）。"
+            f"提示：没有安装 {' 或 '.join(order)}，推理使用 PyTorch"
+            f"（pip install onnx {order[0]} 后 CPU 推理会快很多）。"
         )
-        return torch_backend(graph, cfg, device, deployed)
+    if installed:
+        try:
+            path = cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source)
+        except Exception as e:  # noqa: BLE001 - any export failure: the torch path still works
+            print(
+                f"提示：导出 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），推理改用 PyTorch（结果相同，只是更慢）。"
+            )
+            installed = []
+    for name in installed:
+        try:
+            return _CLASSES[name](path)
+        except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file: the next one, or torch
+            print(
+                f"提示：{name} 加载 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），"
+                "改用下一个后端（结果相同，只是更慢）。"
+            )
+    return torch_backend(graph, cfg, device, deployed)

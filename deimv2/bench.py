@@ -103,15 +103,18 @@ METHODS = (
     "eager",
     "deploy",
     "onnxruntime",
+    "openvino",
     "file_to_boxes",
     "file_to_boxes_torch",
 )
+RUNTIMES = ("onnxruntime", "openvino")
 METHOD_NAMES = {
     "official_eager": "官方 eager（model.eval() + PostProcessor）",
     "official_eager_cl_input": "官方 eager，channels-last 输入",
     "eager": "我们 eager",
     "deploy": "我们 deploy（torch，HGNetv2 用 channels-last）",
     "onnxruntime": "我们 onnxruntime",
+    "openvino": "我们 OpenVINO（float32）",
     "file_to_boxes": "文件→检测框（Detector 默认后端）",
     "file_to_boxes_torch": "文件→检测框（backend='torch'）",
 }
@@ -203,7 +206,7 @@ def backend_latency(
     import tempfile
     from pathlib import Path
 
-    from .backends import onnxruntime_available
+    from .backends import runtime_available
     from .data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
     from .engine.checkpoint import make_checkpoint, save_checkpoint
     from .models.build import build_model, build_postprocessor
@@ -251,9 +254,11 @@ def backend_latency(
         det = Detector.from_checkpoint(ckpt)  # what a user gets by default
         first_load_s = time.perf_counter() - t0
         det_t = Detector.from_checkpoint(ckpt, backend="torch")
-        det_o = det if det.backend.name == "onnxruntime" else None
-        if det_o is None and onnxruntime_available():  # e.g. DINOv3 variants: auto picks torch, show ORT anyway
-            det_o = Detector.from_checkpoint(ckpt, backend="onnxruntime")
+        runtimes = {  # every installed CPU runtime, also those auto did not pick
+            name: det if det.backend.name == name else Detector.from_checkpoint(ckpt, backend=name)
+            for name in RUNTIMES
+            if runtime_available(name)
+        }
         path = Path(image) if image is not None else default_image(tmp)
         from PIL import Image
 
@@ -263,12 +268,10 @@ def backend_latency(
         fns = {
             "eager": lambda: post(model(x_nchw), sizes),
             "deploy": lambda: det_t.backend(x, sizes),  # deploy graph, channels-last where CHANNELS_LAST_CPU
-            "onnxruntime": lambda: det_o.backend(x, sizes),
+            **{name: (lambda d=d: d.backend(x, sizes)) for name, d in runtimes.items()},
             "file_to_boxes": lambda: det(path),
             "file_to_boxes_torch": lambda: det_t(path),
         }
-        if det_o is None:
-            fns.pop("onnxruntime")
         x_off = x_nchw  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
         if cfg.input_mean is not None:
             mean, std = torch.tensor(cfg.input_mean).view(1, 3, 1, 1), torch.tensor(cfg.input_std).view(1, 3, 1, 1)
@@ -336,8 +339,9 @@ def backend_latency(
     }
     for k in names:
         row[f"{k}_ms"] = statistics.median(samples[k])
-    if "onnxruntime" in names:
-        row["onnxruntime_over_deploy"] = statistics.median(m["onnxruntime"] / m["deploy"] for m in per_round)
+    for name in RUNTIMES:
+        if name in names:
+            row[f"{name}_over_deploy"] = statistics.median(m[name] / m["deploy"] for m in per_round)
     if off_model is not None:
         row["official_best_ms"] = min(row["official_eager_ms"], row["official_eager_cl_input_ms"])
         ratios = [m["file_to_boxes"] / min(m["official_eager"], m["official_eager_cl_input"]) for m in per_round]
@@ -365,12 +369,13 @@ def machine_meta(threads: int, rounds: int, runs: int) -> dict:
         "rounds": rounds,
         "runs": runs,
     }
-    try:
-        import onnxruntime
+    from importlib.metadata import PackageNotFoundError, version
 
-        meta["onnxruntime"] = onnxruntime.__version__
-    except ImportError:
-        meta["onnxruntime"] = None
+    for name in ("onnxruntime", "openvino"):
+        try:
+            meta[name] = version(name)
+        except PackageNotFoundError:
+            meta[name] = None
     if hasattr(os, "getloadavg"):
         meta["loadavg_start"] = list(os.getloadavg())
     return meta

@@ -33,6 +33,7 @@ CHECK_KEYS = (
     "ipywidgets",
     "onnx",
     "onnxruntime",
+    "openvino",
     "tensorboard",
     "cjk_font",
 )
@@ -297,6 +298,9 @@ def checks(verbose: bool = True, path: str | os.PathLike | None = None) -> dict:
         "onnx": lambda: _check_package("onnx", "onnx", False, '导出 ONNX 需要：pip install "deimv2[export]"'),
         "onnxruntime": lambda: _check_package(
             "onnxruntime", "onnxruntime", False, '运行 ONNX 模型需要：pip install "deimv2[export]"'
+        ),
+        "openvino": lambda: _check_package(
+            "openvino", "openvino", False, "CPU 上最快的推理后端（默认会用）：pip install openvino"
         ),
         "tensorboard": lambda: _check_package(
             "tensorboard", "tensorboard", False, "查看训练曲线（可选）：pip install tensorboard"

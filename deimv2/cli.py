@@ -95,8 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--backend",
         default="auto",
-        choices=["auto", "torch", "onnxruntime"],
-        help="推理后端：auto（默认，CPU 上用 onnxruntime，GPU 上用 torch）、torch、onnxruntime",
+        choices=["auto", "torch", "onnxruntime", "openvino"],
+        help="推理后端：auto（默认：CPU 上依次用 openvino、onnxruntime 中已安装的，GPU 上用 torch）、torch、onnxruntime、openvino",
     )
     p.add_argument(
         "--workers",
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("checks", help="检查运行环境（版本、GPU、字体……）")
 
     p = sub.add_parser(
-        "bench", help="推理延迟：官方 eager、我们的 eager / deploy / onnxruntime、文件→检测框，并排交替测量"
+        "bench", help="推理延迟：官方 eager、我们的 eager / deploy / onnxruntime / OpenVINO、文件→检测框，并排交替测量"
     )
     p.add_argument("variants", nargs="*", default=["atto"], help="变体名，默认 atto")
     p.add_argument("--threads", type=int, default=2)

@@ -1,4 +1,4 @@
-"""Detector backends: onnxruntime gives the torch path's detections; the ONNX cache; clean fallbacks."""
+"""Detector backends: OpenVINO and onnxruntime give the torch path's detections; the ONNX cache; clean fallbacks."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ TINY = {
     "PostProcessor.num_top_queries": 30,
 }
 TOP = 10
+RUNTIMES = ("onnxruntime", "openvino")
 
 
 @pytest.fixture(autouse=True)
@@ -67,20 +68,27 @@ def assert_same_detections(a: Prediction, b: Prediction, top: int = TOP) -> None
     assert a.scores.dtype == b.scores.dtype == torch.float32 and a.labels.dtype == b.labels.dtype
 
 
-def test_trained_checkpoint_auto_is_onnxruntime_and_matches_torch(trained, capsys):
+def test_trained_checkpoint_auto_is_openvino_and_matches_torch(trained, capsys):
     ckpt, images = trained
-    ort_det = Detector.from_checkpoint(ckpt, conf=0.0)  # the default backend
+    auto = Detector.from_checkpoint(ckpt, conf=0.0)  # the default backend
     torch_det = Detector.from_checkpoint(ckpt, conf=0.0, backend="torch")
-    assert ort_det.backend.name == "onnxruntime" and torch_det.backend.name == "torch"
+    assert auto.backend.name == "openvino" and torch_det.backend.name == "torch"
     cached = list((ckpt.parent / backends.CACHE_DIRNAME).glob("best-*.onnx"))
-    assert cached == [ort_det.backend.path]
-    preds_o, preds_t = ort_det.predict(images), torch_det.predict(images)  # one batch of 4
-    assert len(preds_o) == len(images)
-    for a, b in zip(preds_o, preds_t):
-        assert_same_detections(a, b)
-        assert float(a.scores.max() - a.scores.min()) > 1e-3  # trained: scores are not all tied
-    one = ort_det(Image.open(images[0]))  # single PIL input, batch 1
-    assert_same_detections(one, torch_det(Image.open(images[0])))
+    assert cached == [auto.backend.path]
+    preds_t = torch_det.predict(images)  # one batch of 4
+    for det in (auto, Detector.from_checkpoint(ckpt, conf=0.0, backend="onnxruntime")):
+        assert det.backend.path == auto.backend.path  # both runtimes read the one cached export
+        preds = det.predict(images)
+        assert len(preds) == len(images)
+        for a, b in zip(preds, preds_t):
+            assert_same_detections(a, b)
+            assert float(a.scores.max() - a.scores.min()) > 1e-3  # trained: scores are not all tied
+        one = det(Image.open(images[0]))  # single PIL input, batch 1
+        assert_same_detections(one, torch_det(Image.open(images[0])))
+        three = det.predict(images[:3])  # another batch size: OpenVINO compiles a second static graph
+        for a, b in zip(three, preds_t[:3]):
+            assert_same_detections(a, b)
+    assert sorted(auto.backend._requests) == [1, 3, 4]
 
 
 def _calibrated(variant: str, size: int = 160) -> torch.nn.Module:
@@ -89,15 +97,17 @@ def _calibrated(variant: str, size: int = 160) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize(("variant", "size"), [("atto", 160), ("n", 256), ("s", 160)])  # anchors >= queries
-def test_random_weight_variants_onnxruntime_equals_torch(variant, size):
+def test_random_weight_variants_runtimes_equal_torch(variant, size):
     model = _calibrated(variant, size)
     torch_det = Detector(model, conf=0.0, backend="torch")  # eval form
-    ort_det = Detector(model, conf=0.0, backend="onnxruntime")  # exports a deployed copy
-    assert ort_det.backend.name == "onnxruntime" and ort_det.backend.path.parent.name == "onnx"
     rng = np.random.default_rng(3)
     imgs = [rng.integers(0, 256, (150, 210, 3), dtype=np.uint8), rng.integers(0, 256, (90, 60, 3), dtype=np.uint8)]
-    for a, b in zip(ort_det.predict(imgs), torch_det.predict(imgs)):
-        assert_same_detections(a, b)
+    want = torch_det.predict(imgs)
+    for name in RUNTIMES:
+        det = Detector(model, conf=0.0, backend=name)  # exports a deployed copy (once: the second reads the cache)
+        assert det.backend.name == name and det.backend.path.parent.name == "onnx"
+        for a, b in zip(det.predict(imgs), want):
+            assert_same_detections(a, b)
     assert torch_det.backend.graph.model is model  # the caller's model was not folded in place
 
 
@@ -147,19 +157,39 @@ def test_unwritable_checkpoint_folder_uses_user_cache(trained, tmp_path, monkeyp
     user = tmp_path / "用户 缓存 2"
     monkeypatch.setenv("DEIMV2_CACHE_DIR", str(user))
     det = Detector.from_checkpoint(folder / "best.pth")
-    assert det.backend.name == "onnxruntime" and det.backend.path.parent == user / "onnx"
+    assert det.backend.name == "openvino" and det.backend.path.parent == user / "onnx"
 
 
-def test_missing_onnxruntime_falls_back_to_torch_with_one_line(trained, monkeypatch, capsys):
+def test_missing_runtimes_fall_back_in_order_then_to_torch_with_one_line(trained, monkeypatch, capsys):
     ckpt, images = trained
-    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime -> ImportError
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino -> ImportError
+    det = Detector.from_checkpoint(ckpt, conf=0.0)
+    assert det.backend.name == "onnxruntime" and capsys.readouterr().out.count("\n") <= 1  # at most the export line
+    with pytest.raises(DEIMv2Error, match="pip install onnx openvino"):
+        Detector.from_checkpoint(ckpt, backend="openvino")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
     det = Detector.from_checkpoint(ckpt, conf=0.0)
     out = capsys.readouterr().out.strip().splitlines()
     assert det.backend.name == "torch"
-    assert len(out) == 1 and "onnxruntime" in out[0] and "PyTorch" in out[0]
+    assert len(out) == 1 and "openvino" in out[0] and "onnxruntime" in out[0] and "PyTorch" in out[0]
     assert len(det(images[0])) > 0
     with pytest.raises(DEIMv2Error, match="pip install onnx onnxruntime"):
         Detector.from_checkpoint(ckpt, backend="onnxruntime")
+
+
+def test_runtime_that_cannot_load_gives_way_to_the_next_with_one_line(trained, monkeypatch, capsys):
+    ckpt, images = trained
+    Detector.from_checkpoint(ckpt)  # the export is cached: the only line below is the failure
+    capsys.readouterr()
+
+    def broken(self, path, threads=None):
+        raise RuntimeError("模拟的编译失败")
+
+    monkeypatch.setattr(backends.OpenVINOBackend, "__init__", broken)
+    det = Detector.from_checkpoint(ckpt, conf=0.0)
+    out = capsys.readouterr().out.strip().splitlines()
+    assert det.backend.name == "onnxruntime" and len(out) == 1 and "openvino" in out[0] and "模拟的编译失败" in out[0]
+    assert_same_detections(det(images[0]), Detector.from_checkpoint(ckpt, conf=0.0, backend="torch")(images[0]))
 
 
 def test_export_failure_falls_back_to_torch_with_one_line(trained, tmp_path, monkeypatch, capsys):
@@ -186,8 +216,9 @@ def test_bad_backend_names_and_devices():
     with pytest.raises(ConfigError, match="未知的推理后端"):
         Detector(model, backend="tensorrt")
     det = Detector(model, backend="torch")
-    with pytest.raises(ConfigError, match="只用于 CPU"):
-        backends.make_backend("onnxruntime", det.graph, det.cfg, torch.device("cuda"))
+    for name in RUNTIMES:
+        with pytest.raises(ConfigError, match=f"{name} 后端只用于 CPU"):
+            backends.make_backend(name, det.graph, det.cfg, torch.device("cuda"))
     assert backends.make_backend("auto", det.graph, det.cfg, torch.device("cuda"), source="x.pth").name == "torch"
 
 
@@ -203,9 +234,23 @@ def test_session_turns_spinning_off_and_uses_torch_threads(trained):
     assert opts.get_session_config_entry("session.intra_op.allow_spinning") == "0"
 
 
+def test_openvino_runs_float32_with_torch_threads(trained):
+    """OpenVINO's CPU default on AMX/AVX-512-BF16 machines is bfloat16: it must be switched off (exact results)."""
+    ckpt, _ = trained
+    path = Detector.from_checkpoint(ckpt).backend.path
+    torch.set_num_threads(2)
+    try:
+        b = backends.OpenVINOBackend(path)
+    finally:
+        torch.set_num_threads(1)
+    compiled = b._requests[1].get_compiled_model()
+    assert compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 2 == b.threads
+
+
 def test_cli_predict_backend_flag(trained, tmp_path, capsys):
     ckpt, images = trained
-    for name in ("torch", "onnxruntime"):
+    for name in ("torch", *RUNTIMES):
         assert (
             cli_main(
                 [
@@ -247,8 +292,8 @@ def test_predict_latency_script_writes_tables_and_json(tmp_path, capsys):
     assert saved == json.loads(json.dumps(result))
     assert {"date", "threads", "rounds", "runs", "loadavg_start", "loadavg_end", "cpu_count"} <= set(saved["meta"])
     row = saved["variants"]["atto"]
-    assert row["default_backend"] == "onnxruntime" and row["input"] == "320x320"
-    for k in ("eager_ms", "deploy_ms", "onnxruntime_ms", "file_to_boxes_ms", "file_to_boxes_torch_ms"):
+    assert row["default_backend"] == "openvino" and row["input"] == "320x320"
+    for k in ("eager_ms", "deploy_ms", "onnxruntime_ms", "openvino_ms", "file_to_boxes_ms", "file_to_boxes_torch_ms"):
         assert row[k] > 0, k
     assert "official_eager_ms" not in row and row["identical_detections"] is True
     assert row["detections"]["vs_torch"]["top_k"] == 10
@@ -282,15 +327,14 @@ def test_cli_bench_on_a_checkpoint(trained, tmp_path, capsys):
     import json
 
     row = json.loads(out.read_text(encoding="utf-8"))["variants"]["best"]
-    assert row["input"] == "96x96" and row["default_backend"] == "onnxruntime" and row["identical_detections"]
+    assert row["input"] == "96x96" and row["default_backend"] == "openvino" and row["identical_detections"]
     assert "文件→检测框" in capsys.readouterr().out
 
 
-def test_auto_keeps_dinov3_variants_in_torch():
-    for v, want in (("atto", True), ("femto", True), ("n", True), ("s", False), ("m", False), ("x", False)):
-        assert backends.prefers_onnxruntime(load_config(v)) is want, v
+def test_auto_order_per_family():
+    for v, want in (("atto", ("openvino", "onnxruntime")), ("n", ("openvino", "onnxruntime")), ("s", ("openvino",))):
+        assert backends.auto_order(load_config(v)) == want, v
+    assert backends.auto_order(load_config("x")) == ("openvino",)
     s_cfg = load_config("s", num_classes=3)
-    assert (
-        backends.make_backend("auto", torch.nn.Identity(), s_cfg, torch.device("cpu"), source="best.pth").name
-        == "torch"
-    )
+    # an in-memory model, or no runtime for the family installed: torch
+    assert backends.make_backend("auto", torch.nn.Identity(), s_cfg, torch.device("cpu")).name == "torch"

@@ -85,15 +85,21 @@ def _clearly(a: float, b: float, margin: float = 0.05) -> bool | None:
 
 @pytest.mark.parametrize("name", ["predict_backends_cpu2.json"])
 def test_auto_table_is_what_measured_faster(name):
-    """AUTO_CPU says which backend each family gets; the recorded benchmarks must not contradict it."""
+    """AUTO_CPU lists, per family, the runtimes auto tries in order; the recorded benchmarks must not contradict it:
+    a runtime clearly faster than PyTorch deploy is listed, one clearly slower is not, and no listed runtime is
+    clearly slower than the one listed after it."""
     rows = _results(name)["variants"]
     assert {"atto", "n", "s"} <= set(rows)
     for v, row in rows.items():
         fam = backends.family(load_config(v))
-        ort_faster = _clearly(row["onnxruntime_over_deploy"], 1.0)
-        if ort_faster is not None:
-            assert backends.AUTO_CPU[fam] == ("onnxruntime" if ort_faster else "torch"), (v, row)
-        assert row["default_backend"] == backends.AUTO_CPU[fam] and row["identical_detections"]
+        order = backends.AUTO_CPU[fam]
+        for rt in ("onnxruntime", "openvino"):
+            faster = _clearly(row[f"{rt}_over_deploy"], 1.0)
+            if faster is not None:
+                assert (rt in order) is faster, (v, rt, row[f"{rt}_over_deploy"])
+        for first, then in zip(order, order[1:]):
+            assert _clearly(row[f"{first}_ms"], row[f"{then}_ms"]) is not False, (v, first, then)
+        assert row["default_backend"] == order[0] and row["identical_detections"]
         assert row["torch_channels_last"] is (fam in backends.CHANNELS_LAST_CPU)
 
 
