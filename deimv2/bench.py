@@ -183,6 +183,21 @@ def _same_topk(labels_a, boxes_a, scores_a, labels_b, boxes_b, scores_b, scale: 
     }
 
 
+def model_gflop(model: torch.nn.Module, h: int, w: int) -> float:
+    """GFLOP of one forward pass at ``h``×``w``, batch 1 (``torch.utils.flop_counter``: 2 per multiply-add)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        model(torch.rand(1, 3, h, w))
+    return counter.get_total_flops() / 1e9
+
+
+def sgemm_gflops(n: int = 2048, runs: int = 10) -> float:
+    """float32 matrix-multiply throughput (GFLOP/s, median) of this process's threads: the machine's practical peak."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    return 2 * n**3 / time_fn(lambda: a @ b, runs=runs, warmup=2)["median_ms"] / 1e6
+
+
 def backend_latency(
     variant: str | None = None,
     official: str | None = None,
@@ -324,6 +339,8 @@ def backend_latency(
     row = {
         "variant": variant,
         "input": f"{h}x{w}",
+        "gflop": model_gflop(model, h, w),
+        "sgemm_gflops": sgemm_gflops(),
         "image": f"{pil.size[0]}x{pil.size[1]} JPEG",
         "default_backend": det.backend.name,
         "torch_channels_last": det_t.backend.channels_last,
@@ -400,6 +417,12 @@ def print_backend_table(row: dict) -> None:
             f"{'相同' if c['labels_equal'] else '不同'}，分数差 {c['max_abs_scores']:.1e}，框差 {c['max_abs_boxes']:.1e} 像素）"
         )
     print(f"  首次加载（含导出 ONNX）{row['first_load_s']:.1f} s，之后直接读缓存。")
+    if "gflop" in row:  # how close the default backend's model call already is to the machine's matmul peak
+        rt = row["default_backend"] if f"{row['default_backend']}_ms" in row else "deploy"
+        print(
+            f"  计算量 {row['gflop']:.2f} GFLOP；{METHOD_NAMES[rt]} 每秒完成 {row['gflop'] / row[f'{rt}_ms'] * 1e3:.0f} GFLOP，"
+            f"这台机器 {row['threads']} 线程 float32 大矩阵乘约 {row['sgemm_gflops']:.0f} GFLOP/s。"
+        )
 
 
 def run_backend_benchmark(

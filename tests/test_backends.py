@@ -296,6 +296,7 @@ def test_predict_latency_script_writes_tables_and_json(tmp_path, capsys):
     for k in ("eager_ms", "deploy_ms", "onnxruntime_ms", "openvino_ms", "file_to_boxes_ms", "file_to_boxes_torch_ms"):
         assert row[k] > 0, k
     assert "official_eager_ms" not in row and row["identical_detections"] is True
+    assert row["gflop"] > 0.1 and row["sgemm_gflops"] > 1
     assert row["detections"]["vs_torch"]["top_k"] == 10
     text = capsys.readouterr().out
     assert "文件→检测框（Detector 默认后端）" in text and "检测结果与PyTorch一致" in text
