@@ -5,10 +5,15 @@ split (48 images) and, at the end, on a held-out test split (96 images made by `
 with another seed, never used to choose anything). YOLO's predictions are scored with the same pycocotools
 COCOeval as ours (YOLO's own mAP is kept too). Writes ``benchmarks/results/recipes/<trial>.json``.
 
+``--dataset photo2`` runs the same trials on a second small composite real-photo set with 2 classes
+(``data/make_photo2_dataset.py``, not shipped: generated here, train 160 / valid 48 with the default seed, and its
+own held-out split of 96 images with another seed) and writes ``benchmarks/results/recipes/photo2_<trial>.json``.
+
 Trials given together run CONCURRENTLY, one process each, pinned to ``--threads`` (default 1), so that a
 DEIMv2/YOLO pair sees the same machine load (sampled with ``os.getloadavg()`` into the JSON)::
 
     python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40 --yolo-python /work/yolovenv/bin/python
+    python benchmarks/recipes.py small_e40 today_e40 yolo11n_e40 --dataset photo2
 
 Ultralytics is not a dependency of deimv2: make a separate environment for it, e.g.
 ``python3 -m venv /work/yolovenv && /work/yolovenv/bin/pip install ultralytics scikit-image``.
@@ -31,6 +36,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "recipes"
 HELDOUT_SEED, HELDOUT_N = 1234, 96
+#: dataset -> generator script; "demo" trains on the bundled copy, "photo2" on a split generated with GEN_SEED
+DATASETS = {"demo": "data/make_demo_dataset.py", "photo2": "data/make_photo2_dataset.py"}
+GEN_SEED, GEN_TRAIN, GEN_VALID = 2025, 160, 48
+YOLO_PYTHON = "/work/yolovenv/bin/python"  # default --yolo-python (and --gen-python): ultralytics + scikit-image
 
 #: the demo's schedule before the small recipe (deimv2/demo.py until issue 14): the official config with batch 8,
 #: milestones scaled in proportion, LRs not rescaled (with demo_overrides(): epoch_rule proportional, scale_lr False)
@@ -126,25 +135,65 @@ class LoadSampler:
 
 
 # ------------------------------------------------------------------ data
-def prepare_data(work: Path, gen_python: str) -> dict:
-    """Demo train/valid (YOLO + COCO) and the held-out test split (generated once, deterministic)."""
+def gen_command(dataset: str, out: Path | str, train: int, valid: int, seed: int) -> list[str]:
+    """Arguments of the generator of ``dataset`` (after the Python), as recorded in the JSON."""
+    return [DATASETS[dataset], "--out", str(out), "--train", str(train), "--valid", str(valid), "--seed", str(seed)]
+
+
+def _generate(gen_python: str, dataset: str, yolo: Path, coco: Path, train: int, valid: int, seed: int) -> None:
+    """YOLO split from the generator, converted to COCO (once: skipped when the COCO files are there)."""
     from deimv2.data.convert import yolo_to_coco
+
+    if not (coco / "valid" / "_annotations.coco.json").is_file():
+        cmd = gen_command(dataset, yolo, train, valid, seed)
+        subprocess.run([gen_python, str(ROOT / cmd[0]), *cmd[1:]], check=True)
+        yolo_to_coco(yolo, coco, overwrite=True)
+
+
+def prepare_data(work: Path, gen_python: str, dataset: str = "demo") -> dict:
+    """Train/valid (YOLO + COCO) and the held-out test split (generated once, deterministic).
+
+    demo: the bundled dataset; photo2: generated with ``GEN_SEED``. Both held-out splits use ``HELDOUT_SEED``."""
     from deimv2.data.demo import demo_dataset_dir, prepare_demo_coco
 
     work.mkdir(parents=True, exist_ok=True)
-    coco = prepare_demo_coco(work / "demo_coco")
-    yolo = work / "demo_yolo"
-    if not (yolo / "data.yaml").is_file():
-        shutil.copytree(demo_dataset_dir(), yolo)  # a copy: Ultralytics writes label caches next to the labels
-    held_yolo, held_coco = work / f"heldout_seed{HELDOUT_SEED}_yolo", work / f"heldout_seed{HELDOUT_SEED}_coco"
-    if not (held_coco / "valid" / "_annotations.coco.json").is_file():
-        subprocess.run(
-            [gen_python, str(ROOT / "data" / "make_demo_dataset.py"), "--out", str(held_yolo), "--train", "1"]
-            + ["--valid", str(HELDOUT_N), "--seed", str(HELDOUT_SEED)],
-            check=True,
-        )
-        yolo_to_coco(held_yolo, held_coco, overwrite=True)
+    if dataset == "demo":
+        coco = prepare_demo_coco(work / "demo_coco")
+        yolo = work / "demo_yolo"
+        if not (yolo / "data.yaml").is_file():
+            shutil.copytree(demo_dataset_dir(), yolo)  # a copy: Ultralytics writes label caches next to the labels
+        held = f"heldout_seed{HELDOUT_SEED}"
+    else:
+        yolo, coco = work / f"{dataset}_yolo", work / f"{dataset}_coco"
+        _generate(gen_python, dataset, yolo, coco, GEN_TRAIN, GEN_VALID, GEN_SEED)
+        held = f"{dataset}_heldout_seed{HELDOUT_SEED}"
+    held_yolo, held_coco = work / f"{held}_yolo", work / f"{held}_coco"
+    _generate(gen_python, dataset, held_yolo, held_coco, 1, HELDOUT_N, HELDOUT_SEED)
     return {"coco": coco, "yolo": yolo, "test_yolo": held_yolo, "test_coco": held_coco}
+
+
+def splits(dataset: str, data: dict) -> dict:
+    """How the three splits of ``dataset`` were made (the ``splits`` of the JSON, with the generating commands)."""
+    if dataset == "demo":
+        return {
+            "train": "demo train (160 images)",
+            "val": "demo valid (48 images), scored every epoch",
+            "test": f"held-out: data/make_demo_dataset.py --seed {HELDOUT_SEED} --valid {HELDOUT_N}, never tuned on",
+        }
+    rel = lambda p: str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)  # noqa: E731
+    made = " ".join(gen_command(dataset, rel(data["yolo"]), GEN_TRAIN, GEN_VALID, GEN_SEED))
+    held = " ".join(gen_command(dataset, rel(data["test_yolo"]), 1, HELDOUT_N, HELDOUT_SEED))
+    return {
+        "train": f"{dataset} train ({GEN_TRAIN} images): python {made}",
+        "val": f"{dataset} valid ({GEN_VALID} images, same command), scored every epoch",
+        "test": f"held-out: python {held} (its {HELDOUT_N} valid images), never tuned on",
+    }
+
+
+def yaml_names(yolo: Path) -> list[str]:
+    """The class names of a generated YOLO dataset (``names: ['a', 'b']`` in its data.yaml)."""
+    line = (yolo / "data.yaml").read_text(encoding="utf-8").split("names:", 1)[1].strip().splitlines()[0]
+    return [n.strip().strip("'\"") for n in line.strip("[]").split(",")]
 
 
 def coco_scores(ann_file: Path, preds: list[dict]) -> dict:
@@ -264,8 +313,9 @@ def run_yolo(name: str, trial: dict, data: dict, out: Path, threads: int, yolo_p
 def worker(name: str, a: argparse.Namespace) -> None:
     trial = TRIALS[name]
     work = ROOT / "outputs" / "recipes"
-    data = prepare_data(work / "data", a.gen_python)
-    out = work / name
+    data = prepare_data(work / "data", a.gen_python, a.dataset)
+    tag = "" if a.dataset == "demo" else f"{a.dataset}_"  # demo: the file names of the first trials
+    out = work / f"{tag}{name}"
     out.mkdir(parents=True, exist_ok=True)
     with LoadSampler() as load:
         if trial["kind"] == "yolo":
@@ -277,11 +327,9 @@ def worker(name: str, a: argparse.Namespace) -> None:
         "kind": trial["kind"],
         "epochs": trial["epochs"],
         "image_size": trial["size"],
-        "splits": {
-            "train": "demo train (160 images)",
-            "val": "demo valid (48 images), scored every epoch",
-            "test": f"held-out: data/make_demo_dataset.py --seed {HELDOUT_SEED} --valid {HELDOUT_N}, never tuned on",
-        },
+        "dataset": a.dataset,
+        "classes": yaml_names(data["yolo"]),
+        "splits": splits(a.dataset, data),
         "concurrent_with": [n for n in a.partners.split(",") if n],
         "machine": machine(),
         "loadavg": load.samples,
@@ -289,7 +337,7 @@ def worker(name: str, a: argparse.Namespace) -> None:
     }
     results = Path(a.results)
     results.mkdir(parents=True, exist_ok=True)
-    path = results / f"{name}.json"
+    path = results / f"{tag}{name}.json"
     path.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"{name}: wall {res['wall_s']} s, final AP50 {res['final']['AP50']}, AP {res['final']['AP']} -> {path}")
 
@@ -297,9 +345,10 @@ def worker(name: str, a: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("trials", nargs="+", help="trial names: " + ", ".join(TRIALS))
+    p.add_argument("--dataset", choices=list(DATASETS), default="demo", help="demo（自带）或 photo2（现场生成）")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--yolo-python", default="/work/yolovenv/bin/python")
-    p.add_argument("--gen-python", default=None, help="a Python with scikit-image for the held-out split")
+    p.add_argument("--yolo-python", default=YOLO_PYTHON)
+    p.add_argument("--gen-python", default=None, help="a Python with scikit-image for the generated splits")
     p.add_argument("--results", default=str(RESULTS), help="folder of the JSON files")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--partners", default="", help=argparse.SUPPRESS)
@@ -311,13 +360,13 @@ def main(argv: list[str] | None = None) -> None:
     if a.worker:
         worker(a.trials[0], a)
         return
-    prepare_data(ROOT / "outputs" / "recipes" / "data", a.gen_python)  # once, before the concurrent runs
+    prepare_data(ROOT / "outputs" / "recipes" / "data", a.gen_python, a.dataset)  # once, before the concurrent runs
     env = {**os.environ, "OMP_NUM_THREADS": str(a.threads), "MKL_NUM_THREADS": str(a.threads)}
     procs = []
     for n in a.trials:
         cmd = [sys.executable, __file__, n, "--worker", "--threads", str(a.threads), "--yolo-python", a.yolo_python]
         cmd += ["--gen-python", a.gen_python, "--partners", ",".join(t for t in a.trials if t != n)]
-        cmd += ["--results", a.results]
+        cmd += ["--results", a.results, "--dataset", a.dataset]
         procs.append(subprocess.Popen(cmd, env=env))
     codes = [pr.wait() for pr in procs]
     if any(codes):

@@ -135,8 +135,10 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
 
         return run
 
-    def preprocess():  # Detector's: a permuted (channels-last strided) view, made contiguous by onnxruntime
-        return det.preprocess([pil])[0].contiguous()
+    det_torch = Detector(copy.deepcopy(model), conf=0.45, deploy=True, backend="torch")
+
+    def preprocess():  # the torch backend's float input, made contiguous
+        return det_torch.preprocess([pil])[0].contiguous()
 
     def preprocess_transposed():  # the alternative: HWC -> CHW in numpy while still uint8
         arr = np.ascontiguousarray(np.asarray(pil.resize((w, h), Image.BILINEAR)).transpose(2, 0, 1))

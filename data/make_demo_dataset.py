@@ -174,10 +174,11 @@ def _covered(a: tuple, b: tuple) -> float:
 
 
 def make_image(rng: np.random.Generator, templates, bgs) -> tuple[Image.Image, list[tuple[int, tuple]]]:
+    """One composite: a background crop from ``bgs`` with 1–6 objects of ``templates`` (class -> cut-outs)."""
     canvas = _sample_background(rng, bgs)
     objects: list[tuple[int, tuple]] = []
     for _ in range(int(rng.integers(1, 7))):
-        cls = int(rng.integers(len(CLASS_NAMES)))
+        cls = int(rng.integers(len(templates)))
         rgb, alpha = templates[cls][rng.integers(len(templates[cls]))]
         for _try in range(30):
             im, a = _jitter_object(rng, rgb, alpha)
@@ -197,8 +198,23 @@ def make_image(rng: np.random.Generator, templates, bgs) -> tuple[Image.Image, l
     return canvas, objects
 
 
-def build(out: Path, n_train: int, n_valid: int, seed: int) -> None:
-    templates, bgs = _templates(), _backgrounds()
+def build(
+    out: Path,
+    n_train: int,
+    n_valid: int,
+    seed: int,
+    *,
+    templates: dict | None = None,
+    bgs: list[np.ndarray] | None = None,
+    class_names: list[str] | None = None,
+    prefix: str = "demo",
+    header: str = "# DEIMv2 教程示例数据集（由 data/make_demo_dataset.py 生成）",
+) -> None:
+    """Write ``out/{train,valid}/{images,labels}`` and ``out/data.yaml``. ``templates``/``bgs``/``class_names``
+    default to the demo's (``data/make_photo2_dataset.py`` passes its own); file names are ``<prefix>_<split>_<k>``."""
+    templates = _templates() if templates is None else templates
+    bgs = _backgrounds() if bgs is None else bgs
+    class_names = CLASS_NAMES if class_names is None else class_names
     rng = np.random.default_rng(seed)
     if out.exists():
         shutil.rmtree(out)
@@ -207,7 +223,7 @@ def build(out: Path, n_train: int, n_valid: int, seed: int) -> None:
         (out / split / "labels").mkdir(parents=True)
         for k in range(n):
             img, objects = make_image(rng, templates, bgs)
-            name = f"demo_{split}_{k:04d}"
+            name = f"{prefix}_{split}_{k:04d}"
             buf = io.BytesIO()
             img.save(buf, format="JPEG", quality=85)
             (out / split / "images" / f"{name}.jpg").write_bytes(buf.getvalue())
@@ -217,10 +233,9 @@ def build(out: Path, n_train: int, n_valid: int, seed: int) -> None:
                 for c, b in objects
             ]
             (out / split / "labels" / f"{name}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    names = ", ".join(f"'{n}'" for n in CLASS_NAMES)
+    names = ", ".join(f"'{n}'" for n in class_names)
     (out / "data.yaml").write_text(
-        "# DEIMv2 教程示例数据集（由 data/make_demo_dataset.py 生成）\n"
-        f"train: train/images\nval: valid/images\n\nnc: {len(CLASS_NAMES)}\nnames: [{names}]\n",
+        f"{header}\ntrain: train/images\nval: valid/images\n\nnc: {len(class_names)}\nnames: [{names}]\n",
         encoding="utf-8",
     )
 

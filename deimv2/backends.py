@@ -146,14 +146,18 @@ OPENVINO_CPU = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"
 
 
 class OpenVINOBackend:
-    """The exported graph compiled by OpenVINO for the CPU. Inputs/outputs as :class:`TorchBackend`.
+    """The exported graph compiled by OpenVINO for the CPU; outputs as :class:`TorchBackend`.
 
-    One compiled graph per batch size, with static shapes (measured faster than one graph with a dynamic batch
-    dimension); the batch-1 graph is compiled at once, so a broken runtime fails here, not at the first image.
+    It reads the resized pixels as they are, ``uint8`` ``[B,H,W,3]`` (``pixels = True``: what
+    :meth:`~deimv2.predict.Detector.preprocess` then makes): OpenVINO's own pre-processing step converts them to
+    float32, divides by 255 and transposes to NCHW inside the compiled graph, which measured faster than doing the
+    same in PyTorch first. One compiled graph per batch size, with static shapes (measured faster than one graph
+    with a dynamic batch dimension); the batch-1 graph is compiled at once, so a broken runtime fails here, not at
+    the first image.
     """
 
     name = "openvino"
-    memory_format = torch.contiguous_format
+    pixels = True
 
     def __init__(self, path: str | Path, threads: int | None = None):
         import openvino as ov
@@ -167,18 +171,29 @@ class OpenVINOBackend:
 
     def _request(self, n: int):
         if n not in self._requests:
+            import openvino as ov
+            from openvino.preprocess import PrePostProcessor
+
             model = self.model.clone()
-            _, c, h, w = model.input("images").get_partial_shape()
-            model.reshape({"images": [n, c.get_length(), h.get_length(), w.get_length()], "orig_target_sizes": [n, 2]})
+            c, h, w = (d.get_length() for d in list(model.input("images").get_partial_shape())[1:])  # batch: dynamic
+            model.reshape({"images": [n, c, h, w], "orig_target_sizes": [n, 2]})
+            ppp = PrePostProcessor(model)
+            images = ppp.input("images")
+            images.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+            images.model().set_layout(ov.Layout("NCHW"))
+            images.preprocess().convert_element_type(ov.Type.f32).scale(255.0)
             config = {**OPENVINO_CPU, "INFERENCE_NUM_THREADS": self.threads}
-            self._requests[n] = self.core.compile_model(model, "CPU", config).create_infer_request()
+            self._requests[n] = self.core.compile_model(ppp.build(), "CPU", config).create_infer_request()
         return self._requests[n]
 
-    def __call__(self, images: torch.Tensor, sizes: torch.Tensor):
-        request = self._request(int(images.shape[0]))
+    def __call__(self, pixels: torch.Tensor, sizes: torch.Tensor):
+        """``pixels``: ``uint8`` ``[B,H,W,3]`` at the graph's input size; ``sizes``: ``[B,2]`` original (w, h)."""
+        if pixels.dtype != torch.uint8 or pixels.shape[-1] != 3:
+            raise ValueError(f"OpenVINO 后端需要 uint8 的 [B,H,W,3] 像素，收到 {pixels.dtype} {tuple(pixels.shape)}")
+        request = self._request(int(pixels.shape[0]))
         out = request.infer(
             {
-                "images": images.detach().cpu().contiguous().numpy(),
+                "images": pixels.detach().cpu().contiguous().numpy(),
                 "orig_target_sizes": sizes.detach().cpu().to(torch.int64).numpy(),
             },
             share_inputs=True,  # read the arrays in place; the outputs are copies (share_outputs=False)

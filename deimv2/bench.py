@@ -278,12 +278,13 @@ def backend_latency(
         from PIL import Image
 
         pil = Image.open(path).convert("RGB")
-        x, sizes = det.preprocess([pil])
+        x, sizes = det_t.preprocess([pil])  # float [1,3,H,W]: the torch backend's input
         x_nchw = x.contiguous()  # eager models (ours and the official) timed on a contiguous NCHW tensor
+        inputs = {name: d.preprocess([pil])[0] for name, d in runtimes.items()}  # each runtime's own input form
         fns = {
             "eager": lambda: post(model(x_nchw), sizes),
             "deploy": lambda: det_t.backend(x, sizes),  # deploy graph, channels-last where CHANNELS_LAST_CPU
-            **{name: (lambda d=d: d.backend(x, sizes)) for name, d in runtimes.items()},
+            **{name: (lambda d=d, xi=inputs[name]: d.backend(xi, sizes)) for name, d in runtimes.items()},
             "file_to_boxes": lambda: det(path),
             "file_to_boxes_torch": lambda: det_t(path),
         }

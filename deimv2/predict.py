@@ -238,20 +238,23 @@ class Detector:
 
     # -- preprocessing
     def preprocess(self, images: Sequence[Image.Image]) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB PIL images -> (``[B,3,H,W]`` float /255 at eval size, orig sizes ``[B,2]`` as (w,h)).
+        """RGB PIL images -> (batch at eval size, orig sizes ``[B,2]`` as (w,h)), in the form the backend reads.
 
-        The batch comes in the layout its backend reads (``backend.memory_format``): channels-last for the torch
-        backend of the HGNetv2 variants, else contiguous NCHW, made in one pass from the uint8 pixels (converting
-        and transposing in one copy measured faster than a float copy and then a layout copy).
+        The batch is ``[B,3,H,W]`` float /255 in the layout of ``backend.memory_format`` (channels-last for the
+        torch backend of the HGNetv2 variants, else contiguous NCHW), made in one copy from the uint8 pixels; a
+        backend with ``pixels = True`` (OpenVINO) gets the resized ``uint8`` ``[B,H,W,3]`` pixels themselves and
+        converts them inside its compiled graph (measured faster).
         """
         h, w = self.size_hw
         arrs = [np.asarray(im.resize((w, h), Image.BILINEAR) if im.size != (w, h) else im) for im in images]
-        pixels = torch.from_numpy(np.stack(arrs)).to(self.device).permute(0, 3, 1, 2)  # uint8, channels-last strides
+        pixels = torch.from_numpy(np.stack(arrs)).to(self.device)  # uint8 [B,H,W,3], a fresh array
+        sizes = torch.tensor([im.size for im in images], dtype=torch.int64, device=self.device)
+        if getattr(self.backend, "pixels", False):
+            return pixels, sizes
+        pixels = pixels.permute(0, 3, 1, 2)  # channels-last strides
         fmt = getattr(self.backend, "memory_format", None) or torch.contiguous_format
         batch = torch.empty(pixels.shape, dtype=torch.float32, device=self.device, memory_format=fmt)
-        batch.copy_(pixels).div_(255.0)
-        sizes = torch.tensor([im.size for im in images], dtype=torch.int64, device=self.device)
-        return batch, sizes
+        return batch.copy_(pixels).div_(255.0), sizes
 
     # -- prediction
     def __call__(self, inputs: Any, **kwargs: Any):

@@ -74,6 +74,20 @@ def test_preprocess_is_exact():
     assert sizes.tolist() == [[210, 150], [60, 90]]
 
 
+def test_openvino_gets_the_resized_pixels_and_divides_inside(monkeypatch, tmp_path):
+    """OpenVINO reads uint8 [B,H,W,3] (its compiled pre-processing converts, divides by 255 and transposes)."""
+    monkeypatch.setenv("DEIMV2_CACHE_DIR", str(tmp_path / "缓存"))
+    det = Detector(calibrated_model("atto", num_classes=3, size=160, batch=2), backend="openvino")  # anchors >= queries
+    ims = [Image.fromarray(a) for a in _images()]
+    pixels, sizes = det.preprocess(ims)
+    assert pixels.dtype == torch.uint8 and pixels.shape == (2, 160, 160, 3)
+    for i, im in enumerate(ims):
+        assert torch.equal(pixels[i], torch.from_numpy(np.array(im.resize((160, 160), Image.BILINEAR))))
+    assert sizes.tolist() == [[210, 150], [60, 90]]
+    with pytest.raises(ValueError, match="uint8"):
+        det.backend(pixels.permute(0, 3, 1, 2).float() / 255.0, sizes)  # the torch form is refused, not misread
+
+
 def _results(name: str) -> dict:
     return json.loads((RESULTS / name).read_text(encoding="utf-8"))
 
@@ -83,7 +97,7 @@ def _clearly(a: float, b: float, margin: float = 0.05) -> bool | None:
     return True if a < (1 - margin) * b else False if a > (1 + margin) * b else None
 
 
-@pytest.mark.parametrize("name", ["predict_backends_cpu2.json"])
+@pytest.mark.parametrize("name", ["predict_backends_cpu2.json", "predict_backends_cpu2_t2.json"])
 def test_auto_table_is_what_measured_faster(name):
     """AUTO_CPU lists, per family, the runtimes auto tries in order; the recorded benchmarks must not contradict it:
     a runtime clearly faster than PyTorch deploy is listed, one clearly slower is not, and no listed runtime is

@@ -51,3 +51,22 @@ def test_load_sampler_records_loadavg():
     with recipes.LoadSampler(every=60) as load:
         pass
     assert len(load.samples) == 1 and len(load.samples[0]) == 4
+
+
+def test_photo2_splits_record_the_generating_commands(tmp_path):
+    work = recipes.ROOT / "outputs" / "recipes" / "data"
+    s = recipes.splits("photo2", {"yolo": work / "photo2_yolo", "test_yolo": work / "photo2_heldout_seed1234_yolo"})
+    assert s["train"].endswith(
+        "python data/make_photo2_dataset.py --out outputs/recipes/data/photo2_yolo --train 160 --valid 48 --seed 2025"
+    )
+    assert (
+        "photo2_heldout_seed1234_yolo --train 1 --valid 96 --seed 1234" in s["test"] and "never tuned on" in s["test"]
+    )
+    demo = recipes.splits("demo", {})  # the text of the demo trials' JSONs, unchanged
+    assert demo["test"] == "held-out: data/make_demo_dataset.py --seed 1234 --valid 96, never tuned on"
+    (tmp_path / "data.yaml").write_text(
+        "# 注释\ntrain: train/images\n\nnc: 2\nnames: ['摩托车', '人']\n", encoding="utf-8"
+    )
+    assert recipes.yaml_names(tmp_path) == ["摩托车", "人"]
+    with pytest.raises(SystemExit):
+        recipes.main(["small_e40", "--dataset", "no_such_set"])

@@ -1,8 +1,12 @@
-"""Smoke tests of benchmarks/latency.py and benchmarks/train_step.py without the official code (atto, 1 run)."""
+"""Smoke tests of benchmarks/latency.py and benchmarks/train_step.py without the official code (atto, 1 run);
+the second benchmark dataset's generator (data/make_photo2_dataset.py)."""
 
 import importlib.util
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import torch
 from torch import nn
 
 BENCH_DIR = Path(__file__).resolve().parents[1] / "benchmarks"
+PHOTO2 = BENCH_DIR.parent / "data" / "make_photo2_dataset.py"
 
 
 def _load(name):
@@ -103,3 +108,40 @@ def test_demo_run_script_records_what_the_demo_wrote(tmp_path):
     assert 0.0 <= saved["final"]["AP50"] <= 1.0 and saved["final"] == result["final"]
     assert saved["meta"]["threads"] == 1 and saved["wall_s"] > 0
     assert "mAP@0.5" in saved["stdout_tail"]
+
+
+def _generator_python() -> str:
+    """$DEIMV2_GEN_PYTHON, else this Python: it must import the generator's tools (scikit-image, ultralytics for
+    its shipped photos), which are not dependencies of deimv2 — hence the ``datagen`` marker."""
+    py = os.environ.get("DEIMV2_GEN_PYTHON") or sys.executable
+    check = subprocess.run([py, "-c", "import skimage, ultralytics"], capture_output=True, text=True)
+    if check.returncode != 0:
+        pytest.fail(
+            f"{py} 不能导入 scikit-image / ultralytics：请设置 DEIMV2_GEN_PYTHON 为装了它们的 Python，例如 "
+            "python3 -m venv /tmp/gen && /tmp/gen/bin/pip install scikit-image ultralytics"
+        )
+    return py
+
+
+@pytest.mark.datagen
+def test_photo2_generator_writes_a_deterministic_two_class_yolo_dataset(tmp_path):
+    from deimv2.data.doctor import check_dataset
+
+    py = _generator_python()
+
+    def gen(out: Path, seed: int) -> Path:
+        args = ["--out", str(out), "--train", "4", "--valid", "2", "--seed", str(seed)]
+        r = subprocess.run([py, str(PHOTO2), *args], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+        return out
+
+    a, b, c = gen(tmp_path / "第二 数据集 a", 7), gen(tmp_path / "b", 7), gen(tmp_path / "c", 8)
+    rep = check_dataset(a, num_classes=2)
+    assert rep.ok and not rep.warnings, rep.format()
+    assert rep.format_name == "yolo" and rep.categories == {0: "摩托车", 1: "人"} and rep.num_classes_needed == 2
+    assert rep.splits["train"]["images"] == 4 and rep.splits["val"]["images"] == 2
+    assert rep.splits["train"]["negatives"] == rep.splits["val"]["negatives"] == 0
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert len(files) == 2 * 6 + 1 and all(f.name.startswith("photo2_") for f in files if f.suffix != ".yaml")
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)  # same seed: byte-identical
+    assert any((a / f).read_bytes() != (c / f).read_bytes() for f in files if f.suffix == ".jpg")  # another seed
