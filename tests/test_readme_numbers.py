@@ -104,7 +104,8 @@ def recipes_claim(table: dict, results: Path = RESULTS / "recipes") -> str:
     ``table``: ``rows`` (trial -> label), ``together`` (the trials run concurrently, one command), ``ours`` and
     ``yolo`` (the pair whose ratios are given; both in ``together``)."""
     rows_ = table["rows"]
-    runs = {n: json.loads((results / f"{n}.json").read_text(encoding="utf-8")) for n in rows_}
+    prefix = table.get("prefix", "")  # "photo2_": the trials on the second dataset
+    runs = {n: json.loads((results / f"{prefix}{n}.json").read_text(encoding="utf-8")) for n in rows_}
     ours, yolo = runs[table["ours"]], runs[table["yolo"]]
     rows = []
     for name, label in rows_.items():
@@ -124,13 +125,27 @@ def recipes_claim(table: dict, results: Path = RESULTS / "recipes") -> str:
     ratio = {k: ours["final"][k] / max(yolo["final"][k], 1e-9) for k in ("AP50", "AP")}
     held = {k: ours["test"]["last"][k] / max(yolo["test"]["last"][k], 1e-9) for k in ("AP50", "AP")}
     wall = ours["wall_s"] / yolo["wall_s"]
-    met = min(ratio.values()) >= 1 and min(held.values()) >= 1 and wall <= 1 and ours["final"]["AP50"] >= 0.85
+    demo = ours.get("dataset", "demo") == "demo"  # the 0.85 floor is the demo's (issue 14); elsewhere: vs YOLO11n
+    met = (
+        min(ratio.values()) >= 1
+        and min(held.values()) >= 1
+        and wall <= 1
+        and (ours["final"]["AP50"] >= 0.85 or not demo)
+    )
+    goal = "不低于 YOLO11n、用时不多于它" + ("、验证集 mAP@0.5 ≥ 0.85" if demo else "")
     e, size = ours["epochs"], ours["image_size"]
+    if demo:
+        data, flag = "示例数据集", ""
+    else:
+        data, flag = (
+            f"第二个数据集 {ours['dataset']}（{len(ours['classes'])} 类：{'、'.join(ours['classes'])}）",
+            (f" --dataset {ours['dataset']}"),
+        )
     return "\n".join(
         [
-            f"- **从头训练 {e} 轮：DEIMv2-Atto 的日程与 YOLO11n**（`python benchmarks/recipes.py {' '.join(table['together'])}`，"
+            f"- **从头训练 {e} 轮：DEIMv2-Atto 的日程与 YOLO11n**（`python benchmarks/recipes.py {' '.join(table['together'])}{flag}`，"
             f"{len(table['together'])} 个训练同时运行、各 {ours['threads']} 线程，运行期间 1 分钟平均负载 "
-            f"{min(loads):.1f}–{max(loads):.1f}）：示例数据集的 160 张训练图，{size}×{size}，"
+            f"{min(loads):.1f}–{max(loads):.1f}）：{data}的 160 张训练图，{size}×{size}，"
             "验证集 48 张每轮评估，另用数据生成器换一个种子做了 96 张从未用来调参的 held-out 测试集；"
             "所有 mAP 都由同一个 pycocotools COCOeval 计算（mAP@0.5 / mAP@0.5:0.95）：",
             "",
@@ -140,11 +155,7 @@ def recipes_claim(table: dict, results: Path = RESULTS / "recipes") -> str:
             "",
             f"  {rows_[table['ours']]} / YOLO11n：验证集 mAP@0.5 {ratio['AP50']:.2f}×、mAP {ratio['AP']:.2f}×，"
             f"held-out mAP@0.5 {held['AP50']:.2f}×、mAP {held['AP']:.2f}×，用时 {wall:.2f}×。"
-            + (
-                "目标（不低于 YOLO11n、用时不多于它、验证集 mAP@0.5 ≥ 0.85）达到了。"
-                if met
-                else "目标（不低于 YOLO11n、用时不多于它、验证集 mAP@0.5 ≥ 0.85）没有达到。"
-            ),
+            + f"目标（{goal}）{'达到了' if met else '没有达到'}。",
         ]
     )
 
@@ -204,6 +215,17 @@ RECIPE_TABLES = [
         "together": ("small_e80", "yolo11n_e80"),
         "ours": "small_e80",
         "yolo": "yolo11n_e80",
+    },
+    {  # the second dataset (data/make_photo2_dataset.py, 2 classes): the same three schedules at 40 epochs
+        "prefix": "photo2_",
+        "rows": {
+            "today_e40": LABELS["today"],
+            "small_e40": "Atto，`--recipe small`",
+            "yolo11n_e40": LABELS["yolo11n"],
+        },
+        "together": ("small_e40", "today_e40", "yolo11n_e40"),
+        "ours": "small_e40",
+        "yolo": "yolo11n_e40",
     },
     {  # the demo's native image size: the same recipe, both at 320x320
         "rows": {
