@@ -47,12 +47,23 @@ TODAY = {"batch_size": 8}
 
 #: name -> trial. kind "deimv2": recipe (None = official config) + overrides; kind "yolo": Ultralytics defaults.
 TRIALS: dict[str, dict] = {}
+#: small_e* and small_s320_e40 were recorded with the round-4 small recipe, whose phase without strong augmentation
+#: was the official rule's (Atto: 32 epochs, or half of a shorter budget); they keep it, so they rerun as recorded.
+#: The small recipe itself (a quarter of the epochs) at 40 epochs is small_na10_e40.
+
+
+def r4_no_aug(e: int) -> dict:
+    """The round-4 small recipe's phase without strong augmentation: the official rule's (Atto 32, or half)."""
+    return {"no_aug_epoch": 32 if e >= 64 else e // 2}
+
+
 for _e in (15, 20, 40, 80):
     TRIALS[f"today_e{_e}"] = {"kind": "deimv2", "recipe": None, "epochs": _e, "size": 256, "update": TODAY}
-    TRIALS[f"small_e{_e}"] = {"kind": "deimv2", "recipe": "small", "epochs": _e, "size": 256, "update": {}}
+    TRIALS[f"small_e{_e}"] = {"kind": "deimv2", "recipe": "small", "epochs": _e, "size": 256, "update": r4_no_aug(_e)}
     TRIALS[f"yolo11n_e{_e}"] = {"kind": "yolo", "epochs": _e, "size": 256, "batch": 16}
-# the small recipe with a shorter phase without strong augmentation (10 of 40 epochs instead of the short-budget
-# rule's 20): between the official rule (better on the demo) and the proportional one (better on photo2)
+# a shorter phase without strong augmentation (10 of 40 epochs instead of the short-budget rule's 20): between the
+# official rule (better on the demo) and the proportional one (better on photo2); measured better, it became the
+# small recipe (deimv2/recipes.py), so this trial is `--recipe small` at 40 epochs, the training of `deimv2 demo`
 TRIALS["small_na10_e40"] = {**TRIALS["small_e40"], "update": {"no_aug_epoch": 10}}
 # a quick check of the script itself (1 epoch; write it elsewhere with --results)
 TRIALS["smoke_small_e1"] = {**TRIALS["small_e15"], "epochs": 1}
@@ -95,7 +106,7 @@ for _e in (20, 40):
         "update": {**TODAY, "epoch_rule": "official"},
     }
 # the small recipe and YOLO11n at the demo's native 320x320 (small objects are not shrunk by 0.8 first)
-TRIALS["small_s320_e40"] = {"kind": "deimv2", "recipe": "small", "epochs": 40, "size": 320, "update": {}}
+TRIALS["small_s320_e40"] = {"kind": "deimv2", "recipe": "small", "epochs": 40, "size": 320, "update": r4_no_aug(40)}
 TRIALS["yolo11n_s320_e40"] = {"kind": "yolo", "epochs": 40, "size": 320, "batch": 16}
 # small_v1_e20.json was written under the name small_e20 while small_v1 was the recipe "small"
 TRIALS["small_v1_e20"] = {"kind": "deimv2", "recipe": None, "epochs": 20, "size": 256, "update": small_v1(20)}

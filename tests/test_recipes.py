@@ -29,15 +29,15 @@ TINY = {
 def test_small_recipe_reaches_the_config_for_40_epochs():
     ov, _ = merge_recipe("small", {"epochs": 40})
     cfg = load_config("atto", ov)
-    # the official epoch rule for 40 epochs, worked by hand: 40 < 2 x 32 (Atto's no_aug_epoch) is a short budget,
-    # so no_aug = 40 // 2 = 20 and N = 20; flat = 4 + 20 // 2 = 14; policy [4, 14, round(20 x 400 / 468) = 17];
-    # stop = N = 20; matcher change = max(14, floor(0.9 x 20)) = 18
+    # the official epoch rule for 40 epochs with the recipe's no_aug_epoch = 40 // 4 = 10, worked by hand:
+    # N = 40 - 10 = 30; flat = 4 + 30 // 2 = 19; policy [4, 19, round(30 x 400 / 468) = round(25.6) = 26];
+    # stop = N = 30; matcher change = max(19, floor(0.9 x 30)) = 27
     assert cfg.milestones["epoches"] == 40
-    assert cfg.milestones["flat_epoch"] == 14
-    assert cfg.milestones["policy_epoch"] == [4, 14, 17]
-    assert cfg.milestones["no_aug_epoch"] == 20
-    assert cfg.milestones["stop_epoch"] == 20
-    assert cfg.milestones["matcher_change_epoch"] == 18
+    assert cfg.milestones["flat_epoch"] == 19
+    assert cfg.milestones["policy_epoch"] == [4, 19, 26]
+    assert cfg.milestones["no_aug_epoch"] == 10
+    assert cfg.milestones["stop_epoch"] == 30
+    assert cfg.milestones["matcher_change_epoch"] == 27
     assert cfg.data.batch_size == 8
     assert cfg.raw["scale_lr"] is False and cfg.raw["epoch_rule"] == "official"
     # learning rates, EMA, model and criterion are the official ones
@@ -51,8 +51,10 @@ def test_small_recipe_reaches_the_config_for_40_epochs():
 def test_small_recipe_without_epochs_uses_its_default():
     cfg = load_config("atto", merge_recipe("small", {})[0])
     assert cfg.milestones["epoches"] == SMALL_DEFAULT_EPOCHS
-    for e in (1, 2, 3, 5, 15):
-        assert load_config("atto", merge_recipe("small", {"epochs": e})[0]).milestones["epoches"] == e
+    for e in range(1, 301):  # a quarter without strong augmentation; under 4 epochs the short-budget rule (half)
+        m = load_config("atto", merge_recipe("small", {"epochs": e})[0]).milestones
+        assert m["epoches"] == e and m["no_aug_epoch"] == (e // 4 if e >= 4 else e // 2), e
+        assert m["stop_epoch"] + m["no_aug_epoch"] == e
 
 
 def test_user_overrides_win_over_the_recipe_and_are_named():
@@ -126,7 +128,7 @@ def test_demo_overrides_leave_the_schedule_to_the_recipe():
 
 
 def test_demo_training_is_the_recorded_trial():
-    """README's `deimv2 demo` line reads benchmarks/results/recipes/official_rule_e40.json: same config exactly."""
+    """README's `deimv2 demo` line reads benchmarks/results/recipes/small_na10_e40.json: same config exactly."""
     import importlib.util
     from pathlib import Path
 
@@ -137,13 +139,12 @@ def test_demo_training_is_the_recorded_trial():
     )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    trial = bench.TRIALS["official_rule_e40"]
+    trial = bench.TRIALS["small_na10_e40"]
     s = demo.FULL_SCHEDULE
     ours = merge_recipe(demo.DEMO_RECIPE, {**demo.demo_overrides(s["size"], s["batch_size"], recipe=demo.DEMO_RECIPE),
                                            "epochs": s["epochs"]})[0]  # fmt: skip
-    theirs = {
-        **demo.demo_overrides(trial["size"], recipe=trial["recipe"]),
-        "epochs": trial["epochs"],
-        **trial["update"],
-    }
+    theirs = merge_recipe(  # what benchmarks/recipes.py gives train(): its overrides, and the recipe on top
+        trial["recipe"],
+        {**demo.demo_overrides(trial["size"], recipe=trial["recipe"]), "epochs": trial["epochs"], **trial["update"]},
+    )[0]
     assert load_config("atto", ours).raw == load_config("atto", theirs).raw
