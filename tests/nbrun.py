@@ -19,6 +19,33 @@ import time
 from pathlib import Path
 
 CELL_TIMEOUT_S = int(os.environ.get("DEIMV2_CELL_TIMEOUT", "1800"))
+POLL_SLICE_S = 1.0
+
+
+def _sliced(channel) -> None:
+    """Make ``channel.get_msg(timeout)`` poll its ZMQ socket in slices of at most ``POLL_SLICE_S`` seconds.
+
+    Seen on this machine (about 3 runs in 5, e.g. the ``interact`` cell of notebook 05): the kernel had long sent
+    its execute reply and sat idle, but the client's single long ``socket.poll`` only returned when its time-out
+    ran out (a missed wake-up; the whole cell time-out, 1800 s by default), and then found the reply waiting. A
+    CI run that met this a few times ran past its limit. Short polls find a waiting message within a second; an
+    empty socket still waits out the caller's whole time-out.
+    """
+    from queue import Empty
+
+    poll_once = channel.get_msg
+
+    async def get_msg(timeout: float | None = None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE_S if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await poll_once(timeout=min(POLL_SLICE_S, left))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg
 
 
 def _current_cell(nb) -> str:
@@ -35,12 +62,19 @@ def run_folder(folder: Path, names: list[str] | None = None, cell_timeout: int =
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
+    class Client(NotebookClient):
+        async def async_start_new_kernel_client(self):
+            kc = await super().async_start_new_kernel_client()
+            _sliced(kc.shell_channel)
+            _sliced(kc.iopub_channel)
+            return kc
+
     folder = Path(folder).resolve()
     paths = [folder / n for n in names] if names else sorted(folder.glob("[0-9][0-9]_*.ipynb"))
     seconds = {}
     for path in paths:
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(
+        client = Client(
             nb,
             timeout=cell_timeout,
             startup_timeout=900,

@@ -44,3 +44,41 @@ def test_an_error_fails_with_the_notebook_named(tmp_path):
     proc = _nbrun(tmp_path, timeout_s=60)
     assert proc.returncode == 1
     assert "FAILED 03_error.ipynb (ERROR" in proc.stdout and "坏了" in proc.stdout
+
+
+def test_sliced_polls_find_a_waiting_message_without_waiting_out_the_timeout():
+    """A poll that only returns when its whole time-out runs out (the missed wake-up seen in notebook 05's slider
+    cell) must not hold a waiting reply back: the runner polls in 1-second slices."""
+    import asyncio
+    import importlib.util
+    import time
+    from queue import Empty
+
+    spec = importlib.util.spec_from_file_location("nbrun", RUNNER)
+    nbrun = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(nbrun)
+    ready_at = time.monotonic() + 0.2
+
+    class Channel:
+        async def get_msg(self, timeout=None):
+            await asyncio.sleep(timeout)  # never wakes up early, even when a message arrives meanwhile
+            if time.monotonic() >= ready_at:
+                return {"msg_type": "execute_reply"}
+            raise Empty
+
+    ch = Channel()
+    nbrun._sliced(ch)
+    t0 = time.monotonic()
+    assert asyncio.run(ch.get_msg(timeout=60))["msg_type"] == "execute_reply"
+    assert time.monotonic() - t0 < 5  # unsliced: 60 s
+
+    empty = Channel()
+    ready_at = float("inf")
+    nbrun._sliced(empty)
+    t0 = time.monotonic()
+    try:
+        asyncio.run(empty.get_msg(timeout=2.5))
+        raise AssertionError("an empty socket must still raise Empty")
+    except Empty:
+        pass
+    assert 2.4 < time.monotonic() - t0 < 5  # the caller's whole time-out, no more
