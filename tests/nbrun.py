@@ -25,7 +25,7 @@ POLL_SLICE_S = 1.0
 def _sliced(channel) -> None:
     """Make ``channel.get_msg(timeout)`` poll its ZMQ socket in slices of at most ``POLL_SLICE_S`` seconds.
 
-    Seen on this machine (about 3 runs in 5, e.g. the ``interact`` cell of notebook 05): the kernel had long sent
+    Seen on this machine in several runs (e.g. the ``interact`` cell of notebook 05): the kernel had long sent
     its execute reply and sat idle, but the client's single long ``socket.poll`` only returned when its time-out
     ran out (a missed wake-up; the whole cell time-out, 1800 s by default), and then found the reply waiting. A
     CI run that met this a few times ran past its limit. Short polls find a waiting message within a second; an
