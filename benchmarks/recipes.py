@@ -205,9 +205,10 @@ def splits(dataset: str, data: dict) -> dict:
 
 
 def yaml_names(yolo: Path) -> list[str]:
-    """The class names of a generated YOLO dataset (``names: ['a', 'b']`` in its data.yaml)."""
-    line = (yolo / "data.yaml").read_text(encoding="utf-8").split("names:", 1)[1].strip().splitlines()[0]
-    return [n.strip().strip("'\"") for n in line.strip("[]").split(",")]
+    """The class names of a generated YOLO dataset (``names`` in its data.yaml)."""
+    import yaml
+
+    return [str(n) for n in yaml.safe_load((yolo / "data.yaml").read_text(encoding="utf-8"))["names"]]
 
 
 def coco_scores(ann_file: Path, preds: list[dict]) -> dict:

@@ -43,6 +43,7 @@ __all__ = [
     "family",
     "make_backend",
     "ort_session",
+    "package_version",
     "runtime_available",
 ]
 
@@ -189,7 +190,10 @@ class OpenVINOBackend:
     def __call__(self, pixels: torch.Tensor, sizes: torch.Tensor):
         """``pixels``: ``uint8`` ``[B,H,W,3]`` at the graph's input size; ``sizes``: ``[B,2]`` original (w, h)."""
         if pixels.dtype != torch.uint8 or pixels.shape[-1] != 3:
-            raise ValueError(f"OpenVINO 后端需要 uint8 的 [B,H,W,3] 像素，收到 {pixels.dtype} {tuple(pixels.shape)}")
+            raise ValueError(
+                f"OpenVINO 后端需要 uint8 的 [B,H,W,3] 像素，收到 {pixels.dtype} {tuple(pixels.shape)}。"
+                "修复：用同一个 Detector 的 preprocess() 生成输入，或直接调用 detector(图片)。"
+            )
         request = self._request(int(pixels.shape[0]))
         out = request.infer(
             {
@@ -202,22 +206,24 @@ class OpenVINOBackend:
 
 
 # --------------------------------------------------------------------------- cache
-def _versions() -> dict:
-    """Versions that shape the exported file or the runtimes reading it (``None``: not installed)."""
+def package_version(name: str) -> str | None:
+    """The installed version of distribution ``name``, or ``None`` when it is not installed."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
-    def _v(name: str) -> str | None:
-        try:
-            return version(name)
-        except PackageNotFoundError:
-            return None
+
+def _versions() -> dict:
+    """Versions that shape the exported file or the runtimes reading it (``None``: not installed)."""
+    from . import __version__
 
     return {
         "deimv2": __version__,
         "torch": torch.__version__,
-        **{k: _v(k) for k in ("onnx", "onnxruntime", "openvino")},
+        **{k: package_version(k) for k in ("onnx", "onnxruntime", "openvino")},
     }
 
 
@@ -304,7 +310,7 @@ def cached_onnx(
 
 
 # --------------------------------------------------------------------------- choice
-#: what each runtime needs to import, and the Chinese hint for installing it
+#: the modules each runtime needs (also what the install hint names), and its backend class
 _NEEDS = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino")}
 _CLASSES = {"onnxruntime": OnnxRuntimeBackend, "openvino": OpenVINOBackend}
 

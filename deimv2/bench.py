@@ -387,13 +387,10 @@ def machine_meta(threads: int, rounds: int, runs: int) -> dict:
         "rounds": rounds,
         "runs": runs,
     }
-    from importlib.metadata import PackageNotFoundError, version
+    from .backends import package_version
 
     for name in ("onnxruntime", "openvino"):
-        try:
-            meta[name] = version(name)
-        except PackageNotFoundError:
-            meta[name] = None
+        meta[name] = package_version(name)
     if hasattr(os, "getloadavg"):
         meta["loadavg_start"] = list(os.getloadavg())
     return meta

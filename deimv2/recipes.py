@@ -46,7 +46,7 @@ class Choice:
 
 
 def _small(epochs: int) -> list[Choice]:
-    return [
+    choices = [
         Choice("epoches", int(epochs), f"总轮数 {int(epochs)}（官方 Atto 的 500 轮是 COCO 的预算）。"),
         Choice(
             "train_dataloader.total_batch_size",
@@ -68,22 +68,20 @@ def _small(epochs: int) -> list[Choice]:
             "（原来的 demo 日程）好——更长的学习率预热和无强增强阶段，让模型最后在原始分布上收敛"
             "（benchmarks/results/recipes/official_rule_e20.json、official_rule_e40.json）。",
         ),
-        *(
-            [
-                Choice(
-                    "no_aug_epoch",
-                    int(epochs) // 4,
-                    f"最后 {int(epochs) // 4} 轮（总轮数的四分之一）是无强增强阶段，而不是官方规则给 Atto 的 32 轮"
-                    "（40 轮不够时取一半，即 20 轮）：强增强开得更久、无强增强阶段更短，40 轮时在示例数据集上四项 mAP 都更高，"
-                    "在第二个数据集 photo2 上严格 mAP 更高"
-                    "（benchmarks/results/recipes/small_na10_e40.json、photo2_small_na10_e40.json，"
-                    "对照 official_rule_e40.json、photo2_small_e40.json）。",
-                )
-            ]
-            if int(epochs) >= 4
-            else []  # fewer than 4 epochs: the official short-budget rule (half) decides
-        ),
     ]
+    if int(epochs) >= 4:  # fewer than 4 epochs: the official short-budget rule (half) decides
+        choices.append(
+            Choice(
+                "no_aug_epoch",
+                int(epochs) // 4,
+                f"最后 {int(epochs) // 4} 轮（总轮数的四分之一）是无强增强阶段，而不是官方规则给 Atto 的 32 轮"
+                "（不到 64 轮时取一半）：强增强开得更久、无强增强阶段更短，40 轮时在示例数据集上四项 mAP 都更高，"
+                "在第二个数据集 photo2 上严格 mAP 更高"
+                "（benchmarks/results/recipes/small_na10_e40.json、photo2_small_na10_e40.json，"
+                "对照 official_rule_e40.json、photo2_small_e40.json）。",
+            )
+        )
+    return choices
 
 
 def check_recipe(name: str | None) -> str:
