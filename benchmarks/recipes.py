@@ -14,6 +14,10 @@ DEIMv2/YOLO pair sees the same machine load (sampled with ``os.getloadavg()`` in
 
     python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40 --yolo-python /work/yolovenv/bin/python
     python benchmarks/recipes.py small_e40 today_e40 yolo11n_e40 --dataset photo2
+    python benchmarks/recipes.py small_na10_e40 yolo11n_e40 --seed 1   # another seed: <trial>_seed1.json
+
+``--seed`` (default 0, the seed of every first trial) seeds DEIMv2's ``train(seed=...)`` and YOLO's ``seed``; a
+trial run with another seed is written as ``<trial>_seed<N>.json``, so the spread between seeds can be read.
 
 Ultralytics is not a dependency of deimv2: make a separate environment for it, e.g.
 ``python3 -m venv /work/yolovenv && /work/yolovenv/bin/pip install ultralytics scikit-image``.
@@ -239,7 +243,7 @@ def coco_scores(ann_file: Path, preds: list[dict]) -> dict:
 
 
 # ------------------------------------------------------------------ trials
-def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int) -> dict:
+def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int, seed: int = 0) -> dict:
     import torch
 
     from deimv2.demo import demo_overrides
@@ -256,7 +260,7 @@ def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int) -> d
     t0 = time.time()
     train(
         "atto", data=data["coco"], output_dir=run_dir, overrides=overrides, recipe=trial["recipe"], progress=False,
-        check_data=False,
+        check_data=False, seed=seed,
     )  # fmt: skip
     wall = time.time() - t0
     log = read_log(run_dir / "log.jsonl")
@@ -280,7 +284,7 @@ def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int) -> d
     }
 
 
-def run_yolo(name: str, trial: dict, data: dict, out: Path, threads: int, yolo_python: str) -> dict:
+def run_yolo(name: str, trial: dict, data: dict, out: Path, threads: int, yolo_python: str, seed: int = 0) -> dict:
     yaml_file = out / "data.yaml"
     names = (data["yolo"] / "data.yaml").read_text(encoding="utf-8").split("names:", 1)[1].strip()
     yaml_file.write_text(
@@ -293,6 +297,7 @@ def run_yolo(name: str, trial: dict, data: dict, out: Path, threads: int, yolo_p
         "imgsz": trial["size"],
         "batch": trial["batch"],
         "threads": threads,
+        "seed": seed,
         "val_images": str(data["yolo"] / "valid" / "images"),
         "test_images": str(data["test_yolo"] / "valid" / "images"),
     }
@@ -330,19 +335,21 @@ def worker(name: str, a: argparse.Namespace) -> None:
     work = ROOT / "outputs" / "recipes"
     data = prepare_data(work / "data", a.gen_python, a.dataset)
     tag = "" if a.dataset == "demo" else f"{a.dataset}_"  # demo: the file names of the first trials
-    out = work / f"{tag}{name}"
+    suffix = f"_seed{a.seed}" if a.seed else ""  # seed 0: the file names of the first trials
+    out = work / f"{tag}{name}{suffix}"
     out.mkdir(parents=True, exist_ok=True)
     with LoadSampler() as load:
         if trial["kind"] == "yolo":
-            res = run_yolo(name, trial, data, out, a.threads, a.yolo_python)
+            res = run_yolo(name, trial, data, out, a.threads, a.yolo_python, a.seed)
         else:
-            res = run_deimv2(name, trial, data, out, a.threads)
+            res = run_deimv2(name, trial, data, out, a.threads, a.seed)
     summary = {
         "trial": name,
         "kind": trial["kind"],
         "epochs": trial["epochs"],
         "image_size": trial["size"],
         "dataset": a.dataset,
+        "seed": a.seed,
         "classes": yaml_names(data["yolo"]),
         "splits": splits(a.dataset, data),
         "concurrent_with": [n for n in a.partners.split(",") if n],
@@ -352,7 +359,7 @@ def worker(name: str, a: argparse.Namespace) -> None:
     }
     results = Path(a.results)
     results.mkdir(parents=True, exist_ok=True)
-    path = results / f"{tag}{name}.json"
+    path = results / f"{tag}{name}{suffix}.json"
     path.write_text(json.dumps(summary, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"{name}: wall {res['wall_s']} s, final AP50 {res['final']['AP50']}, AP {res['final']['AP']} -> {path}")
 
@@ -362,6 +369,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("trials", nargs="+", help="trial names: " + ", ".join(TRIALS))
     p.add_argument("--dataset", choices=list(DATASETS), default="demo", help="demo（自带）或 photo2（现场生成）")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of every trial (not 0: <trial>_seed<N>.json)")
     p.add_argument("--yolo-python", default=YOLO_PYTHON)
     p.add_argument("--gen-python", default=None, help="a Python with scikit-image for the generated splits")
     p.add_argument("--results", default=str(RESULTS), help="folder of the JSON files")
@@ -381,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     for n in a.trials:
         cmd = [sys.executable, __file__, n, "--worker", "--threads", str(a.threads), "--yolo-python", a.yolo_python]
         cmd += ["--gen-python", a.gen_python, "--partners", ",".join(t for t in a.trials if t != n)]
-        cmd += ["--results", a.results, "--dataset", a.dataset]
+        cmd += ["--results", a.results, "--dataset", a.dataset, "--seed", str(a.seed)]
         procs.append(subprocess.Popen(cmd, env=env))
     codes = [pr.wait() for pr in procs]
     if any(codes):

@@ -63,7 +63,7 @@ def main() -> None:
         name="train",
         exist_ok=True,
         save_period=1,
-        seed=0,
+        seed=int(a.get("seed", 0)),
         verbose=False,
         **a.get("extra", {}),
     )
