@@ -252,7 +252,7 @@ def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int, seed
 
     torch.set_num_threads(threads)
     s = trial["size"]
-    # the CPU settings of `deimv2 demo` (deimv2/demo.py): official_rule_e40 (and small_e40) is exactly the demo's training
+    # the CPU settings of `deimv2 demo` (deimv2/demo.py): small_na10_e40 is exactly the demo's training
     overrides = {**demo_overrides(s, recipe=trial["recipe"]), "epochs": trial["epochs"], **trial["update"]}
     run_dir = out / "train"
     if run_dir.exists():

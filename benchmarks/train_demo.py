@@ -3,8 +3,8 @@
 
 Records wall time and mAP50 per epoch (from the trainer's log.jsonl) and writes a JSON summary. The recorded run
 of the demo's training, with the YOLO11n comparison and a held-out split, is
-``benchmarks/results/recipes/official_rule_e40.json``
-(``python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40``).
+``benchmarks/results/recipes/small_na10_e40.json`` (``python benchmarks/recipes.py small_na10_e40``; other seeds:
+``--seed N``, written as ``small_na10_e40_seed<N>.json``).
 
     python benchmarks/train_demo.py --epochs 40 --threads 1 --out outputs/train_demo
 """

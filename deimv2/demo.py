@@ -13,7 +13,7 @@ from pathlib import Path
 from .engine.setup import fast_mode
 
 #: the training recipe of the demo (deimv2/recipes.py): a small dataset from scratch, the schedule that measured
-#: best here. The demo's training is exactly trial official_rule_e40: benchmarks/results/recipes/official_rule_e40.json
+#: best here. The demo's training is exactly trial small_na10_e40: benchmarks/results/recipes/small_na10_e40.json
 #: (benchmarks/recipes.py; compared there with the old demo schedule and Ultralytics YOLO11n)
 DEMO_RECIPE = "small"
 

@@ -177,6 +177,55 @@ def quarter_claim() -> str:
     )
 
 
+def seed_file(prefix: str, trial: str, seed: int) -> Path:
+    """The results JSON of ``trial`` run with ``seed`` (seed 0: the first trial's file, without a suffix)."""
+    return RESULTS / "recipes" / f"{prefix}{trial}{f'_seed{seed}' if seed else ''}.json"
+
+
+def seeds_claim(table: dict) -> str:
+    """README lines of one seed study: the same trials with several seeds, each value and the means.
+
+    ``table``: ``prefix`` ("" demo, "photo2_"), ``rows`` (trial -> label), ``seeds``, ``paired`` (ours, YOLO: the
+    pair whose wall times are compared where the two ran together)."""
+    prefix, seeds = table["prefix"], table["seeds"]
+    runs = {n: [json.loads(seed_file(prefix, n, k).read_text(encoding="utf-8")) for k in seeds] for n in table["rows"]}
+    assert all(r["seed"] == k for rs in runs.values() for r, k in zip(rs, seeds) if "seed" in r)
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    rows = []
+    for name, label in table["rows"].items():
+        val = " · ".join(f"{r['final']['AP50']:.2f} / {r['final']['AP']:.2f}" for r in runs[name])
+        held = " · ".join(f"{r['test']['last']['AP50']:.2f} / {r['test']['last']['AP']:.2f}" for r in runs[name])
+        avg = {k: mean([r["final"][k] for r in runs[name]]) for k in ("AP50", "AP")}
+        havg = {k: mean([r["test"]["last"][k] for r in runs[name]]) for k in ("AP50", "AP")}
+        rows.append(
+            f"  | {label} | {val} | **{avg['AP50']:.3f} / {avg['AP']:.3f}** | {held} | "
+            f"**{havg['AP50']:.3f} / {havg['AP']:.3f}** |"
+        )
+    ours, yolo = table["paired"]
+    together = [
+        (a["wall_s"], b["wall_s"])
+        for a, b in zip(runs[ours], runs[yolo])
+        if yolo in a["concurrent_with"] and ours in b["concurrent_with"]
+    ]
+    wall = "、".join(f"{a / b:.2f}×" for a, b in together)
+    data = "示例数据集" if not prefix else f"第二个数据集 {prefix.rstrip('_')}"
+    cmd = f"python benchmarks/recipes.py 名字 --seed N{'' if not prefix else ' --dataset ' + prefix.rstrip('_')}"
+    return "\n".join(
+        [
+            f"- **随机种子：{data}，40 轮，种子 {'、'.join(map(str, seeds))}**（`{cmd}`，种子 0 是上面各表的那次运行）："
+            "每格依次是各个种子的 mAP@0.5 / mAP@0.5:0.95，粗体是平均：",
+            "",
+            "  | 训练 | 验证集，最后一轮 | 平均 | held-out，最后的权重 | 平均 |",
+            "  |---|---|---|---|---|",
+            *rows,
+            "",
+            f"  两者同时运行（各 1 线程）的 {len(together)} 次里，{table['rows'][ours]} 的用时是 YOLO11n 的 {wall}。"
+            if together
+            else "",
+        ]
+    ).rstrip()
+
+
 def demo_claim(name: str) -> str:
     """The README line of `deimv2 demo`: its training is trial ``name`` (same overrides, same recipe)."""
     r = json.loads((RESULTS / "recipes" / f"{name}.json").read_text(encoding="utf-8"))
@@ -261,6 +310,17 @@ RECIPE_TABLES = [
     },
 ]
 
+#: seed studies (benchmarks/recipes.py --seed N): the small recipe, the old demo schedule and YOLO11n at 40 epochs
+SEED_TABLES = [
+    {
+        "prefix": prefix,
+        "rows": {f"{k}_e40": LABELS[k] for k in (SMALL, "today", "yolo11n")},
+        "seeds": (0, 1, 2),
+        "paired": (f"{SMALL}_e40", "yolo11n_e40"),
+    }
+    for prefix in ("", "photo2_")
+]
+
 
 def claims() -> list[str]:
     out = [f"{len(VARIANTS)} 个变体", "|Δ| < " + f"{TOL:.0e}".replace("e-0", "e-")]
@@ -282,6 +342,7 @@ def claims() -> list[str]:
     out.append(quarter_claim())
     out.append(demo_run_claim(_load("demo_run_cpu2.json")))
     out += [recipes_claim(t) for t in RECIPE_TABLES]
+    out += [seeds_claim(t) for t in SEED_TABLES]
     out.append(notebooks_claim(_load("notebooks_run_cpu2.json")))
     browser = _load("browser_test.json")
     run = browser["runs"][0]
