@@ -182,45 +182,66 @@ def seed_file(prefix: str, trial: str, seed: int) -> Path:
     return RESULTS / "recipes" / f"{prefix}{trial}{f'_seed{seed}' if seed else ''}.json"
 
 
-def seeds_claim(table: dict) -> str:
-    """README lines of one seed study: the same trials with several seeds, each value and the means.
+def seed_study(table: dict) -> dict:
+    """One seed study read from its JSONs: ``runs`` (trial -> one result per seed), ``avg`` (trial -> mean val AP50,
+    val AP, held-out AP50, held-out AP), ``spread`` (the largest val AP50 range over seeds of one trial) and
+    ``walls`` (ours / YOLO wall time, for each seed where the pair ran together).
 
     ``table``: ``prefix`` ("" demo, "photo2_"), ``rows`` (trial -> label), ``seeds``, ``paired`` (ours, YOLO: the
-    pair whose wall times are compared where the two ran together)."""
+    pair whose wall times are compared where the two ran together), ``short`` (trial -> short name)."""
     prefix, seeds = table["prefix"], table["seeds"]
     runs = {n: [json.loads(seed_file(prefix, n, k).read_text(encoding="utf-8")) for k in seeds] for n in table["rows"]}
     assert all(r["seed"] == k for rs in runs.values() for r, k in zip(rs, seeds) if "seed" in r)
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    avg = {
+        n: [mean([r[part]["last"][k] if part == "test" else r[part][k] for r in rs]) for part in ("final", "test")
+            for k in ("AP50", "AP")]
+        for n, rs in runs.items()
+    }  # fmt: skip
+    ours, yolo = table["paired"]
+    walls = [
+        a["wall_s"] / b["wall_s"]
+        for a, b in zip(runs[ours], runs[yolo])
+        if yolo in a["concurrent_with"] and ours in b["concurrent_with"]
+    ]
+    spread = max(max(r["final"]["AP50"] for r in rs) - min(r["final"]["AP50"] for r in rs) for rs in runs.values())
+    return {"runs": runs, "avg": avg, "spread": spread, "walls": walls}
+
+
+def seeds_claim(table: dict) -> str:
+    """README lines of one seed study (:func:`seed_study`): each seed's values, the means and their differences."""
+    st = seed_study(table)
+    runs, avg, ours = st["runs"], st["avg"], table["paired"][0]
     rows = []
     for name, label in table["rows"].items():
         val = " · ".join(f"{r['final']['AP50']:.2f} / {r['final']['AP']:.2f}" for r in runs[name])
         held = " · ".join(f"{r['test']['last']['AP50']:.2f} / {r['test']['last']['AP']:.2f}" for r in runs[name])
-        avg = {k: mean([r["final"][k] for r in runs[name]]) for k in ("AP50", "AP")}
-        havg = {k: mean([r["test"]["last"][k] for r in runs[name]]) for k in ("AP50", "AP")}
-        rows.append(
-            f"  | {label} | {val} | **{avg['AP50']:.3f} / {avg['AP']:.3f}** | {held} | "
-            f"**{havg['AP50']:.3f} / {havg['AP']:.3f}** |"
-        )
-    ours, yolo = table["paired"]
-    together = [
-        (a["wall_s"], b["wall_s"])
-        for a, b in zip(runs[ours], runs[yolo])
-        if yolo in a["concurrent_with"] and ours in b["concurrent_with"]
+        a = avg[name]
+        rows.append(f"  | {label} | {val} | **{a[0]:.3f} / {a[1]:.3f}** | {held} | **{a[2]:.3f} / {a[3]:.3f}** |")
+    diffs = [
+        f"比{table['short'][n]}：验证集 {avg[ours][0] - avg[n][0]:+.3f} / {avg[ours][1] - avg[n][1]:+.3f}，"
+        f"held-out {avg[ours][2] - avg[n][2]:+.3f} / {avg[ours][3] - avg[n][3]:+.3f}"
+        for n in table["rows"]
+        if n != ours
     ]
-    wall = "、".join(f"{a / b:.2f}×" for a, b in together)
+    wall = "、".join(f"{w:.2f}×" for w in st["walls"])
+    prefix = table["prefix"]
     data = "示例数据集" if not prefix else f"第二个数据集 {prefix.rstrip('_')}"
     cmd = f"python benchmarks/recipes.py 名字 --seed N{'' if not prefix else ' --dataset ' + prefix.rstrip('_')}"
     return "\n".join(
         [
-            f"- **随机种子：{data}，40 轮，种子 {'、'.join(map(str, seeds))}**（`{cmd}`，种子 0 是上面各表的那次运行）："
+            f"- **随机种子：{data}，40 轮，种子 {'、'.join(map(str, table['seeds']))}**（`{cmd}`，种子 0 是上面各表的那次运行）："
             "每格依次是各个种子的 mAP@0.5 / mAP@0.5:0.95，粗体是平均：",
             "",
             "  | 训练 | 验证集，最后一轮 | 平均 | held-out，最后的权重 | 平均 |",
             "  |---|---|---|---|---|",
             *rows,
             "",
-            f"  两者同时运行（各 1 线程）的 {len(together)} 次里，{table['rows'][ours]} 的用时是 YOLO11n 的 {wall}。"
-            if together
+            f"  同一设置只换种子，验证集 mAP@0.5 最多相差 {st['spread']:.2f}。{table['short'][ours]} 的平均（mAP@0.5 / mAP）"
+            + "；".join(diffs)
+            + "。",
+            f"  两者同时运行（各 1 线程）的 {len(st['walls'])} 次里，{table['short'][ours]} 的用时是 YOLO11n 的 {wall}。"
+            if st["walls"]
             else "",
         ]
     ).rstrip()
@@ -317,6 +338,7 @@ SEED_TABLES = [
         "rows": {f"{k}_e40": LABELS[k] for k in (SMALL, "today", "yolo11n")},
         "seeds": (0, 1, 2),
         "paired": (f"{SMALL}_e40", "yolo11n_e40"),
+        "short": {f"{SMALL}_e40": "`--recipe small`", "today_e40": "原来的 demo 日程", "yolo11n_e40": "YOLO11n"},
     }
     for prefix in ("", "photo2_")
 ]
@@ -373,3 +395,15 @@ def test_results_json_record_how_they_were_measured():
     assert {"date", "machine", "cpu_count", "threads", "rounds", "loadavg_start", "loadavg_end", "torch"} <= set(meta)
     rows = _load("latency_eval_cpu_interleaved.json")["rows"]
     assert all(len(r["ours_ms_per_round"]) == len(r["official_ms_per_round"]) == meta["rounds"] for r in rows)
+
+
+def test_seed_study_sentences_follow_the_means():
+    """README's words on the seed study (不低于原来的日程、与 YOLO11n 持平、用时更长) hold for the recorded means."""
+    demo, photo2 = (seed_study(t) for t in SEED_TABLES)
+    small, today, yolo = (f"{SMALL}_e40", "today_e40", "yolo11n_e40")
+    d = lambda st, other: [a - b for a, b in zip(st["avg"][small], st["avg"][other])]  # noqa: E731
+    assert min(d(demo, today)) > 0  # 示例数据集上四项都更高
+    assert min(d(photo2, today)[:3]) > 0 and abs(d(photo2, today)[3]) < photo2["spread"] / 10  # 三项更高，一项持平
+    assert max(d(demo, yolo)) < 0 and max(abs(x) for x in d(demo, yolo)) < demo["spread"]  # 略低，小于种子波动
+    assert d(photo2, yolo)[0] < 0 and d(photo2, yolo)[2] < 0 and d(photo2, yolo)[1] > 0 and d(photo2, yolo)[3] > 0
+    assert demo["walls"] and min(demo["walls"]) > 1  # 用时更长
