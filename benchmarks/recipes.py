@@ -69,6 +69,20 @@ for _e in (15, 20, 40, 80):
 # official rule (better on the demo) and the proportional one (better on photo2); measured better, it became the
 # small recipe (deimv2/recipes.py), so this trial is `--recipe small` at 40 epochs, the training of `deimv2 demo`
 TRIALS["small_na10_e40"] = {**TRIALS["small_e40"], "update": {"no_aug_epoch": 10}}
+# the small recipe with twice the official learning rates (0.004, backbone 0.002): does from-scratch training
+# converge faster within 40 epochs?
+TRIALS["small_lr2_e40"] = {
+    **TRIALS["small_na10_e40"],
+    "update": {
+        "no_aug_epoch": 10,
+        "optimizer.lr": 0.004,
+        "optimizer.params": [
+            {"params": "^(?=.*backbone)(?!.*norm|bn).*$", "lr": 0.002},
+            {"params": "^(?=.*backbone)(?=.*norm|bn).*$", "lr": 0.002, "weight_decay": 0.0},
+            {"params": "^(?=.*(?:encoder|decoder))(?=.*(?:norm|bn)).*$", "weight_decay": 0.0},
+        ],
+    },
+}
 # a quick check of the script itself (1 epoch; write it elsewhere with --results)
 TRIALS["smoke_small_e1"] = {**TRIALS["small_e15"], "epochs": 1}
 TRIALS["smoke_yolo11n_e1"] = {**TRIALS["yolo11n_e15"], "epochs": 1}
