@@ -83,6 +83,29 @@ TRIALS["small_lr2_e40"] = {
         ],
     },
 }
+# the small recipe with half the official learning rates (0.001, backbone 0.0005): twice the rates measured worse
+TRIALS["small_lrhalf_e40"] = {
+    **TRIALS["small_na10_e40"],
+    "update": {
+        "no_aug_epoch": 10,
+        "optimizer.lr": 0.001,
+        "optimizer.params": [
+            {"params": "^(?=.*backbone)(?!.*norm|bn).*$", "lr": 0.0005},
+            {"params": "^(?=.*backbone)(?=.*norm|bn).*$", "lr": 0.0005, "weight_decay": 0.0},
+            {"params": "^(?=.*(?:encoder|decoder))(?=.*(?:norm|bn)).*$", "weight_decay": 0.0},
+        ],
+    },
+}
+# the small recipe with multi-scale training (the official S/M/L/X collate: a random size per batch from
+# generate_scales(256, 2) = 192..320 in steps of 32, until strong augmentation stops); Atto's config turns it off
+TRIALS["small_ms_e40"] = {
+    **TRIALS["small_na10_e40"],
+    "update": {
+        "no_aug_epoch": 10,
+        "train_dataloader.collate_fn.base_size": 256,
+        "train_dataloader.collate_fn.base_size_repeat": 2,
+    },
+}
 # a quick check of the script itself (1 epoch; write it elsewhere with --results)
 TRIALS["smoke_small_e1"] = {**TRIALS["small_e15"], "epochs": 1}
 TRIALS["smoke_yolo11n_e1"] = {**TRIALS["yolo11n_e15"], "epochs": 1}

@@ -251,6 +251,74 @@ def seeds_claim(table: dict) -> str:
     ).rstrip()
 
 
+def _four(prefix: str, trial: str, seed: int) -> list[float]:
+    """val AP50, val AP, held-out AP50, held-out AP of one recipe trial."""
+    r = json.loads(seed_file(prefix, trial, seed).read_text(encoding="utf-8"))
+    return [r["final"]["AP50"], r["final"]["AP"], r["test"]["last"]["AP50"], r["test"]["last"]["AP"]]
+
+
+def single_seed_claim(table: dict) -> str:
+    """README lines of trials run once (seed 0) on both datasets, set against the range of ``base`` over ``seeds``.
+
+    ``table``: ``rows`` (trial -> label), ``base`` (the recipe's trial), ``seeds``, ``short`` (trial -> short name)."""
+    prefixes, base = ("", "photo2_"), table["base"]
+    ranges = {p: list(zip(*(_four(p, base, k) for k in table["seeds"]))) for p in prefixes}
+    pair = lambda v: f"{v[0]:.2f} / {v[1]:.2f}"  # noqa: E731
+    span = lambda v: f"{min(v[0]):.2f}–{max(v[0]):.2f} / {min(v[1]):.2f}–{max(v[1]):.2f}"  # noqa: E731
+    rows = [
+        f"  | {table['label']}，种子 {'、'.join(map(str, table['seeds']))} 的范围 | "
+        + " | ".join(span(ranges[p][i : i + 2]) for p in prefixes for i in (0, 2))
+        + " |"
+    ]
+    words = []
+    for name, label in table["rows"].items():
+        v = {p: _four(p, name, 0) for p in prefixes}
+        rows.append(f"  | {label} | " + " | ".join(pair(v[p][i : i + 2]) for p in prefixes for i in (0, 2)) + " |")
+        below = sum(x < min(rg) for p in prefixes for x, rg in zip(v[p], ranges[p]))
+        above = sum(x > max(rg) for p in prefixes for x, rg in zip(v[p], ranges[p]))
+        words.append(
+            f"{table['short'][name]}的 8 个数里 {below} 个低于 {table['label']} 各种子中最低的一次、"
+            f"{above} 个高于最高的一次、{8 - below - above} 个在范围之内"
+        )
+    return "\n".join(
+        [
+            "- **只跑了种子 0 的尝试**（`python benchmarks/recipes.py 名字` 和 `... --dataset photo2`，两个训练同时运行、各 1 线程）："
+            "每格是 mAP@0.5 / mAP@0.5:0.95，第一行是对照的范围：",
+            "",
+            "  | 训练 | 示例数据集，验证集 | 示例数据集，held-out | photo2，验证集 | photo2，held-out |",
+            "  |---|---|---|---|---|",
+            *rows,
+            "",
+            "  " + "；".join(words) + "。",
+        ]
+    )
+
+
+PART_NAMES = {
+    "data": "读图和数据增强",
+    "forward": "前向",
+    "criterion": "匹配和损失",
+    "backward": "反向",
+    "step": "梯度裁剪 + 优化器 + EMA",
+    "eval": "每轮的验证集评估",
+}
+
+
+def epoch_cost_claim(r: dict) -> str:
+    """README line of ``benchmarks/epoch_cost.py``: where an Atto epoch's time goes, and YOLO11n's training compute."""
+    m, s = r["meta"], r["summary"]
+    a8, a16, y = s["atto_b8"], s["atto_b16"], s["yolo11n_b16"]
+    parts = "、".join(f"{PART_NAMES[k]} {v:.1f} 秒" for k, v in a8["median_parts_s"].items())
+    return (
+        f"- **一轮的时间花在哪里**（`python benchmarks/epoch_cost.py`，{m['threads']} 线程，{m['rounds']} 轮交替、取中位数，"
+        f"开始时 1 分钟平均负载 {m['loadavg_start'][0]:.1f}）：`--recipe small` 在示例数据集上的一轮（{a8['images']} 张，"
+        f"batch 8）共 {a8['epoch_s']:.1f} 秒：{parts}。训练计算（前向到优化器）每张图 {a8['train_compute_ms_per_image']:.0f} ms"
+        f"（batch 16 时 {a16['train_compute_ms_per_image']:.0f} ms），YOLO11n（batch 16，同样大小的随机图片）"
+        f"{y['train_compute_ms_per_image']:.0f} ms：Atto 的训练计算是 YOLO11n 的 {a8['train_compute_vs_yolo11n']:.2f}×"
+        f"（batch 16 时 {a16['train_compute_vs_yolo11n']:.2f}×）（[JSON](benchmarks/results/recipes/epoch_cost.json)）。"
+    )
+
+
 def demo_claim(name: str) -> str:
     """The README line of `deimv2 demo`: its training is trial ``name`` (same overrides, same recipe)."""
     r = json.loads((RESULTS / "recipes" / f"{name}.json").read_text(encoding="utf-8"))
@@ -293,6 +361,8 @@ LABELS = {
     "yolo11n": "YOLO11n（Ultralytics 默认设置，batch 16）",
     "small_v1": "Atto，第一版 small（batch 4、EMA 0.995 等，已放弃）",
     "small_lr2": "Atto，`--recipe small` 加两倍的学习率（0.004，骨干 0.002）",
+    "small_lrhalf": "Atto，`--recipe small` 加一半的学习率（0.001，骨干 0.0005）",
+    "small_ms": "Atto，`--recipe small` 加多尺度训练（每个 batch 随机取 192–320）",
 }
 RECIPE_TABLES = [
     {
@@ -354,6 +424,15 @@ SEED_TABLES = [
     for prefix in ("", "photo2_")
 ]
 
+#: trials run with seed 0 only (benchmarks/recipes.py NAME, and --dataset photo2), against the recipe's seed range
+SINGLE_SEED_TABLE = {
+    "rows": {"small_lrhalf_e40": LABELS["small_lrhalf"]},
+    "base": f"{SMALL}_e40",
+    "seeds": (0, 1, 2),
+    "label": "`--recipe small`",
+    "short": {"small_lrhalf_e40": "一半的学习率"},
+}
+
 
 def claims() -> list[str]:
     out = [f"{len(VARIANTS)} 个变体", "|Δ| < " + f"{TOL:.0e}".replace("e-0", "e-")]
@@ -376,6 +455,8 @@ def claims() -> list[str]:
     out.append(demo_run_claim(_load("demo_run_cpu2.json")))
     out += [recipes_claim(t) for t in RECIPE_TABLES]
     out += [seeds_claim(t) for t in SEED_TABLES]
+    out.append(single_seed_claim(SINGLE_SEED_TABLE))
+    out.append(epoch_cost_claim(_load("recipes/epoch_cost.json")))
     out.append(notebooks_claim(_load("notebooks_run_cpu2.json")))
     browser = _load("browser_test.json")
     run = browser["runs"][0]
