@@ -60,7 +60,9 @@ def _small(epochs: int) -> list[Choice]:
             "scale_lr",
             False,
             "不按官方 batch 规则缩放：那条规则会把学习率按 8/128 线性缩小到十六分之一（EMA 和预热也随之改），从头训练时学得太慢；"
-            "保持官方学习率（其余 0.002、骨干 0.001）。学习率预热自动缩短到强增强开始之前（官方规则下是前 4 轮）。",
+            "保持官方学习率（其余 0.002、骨干 0.001）：一半和两倍的学习率在两个数据集上都实测过，都更差"
+            "（benchmarks/results/recipes/small_lrhalf_e40.json、small_lr2_e40*.json）。"
+            "学习率预热自动缩短到强增强开始之前（官方规则下是前 4 轮）。",
         ),
         Choice(
             "epoch_rule",

@@ -410,7 +410,7 @@ RECIPE_TABLES = [
 SEED_TABLES = [
     {
         "prefix": prefix,
-        "rows": {f"{k}_e40": LABELS[k] for k in (SMALL, "today", "yolo11n", "small_lr2")},
+        "rows": {f"{k}_e40": LABELS[k] for k in (SMALL, "today", "yolo11n", "small_lr2", "small_ms")},
         "seeds": (0, 1, 2),
         "paired": (f"{SMALL}_e40", "yolo11n_e40"),
         "spread_of": (f"{SMALL}_e40", "today_e40", "yolo11n_e40"),
@@ -419,6 +419,7 @@ SEED_TABLES = [
             "today_e40": "原来的 demo 日程",
             "yolo11n_e40": "YOLO11n",
             "small_lr2_e40": "两倍学习率",
+            "small_ms_e40": "多尺度训练",
         },
     }
     for prefix in ("", "photo2_")
@@ -504,3 +505,23 @@ def test_seed_study_sentences_follow_the_means():
     assert min(r["final"]["AP50"] for r in demo["runs"][lr2]) < 0.5 * min(
         r["final"]["AP50"] for r in demo["runs"][small]
     )
+    ms = "small_ms_e40"  # 多尺度训练：两个数据集上四项平均都低于 small
+    assert min(d(demo, ms)) > 0 and min(d(photo2, ms)) > 0
+    assert all(a < b for a, b in zip(demo["avg"][ms], demo["avg"][today]))  # 示例数据集上还低于原来的 demo 日程
+
+
+def test_single_seed_sentences_follow_the_runs():
+    """README: 一半的学习率在两个数据集上的每个数都低于 `small` 各种子中最低的一次."""
+    base, seeds = SINGLE_SEED_TABLE["base"], SINGLE_SEED_TABLE["seeds"]
+    for prefix in ("", "photo2_"):
+        lows = [min(v) for v in zip(*(_four(prefix, base, k) for k in seeds))]
+        assert all(x < low for x, low in zip(_four(prefix, "small_lrhalf_e40", 0), lows))
+
+
+def test_epoch_cost_sentences_follow_the_measurement():
+    """README: 大部分时间在前向和反向；读图增强、评估较小；Atto 的训练计算比 YOLO11n 多，batch 16 也不更省."""
+    s = _load("recipes/epoch_cost.json")["summary"]
+    a8, a16 = s["atto_b8"], s["atto_b16"]
+    assert a8["share"]["forward"] + a8["share"]["backward"] > 0.5
+    assert max(a8["share"]["data"], a8["share"]["eval"]) < a8["share"]["forward"]
+    assert a8["train_compute_vs_yolo11n"] > 1 and a16["train_compute_ms_per_image"] >= a8["train_compute_ms_per_image"]
