@@ -99,6 +99,8 @@ TRIALS["small_ms_e40"] = {
         "train_dataloader.collate_fn.base_size_repeat": 2,
     },
 }
+# the small recipe as it is now (the last quarter without strong augmentation: 20 of 80) at twice the demo's epochs
+TRIALS["small_na20_e80"] = {**TRIALS["small_e80"], "update": {"no_aug_epoch": 20}}
 # a quick check of the script itself (1 epoch; write it elsewhere with --results)
 TRIALS["smoke_small_e1"] = {**TRIALS["small_e15"], "epochs": 1}
 TRIALS["smoke_yolo11n_e1"] = {**TRIALS["yolo11n_e15"], "epochs": 1}

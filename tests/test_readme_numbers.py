@@ -378,7 +378,7 @@ RECIPE_TABLES = [
         "yolo": "yolo11n_e40",
     },
     {  # twice the demo's epochs: is either still climbing?
-        "rows": {"small_e80": R4, "yolo11n_e80": LABELS["yolo11n"]},
+        "rows": {"small_e80": R4, "small_na20_e80": LABELS["small_na10"], "yolo11n_e80": LABELS["yolo11n"]},
         "together": ("small_e80", "yolo11n_e80"),
         "ours": "small_e80",
         "yolo": "yolo11n_e80",
@@ -525,3 +525,9 @@ def test_epoch_cost_sentences_follow_the_measurement():
     assert a8["share"]["forward"] + a8["share"]["backward"] > 0.5
     assert max(a8["share"]["data"], a8["share"]["eval"]) < a8["share"]["forward"]
     assert a8["train_compute_vs_yolo11n"] > 1 and a16["train_compute_ms_per_image"] >= a8["train_compute_ms_per_image"]
+
+
+def test_eighty_epoch_sentence_follows_the_runs():
+    """README: 现在的 `--recipe small` 在 80 轮时四项都比第四轮的配方高，但仍然每项都低于 YOLO11n."""
+    now, r4, yolo = (_four("", n, 0) for n in ("small_na20_e80", "small_e80", "yolo11n_e80"))
+    assert all(a > b for a, b in zip(now, r4)) and all(a < y for a, y in zip(now, yolo))
