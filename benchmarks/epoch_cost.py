@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -40,7 +41,18 @@ SIDES = ("atto_b8", "atto_b16", "yolo11n_b16")
 
 
 def atto_epoch(batch: int, threads: int, max_steps: int | None = None) -> dict:
-    """One timed Atto epoch (``max_steps``: stop early, for tests)."""
+    """One timed Atto epoch (``max_steps``: stop early, for tests); its data and run folder are removed after."""
+    import torch
+
+    torch.set_num_threads(threads)
+    tmp = Path(tempfile.mkdtemp(prefix="epoch_cost_"))
+    try:
+        return _timed_atto_epoch(batch, max_steps, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _timed_atto_epoch(batch: int, max_steps: int | None, tmp: Path) -> dict:
     import torch
 
     from deimv2.data.demo import prepare_demo_coco
@@ -48,8 +60,6 @@ def atto_epoch(batch: int, threads: int, max_steps: int | None = None) -> dict:
     from deimv2.engine.trainer import prepare_trainer
     from deimv2.recipes import merge_recipe
 
-    torch.set_num_threads(threads)
-    tmp = Path(tempfile.mkdtemp(prefix="epoch_cost_"))
     user = {**demo_overrides(SIZE, recipe="small"), "epochs": EPOCHS, "train_dataloader.total_batch_size": batch}
     overrides, _ = merge_recipe("small", user)
     t = prepare_trainer(
@@ -61,7 +71,7 @@ def atto_epoch(batch: int, threads: int, max_steps: int | None = None) -> dict:
     t.train_model.train()
     t.criterion.train()
     parts = dict.fromkeys(("data", "forward", "criterion", "backward", "step"), 0.0)
-    it, steps = iter(t.data.train_loader), 0
+    it, steps, per_epoch = iter(t.data.train_loader), 0, len(t.data.train_loader)
     while max_steps is None or steps < max_steps:
         t0 = time.perf_counter()
         try:
@@ -71,7 +81,9 @@ def atto_epoch(batch: int, threads: int, max_steps: int | None = None) -> dict:
         t1 = time.perf_counter()
         outputs = t.train_model(images, targets=targets)
         t2 = time.perf_counter()
-        loss = sum(t.criterion(outputs, targets, epoch=epoch, step=steps, global_step=steps, epoch_step=20).values())
+        loss = sum(
+            t.criterion(outputs, targets, epoch=epoch, step=steps, global_step=steps, epoch_step=per_epoch).values()
+        )
         t3 = time.perf_counter()
         loss.backward()
         t4 = time.perf_counter()
@@ -92,6 +104,7 @@ def atto_epoch(batch: int, threads: int, max_steps: int | None = None) -> dict:
 
 
 def yolo_epoch(threads: int) -> dict:
+    """YOLO11n's training compute on the same number of images (random pixels; needs ``ultralytics``)."""
     import torch
     from ultralytics.cfg import get_cfg
     from ultralytics.nn.tasks import DetectionModel
@@ -182,7 +195,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        res = yolo_epoch(a.threads) if a.worker.startswith("yolo") else atto_epoch(int(a.worker[6:]), a.threads)
+        res = (
+            yolo_epoch(a.threads)
+            if a.worker.startswith("yolo")
+            else atto_epoch(int(a.worker.split("_b")[1]), a.threads)
+        )
         print(json.dumps(res))
         return
     sys.path.insert(0, str(ROOT))

@@ -270,9 +270,12 @@ def single_seed_claim(table: dict) -> str:
         + " | ".join(span(ranges[p][i : i + 2]) for p in prefixes for i in (0, 2))
         + " |"
     ]
-    words = []
+    words, how = [], set()
     for name, label in table["rows"].items():
         v = {p: _four(p, name, 0) for p in prefixes}
+        for p in prefixes:
+            r = json.loads(seed_file(p, name, 0).read_text(encoding="utf-8"))
+            how.add((len(r["concurrent_with"]) + 1, r["threads"]))
         rows.append(f"  | {label} | " + " | ".join(pair(v[p][i : i + 2]) for p in prefixes for i in (0, 2)) + " |")
         below = sum(x < min(rg) for p in prefixes for x, rg in zip(v[p], ranges[p]))
         above = sum(x > max(rg) for p in prefixes for x, rg in zip(v[p], ranges[p]))
@@ -280,9 +283,12 @@ def single_seed_claim(table: dict) -> str:
             f"{table['short'][name]}的 8 个数里 {below} 个低于 {table['label']} 各种子中最低的一次、"
             f"{above} 个高于最高的一次、{8 - below - above} 个在范围之内"
         )
+    (together, threads), *_ = how
+    assert len(how) == 1, f"trials run in different ways: {how}"
     return "\n".join(
         [
-            "- **只跑了种子 0 的尝试**（`python benchmarks/recipes.py 名字` 和 `... --dataset photo2`，两个训练同时运行、各 1 线程）："
+            "- **只跑了种子 0 的尝试**（`python benchmarks/recipes.py 名字` 和 `... --dataset photo2`，"
+            f"{together} 个训练同时运行、各 {threads} 线程）："
             "每格是 mAP@0.5 / mAP@0.5:0.95，第一行是对照的范围：",
             "",
             "  | 训练 | 示例数据集，验证集 | 示例数据集，held-out | photo2，验证集 | photo2，held-out |",
