@@ -44,6 +44,7 @@ from golden import (  # noqa: E402  (after the sys.path insert above)
     fill_golden,
     golden_input,
     golden_targets,
+    query_index,
     summarize,
 )
 from latency import emit, load_official, max_abs_diff, run_worker  # noqa: E402
@@ -74,6 +75,51 @@ def _post_settings(post) -> dict:
     return {k: getattr(post, k) for k in ("num_classes", "use_focal_loss", "num_top_queries", "remap_mscoco_category")}
 
 
+def run_fp64(model, post, x, sizes, arrays: dict, prefix: str):
+    """A float64 run of the official ``model``: its stored slice, post-processed detections and the sorted
+    encoder query-selection scores (``<prefix>.selection``, top ``num_queries + 1``) go into ``arrays``."""
+    import torch
+
+    dec = model.decoder
+    assert dec.query_select_method == "default", dec.query_select_method
+    seen = {}
+    select = dec._select_topk
+
+    def capture(memory, logits, anchors, topk):  # the official selection: top-k of each anchor's best class logit
+        seen["selection"] = logits.max(-1).values[0].sort(descending=True).values[: topk + 1]
+        return select(memory, logits, anchors, topk)
+
+    dec._select_topk = capture
+    out = model(x.double())
+    del dec._select_topk
+    res = post(out, sizes.double())
+    if isinstance(res, tuple):  # deploy post-processor: (labels, boxes, scores)
+        res = [{"labels": res[0][0], "boxes": res[1][0], "scores": res[2][0]}]
+    for k, v in summarize(out, res).items():
+        arrays[f"{prefix}.{k}"] = (v.double() if v.is_floating_point() else v).numpy()
+    for k in ("pred_logits", "pred_boxes", "boxes", "scores"):  # summarize() casts to float32: keep float64
+        src = out[k][0] if k.startswith("pred_") else res[0][k]
+        arrays[f"{prefix}.{k}"] = _slice_like(src, k, out).double().numpy()
+    arrays[f"{prefix}.selection"] = seen["selection"].double().numpy()
+    return out, res
+
+
+def _slice_like(t, name: str, out):
+    """The same slice of ``t`` that :func:`golden.summarize` stores for ``name``, kept in its own dtype."""
+    if name == "pred_logits":
+        return t[query_index(out["pred_logits"].shape[1])]
+    if name in ("boxes", "scores"):
+        return t[:N_DETS]
+    return t
+
+
+def min_gaps(arrays: dict, prefix: str) -> dict:
+    """Smallest float64 gaps between neighbours in the encoder's query ranking and the stored detections' scores:
+    far above float64 rounding, so no CPU can reorder them in a float64 run."""
+    sel, det = arrays[f"{prefix}.selection"], arrays[f"{prefix}.scores"]
+    return {"selection": float((sel[:-1] - sel[1:]).min()), "scores": float((det[:-1] - det[1:]).min())}
+
+
 def golden_worker(official: str, variant: str, out_npz: str) -> dict:
     """Run the official model with golden weights; write the npz, return the JSON part."""
     import numpy as np
@@ -89,16 +135,17 @@ def golden_worker(official: str, variant: str, out_npz: str) -> dict:
     arrays, meta = {}, {"filled_tensors": filled, "postprocessor": _post_settings(post)}
 
     model.eval()
+    m64, post64 = copy.deepcopy(model).double(), copy.deepcopy(post)
     with torch.inference_mode():
         out = model(x)
         res = post(out, sizes)
-        m64 = copy.deepcopy(model).double()
-        out64 = m64(x.double())
+        out64, res64 = run_fp64(m64, post64, x, sizes, arrays, "eval64")
     for k, v in summarize(out, res).items():
         arrays[f"eval.{k}"] = v.numpy()
     meta["fp64_vs_fp32"] = max_abs_diff(
-        [out["pred_logits"], out["pred_boxes"]], [out64["pred_logits"], out64["pred_boxes"]]
+        [out["pred_logits"], out["pred_boxes"]], [out64["pred_logits"].float(), out64["pred_boxes"].float()]
     )
+    meta["fp64_min_gap"] = min_gaps(arrays, "eval64")
     scores = torch.sigmoid(out["pred_logits"]).flatten().sort(descending=True).values
     meta["min_top_score_gap"] = (scores[:N_DETS] - scores[1 : N_DETS + 1]).min().item()  # order of the stored top
 
@@ -120,6 +167,11 @@ def golden_worker(official: str, variant: str, out_npz: str) -> dict:
     arrays.update({f"deploy.{k}": v.numpy() for k, v in summarize(out_d).items()})
     res_d = [{"labels": labels[0], "boxes": boxes[0], "scores": scores[0]}]
     arrays.update({f"deploy.{k}": v.numpy() for k, v in summarize(out_d, res_d).items() if k not in arrays})
+    m64.deploy()  # BatchNorm folded in float64
+    post64.deploy()
+    with torch.inference_mode():
+        run_fp64(m64, post64, x, sizes, arrays, "deploy64")
+    meta["fp64_min_gap_deploy"] = min_gaps(arrays, "deploy64")
     np.savez_compressed(out_npz, **arrays)
     return meta
 
