@@ -78,7 +78,6 @@ def _post_settings(post) -> dict:
 def run_fp64(model, post, x, sizes, arrays: dict, prefix: str):
     """A float64 run of the official ``model``: its stored slice, post-processed detections and the sorted
     encoder query-selection scores (``<prefix>.selection``, top ``num_queries + 1``) go into ``arrays``."""
-    import torch
 
     dec = model.decoder
     assert dec.query_select_method == "default", dec.query_select_method

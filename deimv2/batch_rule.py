@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 
 from .config import Config, config_from_dict, get_dotted, set_dotted
 
-__all__ = ["BatchScaling", "apply_batch_rule", "format_batch_scaling"]
+__all__ = ["BatchScaling", "apply_batch_rule", "format_batch_scaling", "batch_scaling_line"]
 
 
 @dataclass
@@ -139,3 +139,15 @@ def format_batch_scaling(report: BatchScaling) -> str:
         note = "（你显式设置的值，保持不变）" if keep else ""
         lines.append(f"  {label}：{before:.10g} → {after:.10g}{note}")
     return "\n".join(lines)
+
+
+def batch_scaling_line(report: BatchScaling, table_file: str | None = None) -> str:
+    """One Chinese line for the start of training: which rule was applied and why (the table goes to a file)."""
+    if not report.applied:
+        return format_batch_scaling(report)
+    where = f"；前后对照表见 {table_file}" if table_file else ""
+    return (
+        f"batch size 规则（官方 Customizing Batch Size）：有效 batch {report.effective_batch} ≠ 配方的 batch "
+        f"{report.reference_batch}，学习率、EMA 和预热按 k = {report.k:g} 缩放（recipe=official 或 scale_lr=true；"
+        f"关闭：-u scale_lr=false）{where}。"
+    )

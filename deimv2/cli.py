@@ -64,8 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--recipe",
         default=None,
-        help="训练配方：official（官方日程，默认；用官方权重微调时选它）或 small（小数据集从头训练，"
-        "见 deimv2/recipes.py 和 notebook 04）",
+        help="训练配方：auto（默认：从头训练小数据集用 small，微调/大数据集用官方日程但学习率不按 batch 缩放）、"
+        "official（官方日程和官方 batch 规则，复现 COCO 结果时用）或 small（小数据集从头训练）；见 docs/training.md",
     )
 
     p = sub.add_parser("eval", help="在验证集上评估 checkpoint（COCO mAP）")

@@ -1,4 +1,5 @@
-"""Training recipes: ``official`` (the official configs' schedule) and ``small`` (a small dataset from scratch).
+"""Training recipes: ``auto`` (the default), ``official`` (the official configs' schedule, with the official
+batch-size rule) and ``small`` (a small dataset from scratch).
 
 Explained in notebook 04_train.ipynb (为什么小数据从头训练要换一套日程). A recipe is plain data: a list of
 config overrides, each with a short Chinese reason. It changes only the schedule around the model
@@ -16,8 +17,14 @@ stopped at 75 % measured worse (``small_v1_e20``) and was dropped. Measured in `
     recipe_overrides("small", epochs=40)   # -> {"train_dataloader.total_batch_size": 8, "scale_lr": False, ...}
 
 ``official`` adds nothing: the variant's official config with the official epoch/batch rules
-(:mod:`deimv2.epoch_rule`, :mod:`deimv2.batch_rule`); it stays the default, and the right choice when
-fine-tuning from official (COCO-pretrained) weights.
+(:mod:`deimv2.epoch_rule`, :mod:`deimv2.batch_rule`): the way to reproduce the COCO recipe on fewer GPUs.
+
+``auto`` (the default, :func:`resolve_auto`) decides from what the run is: from scratch on a small training set
+(at most :data:`SMALL_DATASET_IMAGES` images) it is ``small``; fine-tuning (``-t``), resuming, or from scratch on
+a larger set it is the official schedule WITHOUT the batch-size rule (``scale_lr: false``), which is what the
+official training code does (it never rescales). From scratch, the linear rule at a small batch measured far
+worse than no rescaling (``benchmarks/results/recipes/batch_rule_*.json``, script ``benchmarks/batch_rule.py``);
+for fine-tuning the choice follows the official code and is not yet measured here.
 """
 
 from __future__ import annotations
@@ -29,9 +36,23 @@ from typing import Any
 from .config import ALIASES
 from .errors import ConfigError
 
-__all__ = ["RECIPES", "SMALL_DEFAULT_EPOCHS", "check_recipe", "describe_recipe", "recipe_overrides", "Choice"]
+__all__ = [
+    "RECIPES",
+    "SMALL_DATASET_IMAGES",
+    "SMALL_DEFAULT_EPOCHS",
+    "AutoChoice",
+    "Choice",
+    "check_recipe",
+    "describe_recipe",
+    "recipe_overrides",
+    "resolve_auto",
+]
 
-RECIPES = ("official", "small")
+RECIPES = ("auto", "official", "small")
+
+#: ``auto`` uses ``small`` from scratch up to this many training images (our choice: the small recipe was measured
+#: on sets of 160 and 240 images; beyond a few thousand images the official schedule's longer budget pays off)
+SMALL_DATASET_IMAGES = 2000
 
 #: total epochs of the small recipe when the user gives none (the official Atto config says 500, a COCO budget)
 SMALL_DEFAULT_EPOCHS = 40
@@ -89,20 +110,60 @@ def _small(epochs: int) -> list[Choice]:
 
 
 def check_recipe(name: str | None) -> str:
-    """The recipe name, or a Chinese error for an unknown one."""
+    """The recipe name (None means ``auto``), or a Chinese error for an unknown one."""
     if name is None:
-        return "official"
+        return "auto"
     if str(name) not in RECIPES:
         raise ConfigError(
-            f"未知的训练配方 recipe={name!r}。可选：official（官方日程，默认；用官方预训练权重微调时选它）"
-            f"或 small（小数据集从头训练）。例如：deimv2 train -c atto --data 数据集目录 --recipe small"
+            f"未知的训练配方 recipe={name!r}。可选：auto（默认，按从头训练/微调和数据集大小自动选择）、"
+            f"official（官方日程和官方 batch 规则，复现 COCO 结果时用）或 small（小数据集从头训练）。"
+            f"例如：deimv2 train -c atto --data 数据集目录 --recipe official"
         )
     return str(name)
 
 
+@dataclass(frozen=True)
+class AutoChoice:
+    """What ``recipe="auto"`` resolved to: a concrete recipe, extra overrides, and the one-line reason."""
+
+    recipe: str
+    overrides: dict
+    why: str
+
+
+def resolve_auto(*, tune: bool = False, resume: bool = False, n_train: int | None = None) -> AutoChoice:
+    """Resolve ``auto`` for a run (see the module docstring)."""
+    no_rule = {"scale_lr": False}
+    if resume:
+        return AutoChoice(
+            "official", no_rule, "接着训练：学习率、EMA 和调度器状态从 checkpoint 恢复，不按 batch 重新缩放。"
+        )
+    if tune:
+        return AutoChoice(
+            "official",
+            no_rule,
+            "微调（-t）：官方日程，学习率不按 batch 缩放（与官方训练代码相同）。复现官方 COCO 配方用 --recipe official。",
+        )
+    if n_train is not None and n_train <= SMALL_DATASET_IMAGES:
+        return AutoChoice(
+            "small",
+            {},
+            f"从头训练，训练集 {n_train} 张（≤ {SMALL_DATASET_IMAGES}）：用小数据集配方 small，学习率不按 batch 缩放"
+            f"（从头训练时官方 batch 规则在小 batch 下学得慢得多，见 docs/training.md）。",
+        )
+    size = f"训练集 {n_train} 张" if n_train is not None else "训练集大小未知"
+    return AutoChoice(
+        "official",
+        no_rule,
+        f"从头训练，{size}：官方日程，学习率不按 batch 缩放（与官方训练代码相同）。复现官方 COCO 配方用 --recipe official。",
+    )
+
+
 def recipe_choices(name: str, epochs: int | None = None) -> list[Choice]:
-    """The recipe's overrides with their reasons (``official``: none)."""
+    """The recipe's overrides with their reasons (``official``: none; resolve ``auto`` first)."""
     name = check_recipe(name)
+    if name == "auto":
+        raise ValueError("resolve recipe='auto' with resolve_auto() first")
     if name == "official":
         return []
     return _small(int(epochs or SMALL_DEFAULT_EPOCHS))
@@ -116,6 +177,8 @@ def recipe_overrides(name: str, epochs: int | None = None) -> dict[str, Any]:
 def describe_recipe(name: str, epochs: int | None = None, user: Mapping[str, Any] | None = None) -> str:
     """Chinese summary printed at training start: every choice, and which ones the user's overrides replace."""
     name = check_recipe(name)
+    if name == "auto":
+        raise ValueError("resolve recipe='auto' with resolve_auto() first")
     if name == "official":
         return "训练配方 recipe=official：官方配置的日程（官方 Customizing Epoch / Batch Size 规则），不额外改动。"
     user = dict(user or {})
@@ -135,9 +198,21 @@ def epochs_of(overrides: Mapping[str, Any]) -> int | None:
     return None
 
 
-def merge_recipe(name: str | None, user: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
-    """``(overrides, description)``: the recipe's overrides with the user's on top (the user's win)."""
+def merge_recipe(
+    name: str | None, user: Mapping[str, Any], *, tune: bool = False, resume: bool = False, n_train: int | None = None
+) -> tuple[dict[str, Any], str]:
+    """``(overrides, description)``: the recipe's overrides with the user's on top (the user's win).
+
+    ``auto`` (or None) is resolved first with :func:`resolve_auto` from ``tune``, ``resume`` and ``n_train``.
+    """
     name = check_recipe(name)
     user = {ALIASES.get(k, k): v for k, v in user.items()}  # one spelling per key: the user's value wins
     epochs = epochs_of(user)
+    if name == "auto":
+        auto = resolve_auto(tune=tune, resume=resume, n_train=n_train)
+        overrides = {**recipe_overrides(auto.recipe, epochs), **auto.overrides, **user}
+        note = f"训练配方 recipe=auto → {auto.recipe}：{auto.why}"
+        if auto.recipe == "small":
+            note += "\n" + describe_recipe("small", epochs, user).split("\n", 1)[1]
+        return overrides, note
     return {**recipe_overrides(name, epochs), **user}, describe_recipe(name, epochs, user)

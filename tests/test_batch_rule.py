@@ -113,5 +113,11 @@ def test_trainer_applies_it_once_at_setup(tiny_coco, tmp_path, scale, capsys):
     _print_start(t)
     out = capsys.readouterr().out
     assert ("batch size 规则" in out) == scale and ("但 scale_lr=false" in out) != scale
+    rule_lines = [line for line in out.splitlines() if "batch size 规则" in line or "scale_lr=false" in line]
+    assert len(rule_lines) == 1  # one line on the console ...
+    table = tmp_path / "o" / "batch_rule.txt"
+    assert table.is_file() == scale  # ... the full before/after table in the run folder
+    if scale:
+        assert str(table.resolve()) in out and "EMA 预热步数 ema.warmups：1000 → 64000" in table.read_text("utf-8")
     # the derived epoch schedule is printed too (1 epoch: the short-budget rule)
     assert "轮次安排" in out and "预算偏短" in out

@@ -8,11 +8,13 @@ from deimv2.cli import main
 from deimv2.errors import ConfigError
 from deimv2.recipes import (
     RECIPES,
+    SMALL_DATASET_IMAGES,
     SMALL_DEFAULT_EPOCHS,
     check_recipe,
     describe_recipe,
     merge_recipe,
     recipe_overrides,
+    resolve_auto,
 )
 
 TINY = {
@@ -69,12 +71,37 @@ def test_official_recipe_changes_nothing():
     assert recipe_overrides("official", 40) == {}
     ov, text = merge_recipe("official", {"epochs": 40})
     assert load_config("atto", ov).raw == load_config("atto", {"epochs": 40}).raw
-    assert "official" in text and set(RECIPES) == {"official", "small"}
-    assert check_recipe(None) == "official"
+    assert "official" in text and set(RECIPES) == {"auto", "official", "small"}
+    assert check_recipe(None) == "auto"
+
+
+def test_auto_resolves_from_what_the_run_is():
+    small = resolve_auto(n_train=SMALL_DATASET_IMAGES)
+    assert small.recipe == "small" and small.overrides == {} and f"{SMALL_DATASET_IMAGES} 张" in small.why
+    for choice in (
+        resolve_auto(n_train=SMALL_DATASET_IMAGES + 1),
+        resolve_auto(n_train=None),
+        resolve_auto(tune=True, n_train=10),
+        resolve_auto(resume=True, n_train=10),
+    ):
+        assert choice.recipe == "official" and choice.overrides == {"scale_lr": False}, choice
+    assert "微调" in resolve_auto(tune=True).why and "接着训练" in resolve_auto(resume=True).why
+
+
+def test_auto_merges_like_the_recipe_it_picks_and_the_user_wins():
+    ov, note = merge_recipe(None, {"epochs": 40}, n_train=160)
+    assert ov == merge_recipe("small", {"epochs": 40})[0]
+    assert note.startswith("训练配方 recipe=auto → small") and "batch size 8" in note
+    ov, note = merge_recipe("auto", {"batch_size": 16}, tune=True, n_train=160)
+    cfg = load_config("atto", ov)
+    assert cfg.raw["scale_lr"] is False and cfg.data.batch_size == 16 and cfg.milestones["epoches"] == 500
+    assert note.count("\n") == 0 and "official" in note  # one line
+    ov, _ = merge_recipe("auto", {"scale_lr": True}, tune=True)
+    assert ov["scale_lr"] is True  # the official batch rule stays one setting away
 
 
 def test_unknown_recipe_is_a_chinese_error():
-    with pytest.raises(ConfigError, match="未知的训练配方.*official.*small"):
+    with pytest.raises(ConfigError, match="未知的训练配方.*auto.*official.*small"):
         check_recipe("large")
     with pytest.raises(ConfigError, match="未知的训练配方"):
         describe_recipe("Small")
@@ -93,6 +120,18 @@ def test_train_prints_and_applies_the_recipe(tiny_coco, tmp_path, capsys):
     assert saved.raw["scale_lr"] is False and saved.raw["epoch_rule"] == "official"
 
 
+def test_train_default_is_auto_and_says_why(tiny_coco, tmp_path, capsys):
+    from deimv2.engine.trainer import train
+
+    out = tmp_path / "默认 配方"
+    train("atto", data=tiny_coco, output_dir=out, overrides={**TINY, "batch_size": 4}, epochs=1, max_iters_per_epoch=1,
+          progress=False)  # fmt: skip
+    text = capsys.readouterr().out
+    assert "训练配方 recipe=auto → small：从头训练，训练集 8 张" in text
+    assert "每步 batch 4" in text and "但 scale_lr=false" in text  # the user's batch, not rescaled
+    assert load_config(out / "config.yaml").raw["scale_lr"] is False
+
+
 def test_cli_recipe_flag(tiny_coco, tmp_path, capsys, monkeypatch):
     import deimv2.engine.trainer as trainer
 
@@ -101,7 +140,7 @@ def test_cli_recipe_flag(tiny_coco, tmp_path, capsys, monkeypatch):
     assert main(["train", "-c", "atto", "--data", str(tiny_coco), "--recipe", "small"]) == 0
     assert seen["recipe"] == "small"
     assert main(["train", "-c", "atto", "--data", str(tiny_coco)]) == 0
-    assert seen["recipe"] is None  # default: official
+    assert seen["recipe"] is None  # default: auto
 
 
 def test_cli_unknown_recipe_fails_before_reading_data(tmp_path, capsys):

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..batch_rule import apply_batch_rule, format_batch_scaling
+from ..batch_rule import apply_batch_rule, batch_scaling_line, format_batch_scaling
 from ..checkpoints.formats import num_classes_of_state_dict, variant_of_state_dict
 from ..checkpoints.loader import (
     expected_backbone_path,
@@ -30,11 +30,12 @@ from ..checkpoints.loader import (
 from ..config import ALIASES, Config, format_milestones, load_config, parse_overrides, save_config
 from ..config_checks import check_image_size
 from ..data.doctor import check_dataset
+from ..data.layout import find_dataset, read_coco_json
 from ..errors import ConfigError, DEIMv2Error, WeightsError
 from ..loss import build_criterion
 from ..models.build import build_model_from_config, build_postprocessor
 from ..outputs import claim_output_dir, ensure_output_dir
-from ..recipes import merge_recipe
+from ..recipes import check_recipe, merge_recipe
 from . import dist
 from .autobatch import resolve_auto_batch, split_auto_batch
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -523,7 +524,11 @@ def _print_start(t: Trainer) -> None:
         f"学习率预热 {t.warmup_iter} 步。"
     )
     _say("轮次安排：" + format_milestones(cfg))
-    _say(format_batch_scaling(t.batch_scaling))
+    table = None
+    if t.batch_scaling.applied and dist.is_main_process():  # the full before/after table: a file, not the console
+        table = t.output_dir / "batch_rule.txt"
+        table.write_text(format_batch_scaling(t.batch_scaling) + "\n", encoding="utf-8")
+    _say(batch_scaling_line(t.batch_scaling, str(table.resolve()) if table else None))
     _say(f"输出目录：{t.output_dir.resolve()}")
 
 
@@ -560,19 +565,27 @@ def train(
     """Train (or with ``test_only`` just evaluate) and return the final metrics dict.
 
     ``kwargs`` are config overrides (``epochs=12``, ``batch_size=8``, ``num_classes=4`` ...).
-    ``recipe``: ``"official"`` (the official schedule; None means the same) or ``"small"`` (a small dataset from
-    scratch), see :mod:`deimv2.recipes`; the recipe's overrides go under the user's.
+    ``recipe``: ``"auto"`` (None means the same: decided from scratch/fine-tune/resume and the training set's size),
+    ``"official"`` (the official schedule and batch-size rule) or ``"small"`` (a small dataset from scratch), see
+    :mod:`deimv2.recipes`; the recipe's overrides go under the user's.
     """
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
-    recipe_note = None
-    if recipe is not None:
-        overrides, recipe_note = merge_recipe(recipe, {**parse_overrides(overrides), **kwargs})
-        kwargs = {}
+    check_recipe(recipe)
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
     ov, kw, _ = split_auto_batch(overrides, kwargs)
     check_image_size(load_config(config, {**ov, **kw}))
     data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
+    recipe_note = None
+    if not test_only:
+        overrides, recipe_note = merge_recipe(
+            recipe,
+            {**parse_overrides(overrides), **kwargs},
+            tune=bool(tune),
+            resume=bool(resume),
+            n_train=count_train_images(data),
+        )
+        kwargs = {}
     if data is not None and check_data and not test_only and not yolo_checked:
         report = check_dataset(data, num_classes=(parse_nc(overrides, kwargs)))
         if not report.ok:
@@ -632,6 +645,16 @@ def train(
     metrics["best_AP"] = t.best_ap
     metrics["output_dir"] = str(t.output_dir)
     return metrics
+
+
+def count_train_images(data: Path | None) -> int | None:
+    """Images in the training split of the COCO dataset at ``data`` (None without a dataset or a train split)."""
+    if data is None:
+        return None
+    split = find_dataset(data, required=False).get("train")
+    if split is None:
+        return None
+    return len(read_coco_json(split.ann_file, check_categories=False).get("images") or [])
 
 
 def parse_nc(overrides, kwargs) -> int | None:
