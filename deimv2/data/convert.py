@@ -189,6 +189,16 @@ def _unique_name(name: str, used: set[str]) -> str:
     return out
 
 
+def _unique_stem(name: str, used: set[str]) -> str:
+    """``name``, or ``stem_1.ext`` … so that no two files of a split share a stem (YOLO labels are ``stem.txt``)."""
+    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
+    out = stem
+    while out.lower() in used:
+        out, k = f"{stem}_{k}", k + 1
+    used.add(out.lower())
+    return out + suffix
+
+
 def _raise_problems(problems: list[str], what: str) -> None:
     shown = "\n".join(f"  {p}" for p in problems[:_MAX_LISTED])
     more = f"\n  ……另有 {len(problems) - _MAX_LISTED} 处" if len(problems) > _MAX_LISTED else ""
@@ -424,7 +434,12 @@ def coco_to_yolo(
                     f"{remap[a['category_id']]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
                     f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
                 )
-            name = _unique_name(Path(file_name).name, used_names)
+            name = _unique_stem(Path(file_name).name, used_names)  # the label is named by the stem
+            if name != Path(file_name).name:
+                report.notes.append(
+                    f"{split}：{file_name} 与另一张图片同名（只差扩展名或文件夹，YOLO 标签会写到同一个 .txt），"
+                    f"改名为 {name}（标签 {Path(name).stem}.txt）"
+                )
             files.append((img_path, name, lines))
             counts.images += 1
             counts.boxes += len(lines)

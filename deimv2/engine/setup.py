@@ -15,6 +15,7 @@ import torch
 
 from ..config import Config
 from ..errors import ConfigError, DatasetError
+from ..inputs import parse_device
 
 
 def fast_mode() -> bool:
@@ -24,11 +25,20 @@ def fast_mode() -> bool:
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` -> CUDA if available, else CPU. A requested but missing CUDA is a clear error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        text = parse_device(device)  # cpu, cuda, cuda:N, N, 0,1, gpu:N … (deimv2.inputs)
+        if text is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(text)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"指定了设备 {device}，但这台机器上没有可用的 CUDA GPU。请去掉 -d/--device 或改用 -d cpu。")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"指定了设备 {device}，但这台机器只有 {torch.cuda.device_count()} 块 GPU（编号 0–"
+            f"{torch.cuda.device_count() - 1}）。请改用存在的编号，或 -d cpu。"
+        )
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ConfigError(f"指定了设备 {device}，但 MPS 不可用。请改用 -d cpu。")
     return dev
