@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from ..config import Config
+from ..data.validate import empty_split_problem, shared_images_problem
 from ..errors import ConfigError, DatasetError
 from ..inputs import parse_device
 
@@ -42,6 +43,13 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ConfigError(f"指定了设备 {device}，但 MPS 不可用。请改用 -d cpu。")
     return dev
+
+
+def _check_boxes(split: str, ds) -> None:
+    """Empty or crowd-only splits: the doctor's rule (deimv2.data.validate), so check and training agree."""
+    problem = empty_split_problem(split, ds.num_boxes, ds.num_crowd, ds.ann_file)
+    if problem:
+        raise DatasetError(problem)
 
 
 def amp_settings(use_amp: bool, device: torch.device, amp_dtype: str = "auto") -> tuple[bool, torch.dtype | None, bool]:
@@ -132,6 +140,7 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
         remap_mscoco_category=cfg.remap_mscoco_category,
     )
     _check_num_classes(cfg, val_ds)
+    _check_boxes("val", val_ds)
     val_loader = build_dataloader(
         val_ds,
         batch_size=min(d.val_batch_size, max(batch_size, 1) * 2),
@@ -154,6 +163,12 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
         _check_num_classes(cfg, train_ds)
         if len(train_ds) == 0:
             raise DatasetError(f"训练集 {d.train_ann_file} 里没有图片。请检查标注文件的 images 列表。")
+        _check_boxes("train", train_ds)
+        shared = shared_images_problem(
+            {n: [ds.image_path(i) for i in range(len(ds))] for n, ds in (("train", train_ds), ("val", val_ds))}
+        )
+        if shared:
+            raise DatasetError(f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file}：{shared}")
         if list(train_ds.label_to_category_id) != cat_ids:
             raise DatasetError(
                 f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致。请让两者使用同一份类别列表。"
