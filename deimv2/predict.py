@@ -421,9 +421,11 @@ def predict_cli(
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
+    from .engine.setup import resolve_device
     from .outputs import ensure_output_dir
 
     conf, max_det = check_conf(conf, "--conf"), check_max_det(max_det, "--max-det")
+    resolve_device(device)  # a bad -d is refused before anything is written
     source, output = Path(source), Path(output)
     if source.is_dir():
         files = list_images(source, recursive=True)

@@ -257,7 +257,7 @@ def yolo_to_coco(
     """
     src, dst = Path(src), Path(dst)
     ds = find_yolo_dataset(src)
-    _check_dst(src, dst, overwrite)
+    _check_dst(ds.root, dst, overwrite)
     splits = {k: v for k, v in ds.splits.items() if v or k == "train"}
     if split_ratio is not None:
         if "val" in splits:
@@ -346,7 +346,7 @@ def yolo_to_coco(
         - {d / "classes.txt" for d in {lab.parent for lab in claimed}}
     )
     if orphans:
-        shown = "、".join(str(t.relative_to(src)) for t in orphans[:_MAX_LISTED])
+        shown = "、".join(str(t.relative_to(ds.root)) for t in orphans[:_MAX_LISTED])
         report.notes.append(
             f"{len(orphans)} 个标签文件没有对应的图像，没有转换：{shown}" + ("……" if len(orphans) > _MAX_LISTED else "")
         )

@@ -145,6 +145,7 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
     used: dict = {}
     cat_dicts: list[dict] = []
     paths: dict[str, list[Path]] = {}
+    split_ids: dict[str, set] = {}
     for split, (img_dir, json_path) in splits.items():
         try:
             data = read_coco_json(json_path, check_categories=False)
@@ -153,6 +154,14 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
             continue
         for c in data.get("categories", []):
             if isinstance(c, dict) and isinstance(c.get("id"), int):
+                if c["id"] in declared and declared[c["id"]] != str(c.get("name", c["id"])):
+                    col.add(  # the loader refuses this too (build_data: categories differ between splits)
+                        "error",
+                        "categories_disagree",
+                        "不同划分中同一个类别 id 的名字不一致，请让各划分使用同一份 categories",
+                        f"{split}: id {c['id']} = {c.get('name')!r}，之前是 {declared[c['id']]!r}",
+                    )
+                split_ids.setdefault(split, set()).add(c["id"])
                 if c["id"] not in declared:
                     cat_dicts.append(c)
                 declared.setdefault(c["id"], str(c.get("name", c["id"])))
@@ -272,6 +281,13 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                     )
         stats["negatives"] = stats["images"] - len(has_box & set(sizes))
         _check_split_boxes(col, split, stats["boxes"], crowd, json_path)
+    if "train" in split_ids and "val" in split_ids and split_ids["train"] != split_ids["val"]:
+        col.add(  # the loader refuses this too (build_data)
+            "error",
+            "categories_disagree",
+            "训练集和验证集的 categories 不一致，请让各划分使用同一份 categories",
+            f"train: {sorted(split_ids['train'])}，val: {sorted(split_ids['val'])}",
+        )
     shared = shared_images_problem(paths)
     if shared:
         col.add("error", "shared_images", shared)
@@ -416,7 +432,7 @@ def check_dataset(
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"找不到数据集路径 {p}，请检查路径。")
-    coco = find_dataset(p, required=False)
+    coco = find_dataset(p, required=False) if p.is_dir() or p.suffix.lower() == ".json" else {}
     rep = DoctorReport(str(p), "coco" if coco else "yolo")
     col = _Collector(rep, max_examples)
     if coco:

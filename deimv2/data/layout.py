@@ -402,10 +402,22 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
 
     Class names come from ``data.yaml`` (``names``) or ``classes.txt`` / ``labels/classes.txt`` / ``obj.names``.
     """
-    root = Path(src)
+    root, yaml_path = Path(src), None
+    if root.is_file() and root.suffix.lower() in (".yaml", ".yml"):  # one named data.yaml (among several)
+        root, yaml_path = root.parent, root
     if not root.is_dir():
-        raise DatasetError(f"找不到数据集文件夹 {root}，请检查路径。")
-    yaml_path = _find_yaml(root)
+        raise DatasetError(
+            f"找不到数据集 {root}：YOLO 数据集应当是一个文件夹，或其中的 data.yaml 文件（{root} "
+            f"{'是一个文件' if root.exists() else '不存在'}）。请检查路径。"
+        )
+    named = yaml_path is not None
+    yaml_path = yaml_path or _find_yaml(root)
+    several = sorted(p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
+    if yaml_path is None and len(several) > 1:
+        raise DatasetError(
+            f"{root} 里有多个 YAML 文件（{'、'.join(several)}），不知道哪个描述数据集。"
+            f"请直接给出其中一个，如 {root / several[0]}（或把它改名为 data.yaml）。"
+        )
     cfg = {}
     if yaml_path is not None:
         try:
@@ -414,7 +426,7 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
             raise DatasetError(f"{yaml_path} 不是合法的 YAML：{e}") from e
     splits: dict[str, list[Path]] = {}
     layout = "roboflow"
-    for d in sorted(root.iterdir()):
+    for d in sorted(root.iterdir()) if not (named and isinstance(cfg, dict) and cfg.get("train")) else []:
         s = split_alias(d.name)
         if d.is_dir() and s and (d / "images").is_dir() and s not in splits:
             splits[s] = list_images(d / "images", recursive=True)

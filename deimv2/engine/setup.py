@@ -169,9 +169,11 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
         )
         if shared:
             raise DatasetError(f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file}：{shared}")
-        if list(train_ds.label_to_category_id) != cat_ids:
-            raise DatasetError(
-                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致。请让两者使用同一份类别列表。"
+        if list(train_ds.label_to_category_id) != cat_ids or list(train_ds.category_names) != names:
+            raise DatasetError(  # deimv2 check: categories_disagree
+                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致"
+                f"（训练集：{dict(zip(train_ds.label_to_category_id, train_ds.category_names))}；"
+                f"验证集：{dict(zip(cat_ids, names))}）。请让两者使用同一份类别列表（id 和名字都相同）。"
             )
         kw = dict(d.collate)
         kw.pop("ema_restart_decay", None)
