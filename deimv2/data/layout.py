@@ -410,8 +410,9 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
             f"找不到数据集 {root}：YOLO 数据集应当是一个文件夹，或其中的 data.yaml 文件（{root} "
             f"{'是一个文件' if root.exists() else '不存在'}）。请检查路径。"
         )
-    named = yaml_path is not None
-    yaml_path = yaml_path or _find_yaml(root)
+    default = _find_yaml(root) if root.is_dir() else None
+    named = yaml_path is not None and yaml_path.resolve() != (default.resolve() if default else None)
+    yaml_path = yaml_path or default
     several = sorted(p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
     if yaml_path is None and len(several) > 1:
         raise DatasetError(
