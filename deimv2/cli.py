@@ -39,9 +39,10 @@ def _add_common_train(p: argparse.ArgumentParser, config_required: bool = True) 
         "-u",
         "--update",
         nargs="+",
+        action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="覆盖配置，如 epoches=62 train_dataloader.total_batch_size=4 num_classes=4",
+        help="覆盖配置，如 epoches=62 train_dataloader.total_batch_size=4 num_classes=4（可写多次，全部生效）",
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -147,10 +148,26 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
         if not key:
             raise ConfigError(f"覆盖参数 '{item}' 的键为空。")
         try:
-            out[key] = yaml.safe_load(value) if value.strip() else None
+            parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError:
-            out[key] = value
+            parsed = value
+        quoted = value.strip()[:1] in ("'", '"')
+        out[key] = parsed if quoted else yaml12_numbers(parsed)
     return out
+
+
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def yaml12_numbers(value: Any) -> Any:
+    """Numbers as YAML 1.2 reads them: PyYAML (YAML 1.1) leaves ``1e-3`` and ``5E4`` as strings; they are floats."""
+    if isinstance(value, str) and _YAML12_FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, list):
+        return [yaml12_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: yaml12_numbers(v) for k, v in value.items()}
+    return value
 
 
 def get_dotted(d: Mapping, key: str, default: Any = None) -> Any:

@@ -21,6 +21,7 @@ from .config import Config, load_config
 from .data.images import as_rgb_image
 from .errors import ConfigError, DEIMv2Error
 from .graph import DetectionGraph, build_graph, write_onnx
+from .inputs import resolve_checkpoint
 from .predict import load_detector
 
 __all__ = ["build_export_graph", "check_onnx", "export_onnx", "require_onnx", "write_onnx"]
@@ -72,6 +73,7 @@ def export_onnx(
 ) -> Path:
     """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
     require_onnx()
+    checkpoint = resolve_checkpoint(checkpoint) if checkpoint is not None else None
     graph, cfg = build_export_graph(config, checkpoint)
     out = Path(output) if output is not None else _default_output(cfg, checkpoint)
     if out.suffix.lower() != ".onnx":

@@ -30,6 +30,8 @@ from .data.layout import read_coco_json
 from .draw import draw_detections, show_grid
 from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
 from .graph import DetectionGraph, build_graph
+from .inputs import check_conf, check_max_det, resolve_checkpoint
+from .outputs import OutputError
 
 __all__ = ["DetectionGraph", "build_graph", "Prediction", "Detector", "predict_cli", "show_predictions", "VIDEO_EXTS"]
 
@@ -153,8 +155,8 @@ class Detector:
         self.graph = build_graph(model.to(self.device), cfg, deploy=deploy).to(self.device)
         self.model = model
         self.size_hw = (int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1]))
-        self.conf = DEFAULT_CONF if conf is None else float(conf)
-        self.max_det, self.batch_size = int(max_det), max(1, int(batch_size))
+        self.conf = DEFAULT_CONF if conf is None else check_conf(conf)
+        self.max_det, self.batch_size = check_max_det(max_det), max(1, int(batch_size))
         self.classes = self._class_ids(classes)
         from .backends import make_backend
 
@@ -197,6 +199,7 @@ class Detector:
         cannot be recognised; ``num_classes`` always comes from the weights. Without ``conf`` the F1-best
         threshold saved in the checkpoint by training is used (see :mod:`deimv2.engine.f1`), else 0.45.
         """
+        path = resolve_checkpoint(path)
         model, cfg, meta = load_detector(path, config)
         if conf is None and isinstance(meta.get("conf_threshold"), (int, float)):
             conf = float(meta["conf_threshold"])
@@ -276,8 +279,8 @@ class Detector:
         lists of paths to save memory (``plot()`` then reads the file again).
         """
         items, is_list = _as_list(inputs)
-        conf = self.conf if conf is None else float(conf)
-        max_det = self.max_det if max_det is None else int(max_det)
+        conf = self.conf if conf is None else check_conf(conf)
+        max_det = self.max_det if max_det is None else check_max_det(max_det)
         keep = self.classes if classes is None else self._class_ids(classes)
         out: list[Prediction] = []
         for start in range(0, len(items), self.batch_size):
@@ -418,17 +421,27 @@ def predict_cli(
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
+    from .engine.setup import resolve_device
     from .outputs import ensure_output_dir
 
+    conf, max_det = check_conf(conf, "--conf"), check_max_det(max_det, "--max-det")
+    resolve_device(device)  # a bad -d is refused before anything is written
     source, output = Path(source), Path(output)
     if source.is_dir():
         files = list_images(source, recursive=True)
+        out, src = output.resolve(), source.resolve()
+        own = [f for f in files if out != src and out.is_relative_to(src) and f.resolve().is_relative_to(out)]
+        if own:  # -o inside -i: the images there are our earlier outputs
+            files = [f for f in files if f not in own]
+            print(f"跳过输出文件夹 {output} 里的 {len(own)} 张图片：它们是之前推理的结果，不是输入。")
         if not files:
             raise DatasetError(f"文件夹 {source} 里（含子文件夹）没有图片（{'、'.join(IMAGE_EXTS)}）。")
         jobs = [(f, output / f.relative_to(source), f.relative_to(source).as_posix()) for f in files]
         out_dir = output
     elif _is_video(source):
         out_dir = output.parent if output.suffix.lower() in VIDEO_EXTS else output
+        target = output if output.suffix.lower() in VIDEO_EXTS else output / (source.stem + ".mp4")
+        jobs = [(source, target, source.name)]
     elif source.suffix.lower() in IMAGE_EXTS:
         target = output if output.suffix.lower() in IMAGE_EXTS else output / source.name
         jobs, out_dir = [(source, target, source.name)], target.parent
@@ -436,6 +449,7 @@ def predict_cli(
         raise DatasetError(
             f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。"
         )
+    refuse_overwriting_inputs(jobs, source, output)
     ensure_output_dir(out_dir)  # before the model is loaded
     det = Detector.from_checkpoint(
         checkpoint,
@@ -486,6 +500,17 @@ def predict_cli(
     if save_json:
         info["json"] = _write_json(out_dir / "predictions.json", rows)
     return info
+
+
+def refuse_overwriting_inputs(jobs: list, source: Path, output: Path) -> None:
+    """Raise before anything is written when an output file would replace an input file (``-o`` = ``-i`` …)."""
+    inputs = {src.resolve() for src, _, _ in jobs}
+    clash = [dst for _, dst, _ in jobs if dst.resolve() in inputs]
+    if clash:
+        raise OutputError(
+            f"输出 {output} 会覆盖输入 {source} 里的原图（例如 {clash[0]}，共 {len(clash)} 个文件），没有写出任何文件。"
+            f"修复：用 -o 指定另一个文件夹，例如 -o {source.parent / (source.stem + '_检测结果')}。"
+        )
 
 
 def _write_json(path: Path, rows: list) -> Path:

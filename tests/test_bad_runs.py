@@ -83,7 +83,7 @@ def test_ctrl_c_then_resume(data, tmp_path, monkeypatch):
     monkeypatch.setattr(Trainer, "train_one_epoch", original)
     code, text, err = run_cli(_train(data, out, 2, "-r", out / "last.pth"))
     assert code == 0, err
-    assert "从" in text and "第 1 轮开始" in text
+    assert "从" in text and "第 2 轮开始" in text  # 1-based: epoch 1 was done
     assert load_checkpoint(out / "last.pth")["epoch"] == 1 and _epochs_logged(out) == [0, 1]
 
 

@@ -23,6 +23,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from ..errors import WeightsError
+from ..inputs import foreign_weights_problem
 from ..variants import BACKBONE_FILE_BY_NAME, VARIANT_TABLE, download_table, hgnetv2_stage1_file, variant_of_config_name
 from .formats import (
     Format,
@@ -55,6 +56,9 @@ def read_weights_file(path: str | Path) -> Any:
         raise WeightsError(
             f"找不到权重文件（文件不存在）：{path}。请检查路径，或到下表下载后放进 ckpts/：\n{download_table()}"
         )
+    foreign = foreign_weights_problem(path)  # ONNX, TensorRT, Paddle, a YAML config … named for what it is
+    if foreign:
+        raise WeightsError(foreign)
     if path.stat().st_size == 0:
         raise WeightsError(f"权重文件 {path} 是空文件（0 字节），可能下载没有完成。请重新下载。")
     if path.suffix == ".safetensors":

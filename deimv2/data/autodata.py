@@ -64,14 +64,7 @@ def _yolo_root(data: Path) -> Path:
     if data.is_dir():
         return data
     if data.suffix.lower() in (".yaml", ".yml") and data.is_file():
-        root = data.parent
-        found = sorted(p for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
-        if data.name not in ("data.yaml", "data.yml", "dataset.yaml") and len(found) > 1:
-            raise DatasetError(
-                f"{root} 里有多个 YAML 文件（{'、'.join(p.name for p in found)}），无法确定哪个描述数据集。"
-                f"请把 {data.name} 改名为 data.yaml，或把其它 YAML 移走。"
-            )
-        return root
+        return data.parent
     raise DatasetError(
         f"找不到数据集 {data}：--data 应当是数据集文件夹（COCO 或 YOLO 格式），或 YOLO 的 data.yaml 文件。请检查路径。"
     )
@@ -141,22 +134,22 @@ def prepare_data(
     if src.is_dir() and find_dataset(src, required=False):
         return PreparedData(path=src, source=src, kind="coco")
     if src.is_file() and src.suffix.lower() == ".json":
-        raise DatasetError(
-            f"{src} 是一个 JSON 文件：--data 需要数据集根目录（其中有 train/_annotations.coco.json），"
-            f"请传入 {src.parent.parent if src.parent.name else src.parent}。"
-        )
+        return PreparedData(path=src, source=src, kind="coco")  # a COCO annotation file (find_dataset, layout D)
     root = _yolo_root(src)
+    yolo = src if src.is_file() else root  # one named data.yaml among several is read as given
     say = print if verbose else (lambda *a, **k: None)
     report = None
     if check:
-        report = check_dataset(root, num_classes=num_classes)
+        report = check_dataset(yolo, num_classes=num_classes)
         if not report.ok:
             raise DatasetError("YOLO 数据集检查没有通过，没有转换也没有训练：\n" + report.format())
         if report.warnings:
             say(report.format())
-    ds = find_yolo_dataset(root)
-    fingerprint = yolo_fingerprint(root)
+    ds = find_yolo_dataset(yolo)
+    fingerprint = yolo_fingerprint(yolo)
     cache = _cache_folder(root, fingerprint, Path(fallback) if fallback is not None else None)
+    if yolo != root and src.name not in ("data.yaml", "data.yml", "dataset.yaml"):
+        cache = cache.with_name(f"{cache.name}-{src.stem}")  # each named YAML has its own copy
     where = "数据集文件夹里" if cache.parent == root else "输出目录下（数据集文件夹只读）"
     if _cache_ok(cache, fingerprint):
         say(
@@ -167,7 +160,7 @@ def prepare_data(
     split_ratio = AUTO_VAL_RATIO if not ds.splits.get("val") else None
     if split_ratio is not None:
         say(f"YOLO 数据集 {root} 没有验证集：按 {split_ratio:.0%} 的比例（种子 0）自动划分出验证集。")
-    conv = yolo_to_coco(root, cache, split_ratio=split_ratio, link=True, overwrite=True)
+    conv = yolo_to_coco(yolo, cache, split_ratio=split_ratio, link=True, overwrite=True)
     (cache / _STAMP).write_text(
         json.dumps({"fingerprint": fingerprint, "source": str(root.resolve())}, ensure_ascii=False), encoding="utf-8"
     )

@@ -34,7 +34,13 @@ from ..errors import DatasetError
 from ..outputs import ensure_output_dir
 from .images import image_size
 from .layout import COCO_JSON, SPLITS, find_dataset, find_yolo_dataset, label_path_for, read_coco_json, read_text
-from .validate import bbox_problem, yolo_coordinate_problem
+from .validate import (
+    bbox_problem,
+    coco_image_path,
+    empty_split_problem,
+    shared_images_problem,
+    yolo_coordinate_problem,
+)
 
 #: output folder of each split (the Roboflow layout: ``valid/``, which :func:`~deimv2.data.layout.find_dataset` reads)
 SPLIT_FOLDERS = {"train": "train", "val": "valid", "test": "test"}
@@ -189,6 +195,27 @@ def _unique_name(name: str, used: set[str]) -> str:
     return out
 
 
+def _note_empty_splits(report: ConvertReport, crowd: dict[str, int]) -> None:
+    """The trainer's rule for empty or crowd-only train/valid splits, as a note (converting them is not an error)."""
+    for folder, c in report.splits.items():
+        if folder in ("train", "valid"):
+            problem = empty_split_problem(
+                "train" if folder == "train" else "val", c.boxes, crowd.get(folder, 0), f"{report.dst}/{folder}"
+            )
+            if problem:
+                report.notes.append(problem.split("修复")[0] + "这样的数据集不能直接训练。")
+
+
+def _unique_stem(name: str, used: set[str]) -> str:
+    """``name``, or ``stem_1.ext`` … so that no two files of a split share a stem (YOLO labels are ``stem.txt``)."""
+    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
+    out = stem
+    while out.lower() in used:
+        out, k = f"{stem}_{k}", k + 1
+    used.add(out.lower())
+    return out + suffix
+
+
 def _raise_problems(problems: list[str], what: str) -> None:
     shown = "\n".join(f"  {p}" for p in problems[:_MAX_LISTED])
     more = f"\n  ……另有 {len(problems) - _MAX_LISTED} 处" if len(problems) > _MAX_LISTED else ""
@@ -230,12 +257,15 @@ def yolo_to_coco(
     """
     src, dst = Path(src), Path(dst)
     ds = find_yolo_dataset(src)
-    _check_dst(src, dst, overwrite)
+    _check_dst(ds.root, dst, overwrite)
     splits = {k: v for k, v in ds.splits.items() if v or k == "train"}
     if split_ratio is not None:
         if "val" in splits:
             raise DatasetError(f"{src} 已经有验证集划分（valid/val），不能再使用 split_ratio；请去掉该参数。")
         splits["train"], splits["val"] = _split_flat(splits["train"], split_ratio, seed).values()
+    shared = shared_images_problem(splits)  # the doctor's and the trainer's rule
+    if shared:
+        raise DatasetError(f"YOLO 数据集 {src}：{shared}未写出任何文件。")
     offset = 1 if one_based else 0
     report = ConvertReport(str(src), str(dst), ds.layout, list(ds.names), [i + offset for i in range(len(ds.names))])
     problems: list[str] = []
@@ -309,13 +339,14 @@ def yolo_to_coco(
     if problems and not skip_invalid:
         _raise_problems(problems, f"YOLO 数据集 {src} ")
     report.skipped = problems
+    _note_empty_splits(report, {})
     orphans = sorted(
         {t for d in {lab.parent for lab in claimed} for t in d.glob("*.txt")}
         - set(claimed)
         - {d / "classes.txt" for d in {lab.parent for lab in claimed}}
     )
     if orphans:
-        shown = "、".join(str(t.relative_to(src)) for t in orphans[:_MAX_LISTED])
+        shown = "、".join(str(t.relative_to(ds.root)) for t in orphans[:_MAX_LISTED])
         report.notes.append(
             f"{len(orphans)} 个标签文件没有对应的图像，没有转换：{shown}" + ("……" if len(orphans) > _MAX_LISTED else "")
         )
@@ -379,7 +410,7 @@ def coco_to_yolo(
         str(src), str(dst), "coco", [str(cats[i].get("name", i)) for i in ids], list(range(len(ids))), notes=notes
     )
     problems: list[str] = []
-    plans = {}
+    plans, crowd = {}, {}
     for split in SPLITS:
         if split not in datas:
             continue
@@ -395,7 +426,7 @@ def coco_to_yolo(
             except (KeyError, TypeError, ValueError):
                 problems.append(f"{json_path}：图像条目缺少 file_name/width/height：{im}")
                 continue
-            img_path = img_dir / file_name
+            img_path = coco_image_path(img_dir, str(file_name))  # the loader's rule (Windows backslashes …)
             if not img_path.is_file():
                 problems.append(f"{json_path}：图像 {file_name} 在 {img_dir} 中不存在")
                 continue
@@ -403,6 +434,7 @@ def coco_to_yolo(
             for a in by_image.get(im.get("id"), []):
                 bbox = a.get("bbox")
                 if a.get("iscrowd", 0):
+                    crowd[SPLIT_FOLDERS[split]] = crowd.get(SPLIT_FOLDERS[split], 0) + 1
                     problems.append(
                         f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）为 iscrowd=1，YOLO 不支持，已跳过"
                     )
@@ -424,12 +456,21 @@ def coco_to_yolo(
                     f"{remap[a['category_id']]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
                     f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
                 )
-            name = _unique_name(Path(file_name).name, used_names)
+            name = _unique_stem(img_path.name, used_names)  # the label is named by the stem
+            if name != img_path.name:
+                report.notes.append(
+                    f"{split}：{file_name} 与另一张图片同名（只差扩展名或文件夹，YOLO 标签会写到同一个 .txt），"
+                    f"改名为 {name}（标签 {Path(name).stem}.txt）"
+                )
             files.append((img_path, name, lines))
             counts.images += 1
             counts.boxes += len(lines)
             counts.negatives += not lines
         plans[SPLIT_FOLDERS[split]] = files
+    shared = shared_images_problem({s: [f[0] for f in files] for s, files in plans.items()})
+    if shared:
+        raise DatasetError(f"COCO 数据集 {src}：{shared}未写出任何文件。")
+    _note_empty_splits(report, crowd)
     crowd_only = [p for p in problems if "iscrowd=1" in p]
     if len(crowd_only) != len(problems) and not skip_invalid:
         _raise_problems([p for p in problems if p not in crowd_only], f"COCO 数据集 {src} ")

@@ -23,7 +23,7 @@ from torchvision import tv_tensors
 from ..errors import DatasetError
 from .images import load_image
 from .layout import read_coco_json
-from .validate import bbox_problem
+from .validate import bbox_problem, coco_image_path
 
 __all__ = [
     "CocoDetection",
@@ -287,6 +287,7 @@ class CocoDetection(torch.utils.data.Dataset):
             records[img["id"]] = {"id": img["id"], "file_name": img["file_name"], "size": size, "anns": []}
 
         bad_cat, bad_img, bad_box = {}, [], []
+        self.num_crowd = 0  # iscrowd=1 boxes: ignored by training and COCO evaluation (build_data says so)
         for ann in data["annotations"]:
             rec = records.get(ann.get("image_id")) if isinstance(ann, dict) else None
             if rec is None:
@@ -306,6 +307,7 @@ class CocoDetection(torch.utils.data.Dataset):
                 bad_box.append(f"标注 id={ann.get('id')}（图片 {rec['file_name']}）：{problem}，bbox={bbox!r}")
                 continue
             if ann.get("iscrowd", 0):
+                self.num_crowd += 1
                 continue
             x, y, w, h = (float(v) for v in bbox)
             area = ann.get("area")
@@ -345,10 +347,7 @@ class CocoDetection(torch.utils.data.Dataset):
         return out
 
     def _resolve(self, file_name: str) -> Path:
-        path = self.img_folder / file_name
-        if "\\" in file_name and not path.exists():  # file written on Windows, read elsewhere
-            path = self.img_folder / file_name.replace("\\", "/")
-        return path
+        return coco_image_path(self.img_folder, file_name)  # the doctor's rule too (Windows backslashes …)
 
     def _check_files(self) -> None:
         if not self.img_folder.is_dir():
@@ -371,6 +370,11 @@ class CocoDetection(torch.utils.data.Dataset):
     # ---------------------------------------------------------------- access
     def __len__(self) -> int:
         return len(self._records)
+
+    @property
+    def num_boxes(self) -> int:
+        """Boxes that training and evaluation use (iscrowd=1 ones are counted in ``num_crowd``)."""
+        return sum(len(r["labels"]) for r in self._records)
 
     @property
     def num_classes(self) -> int:

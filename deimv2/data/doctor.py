@@ -20,7 +20,7 @@ from ..errors import DatasetError
 from .convert import LabelLineError, read_label_file, roboflow_placeholders
 from .images import displayed_size
 from .layout import find_dataset, find_yolo_dataset, label_path_for, read_coco_json
-from .validate import bbox_problem
+from .validate import bbox_problem, coco_image_path, empty_split_problem, shared_images_problem
 
 SMALL, LARGE = 32**2, 96**2  # COCO area thresholds
 _LEVELS = {"error": "错误", "warning": "警告", "info": "提示"}
@@ -144,6 +144,8 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
     declared: dict[int, str] = {}
     used: dict = {}
     cat_dicts: list[dict] = []
+    paths: dict[str, list[Path]] = {}
+    split_ids: dict[str, set] = {}
     for split, (img_dir, json_path) in splits.items():
         try:
             data = read_coco_json(json_path, check_categories=False)
@@ -152,6 +154,14 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
             continue
         for c in data.get("categories", []):
             if isinstance(c, dict) and isinstance(c.get("id"), int):
+                if c["id"] in declared and declared[c["id"]] != str(c.get("name", c["id"])):
+                    col.add(  # the loader refuses this too (build_data: categories differ between splits)
+                        "error",
+                        "categories_disagree",
+                        "不同划分中同一个类别 id 的名字不一致，请让各划分使用同一份 categories",
+                        f"{split}: id {c['id']} = {c.get('name')!r}，之前是 {declared[c['id']]!r}",
+                    )
+                split_ids.setdefault(split, set()).add(c["id"])
                 if c["id"] not in declared:
                     cat_dicts.append(c)
                 declared.setdefault(c["id"], str(c.get("name", c["id"])))
@@ -180,7 +190,8 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                 col.add("error", "duplicate_file_name", f"{split}: 同一文件名出现在多个图像条目中", name)
             seen_names[name] = im["id"]
             stats["images"] += 1
-            path = img_dir / name
+            path = coco_image_path(img_dir, name)  # the loader's rule (Windows backslashes …)
+            paths.setdefault(split, []).append(path)
             if not path.is_file():
                 col.add("error", "missing_image", f"{split}: 图像在磁盘上不存在（图像文件夹 {img_dir}）", name)
                 sizes[im["id"]] = None
@@ -209,7 +220,7 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                         f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}",
                     )
             sizes[im["id"]] = size
-        ann_ids, has_box = set(), set()
+        ann_ids, has_box, crowd = set(), set(), 0
         for a in data.get("annotations", []):
             if not isinstance(a, dict):
                 col.add("error", "bad_annotation", f"{split}: annotations 中有非字典条目", str(a)[:80])
@@ -251,6 +262,9 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                     f"ann id={aid}: {problem}: {bbox}",
                 )
                 continue
+            if a.get("iscrowd", 0):
+                crowd += 1
+                continue
             stats["boxes"] += 1
             has_box.add(a["image_id"])
             x, y, w, h = bbox
@@ -266,7 +280,27 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
                         f"ann id={aid}: {bbox}",
                     )
         stats["negatives"] = stats["images"] - len(has_box & set(sizes))
+        _check_split_boxes(col, split, stats["boxes"], crowd, json_path)
+    if "train" in split_ids and "val" in split_ids and split_ids["train"] != split_ids["val"]:
+        col.add(  # the loader refuses this too (build_data)
+            "error",
+            "categories_disagree",
+            "训练集和验证集的 categories 不一致，请让各划分使用同一份 categories",
+            f"train: {sorted(split_ids['train'])}，val: {sorted(split_ids['val'])}",
+        )
+    shared = shared_images_problem(paths)
+    if shared:
+        col.add("error", "shared_images", shared)
     _check_categories_coco(rep, col, declared, used, cat_dicts)
+
+
+def _check_split_boxes(col: _Collector, split: str, boxes: int, crowd: int, where) -> None:
+    """The trainer's rule for empty and crowd-only splits (deimv2.data.validate), and a count of crowd boxes."""
+    problem = empty_split_problem(split, boxes, crowd, where) if split in ("train", "val") else None
+    if problem:
+        col.add("error", "empty_split", problem)
+    elif crowd:
+        col.add("warning", "crowd_boxes", f"{split}: {crowd} 个 iscrowd=1 的标注训练时会被忽略（评估时也不计分）")
 
 
 def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, used: dict, cat_dicts: list) -> None:
@@ -322,6 +356,9 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
     rep.categories = dict(enumerate(ds.names))
     rep.id_base, rep.num_classes_needed = 0, len(ds.names)
     counts = [0] * len(ds.names)
+    shared = shared_images_problem(ds.splits)
+    if shared:
+        col.add("error", "shared_images", shared)
     for split, images in ds.splits.items():
         stats = rep.splits.setdefault(split, {"images": 0, "boxes": 0, "negatives": 0})
         claimed: dict[Path, Path] = {}
@@ -373,6 +410,7 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
                     _box_size(rep, w * size[0] * h * size[1])
             stats["boxes"] += n_boxes
             stats["negatives"] += n_boxes == 0
+        _check_split_boxes(col, split, stats["boxes"], 0, f"{split}（{rep.path}）")
         for d in label_dirs:
             for txt in sorted(set(d.glob("*.txt")) - set(claimed)):
                 if txt.name != "classes.txt":
@@ -394,7 +432,7 @@ def check_dataset(
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"找不到数据集路径 {p}，请检查路径。")
-    coco = find_dataset(p, required=False)
+    coco = find_dataset(p, required=False) if p.is_dir() or p.suffix.lower() == ".json" else {}
     rep = DoctorReport(str(p), "coco" if coco else "yolo")
     col = _Collector(rep, max_examples)
     if coco:

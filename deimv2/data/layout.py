@@ -351,42 +351,45 @@ def _find_yaml(root: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
-def _yaml_split_images(cfg: dict, yaml_path: Path) -> dict[str, list[Path]] | None:
-    """Images of each split named in data.yaml, or None when a path cannot be resolved."""
+def _yaml_split_images(cfg: dict, yaml_path: Path) -> tuple[dict[str, list[Path]], list[str]]:
+    """Images of each split named in data.yaml, and a Chinese line for every entry that cannot be found.
+    Windows paths (``data\\images\\train``) are read with ``/``."""
     base = yaml_path.parent
     if cfg.get("path"):
-        p = Path(str(cfg["path"]))
+        p = Path(str(cfg["path"]).replace("\\", "/"))
         base = (
             p if p.is_absolute() and p.is_dir() else (yaml_path.parent / p if (yaml_path.parent / p).is_dir() else base)
         )
     out: dict[str, list[Path]] = {}
+    missing: list[str] = []
     for split in SPLITS:
-        entries = cfg.get(split)
+        key = next((k for k in (split, "valid" if split == "val" else None) if k and cfg.get(k)), split)
+        entries = cfg.get(key)
         if not entries:
             continue
         images: list[Path] = []
         for entry in entries if isinstance(entries, list) else [entries]:
-            rel = Path(str(entry))
+            rel = Path(str(entry).replace("\\", "/"))
             stripped = Path(*[s for s in rel.parts if s not in ("..", ".")]) if not rel.is_absolute() else rel
-            target = next(
-                (
-                    c
-                    for c in (base / rel, yaml_path.parent / rel, base / stripped, yaml_path.parent / stripped, rel)
-                    if c.exists()
-                ),
-                None,
-            )
+            tried = (base / rel, yaml_path.parent / rel, base / stripped, yaml_path.parent / stripped, rel)
+            target = next((c for c in tried if c.exists()), None)
             if target is None:
-                return None
+                hint = (
+                    "（这是绝对路径，换了电脑就找不到；请改成相对 data.yaml 所在文件夹的路径）"
+                    if rel.is_absolute()
+                    else ""
+                )
+                missing.append(f"{key}: {entry} —— 找不到 {base / rel}{hint}")
+                continue
             if target.is_dir():
                 images += list_images(target, recursive=True)
             else:  # a .txt list of image paths, relative to base
                 for line in read_text(target).splitlines():
                     if line.strip():
-                        q = Path(line.strip())
+                        q = Path(line.strip().replace("\\", "/"))
                         images.append(q if q.is_absolute() else (base / q))
         out[split] = images
-    return out or None
+    return out, missing
 
 
 def find_yolo_dataset(src: str | Path) -> YoloDataset:
@@ -399,10 +402,23 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
 
     Class names come from ``data.yaml`` (``names``) or ``classes.txt`` / ``labels/classes.txt`` / ``obj.names``.
     """
-    root = Path(src)
+    root, yaml_path = Path(src), None
+    if root.is_file() and root.suffix.lower() in (".yaml", ".yml"):  # one named data.yaml (among several)
+        root, yaml_path = root.parent, root
     if not root.is_dir():
-        raise DatasetError(f"找不到数据集文件夹 {root}，请检查路径。")
-    yaml_path = _find_yaml(root)
+        raise DatasetError(
+            f"找不到数据集 {root}：YOLO 数据集应当是一个文件夹，或其中的 data.yaml 文件（{root} "
+            f"{'是一个文件' if root.exists() else '不存在'}）。请检查路径。"
+        )
+    default = _find_yaml(root) if root.is_dir() else None
+    named = yaml_path is not None and yaml_path.resolve() != (default.resolve() if default else None)
+    yaml_path = yaml_path or default
+    several = sorted(p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
+    if yaml_path is None and len(several) > 1:
+        raise DatasetError(
+            f"{root} 里有多个 YAML 文件（{'、'.join(several)}），不知道哪个描述数据集。"
+            f"请直接给出其中一个，如 {root / several[0]}（或把它改名为 data.yaml）。"
+        )
     cfg = {}
     if yaml_path is not None:
         try:
@@ -411,7 +427,7 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
             raise DatasetError(f"{yaml_path} 不是合法的 YAML：{e}") from e
     splits: dict[str, list[Path]] = {}
     layout = "roboflow"
-    for d in sorted(root.iterdir()):
+    for d in sorted(root.iterdir()) if not (named and isinstance(cfg, dict) and cfg.get("train")) else []:
         s = split_alias(d.name)
         if d.is_dir() and s and (d / "images").is_dir() and s not in splits:
             splits[s] = list_images(d / "images", recursive=True)
@@ -423,10 +439,12 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
                 splits[s] = list_images(d, recursive=True)
     if not splits and isinstance(cfg, dict) and cfg.get("train"):
         layout = "ultralytics"
-        splits = _yaml_split_images(cfg, yaml_path) or {}
-        if not splits:
+        splits, missing = _yaml_split_images(cfg, yaml_path)
+        if missing:
             raise DatasetError(
-                f"{yaml_path} 中的 train/val 路径在磁盘上找不到，请改成相对 data.yaml 所在文件夹的路径。"
+                f"{yaml_path} 中有 {len(missing)} 个路径在磁盘上找不到：\n"
+                + "\n".join(f"  {m}" for m in missing)
+                + f"\n修复：改正这些项（相对路径从 data.yaml 所在的文件夹 {yaml_path.parent} 算起，或写 path: 数据集根目录）。"
             )
     names_file = yaml_path if isinstance(cfg, dict) and "names" in cfg else None
     if not splits:

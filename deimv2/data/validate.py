@@ -10,9 +10,18 @@ Explained in notebook 02_convert.ipynb.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["YOLO_TOLERANCE", "bbox_problem", "yolo_coordinate_problem"]
+__all__ = [
+    "YOLO_TOLERANCE",
+    "bbox_problem",
+    "coco_image_path",
+    "empty_split_problem",
+    "shared_images_problem",
+    "yolo_coordinate_problem",
+]
 
 #: how far outside [0, 1] a normalised YOLO value may be (rounding of exporters) before it is an error
 YOLO_TOLERANCE = 0.01
@@ -50,3 +59,50 @@ def yolo_coordinate_problem(values: list[float]) -> str | None:
         f"坐标 {bad[0]:g} 超出 [0, 1]{hint}：YOLO 格式的 cx cy w h 是相对图像宽、高的比例（0–1）。"
         "请把像素值除以图像的宽和高，或在标注工具中导出“YOLO（归一化坐标）”格式"
     )
+
+
+# ---------------------------------------------------------------------------------------------- whole splits
+# The same rules for the doctor (``deimv2 check``), the converters and the trainer's data set-up: what one accepts,
+# the others accept (docs/errors.md).
+def coco_image_path(folder: Path, file_name: str) -> Path:
+    """Where a COCO ``file_name`` is: relative to the image folder; a Windows path (``images\\x.jpg``) is read with
+    ``/`` when the name as written does not exist."""
+    path = Path(folder) / file_name
+    if "\\" in file_name and not path.exists():
+        path = Path(folder) / file_name.replace("\\", "/")
+    return path
+
+
+def empty_split_problem(split: str, boxes: int, crowd: int, where: object) -> str | None:
+    """A Chinese error when a ``train`` or validation split has no box to learn from or to score against
+    (``boxes`` usable boxes, ``crowd`` iscrowd=1 boxes, which training and COCO evaluation ignore); else None."""
+    if boxes > 0:
+        return None
+    what = f"全部 {crowd} 个标注都是 iscrowd=1（训练和评估都会忽略它们）" if crowd else "没有任何标注框"
+    if split == "train":
+        return (
+            f"训练集 {where} {what}，模型没有可以学习的目标。修复：检查导出的标注是否完整"
+            "（YOLO 的 labels/ 文件夹、COCO 的 annotations 列表），或把 iscrowd 改为 0。"
+        )
+    return (
+        f"验证集 {where} {what}，COCO 评估算不出 AP（会得到 -1），best.pth 也不会被写出。"
+        "修复：给验证集补上标注，或换一个有标注的验证集（没有时可用 deimv2 yolo2coco --split-ratio 0.2 分出一部分）。"
+    )
+
+
+def shared_images_problem(splits: Mapping[str, Iterable[Path]]) -> str | None:
+    """A Chinese error when two splits share image files (``train`` and ``val`` the same folder …); else None."""
+    resolved = {s: {Path(p).resolve() for p in paths} for s, paths in splits.items()}
+    names = list(resolved)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            both = resolved[a] & resolved[b]
+            if not both:
+                continue
+            same = "是同一批图像" if resolved[a] == resolved[b] else f"有 {len(both)} 张相同的图像"
+            return (
+                f"{a} 和 {b} {same}（例如 {min(both)}）：验证集必须是训练时没见过的图像，否则 AP 虚高，"
+                f"best.pth 和早停都不可信。修复：让 {b} 指向另一批图像；"
+                "没有验证集时可用 deimv2 yolo2coco --split-ratio 0.2 从训练集中分出一部分。"
+            )
+    return None

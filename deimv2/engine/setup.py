@@ -14,7 +14,9 @@ from typing import Any
 import torch
 
 from ..config import Config
+from ..data.validate import empty_split_problem, shared_images_problem
 from ..errors import ConfigError, DatasetError
+from ..inputs import parse_device
 
 
 def fast_mode() -> bool:
@@ -24,14 +26,30 @@ def fast_mode() -> bool:
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``None`` -> CUDA if available, else CPU. A requested but missing CUDA is a clear error."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        text = parse_device(device)  # cpu, cuda, cuda:N, N, 0,1, gpu:N … (deimv2.inputs)
+        if text is None:
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(text)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"指定了设备 {device}，但这台机器上没有可用的 CUDA GPU。请去掉 -d/--device 或改用 -d cpu。")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(
+            f"指定了设备 {device}，但这台机器只有 {torch.cuda.device_count()} 块 GPU（编号 0–"
+            f"{torch.cuda.device_count() - 1}）。请改用存在的编号，或 -d cpu。"
+        )
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ConfigError(f"指定了设备 {device}，但 MPS 不可用。请改用 -d cpu。")
     return dev
+
+
+def _check_boxes(split: str, ds) -> None:
+    """Empty or crowd-only splits: the doctor's rule (deimv2.data.validate), so check and training agree."""
+    problem = empty_split_problem(split, ds.num_boxes, ds.num_crowd, ds.ann_file)
+    if problem:
+        raise DatasetError(problem)
 
 
 def amp_settings(use_amp: bool, device: torch.device, amp_dtype: str = "auto") -> tuple[bool, torch.dtype | None, bool]:
@@ -122,6 +140,7 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
         remap_mscoco_category=cfg.remap_mscoco_category,
     )
     _check_num_classes(cfg, val_ds)
+    _check_boxes("val", val_ds)
     val_loader = build_dataloader(
         val_ds,
         batch_size=min(d.val_batch_size, max(batch_size, 1) * 2),
@@ -144,9 +163,17 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
         _check_num_classes(cfg, train_ds)
         if len(train_ds) == 0:
             raise DatasetError(f"训练集 {d.train_ann_file} 里没有图片。请检查标注文件的 images 列表。")
-        if list(train_ds.label_to_category_id) != cat_ids:
-            raise DatasetError(
-                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致。请让两者使用同一份类别列表。"
+        _check_boxes("train", train_ds)
+        shared = shared_images_problem(
+            {n: [ds.image_path(i) for i in range(len(ds))] for n, ds in (("train", train_ds), ("val", val_ds))}
+        )
+        if shared:
+            raise DatasetError(f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file}：{shared}")
+        if list(train_ds.label_to_category_id) != cat_ids or list(train_ds.category_names) != names:
+            raise DatasetError(  # deimv2 check: categories_disagree
+                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致"
+                f"（训练集：{dict(zip(train_ds.label_to_category_id, train_ds.category_names))}；"
+                f"验证集：{dict(zip(cat_ids, names))}）。请让两者使用同一份类别列表（id 和名字都相同）。"
             )
         kw = dict(d.collate)
         kw.pop("ema_restart_decay", None)

@@ -32,6 +32,7 @@ from ..config_checks import check_image_size
 from ..data.doctor import check_dataset
 from ..data.layout import find_dataset, read_coco_json
 from ..errors import ConfigError, DEIMv2Error, WeightsError
+from ..inputs import resolve_checkpoint
 from ..loss import build_criterion
 from ..models.build import build_model_from_config, build_postprocessor
 from ..outputs import claim_output_dir, ensure_output_dir
@@ -45,6 +46,7 @@ from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
 from .rng import capture_rng_state, restore_rng_state
+from .run_files import check_not_finished, finish_line, resume_target
 from .schedule import FlatCosineLRScheduler
 from .setup import (
     amp_settings,
@@ -200,7 +202,8 @@ class Trainer:
         self.conf_threshold = ckpt.get("conf_threshold")
         self.resumed_early_stop = ckpt.get("early_stop")
         self._resume_rng = ckpt.get("rng")  # restored when fit() starts, after any set-up that draws numbers
-        _say(f"从 {path} 继续训练：第 {self.start_epoch} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
+        if self.start_epoch < self.cfg.schedule.epochs:  # else train() says the run is finished
+            _say(f"从 {path} 继续训练：第 {self.start_epoch + 1} 轮开始，当前最佳 AP={self.best_ap:.4f}。")
 
     def _load_weights_state(self, ckpt: Mapping, where: str) -> None:
         model_sd = ckpt.get("model")
@@ -572,6 +575,7 @@ def train(
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
     check_recipe(recipe)
+    resume, tune, output_dir, into_other = resume_target(resume, tune, output_dir, test_only)
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
     ov, kw, _ = split_auto_batch(overrides, kwargs)
     check_image_size(load_config(config, {**ov, **kw}))
@@ -601,7 +605,7 @@ def train(
         progress=progress,
         max_iters_per_epoch=max_iters_per_epoch,
         train=not test_only,
-        new_run=not (resume or test_only),
+        new_run=not (resume or test_only) or into_other,
         **kwargs,
     )
     if test_only:
@@ -611,8 +615,6 @@ def train(
         metrics = t.evaluate(t.model)
         _finish_eval(t, metrics)
         return metrics
-    if dist.is_main_process():
-        save_config(t.cfg, t.output_dir / "config.yaml")
     if resume:
         t.resume(resume)
         check_resume_after_early_stop(
@@ -623,10 +625,14 @@ def train(
             {**parse_overrides(overrides), **kwargs},
             say=_say,
         )
+        if not t.resumed_early_stop:
+            check_not_finished(resume, t.start_epoch, t.cfg.schedule.epochs)
     elif tune:
         t.tune(tune)
     else:
         t.load_backbone()
+    if dist.is_main_process():  # after -r is accepted: a refused resume leaves the run's files as they were
+        save_config(t.cfg, t.output_dir / "config.yaml")
     if recipe_note:
         _say(recipe_note)
     _print_start(t)
@@ -638,9 +644,7 @@ def train(
             t.writer.close()
     if metrics:
         _say(format_metrics_table(metrics))
-    _say(
-        f"训练完成。最佳 AP={t.best_ap:.4f}（第 {t.best_epoch + 1} 轮），权重：{(t.output_dir / 'best.pth').resolve()}"
-    )
+    _say(finish_line(t.output_dir, t.best_ap, t.best_epoch))
     metrics = dict(metrics)
     metrics["best_AP"] = t.best_ap
     metrics["output_dir"] = str(t.output_dir)
@@ -684,6 +688,7 @@ def evaluate(
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
     """
+    checkpoint = resolve_checkpoint(checkpoint, option="-r/--checkpoint")
     data, _ = prepare_run_data(data, output_dir or Path(checkpoint).parent, True, parse_nc(overrides, kwargs))
     if config is None:
         ckpt = load_checkpoint(checkpoint)
