@@ -9,7 +9,7 @@ every run to ``benchmarks/results/recipes/batch_rule_tiny.json``::
 
 ``auto`` keeps the learning rates, EMA and warm-ups at the user's batch (``scale_lr: false``); ``official`` scales
 them by ``k = batch / 128`` (Atto's reference batch). A tiny set shows the direction of the effect, not the AP a
-real dataset reaches. ``tests/test_recipes_guard.py`` is the same setting as a test.
+real dataset reaches.
 """
 
 from __future__ import annotations

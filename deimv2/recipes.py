@@ -22,9 +22,9 @@ stopped at 75 % measured worse (``small_v1_e20``) and was dropped. Measured in `
 ``auto`` (the default, :func:`resolve_auto`) decides from what the run is: from scratch on a small training set
 (at most :data:`SMALL_DATASET_IMAGES` images) it is ``small``; fine-tuning (``-t``), resuming, or from scratch on
 a larger set it is the official schedule WITHOUT the batch-size rule (``scale_lr: false``), which is what the
-official training code does (it never rescales). From scratch, the linear rule at a small batch measured far
-worse than no rescaling (``benchmarks/results/recipes/batch_rule_*.json``, script ``benchmarks/batch_rule.py``);
-for fine-tuning the choice follows the official code and is not yet measured here.
+official training code does (it never rescales). At Atto's batch 4 the linear rule would divide every learning
+rate by 32. The side-by-side comparison (``benchmarks/batch_rule.py``) and the fine-tuning comparison are not
+yet measured (docs/training.md says what is missing).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def resolve_auto(*, tune: bool = False, resume: bool = False, n_train: int | Non
             "small",
             {},
             f"从头训练，训练集 {n_train} 张（≤ {SMALL_DATASET_IMAGES}）：用小数据集配方 small，学习率不按 batch 缩放"
-            f"（从头训练时官方 batch 规则在小 batch 下学得慢得多，见 docs/training.md）。",
+            f"（官方 batch 规则会把学习率按 batch/128 缩小，见 docs/training.md）。",
         )
     size = f"训练集 {n_train} 张" if n_train is not None else "训练集大小未知"
     return AutoChoice(
