@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .config import ALIASES
+from .config import ALIASES, MILESTONE_KEYS, MILESTONE_TARGETS
 from .errors import ConfigError
 
 __all__ = [
@@ -131,8 +131,11 @@ class AutoChoice:
     why: str
 
 
-def resolve_auto(*, tune: bool = False, resume: bool = False, n_train: int | None = None) -> AutoChoice:
-    """Resolve ``auto`` for a run (see the module docstring)."""
+def resolve_auto(
+    *, tune: bool = False, resume: bool = False, n_train: int | None = None, own_schedule: bool = False
+) -> AutoChoice:
+    """Resolve ``auto`` for a run (see the module docstring). ``own_schedule``: the user set the epoch rule or an
+    epoch milestone (``no_aug_epoch``, ``stop_epoch`` …) themselves, so ``small``'s schedule is not imposed."""
     no_rule = {"scale_lr": False}
     if resume:
         return AutoChoice(
@@ -144,7 +147,7 @@ def resolve_auto(*, tune: bool = False, resume: bool = False, n_train: int | Non
             no_rule,
             "微调（-t）：官方日程，学习率不按 batch 缩放（与官方训练代码相同）。复现官方 COCO 配方用 --recipe official。",
         )
-    if n_train is not None and n_train <= SMALL_DATASET_IMAGES:
+    if n_train is not None and n_train <= SMALL_DATASET_IMAGES and not own_schedule:
         return AutoChoice(
             "small",
             {},
@@ -209,7 +212,8 @@ def merge_recipe(
     user = {ALIASES.get(k, k): v for k, v in user.items()}  # one spelling per key: the user's value wins
     epochs = epochs_of(user)
     if name == "auto":
-        auto = resolve_auto(tune=tune, resume=resume, n_train=n_train)
+        own = any(k in user for k in ("epoch_rule", *MILESTONE_KEYS, *MILESTONE_TARGETS))
+        auto = resolve_auto(tune=tune, resume=resume, n_train=n_train, own_schedule=own)
         overrides = {**recipe_overrides(auto.recipe, epochs), **auto.overrides, **user}
         note = f"训练配方 recipe=auto → {auto.recipe}：{auto.why}"
         if auto.recipe == "small":

@@ -98,6 +98,15 @@ def test_auto_merges_like_the_recipe_it_picks_and_the_user_wins():
     assert note.count("\n") == 0 and "official" in note  # one line
     ov, _ = merge_recipe("auto", {"scale_lr": True}, tune=True)
     assert ov["scale_lr"] is True  # the official batch rule stays one setting away
+    # a user who picks the epoch rule keeps their schedule (the tiny runs of notebooks 05-09: demo_overrides())
+    from deimv2.demo import demo_overrides
+
+    user = {**demo_overrides(160, 4), "epochs": 2}
+    ov, note = merge_recipe(None, user, n_train=160)
+    assert load_config("atto", ov).raw == load_config("atto", {**user, "scale_lr": False}).raw
+    assert "→ official" in note
+    _, note = merge_recipe(None, {"train_dataloader.collate_fn.stop_epoch": 101}, n_train=160)
+    assert "→ official" in note
 
 
 def test_unknown_recipe_is_a_chinese_error():
