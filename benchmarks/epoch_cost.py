@@ -18,7 +18,7 @@ compares its training compute with YOLO11n's on the same number of images.
 Each side runs in a fresh subprocess pinned to ``--threads`` (default 1, as the trials), sides alternating,
 ``--rounds`` rounds (default 3); the JSON keeps every round and the medians::
 
-    python benchmarks/epoch_cost.py --yolo-python /work/yolovenv/bin/python
+    python benchmarks/epoch_cost.py --yolo-python yolovenv/bin/python
 """
 
 from __future__ import annotations
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--yolo-python", default="/work/yolovenv/bin/python")
+    p.add_argument("--yolo-python", default="yolovenv/bin/python")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     a = p.parse_args(argv)

@@ -12,7 +12,7 @@ own held-out split of 96 images with another seed) and writes ``benchmarks/resul
 Trials given together run CONCURRENTLY, one process each, pinned to ``--threads`` (default 1), so that a
 DEIMv2/YOLO pair sees the same machine load (sampled with ``os.getloadavg()`` into the JSON)::
 
-    python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40 --yolo-python /work/yolovenv/bin/python
+    python benchmarks/recipes.py today_e40 yolo11n_e40 official_rule_e40 --yolo-python yolovenv/bin/python
     python benchmarks/recipes.py small_e40 today_e40 yolo11n_e40 --dataset photo2
     python benchmarks/recipes.py small_na10_e40 yolo11n_e40 --seed 1   # another seed: <trial>_seed1.json
 
@@ -20,7 +20,7 @@ DEIMv2/YOLO pair sees the same machine load (sampled with ``os.getloadavg()`` in
 trial run with another seed is written as ``<trial>_seed<N>.json``, so the spread between seeds can be read.
 
 Ultralytics is not a dependency of deimv2: make a separate environment for it, e.g.
-``python3 -m venv /work/yolovenv && /work/yolovenv/bin/pip install ultralytics scikit-image``.
+``python3 -m venv yolovenv && yolovenv/bin/pip install ultralytics scikit-image``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ HELDOUT_SEED, HELDOUT_N = 1234, 96
 #: dataset -> generator script; "demo" trains on the bundled copy, "photo2" on a split generated with GEN_SEED
 DATASETS = {"demo": "data/make_demo_dataset.py", "photo2": "data/make_photo2_dataset.py"}
 GEN_SEED, GEN_TRAIN, GEN_VALID = 2025, 160, 48
-YOLO_PYTHON = "/work/yolovenv/bin/python"  # default --yolo-python (and --gen-python): ultralytics + scikit-image
+YOLO_PYTHON = "yolovenv/bin/python"  # default --yolo-python (and --gen-python): ultralytics + scikit-image
 
 #: the demo's schedule before the small recipe (deimv2/demo.py until issue 14): the official config with batch 8,
 #: milestones scaled in proportion, LRs not rescaled (with demo_overrides(): epoch_rule proportional, scale_lr False)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +189,20 @@ def random_checkpoint(path: Path, variant: str = "atto", num_classes: int = 3, s
         optimizer=opt,
     )
     return save_checkpoint(ckpt, path)
+
+
+CHINESE = re.compile(r"[\u4e00-\u9fff]")
+
+
+def expect_cli(argv: list, code: int, *needles: str, chinese_in: str = "text") -> str:
+    """Run the CLI, assert the exit status, no traceback, a Chinese message on failure (in ``err`` or the whole
+    ``text``), and every needle; returns stdout + stderr."""
+    got, out, err = run_cli(argv)
+    text = out + err
+    assert got == code, f"exit {got}, expected {code}\n{text}"
+    assert "Traceback" not in text and "内部错误" not in text, text
+    if code:
+        assert CHINESE.search(err if chinese_in == "err" else text), text
+    for needle in needles:
+        assert str(needle) in text, f"{needle!r} not in:\n{text}"
+    return text

@@ -6,26 +6,13 @@ nothing lost). Policies: docs/errors.md.
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
 import pytest
-from badfiles import TINY_U, edit_coco, run_cli, save_image, snapshot, tiny_coco
+from badfiles import TINY_U, edit_coco, expect_cli, save_image, snapshot, tiny_coco
 
-CHINESE = re.compile(r"[\u4e00-\u9fff]")
-
-
-def _run(argv: list, code: int, *needles: str) -> str:
-    got, out, err = run_cli(argv)
-    text = out + err
-    assert got == code, f"exit {got}, expected {code}\n{text}"
-    assert "Traceback" not in text and "内部错误" not in text, text
-    if code:
-        assert CHINESE.search(text), text
-    for needle in needles:
-        assert str(needle) in text, f"{needle!r} not in:\n{text}"
-    return text
+_run = expect_cli
 
 
 def _train(data, *extra) -> list:

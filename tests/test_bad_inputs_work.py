@@ -9,30 +9,18 @@ Policies: docs/errors.md.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
-from badfiles import TINY_U, random_checkpoint, run_cli, save_image, snapshot, tiny_coco
+from badfiles import TINY_U, expect_cli, random_checkpoint, save_image, snapshot, tiny_coco
 
 from deimv2.engine.checkpoint import load_checkpoint, save_checkpoint
 
-CHINESE = re.compile(r"[\u4e00-\u9fff]")
-
 
 def _run(argv: list, code: int, *needles: str) -> str:
-    """Run the CLI, assert the exit status, no traceback, a Chinese message on failure, and every needle."""
-    got, out, err = run_cli(argv)
-    text = out + err
-    assert got == code, f"exit {got}, expected {code}\n{text}"
-    assert "Traceback" not in text and "内部错误" not in text, text
-    if code:
-        assert CHINESE.search(err), text
-    for needle in needles:
-        assert str(needle) in text, f"{needle!r} not in:\n{text}"
-    return text
+    return expect_cli(argv, code, *needles, chinese_in="err")
 
 
 def _unchanged(before: dict, root: Path) -> None:
