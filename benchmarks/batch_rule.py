@@ -1,20 +1,29 @@
-"""From scratch at a small batch: the default recipe (``auto``) against the official batch-size rule.
+"""The batch-size rule at a small batch: linear (official), square root, or none, from scratch and fine-tuning.
 
-Trains Atto from scratch on a small generated set (coloured rectangles, ``tests/tinydata.py``: 3 classes, 96²
-images, a separate validation split) with each recipe at each batch size, and writes the validation AP50/AP of
-every run to ``benchmarks/results/recipes/batch_rule_tiny.json``::
+Trains Atto on small generated sets (coloured rectangles on grey, 96² images, a separate validation split) and
+writes the validation AP50/AP of every run to ``benchmarks/results/recipes/batch_rule_<mode>.json``; the mean
+table goes into docs/training.md between its markers::
 
-    python benchmarks/batch_rule.py                                  # batch 4, auto vs official, seed 0
-    python benchmarks/batch_rule.py --batches 4 8 16 --seeds 0 1 2   # the wider study
+    python benchmarks/batch_rule.py scratch                 # batch 4 8 16 × none/linear/sqrt × seeds 0 1 2
+    python benchmarks/batch_rule.py tune                    # pretrain once, then fine-tune at batch 4 and 16
 
-``auto`` keeps the learning rates, EMA and warm-ups at the user's batch (``scale_lr: false``); ``official`` scales
-them by ``k = batch / 128`` (Atto's reference batch). A tiny set shows the direction of the effect, not the AP a
-real dataset reaches.
+* ``scratch``: the default recipe (``auto``, which is ``small`` on a set this size) with the rule off (``none``,
+  the default), ``linear`` (``-u scale_lr=true``: the official rule, every LR × k, k = batch / 128 for Atto) or
+  ``sqrt`` (``-u scale_lr=true scale_lr_rule=sqrt``: × √k).
+* ``tune``: a detector is first pretrained from scratch on another generated set (8 other colours, two shapes,
+  saved with 80 classes like the official COCO checkpoints), then fine-tuned with ``-t`` on the 3-colour set:
+  ``auto`` (the official schedule for the given epochs) with the same three choices. No COCO weights can be
+  downloaded here, so this shows the direction of the effect, not the AP of a COCO fine-tune.
+
+A tiny set shows the direction of an effect, not the AP a real dataset reaches.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -36,34 +45,68 @@ TINY = {
     "DEIMTransformer.num_queries": 30,
     "PostProcessor.num_top_queries": 30,
 }
-OUT = ROOT / "benchmarks" / "results" / "recipes" / "batch_rule_tiny.json"
+#: rule -> overrides on top of the default recipe
+RULES = {
+    "none": {},
+    "linear": {"scale_lr": True},
+    "sqrt": {"scale_lr": True, "scale_lr_rule": "sqrt"},
+}
+MODES = {
+    "scratch": {"batches": [4, 8, 16], "epochs": 20, "n_train": 32},
+    "tune": {"batches": [4, 16], "epochs": 12, "n_train": 32},
+}
+RESULTS = ROOT / "benchmarks" / "results" / "recipes"
 DOC = ROOT / "docs" / "training.md"
-START, END = "<!-- batch_rule_tiny: written by benchmarks/batch_rule.py -->", "<!-- /batch_rule_tiny -->"
+PRETRAIN_COLORS = [
+    (230, 200, 30),
+    (30, 200, 200),
+    (200, 40, 200),
+    (240, 130, 20),
+    (120, 40, 160),
+    (250, 250, 250),
+    (20, 20, 20),
+    (130, 80, 30),
+]
 
 
-def render_table(results: dict) -> str:
-    """The docs table of a results JSON: one row per (batch, recipe), mean over seeds."""
-    rows = results["rows"]
-    lines = ["| batch | 配方 | 种子数 | 验证集 AP50（平均） | 验证集 AP（平均） |", "|---|---|---|---|---|"]
-    for batch in sorted({r["batch"] for r in rows}):
-        for recipe in ("auto", "official"):
-            got = [r for r in rows if r["batch"] == batch and r["recipe"] == recipe]
-            if got:
-                ap50 = sum(r["AP50"] for r in got) / len(got)
-                ap = sum(r["AP"] for r in got) / len(got)
-                lines.append(f"| {batch} | `{recipe}` | {len(got)} | {ap50:.2f} | {ap:.2f} |")
-    return "\n".join(lines)
+def markers(mode: str) -> tuple[str, str]:
+    return f"<!-- batch_rule_{mode}: written by benchmarks/batch_rule.py -->", f"<!-- /batch_rule_{mode} -->"
 
 
-def write_doc_table(results: dict, doc: Path = DOC) -> None:
-    """Replace the table between the markers of ``docs/training.md``."""
-    text = doc.read_text(encoding="utf-8")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{START}\n{render_table(results)}\n{END}{tail}", encoding="utf-8")
+def make_pretrain_set(root: Path, n_train: int = 160, n_val: int = 32, size: int = 96, seed: int = 7) -> Path:
+    """Rectangles and ellipses in 8 colours (none of them the 3 of the fine-tune set); 80 categories, 8 used."""
+    from PIL import Image, ImageDraw
+
+    rng = random.Random(seed)
+    cats = [{"id": i, "name": f"类别{i}"} for i in range(80)]
+    for split, n in (("train", n_train), ("valid", n_val)):
+        d = root / split
+        d.mkdir(parents=True, exist_ok=True)
+        images, anns = [], []
+        for i in range(n):
+            img = Image.new("RGB", (size, size), (128, 128, 128))
+            draw = ImageDraw.Draw(img)
+            for _ in range(rng.randint(1, 3)):
+                c = rng.randrange(len(PRETRAIN_COLORS))
+                w, h = rng.randint(size // 5, size // 2), rng.randint(size // 5, size // 2)
+                x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
+                shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
+                shape([x, y, x + w, y + h], fill=PRETRAIN_COLORS[c])
+                box = [x, y, w + 1, h + 1]
+                anns.append(
+                    {"id": len(anns) + 1, "image_id": i + 1, "category_id": c, "bbox": box, "area": box[2] * box[3]}
+                    | {"iscrowd": 0}
+                )
+            img.save(d / f"{i}.jpg", quality=95)
+            images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": size, "height": size})
+        (d / "_annotations.coco.json").write_text(
+            json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False),
+            encoding="utf-8",
+        )
+    return root
 
 
-def one_run(data: Path, out: Path, recipe: str, batch: int, epochs: int, seed: int) -> dict:
+def one_run(data: Path, out: Path, rule: str, batch: int, epochs: int, seed: int, tune: Path | None) -> dict:
     import torch
 
     from deimv2 import train
@@ -73,42 +116,108 @@ def one_run(data: Path, out: Path, recipe: str, batch: int, epochs: int, seed: i
     m = train(
         "atto",
         data=data,
+        tune=tune,
         output_dir=out,
-        overrides={**TINY, "batch_size": batch},
+        overrides={**TINY, "batch_size": batch, **RULES[rule]},
         epochs=epochs,
         progress=False,
         seed=seed,
-        recipe=None if recipe == "auto" else recipe,
     )
     return {"AP50": m["AP50"], "AP": m["AP"], "best_AP": m["best_AP"], "wall_s": round(time.perf_counter() - t0, 1)}
 
 
+def pretrain(root: Path, epochs: int, seed: int = 0) -> tuple[Path, dict]:
+    """From scratch on the 80-class pretraining set; returns its best.pth (EMA weights, official layout)."""
+    from deimv2 import train
+
+    data = make_pretrain_set(root / "pretrain_data")
+    m = train(
+        "atto",
+        data=data,
+        output_dir=root / "pretrain",
+        overrides={**TINY, "batch_size": 8},
+        epochs=epochs,
+        progress=False,
+        seed=seed,
+    )
+    return root / "pretrain" / "best.pth", {"AP50": m["AP50"], "AP": m["AP"]}
+
+
+def render_table(rows: list[dict]) -> str:
+    """One line per (batch, rule): mean and range over seeds of the final validation AP50 and AP."""
+    lines = [
+        "| batch | batch 规则 | 种子数 | 验证集 AP50 平均（最低–最高） | 验证集 AP 平均 |",
+        "|---|---|---|---|---|",
+    ]
+    for batch in sorted({r["batch"] for r in rows}):
+        for rule in RULES:
+            got = [r for r in rows if r["batch"] == batch and r["rule"] == rule]
+            if got:
+                ap50 = [r["AP50"] for r in got]
+                ap = statistics.mean(r["AP"] for r in got)
+                name = {"none": "不缩放（默认）", "linear": "线性（官方）", "sqrt": "平方根"}[rule]
+                lines.append(
+                    f"| {batch} | {name} | {len(got)} | {statistics.mean(ap50):.2f}（{min(ap50):.2f}–{max(ap50):.2f}）"
+                    f" | {ap:.2f} |"
+                )
+    return "\n".join(lines)
+
+
+def write_doc_table(mode: str, rows: list[dict], doc: Path = DOC) -> None:
+    """Replace the table between the ``batch_rule_<mode>`` markers of ``docs/training.md``."""
+    start, end = markers(mode)
+    text = doc.read_text(encoding="utf-8")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    doc.write_text(f"{head}{start}\n{render_table(rows)}\n{end}{tail}", encoding="utf-8")
+
+
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description="小 batch 从头训练：默认配方 auto 与官方 batch 规则的对比")
-    p.add_argument("--batches", type=int, nargs="+", default=[4])
-    p.add_argument("--recipes", nargs="+", default=["auto", "official"], choices=["auto", "official"])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--n-train", type=int, default=32)
+    p = argparse.ArgumentParser(description="小 batch 训练：batch 规则线性、平方根或不缩放的对比")
+    p.add_argument("mode", choices=list(MODES))
+    p.add_argument("--batches", type=int, nargs="+")
+    p.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES))
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--n-train", type=int)
+    p.add_argument("--pretrain-epochs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=str(OUT))
+    p.add_argument("--out")
     a = p.parse_args(argv)
     import torch
 
     torch.set_num_threads(a.threads)
-    meta = {**run_meta(a.threads, len(a.seeds), sys.argv if argv is None else argv), "n_train": a.n_train}
+    mode = MODES[a.mode]
+    batches, epochs, n_train = a.batches or mode["batches"], a.epochs or mode["epochs"], a.n_train or mode["n_train"]
+    out = Path(a.out) if a.out else RESULTS / f"batch_rule_{a.mode}.json"
+    meta = {
+        **run_meta(a.threads, len(a.seeds), sys.argv if argv is None else argv),
+        "mode": a.mode,
+        "variant": "atto",
+        "n_train": n_train,
+        "n_val": 16,
+        "image_size": 96,
+        "epochs": epochs,
+        "reference_batch": 128,
+    }
     rows = []
     with TemporaryDirectory() as tmp:
-        data = make_coco_dataset(Path(tmp) / "data", n_train=a.n_train, n_val=16, seed=1)
+        tune = None
+        if a.mode == "tune":
+            tune, pre = pretrain(Path(tmp), a.pretrain_epochs)
+            meta["pretrain"] = {"epochs": a.pretrain_epochs, "n_train": 160, "classes": 80, "used_classes": 8, **pre}
+            print("pretrained", meta["pretrain"], flush=True)
+        data = make_coco_dataset(Path(tmp) / "data", n_train=n_train, n_val=16, seed=1)
         for seed in a.seeds:
-            for batch in a.batches:
-                for recipe in a.recipes:  # the recipes side by side for each seed and batch
-                    r = one_run(data, Path(tmp) / f"{recipe}_{batch}_{seed}", recipe, batch, a.epochs, seed)
-                    rows.append({"recipe": recipe, "batch": batch, "seed": seed, "epochs": a.epochs, **r})
+            for batch in batches:
+                for rule in a.rules:  # the rules side by side for each seed and batch
+                    r = one_run(data, Path(tmp) / f"{rule}_{batch}_{seed}", rule, batch, epochs, seed, tune)
+                    rows.append({"rule": rule, "batch": batch, "seed": seed, "epochs": epochs, **r})
                     print(rows[-1], flush=True)
-    write_results(a.out, meta, rows)
-    if Path(a.out).resolve() == OUT:
-        write_doc_table({"rows": rows})
+                    write_results(out, meta, rows)  # partial results survive an interrupted run
+    write_results(out, meta, rows)
+    if out.resolve() == (RESULTS / f"batch_rule_{a.mode}.json").resolve():
+        write_doc_table(a.mode, rows)
     return {"meta": meta, "rows": rows}
 
 

@@ -23,6 +23,9 @@ path on a small GPU (``-u accumulate=8`` for S on one 4-image micro-batch). What
 statistics come from the micro-batch (the DINOv3 ViT uses LayerNorm; the encoder's and HGNetv2's BatchNorms see
 the micro-batch).
 
+``scale_lr_rule: sqrt`` (our addition, not official) uses ``f = sqrt(k)`` in place of ``k`` everywhere above; it is
+one of the three choices compared in docs/training.md (linear, square root, none).
+
 Values given explicitly by the user are kept; ``scale_lr: false`` (``-u scale_lr=false``) turns the rule off.
 After scaling, ``reference_batch_size`` is set to ``B``: the saved ``config.yaml`` is then a recipe for ``B``
 and loading it again scales nothing twice. :func:`apply_batch_rule` is pure; the trainer calls it once, at
@@ -32,12 +35,17 @@ set-up, with the batch it will really use (also one chosen automatically).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .config import Config, config_from_dict, get_dotted, set_dotted
+from .errors import ConfigError
 
-__all__ = ["BatchScaling", "apply_batch_rule", "format_batch_scaling", "batch_scaling_line"]
+__all__ = ["SCALE_RULES", "BatchScaling", "apply_batch_rule", "format_batch_scaling", "batch_scaling_line"]
+
+#: how ``scale_lr`` scales: ``linear`` (the official rule, factor k) or ``sqrt`` (factor sqrt(k))
+SCALE_RULES = ("linear", "sqrt")
 
 
 @dataclass
@@ -47,11 +55,17 @@ class BatchScaling:
     effective_batch: int
     reference_batch: int
     enabled: bool = True
+    rule: str = "linear"
     rows: list[tuple[str, str, float, float, bool]] = field(default_factory=list)
 
     @property
     def k(self) -> float:
         return self.effective_batch / self.reference_batch
+
+    @property
+    def factor(self) -> float:
+        """What the LRs are multiplied by: ``k`` (linear) or ``sqrt(k)``."""
+        return math.sqrt(self.k) if self.rule == "sqrt" else self.k
 
     @property
     def applied(self) -> bool:
@@ -78,10 +92,16 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
     raw = cfg.raw
     b = int(effective_batch)
     ref = cfg.train.reference_batch_size or cfg.data.batch_size
-    report = BatchScaling(effective_batch=b, reference_batch=int(ref), enabled=cfg.train.scale_lr)
+    rule = str(cfg.train.scale_lr_rule)
+    if rule not in SCALE_RULES:
+        raise ConfigError(
+            f"scale_lr_rule={rule!r} 无效。可选：linear（官方 batch 规则，按 k 缩放）或 sqrt（按 k 的平方根缩放）。"
+            f"例如：-u scale_lr_rule=sqrt"
+        )
+    report = BatchScaling(effective_batch=b, reference_batch=int(ref), enabled=cfg.train.scale_lr, rule=rule)
     if not report.applied:
         return cfg, report
-    k = report.k
+    k = report.factor
     explicit = set(explicit)
     new = copy.deepcopy(raw)
 
@@ -129,10 +149,13 @@ def format_batch_scaling(report: BatchScaling) -> str:
             f"有效 batch {b} ≠ 配方的 batch {ref}，但 scale_lr=false：学习率、EMA 和预热保持配方的值"
             f"（官方规则会把它们按 k = {b}/{ref} 缩放）。"
         )
+    if report.rule == "sqrt":
+        how = f"按平方根缩放（scale_lr_rule=sqrt），f = √k = {report.factor:.6g}。学习率 × f，EMA decay = 1 − (1 − decay) × f，预热步数 ÷ f"
+    else:
+        how = "学习率 × k，EMA decay = 1 − (1 − decay) × k，预热步数 ÷ k"
     head = (
         f"batch size 规则（官方 Customizing Batch Size）：有效 batch {b} ≠ 配方的 batch {ref}，k = {b}/{ref} = "
-        f"{report.k:g}。学习率 × k，EMA decay = 1 − (1 − decay) × k，预热步数 ÷ k"
-        f"（关闭：-u scale_lr=false；想保持配方的 batch 就用 accumulate）："
+        f"{report.k:g}。{how}（关闭：-u scale_lr=false；想保持配方的 batch 就用 accumulate）："
     )
     lines = [head]
     for _key, label, before, after, keep in report.rows:
@@ -148,6 +171,8 @@ def batch_scaling_line(report: BatchScaling, table_file: str | None = None) -> s
     where = f"；前后对照表见 {table_file}" if table_file else ""
     return (
         f"batch size 规则（官方 Customizing Batch Size）：有效 batch {report.effective_batch} ≠ 配方的 batch "
-        f"{report.reference_batch}，学习率、EMA 和预热按 k = {report.k:g} 缩放（recipe=official 或 scale_lr=true；"
+        f"{report.reference_batch}，学习率、EMA 和预热按 "
+        f"{'√k = ' + format(report.factor, '.4g') if report.rule == 'sqrt' else 'k = ' + format(report.k, 'g')} 缩放"
+        f"（recipe=official 或 scale_lr=true；"
         f"关闭：-u scale_lr=false）{where}。"
     )

@@ -431,6 +431,7 @@ def load_config(
     # the batch size the recipe's LRs/EMA/warm-ups were tuned for (see deimv2.batch_rule), before any override
     raw.setdefault("reference_batch_size", get_dotted(raw, "train_dataloader.total_batch_size"))
     raw.setdefault("scale_lr", TrainConfig.scale_lr)  # deimv2.batch_rule on/off
+    raw.setdefault("scale_lr_rule", TrainConfig.scale_lr_rule)  # deimv2.batch_rule: linear or sqrt
     raw.setdefault("epoch_rule", ScheduleConfig.epoch_rule)  # deimv2.epoch_rule
     validate_overrides(raw, ov, ALIASES)
     raw, touched = apply_overrides(raw, ov)

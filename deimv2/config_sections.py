@@ -351,6 +351,9 @@ class TrainConfig(Section):
     scale_lr: bool = param(
         True, "Scale LR, EMA decay and warm-ups when the batch differs from reference_batch_size (deimv2 key)."
     )
+    scale_lr_rule: str = param(
+        "linear", "How scale_lr scales: linear (k, the official rule) or sqrt (the square root of k) (deimv2 key)."
+    )
     reference_batch_size: int | None = param(
         None, "Total batch the recipe was tuned for (images); load_config sets it to the recipe's batch (deimv2 key)."
     )

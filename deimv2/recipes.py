@@ -37,6 +37,7 @@ from .config import ALIASES, MILESTONE_KEYS, MILESTONE_TARGETS
 from .errors import ConfigError
 
 __all__ = [
+    "REASON",
     "RECIPES",
     "SMALL_DATASET_IMAGES",
     "SMALL_DEFAULT_EPOCHS",
@@ -49,6 +50,10 @@ __all__ = [
 ]
 
 RECIPES = ("auto", "official", "small")
+
+#: how a line of :func:`describe_recipe` that gives one setting's reason starts (the trainer writes those lines to
+#: ``recipe.txt`` in the run folder and prints only the others)
+REASON = "  · "
 
 #: ``auto`` uses ``small`` from scratch up to this many training images (our choice: the small recipe was measured
 #: on sets of 160 and 240 images; beyond a few thousand images the official schedule's longer budget pays off)
@@ -185,12 +190,13 @@ def describe_recipe(name: str, epochs: int | None = None, user: Mapping[str, Any
     if name == "official":
         return "训练配方 recipe=official：官方配置的日程（官方 Customizing Epoch / Batch Size 规则），不额外改动。"
     user = dict(user or {})
-    lines = [f"训练配方 recipe={name}（小数据集从头训练）："]
+    settings, reasons = [], []
     for c in recipe_choices(name, epochs):
         mark = f"（被你的设置 {user[c.key]!r} 覆盖）" if c.key in user and user[c.key] != c.value else ""
         value = "…" if isinstance(c.value, (list, dict)) else c.value
-        lines.append(f"  · {c.key}={value}{mark}：{c.why}")
-    return "\n".join(lines)
+        settings.append(f"{c.key.rsplit('.', 1)[-1]}={value}{mark}")
+        reasons.append(f"{REASON}{c.key}={value}{mark}：{c.why}")
+    return "\n".join([f"训练配方 recipe={name}（小数据集从头训练）：{'、'.join(settings)}", *reasons])
 
 
 def epochs_of(overrides: Mapping[str, Any]) -> int | None:
@@ -217,6 +223,7 @@ def merge_recipe(
         overrides = {**recipe_overrides(auto.recipe, epochs), **auto.overrides, **user}
         note = f"训练配方 recipe=auto → {auto.recipe}：{auto.why}"
         if auto.recipe == "small":
-            note += "\n" + describe_recipe("small", epochs, user).split("\n", 1)[1]
+            settings, reasons = describe_recipe("small", epochs, user).split("\n", 1)
+            note += "\n  设置：" + settings.split("：", 1)[1] + "\n" + reasons
         return overrides, note
     return {**recipe_overrides(name, epochs), **user}, describe_recipe(name, epochs, user)

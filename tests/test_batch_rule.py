@@ -121,3 +121,25 @@ def test_trainer_applies_it_once_at_setup(tiny_coco, tmp_path, scale, capsys):
         assert str(table.resolve()) in out and "EMA 预热步数 ema.warmups：1000 → 64000" in table.read_text("utf-8")
     # the derived epoch schedule is printed too (1 epoch: the short-budget rule)
     assert "轮次安排" in out and "预算偏短" in out
+
+
+def test_sqrt_rule_uses_the_square_root_of_k():
+    # S at batch 8: k = 8/32 = 1/4, sqrt(k) = 1/2 (hand-worked)
+    cfg = deimv2.load_config("s", {"batch_size": 8, "scale_lr_rule": "sqrt"})
+    out, rep = apply_batch_rule(cfg, 8)
+    assert rep.k == 0.25 and rep.factor == 0.5 and rep.rule == "sqrt"
+    backbone, head = _lrs(out)
+    assert backbone == [1.25e-05, 1.25e-05] and head == 0.00025
+    assert out.train.ema_decay == 0.99995 and out.train.ema_warmups == 2000
+    assert out.schedule.warmup_iter == 4000  # the recipe's 2000 ÷ 1/2
+    assert "√k" in format_batch_scaling(rep)
+    # linear at the same batch: × 1/4
+    lin = apply_batch_rule(deimv2.load_config("s", {"batch_size": 8}), 8)[0]
+    assert _lrs(lin)[1] == 0.000125 and lin.schedule.warmup_iter == 8000
+
+
+def test_unknown_scale_rule_is_refused_in_chinese():
+    from deimv2.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="scale_lr_rule='cubic'.*linear.*sqrt"):
+        apply_batch_rule(deimv2.load_config("s", {"batch_size": 8, "scale_lr_rule": "cubic"}), 8)

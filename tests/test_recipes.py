@@ -109,6 +109,21 @@ def test_auto_merges_like_the_recipe_it_picks_and_the_user_wins():
     assert "→ official" in note
 
 
+def test_the_low_vram_command_without_recipe_trains_exactly_as_recipe_small():
+    """The command a small-GPU user types (batch 16, 40 epochs, from scratch, 240 images) gets, with no --recipe,
+    the very config of ``--recipe small``: the same training, so at least the AP50 that ``small`` reaches."""
+    from deimv2.config import parse_overrides
+
+    user = parse_overrides(["epochs=40", "train_dataloader.total_batch_size=16", "HGNetv2.pretrained=false"])
+    auto, note = merge_recipe(None, user, n_train=240)
+    small, _ = merge_recipe("small", user, n_train=240)
+    assert auto == small
+    cfg = load_config("atto", auto)
+    assert cfg.raw == load_config("atto", small).raw
+    assert cfg.raw["scale_lr"] is False and cfg.data.batch_size == 16  # the user's batch, LRs not divided by 8
+    assert "→ small" in note
+
+
 def test_unknown_recipe_is_a_chinese_error():
     with pytest.raises(ConfigError, match="未知的训练配方.*auto.*official.*small"):
         check_recipe("large")
@@ -123,7 +138,11 @@ def test_train_prints_and_applies_the_recipe(tiny_coco, tmp_path, capsys):
     train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, recipe="small",
           progress=False)  # fmt: skip
     text = capsys.readouterr().out
-    assert "训练配方 recipe=small" in text and "batch size 8" in text and "epoch_rule=official" in text
+    head = next(line for line in text.splitlines() if "训练配方" in line)  # one line on the console
+    assert "recipe=small" in head and "total_batch_size=8" in head and "epoch_rule=official" in head
+    assert "recipe.txt" in head and "batch size 8：" not in text  # the reasons go to the run's recipe.txt
+    reasons = (out / "recipe.txt").read_text(encoding="utf-8")
+    assert "batch size 8：" in reasons and "官方 Customizing Epoch 规则" in reasons
     assert "每步 batch 8" in text  # the recipe's batch size was used
     saved = load_config(out / "config.yaml")
     assert saved.raw["scale_lr"] is False and saved.raw["epoch_rule"] == "official"
@@ -137,6 +156,8 @@ def test_train_default_is_auto_and_says_why(tiny_coco, tmp_path, capsys):
           progress=False)  # fmt: skip
     text = capsys.readouterr().out
     assert "训练配方 recipe=auto → small：从头训练，训练集 8 张" in text
+    recipe_lines = [line for line in text.splitlines() if "训练配方" in line or line.startswith("  设置：")]
+    assert len(recipe_lines) == 2 and "batch_size=8（被你的设置 4 覆盖）" in recipe_lines[1]  # two lines in all
     assert "每步 batch 4" in text and "但 scale_lr=false" in text  # the user's batch, not rescaled
     assert load_config(out / "config.yaml").raw["scale_lr"] is False
 

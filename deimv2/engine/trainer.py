@@ -36,7 +36,7 @@ from ..inputs import resolve_checkpoint
 from ..loss import build_criterion
 from ..models.build import build_model_from_config, build_postprocessor
 from ..outputs import claim_output_dir, ensure_output_dir
-from ..recipes import check_recipe, merge_recipe
+from ..recipes import REASON, check_recipe, merge_recipe
 from . import dist
 from .autobatch import resolve_auto_batch, split_auto_batch
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
@@ -514,6 +514,17 @@ def prepare_trainer(
     )
 
 
+def _say_recipe(note: str, out: Path | None) -> None:
+    """The recipe in one or two lines; each setting's reason goes to ``<run>/recipe.txt``."""
+    lines = note.split("\n")
+    short = [line for line in lines if not line.startswith(REASON)]
+    if out is not None and len(short) < len(lines):
+        path = out / "recipe.txt"
+        path.write_text(note + "\n", encoding="utf-8")
+        short[-1] += f"（每项设置的理由见 {path.resolve()}）"
+    _say("\n".join(short))
+
+
 def _print_start(t: Trainer) -> None:
     cfg = t.cfg
     n_params = sum(p.numel() for p in t.model.parameters())
@@ -634,7 +645,7 @@ def train(
     if dist.is_main_process():  # after -r is accepted: a refused resume leaves the run's files as they were
         save_config(t.cfg, t.output_dir / "config.yaml")
     if recipe_note:
-        _say(recipe_note)
+        _say_recipe(recipe_note, t.output_dir if dist.is_main_process() else None)
     _print_start(t)
     _print_memory(t)
     try:
