@@ -1,8 +1,9 @@
-"""README's measured section ("实测数据"): every figure is read from a results JSON under benchmarks/results/.
+"""Measured figures in docs/benchmarks.md and README.md: every one is read from a results JSON under benchmarks/results/.
 
-Each claim below is rendered from its JSON and must appear verbatim in the section; after removing the claims,
-no measured-looking figure (decimals, percentages, durations) may remain. Change a number in README and this
-test fails; re-run the benchmark script instead.
+Each claim below is rendered from its JSON and must appear verbatim in its page; after removing the claims (and,
+in README, the official model-zoo table, checked against deimv2/variants.py), no measured-looking figure
+(decimals, percentages, durations) may remain. Change a number by hand and this test fails; re-run the
+benchmark script instead.
 """
 
 import json
@@ -25,10 +26,8 @@ def _load(name):
 
 
 def measured_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("## 实测数据")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end > 0 else None]
+    """docs/benchmarks.md: every measured table (README keeps a few sentences, :func:`readme_claims`)."""
+    return (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
 
 
 def backends_claim(pb: dict) -> str:
@@ -117,11 +116,11 @@ def recipes_claim(table: dict, results: Path = RESULTS / "recipes") -> str:
             if r["kind"] == "yolo"
             else ""
         )
-        alone = "" if name in table["together"] else "（没有与本表其他训练同时运行，用时不可比）"
+        wall = f"{r['wall_s'] / 60:.1f} 分钟" if name in table["together"] else "—（单独运行，不可比）"
         rows.append(
             f"| {label} | {r['final']['AP50']:.2f} / {r['final']['AP']:.2f}{own} | {r['best']['AP50']:.2f} / "
             f"{r['best']['AP']:.2f}（第 {r['best']['epoch']} 轮） | {r['test']['last']['AP50']:.2f} / "
-            f"{r['test']['last']['AP']:.2f} | {r['wall_s'] / 60:.1f} 分钟{alone} |"
+            f"{r['test']['last']['AP']:.2f} | {wall} |"
         )
     loads = [s[1] for n in table["together"] for s in runs[n]["loadavg"]]
     ratio = {k: ours["final"][k] / max(yolo["final"][k], 1e-9) for k in ("AP50", "AP")}
@@ -171,8 +170,8 @@ def quarter_claim() -> str:
         return f"{d['final']['AP50']:.2f} / {d['final']['AP']:.2f}，held-out {test['AP50']:.2f} / {test['AP']:.2f}"
 
     return (
-        f"示例数据集：{r('small_na10_e40')}（第四轮的 small {r('official_rule_e40')}，YOLO11n {r('yolo11n_e40')}）；"
-        f"photo2：{r('photo2_small_na10_e40')}（第四轮的 small {r('photo2_small_e40')}，原来的 demo 日程 "
+        f"示例数据集：{r('small_na10_e40')}（官方轮次规则 {r('official_rule_e40')}，YOLO11n {r('yolo11n_e40')}）；"
+        f"photo2：{r('photo2_small_na10_e40')}（官方轮次规则 {r('photo2_small_e40')}，按比例缩放 "
         f"{r('photo2_today_e40')}，YOLO11n {r('photo2_yolo11n_e40')}）"
     )
 
@@ -321,7 +320,7 @@ def epoch_cost_claim(r: dict) -> str:
         f"batch 8）共 {a8['epoch_s']:.1f} 秒：{parts}。训练计算（前向到优化器）每张图 {a8['train_compute_ms_per_image']:.0f} ms"
         f"（batch 16 时 {a16['train_compute_ms_per_image']:.0f} ms），YOLO11n（batch 16，同样大小的随机图片）"
         f"{y['train_compute_ms_per_image']:.0f} ms：Atto 的训练计算是 YOLO11n 的 {a8['train_compute_vs_yolo11n']:.2f}×"
-        f"（batch 16 时 {a16['train_compute_vs_yolo11n']:.2f}×）（[JSON](benchmarks/results/recipes/epoch_cost.json)）。"
+        f"（batch 16 时 {a16['train_compute_vs_yolo11n']:.2f}×）（[JSON](../benchmarks/results/recipes/epoch_cost.json)）。"
     )
 
 
@@ -334,11 +333,11 @@ def demo_claim(name: str) -> str:
         or recipe_overrides(r["config"]["recipe"], r["epochs"])["train_dataloader.total_batch_size"]
     )
     return (
-        f"- **`deimv2 demo`**（`--recipe small`，训练与 trial `{name}` 完全相同）：Atto 从头训练 {r['epochs']} 轮"
-        f"（{r['image_size']}×{r['image_size']}，batch {batch}），"
+        f"- **`deimv2 demo` 的训练**（`--recipe small`，与 `python benchmarks/recipes.py {name}` 的训练配置完全相同）："
+        f"Atto 从头训练 {r['epochs']} 轮（{r['image_size']}×{r['image_size']}，batch {batch}），"
         f"最后一轮验证集 mAP@0.5 = {r['final']['AP50']:.2f}、mAP@0.5:0.95 = {r['final']['AP']:.2f}，"
-        f"held-out 测试集 mAP@0.5 = {r['test']['last']['AP50']:.2f}；用时见下表"
-        f"（[JSON](benchmarks/results/recipes/{name}.json)，每轮的曲线也在里面）。"
+        f"held-out 测试集 mAP@0.5 = {r['test']['last']['AP50']:.2f}"
+        f"（[JSON](../benchmarks/results/recipes/{name}.json)，每轮的曲线也在里面）。"
     )
 
 
@@ -352,20 +351,21 @@ def demo_run_claim(r: dict) -> str:
         f"- **`deimv2 demo` 本身**（`python benchmarks/demo_run.py`：默认模式、从空文件夹运行整条流程，"
         f"{m['threads']} 线程，开始时 1 分钟平均负载 {m['loadavg_start'][0]:.1f}）：用时 {r['wall_s'] / 60:.1f} 分钟，"
         f"它评估的最佳权重（按 mAP 选出，第 {best['epoch']} 轮）在验证集上 mAP@0.5 = {r['final']['AP50']:.2f}、"
-        f"mAP@0.5:0.95 = {r['final']['AP']:.2f}（[JSON](benchmarks/results/demo_run_cpu2.json)）。"
+        f"mAP@0.5:0.95 = {r['final']['AP']:.2f}（[JSON](../benchmarks/results/demo_run_cpu2.json)）。"
     )
 
 
 #: the recorded comparisons (benchmarks/results/recipes/<trial>.json), rendered into README by recipes_claim;
 #: SMALL: the trial family whose schedule `--recipe small` is
 SMALL = "small_na10"
-R4 = "Atto，第四轮的 `--recipe small`（官方规则的无强增强阶段）"
+#: one name per schedule: official_rule_e* and small_e* (and photo2_small_e40) are the same schedule
+R4 = "Atto，batch 8，官方轮次规则（官方 Customizing Epoch 规则，无强增强阶段按官方值）"
 LABELS = {
-    "today": "Atto，batch 8，轮次节点按比例缩放（原来的 demo 日程）",
-    "official_rule": "Atto，batch 8，官方 Customizing Epoch 规则（= 第四轮的 `--recipe small`）",
+    "today": "Atto，batch 8，按比例缩放轮次节点",
+    "official_rule": R4,
     "small_na10": "Atto，`--recipe small`（最后四分之一的轮数无强增强）",
     "yolo11n": "YOLO11n（Ultralytics 默认设置，batch 16）",
-    "small_v1": "Atto，第一版 small（batch 4、EMA 0.995 等，已放弃）",
+    "small_v1": "Atto，batch 4、EMA 0.995、学习率降到 0.1× 的日程",
     "small_lr2": "Atto，`--recipe small` 加两倍的学习率（0.004，骨干 0.002）",
     "small_lrhalf": "Atto，`--recipe small` 加一半的学习率（0.001，骨干 0.0005）",
     "small_ms": "Atto，`--recipe small` 加多尺度训练（每个 batch 随机取 192–320）",
@@ -422,7 +422,7 @@ SEED_TABLES = [
         "spread_of": (f"{SMALL}_e40", "today_e40", "yolo11n_e40"),
         "short": {
             f"{SMALL}_e40": "`--recipe small`",
-            "today_e40": "原来的 demo 日程",
+            "today_e40": "按比例缩放",
             "yolo11n_e40": "YOLO11n",
             "small_lr2_e40": "两倍学习率",
             "small_ms_e40": "多尺度训练",
