@@ -537,3 +537,115 @@ def test_eighty_epoch_sentence_follows_the_runs():
     """README: 现在的 `--recipe small` 在 80 轮时四项都比第四轮的配方高，但仍然每项都低于 YOLO11n."""
     now, r4, yolo = (_four("", n, 0) for n in ("small_na20_e80", "small_e80", "yolo11n_e80"))
     assert all(a > b for a, b in zip(now, r4)) and all(a < y for a, y in zip(now, yolo))
+
+
+# ---------------------------------------------------------------- README: a few sentences, the same JSONs
+#: README's model table: official model-zoo facts (deimv2/variants.py), not measurements of ours
+BACKBONES = {
+    "atto": "HGNetv2-Atto",
+    "femto": "HGNetv2-Femto",
+    "pico": "HGNetv2-Pico",
+    "n": "HGNetv2-B0",
+    "s": "ViT-Tiny（DINOv3 蒸馏）+ STA",
+    "m": "ViT-Tiny+ + STA",
+    "l": "DINOv3 ViT-S/16 + STA",
+    "x": "DINOv3 ViT-S+/16 + STA",
+}
+
+
+def model_rows() -> list[str]:
+    """README's model table rows, from the official facts in VARIANT_TABLE and the shipped configs."""
+    from deimv2.config import load_config
+    from deimv2.variants import VARIANT_TABLE
+
+    rows = []
+    for k, v in VARIANT_TABLE.items():
+        size = load_config(k).raw["eval_spatial_size"][0]
+        rows.append(
+            f"| {NAMES[k]} | {BACKBONES[k]} | {size} | {v.ap:.1f} | {v.params} | {v.gflops:.1f} | {v.latency_ms:.2f} | "
+            f"[{v.hf_repo}](https://huggingface.co/{v.hf_repo}) |"
+        )
+    return rows
+
+
+def readme_demo_claim() -> str:
+    """README's quick start: what `deimv2 demo` gave, end to end, in default mode (benchmarks/demo_run.py)."""
+    r = _load("demo_run_cpu2.json")
+    assert not r["fast"], "demo_run JSON records a fast-mode smoke run"
+    return (
+        f"在一台 {r['meta']['threads']} 线程的 CPU 上实测用时 {r['wall_s'] / 60:.1f} 分钟，"
+        f"它评估的最佳权重在验证集上 mAP@0.5 = {r['final']['AP50']:.2f}、mAP@0.5:0.95 = {r['final']['AP']:.2f}"
+    )
+
+
+def readme_measured() -> str:
+    """README's measured section: three to five plain sentences from the JSONs behind docs/benchmarks.md."""
+    pb = _load("predict_backends_cpu2_t2.json")
+    v, threads = pb["variants"], pb["meta"]["threads"]
+
+    def f(x):
+        return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
+
+    speed = "、".join(
+        f"{NAMES[k]} {f(v[k]['file_to_boxes_ms'])} ms（官方 {f(v[k]['official_best_ms'])} ms）"
+        for k in ("atto", "n", "s")
+    )
+    demo = seed_study(SEED_TABLES[0])
+    small, yolo = demo["avg"][f"{SMALL}_e40"], demo["avg"]["yolo11n_e40"]
+    n_seeds = len(SEED_TABLES[0]["seeds"])
+    tol = f"{TOL:.0e}".replace("e-0", "e-")
+    return "\n".join(
+        [
+            f"- **与官方代码一致**：全部 {len(VARIANTS)} 个变体在同样的确定性权重下与官方代码逐值比较，输出相同（|Δ| < {tol}）。",
+            f"- **CPU 推理**：`Detector.from_checkpoint` 的默认后端（OpenVINO，{threads} 线程，batch 1）从 JPEG 文件到检测框：{speed}。",
+            f"- **小数据集从头训练**：示例数据集上 40 轮，`--recipe small` {n_seeds} 个随机种子的平均验证集 mAP@0.5 是 "
+            f"{small[0]:.3f}，同样设置的 YOLO11n 是 {yolo[0]:.3f}：持平（差别小于只换随机种子的波动），但 Atto 每轮更慢。",
+        ]
+    )
+
+
+def compat_rows() -> list[str]:
+    """README's compatibility rows: the versions the recorded demo run used, and pyproject.toml's declared ranges."""
+
+    meta = _load("demo_run_cpu2.json")["meta"]
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    project = read_configuration(ROOT / "pyproject.toml")["project"]
+    declared = {d.split(">=")[0].strip(): d.split(">=")[1].strip() for d in project["dependencies"] if ">=" in d}
+    python = ".".join(meta["python"].split(".")[:2])
+    return [
+        f"| Python | {python} | {project['requires-python'].replace('>=', '≥ ')} |",
+        f"| PyTorch | {meta['torch'].split('+')[0]}（CPU） | ≥ {declared['torch']} |",
+        f"| torchvision | 与上面的 PyTorch 配套的版本 | ≥ {declared['torchvision']}（数据增强使用 transforms.v2 的新接口） |",
+    ]
+
+
+def readme_recorded() -> list[str]:
+    return [readme_demo_claim(), readme_measured(), *model_rows(), *compat_rows()]
+
+
+def test_readme_sentences_are_the_recorded_ones():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [c for c in readme_recorded() if c not in text]
+    assert not missing, f"README 的数字与 benchmarks/results/ 或官方模型库（deimv2/variants.py）不一致，缺少：{missing}"
+
+
+def test_readme_has_no_figure_of_its_own():
+    """After the recorded sentences, the official model table and the versions, no measured-looking figure is left
+    (URLs, inline code, the licence's name, the arXiv id and the BibTeX are not figures)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for c in readme_recorded():
+        text = text.replace(c, "")
+    text = re.sub(r"```bibtex.*?```", "", text, flags=re.S)
+    text = re.sub(r"https?://[^\s)]+|`[^`\n]*`", "", text)
+    text = text.replace("Apache-2.0", "").replace("arXiv 2509.20787", "").replace("Python ≥ 3.10", "")
+    stray = FIGURE.findall(text)
+    assert not stray, f"README 里这些数字没有对应的结果 JSON：{stray}"
+
+
+def test_readme_measured_words_follow_the_means():
+    """README: small 与 YOLO11n 持平（差别小于换种子的波动），Atto 每轮更慢."""
+    demo = seed_study(SEED_TABLES[0])
+    small, yolo = demo["avg"][f"{SMALL}_e40"], demo["avg"]["yolo11n_e40"]
+    assert abs(small[0] - yolo[0]) < demo["spread"]
+    assert _load("recipes/epoch_cost.json")["summary"]["atto_b8"]["train_compute_vs_yolo11n"] > 1
