@@ -4,7 +4,7 @@ Runs the test in a subprocess (fast mode, as the test sets it), times it, and wr
 versions, the pytest outcome and the per-notebook times (from ``outputs/browser/report.json``) to a JSON file.
 
     python benchmarks/browser_test.py                       # -> benchmarks/results/browser_test.json
-    python benchmarks/browser_test.py --rounds 2 --out /tmp/browser.json
+    python benchmarks/browser_test.py --rounds 2 --out outputs/browser_test.json
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> dict:
         "final": {"AP": ev["AP"], "AP50": ev["AP50"]},
         "best_epoch": log[-1].get("best_epoch"),  # as the trainer's log.jsonl records it: 0-based
         "curve": [{"epoch": r["epoch"] + 1, "AP": r.get("AP"), "AP50": r.get("AP50")} for r in log],
-        "stdout_tail": proc.stdout[-1500:],
+        "stdout_tail": proc.stdout[-1500:].replace(tmp, "<临时文件夹>"),  # no folder of the measuring machine
     }
     Path(a.json).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
     print(f"deimv2 demo：{wall / 60:.1f} 分钟，mAP@0.5 = {ev['AP50']:.3f}，mAP = {ev['AP']:.3f} -> {a.json}")

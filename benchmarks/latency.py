@@ -128,7 +128,21 @@ def run_meta(threads: int, rounds: int, argv: Sequence[str]) -> dict:
     """What a results JSON must record besides the numbers: machine, threads, rounds, date, load, command line."""
     from deimv2.bench import machine_meta
 
-    return {**machine_meta(threads, rounds, runs=None), "argv": list(argv)}
+    return {**machine_meta(threads, rounds, runs=None), "argv": portable_argv(argv)}
+
+
+def portable_argv(argv: Sequence[str]) -> list[str]:
+    """The command line as a results JSON records it, without the measuring machine's folders: paths inside the
+    repository relative to it, any other absolute path as ``<path>`` (e.g. the official checkout)."""
+    root = Path(__file__).resolve().parents[1]
+
+    def one(a: str) -> str:
+        if not a.startswith("/"):
+            return a
+        p = Path(a)
+        return str(p.relative_to(root)) if p.is_relative_to(root) else "<path>"
+
+    return [one(str(a)) for a in argv]
 
 
 def write_results(path: str | Path, meta: dict, rows: list[dict]) -> None:

@@ -2,8 +2,8 @@
 
 Usage::
 
-    git clone https://github.com/Intellindust-AI-Lab/DEIMv2 /tmp/official
-    python benchmarks/make_golden.py --official /tmp/official            # all 8 variants
+    git clone https://github.com/Intellindust-AI-Lab/DEIMv2 官方代码目录
+    python benchmarks/make_golden.py --official 官方代码目录           # all 8 variants
 
 For every variant, in fresh subprocesses (the official ``YAMLConfig`` leaks one config into the next):
 

@@ -5,7 +5,7 @@ in PyTorch, the same graph in ONNX Runtime, and ``Detector`` file→boxes (JPEG 
 its default backend and with ``backend="torch"``. Rounds alternate the order; medians over all runs. The
 detections of the default backend are checked against PyTorch and (with ``--official``) the official model.
 
-    python benchmarks/predict_latency.py --variants atto n s --official /tmp/official --rounds 5
+    python benchmarks/predict_latency.py --variants atto n s --official 官方代码目录 --rounds 5
 """
 
 from __future__ import annotations

@@ -240,6 +240,12 @@ def splits(dataset: str, data: dict) -> dict:
     }
 
 
+def _relative(args: dict) -> dict:
+    """YOLO's train arguments with the paths under the repository written relative to it (no machine's folders)."""
+    root = str(ROOT) + "/"
+    return {k: v[len(root) :] if isinstance(v, str) and v.startswith(root) else v for k, v in args.items()}
+
+
 def yaml_names(yolo: Path) -> list[str]:
     """The class names of a generated YOLO dataset (``names`` in its data.yaml)."""
     import yaml
@@ -351,7 +357,7 @@ def run_yolo(name: str, trial: dict, data: dict, out: Path, threads: int, yolo_p
     final = coco_scores(val_ann, r["predictions"]["val"]["last"])
     best = max(curve, key=lambda c: c["AP"])
     return {
-        "config": {"model": "yolo11n.yaml", "ultralytics": r["ultralytics"], "train_args": r["train_args"]},
+        "config": {"model": "yolo11n.yaml", "ultralytics": r["ultralytics"], "train_args": _relative(r["train_args"])},
         "threads": r["threads"],
         "torch_yolo_env": r["torch"],
         "wall_s": r["wall_s"],

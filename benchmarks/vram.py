@@ -3,7 +3,7 @@
 Usage (see ``benchmarks/README.md``)::
 
     python benchmarks/vram.py measure --threads 1 --json benchmarks/results/vram_cpu.json
-    python benchmarks/vram.py guide --json benchmarks/results/vram_cpu.json --readme README.md
+    python benchmarks/vram.py guide --json benchmarks/results/vram_cpu.json --readme docs/training.md
 
 ``measure``: for each variant at its largest TRAINING input size (S/M/L/X train multi-scale up to
 ``int(1.25 * 640 / 32) * 32 = 800``; Atto/Femto/Pico/N have no multi-scale and train at their eval size), one
@@ -18,8 +18,8 @@ bytes (fp32 weights, gradients and AdamW's two moments).
 times ``1 + MARGIN`` for the allocator, CUDA context and transient buffers that saved-tensor hooks do not see)
 fits with a micro-batch of at least ``MIN_MICRO_BATCH`` (BatchNorm statistics come from the micro-batch),
 ``accumulate`` chosen so that micro-batch × accumulate = the recipe's batch (no LR scaling needed).
-It writes the table into README between ``<!-- vram-guide:start -->`` and ``<!-- vram-guide:end -->``;
-``tests/test_vram_guide.py`` checks that README's table is what this function makes from the JSON.
+It writes the table into docs/training.md (``--readme``) between ``<!-- vram-guide:start -->`` and ``<!-- vram-guide:end -->``;
+``tests/test_vram_guide.py`` checks that the page's table is what this function makes from the JSON.
 """
 
 from __future__ import annotations
@@ -249,7 +249,7 @@ def guide_markdown(data: dict) -> str:
 
 def replace_block(text: str, block: str) -> str:
     if START not in text or END not in text:
-        raise ValueError(f"README 里缺少标记 {START} … {END}")
+        raise ValueError(f"文件里缺少标记 {START} … {END}")
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{START}\n{block}\n{END}{tail}"
@@ -288,7 +288,7 @@ def main(argv=None):
     m.add_argument("--json", default="benchmarks/results/vram_cpu.json")
     g = sub.add_parser("guide")
     g.add_argument("--json", default="benchmarks/results/vram_cpu.json")
-    g.add_argument("--readme", default=None, help="把表格写进这个 README（两个标记之间）")
+    g.add_argument("--readme", default=None, help="把表格写进这个 Markdown 文件（两个标记之间，如 docs/training.md）")
     a = p.parse_args(argv)
     return cmd_measure(a) if a.cmd == "measure" else cmd_guide(a)
 

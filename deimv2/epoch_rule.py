@@ -22,17 +22,18 @@ Here the user gives the TOTAL ``E`` (``epoches``, what ``-u epochs=E`` sets) and
   CopyBlend for Atto/Femto/Pico) stays as it is. So N keeps CopyBlend over the first half (``[4, F]``);
 * ``flat_epoch = F``, except when the recipe's ``flat_epoch`` is beyond its own total (N: 7800, a constant LR),
   which is kept;
-* ``matcher_change_epoch = max(F, floor(9 * N / 10))``: the README's "~90 %" rounded down (18 for ``N = 20``,
-  as the README; 45 for ``N = 50``, as the official X config), never before the LR starts to decay.
-  (The official S/M/L/N configs use 100/120, 80/90, 50/60, 136/148: no single formula; we follow the README.)
+* ``matcher_change_epoch = max(F, floor(9 * N / 10))``: OUR choice, the README's "~90 %" rounded down (18 for
+  ``N = 20``, as the README's example; 45 for ``N = 50``, as the official X config), never before the LR starts
+  to decay. The official S/M/L/N configs use 100/120, 80/90, 50/60, 136/148: no single formula exists.
 
 **Short budget** (``E < 2 * A``: the no-aug stage would be longer than the training stage): ``no_aug_epoch =
 E // 2`` and ``N = E - E // 2``, i.e. the no-aug stage takes at most half the run. For S (``A = 12``): 24 epochs →
 12 + 12, 13 → 7 + 6, 12 → 6 + 6, 5 → 3 + 2, 2 → 1 + 1, 1 → 1 + 0.
 
 When ``E`` equals the recipe's own total, the recipe is returned unchanged (the official configs' values).
-``epoch_rule: proportional`` selects :func:`proportional_epoch_milestones`, the seed's rule that scales every
-milestone with ``E / epoches`` (kept because the bundled demo was measured with it).
+``epoch_rule: proportional`` selects :func:`proportional_epoch_milestones`, which scales every milestone with
+``E / epoches``; the tiny training runs of notebooks 05–09 use it (:func:`deimv2.demo.demo_overrides` without a
+recipe). ``deimv2 demo`` uses the ``small`` recipe (:data:`deimv2.demo.DEMO_RECIPE`), not this rule.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def official_epoch_milestones(
 
 
 def proportional_epoch_milestones(epochs: int, recipe: Mapping[str, Any]) -> dict[str, Any]:
-    """The seed's rule: every milestone scaled with ``epochs / recipe['epoches']`` (round half up).
+    """Every milestone scaled with ``epochs / recipe['epoches']`` (round half up).
 
     ``stop_epoch = clamp(r(N0 - no_aug0), 1, N - 1)`` (1 for ``N = 1``), ``no_aug_epoch = N - stop_epoch``;
     policy ``[e0, e1, e2]`` rounded then clamped in order (``e0 >= 1``, strictly increasing when

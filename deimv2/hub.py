@@ -1,4 +1,5 @@
-"""Download the official COCO checkpoints (the Hugging Face copies named in ``deimv2.variants.VARIANT_TABLE``).
+"""Download the official COCO checkpoints (the Hugging Face copies named in ``deimv2.variants.VARIANT_TABLE``),
+and the PP-HGNetV2 stage-1 backbone files that HGNetv2 variants start from (as the official trainer does).
 
 Each Intellindust/DEIMv2_* repository holds ``config.json`` and ``model.safetensors``; we fetch both with
 urllib (redirects followed, tqdm progress bar), write through a ``.part`` file that replaces the target only
@@ -14,9 +15,9 @@ import urllib.request
 from pathlib import Path
 from typing import BinaryIO
 
-from .checkpoints.loader import CheckpointInfo, inspect_weights
+from .checkpoints.loader import CheckpointInfo, inspect_weights, missing_backbone_error
 from .errors import WeightsError
-from .variants import VARIANT_TABLE
+from .variants import HGNETV2_RELEASE_URL, VARIANT_TABLE
 
 HF_BASE = os.environ.get("HF_ENDPOINT", "https://huggingface.co")  # the hub's own mirror variable
 HF_FILES = ("config.json", "model.safetensors")
@@ -124,3 +125,15 @@ def download_official_checkpoint(
             "请删除这个文件夹后重新下载。"
         )
     return info
+
+
+def download_hgnetv2_backbone(cfg, path: str | Path, base: str | None = None, progress: bool = True) -> Path:
+    """HGNetv2 variants: fetch the missing PP-HGNetV2 stage-1 file ``path`` from D-FINE's release (``base`` + its
+    name), as the official trainer does on first use. Offline (``HF_HUB_OFFLINE=1``) or on any failure: the
+    missing-backbone error (where to put the file, how to train without it), after the reason."""
+    path = Path(path)
+    url = (base or HGNETV2_RELEASE_URL).rstrip("/") + "/" + path.name
+    try:
+        return download_file(url, path, progress=progress)
+    except WeightsError as e:
+        raise WeightsError(f"自动下载骨干网络权重没有成功：{e}\n{missing_backbone_error(cfg, path)}") from e

@@ -108,7 +108,7 @@ def _small(epochs: int) -> list[Choice]:
                 "在第二个数据集 photo2 上严格 mAP 更高"
                 "（benchmarks/results/recipes/small_na10_e40.json、photo2_small_na10_e40.json，"
                 "对照 official_rule_e40.json、photo2_small_e40.json）；换 3 个随机种子平均，它在两个数据集上都不低于"
-                "原来按比例缩放的 demo 日程（README 的随机种子表，*_seed1.json、*_seed2.json）。",
+                "按比例缩放轮次节点的日程（docs/benchmarks.md 的随机种子表，*_seed1.json、*_seed2.json）。",
             )
         )
     return choices

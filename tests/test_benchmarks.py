@@ -118,7 +118,7 @@ def _generator_python() -> str:
     if check.returncode != 0:
         pytest.fail(
             f"{py} 不能导入 scikit-image / ultralytics：请设置 DEIMV2_GEN_PYTHON 为装了它们的 Python，例如 "
-            "python3 -m venv /tmp/gen && /tmp/gen/bin/pip install scikit-image ultralytics"
+            "python3 -m venv gen-venv && gen-venv/bin/pip install scikit-image ultralytics"
         )
     return py
 

@@ -111,3 +111,68 @@ def test_offline_switch_blocks_http_only(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     assert not hub.offline()
     assert not can_reach(url) and calls[-1] == url  # online again: the request is made (and fails here)
+
+
+# ---------------------------------------------------------------- HGNetv2 stage-1 backbone files
+
+
+def _stage1_release(root):
+    """A local "release page" holding PPHGNetV2_B0_stage1.pth, made from a B0 backbone here."""
+    from deimv2.models.hgnetv2 import HGNetv2
+
+    torch.manual_seed(0)
+    b0 = HGNetv2("B0", use_lab=True)
+    root.mkdir(parents=True)
+    torch.save(b0.state_dict(), root / "PPHGNetV2_B0_stage1.pth")
+    return b0, root.as_uri() + "/"
+
+
+def _trainer_stub(cfg):
+    """What Trainer.load_backbone reads: the config, the model, no EMA, one process."""
+    from types import SimpleNamespace
+
+    model = build_model("atto", num_classes=3, overrides={"HGNetv2.pretrained": False})
+    return SimpleNamespace(cfg=cfg, model=model, ema=None, progress=False, distributed=False)
+
+
+def test_training_downloads_a_missing_hgnetv2_backbone(tmp_path, monkeypatch):
+    """As the official HGNetv2: the stage-1 file is fetched on first use, then loaded (partly, into Atto)."""
+    import deimv2.hub as hub
+    from deimv2.config import load_config
+    from deimv2.engine.trainer import Trainer
+
+    b0, base = _stage1_release(tmp_path / "release")
+    monkeypatch.setattr(hub, "HGNETV2_RELEASE_URL", base)
+    ckpts = tmp_path / "权重 目录"
+    cfg = load_config("atto", {"HGNetv2.local_model_dir": str(ckpts) + "/"})
+    stub = _trainer_stub(cfg)
+    Trainer.load_backbone(stub)
+    assert (ckpts / "PPHGNetV2_B0_stage1.pth").is_file()
+    assert torch.equal(stub.model.backbone.stem.stem1.conv.weight, b0.stem.stem1.conv.weight)
+
+
+def test_offline_backbone_download_says_what_to_do(tmp_path):
+    """HF_HUB_OFFLINE=1 (the tests' setting): no request; the message names the URL, the path and the way out."""
+    from deimv2.config import load_config
+    from deimv2.engine.trainer import Trainer
+
+    ckpts = tmp_path / "离线 ckpts"
+    cfg = load_config("atto", {"HGNetv2.local_model_dir": str(ckpts) + "/"})
+    with pytest.raises(WeightsError) as e:
+        Trainer.load_backbone(_trainer_stub(cfg))
+    msg = str(e.value)
+    assert "自动下载骨干网络权重没有成功" in msg and "离线模式" in msg
+    assert "PPHGNetV2_B0_stage1.pth" in msg and "HGNetv2.pretrained=false" in msg
+    assert not (ckpts / "PPHGNetV2_B0_stage1.pth").exists()
+
+
+def test_dinov3_backbones_are_not_downloaded(tmp_path):
+    """S…X files come from Google Drive / Meta by hand, as officially: the error, no download attempt."""
+    from deimv2.config import load_config
+    from deimv2.engine.trainer import Trainer
+
+    cfg = load_config("s", {"DINOv3STAs.weights_path": str(tmp_path / "vitt_distill.pt")})
+    stub = _trainer_stub(cfg)
+    with pytest.raises(WeightsError) as e:
+        Trainer.load_backbone(stub)
+    assert "自动下载" not in str(e.value) and "vitt_distill.pt" in str(e.value)

@@ -1,8 +1,9 @@
-"""README's measured section ("实测数据"): every figure is read from a results JSON under benchmarks/results/.
+"""Measured figures in docs/benchmarks.md and README.md: every one is read from a results JSON under benchmarks/results/.
 
-Each claim below is rendered from its JSON and must appear verbatim in the section; after removing the claims,
-no measured-looking figure (decimals, percentages, durations) may remain. Change a number in README and this
-test fails; re-run the benchmark script instead.
+Each claim below is rendered from its JSON and must appear verbatim in its page; after removing the claims (and,
+in README, the official model-zoo table, checked against deimv2/variants.py), no measured-looking figure
+(decimals, percentages, durations) may remain. Change a number by hand and this test fails; re-run the
+benchmark script instead.
 """
 
 import json
@@ -25,10 +26,8 @@ def _load(name):
 
 
 def measured_section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index("## 实测数据")
-    end = text.find("\n## ", start + 1)
-    return text[start : end if end > 0 else None]
+    """docs/benchmarks.md: every measured table (README keeps a few sentences, :func:`readme_claims`)."""
+    return (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
 
 
 def backends_claim(pb: dict) -> str:
@@ -117,11 +116,11 @@ def recipes_claim(table: dict, results: Path = RESULTS / "recipes") -> str:
             if r["kind"] == "yolo"
             else ""
         )
-        alone = "" if name in table["together"] else "（没有与本表其他训练同时运行，用时不可比）"
+        wall = f"{r['wall_s'] / 60:.1f} 分钟" if name in table["together"] else "—（单独运行，不可比）"
         rows.append(
             f"| {label} | {r['final']['AP50']:.2f} / {r['final']['AP']:.2f}{own} | {r['best']['AP50']:.2f} / "
             f"{r['best']['AP']:.2f}（第 {r['best']['epoch']} 轮） | {r['test']['last']['AP50']:.2f} / "
-            f"{r['test']['last']['AP']:.2f} | {r['wall_s'] / 60:.1f} 分钟{alone} |"
+            f"{r['test']['last']['AP']:.2f} | {wall} |"
         )
     loads = [s[1] for n in table["together"] for s in runs[n]["loadavg"]]
     ratio = {k: ours["final"][k] / max(yolo["final"][k], 1e-9) for k in ("AP50", "AP")}
@@ -171,8 +170,8 @@ def quarter_claim() -> str:
         return f"{d['final']['AP50']:.2f} / {d['final']['AP']:.2f}，held-out {test['AP50']:.2f} / {test['AP']:.2f}"
 
     return (
-        f"示例数据集：{r('small_na10_e40')}（第四轮的 small {r('official_rule_e40')}，YOLO11n {r('yolo11n_e40')}）；"
-        f"photo2：{r('photo2_small_na10_e40')}（第四轮的 small {r('photo2_small_e40')}，原来的 demo 日程 "
+        f"示例数据集：{r('small_na10_e40')}（官方轮次规则 {r('official_rule_e40')}，YOLO11n {r('yolo11n_e40')}）；"
+        f"photo2：{r('photo2_small_na10_e40')}（官方轮次规则 {r('photo2_small_e40')}，按比例缩放 "
         f"{r('photo2_today_e40')}，YOLO11n {r('photo2_yolo11n_e40')}）"
     )
 
@@ -321,7 +320,7 @@ def epoch_cost_claim(r: dict) -> str:
         f"batch 8）共 {a8['epoch_s']:.1f} 秒：{parts}。训练计算（前向到优化器）每张图 {a8['train_compute_ms_per_image']:.0f} ms"
         f"（batch 16 时 {a16['train_compute_ms_per_image']:.0f} ms），YOLO11n（batch 16，同样大小的随机图片）"
         f"{y['train_compute_ms_per_image']:.0f} ms：Atto 的训练计算是 YOLO11n 的 {a8['train_compute_vs_yolo11n']:.2f}×"
-        f"（batch 16 时 {a16['train_compute_vs_yolo11n']:.2f}×）（[JSON](benchmarks/results/recipes/epoch_cost.json)）。"
+        f"（batch 16 时 {a16['train_compute_vs_yolo11n']:.2f}×）（[JSON](../benchmarks/results/recipes/epoch_cost.json)）。"
     )
 
 
@@ -334,11 +333,11 @@ def demo_claim(name: str) -> str:
         or recipe_overrides(r["config"]["recipe"], r["epochs"])["train_dataloader.total_batch_size"]
     )
     return (
-        f"- **`deimv2 demo`**（`--recipe small`，训练与 trial `{name}` 完全相同）：Atto 从头训练 {r['epochs']} 轮"
-        f"（{r['image_size']}×{r['image_size']}，batch {batch}），"
+        f"- **`deimv2 demo` 的训练**（`--recipe small`，与 `python benchmarks/recipes.py {name}` 的训练配置完全相同）："
+        f"Atto 从头训练 {r['epochs']} 轮（{r['image_size']}×{r['image_size']}，batch {batch}），"
         f"最后一轮验证集 mAP@0.5 = {r['final']['AP50']:.2f}、mAP@0.5:0.95 = {r['final']['AP']:.2f}，"
-        f"held-out 测试集 mAP@0.5 = {r['test']['last']['AP50']:.2f}；用时见下表"
-        f"（[JSON](benchmarks/results/recipes/{name}.json)，每轮的曲线也在里面）。"
+        f"held-out 测试集 mAP@0.5 = {r['test']['last']['AP50']:.2f}"
+        f"（[JSON](../benchmarks/results/recipes/{name}.json)，每轮的曲线也在里面）。"
     )
 
 
@@ -352,20 +351,21 @@ def demo_run_claim(r: dict) -> str:
         f"- **`deimv2 demo` 本身**（`python benchmarks/demo_run.py`：默认模式、从空文件夹运行整条流程，"
         f"{m['threads']} 线程，开始时 1 分钟平均负载 {m['loadavg_start'][0]:.1f}）：用时 {r['wall_s'] / 60:.1f} 分钟，"
         f"它评估的最佳权重（按 mAP 选出，第 {best['epoch']} 轮）在验证集上 mAP@0.5 = {r['final']['AP50']:.2f}、"
-        f"mAP@0.5:0.95 = {r['final']['AP']:.2f}（[JSON](benchmarks/results/demo_run_cpu2.json)）。"
+        f"mAP@0.5:0.95 = {r['final']['AP']:.2f}（[JSON](../benchmarks/results/demo_run_cpu2.json)）。"
     )
 
 
 #: the recorded comparisons (benchmarks/results/recipes/<trial>.json), rendered into README by recipes_claim;
 #: SMALL: the trial family whose schedule `--recipe small` is
 SMALL = "small_na10"
-R4 = "Atto，第四轮的 `--recipe small`（官方规则的无强增强阶段）"
+#: one name per schedule: official_rule_e* and small_e* (and photo2_small_e40) are the same schedule
+R4 = "Atto，batch 8，官方轮次规则（官方 Customizing Epoch 规则，无强增强阶段按官方值）"
 LABELS = {
-    "today": "Atto，batch 8，轮次节点按比例缩放（原来的 demo 日程）",
-    "official_rule": "Atto，batch 8，官方 Customizing Epoch 规则（= 第四轮的 `--recipe small`）",
+    "today": "Atto，batch 8，按比例缩放轮次节点",
+    "official_rule": R4,
     "small_na10": "Atto，`--recipe small`（最后四分之一的轮数无强增强）",
     "yolo11n": "YOLO11n（Ultralytics 默认设置，batch 16）",
-    "small_v1": "Atto，第一版 small（batch 4、EMA 0.995 等，已放弃）",
+    "small_v1": "Atto，batch 4、EMA 0.995、学习率降到 0.1× 的日程",
     "small_lr2": "Atto，`--recipe small` 加两倍的学习率（0.004，骨干 0.002）",
     "small_lrhalf": "Atto，`--recipe small` 加一半的学习率（0.001，骨干 0.0005）",
     "small_ms": "Atto，`--recipe small` 加多尺度训练（每个 batch 随机取 192–320）",
@@ -422,7 +422,7 @@ SEED_TABLES = [
         "spread_of": (f"{SMALL}_e40", "today_e40", "yolo11n_e40"),
         "short": {
             f"{SMALL}_e40": "`--recipe small`",
-            "today_e40": "原来的 demo 日程",
+            "today_e40": "按比例缩放",
             "yolo11n_e40": "YOLO11n",
             "small_lr2_e40": "两倍学习率",
             "small_ms_e40": "多尺度训练",
@@ -537,3 +537,115 @@ def test_eighty_epoch_sentence_follows_the_runs():
     """README: 现在的 `--recipe small` 在 80 轮时四项都比第四轮的配方高，但仍然每项都低于 YOLO11n."""
     now, r4, yolo = (_four("", n, 0) for n in ("small_na20_e80", "small_e80", "yolo11n_e80"))
     assert all(a > b for a, b in zip(now, r4)) and all(a < y for a, y in zip(now, yolo))
+
+
+# ---------------------------------------------------------------- README: a few sentences, the same JSONs
+#: README's model table: official model-zoo facts (deimv2/variants.py), not measurements of ours
+BACKBONES = {
+    "atto": "HGNetv2-Atto",
+    "femto": "HGNetv2-Femto",
+    "pico": "HGNetv2-Pico",
+    "n": "HGNetv2-B0",
+    "s": "ViT-Tiny（DINOv3 蒸馏）+ STA",
+    "m": "ViT-Tiny+ + STA",
+    "l": "DINOv3 ViT-S/16 + STA",
+    "x": "DINOv3 ViT-S+/16 + STA",
+}
+
+
+def model_rows() -> list[str]:
+    """README's model table rows, from the official facts in VARIANT_TABLE and the shipped configs."""
+    from deimv2.config import load_config
+    from deimv2.variants import VARIANT_TABLE
+
+    rows = []
+    for k, v in VARIANT_TABLE.items():
+        size = load_config(k).raw["eval_spatial_size"][0]
+        rows.append(
+            f"| {NAMES[k]} | {BACKBONES[k]} | {size} | {v.ap:.1f} | {v.params} | {v.gflops:.1f} | {v.latency_ms:.2f} | "
+            f"[{v.hf_repo}](https://huggingface.co/{v.hf_repo}) |"
+        )
+    return rows
+
+
+def readme_demo_claim() -> str:
+    """README's quick start: what `deimv2 demo` gave, end to end, in default mode (benchmarks/demo_run.py)."""
+    r = _load("demo_run_cpu2.json")
+    assert not r["fast"], "demo_run JSON records a fast-mode smoke run"
+    return (
+        f"在一台 {r['meta']['threads']} 线程的 CPU 上实测用时 {r['wall_s'] / 60:.1f} 分钟，"
+        f"它评估的最佳权重在验证集上 mAP@0.5 = {r['final']['AP50']:.2f}、mAP@0.5:0.95 = {r['final']['AP']:.2f}"
+    )
+
+
+def readme_measured() -> str:
+    """README's measured section: three to five plain sentences from the JSONs behind docs/benchmarks.md."""
+    pb = _load("predict_backends_cpu2_t2.json")
+    v, threads = pb["variants"], pb["meta"]["threads"]
+
+    def f(x):
+        return f"{x:.0f}" if x >= 100 else f"{x:.1f}"
+
+    speed = "、".join(
+        f"{NAMES[k]} {f(v[k]['file_to_boxes_ms'])} ms（官方 {f(v[k]['official_best_ms'])} ms）"
+        for k in ("atto", "n", "s")
+    )
+    demo = seed_study(SEED_TABLES[0])
+    small, yolo = demo["avg"][f"{SMALL}_e40"], demo["avg"]["yolo11n_e40"]
+    n_seeds = len(SEED_TABLES[0]["seeds"])
+    tol = f"{TOL:.0e}".replace("e-0", "e-")
+    return "\n".join(
+        [
+            f"- **与官方代码一致**：全部 {len(VARIANTS)} 个变体在同样的确定性权重下与官方代码逐值比较，输出相同（|Δ| < {tol}）。",
+            f"- **CPU 推理**：`Detector.from_checkpoint` 的默认后端（OpenVINO，{threads} 线程，batch 1）从 JPEG 文件到检测框：{speed}。",
+            f"- **小数据集从头训练**：示例数据集上 40 轮，`--recipe small` {n_seeds} 个随机种子的平均验证集 mAP@0.5 是 "
+            f"{small[0]:.3f}，同样设置的 YOLO11n 是 {yolo[0]:.3f}：持平（差别小于只换随机种子的波动），但 Atto 每轮更慢。",
+        ]
+    )
+
+
+def compat_rows() -> list[str]:
+    """README's compatibility rows: the versions the recorded demo run used, and pyproject.toml's declared ranges."""
+
+    meta = _load("demo_run_cpu2.json")["meta"]
+    from setuptools.config.pyprojecttoml import read_configuration
+
+    project = read_configuration(ROOT / "pyproject.toml")["project"]
+    declared = {d.split(">=")[0].strip(): d.split(">=")[1].strip() for d in project["dependencies"] if ">=" in d}
+    python = ".".join(meta["python"].split(".")[:2])
+    return [
+        f"| Python | {python} | {project['requires-python'].replace('>=', '≥ ')} |",
+        f"| PyTorch | {meta['torch'].split('+')[0]}（CPU） | ≥ {declared['torch']} |",
+        f"| torchvision | 与上面的 PyTorch 配套的版本 | ≥ {declared['torchvision']}（数据增强使用 transforms.v2 的新接口） |",
+    ]
+
+
+def readme_recorded() -> list[str]:
+    return [readme_demo_claim(), readme_measured(), *model_rows(), *compat_rows()]
+
+
+def test_readme_sentences_are_the_recorded_ones():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [c for c in readme_recorded() if c not in text]
+    assert not missing, f"README 的数字与 benchmarks/results/ 或官方模型库（deimv2/variants.py）不一致，缺少：{missing}"
+
+
+def test_readme_has_no_figure_of_its_own():
+    """After the recorded sentences, the official model table and the versions, no measured-looking figure is left
+    (URLs, inline code, the licence's name, the arXiv id and the BibTeX are not figures)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    for c in readme_recorded():
+        text = text.replace(c, "")
+    text = re.sub(r"```bibtex.*?```", "", text, flags=re.S)
+    text = re.sub(r"https?://[^\s)]+|`[^`\n]*`", "", text)
+    text = text.replace("Apache-2.0", "").replace("arXiv 2509.20787", "").replace("Python ≥ 3.10", "")
+    stray = FIGURE.findall(text)
+    assert not stray, f"README 里这些数字没有对应的结果 JSON：{stray}"
+
+
+def test_readme_measured_words_follow_the_means():
+    """README: small 与 YOLO11n 持平（差别小于换种子的波动），Atto 每轮更慢."""
+    demo = seed_study(SEED_TABLES[0])
+    small, yolo = demo["avg"][f"{SMALL}_e40"], demo["avg"]["yolo11n_e40"]
+    assert abs(small[0] - yolo[0]) < demo["spread"]
+    assert _load("recipes/epoch_cost.json")["summary"]["atto_b8"]["train_compute_vs_yolo11n"] > 1

@@ -1,4 +1,4 @@
-"""The VRAM guide: README's table is what benchmarks/vram.py makes from the measured JSON; the rule by hand."""
+"""The VRAM guide: docs/training.md's table is what benchmarks/vram.py makes from the measured JSON; the rule by hand."""
 
 import importlib.util
 import json
@@ -31,13 +31,14 @@ def _fake(static_gib, per_image_gib, recipe_batch=32, size=640):
     }
 
 
-def test_readme_table_is_generated_from_the_json():
+def test_training_doc_table_is_generated_from_the_json():
     data = json.loads((ROOT / "benchmarks" / "results" / "vram_cpu.json").read_text(encoding="utf-8"))
     assert set(data["variants"]) == set(vram.VARIANTS)
     for v in data["variants"].values():
         assert v["act_bytes"]["fp32"]["1"] > v["act_bytes"]["amp"]["1"] > 0
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert vram.readme_block(readme) == vram.guide_markdown(data)
+    page = (ROOT / "docs" / "training.md").read_text(encoding="utf-8")
+    assert vram.readme_block(page) == vram.guide_markdown(data)
+    assert vram.START not in (ROOT / "README.md").read_text(encoding="utf-8")  # one home: docs/training.md
 
 
 def test_recommendation_hand_worked():

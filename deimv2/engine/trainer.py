@@ -32,6 +32,7 @@ from ..config_checks import check_image_size
 from ..data.doctor import check_dataset
 from ..data.layout import find_dataset, read_coco_json
 from ..errors import ConfigError, DEIMv2Error, WeightsError
+from ..hub import download_hgnetv2_backbone
 from ..inputs import resolve_checkpoint
 from ..loss import build_criterion
 from ..models.build import build_model_from_config, build_postprocessor
@@ -244,7 +245,13 @@ class Trainer:
             _say("骨干网络从随机初始化开始训练（配置没有指定预训练权重）。")
             return
         if not path.is_file():
-            raise missing_backbone_error(self.cfg, path)
+            if self.cfg.model.backbone_type != "HGNetv2":  # DINOv3 / ViT-Tiny files: by hand, as officially
+                raise missing_backbone_error(self.cfg, path)
+            if dist.is_main_process():  # as the official HGNetv2: rank 0 downloads, the others wait for the file
+                _say(f"没有找到 {path}，从 D-FINE 的发布页自动下载（与官方训练代码相同）……")
+                download_hgnetv2_backbone(self.cfg, path, progress=self.progress)
+            if self.distributed:
+                dist.barrier()
         report = load_backbone_weights(self.model, path)
         _say(f"已加载骨干网络预训练权重：{report.path}（{report.format}）")
         if self.ema is not None:
