@@ -232,22 +232,30 @@ class ModelConfig(Section):
 # --------------------------------------------------------------------------- loss sections
 @dataclass(frozen=True)
 class MatcherConfig(Section):
-    """``DEIMCriterion.matcher``: the Hungarian matcher (costs and its late switch). Notebook 09 §2."""
+    """``DEIMCriterion.matcher``: the Hungarian matcher (costs and its late switch). Notebook 09 §2.
+
+    The defaults are the official ``configs/base/deimv2.yml``; ``HungarianMatcher`` takes its defaults from here."""
 
     weight_dict: dict = param({"cost_class": 2, "cost_bbox": 5, "cost_giou": 2}, "Weight of each matching cost.")
     alpha: float = param(0.25, "Focal-cost alpha of the class cost.")
     gamma: float = param(2.0, "Focal-cost gamma of the class cost.")
-    change_matcher: bool = param(False, "Switch to the IoU-ordered cost at matcher_change_epoch.")
-    iou_order_alpha: float = param(1.0, "Exponent of the IoU term of the switched cost.")
-    matcher_change_epoch: int = param(10000, "Epoch (0-based) at which the matcher switches.")
+    change_matcher: bool = param(True, "Switch to the IoU-ordered cost at matcher_change_epoch.")
+    iou_order_alpha: float = param(4.0, "Exponent of the IoU term of the switched cost.")
+    matcher_change_epoch: int = param(45, "Epoch (0-based) at which the matcher switches.")
 
 
 @dataclass(frozen=True)
 class CriterionConfig(Section):
-    """``DEIMCriterion``: MAL class loss + L1/GIoU box losses (+ FGL/DDF localisation losses). Notebook 09."""
+    """``DEIMCriterion``: MAL class loss + L1/GIoU box losses (+ FGL/DDF localisation losses). Notebook 09.
 
-    weight_dict: dict = param({}, "Weight of each loss term (loss_mal, loss_bbox, loss_giou, loss_fgl, loss_ddf).")
-    losses: list = param(["mal", "boxes"], "Loss groups: mal (class), boxes (L1 + GIoU), local (FGL + DDF).")
+    The defaults are the official ``configs/base/deimv2.yml`` (Atto/Femto/Pico change ``losses``, ``use_uni_set``
+    and the matcher's epoch); ``DEIMCriterion`` and ``build_criterion`` take their defaults from here."""
+
+    weight_dict: dict = param(
+        {"loss_mal": 1, "loss_bbox": 5, "loss_giou": 2, "loss_fgl": 0.15, "loss_ddf": 1.5},
+        "Weight of each loss term (loss_mal, loss_bbox, loss_giou, loss_fgl, loss_ddf).",
+    )
+    losses: list = param(["mal", "boxes", "local"], "Loss groups: mal (class), boxes (L1 + GIoU), local (FGL + DDF).")
     matcher: MatcherConfig = param(MatcherConfig(), "The Hungarian matcher.")
     gamma: float = param(1.5, "Exponent of the matchability-aware loss (MAL).")
     alpha: float = param(0.75, "Weight of negatives in MAL.")
