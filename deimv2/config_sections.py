@@ -349,12 +349,14 @@ class TrainConfig(Section):
         0.9999, "EMA decay after the restart at stop_epoch.", key="train_dataloader.collate_fn.ema_restart_decay"
     )
     clip_max_norm: float = param(0.1, "Gradient clipping: maximum global L2 norm; 0 = off.")
-    checkpoint_freq: int = param(5, "Save an extra checkpoint every this many epochs.")
+    checkpoint_freq: int = param(
+        5, "Also save checkpoint<epoch>.pth every this many epochs, as the official solver; 0 = off."
+    )
     sync_bn: bool = param(True, "SyncBatchNorm with several GPUs.")
     find_unused_parameters: bool = param(True, "DDP find_unused_parameters.")
     seed: int = param(0, "Random seed (deimv2 key).")
     accumulate: int = param(1, "Gradient accumulation steps (deimv2 key).")
-    print_freq: int = param(100, "Log every this many iterations.")
+    print_freq: int = param(100, "Without a progress bar: print the loss every this many optimizer steps; 0 = off.")
     patience: int = param(0, "Early stopping: epochs without a better val AP; 0 = off (the official recipe).")
     scale_lr: bool = param(
         True, "Scale LR, EMA decay and warm-ups when the batch differs from reference_batch_size (deimv2 key)."

@@ -64,6 +64,10 @@ class NonFiniteLossError(DEIMv2Error):
     """The loss became NaN/inf; the last good checkpoint is kept."""
 
 
+#: TensorBoard gets the step loss every this many optimizer steps (the official det_engine's fixed 10)
+TENSORBOARD_EVERY = 10
+
+
 def _say(msg: str) -> None:
     if dist.is_main_process():
         print(msg, flush=True)
@@ -340,8 +344,12 @@ class Trainer:
             self.scheduler.step(self.global_step)
             self.global_step += 1
             meter.update(loss=loss_value, **reduced)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{opt.param_groups[-1]['lr']:.2e}")
-            if self.writer is not None and self.global_step % 10 == 0:
+            lr = opt.param_groups[-1]["lr"]
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
+            step = (i + 1) // acc
+            if not self.progress and self.cfg.train.print_freq > 0 and step % self.cfg.train.print_freq == 0:
+                _say(f"  第 {epoch + 1} 轮第 {step}/{self.iters_per_epoch} 步：loss={loss_value:.4f}  lr={lr:.2e}")
+            if self.writer is not None and self.global_step % TENSORBOARD_EVERY == 0:
                 self.writer.add_scalar("loss/total", loss_value, self.global_step)
         bar.close()
         meter.synchronize_between_processes()
@@ -388,6 +396,9 @@ class Trainer:
             stats = self.train_one_epoch(epoch)
             self.rng_state = capture_rng_state(loader_gen)
             self.save("last.pth", epoch)
+            freq = cfg.train.checkpoint_freq
+            if freq > 0 and (epoch + 1) % freq == 0:  # as the official solver: an extra checkpoint every freq epochs
+                self.save(f"checkpoint{epoch:04}.pth", epoch)
             metrics = self.evaluate()
             self.conf_threshold = metrics.get("best_conf")
             ap = float(metrics["AP"])
