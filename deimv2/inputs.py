@@ -31,7 +31,8 @@ __all__ = [
 FOREIGN_WEIGHTS = {
     ".onnx": (
         "导出的 ONNX 模型（deimv2 export 的结果）",
-        "ONNX 只能用来部署推理，不能加载回 PyTorch；请给出导出它的 .pth",
+        "ONNX 只能用来推理和部署，不能加载回 PyTorch 来继续训练、微调、评估或再导出；请给出导出它的 .pth"
+        '（推理可以直接用它：deimv2 predict -r 模型.onnx，或 Detector.from_checkpoint("模型.onnx")）',
     ),
     ".engine": ("TensorRT 引擎", "请给出导出它的 .pth"),
     ".trt": ("TensorRT 引擎", "请给出导出它的 .pth"),
