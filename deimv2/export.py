@@ -10,6 +10,7 @@ same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inferenc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from .data.images import as_rgb_image
 from .errors import ConfigError, DEIMv2Error
 from .graph import DetectionGraph, build_graph, write_onnx
 from .inputs import resolve_checkpoint
+from .outputs import OutputError
 from .predict import load_detector
 
 __all__ = ["build_export_graph", "check_onnx", "export_onnx", "require_onnx", "write_onnx"]
@@ -48,8 +50,6 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
 def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config, dict]:
     """``(graph, cfg, metadata)``: the metadata (config, class names, ids, threshold) goes into the ONNX file,
     so ``Detector.from_checkpoint("x.onnx")`` and ``deimv2 predict -r x.onnx`` can run it."""
-    import json
-
     from .backends import ONNX_METADATA_KEY
     from .models.build import build_model
 
@@ -68,6 +68,7 @@ def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config,
         "class_names": meta.get("class_names") or cfg.class_names,
         "category_ids": meta.get("category_ids"),
         "conf_threshold": meta.get("conf_threshold"),
+        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
     }
     text = json.dumps(info, ensure_ascii=False, default=str)
     return build_graph(model.cpu(), cfg, deploy=True), cfg, {ONNX_METADATA_KEY: text}
@@ -98,6 +99,7 @@ def export_onnx(
         out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
     from .outputs import ensure_output_dir
 
+    refuse_overwriting(out, metadata)
     ensure_output_dir(out.parent)
     h, w = (int(v) for v in cfg.eval_spatial_size)
     images, sizes = write_onnx(
@@ -120,6 +122,28 @@ def export_onnx(
                 "请用训练好的权重（-r）检查。"
             )
     return out
+
+
+def refuse_overwriting(out: Path, metadata: dict) -> None:
+    """An existing ``out`` is replaced only when it is an earlier export of the same checkpoint (or of the same
+    random-weights variant); any other file (another run's export, a file of the user's) is refused."""
+    if not out.exists():
+        return
+    from .backends import ONNX_METADATA_KEY, read_onnx_metadata
+
+    new = json.loads(metadata[ONNX_METADATA_KEY])
+    try:
+        old = read_onnx_metadata(out) if out.is_file() else None
+    except DEIMv2Error:
+        old = None
+    same = old is not None and old.get("checkpoint") == new["checkpoint"]
+    if new["checkpoint"] is None:
+        same = same and old.get("config", {}).get("__name__") == new["config"].get("__name__")
+    if not same:
+        raise OutputError(
+            f"输出 {out} 已存在，而且不是从这个权重导出的（可能是另一次训练的导出或你自己的文件），没有覆盖它。"
+            f"修复：用 -o 指定一个新的文件名，例如 -o {out.with_name(out.stem + '_new.onnx')}，或先把它移走。"
+        )
 
 
 def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:
