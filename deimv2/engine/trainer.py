@@ -43,7 +43,7 @@ from .autobatch import resolve_auto_batch, split_auto_batch
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from .early_stop import check_resume_after_early_stop, early_stop_reason
 from .ema import ModelEMA
-from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
+from .evaluate import CocoEvaluator, check_class_names, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
 from .rng import capture_rng_state, restore_rng_state
@@ -56,7 +56,7 @@ from .setup import (
     measure_activation_bytes,
     memory_table,
     prepare_run_data,
-    resolve_device,
+    process_device,
 )
 
 
@@ -451,7 +451,7 @@ class Trainer:
 
 # ---------------------------------------------------------------------- public API
 def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) -> Config:
-    ov = dict(kwargs)
+    ov = parse_overrides(kwargs)
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
@@ -510,10 +510,8 @@ def prepare_trainer(
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
     overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
     cfg = _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs)
-    dist.init_distributed()
-    dev = resolve_device(device)
-    if dist.is_dist() and dev.type == "cuda":
-        dev = torch.device("cuda", dist.get_local_rank())
+    dev = process_device(device)  # under torchrun: this local rank's GPU (deimv2.inputs: -d 2,3 -> GPU 2, 3)
+    dist.init_distributed(device=dev)
     dist.seed_everything(cfg.train.seed)
     torch.backends.cudnn.benchmark = True
     if dev.type == "cuda":
@@ -601,6 +599,7 @@ def train(
     ``"official"`` (the official schedule and batch-size rule) or ``"small"`` (a small dataset from scratch), see
     :mod:`deimv2.recipes`; the recipe's overrides go under the user's.
     """
+    kwargs = parse_overrides(kwargs)  # train(lr="1e-3") reads as -u lr=1e-3
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
     check_recipe(recipe)
@@ -640,6 +639,7 @@ def train(
     if test_only:
         if not resume:
             raise ConfigError("--test-only 需要用 -r 指定要评估的 checkpoint。")
+        _check_eval_classes(t, resume, data)
         load_weights(t.model, resume, strict=True)
         metrics = t.evaluate(t.model)
         _finish_eval(t, metrics)
@@ -696,10 +696,16 @@ def parse_nc(overrides, kwargs) -> int | None:
 
 
 def _finish_eval(t: Trainer, metrics: dict) -> None:
+    """Print the table and write ``eval.json``, or ``eval-2.json`` … when the folder already has one (the run's
+    own, or an earlier evaluation's): an evaluation never overwrites another file. ``metrics["eval_json"]``: where."""
     if dist.is_main_process():
-        save_eval_json(metrics, t.output_dir / "eval.json")
+        path, n = t.output_dir / "eval.json", 2
+        while path.exists():
+            path, n = t.output_dir / f"eval-{n}.json", n + 1
+        save_eval_json(metrics, path)
         _say(format_metrics_table(metrics))
-        _say(f"评估结果已写入 {(t.output_dir / 'eval.json').resolve()}")
+        _say(f"评估结果已写入 {path.resolve()}")
+        metrics["eval_json"] = str(path)
 
 
 def evaluate(
@@ -717,6 +723,7 @@ def evaluate(
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
     """
+    kwargs = parse_overrides(kwargs)
     checkpoint = resolve_checkpoint(checkpoint, option="-r/--checkpoint")
     data, _ = prepare_run_data(data, output_dir or Path(checkpoint).parent, True, parse_nc(overrides, kwargs))
     if config is None:
@@ -734,7 +741,19 @@ def evaluate(
         train=False,
         **kwargs,
     )
+    _check_eval_classes(t, checkpoint, data)
     load_weights(t.model, checkpoint, strict=True)
     metrics = t.evaluate(t.model)
     _finish_eval(t, metrics)
     return metrics
+
+
+def _check_eval_classes(t: Trainer, checkpoint, data) -> None:
+    """The checkpoint's saved class names against the dataset's (:func:`~deimv2.engine.evaluate.check_class_names`)."""
+    try:
+        saved = load_checkpoint(checkpoint).get("class_names")
+    except Exception:  # noqa: BLE001 - a format without saved names (official, safetensors): load_weights reports
+        saved = None
+    warning = check_class_names(checkpoint, saved, data, t.class_names)
+    if warning:
+        _say(warning)
