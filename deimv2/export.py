@@ -68,10 +68,20 @@ def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config,
         "class_names": meta.get("class_names") or cfg.class_names,
         "category_ids": meta.get("category_ids"),
         "conf_threshold": meta.get("conf_threshold"),
-        "checkpoint": str(Path(checkpoint).resolve()) if checkpoint is not None else None,
+        # which checkpoint it came from, without writing the user's folders into a file they may share
+        "checkpoint": _checkpoint_id(checkpoint) if checkpoint is not None else None,
     }
     text = json.dumps(info, ensure_ascii=False, default=str)
     return build_graph(model.cpu(), cfg, deploy=True), cfg, {ONNX_METADATA_KEY: text}
+
+
+def _checkpoint_id(checkpoint) -> str:
+    """``<file name>#<16 hex digits of the SHA-256 of its absolute path>``: recognises an earlier export of the
+    same checkpoint (:func:`refuse_overwriting`) without storing the path itself."""
+    import hashlib
+
+    path = Path(checkpoint).resolve()
+    return f"{path.name}#{hashlib.sha256(str(path).encode('utf-8')).hexdigest()[:16]}"
 
 
 def _default_output(cfg: Config, checkpoint) -> Path:

@@ -252,3 +252,14 @@ def test_device_lists_that_do_not_fit_the_processes_are_refused(device, needles,
     with pytest.raises(ConfigError) as e:
         process_device(device)
     assert all(n in str(e.value) for n in needles), str(e.value)
+
+
+def test_export_metadata_names_no_folder_of_the_user(tmp_path):
+    """The ONNX metadata identifies its checkpoint by file name and a hash, never by the user's folders."""
+    from deimv2.export import _checkpoint_id
+
+    ckpt = tmp_path / "我的 训练" / "best.pth"
+    got = _checkpoint_id(ckpt)
+    assert got.startswith("best.pth#") and len(got) == len("best.pth#") + 16
+    assert str(tmp_path) not in got and "我的" not in got
+    assert got == _checkpoint_id(ckpt) and got != _checkpoint_id(tmp_path / "其他" / "best.pth")
