@@ -4,13 +4,18 @@ Each Intellindust/DEIMv2_* repository holds ``config.json`` and ``model.safetens
 urllib (redirects followed, tqdm progress bar), write through a ``.part`` file that replaces the target only
 when its size matches the server's ``Content-Length``, then check the folder with the same logic as
 ``deimv2 info`` (:func:`deimv2.checkpoints.inspect_weights`): a detector of the requested variant.
+``train(..., tune="coco")`` and ``deimv2 train -t coco`` call :func:`coco_checkpoint`: the variant's official
+checkpoint from ``DEIMV2_CKPTS`` (default ``ckpts/``), downloaded when missing; when it cannot be had (offline, a
+firewall) one Chinese line says why and the run trains from scratch.
 Explained in notebook 04_train.ipynb (fine-tuning from the official COCO weights).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +26,9 @@ from .variants import VARIANT_TABLE
 HF_BASE = os.environ.get("HF_ENDPOINT", "https://huggingface.co")  # the hub's own mirror variable
 HF_FILES = ("config.json", "model.safetensors")
 _CHUNK = 1 << 20
+#: ``tune="coco"`` / ``-t coco``: fine-tune from the variant's official COCO checkpoint
+COCO = "coco"
+_log = logging.getLogger(__name__)
 
 
 def official_checkpoint_urls(variant: str, base: str = HF_BASE) -> dict[str, str]:
@@ -124,3 +132,34 @@ def download_official_checkpoint(
             "请删除这个文件夹后重新下载。"
         )
     return info
+
+
+def default_ckpts_dir() -> Path:
+    """Where official checkpoints go: ``$DEIMV2_CKPTS`` (the notebooks set it to ``WORKSPACE/ckpts``), else ``ckpts``."""
+    return Path(os.environ.get("DEIMV2_CKPTS") or "ckpts")
+
+
+def is_coco(tune) -> bool:
+    """True for ``tune="coco"`` (any case), unless a file or folder of that name exists."""
+    return isinstance(tune, str) and tune.strip().lower() == COCO and not Path(tune).exists()
+
+
+def coco_checkpoint(
+    variant: str, ckpts_dir: str | Path | None = None, say: Callable[[str], None] = _log.info
+) -> Path | None:
+    """``tune="coco"``: the folder of ``variant``'s official COCO checkpoint (present, else downloaded), or None
+    after one Chinese line through ``say`` when it cannot be had (the caller then trains from scratch)."""
+    folder = official_checkpoint_dir(variant, ckpts_dir or default_ckpts_dir())
+    url = official_checkpoint_urls(variant, HF_BASE)["model.safetensors"]
+    present = all((folder / name).is_file() for name in HF_FILES)
+    try:
+        if present or can_reach(url):
+            return Path(download_official_checkpoint(variant, folder.parent, base=HF_BASE).path)
+        why = "离线模式 HF_HUB_OFFLINE=1" if offline() else f"连不上 {url}"
+    except WeightsError as e:
+        why = str(e).split("。")[0]
+    say(
+        f"无法下载 DEIMv2-{variant.upper()} 的官方 COCO 权重（{why}），这次从头训练；联网后重新运行即可微调，"
+        f"或把 {' 和 '.join(HF_FILES)} 放进 {folder.resolve()}。"
+    )
+    return None

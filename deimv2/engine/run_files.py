@@ -11,10 +11,30 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import load_config
 from ..errors import ConfigError
+from ..hub import coco_checkpoint, is_coco
 from ..inputs import resolve_checkpoint
+from ..variants import VARIANT_BY_BACKBONE, variant_of_config_name
 
-__all__ = ["check_not_finished", "finish_line", "resume_target"]
+__all__ = ["check_not_finished", "coco_target", "finish_line", "resume_target"]
+
+
+def coco_target(config, tune, overrides: dict, say) -> tuple[object, bool]:
+    """``(tune, from_scratch)``: ``tune="coco"`` becomes the folder of the variant's official COCO checkpoint
+    (:func:`deimv2.hub.coco_checkpoint`), or None with ``from_scratch`` True when it cannot be had (one line
+    says why); any other ``tune`` is returned as it is."""
+    if not is_coco(tune):
+        return tune, False
+    cfg = load_config(config, overrides)
+    variant = VARIANT_BY_BACKBONE.get(cfg.model.backbone.get("name")) or variant_of_config_name(cfg.name)
+    if variant is None:
+        raise ConfigError(
+            f"-t coco 要下载官方 COCO 权重，但认不出配置 {cfg.name} 是哪个官方变体（atto … x）。"
+            "请用 -c 指定变体名，或用 -t 给出权重文件的路径。"
+        )
+    path = coco_checkpoint(variant, say=say)
+    return path, path is None
 
 
 def resume_target(resume, tune, output_dir, test_only: bool) -> tuple[Path | None, Path | None, object, bool]:
