@@ -27,7 +27,8 @@ def coco_target(config, tune, overrides: dict, say) -> tuple[object, bool]:
     if not is_coco(tune):
         return tune, False
     cfg = load_config(config, overrides)
-    variant = VARIANT_BY_BACKBONE.get(cfg.model.backbone.get("name")) or variant_of_config_name(cfg.name)
+    backbone = cfg.model.backbone.get("name")  # the backbone tells the variant (a saved YAML keeps it)
+    variant = VARIANT_BY_BACKBONE.get(backbone) if backbone else variant_of_config_name(cfg.name)
     if variant is None:
         raise ConfigError(
             f"-t coco 要下载官方 COCO 权重，但认不出配置 {cfg.name} 是哪个官方变体（atto … x）。"
