@@ -90,3 +90,21 @@ def test_02_04_05_06_on_a_generated_dataset(folder):
     assert saved and {row["category_name"] for row in saved} <= set(MY_NAMES)
     drawn = texts["05_inference.ipynb"].split("分数最高的 5 个框：", 1)[1].split("\n", 1)[0]
     assert any(n in drawn for n in MY_NAMES), drawn
+
+
+def test_05_runs_under_plain_nbclient_without_output_widgets(folder):
+    """Plain nbclient (as papermill and ``jupyter nbconvert --execute`` use it), short cell time-out.
+
+    A display inside an ``Output`` widget (what ``interact`` does) makes nbclient send the widget's whole state,
+    image included, back on the shell channel while it waits there for the cell's execute reply; the reply was
+    then often read only when the cell time-out ran out. 05's slider cell therefore displays no Output widget.
+    """
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(NB_DIR / "05_inference.ipynb", as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
+    state = nb.metadata.get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    models = {s.get("model_name") for s in state.values()}
+    assert "FloatSliderModel" in models and "OutputModel" not in models, models
+    slider_cell = next(c for c in nb.cells if c.cell_type == "code" and "FloatSlider(" in c.source)
+    assert any("image/png" in o.get("data", {}) for o in slider_cell.outputs)  # the picture is shown, not in a widget
