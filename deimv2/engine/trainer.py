@@ -32,7 +32,7 @@ from ..config_checks import check_image_size
 from ..data.doctor import check_dataset
 from ..data.layout import find_dataset, read_coco_json
 from ..errors import ConfigError, DEIMv2Error, WeightsError
-from ..hub import download_hgnetv2_backbone
+from ..hub import coco_target, download_hgnetv2_backbone
 from ..inputs import resolve_checkpoint
 from ..loss import build_criterion
 from ..models.build import build_model_from_config, build_postprocessor
@@ -243,10 +243,13 @@ class Trainer:
             self.ema.module.load_state_dict(self.model.state_dict())
         return report
 
-    def load_backbone(self) -> None:
+    def load_backbone(self, required: bool = True) -> None:
         path = expected_backbone_path(self.cfg)
         if path is None:
             _say("骨干网络从随机初始化开始训练（配置没有指定预训练权重）。")
+            return
+        if not path.is_file() and not required:  # -t coco without the official weights: from scratch, as said
+            _say(f"骨干网络的预训练权重 {path.resolve()} 也没有：骨干网络从随机初始化开始训练。")
             return
         if not path.is_file():
             if self.cfg.model.backbone_type != "HGNetv2":  # DINOv3 / ViT-Tiny files: by hand, as officially
@@ -577,7 +580,7 @@ def train(
     config: str | Path | Config | Mapping = "atto",
     *,
     data: str | Path | None = None,
-    tune: str | Path | None = None,
+    tune: str | Path | None = None,  # a checkpoint, or "coco": the variant's official COCO weights (deimv2.hub)
     resume: str | Path | None = None,
     use_amp: bool | None = None,
     seed: int | None = None,
@@ -603,9 +606,10 @@ def train(
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
     check_recipe(recipe)
+    ov, kw, _ = split_auto_batch(overrides, kwargs)
+    tune, scratch = coco_target(config, tune, {**ov, **kw}, _say)  # tune="coco": the official COCO weights
     resume, tune, output_dir, into_other = resume_target(resume, tune, output_dir, test_only)
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
-    ov, kw, _ = split_auto_batch(overrides, kwargs)
     check_image_size(load_config(config, {**ov, **kw}))
     data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
     recipe_note = None
@@ -659,7 +663,7 @@ def train(
     elif tune:
         t.tune(tune)
     else:
-        t.load_backbone()
+        t.load_backbone(required=not scratch)
     if dist.is_main_process():  # after -r is accepted: a refused resume leaves the run's files as they were
         save_config(t.cfg, t.output_dir / "config.yaml")
     if recipe_note:
