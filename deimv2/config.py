@@ -30,6 +30,7 @@ from .config_sections import (
     ScheduleConfig,
     TrainConfig,
     default_of,
+    get_dotted,
     param,
     section_from_keys,
     section_from_mapping,
@@ -174,15 +175,6 @@ def yaml12_numbers(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: yaml12_numbers(v) for k, v in value.items()}
     return value
-
-
-def get_dotted(d: Mapping, key: str, default: Any = None) -> Any:
-    cur: Any = d
-    for part in key.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return default
-        cur = cur[part]
-    return cur
 
 
 def set_dotted(d: dict, key: str, value: Any) -> None:

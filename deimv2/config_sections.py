@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 __all__ = [
     "CriterionConfig",
+    "get_dotted",
     "DEIMTransformerConfig",
     "DINOv3STAsConfig",
     "DataConfig",
@@ -387,11 +388,12 @@ def _convert(f: dataclasses.Field, value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def _get_dotted(d: Mapping, key: str) -> Any:
+def get_dotted(d: Mapping, key: str, default: Any = None) -> Any:
+    """``d["a"]["b"]`` for ``key="a.b"``; ``default`` when any part is missing (the one dotted-key lookup)."""
     cur: Any = d
     for part in key.split("."):
         if not isinstance(cur, Mapping) or part not in cur:
-            return _MISSING
+            return default
         cur = cur[part]
     return cur
 
@@ -434,7 +436,7 @@ def section_from_keys(cls: type, raw: Mapping, **computed: Any) -> Any:
     for f in fields(cls):
         if f.name in values:
             continue
-        value = _get_dotted(raw, f.metadata.get("key") or f.name)
+        value = get_dotted(raw, f.metadata.get("key") or f.name, _MISSING)
         if value is not _MISSING:
             values[f.name] = _convert(f, value)
     return cls(**values)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext, redirect_stdout
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -362,16 +362,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any]:
-        import io
-
-        from pycocotools.coco import COCO
-
         module = module or (self.ema.module if self.ema is not None else self.model)
         module.eval()
-        ds = self.data.val_dataset
-        with redirect_stdout(io.StringIO()):
-            coco = COCO(str(ds.ann_file))
-        evaluator = CocoEvaluator(coco, self.category_ids, self.class_names)
+        evaluator = CocoEvaluator(self.data.val_dataset.coco, self.category_ids, self.class_names)
         for images, targets in self.data.val_loader:
             images = images.to(self.device)
             with self._autocast():
