@@ -125,7 +125,13 @@ class Trainer:
         s = cfg.schedule
         self.warmup_iter = self._effective_warmup()
         self.scheduler = FlatCosineLRScheduler(
-            self.optimizer, s.lr_gamma, self.iters_per_epoch, s.epochs, self.warmup_iter, s.flat_epoch, s.no_aug_epoch
+            self.optimizer,
+            lr_gamma=s.lr_gamma,
+            iter_per_epoch=self.iters_per_epoch,
+            total_epochs=s.epochs,
+            warmup_iter=self.warmup_iter,
+            flat_epochs=s.flat_epoch,
+            no_aug_epochs=s.no_aug_epoch,
         )
         self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
@@ -416,7 +422,12 @@ class Trainer:
                 "best_epoch": self.best_epoch,
             }
             stop = early_stop_reason(
-                cfg.train.patience, epoch, self.best_epoch, self.best_ap, cfg.schedule.epochs, self.output_dir
+                patience=cfg.train.patience,
+                epoch=epoch,
+                best_epoch=self.best_epoch,
+                best_ap=self.best_ap,
+                epochs=cfg.schedule.epochs,
+                output_dir=self.output_dir,
             )
             if stop:
                 record["stop_reason"] = stop
