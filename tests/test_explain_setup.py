@@ -3,8 +3,10 @@ validation image), and explain.teacher_gap, the quantity 08 §6 plots."""
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib
+import nbformat
 import pytest
 import torch
 
@@ -100,3 +102,15 @@ def test_teacher_gap_by_hand():
     q = q / q.sum()
     by_hand = 25 * (0.5 * math.log(0.5 / float(q[0])) + 0.5 * math.log(0.5 / float(q[1])))
     assert torch.allclose(teacher_gap([student, teacher], torch.tensor([0])), torch.tensor([by_hand]), atol=1e-5)
+
+
+def test_08_and_09_share_one_setup_cell():
+    """The setup of 08 and 09 is the same short cell around one public call (it works after ``pip install``)."""
+    nb_dir = Path(__file__).resolve().parents[1] / "notebooks"
+    cells = []
+    for name in ("08_decoder.ipynb", "09_loss.ipynb"):
+        (cell,) = [c for c in nbformat.read(nb_dir / name, as_version=4).cells if "explain_setup(" in c.source]
+        cells.append(cell.source)
+    assert cells[0] == cells[1]
+    assert "S = explain_setup(WORKSPACE)" in cells[0] and "from deimv2.notebook import explain_setup" in cells[0]
+    assert len(cells[0].splitlines()) <= 12
