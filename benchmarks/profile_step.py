@@ -54,8 +54,9 @@ def op_kind(name: str) -> str:
     return "elementwise/other"
 
 
-def build_step(variant: str, size: int, batch: int, speed: Sequence[str] = ()):
-    """The model, criterion, optimizer, EMA and one fixed batch, and ``step()`` running one training step."""
+def build_step(variant: str, size: int, batch: int, speed: Sequence[str] = (), device: str = "cpu", amp_dtype=None):
+    """The model, criterion, optimizer, EMA and one fixed batch on ``device``, and ``step()`` running one training
+    step (``amp_dtype``: CUDA autocast of the forward, as ``use_amp``; fp16 with a GradScaler)."""
     import torch
     from torch.profiler import record_function
     from train_step import make_batch
@@ -67,10 +68,11 @@ def build_step(variant: str, size: int, batch: int, speed: Sequence[str] = ()):
     from deimv2.models.build import build_model
 
     torch.manual_seed(0)
-    plan = SpeedPlan(SpeedOptions.from_names(speed), torch.device("cpu"))
-    model = plan.prepare_model(build_model(variant, eval_spatial_size=[size, size]))
+    dev = torch.device(device)
+    plan = SpeedPlan(SpeedOptions.from_names(speed), dev)
+    model = plan.prepare_model(build_model(variant, eval_spatial_size=[size, size]).to(dev))
     cfg = model.config
-    criterion = build_criterion(cfg)
+    criterion = build_criterion(cfg).to(dev)
     o = cfg.optimizer
     optimizer = build_optimizer(model, o.param_groups, o.lr, o.betas, o.weight_decay)
     ema = ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmups)
@@ -83,22 +85,31 @@ def build_step(variant: str, size: int, batch: int, speed: Sequence[str] = ()):
 
     criterion.matcher.forward = timed_matcher
     images, targets = make_batch(size, size, batch, cfg.num_classes)
-    images = plan.prepare_images(images)
+    images = plan.prepare_images(images.to(dev))
+    targets = [{k: v.to(dev) for k, v in t.items()} for t in targets]
+    amp = torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype is not None else plan.autocast()
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     model.train()
     criterion.train()
     clip = cfg.train.clip_max_norm
 
     def step() -> float:
-        with record_function("forward"), plan.autocast():
+        with record_function("forward"), amp:
             outputs = run_model(images, targets=targets)
         with record_function("criterion"):
             loss = sum(criterion(outputs, targets, epoch=0, step=0, global_step=0, epoch_step=1).values())
         with record_function("backward"):
-            loss.backward()
+            (scaler.scale(loss) if scaler else loss).backward()
         with record_function("clip"):
+            if scaler:
+                scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         with record_function("optimizer"):
-            optimizer.step()
+            if scaler:
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         with record_function("ema"):
             ema.update(model)

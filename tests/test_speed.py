@@ -131,12 +131,16 @@ def test_loader_settings_by_free_cores(monkeypatch):
 
 def test_compile_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv(speed.CACHE_ENV, raising=False)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "缓存 目录"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "缓存目录"))
     path = speed.enable_compile_cache()
-    assert path == tmp_path / "缓存 目录" / "deimv2" / "inductor" and path.is_dir()
+    assert path == tmp_path / "缓存目录" / "deimv2" / "inductor" and path.is_dir()
     assert os.environ[speed.CACHE_ENV] == str(path)
     monkeypatch.setenv(speed.CACHE_ENV, str(tmp_path / "mine"))  # the user's own setting wins
     assert speed.compile_cache_dir() == tmp_path / "mine"
+    monkeypatch.delenv(speed.CACHE_ENV)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "张 三"))  # inductor's C++ command line breaks on a space
+    monkeypatch.setattr(speed.tempfile, "gettempdir", lambda: str(tmp_path / "临时"))
+    assert speed.compile_cache_dir() == tmp_path / "临时" / "deimv2-inductor"
 
 
 def test_trainer_applies_the_options(tiny_coco, tmp_path):

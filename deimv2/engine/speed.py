@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,11 +53,21 @@ def cpu_bf16_supported() -> bool:
 
 def compile_cache_dir() -> Path:
     """``$TORCHINDUCTOR_CACHE_DIR`` when set, else ``deimv2/inductor`` in the user's cache folder (kept across
-    reboots, unlike torch's default in the temporary folder)."""
+    reboots, unlike torch's default in the temporary folder). Inductor passes the folder unquoted to the C++
+    compiler, so a folder with a space (``C:/Users/张 三``) is replaced by one in the temporary folder."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
-    return Path(base) / "deimv2" / "inductor"
+    path = Path(base) / "deimv2" / "inductor"
+    if " " in str(path):
+        path = Path(tempfile.gettempdir()) / "deimv2-inductor"
+    if " " in str(path):
+        log.warning(
+            "torch.compile 的缓存目录 %s 含空格，C++ 编译可能失败；请设置环境变量 %s 为不含空格的目录。",
+            path,
+            CACHE_ENV,
+        )
+    return path
 
 
 def enable_compile_cache() -> Path:
