@@ -155,7 +155,13 @@ class SpeedPlan:
         The compiled wrapper shares the parameters of ``module`` (save and load ``module``, not the wrapper)."""
         if not self.options.compile:
             return module
-        path = enable_compile_cache() if self.options.compile_backend == "inductor" else None
+        path = None
+        if self.options.compile_backend == "inductor":
+            path = enable_compile_cache()
+            import torch._inductor.config as inductor_config
+
+            # the denoising queries' random draws: eager's generator, not inductor's own (same noise, same seed)
+            inductor_config.fallback_random = True
         log.info("torch.compile (%s), cache %s", self.options.compile_backend, path)
         return torch.compile(module, backend=self.options.compile_backend)
 
