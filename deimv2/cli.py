@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="文件夹推理时提前解码图片的进程数（默认 0：在主进程里解码；有空闲 CPU 核或用 GPU 推理时可设 2–4）",
     )
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="分块推理：把大图切成 tile×tile 像素的重叠小块分别检测再合并（按类别 NMS，IoU 0.5），"
+        '适合大图里的小目标，如 --tile 640；默认不分块（整图缩放到模型输入尺寸）。需要 pip install "deimv2[apps]"',
+    )
+    p.add_argument("--overlap", type=float, default=0.2, help="分块推理时相邻两块的重叠比例（默认 0.2）")
 
     p = sub.add_parser("export", help="导出 ONNX")
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
@@ -223,6 +230,8 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         save_json=a.save_json,
         backend=a.backend,
         num_workers=a.workers,
+        tile=a.tile,
+        overlap=a.overlap,
     )
     return 0
 

@@ -86,6 +86,12 @@ class Prediction:
             )
         return out
 
+    def to_supervision(self) -> Any:
+        """``supervision.Detections`` (xyxy, confidence, class_id, ``data["class_name"]``); needs the ``apps`` extra."""
+        from .apps.interop import to_detections
+
+        return to_detections(self.boxes, self.scores, self.labels, self.names)
+
     def to_dict(self) -> dict:
         return {
             "path": self.path,
@@ -270,6 +276,8 @@ class Detector:
         max_det: int | None = None,
         classes: Sequence[str | int] | None = None,
         keep_images: bool = True,
+        tile: int | None = None,
+        overlap: float = 0.2,
     ):
         """An image -> :class:`Prediction`; a list of them (or an ``(N, H, W, 3)`` array) -> list (batched in chunks).
 
@@ -277,6 +285,8 @@ class Detector:
         :func:`deimv2.data.images.as_rgb_image` (numpy: RGB ``(H, W, 3)``, uint8 or float 0-1; torch: ``(3, H, W)``).
         ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
         lists of paths to save memory (``plot()`` then reads the file again).
+        ``tile``: tiled inference for small objects in large images, ``tile × tile`` pieces overlapping by
+        ``overlap`` (a share), merged by class (:mod:`deimv2.apps.tiling`; needs the ``apps`` extra).
         """
         items, is_list = _as_list(inputs)
         conf = self.conf if conf is None else check_conf(conf)
@@ -286,8 +296,50 @@ class Detector:
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             images = [as_rgb_image(it) for it in chunk]
-            out.extend(self._run(images, [_source_path(it) for it in chunk], conf, max_det, keep, keep_images))
+            paths = [_source_path(it) for it in chunk]
+            if tile is not None:
+                out.extend(
+                    self._run_tiled(im, p, conf, max_det, keep, keep_images, tile, overlap)
+                    for im, p in zip(images, paths)
+                )
+                continue
+            out.extend(self._run(images, paths, conf, max_det, keep, keep_images))
         return out if is_list else out[0]
+
+    def detections(self, inputs: Any, **kwargs: Any):
+        """As :meth:`predict`, but ``supervision.Detections`` (one, or a list) instead of :class:`Prediction`."""
+        preds = self.predict(inputs, **kwargs)
+        return [p.to_supervision() for p in preds] if isinstance(preds, list) else preds.to_supervision()
+
+    def track(self, frames: Any, **kwargs: Any):
+        """Track objects through video frames (an iterable of images or a video file) with ByteTrack: yields one
+        ``supervision.Detections`` per frame with ``tracker_id``; see :func:`deimv2.apps.track.track_frames`."""
+        from .apps.track import track_frames
+
+        return track_frames(self, frames, **kwargs)
+
+    def _run_tiled(self, image, path, conf, max_det, keep, keep_image, tile, overlap) -> Prediction:
+        from .apps.tiling import tiled_detections
+
+        def run(arrays):
+            pieces = [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
+            return [
+                p.to_supervision() for p in self._run(pieces, [None] * len(pieces), conf, self.max_det, keep, False)
+            ]
+
+        det = tiled_detections(np.asarray(image), run, tile=tile, overlap=overlap, batch_size=self.batch_size)[:max_det]
+        ids = det.class_id.tolist()
+        return Prediction(
+            boxes=torch.as_tensor(det.xyxy, dtype=torch.float32).reshape(-1, 4),
+            scores=torch.as_tensor(det.confidence, dtype=torch.float32).reshape(-1),
+            labels=torch.as_tensor(det.class_id, dtype=torch.int64).reshape(-1),
+            names=[self.class_names[j] for j in ids],
+            category_ids=[self.category_ids[j] for j in ids],
+            image_size=tuple(image.size),
+            path=path,
+            image=image if keep_image else None,
+            class_names=self.class_names,
+        )
 
     def _run(self, images, paths, conf, max_det, keep, keep_images) -> list[Prediction]:
         batch, sizes = self.preprocess(images)
@@ -409,13 +461,15 @@ def predict_cli(
     classes=None,
     backend="auto",
     num_workers=0,
+    tile=None,
+    overlap=0.2,
 ) -> dict:
     """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
 
     ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
     these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics; ``backend`` as in
     :class:`Detector`; ``num_workers``: processes decoding a folder ahead of the model (default none, see
-    :mod:`deimv2.stream`).
+    :mod:`deimv2.stream`); ``tile`` / ``overlap``: tiled inference, as in :meth:`Detector.predict`.
     """
     if source is None or not Path(source).exists():
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
@@ -425,6 +479,10 @@ def predict_cli(
     from .outputs import ensure_output_dir
 
     conf, max_det = check_conf(conf, "--conf"), check_max_det(max_det, "--max-det")
+    if tile is not None:
+        from .apps.tiling import check_tiling
+
+        check_tiling(tile, overlap)
     resolve_device(device)  # a bad -d is refused before anything is written
     source, output = Path(source), Path(output)
     if source.is_dir():
@@ -466,7 +524,7 @@ def predict_cli(
         f"置信度阈值 {det.conf:g}"
     )
     if _is_video(source) and not source.is_dir():
-        return _predict_video(det, source, output, save_json)
+        return _predict_video(det, source, output, save_json, tile=tile, overlap=overlap)
 
     from .stream import decoded_batches
 
@@ -477,7 +535,7 @@ def predict_cli(
         chunk = [(i, im) for i, im, err in batch if err is None]
         if not chunk:
             continue
-        preds = det.predict([im for _, im in chunk])
+        preds = det.predict([im for _, im in chunk], tile=tile, overlap=overlap)
         for (i, _), pred in zip(chunk, preds):
             src, dst, rel = jobs[i]
             pred.path = str(src)
@@ -532,7 +590,7 @@ def _import_cv2():
     return cv2
 
 
-def _predict_video(det: Detector, source: Path, output: Path, save_json: bool) -> dict:
+def _predict_video(det: Detector, source: Path, output: Path, save_json: bool, **tiling: Any) -> dict:
     cv2 = _import_cv2()
     target = output if output.suffix.lower() in VIDEO_EXTS else output / (source.stem + ".mp4")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -550,7 +608,7 @@ def _predict_video(det: Detector, source: Path, output: Path, save_json: bool) -
     try:
         with closing(video_batches(cap, det.batch_size)) as batches:  # decoded in a background thread, in order
             for batch in batches:
-                for pred in det.predict(batch):
+                for pred in det.predict(batch, **tiling):
                     writer.write(np.asarray(pred.plot())[:, :, ::-1].copy())
                     rows.extend({"file_name": source.name, "frame": frames, **r} for r in pred.to_coco(image_id=frames))
                     total += len(pred)
