@@ -122,6 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simplify", action="store_true", help="用 onnxsim 简化（L/X 会自动跳过）")
     p.add_argument("--check", action="store_true", help="用 onnxruntime 运行并与 PyTorch 比较")
 
+    # -- after training (deimv2/apps, notebook 10)
+    p = sub.add_parser("track", help="视频目标跟踪（ByteTrack）：画出轨迹编号和中文类别名，另存 MOT 格式文本")
+    p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
+    p.add_argument("-i", "--input", required=True, help="视频文件（mp4/avi/mov/mkv）")
+    p.add_argument("-o", "--output", default="outputs/track/track.mp4", help="输出视频（旁边另存同名 .txt，MOT 格式）")
+    p.add_argument("--conf", type=float, help="开始/确认轨迹的置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值）")
+    p.add_argument("--tile", type=int, help="分块推理的块大小（大画面里的小目标），默认不分块")
+    p.add_argument("--overlap", type=float, default=0.2, help="分块推理时相邻两块的重叠比例（默认 0.2）")
+    p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
+
     p = sub.add_parser("demo", help="一条命令跑完整个教程流程：转换 → 检查 → 训练 → 评估 → 推理")
     p.add_argument("--output-dir", default="outputs/demo", help="输出目录（默认 outputs/demo）")
     p.add_argument("--epochs", type=int, help="训练轮数（默认按 DEIMV2_FAST 决定）")
@@ -251,6 +261,25 @@ def _cmd_export(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_track(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .apps.track import track_video
+    from .errors import DatasetError
+    from .predict import Detector
+
+    if not Path(a.input).is_file():
+        raise DatasetError(f"输入视频 {a.input} 不存在。请用 -i 给出一个视频文件（mp4/avi/mov/mkv）。")
+    tiling = {"tile": a.tile, "overlap": a.overlap} if a.tile else {}
+    det = Detector.from_checkpoint(a.resume, device=a.device, conf=a.conf)
+    info = track_video(det, a.input, a.output, **tiling)
+    print(
+        f"已跟踪 {info['frames']} 帧，共 {info['tracks']} 条轨迹；结果视频 {info['output'].resolve()}，"
+        f"MOT 格式文本 {info['mot'].resolve()}（每行：帧号,轨迹编号,x,y,宽,高,置信度,-1,-1,-1）"
+    )
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -336,6 +365,7 @@ COMMANDS = {
     "eval": _cmd_eval,
     "predict": _cmd_predict,
     "export": _cmd_export,
+    "track": _cmd_track,
     "demo": _cmd_demo,
     "yolo2coco": _cmd_yolo2coco,
     "coco2yolo": _cmd_coco2yolo,
