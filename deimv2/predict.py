@@ -88,7 +88,7 @@ class Prediction:
 
     def to_supervision(self) -> Any:
         """``supervision.Detections`` (xyxy, confidence, class_id, ``data["class_name"]``); needs the ``apps`` extra."""
-        from .apps.interop import to_detections
+        from .interop import to_detections
 
         return to_detections(self.boxes, self.scores, self.labels, self.names)
 
@@ -286,7 +286,7 @@ class Detector:
         ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
         lists of paths to save memory (``plot()`` then reads the file again).
         ``tile``: tiled inference for small objects in large images, ``tile × tile`` pieces overlapping by
-        ``overlap`` (a share), merged by class (:mod:`deimv2.apps.tiling`; needs the ``apps`` extra).
+        ``overlap`` (a share), merged by class (:mod:`deimv2.tiling`; needs the ``apps`` extra).
         """
         items, is_list = _as_list(inputs)
         conf = self.conf if conf is None else check_conf(conf)
@@ -313,13 +313,13 @@ class Detector:
 
     def track(self, frames: Any, **kwargs: Any):
         """Track objects through video frames (an iterable of images or a video file) with ByteTrack: yields one
-        ``supervision.Detections`` per frame with ``tracker_id``; see :func:`deimv2.apps.track.track_frames`."""
-        from .apps.track import track_frames
+        ``supervision.Detections`` per frame with ``tracker_id``; see :func:`deimv2.tracking.track_frames`."""
+        from .tracking import track_frames
 
         return track_frames(self, frames, **kwargs)
 
     def _run_tiled(self, image, path, conf, max_det, keep, keep_image, tile, overlap) -> Prediction:
-        from .apps.tiling import tiled_detections
+        from .tiling import tiled_detections
 
         def run(arrays):
             pieces = [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
@@ -480,7 +480,7 @@ def predict_cli(
 
     conf, max_det = check_conf(conf, "--conf"), check_max_det(max_det, "--max-det")
     if tile is not None:
-        from .apps.tiling import check_tiling
+        from .tiling import check_tiling
 
         check_tiling(tile, overlap)
     resolve_device(device)  # a bad -d is refused before anything is written

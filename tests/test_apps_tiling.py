@@ -12,7 +12,7 @@ from deimv2.errors import ConfigError
 from deimv2.predict import Detector
 
 sv = pytest.importorskip("supervision")
-from deimv2.apps.tiling import TILE_IOU, tile_offsets, tiled_detections  # noqa: E402
+from deimv2.tiling import TILE_IOU, tile_offsets, tiled_detections  # noqa: E402
 
 
 def test_tile_grid_is_full_size_and_reaches_the_border():

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from .errors import ConfigError
 from .interop import require
 
 __all__ = ["MERGES", "TILE_IOU", "check_tiling", "tile_offsets", "tiled_detections"]

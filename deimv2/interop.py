@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DEIMv2Error
+from .errors import DEIMv2Error
 
 __all__ = ["APPS_INSTALL", "require", "to_detections"]
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from ..draw import color_for, draw_detections
-from ..errors import DatasetError
+from .draw import color_for, draw_detections
+from .errors import DatasetError
 from .interop import require
 
 __all__ = ["LOW_CONF", "draw_tracks", "make_tracker", "mot_lines", "read_video", "track_frames", "track_video"]
