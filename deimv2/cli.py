@@ -139,6 +139,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=0.2, help="分块推理时相邻两块的重叠比例（默认 0.2）")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
 
+    p = sub.add_parser("app", help="网页演示（Gradio）：上传图片、调置信度、选类别、分块推理")
+    p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
+    p.add_argument("--port", type=int, help="端口（默认 7860 起第一个空闲的）")
+    p.add_argument("--share", action="store_true", help="申请 Gradio 临时公网链接（默认只在本机可访问）")
+    p.add_argument("--conf", type=float, help="滑块的初始置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值）")
+    p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
+
     p = sub.add_parser("demo", help="一条命令跑完整个教程流程：转换 → 检查 → 训练 → 评估 → 推理")
     p.add_argument("--output-dir", default="outputs/demo", help="输出目录（默认 outputs/demo）")
     p.add_argument("--epochs", type=int, help="训练轮数（默认按 DEIMV2_FAST 决定）")
@@ -304,6 +311,14 @@ def _cmd_track(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_app(a: argparse.Namespace) -> int:
+    from .apps.webapp import launch_app
+
+    print("正在启动网页演示（按 Ctrl-C 停止）……" + ("已申请公网链接：任何拿到链接的人都能访问。" if a.share else ""))
+    launch_app(a.resume, share=a.share, port=a.port, device=a.device, conf=a.conf)
+    return 0
+
+
 def _cmd_demo(a: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -390,6 +405,7 @@ COMMANDS = {
     "predict": _cmd_predict,
     "export": _cmd_export,
     "track": _cmd_track,
+    "app": _cmd_app,
     "demo": _cmd_demo,
     "yolo2coco": _cmd_yolo2coco,
     "coco2yolo": _cmd_coco2yolo,
