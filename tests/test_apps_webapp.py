@@ -57,3 +57,17 @@ def test_build_app_is_a_gradio_page(det):
     assert isinstance(app, gr.Blocks)
     ids = {getattr(b, "elem_id", None) for b in app.blocks.values()}
     assert {"deimv2-input", "deimv2-conf", "deimv2-classes", "deimv2-tile", "deimv2-summary"} <= ids
+
+
+def test_cli_lists_new_commands_and_refuses_a_missing_checkpoint(tmp_path, capsys):
+    from deimv2.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "track" in out and "app" in out
+    with pytest.raises(SystemExit):
+        main(["app", "--help"])
+    assert "--share" in capsys.readouterr().out
+    assert main(["app", "-r", str(tmp_path / "没有 的.pth")]) == 2  # a clear error, no server started
+    assert "没有 的.pth" in capsys.readouterr().err
