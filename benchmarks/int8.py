@@ -38,7 +38,7 @@ def trained_epochs(ckpt: Path) -> int | None:
         return None
     rows = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines() if line.strip()]
     epochs = [r["epoch"] for r in rows if isinstance(r.get("epoch"), int)]
-    return max(epochs) if epochs else None
+    return max(epochs) + 1 if epochs else None  # log.jsonl counts epochs from 0
 
 
 def main(argv: list[str] | None = None) -> dict:
