@@ -42,7 +42,7 @@ def trained_epochs(ckpt: Path) -> int | None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from deimv2.apps.quantize import CALIB_IMAGES, int8_detector, quantize_int8
+    from deimv2.apps.quantize import CALIB_IMAGES, calibration_images, int8_detector, quantize_int8
     from deimv2.predict import Detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     t0 = time.perf_counter()
     xml = quantize_int8(ckpt, a.calib, output=Path(tempfile.mkdtemp()) / "best_int8.xml")
     quant_s = time.perf_counter() - t0
-    n_calib = min(CALIB_IMAGES, len(list(Path(a.calib).glob("*.jpg"))))
+    n_calib = len(calibration_images(a.calib, CALIB_IMAGES))
 
     torch.set_num_threads(2)
     f32 = Detector.from_checkpoint(ckpt, conf=0.01, backend="openvino")
