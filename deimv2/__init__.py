@@ -31,6 +31,7 @@ _EXPORTS = {
     "coco_to_yolo": "deimv2.data.convert",
     "check_dataset": "deimv2.data.doctor",
     "run_demo": "deimv2.demo",
+    "plot_training_curves": "deimv2.engine.logger",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from .errors import ConfigError, DEIMv2Error
+from .errors import ConfigError, DEIMv2Error, WeightsError
 from .graph import build_graph, write_onnx
 
 __all__ = [
@@ -42,8 +42,11 @@ __all__ = [
     "cached_onnx",
     "family",
     "make_backend",
+    "ONNX_METADATA_KEY",
+    "onnx_file_backend",
     "ort_session",
     "package_version",
+    "read_onnx_metadata",
     "runtime_available",
 ]
 
@@ -398,3 +401,61 @@ def make_backend(
                 "改用下一个后端（结果相同，只是更慢）。"
             )
     return torch_backend(graph, cfg, device, deployed)
+
+
+# --------------------------------------------------------------------------- exported files
+#: the ``metadata_props`` key under which ``deimv2 export`` stores a JSON of the config, class names and ids
+ONNX_METADATA_KEY = "deimv2"
+
+
+def read_onnx_metadata(path: str | Path) -> dict:
+    """The JSON that ``deimv2 export`` wrote into an ONNX file (``config``, ``class_names``, ``category_ids``,
+    ``conf_threshold``); a WeightsError naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"ONNX 文件 {path} 不存在。请检查路径，或给出训练得到的 .pth。")
+    try:
+        import onnx
+
+        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    except ImportError:
+        raise DEIMv2Error("读取 ONNX 文件需要 onnx：请运行 pip install onnx onnxruntime。") from None
+    except Exception as e:  # noqa: BLE001 - any parse failure is the file's problem
+        raise WeightsError(
+            f"无法读取 ONNX 文件 {path}（{type(e).__name__}: {str(e)[:200]}）：文件可能不完整或不是 ONNX。"
+            "请重新导出（deimv2 export -r 权重.pth），或直接给出 .pth。"
+        ) from None
+    if ONNX_METADATA_KEY not in props:
+        raise WeightsError(
+            f"{path} 是 ONNX 模型，但里面没有 deimv2 export 写入的配置和类别名（可能由别的工具或旧版本导出）。"
+            f"修复：用 deimv2 export -r 权重.pth 重新导出，或直接给出导出它的 .pth。"
+        )
+    return json.loads(props[ONNX_METADATA_KEY])
+
+
+def onnx_file_backend(backend: str, path: str | Path, cfg, device: torch.device) -> Any:
+    """An OpenVINO / ONNX Runtime backend running an exported file ``path`` (CPU only; torch cannot read ONNX).
+    ``"auto"``: the runtimes of :data:`AUTO_CPU` for the family, then ONNX Runtime."""
+    if backend not in BACKENDS:
+        return make_backend(backend, None, cfg, device)  # the unknown-backend error
+    if backend == "torch":
+        raise ConfigError(
+            f"{path} 是导出的 ONNX 模型，不能用 PyTorch 后端（backend='torch' / --backend torch）运行。"
+            "修复：去掉这个选项（自动用 OpenVINO 或 onnxruntime），或给出导出它的 .pth。"
+        )
+    if device.type != "cpu":
+        raise ConfigError(
+            f"{path} 是导出的 ONNX 模型，只能在 CPU 上用 OpenVINO 或 onnxruntime 运行，当前设备是 {device}。"
+            "修复：-d cpu；GPU 推理请给出导出它的 .pth，或按 docs/tensorrt.md 转成 TensorRT 引擎。"
+        )
+    order = tuple(dict.fromkeys([*auto_order(cfg), "onnxruntime"])) if backend == "auto" else (backend,)
+    installed = [name for name in order if runtime_available(name)]
+    if not installed:
+        need = " ".join(dict.fromkeys(m for name in order for m in _NEEDS[name]))
+        raise DEIMv2Error(f"运行 ONNX 文件 {path} 需要 {' 或 '.join(order)}：请运行 pip install {need}。")
+    for name in installed[:-1]:
+        try:
+            return _CLASSES[name](path)
+        except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file: the next one
+            print(f"提示：{name} 加载 {path} 失败（{type(e).__name__}: {str(e)[:200]}），改用下一个后端。")
+    return _CLASSES[installed[-1]](path)

@@ -56,7 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="训练（或 --test-only 只评估）")
     _add_common_train(p)
     g = p.add_mutually_exclusive_group()
-    g.add_argument("-t", "--tune", help="从这个 checkpoint 微调（只加载权重，类别数不同的分类头会被跳过）")
+    g.add_argument(
+        "-t",
+        "--tune",
+        help="从这个 checkpoint 微调（只加载权重，类别数不同的分类头会被跳过）；-t coco：下载官方 COCO 权重并微调，离线时从头训练",
+    )
     g.add_argument("-r", "--resume", help="从这个 checkpoint 继续训练（学习率、EMA、轮数都接着来）")
     p.add_argument("--use-amp", action="store_true", help="使用混合精度（只在 CUDA 上生效）")
     p.add_argument("--seed", type=int, help="随机种子")

@@ -30,6 +30,7 @@ from .config_sections import (
     ScheduleConfig,
     TrainConfig,
     default_of,
+    get_dotted,
     param,
     section_from_keys,
     section_from_mapping,
@@ -135,8 +136,8 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
     """``["a.b=1", "epoches=62"]`` (the seed's ``--update`` syntax) -> ``{"a.b": 1, "epoches": 62}``."""
     if items is None:
         return {}
-    if isinstance(items, Mapping):
-        return dict(items)
+    if isinstance(items, Mapping):  # keyword arguments: a string value reads as it would after -u key=
+        return {k: parse_value(v) if isinstance(v, str) else v for k, v in items.items()}
     out: dict[str, Any] = {}
     for item in items:
         if "=" not in item:
@@ -147,13 +148,19 @@ def parse_overrides(items: Iterable[str] | Mapping[str, Any] | None) -> dict[str
         key = key.strip()
         if not key:
             raise ConfigError(f"覆盖参数 '{item}' 的键为空。")
-        try:
-            parsed = yaml.safe_load(value) if value.strip() else None
-        except yaml.YAMLError:
-            parsed = value
-        quoted = value.strip()[:1] in ("'", '"')
-        out[key] = parsed if quoted else yaml12_numbers(parsed)
+        out[key] = parse_value(value)
     return out
+
+
+def parse_value(value: str) -> Any:
+    """One override value as ``-u key=value`` reads it: YAML (``true``, ``[1, 2]``, ``0.5``) with YAML 1.2 numbers
+    (``1e-3`` is a float); a quoted value stays text."""
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else None
+    except yaml.YAMLError:
+        parsed = value
+    quoted = value.strip()[:1] in ("'", '"')
+    return parsed if quoted else yaml12_numbers(parsed)
 
 
 _YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
@@ -168,15 +175,6 @@ def yaml12_numbers(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: yaml12_numbers(v) for k, v in value.items()}
     return value
-
-
-def get_dotted(d: Mapping, key: str, default: Any = None) -> Any:
-    cur: Any = d
-    for part in key.split("."):
-        if not isinstance(cur, Mapping) or part not in cur:
-            return default
-        cur = cur[part]
-    return cur
 
 
 def set_dotted(d: dict, key: str, value: Any) -> None:
@@ -426,7 +424,7 @@ def load_config(
         raw, cfg_name, source = read_yaml(path), path.stem, str(path)
     raw.pop("__name__", None)
     ov = parse_overrides(overrides)
-    ov.update(kwargs)
+    ov.update(parse_overrides(kwargs))
     recipe = milestones_of(raw)
     # the batch size the recipe's LRs/EMA/warm-ups were tuned for (see deimv2.batch_rule), before any override
     raw.setdefault("reference_batch_size", get_dotted(raw, "train_dataloader.total_batch_size"))

@@ -12,7 +12,7 @@ import difflib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .config_sections import STRICT_SECTIONS
+from .config_sections import STRICT_SECTIONS, get_dotted
 from .errors import ConfigError
 
 if TYPE_CHECKING:
@@ -48,7 +48,8 @@ _INT_MIN = {
     "num_classes": 1,
     "accumulate": 1,
     "warmup_iter": 0,
-    "checkpoint_freq": 1,
+    "checkpoint_freq": 0,
+    "print_freq": 0,
     "seed": 0,
     "DEIMTransformer.num_queries": 1,
     "PostProcessor.num_top_queries": 1,
@@ -56,20 +57,12 @@ _INT_MIN = {
 _POSITIVE = ("optimizer.lr", "optimizer.weight_decay", "lr_gamma", "clip_max_norm")
 
 
-def _get_dotted(d: Mapping, key: str) -> Any:
-    for part in key.split("."):
-        if not isinstance(d, Mapping) or part not in d:
-            return None
-        d = d[part]
-    return d
-
-
 def known_keys(raw: Mapping, aliases: Mapping[str, str]) -> set[str]:
     """Every dotted key of ``raw`` (sections and leaves), the ``aliases``, :data:`OPTIONAL_KEYS` and every field of
     the typed sections ``raw`` has (:data:`~deimv2.config_sections.STRICT_SECTIONS`), set in the file or not."""
     out: set[str] = set(aliases) | set(OPTIONAL_KEYS)
     for section, cls in STRICT_SECTIONS.items():
-        if _get_dotted(raw, section) is not None:
+        if get_dotted(raw, section) is not None:
             out.update(f"{section}.{f}" for f in cls.__dataclass_fields__)
 
     def walk(d: Mapping, prefix: str) -> None:
@@ -111,7 +104,7 @@ def validate_overrides(raw: Mapping, overrides: Mapping[str, Any], aliases: Mapp
     for given, value in overrides.items():
         key = aliases.get(given, given)
         shown = given if given == key else f"{given}（即 {key}）"
-        old = _get_dotted(raw, key)
+        old = get_dotted(raw, key)
         if (
             value is None
             or old is None

@@ -21,6 +21,7 @@ from .errors import ConfigError
 
 __all__ = [
     "CriterionConfig",
+    "get_dotted",
     "DEIMTransformerConfig",
     "DINOv3STAsConfig",
     "DataConfig",
@@ -232,22 +233,30 @@ class ModelConfig(Section):
 # --------------------------------------------------------------------------- loss sections
 @dataclass(frozen=True)
 class MatcherConfig(Section):
-    """``DEIMCriterion.matcher``: the Hungarian matcher (costs and its late switch). Notebook 09 §2."""
+    """``DEIMCriterion.matcher``: the Hungarian matcher (costs and its late switch). Notebook 09 §2.
+
+    The defaults are the official ``configs/base/deimv2.yml``; ``HungarianMatcher`` takes its defaults from here."""
 
     weight_dict: dict = param({"cost_class": 2, "cost_bbox": 5, "cost_giou": 2}, "Weight of each matching cost.")
     alpha: float = param(0.25, "Focal-cost alpha of the class cost.")
     gamma: float = param(2.0, "Focal-cost gamma of the class cost.")
-    change_matcher: bool = param(False, "Switch to the IoU-ordered cost at matcher_change_epoch.")
-    iou_order_alpha: float = param(1.0, "Exponent of the IoU term of the switched cost.")
-    matcher_change_epoch: int = param(10000, "Epoch (0-based) at which the matcher switches.")
+    change_matcher: bool = param(True, "Switch to the IoU-ordered cost at matcher_change_epoch.")
+    iou_order_alpha: float = param(4.0, "Exponent of the IoU term of the switched cost.")
+    matcher_change_epoch: int = param(45, "Epoch (0-based) at which the matcher switches.")
 
 
 @dataclass(frozen=True)
 class CriterionConfig(Section):
-    """``DEIMCriterion``: MAL class loss + L1/GIoU box losses (+ FGL/DDF localisation losses). Notebook 09."""
+    """``DEIMCriterion``: MAL class loss + L1/GIoU box losses (+ FGL/DDF localisation losses). Notebook 09.
 
-    weight_dict: dict = param({}, "Weight of each loss term (loss_mal, loss_bbox, loss_giou, loss_fgl, loss_ddf).")
-    losses: list = param(["mal", "boxes"], "Loss groups: mal (class), boxes (L1 + GIoU), local (FGL + DDF).")
+    The defaults are the official ``configs/base/deimv2.yml`` (Atto/Femto/Pico change ``losses``, ``use_uni_set``
+    and the matcher's epoch); ``DEIMCriterion`` and ``build_criterion`` take their defaults from here."""
+
+    weight_dict: dict = param(
+        {"loss_mal": 1, "loss_bbox": 5, "loss_giou": 2, "loss_fgl": 0.15, "loss_ddf": 1.5},
+        "Weight of each loss term (loss_mal, loss_bbox, loss_giou, loss_fgl, loss_ddf).",
+    )
+    losses: list = param(["mal", "boxes", "local"], "Loss groups: mal (class), boxes (L1 + GIoU), local (FGL + DDF).")
     matcher: MatcherConfig = param(MatcherConfig(), "The Hungarian matcher.")
     gamma: float = param(1.5, "Exponent of the matchability-aware loss (MAL).")
     alpha: float = param(0.75, "Weight of negatives in MAL.")
@@ -341,12 +350,14 @@ class TrainConfig(Section):
         0.9999, "EMA decay after the restart at stop_epoch.", key="train_dataloader.collate_fn.ema_restart_decay"
     )
     clip_max_norm: float = param(0.1, "Gradient clipping: maximum global L2 norm; 0 = off.")
-    checkpoint_freq: int = param(5, "Save an extra checkpoint every this many epochs.")
+    checkpoint_freq: int = param(
+        5, "Also save checkpoint<epoch>.pth every this many epochs, as the official solver; 0 = off."
+    )
     sync_bn: bool = param(True, "SyncBatchNorm with several GPUs.")
     find_unused_parameters: bool = param(True, "DDP find_unused_parameters.")
     seed: int = param(0, "Random seed (deimv2 key).")
     accumulate: int = param(1, "Gradient accumulation steps (deimv2 key).")
-    print_freq: int = param(100, "Log every this many iterations.")
+    print_freq: int = param(100, "Without a progress bar: print the loss every this many optimizer steps; 0 = off.")
     patience: int = param(0, "Early stopping: epochs without a better val AP; 0 = off (the official recipe).")
     scale_lr: bool = param(
         True, "Scale LR, EMA decay and warm-ups when the batch differs from reference_batch_size (deimv2 key)."
@@ -377,11 +388,12 @@ def _convert(f: dataclasses.Field, value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def _get_dotted(d: Mapping, key: str) -> Any:
+def get_dotted(d: Mapping, key: str, default: Any = None) -> Any:
+    """``d["a"]["b"]`` for ``key="a.b"``; ``default`` when any part is missing (the one dotted-key lookup)."""
     cur: Any = d
     for part in key.split("."):
         if not isinstance(cur, Mapping) or part not in cur:
-            return _MISSING
+            return default
         cur = cur[part]
     return cur
 
@@ -424,7 +436,7 @@ def section_from_keys(cls: type, raw: Mapping, **computed: Any) -> Any:
     for f in fields(cls):
         if f.name in values:
             continue
-        value = _get_dotted(raw, f.metadata.get("key") or f.name)
+        value = get_dotted(raw, f.metadata.get("key") or f.name, _MISSING)
         if value is not _MISSING:
             values[f.name] = _convert(f, value)
     return cls(**values)

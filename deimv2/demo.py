@@ -88,7 +88,9 @@ def run_demo(
     print("【5/5】推理并画框")
     detector = Detector.from_checkpoint(best, device=device, conf=0.3)
     images = sorted((data_dir / "valid").glob("*.jpg"))[:8]
-    pred_dir = out / "predictions"
+    pred_dir, n = out / "predictions", 2
+    while pred_dir.exists() and any(pred_dir.iterdir()):  # an earlier demo's images stay as they are
+        pred_dir, n = out / f"predictions-{n}", n + 1
     pred_dir.mkdir(parents=True, exist_ok=True)
     for path, pred in zip(images, detector(images)):
         pred.plot().save(pred_dir / path.name)
@@ -98,7 +100,7 @@ def run_demo(
     print(f"  数据集（COCO）：{data_dir.resolve()}")
     print(f"  权重：{best.resolve()}（另有 last.pth）")
     print(f"  训练日志：{(run_dir / 'log.jsonl').resolve()}")
-    print(f"  评估结果：{(run_dir / 'eval.json').resolve()}")
+    print(f"  评估结果：{Path(metrics.get('eval_json', run_dir / 'eval.json')).resolve()}")
     print(f"  推理图片：{pred_dir.resolve()}")
     print(f"  最终 mAP@0.5:0.95 = {metrics['AP']:.3f}，mAP@0.5 = {metrics['AP50']:.3f}")
     return metrics

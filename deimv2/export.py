@@ -10,6 +10,7 @@ same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inferenc
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from .data.images import as_rgb_image
 from .errors import ConfigError, DEIMv2Error
 from .graph import DetectionGraph, build_graph, write_onnx
 from .inputs import resolve_checkpoint
+from .outputs import OutputError
 from .predict import load_detector
 
 __all__ = ["build_export_graph", "check_onnx", "export_onnx", "require_onnx", "write_onnx"]
@@ -41,10 +43,19 @@ def require_onnx():
 
 def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Config]:
     """The deploy-mode :class:`~deimv2.graph.DetectionGraph` of a checkpoint (or of random weights)."""
+    graph, cfg, _ = _export_parts(config, checkpoint)
+    return graph, cfg
+
+
+def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config, dict]:
+    """``(graph, cfg, metadata)``: the metadata (config, class names, ids, threshold) goes into the ONNX file,
+    so ``Detector.from_checkpoint("x.onnx")`` and ``deimv2 predict -r x.onnx`` can run it."""
+    from .backends import ONNX_METADATA_KEY
     from .models.build import build_model
 
+    meta = {}
     if checkpoint is not None:
-        model, cfg, _ = load_detector(checkpoint, config)
+        model, cfg, meta = load_detector(checkpoint, config)
     elif config is not None:
         cfg = config if isinstance(config, Config) else load_config(config)
         model = build_model(cfg, num_classes=None)
@@ -52,7 +63,25 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
         print(f"没有给出权重文件（-r），用随机权重导出 {cfg.name}：只能用来测试导出流程，检测结果没有意义。")
     else:
         raise ConfigError("请用 -r 指定权重文件，或至少用 -c 指定变体名（如 atto）。")
-    return build_graph(model.cpu(), cfg, deploy=True), cfg
+    info = {
+        "config": cfg.to_dict(),
+        "class_names": meta.get("class_names") or cfg.class_names,
+        "category_ids": meta.get("category_ids"),
+        "conf_threshold": meta.get("conf_threshold"),
+        # which checkpoint it came from, without writing the user's folders into a file they may share
+        "checkpoint": _checkpoint_id(checkpoint) if checkpoint is not None else None,
+    }
+    text = json.dumps(info, ensure_ascii=False, default=str)
+    return build_graph(model.cpu(), cfg, deploy=True), cfg, {ONNX_METADATA_KEY: text}
+
+
+def _checkpoint_id(checkpoint) -> str:
+    """``<file name>#<16 hex digits of the SHA-256 of its absolute path>``: recognises an earlier export of the
+    same checkpoint (:func:`refuse_overwriting`) without storing the path itself."""
+    import hashlib
+
+    path = Path(checkpoint).resolve()
+    return f"{path.name}#{hashlib.sha256(str(path).encode('utf-8')).hexdigest()[:16]}"
 
 
 def _default_output(cfg: Config, checkpoint) -> Path:
@@ -74,15 +103,18 @@ def export_onnx(
     """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
     require_onnx()
     checkpoint = resolve_checkpoint(checkpoint) if checkpoint is not None else None
-    graph, cfg = build_export_graph(config, checkpoint)
+    graph, cfg, metadata = _export_parts(config, checkpoint)
     out = Path(output) if output is not None else _default_output(cfg, checkpoint)
     if out.suffix.lower() != ".onnx":
         out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
     from .outputs import ensure_output_dir
 
+    refuse_overwriting(out, metadata)
     ensure_output_dir(out.parent)
     h, w = (int(v) for v in cfg.eval_spatial_size)
-    images, sizes = write_onnx(graph, cfg, out, opset=opset, batch_size=batch_size, dynamic_batch=dynamic_batch)
+    images, sizes = write_onnx(
+        graph, cfg, out, opset=opset, batch_size=batch_size, dynamic_batch=dynamic_batch, metadata=metadata
+    )
     print(f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）")
     print(
         "输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox"
@@ -100,6 +132,28 @@ def export_onnx(
                 "请用训练好的权重（-r）检查。"
             )
     return out
+
+
+def refuse_overwriting(out: Path, metadata: dict) -> None:
+    """An existing ``out`` is replaced only when it is an earlier export of the same checkpoint (or of the same
+    random-weights variant); any other file (another run's export, a file of the user's) is refused."""
+    if not out.exists():
+        return
+    from .backends import ONNX_METADATA_KEY, read_onnx_metadata
+
+    new = json.loads(metadata[ONNX_METADATA_KEY])
+    try:
+        old = read_onnx_metadata(out) if out.is_file() else None
+    except DEIMv2Error:
+        old = None
+    same = old is not None and old.get("checkpoint") == new["checkpoint"]
+    if new["checkpoint"] is None:
+        same = same and old.get("config", {}).get("__name__") == new["config"].get("__name__")
+    if not same:
+        raise OutputError(
+            f"输出 {out} 已存在，而且不是从这个权重导出的（可能是另一次训练的导出或你自己的文件），没有覆盖它。"
+            f"修复：用 -o 指定一个新的文件名，例如 -o {out.with_name(out.stem + '_new.onnx')}，或先把它移走。"
+        )
 
 
 def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:

@@ -65,8 +65,11 @@ def write_onnx(
     opset: int = 17,
     batch_size: int = 1,
     dynamic_batch: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Trace ``graph`` (on CPU) into the ONNX file ``out`` and check it; returns the example inputs used."""
+    """Trace ``graph`` (on CPU) into the ONNX file ``out`` and check it; returns the example inputs used.
+    ``metadata``: written into the file's ``metadata_props`` (``deimv2 export`` stores the config and class names
+    there, so ``Detector.from_checkpoint`` can run the file)."""
     import onnx
 
     h, w = (int(v) for v in cfg.eval_spatial_size)
@@ -91,5 +94,11 @@ def write_onnx(
             do_constant_folding=True,
             dynamo=False,
         )
-    onnx.checker.check_model(onnx.load(str(out)))
+    model = onnx.load(str(out))
+    if metadata:
+        for key, value in metadata.items():
+            entry = model.metadata_props.add()
+            entry.key, entry.value = str(key), str(value)
+        onnx.save(model, str(out))
+    onnx.checker.check_model(model)
     return images, sizes

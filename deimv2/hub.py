@@ -5,23 +5,32 @@ Each Intellindust/DEIMv2_* repository holds ``config.json`` and ``model.safetens
 urllib (redirects followed, tqdm progress bar), write through a ``.part`` file that replaces the target only
 when its size matches the server's ``Content-Length``, then check the folder with the same logic as
 ``deimv2 info`` (:func:`deimv2.checkpoints.inspect_weights`): a detector of the requested variant.
+``train(..., tune="coco")`` and ``deimv2 train -t coco`` call :func:`coco_checkpoint`: the variant's official
+checkpoint from ``DEIMV2_CKPTS`` (default ``ckpts/``), downloaded when missing; when it cannot be had (offline, a
+firewall) one Chinese line says why and the run trains from scratch.
 Explained in notebook 04_train.ipynb (fine-tuning from the official COCO weights).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from .checkpoints.loader import CheckpointInfo, inspect_weights, missing_backbone_error
-from .errors import WeightsError
-from .variants import HGNETV2_RELEASE_URL, VARIANT_TABLE
+from .config import load_config
+from .errors import ConfigError, WeightsError
+from .variants import HGNETV2_RELEASE_URL, VARIANT_BY_BACKBONE, VARIANT_TABLE, variant_of_config_name
 
 HF_BASE = os.environ.get("HF_ENDPOINT", "https://huggingface.co")  # the hub's own mirror variable
 HF_FILES = ("config.json", "model.safetensors")
 _CHUNK = 1 << 20
+#: ``tune="coco"`` / ``-t coco``: fine-tune from the variant's official COCO checkpoint
+COCO = "coco"
+_log = logging.getLogger(__name__)
 
 
 def official_checkpoint_urls(variant: str, base: str = HF_BASE) -> dict[str, str]:
@@ -137,3 +146,52 @@ def download_hgnetv2_backbone(cfg, path: str | Path, base: str | None = None, pr
         return download_file(url, path, progress=progress)
     except WeightsError as e:
         raise WeightsError(f"自动下载骨干网络权重没有成功：{e}\n{missing_backbone_error(cfg, path)}") from e
+
+
+def default_ckpts_dir() -> Path:
+    """Where official checkpoints go: ``$DEIMV2_CKPTS`` (the notebooks set it to ``WORKSPACE/ckpts``), else ``ckpts``."""
+    return Path(os.environ.get("DEIMV2_CKPTS") or "ckpts")
+
+
+def is_coco(tune) -> bool:
+    """True for ``tune="coco"`` (any case), unless a file or folder of that name exists."""
+    return isinstance(tune, str) and tune.strip().lower() == COCO and not Path(tune).exists()
+
+
+def coco_checkpoint(
+    variant: str, ckpts_dir: str | Path | None = None, say: Callable[[str], None] = _log.info
+) -> Path | None:
+    """``tune="coco"``: the folder of ``variant``'s official COCO checkpoint (present, else downloaded), or None
+    after one Chinese line through ``say`` when it cannot be had (the caller then trains from scratch)."""
+    folder = official_checkpoint_dir(variant, ckpts_dir or default_ckpts_dir())
+    url = official_checkpoint_urls(variant, HF_BASE)["model.safetensors"]
+    present = all((folder / name).is_file() for name in HF_FILES)
+    try:
+        if present or can_reach(url):
+            return Path(download_official_checkpoint(variant, folder.parent, base=HF_BASE).path)
+        why = "离线模式 HF_HUB_OFFLINE=1" if offline() else f"连不上 {url}"
+    except WeightsError as e:
+        why = str(e).split("。")[0]
+    say(
+        f"无法下载 DEIMv2-{variant.upper()} 的官方 COCO 权重（{why}），这次从头训练；联网后重新运行即可微调，"
+        f"或把 {' 和 '.join(HF_FILES)} 放进 {folder.resolve()}。"
+    )
+    return None
+
+
+def coco_target(config, tune, overrides: dict, say) -> tuple[object, bool]:
+    """``(tune, from_scratch)``: ``tune="coco"`` becomes the folder of the variant's official COCO checkpoint
+    (:func:`deimv2.hub.coco_checkpoint`), or None with ``from_scratch`` True when it cannot be had (one line
+    says why); any other ``tune`` is returned as it is."""
+    if not is_coco(tune):
+        return tune, False
+    cfg = load_config(config, overrides)
+    backbone = cfg.model.backbone.get("name")  # the backbone tells the variant (a saved YAML keeps it)
+    variant = VARIANT_BY_BACKBONE.get(backbone) if backbone else variant_of_config_name(cfg.name)
+    if variant is None:
+        raise ConfigError(
+            f"-t coco 要下载官方 COCO 权重，但认不出配置 {cfg.name} 是哪个官方变体（atto … x）。"
+            "请用 -c 指定变体名，或用 -t 给出权重文件的路径。"
+        )
+    path = coco_checkpoint(variant, say=say)
+    return path, path is None

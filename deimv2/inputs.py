@@ -5,7 +5,8 @@ error says what was given and what is expected (policy: ``docs/errors.md``):
 
 - checkpoints (:func:`resolve_checkpoint`): a file, a run folder (``last.pth`` to resume, else ``best.pth``), and
   files of other tools (ONNX, TensorRT, Paddle, Keras, a YAML config …) named for what they are;
-- devices (:func:`parse_device`): ``cpu``, ``cuda``, ``cuda:N``, ``N`` and ``0,1`` (and ``gpu`` / ``gpu:N``);
+- devices (:func:`parse_device`): ``cpu``, ``cuda``, ``cuda:N``, ``N`` and ``0,1`` (and ``gpu`` / ``gpu:N``); under
+  torchrun process ``i`` of a machine takes the ``i``-th listed GPU;
 - ``conf`` ∈ [0, 1] and ``max_det`` ≥ 1 (:func:`check_conf`, :func:`check_max_det`).
 """
 
@@ -23,6 +24,7 @@ __all__ = [
     "check_conf",
     "check_max_det",
     "foreign_weights_problem",
+    "local_processes",
     "parse_device",
     "resolve_checkpoint",
 ]
@@ -31,7 +33,8 @@ __all__ = [
 FOREIGN_WEIGHTS = {
     ".onnx": (
         "导出的 ONNX 模型（deimv2 export 的结果）",
-        "ONNX 只能用来部署推理，不能加载回 PyTorch；请给出导出它的 .pth",
+        "ONNX 只能用来推理和部署，不能加载回 PyTorch 来继续训练、微调、评估或再导出；请给出导出它的 .pth"
+        '（推理可以直接用它：deimv2 predict -r 模型.onnx，或 Detector.from_checkpoint("模型.onnx")）',
     ),
     ".engine": ("TensorRT 引擎", "请给出导出它的 .pth"),
     ".trt": ("TensorRT 引擎", "请给出导出它的 .pth"),
@@ -95,8 +98,9 @@ _DEVICE_HELP = "应为 cpu、cuda、cuda:N、N（GPU 编号，如 0）或 0,1（
 
 def parse_device(device) -> str | None:
     """A device string in the styles users bring from other tools -> ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``
-    or ``None`` (auto). ``0,1`` lists GPUs for ``torchrun``: each process takes the one of its local rank; one process
-    given several GPUs is an error (it would use only the first)."""
+    or ``None`` (auto). ``0,1`` lists GPUs for ``torchrun``: local rank ``i`` takes the ``i``-th listed GPU; the list
+    must have one GPU per process of the machine; one process given several GPUs is an error (it would use only the
+    first)."""
     if device is None:
         return None
     if not isinstance(device, (str, int)) or isinstance(device, bool):
@@ -114,15 +118,28 @@ def parse_device(device) -> str | None:
     ids = [int(x) for x in m.group(1).split(",")]
     if len(ids) == 1:
         return f"cuda:{ids[0]}"
-    world, rank = int(os.environ.get("WORLD_SIZE", "1") or 1), int(os.environ.get("LOCAL_RANK", "0") or 0)
-    if world <= 1:
+    procs, rank = local_processes()
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"设备 {device} 里有重复的 GPU 编号：每个进程要用不同的一块 GPU，如 -d 0,1。")
+    if procs <= 1:
         raise ConfigError(
             f"设备 {device} 列出了 {len(ids)} 块 GPU，但这是单个进程，只会用到第一块。多卡训练请用 "
             f"torchrun --nproc_per_node={len(ids)} -m deimv2 train ... -d {device}；只用一块请写 -d {ids[0]}。"
         )
-    if rank >= len(ids):
-        raise ConfigError(f"设备 {device} 只列出了 {len(ids)} 块 GPU，但 torchrun 启动了更多进程（第 {rank} 号）。")
+    if procs != len(ids):
+        raise ConfigError(
+            f"设备 {device} 列出了 {len(ids)} 块 GPU，但 torchrun 在这台机器上启动了 {procs} 个进程"
+            f"（--nproc_per_node）。两者要相等：第 i 个进程用列出的第 i 块 GPU。"
+            f"修复：torchrun --nproc_per_node={len(ids)} …，或 -d 只列出 {procs} 块 GPU。"
+        )
     return f"cuda:{ids[rank]}"
+
+
+def local_processes() -> tuple[int, int]:
+    """``(processes on this machine, this process's local rank)`` from torchrun's environment (1, 0 without it)."""
+    env = os.environ
+    procs = int(env.get("LOCAL_WORLD_SIZE") or env.get("WORLD_SIZE") or 1)
+    return procs, int(env.get("LOCAL_RANK") or 0)
 
 
 def _bad_device(device):

@@ -1,5 +1,6 @@
 """Inference: a :class:`Detector` that turns images (paths, PIL, numpy, torch) into :class:`Prediction` objects,
-the ``deimv2 predict`` command (image / folder / video) and a notebook helper comparing predictions with GT.
+and ``deimv2 predict`` (:func:`predict_cli`; the image / folder / video files are handled by
+:mod:`deimv2.predict_files`). ``show_predictions`` (:mod:`deimv2.show`) is importable from here too.
 
 Preprocessing is the official val pipeline: resize to ``eval_spatial_size`` (PIL bilinear, no letterbox),
 ``/255``, and ImageNet mean/std for the DINOv3 variants only. The normalisation lives in one place,
@@ -9,10 +10,7 @@ Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``sh
 
 from __future__ import annotations
 
-import json
-import random
-import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,19 +23,27 @@ from PIL import Image
 from .checkpoints.formats import num_classes_of_state_dict, variant_of_state_dict
 from .checkpoints.loader import fill_shared_keys, load_detector_state, load_state_strict
 from .config import Config, load_config
-from .data.images import IMAGE_EXTS, as_rgb_image, list_images, load_image
-from .data.layout import read_coco_json
-from .draw import draw_detections, show_grid
-from .errors import ConfigError, DatasetError, DEIMv2Error, WeightsError
+from .data.images import as_rgb_image, load_image
+from .draw import draw_detections
+from .errors import ConfigError, WeightsError
 from .graph import DetectionGraph, build_graph
 from .inputs import check_conf, check_max_det, resolve_checkpoint
-from .outputs import OutputError
+from .predict_files import VIDEO_EXTS, predict_files, refuse_overwriting_inputs
+from .show import show_predictions
 
-__all__ = ["DetectionGraph", "build_graph", "Prediction", "Detector", "predict_cli", "show_predictions", "VIDEO_EXTS"]
+__all__ = [
+    "DetectionGraph",
+    "build_graph",
+    "Prediction",
+    "Detector",
+    "predict_cli",
+    "refuse_overwriting_inputs",
+    "show_predictions",
+    "VIDEO_EXTS",
+]
 
 #: confidence threshold when neither the caller nor the checkpoint gives one
 DEFAULT_CONF = 0.45
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv")
 
 
 # --------------------------------------------------------------------------- results
@@ -129,7 +135,11 @@ class Detector:
     ``backend``: ``"auto"`` (for a checkpoint on CPU the first installed of OpenVINO / onnxruntime that
     :data:`~deimv2.backends.AUTO_CPU` lists, else torch), ``"torch"``, ``"onnxruntime"`` or ``"openvino"``;
     see :mod:`deimv2.backends`. ``source``: the checkpoint file (names the ONNX cache).
+    ``tile`` / ``overlap``: tiled inference for every :meth:`predict` call that does not say otherwise.
     """
+
+    tile: int | None = None
+    overlap: float = 0.2
 
     def __init__(
         self,
@@ -146,6 +156,7 @@ class Detector:
         backend: str = "auto",
         source: str | Path | None = None,
     ):
+        from .backends import make_backend
         from .engine.setup import resolve_device
 
         cfg = cfg if cfg is not None else getattr(model, "config", None)
@@ -153,20 +164,20 @@ class Detector:
             raise ConfigError(
                 "Detector 需要配置：请传入 cfg，或使用 deimv2.models.build_model 构建的模型（带 .config）。"
             )
-        self.cfg = cfg
-        self.num_classes = int(cfg.num_classes)
-        self.class_names = _resolve_names(class_names, cfg, self.num_classes)
-        self.category_ids = _resolve_category_ids(category_ids, cfg, self.num_classes, self.class_names)
-        self.device = resolve_device(device)
+        self._settings(cfg, class_names, category_ids, resolve_device(device), conf, max_det, classes, batch_size)
         self.graph = build_graph(model.to(self.device), cfg, deploy=deploy).to(self.device)
         self.model = model
+        self.backend = make_backend(backend, self.graph, cfg, self.device, source=source, deployed=deploy)
+
+    def _settings(self, cfg, class_names, category_ids, device, conf, max_det, classes, batch_size) -> None:
+        """Everything but the model and the backend: config, names, ids, device and the checked options."""
+        self.cfg, self.num_classes, self.device = cfg, int(cfg.num_classes), device
+        self.class_names = _resolve_names(class_names, cfg, self.num_classes)
+        self.category_ids = _resolve_category_ids(category_ids, cfg, self.num_classes, self.class_names)
         self.size_hw = (int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1]))
         self.conf = DEFAULT_CONF if conf is None else check_conf(conf)
         self.max_det, self.batch_size = check_max_det(max_det), max(1, int(batch_size))
         self.classes = self._class_ids(classes)
-        from .backends import make_backend
-
-        self.backend = make_backend(backend, self.graph, cfg, self.device, source=source, deployed=deploy)
 
     # -- construction
     @classmethod
@@ -199,20 +210,22 @@ class Detector:
         deploy: bool = True,
         backend: str = "auto",
     ) -> Detector:
-        """Our training checkpoints (config and class names inside), official ``.pth`` or HF safetensors.
+        """Our training checkpoints (config and class names inside), official ``.pth``, HF safetensors, or an
+        ONNX file written by ``deimv2 export`` (see :meth:`from_onnx`).
 
         ``config`` (variant name or YAML) is needed only when the file has no config and its variant
         cannot be recognised; ``num_classes`` always comes from the weights. Without ``conf`` the F1-best
         threshold saved in the checkpoint by training is used (see :mod:`deimv2.engine.f1`), else 0.45.
         """
+        if Path(path).suffix.lower() == ".onnx":
+            if config is not None:
+                raise ConfigError(
+                    f"{path} 是导出的 ONNX 模型，输入尺寸和类别已固定在文件里，不能再指定配置 {config}。请去掉 -c/config。"
+                )
+            opts = dict(conf=conf, max_det=max_det, classes=classes, class_names=class_names, batch_size=batch_size)
+            return cls.from_onnx(path, device=device, backend=backend, **opts)
         path = resolve_checkpoint(path)
         model, cfg, meta = load_detector(path, config)
-        if conf is None and isinstance(meta.get("conf_threshold"), (int, float)):
-            conf = float(meta["conf_threshold"])
-            print(
-                f"置信度阈值：使用 {path} 里保存的 {conf:.2f}（训练时验证集上 F1 最高的阈值）；"
-                f"要换一个，请传 conf=…（命令行 --conf）。"
-            )
         names = class_names if class_names is not None else meta.get("class_names")
         return cls(
             model,
@@ -220,7 +233,7 @@ class Detector:
             class_names=names,
             category_ids=meta.get("category_ids"),
             device=device,
-            conf=conf,
+            conf=_saved_conf(path, conf, meta),
             max_det=max_det,
             classes=classes,
             batch_size=batch_size,
@@ -228,6 +241,25 @@ class Detector:
             backend=backend,
             source=path,
         )
+
+    @classmethod
+    def from_onnx(
+        cls, path, device=None, conf=None, max_det=300, classes=None, class_names=None, batch_size=8, backend="auto"
+    ) -> Detector:
+        """An ONNX file written by ``deimv2 export`` (config, class names and threshold in its metadata), run on
+        CPU by OpenVINO or ONNX Runtime (:func:`deimv2.backends.onnx_file_backend`); no PyTorch model."""
+        from .backends import onnx_file_backend, read_onnx_metadata
+        from .engine.setup import resolve_device
+
+        meta = read_onnx_metadata(path)
+        cfg, dev = load_config(meta["config"]), resolve_device(device)
+        self = cls.__new__(cls)
+        names = class_names if class_names is not None else meta.get("class_names")
+        conf = _saved_conf(path, conf, meta)
+        self._settings(cfg, names, meta.get("category_ids"), dev, conf, max_det, classes, batch_size)
+        self.model = self.graph = None
+        self.backend = onnx_file_backend(backend, path, cfg, dev)
+        return self
 
     def _class_ids(self, classes) -> set[int] | None:
         if classes is None:
@@ -277,7 +309,7 @@ class Detector:
         classes: Sequence[str | int] | None = None,
         keep_images: bool = True,
         tile: int | None = None,
-        overlap: float = 0.2,
+        overlap: float | None = None,
     ):
         """An image -> :class:`Prediction`; a list of them (or an ``(N, H, W, 3)`` array) -> list (batched in chunks).
 
@@ -286,8 +318,11 @@ class Detector:
         ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
         lists of paths to save memory (``plot()`` then reads the file again).
         ``tile``: tiled inference for small objects in large images, ``tile × tile`` pieces overlapping by
-        ``overlap`` (a share), merged by class (:mod:`deimv2.tiling`; needs the ``apps`` extra).
+        ``overlap`` (a share, default 0.2), merged by class (:mod:`deimv2.tiling`; needs the ``apps`` extra);
+        default: the Detector's ``tile`` (None: no tiling); ``tile=0``: no tiling.
         """
+        tile = self.tile if tile is None else tile
+        overlap = self.overlap if overlap is None else overlap
         items, is_list = _as_list(inputs)
         conf = self.conf if conf is None else check_conf(conf)
         max_det = self.max_det if max_det is None else check_max_det(max_det)
@@ -297,11 +332,9 @@ class Detector:
             chunk = items[start : start + self.batch_size]
             images = [as_rgb_image(it) for it in chunk]
             paths = [_source_path(it) for it in chunk]
-            if tile is not None:
-                out.extend(
-                    self._run_tiled(im, p, conf, max_det, keep, keep_images, tile, overlap)
-                    for im, p in zip(images, paths)
-                )
+            if tile:
+                tiled = zip(images, paths)
+                out.extend(self._run_tiled(im, p, conf, max_det, keep, keep_images, tile, overlap) for im, p in tiled)
                 continue
             out.extend(self._run(images, paths, conf, max_det, keep, keep_images))
         return out if is_list else out[0]
@@ -323,9 +356,8 @@ class Detector:
 
         def run(arrays):
             pieces = [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
-            return [
-                p.to_supervision() for p in self._run(pieces, [None] * len(pieces), conf, self.max_det, keep, False)
-            ]
+            preds = self._run(pieces, [None] * len(pieces), conf, self.max_det, keep, False)
+            return [p.to_supervision() for p in preds]
 
         det = tiled_detections(np.asarray(image), run, tile=tile, overlap=overlap, batch_size=self.batch_size)[:max_det]
         ids = det.class_id.tolist()
@@ -369,6 +401,17 @@ class Detector:
                 )
             )
         return preds
+
+
+def _saved_conf(path, conf, meta: Mapping) -> float | None:
+    """``conf`` if given, else the F1-best threshold saved with the weights (said once), else None."""
+    if conf is None and isinstance(meta.get("conf_threshold"), (int, float)):
+        conf = float(meta["conf_threshold"])
+        print(
+            f"置信度阈值：使用 {path} 里保存的 {conf:.2f}（训练时验证集上 F1 最高的阈值）；"
+            f"要换一个，请传 conf=…（命令行 --conf）。"
+        )
+    return conf
 
 
 def _resolve_names(names, cfg: Config, num_classes: int) -> list[str]:
@@ -444,10 +487,6 @@ def _square_size_for_anchors(cfg: Config, count: int) -> int | None:
 
 
 # --------------------------------------------------------------------------- command line
-def _is_video(path: Path) -> bool:
-    return path.suffix.lower() in VIDEO_EXTS
-
-
 def predict_cli(
     config=None,
     checkpoint=None,
@@ -469,213 +508,26 @@ def predict_cli(
     ``names``: the name of every class in training order (default: from the checkpoint); ``classes``: keep only
     these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics; ``backend`` as in
     :class:`Detector`; ``num_workers``: processes decoding a folder ahead of the model (default none, see
-    :mod:`deimv2.stream`); ``tile`` / ``overlap``: tiled inference, as in :meth:`Detector.predict`.
+    :mod:`deimv2.stream`). The files are planned and written by :mod:`deimv2.predict_files`.
+    ``tile`` / ``overlap``: tiled inference, as in :meth:`Detector.predict`.
     """
-    if source is None or not Path(source).exists():
-        raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
-    if checkpoint is None:
-        raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
-    from .engine.setup import resolve_device
-    from .outputs import ensure_output_dir
-
-    conf, max_det = check_conf(conf, "--conf"), check_max_det(max_det, "--max-det")
     if tile is not None:
         from .tiling import check_tiling
 
-        check_tiling(tile, overlap)
-    resolve_device(device)  # a bad -d is refused before anything is written
-    source, output = Path(source), Path(output)
-    if source.is_dir():
-        files = list_images(source, recursive=True)
-        out, src = output.resolve(), source.resolve()
-        own = [f for f in files if out != src and out.is_relative_to(src) and f.resolve().is_relative_to(out)]
-        if own:  # -o inside -i: the images there are our earlier outputs
-            files = [f for f in files if f not in own]
-            print(f"跳过输出文件夹 {output} 里的 {len(own)} 张图片：它们是之前推理的结果，不是输入。")
-        if not files:
-            raise DatasetError(f"文件夹 {source} 里（含子文件夹）没有图片（{'、'.join(IMAGE_EXTS)}）。")
-        jobs = [(f, output / f.relative_to(source), f.relative_to(source).as_posix()) for f in files]
-        out_dir = output
-    elif _is_video(source):
-        out_dir = output.parent if output.suffix.lower() in VIDEO_EXTS else output
-        target = output if output.suffix.lower() in VIDEO_EXTS else output / (source.stem + ".mp4")
-        jobs = [(source, target, source.name)]
-    elif source.suffix.lower() in IMAGE_EXTS:
-        target = output if output.suffix.lower() in IMAGE_EXTS else output / source.name
-        jobs, out_dir = [(source, target, source.name)], target.parent
-    else:
-        raise DatasetError(
-            f"不支持的输入文件 {source}：图片请用 {'、'.join(IMAGE_EXTS)}，视频请用 {'、'.join(VIDEO_EXTS)}。"
+        check_tiling(tile, overlap)  # before anything is loaded or written
+
+    def make_detector(conf, max_det):
+        det = Detector.from_checkpoint(
+            checkpoint,
+            config=config,
+            device=device,
+            conf=conf,
+            max_det=max_det,
+            class_names=names,
+            classes=classes,
+            backend=backend,
         )
-    refuse_overwriting_inputs(jobs, source, output)
-    ensure_output_dir(out_dir)  # before the model is loaded
-    det = Detector.from_checkpoint(
-        checkpoint,
-        config=config,
-        device=device,
-        conf=conf,
-        max_det=max_det,
-        class_names=names,
-        classes=classes,
-        backend=backend,
-    )
-    print(
-        f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，"
-        f"置信度阈值 {det.conf:g}"
-    )
-    if _is_video(source) and not source.is_dir():
-        return _predict_video(det, source, output, save_json, tile=tile, overlap=overlap)
+        det.tile, det.overlap = tile, overlap
+        return det
 
-    from .stream import decoded_batches
-
-    rows, total, done, failed = [], 0, 0, []
-    # decoded in a DataLoader (with workers: ahead of the model); one bad file must not stop the folder
-    for batch in decoded_batches([src for src, _, _ in jobs], as_rgb_image, det.batch_size, num_workers):
-        failed += [(jobs[i][2], err) for i, _, err in batch if err is not None]
-        chunk = [(i, im) for i, im, err in batch if err is None]
-        if not chunk:
-            continue
-        preds = det.predict([im for _, im in chunk], tile=tile, overlap=overlap)
-        for (i, _), pred in zip(chunk, preds):
-            src, dst, rel = jobs[i]
-            pred.path = str(src)
-            ensure_output_dir(dst.parent)
-            pred.plot().save(dst)
-            total += len(pred)
-            done += 1
-            rows.extend({"file_name": rel, **r} for r in pred.to_coco(image_id=i))
-    if failed:
-        print(f"有 {len(failed)} 个文件无法读取，已跳过（其余图片照常输出）：", file=sys.stderr)
-        for rel, why in failed:
-            print(f"  - {rel}：{why}", file=sys.stderr)
-    if not done:
-        raise DatasetError(
-            f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
-            "请确认它们是完整的图片（可用看图软件打开）。"
-        )
-    print(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
-    info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
-    if save_json:
-        info["json"] = _write_json(out_dir / "predictions.json", rows)
-    return info
-
-
-def refuse_overwriting_inputs(jobs: list, source: Path, output: Path) -> None:
-    """Raise before anything is written when an output file would replace an input file (``-o`` = ``-i`` …)."""
-    inputs = {src.resolve() for src, _, _ in jobs}
-    clash = [dst for _, dst, _ in jobs if dst.resolve() in inputs]
-    if clash:
-        raise OutputError(
-            f"输出 {output} 会覆盖输入 {source} 里的原图（例如 {clash[0]}，共 {len(clash)} 个文件），没有写出任何文件。"
-            f"修复：用 -o 指定另一个文件夹，例如 -o {source.parent / (source.stem + '_检测结果')}。"
-        )
-
-
-def _write_json(path: Path, rows: list) -> Path:
-    """COCO results list (``image_id`` = position of the image in the sorted input) with file/category names."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-    print(f"COCO 格式结果（bbox 为 [x, y, w, h] 像素）已保存到 {path.resolve()}")
-    return path
-
-
-def _import_cv2():
-    try:
-        import cv2
-    except ImportError:
-        raise DEIMv2Error(
-            "处理视频需要 OpenCV。请运行 pip install opencv-python（服务器上可用 opencv-python-headless），"
-            "或先把视频拆成图片再对文件夹推理。"
-        ) from None
-    return cv2
-
-
-def _predict_video(det: Detector, source: Path, output: Path, save_json: bool, **tiling: Any) -> dict:
-    cv2 = _import_cv2()
-    target = output if output.suffix.lower() in VIDEO_EXTS else output / (source.stem + ".mp4")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    cap = cv2.VideoCapture(str(source))
-    if not cap.isOpened():
-        raise DatasetError(f"OpenCV 无法打开视频 {source}：文件可能损坏，或缺少解码器。请先用播放器确认视频可以播放。")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    frames, total, rows = 0, 0, []
-    from contextlib import closing
-
-    from .stream import video_batches
-
-    try:
-        with closing(video_batches(cap, det.batch_size)) as batches:  # decoded in a background thread, in order
-            for batch in batches:
-                for pred in det.predict(batch, **tiling):
-                    writer.write(np.asarray(pred.plot())[:, :, ::-1].copy())
-                    rows.extend({"file_name": source.name, "frame": frames, **r} for r in pred.to_coco(image_id=frames))
-                    total += len(pred)
-                    frames += 1
-    finally:
-        cap.release()
-        writer.release()
-    print(f"已处理 {frames} 帧，共 {total} 个检测框；结果视频保存在 {target.resolve()}")
-    info = {"frames": frames, "detections": total, "output": target}
-    if save_json:
-        info["json"] = _write_json(target.with_suffix(".json"), rows)
-    return info
-
-
-# --------------------------------------------------------------------------- notebook helper
-def show_predictions(
-    detector: Detector,
-    ann_file: str | Path,
-    img_folder: str | Path | None = None,
-    images: Iterable[str] | None = None,
-    num_images: int = 8,
-    ncols: int = 4,
-    conf: float | None = None,
-    seed: int = 0,
-):
-    """Grid figure: predictions (solid) vs ground truth (dashed) for images of a COCO json.
-
-    ``images``: file names as in the json; default ``num_images`` random ones (fixed ``seed``).
-    ``img_folder`` defaults to the json's folder. Labels of GT follow the detector's category ids.
-    """
-    ann_file = Path(ann_file)
-    data = read_coco_json(ann_file)
-    folder = Path(img_folder) if img_folder is not None else ann_file.parent
-    by_name = {im["file_name"]: im for im in data["images"]}
-    if images is None:
-        names = sorted(by_name)
-        names = random.Random(seed).sample(names, min(num_images, len(names)))
-    else:
-        names = list(images)
-        missing = [n for n in names if n not in by_name]
-        if missing:
-            raise DatasetError(f"这些图片不在标注文件 {ann_file} 中：{missing[:5]}。请使用 JSON 里 file_name 的写法。")
-    cat_to_label = {c: i for i, c in enumerate(detector.category_ids)}
-    unknown = sorted({c["id"] for c in data["categories"]} - set(cat_to_label))
-    if unknown:  # the detector's ids do not describe this file: fall back to its own sorted ids
-        cat_to_label = {c: i for i, c in enumerate(sorted(c["id"] for c in data["categories"]))}
-    anns: dict[int, list] = {}
-    for a in data["annotations"]:
-        anns.setdefault(a["image_id"], []).append(a)
-    preds = detector.predict([folder / n for n in names], conf=conf)
-    gts = []
-    for n in names:
-        rows = [a for a in anns.get(by_name[n]["id"], []) if a["category_id"] in cat_to_label]
-        boxes = [[x, y, x + w, y + h] for x, y, w, h in (a["bbox"] for a in rows)]
-        gts.append(
-            {
-                "boxes": np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
-                "labels": np.asarray([cat_to_label[a["category_id"]] for a in rows], dtype=np.int64),
-            }
-        )
-    pred_dicts = [{"boxes": p.boxes, "labels": p.labels, "scores": p.scores} for p in preds]
-    return show_grid(
-        [p.image for p in preds],
-        pred_dicts,
-        gts,
-        names=detector.class_names,
-        ncols=ncols,
-        score_threshold=0.0,
-        titles=[Path(n).name for n in names],
-    )
+    return predict_files(make_detector, checkpoint, source, output, conf, max_det, device, save_json, num_workers)

@@ -31,7 +31,9 @@ def test_roundtrip_full_training_checkpoint(folder):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model(torch.randn(4, 3)).sum().backward()
     opt.step()
-    sched = FlatCosineLRScheduler(opt, 0.5, 10, 10, 2, 4, 2)
+    sched = FlatCosineLRScheduler(
+        opt, lr_gamma=0.5, iter_per_epoch=10, total_epochs=10, warmup_iter=2, flat_epochs=4, no_aug_epochs=2
+    )
     sched.step(5)
     scaler = torch.amp.GradScaler("cpu")
     ckpt = make_checkpoint(

@@ -73,3 +73,33 @@ def test_defaults_are_not_shared_mutable_state():
     crit.weight_dict["loss_mal"] = 99
     crit.losses.append("vfl")
     assert OFFICIAL_CRITERION["weight_dict"]["loss_mal"] == 1 and "vfl" not in OFFICIAL_CRITERION["losses"]
+
+
+def test_one_home_for_the_criterion_defaults():
+    """build_criterion(), a config without a DEIMCriterion section and the official base YAML all agree: the
+    typed sections are the one home of the defaults (DEIMCriterion/HungarianMatcher take theirs from there)."""
+    import inspect
+    import json
+    from pathlib import Path
+
+    from deimv2.config_sections import CriterionConfig, MatcherConfig, section_from_mapping
+    from deimv2.loss import HungarianMatcher
+
+    official = json.loads((Path(__file__).parent / "fixtures/official/criterion_base.json").read_text("utf-8"))
+    sec = dict(official["DEIMCriterion"])
+    matcher = {k: v for k, v in sec.pop("matcher").items() if k != "type"}
+    assert section_from_mapping(MatcherConfig, matcher, "DEIMCriterion.matcher", "official") == MatcherConfig()
+    assert section_from_mapping(CriterionConfig, sec, "DEIMCriterion", "official", convert=True) == CriterionConfig(
+        matcher=MatcherConfig()
+    )
+    # a config without the section
+    raw = load_config("atto").to_dict()
+    raw.pop("DEIMCriterion")
+    bare = load_config(raw)
+    assert bare.criterion == CriterionConfig()
+    assert _settings(build_criterion(bare)) == _settings(build_criterion(num_classes=bare.num_classes))
+    # the constructors' own defaults
+    for cls, section in ((DEIMCriterion, CriterionConfig()), (HungarianMatcher, MatcherConfig())):
+        for name, p in inspect.signature(cls.__init__).parameters.items():
+            if p.default is not inspect.Parameter.empty and hasattr(section, name) and name != "weight_dict":
+                assert p.default == getattr(section, name), f"{cls.__name__}.{name}"

@@ -158,7 +158,15 @@ def test_detector_uses_the_saved_threshold_unless_conf_is_given(tiny_coco, tmp_p
 def test_early_stop_rule_by_hand(tmp_path):
     from deimv2.engine.early_stop import early_stop_reason
 
-    assert early_stop_reason(2, 2, 1, 0.2, 10, tmp_path) is None  # 1 epoch without a better AP
-    assert "连续 2 轮" in early_stop_reason(2, 3, 1, 0.2, 10, tmp_path)  # 2 epochs: stop
-    assert early_stop_reason(2, 9, 1, 0.2, 10, tmp_path) is None  # the last epoch ends the run anyway
-    assert early_stop_reason(0, 9, 1, 0.2, 20, tmp_path) is None  # patience 0 = off
+    assert (
+        early_stop_reason(patience=2, epoch=2, best_epoch=1, best_ap=0.2, epochs=10, output_dir=tmp_path) is None
+    )  # 1 epoch without a better AP
+    assert "连续 2 轮" in early_stop_reason(
+        patience=2, epoch=3, best_epoch=1, best_ap=0.2, epochs=10, output_dir=tmp_path
+    )  # 2 epochs: stop
+    assert (
+        early_stop_reason(patience=2, epoch=9, best_epoch=1, best_ap=0.2, epochs=10, output_dir=tmp_path) is None
+    )  # the last epoch ends the run anyway
+    assert (
+        early_stop_reason(patience=0, epoch=9, best_epoch=1, best_ap=0.2, epochs=20, output_dir=tmp_path) is None
+    )  # patience 0 = off

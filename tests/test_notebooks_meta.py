@@ -88,17 +88,44 @@ def _repo_url():
     return re.search(r'^Repository = "([^"]+)"', urls, re.MULTILINE).group(1)
 
 
-@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
-def test_first_code_cell_is_colab_install_from_project_url(name):
+#: notebooks whose first code cell is the papermill ``parameters`` cell (DATA, WORKSPACE …)
+PARAMETERIZED = {"02_convert.ipynb", "04_train.ipynb", "05_inference.ipynb", "06_evaluate.ipynb"}
+
+
+def _setup_cell(name):
+    """The Colab-install + workspace cell: the first code cell, or the one after the parameters cell."""
     code = [c for c in _load(name).cells if c.cell_type == "code"]
-    colab = code[0].source
+    return code[1] if name in PARAMETERIZED else code[0]
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOKS))
+def test_setup_cell_is_colab_install_from_project_url_and_workspace(name):
+    colab = _setup_cell(name).source
     ast.parse(colab)  # plain Python: no "!pip" shell escapes
     assert 'if "google.colab" in sys.modules:' in colab  # a no-op elsewhere, so it runs (and is tested) everywhere
     urls = re.findall(r'REPO_URL = "([^"]+)"', colab)
     assert urls == [_repo_url()], f"{name}: the install cell must use [project.urls] Repository of pyproject.toml"
-    assert 'f"deimv2' in colab and "@ git+{REPO_URL}.git" in colab
+    assert 'f"deimv2 @ git+{REPO_URL}.git"' in colab  # run-time needs only: no extras
     for dev_only in ("jupyterlab", "nbval", "ipywidgets", "-e", "git clone", "chdir"):
         assert dev_only not in colab, f"{name}: the Colab cell installs only run-time needs ({dev_only!r})"
+    lines = [ln for ln in colab.splitlines() if ln.strip()]
+    assert len(lines) <= 8, f"{name}: the install + workspace cell is at most 8 lines"
+    if name != "00_environment.ipynb":  # 00 writes nothing
+        assert "WORKSPACE = workspace(" in colab and "from deimv2.notebook import workspace" in colab
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETERIZED))
+def test_one_parameters_cell_first_with_data_and_workspace(name):
+    code = [c for c in _load(name).cells if c.cell_type == "code"]
+    tagged = [c for c in code if "parameters" in _tags(c)]
+    assert tagged == [code[0]], f"{name}: exactly one parameters cell, the first code cell"
+    tree = ast.parse(code[0].source)
+    assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
+    assert all(isinstance(node, ast.Assign) for node in tree.body), "plain assignments only (papermill overrides them)"
+    assert {"DATA", "WORKSPACE", "USE_GOOGLE_DRIVE"} <= assigned
+    assert 'DATA = "demo"' in code[0].source  # the default is the bundled demo
+    extra = {"04_train.ipynb": {"VARIANT", "EPOCHS", "TUNE"}, "05_inference.ipynb": {"VARIANT", "MY_IMAGES"}}
+    assert extra.get(name, set()) <= assigned
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
@@ -125,19 +152,17 @@ def test_outputs_go_under_one_workspace(name):
         assert "../" not in src and "..\\" not in src, f"{name}: no paths outside the notebook's folder"
     body = "\n".join(code)
     if name != "00_environment.ipynb":  # 00 writes nothing
-        assert body.count('WORKSPACE = Path("outputs")') == 1, name
-        assert "USE_GOOGLE_DRIVE" in body
+        assert body.count("WORKSPACE = workspace(") == 1, name
         for literal in re.findall(r"Path\(\"([^\"]*)\"\)", body):
-            assert literal in ("outputs", "/content/drive/MyDrive/deimv2"), (
-                f"{name}: path {literal!r} outside WORKSPACE"
-            )
+            raise AssertionError(f"{name}: path {literal!r} outside WORKSPACE")
 
 
 @pytest.mark.parametrize("name", sorted(NOTEBOOKS))
 def test_no_cell_is_skipped_or_meant_to_raise(name):
-    """Colab's "Run all" ignores tags: every cell must run; errors meant to be seen are caught and printed."""
+    """Colab's "Run all" ignores tags: every cell must run; errors meant to be seen are caught and printed.
+    The only tag is papermill's ``parameters``."""
     for cell in _load(name).cells:
-        assert not _tags(cell), _tags(cell)
+        assert set(_tags(cell)) <= {"parameters"}, _tags(cell)
 
 
 def test_error_teaching_cell_catches_and_prints():
@@ -149,10 +174,32 @@ def test_error_teaching_cell_catches_and_prints():
 
 
 @pytest.mark.parametrize("name", ["05_inference.ipynb", "06_evaluate.ipynb"])
-def test_fallback_model_is_announced(name):
-    src = next(c.source for c in _load(name).cells if "latest_run(" in c.source)
-    assert 'WORKSPACE / "04_train" / "run"' in src
-    assert "⚠️" in src and "警告" in src and "display(Markdown(" in src
+def test_model_comes_from_the_run_of_04_through_the_shared_fallback(name):
+    body = "\n".join(c.source for c in _load(name).cells if c.cell_type == "code")
+    assert body.count("trained_run_or_fallback(WORKSPACE, DATA, VARIANT)") == 1
+    for demo_only in ("prepare_demo_coco", "latest_run(", '"valid"'):
+        assert demo_only not in body, f"{name}: dataset and model come from the run 04 wrote ({demo_only})"
+
+
+def test_no_notebook_reads_clone_only_files_or_deep_trains():
+    for name in NOTEBOOKS:
+        body = "\n".join(c.source for c in _load(name).cells if c.cell_type == "code")
+        assert "benchmarks" not in body and "importlib" not in body, name
+        assert "deimv2.engine.trainer import train" not in body, f"{name}: use deimv2.train"
+
+
+def test_train_short_path_is_public_api_and_short():
+    """04 opens with the path a learner copies: <= 8 code cells, about 60 lines, public names only."""
+    cells = _load("04_train.ipynb").cells
+    first_deep = next(i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith("## 深入"))
+    code = [c.source for c in cells[:first_deep] if c.cell_type == "code"]
+    assert len(code) <= 8
+    assert sum(1 for src in code for ln in src.splitlines() if ln.strip()) <= 65
+    body = "\n".join(code)
+    assert "deimv2.train(" in body and "tune=TUNE" in body and "epochs=EPOCHS" in body
+    assert "deimv2.evaluate(" in body and "deimv2.Detector" in body and "plot_training_curves" in body
+    imports = re.findall(r"^(?:from|import) (\S+)", body, re.MULTILINE)
+    assert set(imports) <= {"subprocess", "sys", "pathlib", "deimv2", "deimv2.notebook", "IPython.display"}, imports
 
 
 def test_conftest_enables_fast_mode():

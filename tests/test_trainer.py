@@ -214,3 +214,19 @@ def test_training_reaches_an_ap_that_an_untrained_model_does_not(tmp_path):
     )
     assert untrained["AP50"] < 0.05, untrained["AP50"]
     assert trained["AP50"] > 0.5 and trained["AP"] > 0.2, (trained["AP50"], trained["AP"])
+
+
+def test_checkpoint_freq_and_print_freq_do_what_they_say(tiny_coco, tmp_path, capsys):
+    """checkpoint_freq: an extra checkpoint<epoch>.pth every N epochs (official solver); print_freq: without a
+    progress bar, a loss line every N optimizer steps; 0 turns each off."""
+    out = tmp_path / "每 2 轮"
+    ov = {**TINY, "checkpoint_freq": 2, "print_freq": 1}
+    train("atto", data=tiny_coco, output_dir=out, overrides=ov, epochs=3, max_iters_per_epoch=2, progress=False)
+    assert sorted(p.name for p in out.glob("checkpoint*.pth")) == ["checkpoint0001.pth"]  # after epoch 2 of 3
+    assert load_checkpoint(out / "checkpoint0001.pth")["epoch"] == 1
+    text = capsys.readouterr().out
+    assert "第 1 轮第 1/2 步：loss=" in text and "第 3 轮第 2/2 步：loss=" in text
+    off = tmp_path / "关"
+    ov = {**TINY, "checkpoint_freq": 0, "print_freq": 0}
+    train("atto", data=tiny_coco, output_dir=off, overrides=ov, epochs=2, max_iters_per_epoch=2, progress=False)
+    assert not list(off.glob("checkpoint*.pth")) and "步：loss=" not in capsys.readouterr().out

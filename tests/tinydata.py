@@ -74,3 +74,32 @@ def calibrated_model(
 def calibrated_atto(num_classes: int = 80, seed: int = 0, size: int = 160) -> torch.nn.Module:
     """Random Atto with measured BN statistics (see :func:`calibrated_model`)."""
     return calibrated_model("atto", num_classes, seed, size)
+
+
+def make_yolo_dataset(
+    root: Path, names=("螺丝", "螺母", "垫片"), n_train: int = 12, n_val: int = 6, size: int = 96, seed: int = 0
+) -> Path:
+    """A YOLO dataset (Roboflow layout + ``data.yaml``) of coloured rectangles, class = colour; returns the YAML."""
+    rng = random.Random(seed)
+    colors = [(220, 40, 40), (40, 200, 60), (40, 80, 220), (230, 200, 30), (150, 50, 200)][: len(names)]
+    for split, n in (("train", n_train), ("valid", n_val)):
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        (root / split / "labels").mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            img = Image.new("RGB", (size, size), (128, 128, 128))
+            draw = ImageDraw.Draw(img)
+            lines = []
+            for k in range(rng.randint(1, 2)):
+                c = (i + k) % len(names)  # every class in every split
+                w, h = rng.randint(size // 4, size // 2), rng.randint(size // 4, size // 2)
+                x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
+                draw.rectangle([x, y, x + w, y + h], fill=colors[c])
+                lines.append(f"{c} {(x + w / 2) / size:.6f} {(y + h / 2) / size:.6f} {w / size:.6f} {h / size:.6f}")
+            img.save(root / split / "images" / f"零件 {i}.jpg", quality=95)
+            (root / split / "labels" / f"零件 {i}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    yaml_path = root / "data.yaml"
+    yaml_path.write_text(
+        f"train: train/images\nval: valid/images\nnc: {len(names)}\nnames: {json.dumps(list(names), ensure_ascii=False)}\n",
+        encoding="utf-8",
+    )
+    return yaml_path

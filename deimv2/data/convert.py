@@ -390,12 +390,20 @@ def coco_to_yolo(
     datas = {s: read_coco_json(f.ann_file, check_categories=False) for s, f in found.items()}
     cats: dict = {}
     for s, data in datas.items():
+        own: dict = {}
         for c in data.get("categories", []):
             if not isinstance(c, dict) or "id" not in c:
                 raise DatasetError(f"{found[s].ann_file} 中有缺少 id 的类别：{c}")
+            if c["id"] in own:
+                raise DatasetError(
+                    f"{found[s].ann_file} 中类别 id {c['id']} 出现了多次（{own[c['id']].get('name')!r} 和 "
+                    f"{c.get('name')!r}），不知道这个 id 的框属于哪一类，没有写出任何文件。修复：每个类别的 id 必须唯一。"
+                )
+            own[c["id"]] = c
             if c["id"] in cats and cats[c["id"]]["name"] != c.get("name"):
                 raise DatasetError(
-                    f"不同划分中类别 id {c['id']} 的名字不一致：{cats[c['id']]['name']!r} 与 {c.get('name')!r}。"
+                    f"不同划分中类别 id {c['id']} 的名字不一致：{cats[c['id']]['name']!r} 与 {c.get('name')!r}"
+                    f"（{found[s].ann_file}）。修复：让各划分的 categories 完全相同。"
                 )
             cats.setdefault(c["id"], c)
     used = {a.get("category_id") for d in datas.values() for a in d.get("annotations", []) if isinstance(a, dict)}

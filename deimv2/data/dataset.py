@@ -21,8 +21,9 @@ from pycocotools.coco import COCO
 from torchvision import tv_tensors
 
 from ..errors import DatasetError
+from ..models.postprocess import MSCOCO_CATEGORY_TO_LABEL, MSCOCO_LABEL_TO_CATEGORY
 from .images import load_image
-from .layout import read_coco_json
+from .layout import listing, read_coco_json
 from .validate import bbox_problem, coco_image_path
 
 __all__ = [
@@ -35,88 +36,8 @@ __all__ = [
 ]
 
 # Standard COCO 2017 detection categories (ids as in instances_*.json; label = position).
-MSCOCO_CATEGORY_IDS = (
-    1,
-    2,
-    3,
-    4,
-    5,
-    6,
-    7,
-    8,
-    9,
-    10,
-    11,
-    13,
-    14,
-    15,
-    16,
-    17,
-    18,
-    19,
-    20,
-    21,
-    22,
-    23,
-    24,
-    25,
-    27,
-    28,
-    31,
-    32,
-    33,
-    34,
-    35,
-    36,
-    37,
-    38,
-    39,
-    40,
-    41,
-    42,
-    43,
-    44,
-    46,
-    47,
-    48,
-    49,
-    50,
-    51,
-    52,
-    53,
-    54,
-    55,
-    56,
-    57,
-    58,
-    59,
-    60,
-    61,
-    62,
-    63,
-    64,
-    65,
-    67,
-    70,
-    72,
-    73,
-    74,
-    75,
-    76,
-    77,
-    78,
-    79,
-    80,
-    81,
-    82,
-    84,
-    85,
-    86,
-    87,
-    88,
-    89,
-    90,
-)
+#: the 80 COCO category ids in label order (one home: :mod:`deimv2.models.postprocess`)
+MSCOCO_CATEGORY_IDS = tuple(MSCOCO_LABEL_TO_CATEGORY.values())
 MSCOCO_CATEGORY_NAMES = (
     "person",
     "bicycle",
@@ -199,15 +120,6 @@ MSCOCO_CATEGORY_NAMES = (
     "hair drier",
     "toothbrush",
 )
-MSCOCO_CATEGORY_TO_LABEL = {cid: i for i, cid in enumerate(MSCOCO_CATEGORY_IDS)}
-
-_SHOW = 10  # how many offending items an error message lists
-
-
-def _listing(items) -> str:
-    items = list(items)
-    text = "\n".join(f"  - {x}" for x in items[:_SHOW])
-    return text + (f"\n  ……共 {len(items)} 个" if len(items) > _SHOW else "")
 
 
 def _is_int(v) -> bool:
@@ -324,13 +236,13 @@ class CocoDetection(torch.utils.data.Dataset):
             )
         if bad_img:
             raise DatasetError(
-                f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{_listing(bad_img)}\n"
+                f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{listing(bad_img)}\n"
                 "修复：改正这些标注的 image_id，或删除它们。"
             )
         if bad_box:
             raise DatasetError(
                 f"标注文件 {path} 中有 {len(bad_box)} 个无效的框（NaN/inf、宽或高 ≤ 0、或完全在图片外），"
-                f"训练没有开始：\n{_listing(bad_box)}\n"
+                f"训练没有开始：\n{listing(bad_box)}\n"
                 "修复：改正或删除这些标注（deimv2 check 会列出全部；规则见 docs/errors.md）。"
             )
 
@@ -362,7 +274,7 @@ class CocoDetection(torch.utils.data.Dataset):
         if missing:
             raise DatasetError(
                 f"标注文件 {self.ann_file} 中有 {len(missing)} 张图片在 {self.img_folder} 下找不到：\n"
-                f"{_listing(missing)}\n"
+                f"{listing(missing)}\n"
                 "修复：把图片放到该目录下（file_name 是相对 img_folder 的路径），"
                 "或从标注文件中删除这些图片。"
             )

@@ -66,7 +66,8 @@ class SplitFiles(NamedTuple):
     ann_file: Path
 
 
-def _listing(items) -> str:
+def listing(items) -> str:
+    """Up to ten items, one per line, then how many there are in all (for error messages)."""
     items = [str(x) for x in items]
     return "\n".join(f"  - {x}" for x in items[:_SHOW]) + (f"\n  ……共 {len(items)} 个" if len(items) > _SHOW else "")
 
@@ -119,7 +120,7 @@ def _split_json(folder: Path) -> Path | None:
     jsons = sorted(p for p in folder.glob("*.json") if p.is_file())
     if len(jsons) > 1:
         raise DatasetError(
-            f"目录 {folder} 下有多个 JSON 文件，无法确定哪个是标注：\n{_listing(jsons)}\n"
+            f"目录 {folder} 下有多个 JSON 文件，无法确定哪个是标注：\n{listing(jsons)}\n"
             f"修复：把标注文件命名为 {COCO_JSON}，或把其它 JSON 移走。"
         )
     return jsons[0] if jsons else None
@@ -139,7 +140,7 @@ def _one_per_split(found: dict[str, list], where: Path, what: str) -> dict[str, 
         if len(items) > 1:
             raise DatasetError(
                 f"{where} 下有 {len(items)} 个{what}都是 {split} 划分，无法确定用哪个：\n"
-                f"{_listing(i[1] for i in items)}\n修复：只保留一个（删除或改名其余的）。"
+                f"{listing(i[1] for i in items)}\n修复：只保留一个（删除或改名其余的）。"
             )
     return {s: SplitFiles(*found[s][0]) for s in SPLITS if s in found}
 

@@ -57,12 +57,14 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def init_distributed(backend: str | None = None, timeout_minutes: float = 30.0) -> bool:
+def init_distributed(
+    backend: str | None = None, timeout_minutes: float = 30.0, device: torch.device | None = None
+) -> bool:
     """Initialize the process group from torchrun's env vars; return True when distributed.
 
     Without ``WORLD_SIZE`` > 1 in the environment nothing happens (single GPU/CPU) and False is
-    returned. The backend defaults to ``nccl`` when CUDA is available, else ``gloo``. On CUDA the
-    device ``LOCAL_RANK`` is selected.
+    returned. The backend defaults to ``nccl`` when CUDA is available, else ``gloo``. On CUDA ``device`` (this
+    process's GPU, :func:`deimv2.engine.setup.process_device`) is selected, else GPU ``LOCAL_RANK``.
     """
     if is_dist():
         return True
@@ -80,7 +82,7 @@ def init_distributed(backend: str | None = None, timeout_minutes: float = 30.0) 
         backend = "nccl" if use_cuda else "gloo"
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if use_cuda and backend == "nccl":
-        torch.cuda.set_device(local_rank)
+        torch.cuda.set_device(device if device is not None and device.type == "cuda" else local_rank)
     td.init_process_group(backend=backend, init_method="env://", timeout=timedelta(minutes=timeout_minutes))
     return True
 
@@ -160,7 +162,7 @@ def wrap_model(model: nn.Module, sync_bn: bool = True, find_unused_parameters: b
     if next(model.parameters()).is_cuda:
         if sync_bn:
             model = convert_sync_bn(model)
-        dev = get_local_rank()
+        dev = next(model.parameters()).device.index  # the GPU process_device chose (-d 2,3: not LOCAL_RANK)
         return nn.parallel.DistributedDataParallel(
             model, device_ids=[dev], output_device=dev, find_unused_parameters=find_unused_parameters
         )

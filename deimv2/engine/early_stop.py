@@ -17,7 +17,7 @@ __all__ = ["check_resume_after_early_stop", "early_stop_reason"]
 
 
 def early_stop_reason(
-    patience: int, epoch: int, best_epoch: int, best_ap: float, epochs: int, output_dir: Path
+    *, patience: int, epoch: int, best_epoch: int, best_ap: float, epochs: int, output_dir: Path
 ) -> str | None:
     """The Chinese reason to stop after ``epoch`` (0-based), or None to go on.
 

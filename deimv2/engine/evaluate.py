@@ -32,6 +32,7 @@ from .dist import all_gather_object
 from .f1 import compute_f1_curve
 
 __all__ = [
+    "check_class_names",
     "STAT_NAMES",
     "CocoEvaluator",
     "box_iou_np",
@@ -397,3 +398,30 @@ def plot_per_class_ap(metrics: Mapping[str, Any]):
     ax.legend(loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     return fig
+
+
+# ---------------------------------------------------------------------- checkpoint vs dataset
+def check_class_names(checkpoint, saved: Sequence[str] | None, data, names: Sequence[str]) -> str | None:
+    """Compare the class names saved in ``checkpoint`` with the dataset's ``names`` (index = label) before an
+    evaluation. Another count or the same names in another order raise (the mAP would pair the wrong classes);
+    other names return a Chinese warning (a renamed dataset is possible); None when they agree or nothing is saved."""
+    if not saved:
+        return None
+    saved, names = [str(n) for n in saved], [str(n) for n in names]
+    if saved == names:
+        return None
+    both = f"权重 {checkpoint} 的类别：{'、'.join(saved[:20])}；数据集 {data} 的类别：{'、'.join(names[:20])}"
+    if len(saved) != len(names):
+        raise DatasetError(
+            f"类别数不一致：{len(saved)} 类的权重不能在 {len(names)} 类的数据集上评估（{both}）。"
+            "修复：用训练这个权重时的数据集评估；要在新数据集上使用，请先用 -t 微调。"
+        )
+    if sorted(saved) == sorted(names):
+        raise DatasetError(
+            f"类别相同但顺序不同，按编号评估会把类别配错，mAP 没有意义（{both}）。"
+            "修复：把数据集 categories 的 id 顺序改成与训练时一致，或用训练时的数据集评估。"
+        )
+    return (
+        f"警告：类别名不同，按编号 0..{len(names) - 1} 一一对应评估（{both}）。"
+        "如果不是同一套类别（只是改了名字），这个 mAP 没有意义。"
+    )

@@ -58,6 +58,7 @@ class FlatCosineLRScheduler:
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
+        *,
         lr_gamma: float,
         iter_per_epoch: int,
         total_epochs: float,

@@ -16,7 +16,7 @@ import torch
 from ..config import Config
 from ..data.validate import empty_split_problem, shared_images_problem
 from ..errors import ConfigError, DatasetError
-from ..inputs import parse_device
+from ..inputs import local_processes, parse_device
 
 
 def fast_mode() -> bool:
@@ -42,6 +42,25 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
         )
     if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise ConfigError(f"指定了设备 {device}，但 MPS 不可用。请改用 -d cpu。")
+    return dev
+
+
+def process_device(device: str | torch.device | None = None) -> torch.device:
+    """The device of this process. Alone: :func:`resolve_device`. Under torchrun on CUDA, local rank ``i`` takes
+    GPU ``i`` (no ``-d`` or ``-d cuda``) or the ``i``-th GPU of a list (``-d 2,3``); one GPU for several processes
+    is an error (they would all crowd onto it)."""
+    dev = resolve_device(device)
+    procs, rank = local_processes()
+    if procs <= 1 or dev.type != "cuda":
+        return dev
+    listed = isinstance(device, str) and "," in device.replace("，", ",")
+    if dev.index is None:
+        dev = resolve_device(f"cuda:{rank}")
+    elif not listed:
+        raise ConfigError(
+            f"设备 {device} 只是一块 GPU，但 torchrun 在这台机器上启动了 {procs} 个进程，它们会挤在同一块 GPU 上。"
+            f"修复：每个进程一块，写 -d {','.join(str(i) for i in range(procs))}（或去掉 -d：第 i 个进程用 GPU i）。"
+        )
     return dev
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import nullcontext, redirect_stdout
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from ..config_checks import check_image_size
 from ..data.doctor import check_dataset
 from ..data.layout import find_dataset, read_coco_json
 from ..errors import ConfigError, DEIMv2Error, WeightsError
-from ..hub import download_hgnetv2_backbone
+from ..hub import coco_target, download_hgnetv2_backbone
 from ..inputs import resolve_checkpoint
 from ..loss import build_criterion
 from ..models.build import build_model_from_config, build_postprocessor
@@ -43,7 +43,7 @@ from .autobatch import resolve_auto_batch, split_auto_batch
 from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
 from .early_stop import check_resume_after_early_stop, early_stop_reason
 from .ema import ModelEMA
-from .evaluate import CocoEvaluator, format_metrics_table, save_eval_json
+from .evaluate import CocoEvaluator, check_class_names, format_metrics_table, save_eval_json
 from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
 from .optim import build_optimizer
 from .rng import capture_rng_state, restore_rng_state
@@ -56,12 +56,16 @@ from .setup import (
     measure_activation_bytes,
     memory_table,
     prepare_run_data,
-    resolve_device,
+    process_device,
 )
 
 
 class NonFiniteLossError(DEIMv2Error):
     """The loss became NaN/inf; the last good checkpoint is kept."""
+
+
+#: TensorBoard gets the step loss every this many optimizer steps (the official det_engine's fixed 10)
+TENSORBOARD_EVERY = 10
 
 
 def _say(msg: str) -> None:
@@ -121,7 +125,13 @@ class Trainer:
         s = cfg.schedule
         self.warmup_iter = self._effective_warmup()
         self.scheduler = FlatCosineLRScheduler(
-            self.optimizer, s.lr_gamma, self.iters_per_epoch, s.epochs, self.warmup_iter, s.flat_epoch, s.no_aug_epoch
+            self.optimizer,
+            lr_gamma=s.lr_gamma,
+            iter_per_epoch=self.iters_per_epoch,
+            total_epochs=s.epochs,
+            warmup_iter=self.warmup_iter,
+            flat_epochs=s.flat_epoch,
+            no_aug_epochs=s.no_aug_epoch,
         )
         self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
@@ -239,10 +249,13 @@ class Trainer:
             self.ema.module.load_state_dict(self.model.state_dict())
         return report
 
-    def load_backbone(self) -> None:
+    def load_backbone(self, required: bool = True) -> None:
         path = expected_backbone_path(self.cfg)
         if path is None:
             _say("骨干网络从随机初始化开始训练（配置没有指定预训练权重）。")
+            return
+        if not path.is_file() and not required:  # -t coco without the official weights: from scratch, as said
+            _say(f"骨干网络的预训练权重 {path.resolve()} 也没有：骨干网络从随机初始化开始训练。")
             return
         if not path.is_file():
             if self.cfg.model.backbone_type != "HGNetv2":  # DINOv3 / ViT-Tiny files: by hand, as officially
@@ -340,8 +353,12 @@ class Trainer:
             self.scheduler.step(self.global_step)
             self.global_step += 1
             meter.update(loss=loss_value, **reduced)
-            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{opt.param_groups[-1]['lr']:.2e}")
-            if self.writer is not None and self.global_step % 10 == 0:
+            lr = opt.param_groups[-1]["lr"]
+            bar.set_postfix(loss=f"{loss_value:.3f}", lr=f"{lr:.2e}")
+            step = (i + 1) // acc
+            if not self.progress and self.cfg.train.print_freq > 0 and step % self.cfg.train.print_freq == 0:
+                _say(f"  第 {epoch + 1} 轮第 {step}/{self.iters_per_epoch} 步：loss={loss_value:.4f}  lr={lr:.2e}")
+            if self.writer is not None and self.global_step % TENSORBOARD_EVERY == 0:
                 self.writer.add_scalar("loss/total", loss_value, self.global_step)
         bar.close()
         meter.synchronize_between_processes()
@@ -351,16 +368,9 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, module: torch.nn.Module | None = None) -> dict[str, Any]:
-        import io
-
-        from pycocotools.coco import COCO
-
         module = module or (self.ema.module if self.ema is not None else self.model)
         module.eval()
-        ds = self.data.val_dataset
-        with redirect_stdout(io.StringIO()):
-            coco = COCO(str(ds.ann_file))
-        evaluator = CocoEvaluator(coco, self.category_ids, self.class_names)
+        evaluator = CocoEvaluator(self.data.val_dataset.coco, self.category_ids, self.class_names)
         for images, targets in self.data.val_loader:
             images = images.to(self.device)
             with self._autocast():
@@ -388,6 +398,9 @@ class Trainer:
             stats = self.train_one_epoch(epoch)
             self.rng_state = capture_rng_state(loader_gen)
             self.save("last.pth", epoch)
+            freq = cfg.train.checkpoint_freq
+            if freq > 0 and (epoch + 1) % freq == 0:  # as the official solver: an extra checkpoint every freq epochs
+                self.save(f"checkpoint{epoch:04}.pth", epoch)
             metrics = self.evaluate()
             self.conf_threshold = metrics.get("best_conf")
             ap = float(metrics["AP"])
@@ -409,7 +422,12 @@ class Trainer:
                 "best_epoch": self.best_epoch,
             }
             stop = early_stop_reason(
-                cfg.train.patience, epoch, self.best_epoch, self.best_ap, cfg.schedule.epochs, self.output_dir
+                patience=cfg.train.patience,
+                epoch=epoch,
+                best_epoch=self.best_epoch,
+                best_ap=self.best_ap,
+                epochs=cfg.schedule.epochs,
+                output_dir=self.output_dir,
             )
             if stop:
                 record["stop_reason"] = stop
@@ -440,7 +458,7 @@ class Trainer:
 
 # ---------------------------------------------------------------------- public API
 def _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs) -> Config:
-    ov = dict(kwargs)
+    ov = parse_overrides(kwargs)
     ov.update(parse_overrides(overrides))
     explicit_nc = ov.get("num_classes")
     cfg = load_config(config, ov)
@@ -499,10 +517,8 @@ def prepare_trainer(
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
     overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
     cfg = _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs)
-    dist.init_distributed()
-    dev = resolve_device(device)
-    if dist.is_dist() and dev.type == "cuda":
-        dev = torch.device("cuda", dist.get_local_rank())
+    dev = process_device(device)  # under torchrun: this local rank's GPU (deimv2.inputs: -d 2,3 -> GPU 2, 3)
+    dist.init_distributed(device=dev)
     dist.seed_everything(cfg.train.seed)
     torch.backends.cudnn.benchmark = True
     if dev.type == "cuda":
@@ -568,7 +584,7 @@ def train(
     config: str | Path | Config | Mapping = "atto",
     *,
     data: str | Path | None = None,
-    tune: str | Path | None = None,
+    tune: str | Path | None = None,  # a checkpoint, or "coco": the variant's official COCO weights (deimv2.hub)
     resume: str | Path | None = None,
     use_amp: bool | None = None,
     seed: int | None = None,
@@ -590,12 +606,14 @@ def train(
     ``"official"`` (the official schedule and batch-size rule) or ``"small"`` (a small dataset from scratch), see
     :mod:`deimv2.recipes`; the recipe's overrides go under the user's.
     """
+    kwargs = parse_overrides(kwargs)  # train(lr="1e-3") reads as -u lr=1e-3
     if tune and resume:
         raise ConfigError("-t/--tune 和 -r/--resume 只能选一个：-t 只加载权重微调，-r 接着上次的训练继续。")
     check_recipe(recipe)
+    ov, kw, _ = split_auto_batch(overrides, kwargs)
+    tune, scratch = coco_target(config, tune, {**ov, **kw}, _say)  # tune="coco": the official COCO weights
     resume, tune, output_dir, into_other = resume_target(resume, tune, output_dir, test_only)
     # a wrong config name, an unknown override key or a bad value is reported before the dataset is read
-    ov, kw, _ = split_auto_batch(overrides, kwargs)
     check_image_size(load_config(config, {**ov, **kw}))
     data, yolo_checked = prepare_run_data(data, output_dir, check_data and not test_only, parse_nc(overrides, kwargs))
     recipe_note = None
@@ -629,6 +647,7 @@ def train(
     if test_only:
         if not resume:
             raise ConfigError("--test-only 需要用 -r 指定要评估的 checkpoint。")
+        _check_eval_classes(t, resume, data)
         load_weights(t.model, resume, strict=True)
         metrics = t.evaluate(t.model)
         _finish_eval(t, metrics)
@@ -648,7 +667,7 @@ def train(
     elif tune:
         t.tune(tune)
     else:
-        t.load_backbone()
+        t.load_backbone(required=not scratch)
     if dist.is_main_process():  # after -r is accepted: a refused resume leaves the run's files as they were
         save_config(t.cfg, t.output_dir / "config.yaml")
     if recipe_note:
@@ -685,10 +704,16 @@ def parse_nc(overrides, kwargs) -> int | None:
 
 
 def _finish_eval(t: Trainer, metrics: dict) -> None:
+    """Print the table and write ``eval.json``, or ``eval-2.json`` … when the folder already has one (the run's
+    own, or an earlier evaluation's): an evaluation never overwrites another file. ``metrics["eval_json"]``: where."""
     if dist.is_main_process():
-        save_eval_json(metrics, t.output_dir / "eval.json")
+        path, n = t.output_dir / "eval.json", 2
+        while path.exists():
+            path, n = t.output_dir / f"eval-{n}.json", n + 1
+        save_eval_json(metrics, path)
         _say(format_metrics_table(metrics))
-        _say(f"评估结果已写入 {(t.output_dir / 'eval.json').resolve()}")
+        _say(f"评估结果已写入 {path.resolve()}")
+        metrics["eval_json"] = str(path)
 
 
 def evaluate(
@@ -706,6 +731,7 @@ def evaluate(
 
     ``config`` may be None for our own checkpoints (the config stored inside is used).
     """
+    kwargs = parse_overrides(kwargs)
     checkpoint = resolve_checkpoint(checkpoint, option="-r/--checkpoint")
     data, _ = prepare_run_data(data, output_dir or Path(checkpoint).parent, True, parse_nc(overrides, kwargs))
     if config is None:
@@ -723,7 +749,19 @@ def evaluate(
         train=False,
         **kwargs,
     )
+    _check_eval_classes(t, checkpoint, data)
     load_weights(t.model, checkpoint, strict=True)
     metrics = t.evaluate(t.model)
     _finish_eval(t, metrics)
     return metrics
+
+
+def _check_eval_classes(t: Trainer, checkpoint, data) -> None:
+    """The checkpoint's saved class names against the dataset's (:func:`~deimv2.engine.evaluate.check_class_names`)."""
+    try:
+        saved = load_checkpoint(checkpoint).get("class_names")
+    except Exception:  # noqa: BLE001 - a format without saved names (official, safetensors): load_weights reports
+        saved = None
+    warning = check_class_names(checkpoint, saved, data, t.class_names)
+    if warning:
+        _say(warning)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..config_sections import CriterionConfig
 from .criterion import DEIMCriterion
 from .matcher import HungarianMatcher
 
@@ -16,33 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = ["OFFICIAL_CRITERION", "build_criterion"]
 
-#: The ``DEIMCriterion`` section of the official ``configs/base/deimv2.yml`` (matcher keys prefixed ``matcher_``).
-#: Used for every argument that neither ``cfg`` nor a keyword gives. Per variant the official configs change
-#: Atto/Femto/Pico to ``losses=['mal', 'boxes']``, ``use_uni_set=False``, ``matcher_change_epoch=450``;
-#: N/S/M/L/X keep ``['mal', 'boxes', 'local']`` with their own ``matcher_change_epoch``.
-OFFICIAL_CRITERION: dict[str, Any] = {
-    "num_classes": 80,
-    "weight_dict": {"loss_mal": 1, "loss_bbox": 5, "loss_giou": 2, "loss_fgl": 0.15, "loss_ddf": 1.5},
-    "losses": ["mal", "boxes", "local"],
-    "gamma": 1.5,
-    "alpha": 0.75,
-    "reg_max": 32,
-    "use_uni_set": True,
-    "matcher_weight_dict": {"cost_class": 2, "cost_bbox": 5, "cost_giou": 2},
-    "matcher_alpha": 0.25,
-    "matcher_gamma": 2.0,
-    "change_matcher": True,
-    "iou_order_alpha": 4.0,
-    "matcher_change_epoch": 45,
-    "mal_alpha": None,
-    "boxes_weight_format": None,
-}
 
-
-def _from_config(cfg: Config) -> dict[str, Any]:
-    c, m = cfg.criterion, cfg.criterion.matcher
+def _sections_kwargs(c: CriterionConfig, num_classes: int) -> dict[str, Any]:
+    """``build_criterion`` keywords from a criterion section (matcher keys prefixed ``matcher_``)."""
+    m = c.matcher
     return {
-        "num_classes": cfg.num_classes,
+        "num_classes": num_classes,
         "weight_dict": c.weight_dict,
         "losses": c.losses,
         "gamma": c.gamma,
@@ -56,6 +36,22 @@ def _from_config(cfg: Config) -> dict[str, Any]:
         "iou_order_alpha": m.iou_order_alpha,
         "matcher_change_epoch": m.matcher_change_epoch,
     }
+
+
+#: The ``DEIMCriterion`` section of the official ``configs/base/deimv2.yml`` (matcher keys prefixed ``matcher_``),
+#: taken from the typed config sections, their one home (:class:`~deimv2.config_sections.CriterionConfig`).
+#: Used for every argument that neither ``cfg`` nor a keyword gives. Per variant the official configs change
+#: Atto/Femto/Pico to ``losses=['mal', 'boxes']``, ``use_uni_set=False``, ``matcher_change_epoch=450``;
+#: N/S/M/L/X keep ``['mal', 'boxes', 'local']`` with their own ``matcher_change_epoch``.
+OFFICIAL_CRITERION: dict[str, Any] = {
+    **_sections_kwargs(CriterionConfig(), num_classes=80),
+    "mal_alpha": None,
+    "boxes_weight_format": None,
+}
+
+
+def _from_config(cfg: Config) -> dict[str, Any]:
+    return _sections_kwargs(cfg.criterion, cfg.num_classes)
 
 
 def build_criterion(

@@ -20,6 +20,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from ..box_ops import box_cxcywh_to_xyxy, elementwise_box_iou, elementwise_generalized_box_iou
+from ..config_sections import CriterionConfig
 from ..errors import ConfigError
 from ..models.fdr import bbox2distance
 from .losses import box_losses, ddf_loss, fgl_loss, focal_loss, mal_loss, vfl_loss
@@ -55,6 +56,8 @@ class _Matched:
 class DEIMCriterion(nn.Module):
     """DEIM loss. ``losses`` picks terms from ``'mal'``, ``'vfl'``, ``'focal'``, ``'boxes'``, ``'local'``.
 
+    Defaults come from :class:`~deimv2.config_sections.CriterionConfig` (the official base YAML; the official
+    constructor's own 0.2 / 2.0 are never used by an official config).
     Args follow the official YAML keys: ``alpha`` / ``gamma`` for VFL/focal/MAL (MAL uses only ``gamma``,
     plus ``mal_alpha`` when not None), ``reg_max`` FDR bins, ``boxes_weight_format`` (None, 'iou' or 'giou'),
     ``use_uni_set`` (boxes/local losses use the union "GO" matching of all layers).
@@ -68,14 +71,14 @@ class DEIMCriterion(nn.Module):
         matcher: HungarianMatcher,
         weight_dict: dict[str, float],
         losses: list[str],
-        alpha: float = 0.2,
-        gamma: float = 2.0,
+        alpha: float = CriterionConfig.alpha,
+        gamma: float = CriterionConfig.gamma,
         num_classes: int = 80,
-        reg_max: int = 32,
+        reg_max: int = CriterionConfig.reg_max,
         boxes_weight_format: str | None = None,
         share_matched_indices: bool = False,
         mal_alpha: float | None = None,
-        use_uni_set: bool = True,
+        use_uni_set: bool = CriterionConfig.use_uni_set,
     ):
         super().__init__()
         unknown = [name for name in losses if name not in _KNOWN_LOSSES]

@@ -18,6 +18,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
 from ..box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
+from ..config_sections import MatcherConfig
 
 __all__ = ["HungarianMatcher", "union_match_indices"]
 
@@ -44,11 +45,11 @@ class HungarianMatcher(nn.Module):
         self,
         weight_dict: dict[str, float],
         use_focal_loss: bool = True,
-        alpha: float = 0.25,
-        gamma: float = 2.0,
-        change_matcher: bool = False,
-        iou_order_alpha: float = 1.0,
-        matcher_change_epoch: int = 10000,
+        alpha: float = MatcherConfig.alpha,
+        gamma: float = MatcherConfig.gamma,
+        change_matcher: bool = MatcherConfig.change_matcher,
+        iou_order_alpha: float = MatcherConfig.iou_order_alpha,
+        matcher_change_epoch: int = MatcherConfig.matcher_change_epoch,
     ):
         super().__init__()
         self.cost_class = weight_dict["cost_class"]
