@@ -21,8 +21,6 @@ A tiny set shows the direction of an effect, not the AP a real dataset reaches.
 from __future__ import annotations
 
 import argparse
-import json
-import random
 import statistics
 import sys
 import time
@@ -33,18 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from latency import run_meta, write_results  # noqa: E402
-from tinydata import make_coco_dataset  # noqa: E402
+from tinydata import TINY_TRAIN, make_coco_dataset  # noqa: E402
 
 #: small enough for a CPU: 96² input, 30 queries, no data-loader workers
-TINY = {
-    "HGNetv2.pretrained": False,
-    "eval_spatial_size": [96, 96],
-    "num_workers": 0,
-    "val_dataloader.num_workers": 0,
-    "val_dataloader.total_batch_size": 4,
-    "DEIMTransformer.num_queries": 30,
-    "PostProcessor.num_top_queries": 30,
-}
+TINY = TINY_TRAIN
 #: rule -> overrides on top of the default recipe
 RULES = {
     "none": {},
@@ -73,37 +63,12 @@ def markers(mode: str) -> tuple[str, str]:
     return f"<!-- batch_rule_{mode}: written by benchmarks/batch_rule.py -->", f"<!-- /batch_rule_{mode} -->"
 
 
-def make_pretrain_set(root: Path, n_train: int = 160, n_val: int = 32, size: int = 96, seed: int = 7) -> Path:
+def make_pretrain_set(root: Path, n_train: int = 160, n_val: int = 32, seed: int = 7) -> Path:
     """Rectangles and ellipses in 8 colours (none of them the 3 of the fine-tune set); 80 categories, 8 used."""
-    from PIL import Image, ImageDraw
-
-    rng = random.Random(seed)
-    cats = [{"id": i, "name": f"类别{i}"} for i in range(80)]
-    for split, n in (("train", n_train), ("valid", n_val)):
-        d = root / split
-        d.mkdir(parents=True, exist_ok=True)
-        images, anns = [], []
-        for i in range(n):
-            img = Image.new("RGB", (size, size), (128, 128, 128))
-            draw = ImageDraw.Draw(img)
-            for _ in range(rng.randint(1, 3)):
-                c = rng.randrange(len(PRETRAIN_COLORS))
-                w, h = rng.randint(size // 5, size // 2), rng.randint(size // 5, size // 2)
-                x, y = rng.randint(0, size - w - 1), rng.randint(0, size - h - 1)
-                shape = draw.ellipse if rng.random() < 0.5 else draw.rectangle
-                shape([x, y, x + w, y + h], fill=PRETRAIN_COLORS[c])
-                box = [x, y, w + 1, h + 1]
-                anns.append(
-                    {"id": len(anns) + 1, "image_id": i + 1, "category_id": c, "bbox": box, "area": box[2] * box[3]}
-                    | {"iscrowd": 0}
-                )
-            img.save(d / f"{i}.jpg", quality=95)
-            images.append({"id": i + 1, "file_name": f"{i}.jpg", "width": size, "height": size})
-        (d / "_annotations.coco.json").write_text(
-            json.dumps({"images": images, "annotations": anns, "categories": cats}, ensure_ascii=False),
-            encoding="utf-8",
-        )
-    return root
+    names = [f"类别{i}" for i in range(80)]
+    return make_coco_dataset(
+        root, n_train, n_val, seed=seed, colors=PRETRAIN_COLORS, names=names, max_objects=3, ellipses=True
+    )
 
 
 def one_run(data: Path, out: Path, rule: str, batch: int, epochs: int, seed: int, tune: Path | None) -> dict:

@@ -7,7 +7,12 @@ from __future__ import annotations
 
 import importlib
 
+from .log import install_console_handler
+
 __version__ = "0.1.0"
+
+# messages of the library go through logging.getLogger("deimv2…"); shown like print (silence: deimv2/log.py)
+install_console_handler()
 
 _EXPORTS = {
     "build_model": "deimv2.models.build",

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -30,6 +31,8 @@ import torch
 
 from .errors import ConfigError, DEIMv2Error, WeightsError
 from .graph import build_graph, write_onnx
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "AUTO_CPU",
@@ -303,7 +306,7 @@ def cached_onnx(
             continue
         target = d / name
         if verbose:
-            print(f"首次在 CPU 上用 ONNX 运行时：正在把 {stem} 导出为 ONNX（只需一次，缓存在 {target}）……")
+            _log.info(f"首次在 CPU 上用 ONNX 运行时：正在把 {stem} 导出为 ONNX（只需一次，缓存在 {target}）……")
         _write_atomic(graph, cfg, target, opset)
         for old in d.glob(f"{stem}-*.onnx"):  # older exports of the same checkpoint (weights/versions changed)
             if old != target and len(old.stem) == len(stem) + 17:
@@ -380,7 +383,7 @@ def make_backend(
     order = auto_order(cfg)
     installed = [name for name in order if runtime_available(name)]
     if not installed:
-        print(
+        _log.info(
             f"提示：没有安装 {' 或 '.join(order)}，推理使用 PyTorch"
             f"（pip install onnx {order[0]} 后 CPU 推理会快很多）。"
         )
@@ -388,7 +391,7 @@ def make_backend(
         try:
             path = cached_onnx(_deploy_graph(graph, cfg, deployed), cfg, source)
         except Exception as e:  # noqa: BLE001 - any export failure: the torch path still works
-            print(
+            _log.info(
                 f"提示：导出 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），推理改用 PyTorch（结果相同，只是更慢）。"
             )
             installed = []
@@ -396,7 +399,7 @@ def make_backend(
         try:
             return _CLASSES[name](path)
         except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file: the next one, or torch
-            print(
+            _log.info(
                 f"提示：{name} 加载 ONNX 失败（{type(e).__name__}: {str(e)[:200]}），"
                 "改用下一个后端（结果相同，只是更慢）。"
             )
@@ -457,5 +460,5 @@ def onnx_file_backend(backend: str, path: str | Path, cfg, device: torch.device)
         try:
             return _CLASSES[name](path)
         except Exception as e:  # noqa: BLE001 - a runtime that cannot load the file: the next one
-            print(f"提示：{name} 加载 {path} 失败（{type(e).__name__}: {str(e)[:200]}），改用下一个后端。")
+            _log.info(f"提示：{name} 加载 {path} 失败（{type(e).__name__}: {str(e)[:200]}），改用下一个后端。")
     return _CLASSES[installed[-1]](path)

@@ -6,11 +6,14 @@ of repeated runs; the thread count is stated. Explained in notebook ``01_weights
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable, Iterable
 
 import torch
+
+_log = logging.getLogger(__name__)
 
 
 def time_fn(
@@ -87,12 +90,12 @@ def run_latency_benchmark(
     """Print and return a latency table for ``variants``."""
     torch.set_num_threads(int(threads))
     rows = []
-    print(f"设备 {device}，线程数 {torch.get_num_threads()}，batch 1，预热 2 次后取 {runs} 次的中位数（随机权重）")
-    print(f"{'变体':<6}{'输入':>10}{'中位数 ms':>12}{'最小 ms':>10}{'参数量':>12}")
+    _log.info(f"设备 {device}，线程数 {torch.get_num_threads()}，batch 1，预热 2 次后取 {runs} 次的中位数（随机权重）")
+    _log.info(f"{'变体':<6}{'输入':>10}{'中位数 ms':>12}{'最小 ms':>10}{'参数量':>12}")
     for v in variants:
         r = bench_variant(v, device=device, runs=runs, deploy=deploy)
         rows.append(r)
-        print(f"{v:<6}{r['input']:>10}{r['median_ms']:>12.1f}{r['min_ms']:>10.1f}{r['params'] / 1e6:>11.2f}M")
+        _log.info(f"{v:<6}{r['input']:>10}{r['median_ms']:>12.1f}{r['min_ms']:>10.1f}{r['params'] / 1e6:>11.2f}M")
     return rows
 
 
@@ -399,25 +402,25 @@ def machine_meta(threads: int, rounds: int, runs: int) -> dict:
 def print_backend_table(row: dict) -> None:
     """One table: method, median ms, ratio to the official eager model (when measured)."""
     base = row.get("official_best_ms")  # the faster of the official model's two input layouts
-    print(
+    _log.info(
         f"\n{row['variant']}（输入 {row['input']}，图片 {row['image']}，默认后端 {row['default_backend']}，"
         f"{row['threads']} 线程，{row['rounds']} 轮交替 × {row['runs']} 次，中位数）"
     )
-    print(f"  {'方式':<34}{'ms':>9}{'相对官方（两种输入中较快的）':>16}")
+    _log.info(f"  {'方式':<34}{'ms':>9}{'相对官方（两种输入中较快的）':>16}")
     for k in METHODS:
         if f"{k}_ms" in row:
             ratio = f"{row[f'{k}_ms'] / base:.2f}×" if base else "—"
-            print(f"  {METHOD_NAMES[k]:<34}{row[f'{k}_ms']:>9.1f}{ratio:>16}")
+            _log.info(f"  {METHOD_NAMES[k]:<34}{row[f'{k}_ms']:>9.1f}{ratio:>16}")
     for name, c in row["detections"].items():
         other = "PyTorch" if name == "vs_torch" else "官方模型"
-        print(
+        _log.info(
             f"  检测结果与{other}{'一致' if c['identical'] else '不一致'}（前 {c['top_k']} 个：类别"
             f"{'相同' if c['labels_equal'] else '不同'}，分数差 {c['max_abs_scores']:.1e}，框差 {c['max_abs_boxes']:.1e} 像素）"
         )
-    print(f"  首次加载（含导出 ONNX）{row['first_load_s']:.1f} s，之后直接读缓存。")
+    _log.info(f"  首次加载（含导出 ONNX）{row['first_load_s']:.1f} s，之后直接读缓存。")
     if "gflop" in row:  # how close the default backend's model call already is to the machine's matmul peak
         rt = row["default_backend"] if f"{row['default_backend']}_ms" in row else "deploy"
-        print(
+        _log.info(
             f"  计算量 {row['gflop']:.2f} GFLOP；{METHOD_NAMES[rt]} 每秒完成 {row['gflop'] / row[f'{rt}_ms'] * 1e3:.0f} GFLOP，"
             f"这台机器 {row['threads']} 线程 float32 大矩阵乘约 {row['sgemm_gflops']:.0f} GFLOP/s。"
         )
@@ -465,7 +468,7 @@ def run_backend_benchmark(
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
         if not lines:
             tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            print(f"{v}：测量失败（退出码 {proc.returncode}）\n{tail}")
+            _log.info(f"{v}：测量失败（退出码 {proc.returncode}）\n{tail}")
             continue
         row = json.loads(lines[-1][len(_MARK) :])
         result["variants"][v] = row
@@ -477,7 +480,7 @@ def run_backend_benchmark(
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
-        print(f"结果已写入 {json_path}")
+        _log.info(f"结果已写入 {json_path}")
     return result
 
 
@@ -496,7 +499,7 @@ def _worker(argv) -> None:
     p.add_argument("--checkpoint")
     a = p.parse_args(argv)
     row = backend_latency(a.variant, a.official, a.rounds, a.runs, a.warmup, a.threads, a.image, a.checkpoint)
-    print(_MARK + json.dumps(row, ensure_ascii=False), flush=True)
+    print(_MARK + json.dumps(row, ensure_ascii=False), flush=True)  # the worker protocol line, not a message
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import logging
 import os
 import platform
 import re
@@ -15,6 +16,8 @@ import sys
 import unicodedata
 from collections.abc import Callable
 from pathlib import Path
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["checks", "CHECK_KEYS"]
 
@@ -314,5 +317,5 @@ def checks(verbose: bool = True, path: str | os.PathLike | None = None) -> dict:
         except Exception as e:  # a check must never crash the report
             results[key] = _row(key, "fail", f"检查出错：{type(e).__name__}: {e}", "")
     if verbose:
-        print(_format_table(results))
+        _log.info(_format_table(results))
     return results

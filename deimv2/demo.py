@@ -7,10 +7,13 @@ Explained in notebook 02_convert.ipynb … 06_evaluate.ipynb.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 
 from .engine.setup import fast_mode
+
+_log = logging.getLogger(__name__)
 
 #: the training recipe of the demo (deimv2/recipes.py): a small dataset from scratch, the schedule that measured
 #: best here. The demo's training is exactly trial small_na10_e40: benchmarks/results/recipes/small_na10_e40.json
@@ -56,15 +59,15 @@ def run_demo(
     n_epochs = int(epochs or sched["epochs"])
     t0 = time.time()
 
-    print("【1/5】转换数据集：YOLO → COCO")
+    _log.info("【1/5】转换数据集：YOLO → COCO")
     data_dir = prepare_demo_coco(out / "dataset")
-    print(f"      COCO 数据集：{data_dir.resolve()}")
+    _log.info(f"      COCO 数据集：{data_dir.resolve()}")
 
-    print("【2/5】数据集体检")
+    _log.info("【2/5】数据集体检")
     report = check_dataset(data_dir)
-    print(report.format())
+    _log.info(report.format())
 
-    print(
+    _log.info(
         f"【3/5】训练 DEIMv2-{variant.upper()}（从头开始，{n_epochs} 轮，输入 {sched['size']}×{sched['size']}，"
         f"训练配方 {DEMO_RECIPE}）"
     )
@@ -82,10 +85,10 @@ def run_demo(
     run_dir = Path(result["output_dir"])  # out/train, or out/train-2 … when an earlier demo is kept
     best = run_dir / "best.pth"
 
-    print("【4/5】在验证集上评估最佳权重")
+    _log.info("【4/5】在验证集上评估最佳权重")
     metrics = evaluate(None, best, data=data_dir, device=device, output_dir=run_dir)
 
-    print("【5/5】推理并画框")
+    _log.info("【5/5】推理并画框")
     detector = Detector.from_checkpoint(best, device=device, conf=0.3)
     images = sorted((data_dir / "valid").glob("*.jpg"))[:8]
     pred_dir, n = out / "predictions", 2
@@ -96,11 +99,11 @@ def run_demo(
         pred.plot().save(pred_dir / path.name)
 
     minutes = (time.time() - t0) / 60
-    print(f"\n完成！用时 {minutes:.1f} 分钟")
-    print(f"  数据集（COCO）：{data_dir.resolve()}")
-    print(f"  权重：{best.resolve()}（另有 last.pth）")
-    print(f"  训练日志：{(run_dir / 'log.jsonl').resolve()}")
-    print(f"  评估结果：{Path(metrics.get('eval_json', run_dir / 'eval.json')).resolve()}")
-    print(f"  推理图片：{pred_dir.resolve()}")
-    print(f"  最终 mAP@0.5:0.95 = {metrics['AP']:.3f}，mAP@0.5 = {metrics['AP50']:.3f}")
+    _log.info(f"\n完成！用时 {minutes:.1f} 分钟")
+    _log.info(f"  数据集（COCO）：{data_dir.resolve()}")
+    _log.info(f"  权重：{best.resolve()}（另有 last.pth）")
+    _log.info(f"  训练日志：{(run_dir / 'log.jsonl').resolve()}")
+    _log.info(f"  评估结果：{Path(metrics.get('eval_json', run_dir / 'eval.json')).resolve()}")
+    _log.info(f"  推理图片：{pred_dir.resolve()}")
+    _log.info(f"  最终 mAP@0.5:0.95 = {metrics['AP']:.3f}，mAP@0.5 = {metrics['AP50']:.3f}")
     return metrics

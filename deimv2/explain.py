@@ -11,6 +11,7 @@ these helpers runs exactly as before, and no model file imports this module.
 * :func:`sampling_points` — deformable-attention sampling locations and weights per layer (08 §3);
 * :func:`query_selection` — encoder token scores and the top-k tokens that become queries (08 §1);
 * :func:`edge_distributions` — softmax over the ``reg_max + 1`` bins of each box edge (08 §4);
+* :func:`teacher_gap` — how far each layer's edge distributions are from the last layer's (DDF's KL, 08 §6);
 * plotting: :func:`draw_boxes`, :func:`draw_sampling_points`, :func:`plot_edge_distributions`,
   :func:`plot_stage_diagram`.
 """
@@ -44,6 +45,7 @@ __all__ = [
     "sampling_points",
     "shape_of",
     "stage_table",
+    "teacher_gap",
 ]
 
 
@@ -260,6 +262,22 @@ def feature_image(feat: Tensor) -> Tensor:
 def edge_distributions(corners: Tensor, reg_max: int) -> Tensor:
     """``[..., 4*(reg_max+1)]`` logits -> probabilities ``[..., 4, reg_max+1]`` (edges left, top, right, bottom)."""
     return F.softmax(corners.reshape(*corners.shape[:-1], 4, reg_max + 1), dim=-1)
+
+
+def teacher_gap(layers: Sequence[dict], queries, temperature: float = 5.0) -> Tensor:
+    """KL(teacher ‖ layer) × T² of each decoder layer but the last (the teacher), averaged over the 4 edges and
+    ``queries`` of image 0: the core term of DDF (GO-LSD's self-distillation). ``layers`` is
+    ``decoder_layers(...)["layers"]``; returns ``[len(layers) - 1]``."""
+    teacher = layers[-1]["corners"][0, queries]
+    n_bins = teacher.shape[-1] // 4
+    soft_teacher = F.log_softmax(teacher.reshape(*teacher.shape[:-1], 4, n_bins) / temperature, -1)
+    gaps = []
+    for layer in layers[:-1]:
+        student = layer["corners"][0, queries]
+        soft_student = F.log_softmax(student.reshape(*student.shape[:-1], 4, n_bins) / temperature, -1)
+        kl = F.kl_div(soft_student, soft_teacher, reduction="none", log_target=True).sum(-1)
+        gaps.append(kl.mean() * temperature**2)
+    return torch.stack(gaps)
 
 
 def sampling_points(model: nn.Module, images: Tensor) -> list[dict]:

@@ -11,6 +11,7 @@ same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inferenc
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,8 @@ from .graph import DetectionGraph, build_graph, write_onnx
 from .inputs import resolve_checkpoint
 from .outputs import OutputError
 from .predict import load_detector
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["build_export_graph", "check_onnx", "export_onnx", "require_onnx", "write_onnx"]
 
@@ -60,7 +63,7 @@ def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config,
         cfg = config if isinstance(config, Config) else load_config(config)
         model = build_model(cfg, num_classes=None)
         cfg = model.config
-        print(f"没有给出权重文件（-r），用随机权重导出 {cfg.name}：只能用来测试导出流程，检测结果没有意义。")
+        _log.info(f"没有给出权重文件（-r），用随机权重导出 {cfg.name}：只能用来测试导出流程，检测结果没有意义。")
     else:
         raise ConfigError("请用 -r 指定权重文件，或至少用 -c 指定变体名（如 atto）。")
     info = {
@@ -115,8 +118,10 @@ def export_onnx(
     images, sizes = write_onnx(
         graph, cfg, out, opset=opset, batch_size=batch_size, dynamic_batch=dynamic_batch, metadata=metadata
     )
-    print(f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）")
-    print(
+    _log.info(
+        f"已导出 ONNX：{out.resolve()}（opset {opset}，输入 {h}x{w}，batch 维{'动态' if dynamic_batch else '固定'}）"
+    )
+    _log.info(
         "输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox"
         + ("；ImageNet 归一化已在模型内部" if cfg.input_mean is not None else "")
         + "），"
@@ -127,7 +132,7 @@ def export_onnx(
     if check:
         res = check_onnx(out, graph=graph, cfg=cfg)
         if not res["top_match"] and checkpoint is None:
-            print(
+            _log.info(
                 "注意：随机权重的模型输出几乎处处相同，top-k 选择由浮点噪声决定，因此不一致是预期的；"
                 "请用训练好的权重（-r）检查。"
             )
@@ -159,22 +164,22 @@ def refuse_overwriting(out: Path, metadata: dict) -> None:
 def _simplify(path: Path, cfg: Config, image_shape, size_shape) -> None:
     backbone = cfg.model.backbone.name
     if backbone.startswith("dinov3_"):
-        print(f"跳过 onnxsim：{cfg.name}（DEIMv2-L/X，DINOv3 骨干）的图较大，简化耗时很长且收益很小。")
+        _log.info(f"跳过 onnxsim：{cfg.name}（DEIMv2-L/X，DINOv3 骨干）的图较大，简化耗时很长且收益很小。")
         return
     try:
         import onnx
         import onnxsim
     except ImportError:
-        print("跳过 onnxsim：没有安装（pip install onnxsim）。不简化的 ONNX 也能直接使用。")
+        _log.info("跳过 onnxsim：没有安装（pip install onnxsim）。不简化的 ONNX 也能直接使用。")
         return
     model, ok = onnxsim.simplify(
         str(path), test_input_shapes={"images": list(image_shape), "orig_target_sizes": list(size_shape)}
     )
     if ok:
         onnx.save(model, str(path))
-        print(f"onnxsim 简化完成：{path}")
+        _log.info(f"onnxsim 简化完成：{path}")
     else:
-        print("onnxsim 简化后的模型没有通过校验，保留未简化的文件。")
+        _log.info("onnxsim 简化后的模型没有通过校验，保留未简化的文件。")
 
 
 def check_onnx(
@@ -224,7 +229,7 @@ def check_onnx(
     with torch.inference_mode():
         result["torch_ms"] = time_fn(lambda: graph(x, s), runs=runs)["median_ms"]
     result["onnxruntime_ms"] = time_fn(lambda: sess.run(None, feeds), runs=runs)["median_ms"]
-    print(
+    _log.info(
         f"ONNX 检查（onnxruntime vs PyTorch，CPU {torch.get_num_threads()} 线程，batch {batch}）：\n"
         f"  scores 最大误差 {result['max_abs_scores']:.2e}；全部 {scores_t.shape[1]} 个框的最大误差 {result['max_abs_boxes']:.2e} 像素"
         f"（分数几乎相同的两个框可能交换名次，这时这个数会很大，属正常）；\n"

@@ -8,6 +8,7 @@ the notebook cell that calls them (the workspace, which model is used, why a set
     WORKSPACE = workspace("outputs")            # -> Path, made; DEIMV2_CKPTS defaults to WORKSPACE/ckpts
     data = dataset_path("demo", WORKSPACE)     # "demo" -> the bundled demo converted to COCO
     run = trained_run(WORKSPACE)                # the newest run of 04: checkpoint, class names, dataset
+    S = explain_setup(WORKSPACE)                # 08/09: a small model trained with GO-LSD and one image
 """
 
 from __future__ import annotations
@@ -23,8 +24,11 @@ from .engine.setup import fast_mode
 
 __all__ = [
     "DEMO",
+    "EXPLAIN_LOSSES",
+    "ExplainSetup",
     "TrainedRun",
     "dataset_path",
+    "explain_setup",
     "is_demo",
     "scale_lrs",
     "train_settings",
@@ -188,3 +192,96 @@ def trained_run_or_fallback(work: str | Path, data=DEMO, variant: str = "atto") 
     print(f"使用的模型：{run.checkpoint.resolve()}（{len(run.class_names)} 类：{'、'.join(run.class_names)}）")
     print(f"验证集：{run.val_ann.resolve()}")
     return run
+
+
+#: the criterion of the model that notebooks 08/09 look inside: N…X's losses (GO-LSD's FGL + DDF = ``'local'``,
+#: with the union of all layers' matches), which Atto's official config leaves out
+EXPLAIN_LOSSES = {"DEIMCriterion.losses": ["mal", "boxes", "local"], "DEIMCriterion.use_uni_set": True}
+#: its training on the demo: a few CPU minutes; in fast mode 2 × 8 steps (seconds), enough for the layers' FDR
+#: distributions to differ from one another (they start equal: the heads' last layers start at zero)
+EXPLAIN_SCHEDULE = dict(epochs=10, size=192, batch_size=8, max_iters=None)
+EXPLAIN_FAST_SCHEDULE = dict(epochs=2, size=160, batch_size=4, max_iters=8)
+#: where it is kept in the workspace (shared by 08 and 09); ``finished.txt`` marks a completed training
+EXPLAIN_RUN = "explain_local"
+
+
+@dataclass(frozen=True)
+class ExplainSetup:
+    """What notebooks 08/09 look at: the model (eval mode), its config and class names, and the validation image
+    with the most objects, transformed as in validation. ``x`` is ``[1, 3, H, W]`` in [0, 1]; ``target`` holds
+    plain tensors ``labels`` and ``boxes`` (normalized cxcywh, what the loss uses); ``shown`` is ``x`` as an
+    ``[H, W, 3]`` array for ``imshow``."""
+
+    model: object
+    cfg: Config
+    names: list
+    checkpoint: Path
+    image: Path
+    x: object
+    target: dict
+    shown: object
+
+
+def _explain_run(work: Path, data) -> Path:
+    """Train (once) the small model of 08/09 with ``'local'`` in its losses; return its folder."""
+    from .engine.trainer import latest_run, train
+
+    fast = fast_mode()
+    s = EXPLAIN_FAST_SCHEDULE if fast else EXPLAIN_SCHEDULE
+    folder = latest_run(work / (EXPLAIN_RUN + ("_fast" if fast else "")))
+    if (folder / "finished.txt").is_file():
+        return folder
+    print(
+        f"训练一个使用 GO-LSD（losses 里有 'local'）的小 DEIMv2-Atto：{s['epochs']} 轮，输入 {s['size']}×{s['size']}，"
+        + (
+            f"快速模式每轮只训练 {s['max_iters']} 步，检测不到什么东西，只用来检查流程。"
+            if fast
+            else "CPU 上几分钟；训练好的模型保存在工作目录里，08 和 09 共用。"
+        )
+    )
+    result = train(
+        "atto",
+        data=dataset_path(data, work),
+        output_dir=folder,
+        epochs=s["epochs"],
+        max_iters_per_epoch=s["max_iters"],
+        overrides={**demo_overrides(s["size"], s["batch_size"]), **EXPLAIN_LOSSES},
+    )
+    folder = Path(result["output_dir"])
+    (folder / "finished.txt").write_text(str(s), encoding="utf-8")
+    return folder
+
+
+def explain_setup(work: str | Path, data=DEMO) -> ExplainSetup:
+    """Notebooks 08/09: a small Atto trained on ``data`` with GO-LSD (:data:`EXPLAIN_LOSSES`; trained once into
+    ``work/explain_local``, retrained when that run was interrupted), and the validation image with the most
+    objects. Also sets up matplotlib for Chinese labels."""
+    import json
+
+    import torch
+
+    from .data import CocoDetection, build_transforms_from_ops
+    from .fonts import setup_matplotlib_cjk
+    from .predict import load_detector
+
+    run = _run_of(_explain_run(Path(work), data))
+    model, cfg, meta = load_detector(run.checkpoint)
+    model.eval()
+    names = list(meta.get("class_names") or [str(i) for i in range(cfg.num_classes)])
+    print(f"模型 {cfg.name}（{run.checkpoint.resolve()}），输入 {cfg.eval_spatial_size}，损失 {cfg.criterion.losses}")
+
+    to_loss_format = {"type": "ConvertBoxes", "fmt": "cxcywh", "normalize": True}  # the training pipeline's last step
+    val = CocoDetection(
+        run.val_images, run.val_ann, transforms=build_transforms_from_ops(cfg.data.val_ops + [to_loss_format])
+    )
+    doc = json.loads(run.val_ann.read_text(encoding="utf-8"))
+    counts = {im["id"]: 0 for im in doc["images"]}
+    for ann in doc["annotations"]:
+        counts[ann["image_id"]] += 1
+    index = [im["id"] for im in doc["images"]].index(max(counts, key=counts.get))
+    x, target = val[index]
+    target = {k: v.as_subclass(torch.Tensor) for k, v in target.items()}
+    setup_matplotlib_cjk()
+    image = val.image_path(index)
+    print(f"图片 {image.name}：{len(target['labels'])} 个物体 {[names[i] for i in target['labels']]}")
+    return ExplainSetup(model, cfg, names, run.checkpoint, image, x[None], target, x.permute(1, 2, 0).numpy())

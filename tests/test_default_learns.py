@@ -11,22 +11,13 @@ import json
 
 import pytest
 import torch
-from tinydata import make_coco_dataset
+from tinydata import TINY_TRAIN, make_coco_dataset
 
 from deimv2 import train
 
 #: the stated AP50 the default must reach within 20 epochs (best epoch); the official batch rule gets 0.00
 MIN_AP50 = 0.1
-TINY = {
-    "HGNetv2.pretrained": False,
-    "eval_spatial_size": [96, 96],
-    "num_workers": 0,
-    "val_dataloader.num_workers": 0,
-    "val_dataloader.total_batch_size": 4,
-    "DEIMTransformer.num_queries": 30,
-    "PostProcessor.num_top_queries": 30,
-    "batch_size": 4,
-}
+TINY = {**TINY_TRAIN, "batch_size": 4}
 
 
 def _best_ap50(tmp_path, recipe):

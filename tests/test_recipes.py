@@ -2,6 +2,7 @@
 user's own settings; the CLI flag and the demo use them; an unknown name is a Chinese error."""
 
 import pytest
+from tinydata import TINY_TRAIN
 
 from deimv2 import load_config
 from deimv2.cli import main
@@ -17,15 +18,7 @@ from deimv2.recipes import (
     resolve_auto,
 )
 
-TINY = {
-    "HGNetv2.pretrained": False,
-    "eval_spatial_size": [96, 96],
-    "num_workers": 0,
-    "val_dataloader.num_workers": 0,
-    "val_dataloader.total_batch_size": 4,
-    "DEIMTransformer.num_queries": 30,
-    "PostProcessor.num_top_queries": 30,
-}
+TINY = TINY_TRAIN
 
 
 def test_small_recipe_reaches_the_config_for_40_epochs():

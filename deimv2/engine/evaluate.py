@@ -8,7 +8,7 @@ Typical use in a validation loop::
         evaluator.update({int(t['image_id']): r for t, r in zip(targets, results)})
     evaluator.synchronize_between_processes()                        # no-op on one GPU/CPU
     metrics = evaluator.compute()
-    print(format_metrics_table(metrics))
+    _log.info(format_metrics_table(metrics))
 Explained in notebook 06_evaluate.ipynb.
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ from ..errors import ConfigError, DatasetError
 from ..fonts import cjk_figure
 from .dist import all_gather_object
 from .f1 import compute_f1_curve
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "check_class_names",

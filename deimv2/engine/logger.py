@@ -11,6 +11,7 @@ Explained in notebook 04_train.ipynb.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections import deque
@@ -24,6 +25,8 @@ import torch
 from ..errors import DEIMv2Error
 from ..fonts import cjk_figure
 from .dist import all_reduce_dict, is_dist
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["JsonlLogger", "read_log", "make_tensorboard_writer", "SmoothedValue", "MetricMeter", "plot_training_curves"]
 
@@ -72,7 +75,7 @@ def read_log(path: str | os.PathLike) -> list[dict[str, Any]]:
             records.append(json.loads(line))
         except json.JSONDecodeError as e:
             if i == len(lines) - 1:
-                print(f"提示: 训练日志 '{path}' 的最后一行不完整（可能写入时训练被中断），已跳过该行。")
+                _log.info(f"提示: 训练日志 '{path}' 的最后一行不完整（可能写入时训练被中断），已跳过该行。")
                 break
             raise DEIMv2Error(f"训练日志 '{path}' 第 {i + 1} 行不是合法的 JSON: {e}。请检查或删除该行。") from e
     return records
@@ -84,7 +87,7 @@ def make_tensorboard_writer(log_dir: str | os.PathLike):
         import tensorboard  # noqa: F401
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        print("提示: 未安装 tensorboard，跳过 TensorBoard 日志（需要时运行 pip install tensorboard）。")
+        _log.info("提示: 未安装 tensorboard，跳过 TensorBoard 日志（需要时运行 pip install tensorboard）。")
         return None
     return SummaryWriter(log_dir=str(log_dir))
 

@@ -8,6 +8,7 @@ Outputs in ``output_dir``: ``last.pth`` (every epoch), ``best.pth`` (best val AP
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -59,6 +60,8 @@ from .setup import (
     process_device,
 )
 
+_log = logging.getLogger(__name__)
+
 
 class NonFiniteLossError(DEIMv2Error):
     """The loss became NaN/inf; the last good checkpoint is kept."""
@@ -70,7 +73,7 @@ TENSORBOARD_EVERY = 10
 
 def _say(msg: str) -> None:
     if dist.is_main_process():
-        print(msg, flush=True)
+        _log.info(msg)
 
 
 class Trainer:
