@@ -9,7 +9,6 @@ threshold decides which detections may start or confirm a track. Outputs: the vi
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,6 @@ from .errors import DatasetError
 from .interop import require
 
 __all__ = ["LOW_CONF", "draw_tracks", "make_tracker", "mot_lines", "read_video", "track_frames", "track_video"]
-
-log = logging.getLogger(__name__)
 
 #: detections down to this score reach ByteTrack's second (low-confidence) association stage
 LOW_CONF = 0.1
@@ -135,5 +132,4 @@ def track_video(detector: Any, source: str | Path, output: str | Path, **kwargs:
     finally:
         writer.release()
     mot.write_text("\n".join(lines) + ("\n" if lines else ""), encoding="utf-8")
-    log.info("tracked %d frames, %d tracks -> %s, %s", n_frames, len(ids), output, mot)
     return {"frames": n_frames, "tracks": len(ids), "boxes": len(lines), "output": output, "mot": mot}

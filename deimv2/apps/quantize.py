@@ -26,7 +26,7 @@ from ..predict import Detector
 
 __all__ = ["CALIB_IMAGES", "Int8Backend", "calibration_images", "default_int8_path", "int8_detector", "quantize_int8"]
 
-log = logging.getLogger(__name__)
+_log = logging.getLogger(__name__)
 
 #: calibration images used at most (NNCF's default subset size)
 CALIB_IMAGES = 300
@@ -78,7 +78,7 @@ def quantize_int8(
         arr = np.asarray(img.resize((w, h), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
         return {"images": np.ascontiguousarray(arr), "orig_target_sizes": np.array([img.size], dtype=np.int64)}
 
-    log.info("NNCF INT8 calibration on %d images from %s", len(files), calib)
+    _log.info("INT8 量化：用 %s 里的 %d 张图片校准（NNCF 训练后量化，需要一两分钟）……", calib, len(files))
     quantized = nncf.quantize(
         model, nncf.Dataset(files, transform), subset_size=len(files), model_type=nncf.ModelType.TRANSFORMER
     )
@@ -99,7 +99,7 @@ class Int8Backend(OpenVINOBackend):
                 f"找不到 INT8 模型 {path}。请先运行 deimv2 export -r 权重.pth --int8 --calib 训练集文件夹 生成它。"
             )
         super().__init__(path, threads)
-        log.warning("推理后端：OpenVINO INT8 量化模型 %s（NNCF 训练后量化，检测结果与 float32 略有不同）", path)
+        _log.warning("推理后端：OpenVINO INT8 量化模型 %s（NNCF 训练后量化，检测结果与 float32 略有不同）", path)
 
 
 def int8_detector(checkpoint: str | Path, model: str | Path | None = None, **kwargs: Any) -> Detector:
