@@ -72,3 +72,13 @@ def test_int8_bench_reads_epochs_from_the_run_log(tmp_path):
     (tmp_path / "log.jsonl").write_text('{"epoch": 0}\n{"epoch": 4, "AP": 0.1}\n', encoding="utf-8")
     assert int8.trained_epochs(tmp_path / "best.pth") == 5  # epochs 0..4 finished
     assert int8.trained_epochs(tmp_path / "没有" / "best.pth") is None
+
+
+def test_tiling_bench_summarises_the_training_log(tmp_path):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    tiling = _load(ROOT / "benchmarks" / "tiling.py")
+    rows = [{"epoch": 0, "time_s": 10.0, "AP": 0.1, "AP50": 0.2}, {"epoch": 1, "time_s": 5.5, "AP": 0.05, "AP50": 0.3}]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    got = tiling.run_log(tmp_path / "best.pth")
+    assert got == {"epochs": 2, "train_wall_s": 15.5, "best_epoch": 1, "tile_val_AP": 0.1, "tile_val_AP50": 0.2}
+    assert tiling.run_log(tmp_path / "没有" / "best.pth") == {}
