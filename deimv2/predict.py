@@ -357,6 +357,9 @@ class Detector:
         def run(arrays):
             pieces = [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
             preds = self._run(pieces, [None] * len(pieces), conf, self.max_det, keep, False)
+            for p in preds:  # inside the tile (the model may reach a little past its border)
+                p.boxes[:, 0::2] = p.boxes[:, 0::2].clamp(0, p.image_size[0])
+                p.boxes[:, 1::2] = p.boxes[:, 1::2].clamp(0, p.image_size[1])
             return [p.to_supervision() for p in preds]
 
         det = tiled_detections(np.asarray(image), run, tile=tile, overlap=overlap, batch_size=self.batch_size)[:max_det]
