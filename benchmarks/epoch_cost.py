@@ -40,19 +40,20 @@ SIZE, EPOCHS, IMAGES = 256, 40, 160
 SIDES = ("atto_b8", "atto_b16", "yolo11n_b16")
 
 
-def atto_epoch(batch: int, threads: int, max_steps: int | None = None) -> dict:
-    """One timed Atto epoch (``max_steps``: stop early, for tests); its data and run folder are removed after."""
+def atto_epoch(batch: int, threads: int, max_steps: int | None = None, extra: dict | None = None) -> dict:
+    """One timed Atto epoch (``max_steps``: stop early, for tests; ``extra``: more config overrides, e.g. the speed
+    options or ``num_workers``, see ``benchmarks/train_speed.py``); its data and run folder are removed after."""
     import torch
 
     torch.set_num_threads(threads)
     tmp = Path(tempfile.mkdtemp(prefix="epoch_cost_"))
     try:
-        return _timed_atto_epoch(batch, max_steps, tmp)
+        return _timed_atto_epoch(batch, max_steps, tmp, extra or {})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _timed_atto_epoch(batch: int, max_steps: int | None, tmp: Path) -> dict:
+def _timed_atto_epoch(batch: int, max_steps: int | None, tmp: Path, extra: dict) -> dict:
     import torch
 
     from deimv2.data.demo import prepare_demo_coco
@@ -61,6 +62,7 @@ def _timed_atto_epoch(batch: int, max_steps: int | None, tmp: Path) -> dict:
     from deimv2.recipes import merge_recipe
 
     user = {**demo_overrides(SIZE, recipe="small"), "epochs": EPOCHS, "train_dataloader.total_batch_size": batch}
+    user.update(extra)
     overrides, _ = merge_recipe("small", user)
     t = prepare_trainer(
         "atto", data=prepare_demo_coco(tmp / "demo"), overrides=overrides, output_dir=tmp / "run", seed=0,
@@ -79,7 +81,9 @@ def _timed_atto_epoch(batch: int, max_steps: int | None, tmp: Path) -> dict:
         except StopIteration:
             break
         t1 = time.perf_counter()
-        outputs = t.train_model(images, targets=targets)
+        images = t.speed.prepare_images(images)
+        with t._autocast():
+            outputs = t.train_model(images, targets=targets)
         t2 = time.perf_counter()
         loss = sum(
             t.criterion(outputs, targets, epoch=epoch, step=steps, global_step=steps, epoch_step=per_epoch).values()

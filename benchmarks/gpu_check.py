@@ -1,4 +1,4 @@
-"""One prepared command for a CUDA machine: does the GPU path work? (about 5–8 minutes on one GPU)
+"""One prepared command for a CUDA machine: does the GPU path work? (about 8–12 minutes on one GPU)
 
     python benchmarks/gpu_check.py --json benchmarks/results/gpu_check.json
 
@@ -11,6 +11,10 @@ Steps, each recorded in the results JSON (machine, GPU, torch/CUDA versions, dat
    resumed with ``-r last.pth``.
 3. ``export``: ONNX export of the trained checkpoint with the onnxruntime check.
 4. ``latency``: eval latency (batch 1, CUDA, median) of every variant.
+5. ``train_speed``: one Atto and one S training step (``benchmarks/profile_step.py``'s step: forward with targets,
+   criterion, backward, clip, AdamW, EMA; batch 16 at the eval size) eager fp32, AMP (bf16; fp16 + GradScaler),
+   ``torch.compile`` and compile + AMP bf16, and channels-last: first step (compile time) and median step time;
+   each mode's first loss against eager fp32's (same weights and batch).
 
 On a machine without CUDA it stops at once with a message saying so (exit code 2).
 """
@@ -128,12 +132,60 @@ def step_latency(runs: int) -> dict:
     return {"eval_batch1_ms": rows, "ok": True}
 
 
+TRAIN_MODES = {  # name -> (speed options, autocast dtype name)
+    "eager_fp32": ([], None),
+    "amp_bf16": ([], "bfloat16"),
+    "amp_fp16": ([], "float16"),
+    "channels_last": (["channels_last"], None),
+    "compile": (["compile"], None),
+    "compile_amp_bf16": (["compile"], "bfloat16"),
+}
+
+
+def step_train_speed(steps: int, batch: int = 16) -> dict:
+    import statistics
+
+    import torch
+    from profile_step import build_step
+
+    out, ok = {}, True
+    for variant in ("atto", "s"):
+        size = 320 if variant == "atto" else 640
+        rows = {}
+        for mode, (speed, dtype) in TRAIN_MODES.items():
+            torch.manual_seed(0)
+            step = build_step(variant, size, batch, speed, "cuda", getattr(torch, dtype) if dtype else None)
+            t0 = time.perf_counter()
+            first_loss = step()
+            first = time.perf_counter() - t0
+            step()
+            times = []
+            for _ in range(steps):
+                t0 = time.perf_counter()
+                step()  # returns float(loss): synchronises
+                times.append((time.perf_counter() - t0) * 1000)
+            rows[mode] = {
+                "first_step_s": round(first, 2),
+                "median_ms": statistics.median(times),
+                "first_loss": first_loss,
+            }
+            torch.cuda.empty_cache()
+        ref = rows["eager_fp32"]["first_loss"]
+        for r in rows.values():
+            r["first_loss_rel_diff"] = abs(r["first_loss"] - ref) / abs(ref)
+            r["vs_eager"] = r["median_ms"] / rows["eager_fp32"]["median_ms"]
+        ok = ok and all(math.isfinite(r["first_loss"]) for r in rows.values())
+        out[variant] = {"input": f"{batch}x3x{size}x{size}", "modes": rows}
+    return {**out, "ok": ok}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="GPU 路径检查（需要 CUDA）：golden 一致性、AMP 训练与继续、ONNX 导出、延迟")
     p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "gpu_check.json"))
     p.add_argument("--work", default="outputs/gpu_check", help="训练输出的临时目录")
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--runs", type=int, default=50)
+    p.add_argument("--train-steps", type=int, default=20, help="train_speed：每种模式计时的步数")
     a = p.parse_args(argv)
     import torch
 
@@ -161,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train": lambda: step_train(work, a.epochs),
         "export": lambda: step_export(work),
         "latency": lambda: step_latency(a.runs),
+        "train_speed": lambda: step_train_speed(a.train_steps),
     }
     results = {}
     for name, fn in steps.items():

@@ -7,11 +7,15 @@ of repeated runs; the thread count is stated. Explained in notebook ``01_weights
 from __future__ import annotations
 
 import logging
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import torch
+
+from .outputs import OutputError
 
 _log = logging.getLogger(__name__)
 
@@ -445,6 +449,8 @@ def run_backend_benchmark(
     import sys
     from pathlib import Path
 
+    if json_path:
+        check_results_json_target(Path(json_path))  # before minutes of measuring, not after
     result = {"meta": machine_meta(threads, rounds, runs), "variants": {}}
     for v in [Path(checkpoint).stem] if checkpoint is not None else variants:
         cmd = [
@@ -473,15 +479,37 @@ def run_backend_benchmark(
         row = json.loads(lines[-1][len(_MARK) :])
         result["variants"][v] = row
         print_backend_table(row)
-    import os
 
     if hasattr(os, "getloadavg"):
         result["meta"]["loadavg_end"] = list(os.getloadavg())
     if json_path:
-        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(json_path).write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        out = Path(json_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".part")
+        tmp.write_text(json.dumps(result, ensure_ascii=False, indent=1), encoding="utf-8")
+        os.replace(tmp, out)  # never a half-written file
         _log.info(f"结果已写入 {json_path}")
     return result
+
+
+def check_results_json_target(path: Path) -> None:
+    """``--json`` may replace an earlier ``deimv2 bench`` result, never another file (or a folder)."""
+    import json
+
+    if not path.exists():
+        return
+    ours = False
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            ours = isinstance(old, dict) and {"meta", "variants"} <= set(old)
+        except (OSError, UnicodeDecodeError, ValueError):
+            ours = False
+    if not ours:
+        raise OutputError(
+            f"--json {path} 已存在，而且不是 deimv2 bench 的结果文件，没有覆盖它。"
+            f"修复：换一个文件名，例如 --json {path.with_name(path.stem + '_bench.json')}。"
+        )
 
 
 def _worker(argv) -> None:

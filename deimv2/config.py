@@ -431,6 +431,8 @@ def load_config(
     raw.setdefault("scale_lr", TrainConfig.scale_lr)  # deimv2.batch_rule on/off
     raw.setdefault("scale_lr_rule", TrainConfig.scale_lr_rule)  # deimv2.batch_rule: linear or sqrt
     raw.setdefault("epoch_rule", ScheduleConfig.epoch_rule)  # deimv2.epoch_rule
+    for key in ("channels_last", "compile", "cpu_amp"):  # deimv2.engine.speed
+        raw.setdefault(key, getattr(TrainConfig, key))
     validate_overrides(raw, ov, ALIASES)
     raw, touched = apply_overrides(raw, ov)
     if "epoches" in touched:

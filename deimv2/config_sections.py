@@ -369,6 +369,15 @@ class TrainConfig(Section):
         None, "Total batch the recipe was tuned for (images); load_config sets it to the recipe's batch (deimv2 key)."
     )
     tensorboard: bool = param(False, "Also write TensorBoard logs (deimv2 key).")
+    channels_last: bool = param(
+        False, "Train in channels-last memory order: same maths, faster convolutions on HGNetv2 (deimv2 key)."
+    )
+    compile: bool = param(
+        False, "torch.compile the model; the first steps compile, a disk cache serves later runs (deimv2 key)."
+    )
+    cpu_amp: bool = param(
+        False, "bf16 autocast when training on a CPU with native bf16 (AVX-512-BF16/AMX) (deimv2 key)."
+    )
 
 
 # --------------------------------------------------------------------------- readers

@@ -23,8 +23,8 @@ stopped at 75 % measured worse (``small_v1_e20``) and was dropped. Measured in `
 (at most :data:`SMALL_DATASET_IMAGES` images) it is ``small``; fine-tuning (``-t``), resuming, or from scratch on
 a larger set it is the official schedule WITHOUT the batch-size rule (``scale_lr: false``), which is what the
 official training code does (it never rescales). At Atto's batch 4 the linear rule would divide every learning
-rate by 32. The side-by-side comparison (``benchmarks/batch_rule.py``) and the fine-tuning comparison are not
-yet measured (docs/training.md says what is missing).
+rate by 32. ``benchmarks/batch_rule.py`` measures none / linear / square-root scaling side by side, from scratch
+and fine-tuning (``batch_rule_scratch.json``, ``batch_rule_tune.json``; the tables are in docs/training.md).
 """
 
 from __future__ import annotations

@@ -263,3 +263,15 @@ def test_export_metadata_names_no_folder_of_the_user(tmp_path):
     assert got.startswith("best.pth#") and len(got) == len("best.pth#") + 16
     assert str(tmp_path) not in got and "我的" not in got
     assert got == _checkpoint_id(ckpt) and got != _checkpoint_id(tmp_path / "其他" / "best.pth")
+
+
+def test_bench_json_never_replaces_another_file(tmp_path, monkeypatch):
+    """deimv2 bench --json: refused before measuring when the file is not an earlier bench result."""
+    import subprocess
+
+    mine = tmp_path / "我的 数据.json"
+    mine.write_text('{"images": []}', encoding="utf-8")
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: ran.append(a))  # no measuring may start
+    _run(["bench", "atto", "--json", mine], 2, mine, "不是 deimv2 bench 的结果文件")
+    assert not ran and mine.read_text(encoding="utf-8") == '{"images": []}'

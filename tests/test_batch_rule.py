@@ -143,3 +143,21 @@ def test_unknown_scale_rule_is_refused_in_chinese():
 
     with pytest.raises(ConfigError, match="scale_lr_rule='cubic'.*linear.*sqrt"):
         apply_batch_rule(deimv2.load_config("s", {"batch_size": 8, "scale_lr_rule": "cubic"}), 8)
+
+
+@pytest.mark.parametrize("mode", ["scratch", "tune", "demo"])
+def test_docs_table_is_the_one_the_benchmark_wrote(mode):
+    """docs/training.md's batch-rule tables are rendered from benchmarks/results/recipes/batch_rule_<mode>.json."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("batch_rule_bench", root / "benchmarks" / "batch_rule.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = json.loads((root / "benchmarks/results/recipes" / f"batch_rule_{mode}.json").read_text("utf-8"))["rows"]
+    assert len(rows) == len({(r["rule"], r["batch"], r["seed"]) for r in rows}) >= (3 if mode == "demo" else 12)
+    start, end = mod.markers(mode)
+    doc = (root / "docs" / "training.md").read_text(encoding="utf-8")
+    assert doc.split(start, 1)[1].split(end, 1)[0].strip() == mod.render_table(rows)

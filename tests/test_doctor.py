@@ -153,3 +153,11 @@ def test_bundled_demo_dataset_is_clean():
     assert rep.splits["train"]["images"] >= 150 and rep.splits["val"]["images"] >= 40
     assert len(rep.categories) >= 3 and all(c > 0 for c in rep.class_counts.values())
     assert not rep.warnings
+
+
+def test_two_ids_with_one_name_are_named_and_counted_apart(tmp_path):
+    """Two category ids called "猫": a warning naming both ids, and the box counts of each id kept apart."""
+    rep = check_dataset(_coco(tmp_path / "同名 类别", cats=[{"id": 0, "name": "猫"}, {"id": 1, "name": "猫"}]))
+    assert "duplicate_category_name" in _codes(rep, "warning") and rep.ok
+    assert "猫：id 0、1" in rep.format() and "合并到一个 id" in rep.format()
+    assert rep.class_counts == {"猫（id 0）": 1, "猫（id 1）": 1}

@@ -347,7 +347,26 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
         )
     for cid in sorted(set(declared) - set(used) - placeholders):
         col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
-    rep.class_counts = {declared.get(c, f"未知 id {c}"): used[c] for c in sorted(used, key=str)}
+    by_name: dict[str, list] = {}
+    for cid, name in declared.items():
+        by_name.setdefault(name, []).append(cid)
+    twins = {name: cids for name, cids in by_name.items() if len(cids) > 1}
+    for name, cids in twins.items():
+        col.add(
+            "warning",
+            "duplicate_category_name",
+            "几个 category id 用了同一个类别名：模型会把它们当成不同的类别来学，预测结果里却分不出来。"
+            "请把它们的标注合并到一个 id（或给它们起不同的名字）",
+            f"{name}：id {'、'.join(map(str, sorted(cids, key=str)))}",
+        )
+
+    def label(c) -> str:
+        name = declared.get(c)
+        if name is None:
+            return f"未知 id {c}"
+        return f"{name}（id {c}）" if name in twins else name
+
+    rep.class_counts = {label(c): used[c] for c in sorted(used, key=str)}
 
 
 # ---------------------------------------------------------------------------------------------- YOLO

@@ -131,17 +131,19 @@ def _check_num_classes(cfg: Config, dataset) -> None:
         )
 
 
-def usable_workers(requested: int) -> int:
-    """``num_workers`` capped at the CPU count (the official 4 would oversubscribe a 2-core laptop)."""
-    return max(0, min(int(requested), os.cpu_count() or 1))
-
-
-def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = True) -> DataBundle:
-    """Datasets and loaders from the config (official ops lists; multi-scale switch; ``num_workers`` as set)."""
+def build_data(
+    cfg: Config, batch_size: int, distributed: bool, train: bool = True, device: torch.device | None = None
+) -> DataBundle:
+    """Datasets and loaders from the config (official ops lists; multi-scale switch; ``num_workers`` as set, capped
+    at the free cores, pinned memory for a CUDA ``device``: :func:`deimv2.engine.speed.loader_settings`)."""
     from ..data import CocoDetection, build_dataloader, build_transforms_from_ops
     from ..data.collate import BatchImageCollateFunction, batch_image_collate_fn
+    from .speed import loader_settings
 
     d = cfg.data
+    procs = local_processes()[0]
+    workers, pin = loader_settings(d.num_workers, device or torch.device("cpu"), procs)
+    val_workers, _ = loader_settings(d.val_num_workers, device or torch.device("cpu"), procs)
     for what, folder, ann in (
         ("训练", d.train_img_folder, d.train_ann_file),
         ("验证", d.val_img_folder, d.val_ann_file),
@@ -164,7 +166,8 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
         val_ds,
         batch_size=min(d.val_batch_size, max(batch_size, 1) * 2),
         shuffle=False,
-        num_workers=usable_workers(d.val_num_workers),
+        num_workers=val_workers,
+        pin_memory=pin,
         collate_fn=batch_image_collate_fn,
         drop_last=False,
         distributed=distributed,
@@ -202,7 +205,8 @@ def build_data(cfg: Config, batch_size: int, distributed: bool, train: bool = Tr
             train_ds,
             batch_size=batch_size,
             shuffle=d.shuffle,
-            num_workers=usable_workers(d.num_workers),
+            num_workers=workers,
+            pin_memory=pin,
             collate_fn=collate,
             drop_last=drop_last,
             distributed=distributed,

@@ -59,6 +59,7 @@ from .setup import (
     prepare_run_data,
     process_device,
 )
+from .speed import SpeedOptions, SpeedPlan
 
 _log = logging.getLogger(__name__)
 
@@ -107,14 +108,18 @@ class Trainer:
         # the one place where the batch-size rule is applied: to the batch this run really uses
         cfg, self.batch_scaling = apply_batch_rule(cfg, self.batch_per_step * acc * world, explicit_keys)
         self.cfg = cfg
-        self.data = build_data(cfg, self.batch_per_step, self.distributed, train=train)
+        self.data = build_data(cfg, self.batch_per_step, self.distributed, train=train, device=device)
         self.class_names, self.category_ids = self.data.class_names, self.data.category_ids
 
-        model = build_model_from_config(cfg).to(device)
+        # speed options (deimv2.engine.speed): memory order before the EMA copy and the optimizer are made
+        self.speed = SpeedPlan(SpeedOptions.from_config(cfg.train), device)
+        model = self.speed.prepare_model(build_model_from_config(cfg).to(device))
         self.model = model
         self.criterion = build_criterion(cfg).to(device)
         self.postprocessor = build_postprocessor(cfg).to(device)
         self.amp, self.amp_dtype, use_scaler = amp_settings(cfg.train.use_amp, device, cfg.train.amp_dtype)
+        if self.speed.cpu_amp:  # bf16 autocast on CPU (cpu_amp), as use_amp on CUDA
+            self.amp, self.amp_dtype = True, torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda") if use_scaler else None
         self.ema = (
             ModelEMA(model, cfg.train.ema_decay, cfg.train.ema_warmups, cfg.train.ema_start)
@@ -138,6 +143,7 @@ class Trainer:
         )
         self.stop_epoch = int(cfg.data.collate.get("stop_epoch", s.epochs - s.no_aug_epoch))
         self.train_model = dist.wrap_model(model, cfg.train.sync_bn, cfg.train.find_unused_parameters)
+        self.train_model = self.speed.compile(self.train_model)  # the module itself unless compile=true
         self.start_epoch, self.global_step, self.best_ap, self.best_epoch = 0, 0, -1.0, -1
         self.rng_state: dict | None = None  # RNG states at the end of the last trained epoch (saved in last.pth)
         self._resume_rng: dict | None = None
@@ -320,7 +326,7 @@ class Trainer:
         for i, (images, targets) in enumerate(bar):
             if i >= total:
                 break
-            images = images.to(self.device, non_blocking=True)
+            images = self.speed.prepare_images(images.to(self.device, non_blocking=True))
             targets = [{k: v.to(self.device) for k, v in t.items()} for t in targets]
             metas = dict(epoch=epoch, step=i // acc, global_step=self.global_step, epoch_step=self.iters_per_epoch)
             with self._autocast():
