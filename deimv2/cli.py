@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="文件夹推理时提前解码图片的进程数（默认 0：在主进程里解码；有空闲 CPU 核或用 GPU 推理时可设 2–4）",
     )
+    p.add_argument(
+        "--tile",
+        type=int,
+        help="分块推理：把大图切成 tile×tile 像素的重叠小块分别检测再合并（按类别 NMS，IoU 0.5），"
+        '适合大图里的小目标，如 --tile 640；默认不分块（整图缩放到模型输入尺寸）。需要 pip install "deimv2[apps]"',
+    )
+    p.add_argument("--overlap", type=float, default=0.2, help="分块推理时相邻两块的重叠比例（默认 0.2）")
 
     p = sub.add_parser("export", help="导出 ONNX")
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
@@ -118,6 +125,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=1, help="导出时示例输入的 batch size（batch 维是动态的）")
     p.add_argument("--simplify", action="store_true", help="用 onnxsim 简化（L/X 会自动跳过）")
     p.add_argument("--check", action="store_true", help="用 onnxruntime 运行并与 PyTorch 比较")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="改为用 NNCF 训练后量化生成 OpenVINO INT8 模型（<权重名>_int8.xml，或 -o 给出的 .xml；CPU 上更快、检测结果略有不同；"
+        '需要 --calib 和 pip install "deimv2[apps]"）',
+    )
+    p.add_argument("--calib", help="INT8 校准图片：训练集文件夹或数据集根目录（最多取 300 张，不需要标注）")
+
+    # -- after training (deimv2/apps, notebook 10)
+    p = sub.add_parser("track", help="视频目标跟踪（ByteTrack）：画出轨迹编号和中文类别名，另存 MOT 格式文本")
+    p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
+    p.add_argument("-i", "--input", required=True, help="视频文件（mp4/avi/mov/mkv）")
+    p.add_argument("-o", "--output", default="outputs/track/track.mp4", help="输出视频（旁边另存同名 .txt，MOT 格式）")
+    p.add_argument("--conf", type=float, help="开始/确认轨迹的置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值）")
+    p.add_argument("--tile", type=int, help="分块推理的块大小（大画面里的小目标），默认不分块")
+    p.add_argument("--overlap", type=float, default=0.2, help="分块推理时相邻两块的重叠比例（默认 0.2）")
+    p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
+
+    p = sub.add_parser("app", help="网页演示（Gradio）：上传图片、调置信度、选类别、分块推理")
+    p.add_argument("-r", "--resume", "--checkpoint", dest="resume", required=True, help="权重文件")
+    p.add_argument("--port", type=int, help="端口（默认 7860 起第一个空闲的）")
+    p.add_argument("--share", action="store_true", help="申请 Gradio 临时公网链接（默认只在本机可访问）")
+    p.add_argument("--conf", type=float, help="滑块的初始置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值）")
+    p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
 
     p = sub.add_parser("demo", help="一条命令跑完整个教程流程：转换 → 检查 → 训练 → 评估 → 推理")
     p.add_argument("--output-dir", default="outputs/demo", help="输出目录（默认 outputs/demo）")
@@ -227,12 +258,31 @@ def _cmd_predict(a: argparse.Namespace) -> int:
         save_json=a.save_json,
         backend=a.backend,
         num_workers=a.workers,
+        tile=a.tile,
+        overlap=a.overlap,
     )
     return 0
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
     from .export import export_onnx
+
+    if a.int8:
+        if not a.resume or not a.calib:
+            raise ConfigError(
+                "--int8 需要训练好的权重 -r 和校准图片 --calib（如训练集文件夹），"
+                "例如：deimv2 export -r best.pth --int8 --calib 数据集/train"
+            )
+        from .apps.quantize import quantize_int8
+
+        out = quantize_int8(
+            a.resume, a.calib, output=a.output if a.output and a.output.endswith(".xml") else None, config=a.config
+        )
+        print(
+            f"已导出 OpenVINO INT8 模型：{out.resolve()}（及同名 .bin）。"
+            f"Python 中加载：deimv2.apps.quantize.int8_detector({a.resume!r})"
+        )
+        return 0
 
     export_onnx(
         config=a.config,
@@ -243,6 +293,33 @@ def _cmd_export(a: argparse.Namespace) -> int:
         simplify=a.simplify,
         check=a.check,
     )
+    return 0
+
+
+def _cmd_track(a: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .errors import DatasetError
+    from .predict import Detector
+    from .tracking import track_video
+
+    if not Path(a.input).is_file():
+        raise DatasetError(f"输入视频 {a.input} 不存在。请用 -i 给出一个视频文件（mp4/avi/mov/mkv）。")
+    tiling = {"tile": a.tile, "overlap": a.overlap} if a.tile else {}
+    det = Detector.from_checkpoint(a.resume, device=a.device, conf=a.conf)
+    info = track_video(det, a.input, a.output, **tiling)
+    print(
+        f"已跟踪 {info['frames']} 帧，共 {info['tracks']} 条轨迹；结果视频 {info['output'].resolve()}，"
+        f"MOT 格式文本 {info['mot'].resolve()}（每行：帧号,轨迹编号,x,y,宽,高,置信度,-1,-1,-1）"
+    )
+    return 0
+
+
+def _cmd_app(a: argparse.Namespace) -> int:
+    from .apps.webapp import launch_app
+
+    print("正在启动网页演示（按 Ctrl-C 停止）……" + ("已申请公网链接：任何拿到链接的人都能访问。" if a.share else ""))
+    launch_app(a.resume, share=a.share, port=a.port, device=a.device, conf=a.conf)
     return 0
 
 
@@ -331,6 +408,8 @@ COMMANDS = {
     "eval": _cmd_eval,
     "predict": _cmd_predict,
     "export": _cmd_export,
+    "track": _cmd_track,
+    "app": _cmd_app,
     "demo": _cmd_demo,
     "yolo2coco": _cmd_yolo2coco,
     "coco2yolo": _cmd_coco2yolo,

@@ -92,6 +92,12 @@ class Prediction:
             )
         return out
 
+    def to_supervision(self) -> Any:
+        """``supervision.Detections`` (xyxy, confidence, class_id, ``data["class_name"]``); needs the ``apps`` extra."""
+        from .interop import to_detections
+
+        return to_detections(self.boxes, self.scores, self.labels, self.names)
+
     def to_dict(self) -> dict:
         return {
             "path": self.path,
@@ -129,7 +135,11 @@ class Detector:
     ``backend``: ``"auto"`` (for a checkpoint on CPU the first installed of OpenVINO / onnxruntime that
     :data:`~deimv2.backends.AUTO_CPU` lists, else torch), ``"torch"``, ``"onnxruntime"`` or ``"openvino"``;
     see :mod:`deimv2.backends`. ``source``: the checkpoint file (names the ONNX cache).
+    ``tile`` / ``overlap``: tiled inference for every :meth:`predict` call that does not say otherwise.
     """
+
+    tile: int | None = None
+    overlap: float = 0.2
 
     def __init__(
         self,
@@ -298,6 +308,8 @@ class Detector:
         max_det: int | None = None,
         classes: Sequence[str | int] | None = None,
         keep_images: bool = True,
+        tile: int | None = None,
+        overlap: float | None = None,
     ):
         """An image -> :class:`Prediction`; a list of them (or an ``(N, H, W, 3)`` array) -> list (batched in chunks).
 
@@ -305,7 +317,12 @@ class Detector:
         :func:`deimv2.data.images.as_rgb_image` (numpy: RGB ``(H, W, 3)``, uint8 or float 0-1; torch: ``(3, H, W)``).
         ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
         lists of paths to save memory (``plot()`` then reads the file again).
+        ``tile``: tiled inference for small objects in large images, ``tile × tile`` pieces overlapping by
+        ``overlap`` (a share, default 0.2), merged by class (:mod:`deimv2.tiling`; needs the ``apps`` extra);
+        default: the Detector's ``tile`` (None: no tiling); ``tile=0``: no tiling.
         """
+        tile = self.tile if tile is None else tile
+        overlap = self.overlap if overlap is None else overlap
         items, is_list = _as_list(inputs)
         conf = self.conf if conf is None else check_conf(conf)
         max_det = self.max_det if max_det is None else check_max_det(max_det)
@@ -314,8 +331,50 @@ class Detector:
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             images = [as_rgb_image(it) for it in chunk]
-            out.extend(self._run(images, [_source_path(it) for it in chunk], conf, max_det, keep, keep_images))
+            paths = [_source_path(it) for it in chunk]
+            if tile:
+                tiled = zip(images, paths)
+                out.extend(self._run_tiled(im, p, conf, max_det, keep, keep_images, tile, overlap) for im, p in tiled)
+                continue
+            out.extend(self._run(images, paths, conf, max_det, keep, keep_images))
         return out if is_list else out[0]
+
+    def detections(self, inputs: Any, **kwargs: Any):
+        """As :meth:`predict`, but ``supervision.Detections`` (one, or a list) instead of :class:`Prediction`."""
+        preds = self.predict(inputs, **kwargs)
+        return [p.to_supervision() for p in preds] if isinstance(preds, list) else preds.to_supervision()
+
+    def track(self, frames: Any, **kwargs: Any):
+        """Track objects through video frames (an iterable of images or a video file) with ByteTrack: yields one
+        ``supervision.Detections`` per frame with ``tracker_id``; see :func:`deimv2.tracking.track_frames`."""
+        from .tracking import track_frames
+
+        return track_frames(self, frames, **kwargs)
+
+    def _run_tiled(self, image, path, conf, max_det, keep, keep_image, tile, overlap) -> Prediction:
+        from .tiling import tiled_detections
+
+        def run(arrays):
+            pieces = [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
+            preds = self._run(pieces, [None] * len(pieces), conf, self.max_det, keep, False)
+            for p in preds:  # inside the tile (the model may reach a little past its border)
+                p.boxes[:, 0::2] = p.boxes[:, 0::2].clamp(0, p.image_size[0])
+                p.boxes[:, 1::2] = p.boxes[:, 1::2].clamp(0, p.image_size[1])
+            return [p.to_supervision() for p in preds]
+
+        det = tiled_detections(np.asarray(image), run, tile=tile, overlap=overlap, batch_size=self.batch_size)[:max_det]
+        ids = det.class_id.tolist()
+        return Prediction(
+            boxes=torch.as_tensor(det.xyxy, dtype=torch.float32).reshape(-1, 4),
+            scores=torch.as_tensor(det.confidence, dtype=torch.float32).reshape(-1),
+            labels=torch.as_tensor(det.class_id, dtype=torch.int64).reshape(-1),
+            names=[self.class_names[j] for j in ids],
+            category_ids=[self.category_ids[j] for j in ids],
+            image_size=tuple(image.size),
+            path=path,
+            image=image if keep_image else None,
+            class_names=self.class_names,
+        )
 
     def _run(self, images, paths, conf, max_det, keep, keep_images) -> list[Prediction]:
         batch, sizes = self.preprocess(images)
@@ -444,6 +503,8 @@ def predict_cli(
     classes=None,
     backend="auto",
     num_workers=0,
+    tile=None,
+    overlap=0.2,
 ) -> dict:
     """``deimv2 predict``: image, folder (recursive, mirrored output) or video. Returns where outputs went.
 
@@ -451,10 +512,15 @@ def predict_cli(
     these classes (names or 0-based ids), as in :meth:`Detector.predict` and Ultralytics; ``backend`` as in
     :class:`Detector`; ``num_workers``: processes decoding a folder ahead of the model (default none, see
     :mod:`deimv2.stream`). The files are planned and written by :mod:`deimv2.predict_files`.
+    ``tile`` / ``overlap``: tiled inference, as in :meth:`Detector.predict`.
     """
+    if tile is not None:
+        from .tiling import check_tiling
+
+        check_tiling(tile, overlap)  # before anything is loaded or written
 
     def make_detector(conf, max_det):
-        return Detector.from_checkpoint(
+        det = Detector.from_checkpoint(
             checkpoint,
             config=config,
             device=device,
@@ -464,5 +530,7 @@ def predict_cli(
             classes=classes,
             backend=backend,
         )
+        det.tile, det.overlap = tile, overlap
+        return det
 
     return predict_files(make_detector, checkpoint, source, output, conf, max_det, device, save_json, num_workers)

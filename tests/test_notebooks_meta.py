@@ -23,6 +23,7 @@ NOTEBOOKS = {
     "07_architecture.ipynb": "模型结构",
     "08_decoder.ipynb": "解码器",
     "09_loss.ipynb": "损失函数与匹配",
+    "10_applications.ipynb": "应用",
 }
 #: written by another team: numbered 07-09, checked for structure when present
 LATER = re.compile(r"0[7-9]_[a-z0-9_]+\.ipynb")

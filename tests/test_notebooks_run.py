@@ -105,8 +105,11 @@ def _check_outputs(folder: Path, names: list[str]) -> None:
     assert not (folder.parent / "outputs").exists(), "a notebook wrote outside its folder"
     train_text = _text(folder, "04_train.ipynb")
     assert "官方 COCO 权重" in train_text or "无法下载" in train_text
-    for name in ("05_inference.ipynb", "06_evaluate.ipynb"):  # 04 ran first: its model is found, no fallback
+    for name in ("05_inference.ipynb", "06_evaluate.ipynb", "10_applications.ipynb"):  # 04 ran first: no fallback
         assert "没有找到 04_train.ipynb 训练的模型" not in _text(folder, name), name
+    apps = _text(folder, "10_applications.ipynb")  # tiled inference, tracking, INT8 and the web page all ran
+    assert "分块推理（tile=" in apps and "条轨迹" in apps and "openvino-int8" in apps and "网页已构建" in apps
+    assert (folder / "outputs" / "10_applications" / "跟踪结果.txt").is_file()
 
 
 def test_all_notebooks_run_all_in_default_mode(workdir):
