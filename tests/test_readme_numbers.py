@@ -441,6 +441,28 @@ SINGLE_SEED_TABLE = {
 }
 
 
+def tiling_claim(t: dict) -> str:
+    """docs/benchmarks.md's sentence of ``benchmarks/tiling.py``: resized vs tiled on generated large scenes."""
+    d, g, r, k = t["data"], t["tiling"], t["resized"], t["tiled"]
+    return (
+        f"{d['scenes']} 张 {d['scene_size']}×{d['scene_size']} 的生成大图（{d['objects']} 个 {d['object_length_px'][0]}–"
+        f"{d['object_length_px'][1]} 像素的小目标），tile {g['tile']}、overlap {g['overlap']}：整图缩小后 AP50 {r['AP50']:.2f}、"
+        f"APs {r['APs']:.2f}，每张 {r['ms_per_image']:.0f} ms；分块推理 AP50 {k['AP50']:.2f}、APs {k['APs']:.2f}，"
+        f"每张 {k['ms_per_image']:.0f} ms"
+    )
+
+
+def int8_claim(q: dict) -> str:
+    """docs/benchmarks.md's sentence of ``benchmarks/int8.py``: INT8 vs float32 (AP and file-to-boxes latency)."""
+    a, lat = q["accuracy"], q["latency"]
+    return (
+        f"INT8（{q['quantization']['calibration_images']} 张校准图）与 float32：AP50 {a['int8']['AP50']:.3f} / "
+        f"{a['float32']['AP50']:.3f}，AP {a['int8']['AP']:.3f} / {a['float32']['AP']:.3f}；文件到检测框 1 线程 "
+        f"{lat['threads_1']['int8']['median_ms']:.1f} / {lat['threads_1']['float32']['median_ms']:.1f} ms，2 线程 "
+        f"{lat['threads_2']['int8']['median_ms']:.1f} / {lat['threads_2']['float32']['median_ms']:.1f} ms"
+    )
+
+
 def claims() -> list[str]:
     out = [f"{len(VARIANTS)} 个变体", "|Δ| < " + f"{TOL:.0e}".replace("e-0", "e-")]
     lat = _load("latency_eval_cpu_interleaved.json")
@@ -465,6 +487,7 @@ def claims() -> list[str]:
     out.append(single_seed_claim(SINGLE_SEED_TABLE))
     out.append(epoch_cost_claim(_load("recipes/epoch_cost.json")))
     out.append(notebooks_claim(_load("notebooks_run_cpu2.json")))
+    out += [tiling_claim(_load("tiling_cpu2.json")), int8_claim(_load("int8_cpu2.json"))]
     browser = _load("browser_test.json")
     run = browser["runs"][0]
     out += [
