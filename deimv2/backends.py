@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError, DEIMv2Error, WeightsError
-from .graph import build_graph, write_onnx
+from .graph import ONNX_OPSET, build_graph, write_onnx
 
 _log = logging.getLogger(__name__)
 
@@ -54,7 +54,9 @@ __all__ = [
 ]
 
 BACKENDS = ("auto", "torch", "onnxruntime", "openvino")
-OPSET = 17
+OPSET = ONNX_OPSET
+#: hex digits of the cache key in a cached ONNX file name (``<stem>-<key>.onnx``)
+KEY_CHARS = 16
 CACHE_DIRNAME = ".deimv2_cache"
 
 
@@ -290,7 +292,7 @@ def cached_onnx(
     """Path of the ONNX file of ``graph`` (deploy form, CPU), exporting it first when not yet cached."""
     key = cache_key(weights_hash(graph), cfg, opset)
     stem = Path(source).stem if source is not None else str(cfg.name)
-    name = f"{stem}-{key[:16]}.onnx"
+    name = f"{stem}-{key[:KEY_CHARS]}.onnx"
     dirs = _cache_dirs(source)
     for d in dirs:
         if (d / name).is_file():
@@ -309,7 +311,7 @@ def cached_onnx(
             _log.info(f"首次在 CPU 上用 ONNX 运行时：正在把 {stem} 导出为 ONNX（只需一次，缓存在 {target}）……")
         _write_atomic(graph, cfg, target, opset)
         for old in d.glob(f"{stem}-*.onnx"):  # older exports of the same checkpoint (weights/versions changed)
-            if old != target and len(old.stem) == len(stem) + 17:
+            if old != target and len(old.stem) == len(stem) + 1 + KEY_CHARS:
                 old.unlink(missing_ok=True)
         return target
     raise OSError("没有可写的 ONNX 缓存目录：" + "；".join(errors))

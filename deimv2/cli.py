@@ -10,6 +10,7 @@ import sys
 import traceback
 
 from .errors import ConfigError, DEIMv2Error
+from .inputs import MAX_DET
 
 
 class ChineseArgumentParser(argparse.ArgumentParser):
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--classes", help="seed 的旧写法，等同 --names（给出全部类别名）")
     p.add_argument("--conf", type=float, help="置信度阈值（默认：checkpoint 里保存的 F1 最佳阈值，没有则 0.45）")
-    p.add_argument("--max-det", type=int, default=300, help="每张图最多保留的检测框数")
+    p.add_argument("--max-det", type=int, default=MAX_DET, help="每张图最多保留的检测框数")
     p.add_argument("-d", "--device", help="设备，如 cpu、cuda")
     p.add_argument("--save-json", action="store_true", help="另存 COCO 格式的结果 JSON")
     p.add_argument(
@@ -121,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", help="变体名或 YAML（checkpoint 里有配置时可省略）")
     p.add_argument("-r", "--resume", "--checkpoint", dest="resume", help="权重文件（不给则用随机权重，只用于测试）")
     p.add_argument("-o", "--output", help="输出 .onnx 路径")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=None, help="ONNX opset（默认与官方导出脚本相同）")
     p.add_argument("--batch", type=int, default=1, help="导出时示例输入的 batch size（batch 维是动态的）")
     p.add_argument("--simplify", action="store_true", help="用 onnxsim 简化（L/X 会自动跳过）")
     p.add_argument("--check", action="store_true", help="用 onnxruntime 运行并与 PyTorch 比较")

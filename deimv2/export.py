@@ -22,7 +22,7 @@ from .bench import time_fn
 from .config import Config, load_config
 from .data.images import as_rgb_image
 from .errors import ConfigError, DEIMv2Error
-from .graph import DetectionGraph, build_graph, write_onnx
+from .graph import ONNX_OPSET, DetectionGraph, build_graph, write_onnx
 from .inputs import resolve_checkpoint
 from .outputs import OutputError
 from .predict import load_detector
@@ -97,13 +97,15 @@ def export_onnx(
     config=None,
     checkpoint=None,
     output=None,
-    opset: int = 17,
+    opset: int | None = None,
     batch_size: int = 1,
     simplify: bool = False,
     check: bool = False,
     dynamic_batch: bool = True,
 ) -> Path:
-    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU."""
+    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU.
+    ``opset``: None means :data:`~deimv2.graph.ONNX_OPSET` (the official export script's)."""
+    opset = ONNX_OPSET if opset is None else int(opset)
     require_onnx()
     checkpoint = resolve_checkpoint(checkpoint) if checkpoint is not None else None
     graph, cfg, metadata = _export_parts(config, checkpoint)

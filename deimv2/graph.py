@@ -17,6 +17,9 @@ import torch.nn as nn
 from .config import Config
 from .models.build import build_postprocessor
 
+#: the ONNX opset of every export (the official export script uses 17)
+ONNX_OPSET = 17
+
 __all__ = ["DetectionGraph", "build_graph", "write_onnx"]
 
 
@@ -62,7 +65,7 @@ def write_onnx(
     graph: DetectionGraph,
     cfg: Config,
     out: str | Path,
-    opset: int = 17,
+    opset: int = ONNX_OPSET,
     batch_size: int = 1,
     dynamic_batch: bool = True,
     metadata: dict[str, str] | None = None,

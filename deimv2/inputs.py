@@ -19,7 +19,11 @@ from pathlib import Path
 
 from .errors import ConfigError, WeightsError
 
+#: most boxes kept per image by default (the official PostProcessor keeps its 300 top queries)
+MAX_DET = 300
+
 __all__ = [
+    "MAX_DET",
     "FOREIGN_WEIGHTS",
     "check_conf",
     "check_max_det",
@@ -164,11 +168,11 @@ def check_conf(conf, option: str = "conf") -> float | None:
 def check_max_det(max_det, option: str = "max_det") -> int:
     """``max_det`` must be an integer ≥ 1."""
     if isinstance(max_det, bool) or not isinstance(max_det, (int, float, str)):
-        raise ConfigError(f"{option}={max_det!r} 不是整数。每张图最多保留的检测框数应 ≥ 1，如 300。")
+        raise ConfigError(f"{option}={max_det!r} 不是整数。每张图最多保留的检测框数应 ≥ 1，如 {MAX_DET}。")
     try:
         value = int(str(max_det).strip())
     except ValueError:
-        raise ConfigError(f"{option}={max_det!r} 不是整数。每张图最多保留的检测框数应 ≥ 1，如 300。") from None
+        raise ConfigError(f"{option}={max_det!r} 不是整数。每张图最多保留的检测框数应 ≥ 1，如 {MAX_DET}。") from None
     if value < 1:
-        raise ConfigError(f"{option}={max_det} 超出范围：每张图最多保留的检测框数应 ≥ 1，如 300。")
+        raise ConfigError(f"{option}={max_det} 超出范围：每张图最多保留的检测框数应 ≥ 1，如 {MAX_DET}。")
     return value

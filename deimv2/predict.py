@@ -27,7 +27,7 @@ from .data.images import as_rgb_image, load_image
 from .draw import draw_detections
 from .errors import ConfigError, WeightsError
 from .graph import DetectionGraph, build_graph
-from .inputs import check_conf, check_max_det, resolve_checkpoint
+from .inputs import MAX_DET, check_conf, check_max_det, resolve_checkpoint
 from .predict_files import VIDEO_EXTS, predict_files, refuse_overwriting_inputs
 from .show import show_predictions
 
@@ -149,7 +149,7 @@ class Detector:
         category_ids: Sequence[int] | None = None,
         device: str | torch.device | None = None,
         conf: float | None = None,
-        max_det: int = 300,
+        max_det: int = MAX_DET,
         classes: Sequence[str | int] | None = None,
         batch_size: int = 8,
         deploy: bool = False,
@@ -203,7 +203,7 @@ class Detector:
         config: str | Path | Config | None = None,
         device=None,
         conf: float | None = None,
-        max_det: int = 300,
+        max_det: int = MAX_DET,
         classes=None,
         class_names=None,
         batch_size: int = 8,
@@ -244,7 +244,7 @@ class Detector:
 
     @classmethod
     def from_onnx(
-        cls, path, device=None, conf=None, max_det=300, classes=None, class_names=None, batch_size=8, backend="auto"
+        cls, path, device=None, conf=None, max_det=MAX_DET, classes=None, class_names=None, batch_size=8, backend="auto"
     ) -> Detector:
         """An ONNX file written by ``deimv2 export`` (config, class names and threshold in its metadata), run on
         CPU by OpenVINO or ONNX Runtime (:func:`deimv2.backends.onnx_file_backend`); no PyTorch model."""
@@ -497,7 +497,7 @@ def predict_cli(
     output="outputs/predict",
     names=None,
     conf=None,
-    max_det=300,
+    max_det=MAX_DET,
     device=None,
     save_json=False,
     classes=None,

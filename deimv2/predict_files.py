@@ -18,7 +18,7 @@ import numpy as np
 
 from .data.images import IMAGE_EXTS, as_rgb_image, list_images
 from .errors import DatasetError, DEIMv2Error, WeightsError
-from .inputs import check_conf, check_max_det
+from .inputs import MAX_DET, check_conf, check_max_det
 from .outputs import OutputError
 
 __all__ = ["VIDEO_EXTS", "plan_jobs", "predict_files", "refuse_overwriting_inputs"]
@@ -72,7 +72,7 @@ def predict_files(
     source,
     output,
     conf=None,
-    max_det=300,
+    max_det=MAX_DET,
     device=None,
     save_json=False,
     num_workers=0,
