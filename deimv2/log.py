@@ -2,7 +2,7 @@
 
 Every module writes ``_log = logging.getLogger(__name__)`` and ``_log.info("…")`` (Chinese messages, as the CLI
 prints them). ``import deimv2`` installs one handler on the ``deimv2`` logger that writes each message as it is
-(no level or time prefix) to the *current* ``sys.stdout``, so scripts, notebooks and the CLI show exactly what a
+(no level or time prefix) to the *current* ``sys.stdout`` (warnings: ``sys.stderr``), so scripts, notebooks and the CLI show exactly what a
 ``print`` would. Code that embeds ``deimv2`` silences it with one line::
 
     import logging
@@ -23,11 +23,12 @@ ROOT = "deimv2"
 
 
 class ConsoleHandler(logging.Handler):
-    """Writes the bare message to whatever ``sys.stdout`` is at the time (pytest and Jupyter replace it)."""
+    """Writes the bare message to whatever ``sys.stdout`` is at the time (pytest and Jupyter replace it);
+    warnings and errors to ``sys.stderr``."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            stream = sys.stdout
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
             stream.write(self.format(record) + "\n")
             stream.flush()
         except Exception:  # noqa: BLE001 - logging must never break the caller

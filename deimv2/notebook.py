@@ -13,6 +13,7 @@ the notebook cell that calls them (the workspace, which model is used, why a set
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from pathlib import Path
 from .config import Config, load_config
 from .demo import FAST_SCHEDULE, FULL_SCHEDULE, demo_overrides
 from .engine.setup import fast_mode
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "DEMO",
@@ -55,10 +58,10 @@ def workspace(path: str | Path = "outputs", google_drive: bool = False) -> Path:
         drive.mount("/content/drive")
         path = Path("/content/drive/MyDrive/deimv2") / path
     elif google_drive:
-        print("google_drive=True 只在 Colab 上起作用，这里继续使用本地的工作目录。")
+        _log.info("google_drive=True 只在 Colab 上起作用，这里继续使用本地的工作目录。")
     path.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("DEIMV2_CKPTS", str(path / "ckpts"))
-    print("工作目录：", path.resolve())
+    _log.info(f"工作目录：{path.resolve()}")
     return path
 
 
@@ -94,7 +97,7 @@ def train_settings(data) -> dict:
     """
     if fast_mode():
         s = FAST_SCHEDULE
-        print(
+        _log.info(
             f"快速模式（DEIMV2_FAST=1）：只训练 {s['epochs']} 轮、每轮 {s['max_iters']} 步，输入 {s['size']}×{s['size']}，"
             "只用来检查流程；去掉 DEIMV2_FAST 才是真正的训练。"
         )
@@ -105,7 +108,7 @@ def train_settings(data) -> dict:
         }
     if is_demo(data):
         s = FULL_SCHEDULE
-        print(
+        _log.info(
             f"示例数据集专用设置（DATA 换成你的数据后不再使用）：输入 {s['size']}×{s['size']}、batch size {s['batch_size']}、"
             "不用数据加载进程、骨干网络不下载预训练权重——为了在 CPU 上也能几十分钟内训练完。"
         )
@@ -189,8 +192,8 @@ def trained_run_or_fallback(work: str | Path, data=DEMO, variant: str = "atto") 
             overrides=demo_overrides(s["size"], s["batch_size"]),
         )
         run = _run_of(Path(result["output_dir"]))
-    print(f"使用的模型：{run.checkpoint.resolve()}（{len(run.class_names)} 类：{'、'.join(run.class_names)}）")
-    print(f"验证集：{run.val_ann.resolve()}")
+    _log.info(f"使用的模型：{run.checkpoint.resolve()}（{len(run.class_names)} 类：{'、'.join(run.class_names)}）")
+    _log.info(f"验证集：{run.val_ann.resolve()}")
     return run
 
 
@@ -231,7 +234,7 @@ def _explain_run(work: Path, data) -> Path:
     folder = latest_run(work / (EXPLAIN_RUN + ("_fast" if fast else "")))
     if (folder / "finished.txt").is_file():
         return folder
-    print(
+    _log.info(
         f"训练一个使用 GO-LSD（losses 里有 'local'）的小 DEIMv2-Atto：{s['epochs']} 轮，输入 {s['size']}×{s['size']}，"
         + (
             f"快速模式每轮只训练 {s['max_iters']} 步，检测不到什么东西，只用来检查流程。"
@@ -268,7 +271,9 @@ def explain_setup(work: str | Path, data=DEMO) -> ExplainSetup:
     model, cfg, meta = load_detector(run.checkpoint)
     model.eval()
     names = list(meta.get("class_names") or [str(i) for i in range(cfg.num_classes)])
-    print(f"模型 {cfg.name}（{run.checkpoint.resolve()}），输入 {cfg.eval_spatial_size}，损失 {cfg.criterion.losses}")
+    _log.info(
+        f"模型 {cfg.name}（{run.checkpoint.resolve()}），输入 {cfg.eval_spatial_size}，损失 {cfg.criterion.losses}"
+    )
 
     to_loss_format = {"type": "ConvertBoxes", "fmt": "cxcywh", "normalize": True}  # the training pipeline's last step
     val = CocoDetection(
@@ -283,5 +288,5 @@ def explain_setup(work: str | Path, data=DEMO) -> ExplainSetup:
     target = {k: v.as_subclass(torch.Tensor) for k, v in target.items()}
     setup_matplotlib_cjk()
     image = val.image_path(index)
-    print(f"图片 {image.name}：{len(target['labels'])} 个物体 {[names[i] for i in target['labels']]}")
+    _log.info(f"图片 {image.name}：{len(target['labels'])} 个物体 {[names[i] for i in target['labels']]}")
     return ExplainSetup(model, cfg, names, run.checkpoint, image, x[None], target, x.permute(1, 2, 0).numpy())

@@ -10,6 +10,7 @@ Explained in notebook ``05_inference.ipynb`` (and ``06_evaluate.ipynb`` for ``sh
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from .graph import DetectionGraph, build_graph
 from .inputs import MAX_DET, check_conf, check_max_det, resolve_checkpoint
 from .predict_files import VIDEO_EXTS, predict_files, refuse_overwriting_inputs
 from .show import show_predictions
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "DetectionGraph",
@@ -410,7 +413,7 @@ def _saved_conf(path, conf, meta: Mapping) -> float | None:
     """``conf`` if given, else the F1-best threshold saved with the weights (said once), else None."""
     if conf is None and isinstance(meta.get("conf_threshold"), (int, float)):
         conf = float(meta["conf_threshold"])
-        print(
+        _log.info(
             f"置信度阈值：使用 {path} 里保存的 {conf:.2f}（训练时验证集上 F1 最高的阈值）；"
             f"要换一个，请传 conf=…（命令行 --conf）。"
         )
@@ -472,7 +475,7 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
     if config is None and anchors is not None and anchors.shape != model.decoder.anchors.shape:
         side = _square_size_for_anchors(cfg, int(anchors.shape[1]))
         if side is not None:  # saved by a run with another eval size (official files carry no config)
-            print(f"提示：{path} 的锚点数对应输入尺寸 {side}x{side}，按此设置 eval_spatial_size。")
+            _log.info(f"提示：{path} 的锚点数对应输入尺寸 {side}x{side}，按此设置 eval_spatial_size。")
             cfg = cfg.replace(eval_spatial_size=[side, side])
             model = build_model_from_config(cfg)
     model.config = cfg

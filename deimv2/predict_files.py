@@ -9,7 +9,7 @@ so this module needs none of :mod:`deimv2.predict`. Policy: ``docs/errors.md``.
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from .data.images import IMAGE_EXTS, as_rgb_image, list_images
 from .errors import DatasetError, DEIMv2Error, WeightsError
 from .inputs import MAX_DET, check_conf, check_max_det
 from .outputs import OutputError
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["VIDEO_EXTS", "plan_jobs", "predict_files", "refuse_overwriting_inputs"]
 
@@ -39,7 +41,7 @@ def plan_jobs(source: Path, output: Path) -> tuple[list, Path]:
         own = [f for f in files if out != src and out.is_relative_to(src) and f.resolve().is_relative_to(out)]
         if own:  # -o inside -i: the images there are our earlier outputs
             files = [f for f in files if f not in own]
-            print(f"跳过输出文件夹 {output} 里的 {len(own)} 张图片：它们是之前推理的结果，不是输入。")
+            _log.info(f"跳过输出文件夹 {output} 里的 {len(own)} 张图片：它们是之前推理的结果，不是输入。")
         if not files:
             raise DatasetError(f"文件夹 {source} 里（含子文件夹）没有图片（{'、'.join(IMAGE_EXTS)}）。")
         return [(f, output / f.relative_to(source), f.relative_to(source).as_posix()) for f in files], output
@@ -93,7 +95,7 @@ def predict_files(
     refuse_overwriting_inputs(jobs, source, output)
     ensure_output_dir(out_dir)  # before the model is loaded
     det = make_detector(conf, max_det)
-    print(
+    _log.info(
         f"模型：{det.cfg.name}（{det.num_classes} 类），设备 {det.device}，推理后端 {det.backend.name}，"
         f"置信度阈值 {det.conf:g}"
     )
@@ -119,15 +121,15 @@ def predict_files(
             done += 1
             rows.extend({"file_name": rel, **r} for r in pred.to_coco(image_id=i))
     if failed:
-        print(f"有 {len(failed)} 个文件无法读取，已跳过（其余图片照常输出）：", file=sys.stderr)
+        _log.warning(f"有 {len(failed)} 个文件无法读取，已跳过（其余图片照常输出）：")
         for rel, why in failed:
-            print(f"  - {rel}：{why}", file=sys.stderr)
+            _log.warning(f"  - {rel}：{why}")
     if not done:
         raise DatasetError(
             f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
             "请确认它们是完整的图片（可用看图软件打开）。"
         )
-    print(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
+    _log.info(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
     info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
     if save_json:
         info["json"] = _write_json(out_dir / "predictions.json", rows)
@@ -138,7 +140,7 @@ def _write_json(path: Path, rows: list) -> Path:
     """COCO results list (``image_id`` = position of the image in the sorted input) with file/category names."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
-    print(f"COCO 格式结果（bbox 为 [x, y, w, h] 像素）已保存到 {path.resolve()}")
+    _log.info(f"COCO 格式结果（bbox 为 [x, y, w, h] 像素）已保存到 {path.resolve()}")
     return path
 
 
@@ -179,7 +181,7 @@ def _predict_video(det, source: Path, output: Path, save_json: bool) -> dict:
     finally:
         cap.release()
         writer.release()
-    print(f"已处理 {frames} 帧，共 {total} 个检测框；结果视频保存在 {target.resolve()}")
+    _log.info(f"已处理 {frames} 帧，共 {total} 个检测框；结果视频保存在 {target.resolve()}")
     info = {"frames": frames, "detections": total, "output": target}
     if save_json:
         info["json"] = _write_json(target.with_suffix(".json"), rows)
