@@ -8,6 +8,7 @@ The kernels run in fast mode (``DEIMV2_FAST=1``); default mode is covered by the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -178,16 +179,23 @@ def lab(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def page(lab, tmp_path_factory):
-    """A headless Chromium page (fresh profile) with JupyterLab loaded and ``window.jupyterapp`` started."""
+def playwright_session():
+    """One Playwright (sync API) for the whole session: a second ``sync_playwright()`` inside it is refused."""
     try:
         from playwright import sync_api
     except ImportError:
         pytest.fail(
             '浏览器测试需要 playwright 包：pip install -e ".[dev]"（只用系统的 Chromium，不必运行 playwright install）。'
         )
-    profile = tmp_path_factory.mktemp("chromium profile")
     with sync_api.sync_playwright() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def page(lab, tmp_path_factory, playwright_session):
+    """A headless Chromium page (fresh profile) with JupyterLab loaded and ``window.jupyterapp`` started."""
+    profile = tmp_path_factory.mktemp("chromium profile")
+    with contextlib.nullcontext(playwright_session) as p:
         context = p.chromium.launch_persistent_context(
             str(profile),
             executable_path=str(CHROMIUM),

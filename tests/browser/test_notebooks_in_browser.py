@@ -182,26 +182,34 @@ def _screenshot(page, path: Path) -> None:
     page.set_viewport_size(size)
 
 
+#: the image shown in the output area of the code cell that holds the 置信度 slider (05: a slider whose
+#: ``observe`` callback replaces one ``display_id`` image)
+SLIDER_IMAGE_JS = """
+([before]) => {
+  const cell = [...document.querySelectorAll('.jp-CodeCell')].find(
+    c => [...c.querySelectorAll('.widget-label')].some(l => l.textContent.includes('置信度')));
+  const img = cell && cell.querySelector('.jp-OutputArea-output img');
+  return !!(img && img.src && img.src !== before);
+}
+"""
+
+
 def _move_confidence_slider(page, shots: Path, stem: str) -> dict:
-    """Set the confidence slider of an ``interact`` to 0 by typing into its readout; return what was shown."""
-    box = page.locator(".widget-interact").filter(has=page.locator(".widget-label", has_text="置信度")).first
-    box.wait_for(state="visible", timeout=60_000)
-    box.scroll_into_view_if_needed()
-    image = box.locator(".widget-output img, .jp-OutputArea-output img").first
+    """Set the 置信度 slider to 0 by typing into its readout; return what was shown before and after."""
+    cell = page.locator(".jp-CodeCell").filter(has=page.locator(".widget-label", has_text="置信度")).first
+    cell.wait_for(state="visible", timeout=60_000)
+    cell.scroll_into_view_if_needed()
+    image = cell.locator(".jp-OutputArea-output img").first
     image.wait_for(state="visible", timeout=120_000)
     before = image.get_attribute("src")
-    readout = box.locator(".widget-readout").first
+    readout = cell.locator(".widget-readout").first
     old_value = readout.inner_text().strip()
     readout.click()
     readout.fill("0")
     readout.press("Enter")
-    page.wait_for_function(
-        """([sel, before]) => { const img = document.querySelector(sel); return img && img.src && img.src !== before; }""",
-        arg=[".widget-interact .widget-output img, .widget-interact .jp-OutputArea-output img", before],
-        timeout=SETTLE_TIMEOUT_S * 1000,
-    )
-    after = image.get_attribute("src")
-    box.screenshot(path=str(shots / f"{stem}.slider.png"))
+    page.wait_for_function(SLIDER_IMAGE_JS, arg=[before], timeout=SETTLE_TIMEOUT_S * 1000)
+    after = cell.locator(".jp-OutputArea-output img").first.get_attribute("src")
+    cell.screenshot(path=str(shots / f"{stem}.slider.png"))
     return {"old_value": old_value, "new_value": readout.inner_text().strip(), "image_changed": after != before}
 
 

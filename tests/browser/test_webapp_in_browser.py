@@ -3,6 +3,7 @@ slider, see fewer boxes. Runs only with ``pytest -m browser`` (see conftest.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -80,12 +81,10 @@ def _count(page, previous: int | None = None, timeout_s: float = 120) -> int:
     raise AssertionError(f"summary did not change from {previous}: {page.locator('#deimv2-summary').inner_text()}")
 
 
-def test_upload_see_boxes_raise_slider_see_fewer(app_url, tmp_path):
+def test_upload_see_boxes_raise_slider_see_fewer(app_url, tmp_path, playwright_session):
     if not CHROMIUM.exists():
         pytest.fail(f"找不到 Chromium：{CHROMIUM}。请先安装：apt-get install -y chromium fonts-noto-cjk")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
+    with contextlib.nullcontext(playwright_session) as p:  # the session's Playwright (conftest.py)
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
         page = browser.new_page()
         page.goto(app_url)
