@@ -617,12 +617,20 @@ def readme_measured() -> str:
     small, yolo = demo["avg"][f"{SMALL}_e40"], demo["avg"]["yolo11n_e40"]
     n_seeds = len(SEED_TABLES[0]["seeds"])
     tol = f"{TOL:.0e}".replace("e-0", "e-")
+    rule = {r["rule"]: r for r in _load("recipes/batch_rule_demo.json")["rows"] if r["batch"] == 16 and r["seed"] == 0}
+    nb, browser = _load("notebooks_run_cpu2.json"), _load("browser_test.json")
     return "\n".join(
         [
             f"- **与官方代码一致**：全部 {len(VARIANTS)} 个变体在同样的确定性权重下与官方代码逐值比较，输出相同（|Δ| < {tol}）。",
             f"- **CPU 推理**：`Detector.from_checkpoint` 的默认后端（OpenVINO，{threads} 线程，batch 1）从 JPEG 文件到检测框：{speed}。",
             f"- **小数据集从头训练**：示例数据集上 40 轮，`--recipe small` {n_seeds} 个随机种子的平均验证集 mAP@0.5 是 "
             f"{small[0]:.3f}，同样设置的 YOLO11n 是 {yolo[0]:.3f}：持平（差别小于只换随机种子的波动），但 Atto 每轮更慢。",
+            f"- **batch 规则**：示例数据集上 batch 16、{rule['none']['epochs']} 轮从头训练，默认（不按 batch 缩放）的验证集 "
+            f"mAP@0.5 是 {rule['none']['AP50']:.2f}，官方的线性缩放是 {rule['linear']['AP50']:.2f}"
+            f"（[docs/training.md](docs/training.md)）。",
+            f"- **测试用时**：默认模式下按顺序运行全部 {len(nb['notebooks']['default_mode'])} 个 notebook 约 "
+            f"{nb['tests']['test_all_notebooks_run_all_in_default_mode']['seconds'] / 60:.0f} 分钟，浏览器测试约 "
+            f"{browser['median_wall_min']:.1f} 分钟（机器上同时有别的任务，负载见结果文件）。",
         ]
     )
 
