@@ -187,7 +187,7 @@ def main(argv=None) -> dict:
         base = TINY
         if a.mode == "demo":
             from deimv2.data.demo import prepare_demo_coco
-            from deimv2.demo import demo_overrides
+            from deimv2.tutorial.demo import demo_overrides
 
             data, base = prepare_demo_coco(Path(tmp) / "demo"), demo_overrides(256, recipe="small")
             meta.update(n_train=None, n_val=None, image_size=256, dataset="the bundled demo (its own valid split)")

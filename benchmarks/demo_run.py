@@ -19,13 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from deimv2.bench import machine_meta
+from deimv2.infer.bench import machine_meta
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from deimv2.demo import DEMO_RECIPE, FAST_SCHEDULE, FULL_SCHEDULE
+    from deimv2.tutorial.demo import DEMO_RECIPE, FAST_SCHEDULE, FULL_SCHEDULE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)

@@ -4,7 +4,7 @@ Backs the "what limits it" of issue 14 (README 实测数据): the recipe trials 
 needing more wall time than YOLO11n for the same 40 epochs; this script splits an Atto epoch into its parts and
 compares its training compute with YOLO11n's on the same number of images.
 
-- **Atto** (this Python): the trainer of ``small_na10_e40`` (``deimv2.demo.demo_overrides(256, recipe="small")``,
+- **Atto** (this Python): the trainer of ``small_na10_e40`` (``deimv2.tutorial.demo.demo_overrides(256, recipe="small")``,
   40 epochs, the bundled demo's 160 training images, batch 8 = 20 steps per epoch; also batch 16). One epoch in the
   strong-augmentation phase, timed per part: ``data`` (the loader's next batch: decoding + augmentation + collate),
   ``forward`` (model with targets, denoising on), ``criterion`` (matching + DEIM losses), ``backward``,
@@ -56,10 +56,10 @@ def atto_epoch(batch: int, threads: int, max_steps: int | None = None, extra: di
 def _timed_atto_epoch(batch: int, max_steps: int | None, tmp: Path, extra: dict) -> dict:
     import torch
 
+    from deimv2.config.recipes import merge_recipe
     from deimv2.data.demo import prepare_demo_coco
-    from deimv2.demo import demo_overrides
     from deimv2.engine.trainer import prepare_trainer
-    from deimv2.recipes import merge_recipe
+    from deimv2.tutorial.demo import demo_overrides
 
     user = {**demo_overrides(SIZE, recipe="small"), "epochs": EPOCHS, "train_dataloader.total_batch_size": batch}
     user.update(extra)
@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(res))
         return
     sys.path.insert(0, str(ROOT))
-    from deimv2.bench import machine_meta
+    from deimv2.infer.bench import machine_meta
 
     meta = machine_meta(a.threads, a.rounds, 1)
     rounds = []

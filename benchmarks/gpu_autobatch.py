@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.engine.autobatch import (
     AUTO_BATCH_FRACTION,
     cuda_peak_memory_fn,

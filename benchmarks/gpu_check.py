@@ -116,14 +116,14 @@ def step_train(work: Path, epochs: int) -> dict:
 
 
 def step_export(work: Path) -> dict:
-    from deimv2.export import export_onnx
+    from deimv2.infer.export import export_onnx
 
     path = export_onnx(checkpoint=work / "bf16" / "best.pth", output=work / "atto.onnx", check=True)
     return {"path": str(path), "ok": Path(path).is_file()}
 
 
 def step_latency(runs: int) -> dict:
-    from deimv2.bench import bench_variant
+    from deimv2.infer.bench import bench_variant
 
     rows = {}
     for v in ("atto", "femto", "pico", "n", "s", "m", "l", "x"):

@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 from tiling import evaluate_scenes
 
-from deimv2.bench import machine_meta, time_fn
+from deimv2.infer.bench import machine_meta
+from deimv2.utils.runtime import time_fn
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "outputs" / "tiling_bench"
@@ -43,7 +44,7 @@ def trained_epochs(ckpt: Path) -> int | None:
 
 def main(argv: list[str] | None = None) -> dict:
     from deimv2.apps.quantize import CALIB_IMAGES, calibration_images, int8_detector, quantize_int8
-    from deimv2.predict import Detector
+    from deimv2.infer.detector import Detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(WORK / "train" / "best.pth"))

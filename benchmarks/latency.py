@@ -105,7 +105,7 @@ def load_official(official: str | Path, variant: str, **overrides):
 
     ``overrides``: extra top-level YAML keys, e.g. ``eval_spatial_size=[160, 160]``.
     """
-    from deimv2.config import VARIANTS
+    from deimv2.config.loader import VARIANTS
 
     root = Path(official).expanduser().resolve()
     yml = root / "configs" / "deimv2" / f"{VARIANTS[variant]}.yml"
@@ -126,7 +126,7 @@ def load_official(official: str | Path, variant: str, **overrides):
 
 def run_meta(threads: int, rounds: int, argv: Sequence[str]) -> dict:
     """What a results JSON must record besides the numbers: machine, threads, rounds, date, load, command line."""
-    from deimv2.bench import machine_meta
+    from deimv2.infer.bench import machine_meta
 
     return {**machine_meta(threads, rounds, runs=None), "argv": portable_argv(argv)}
 
@@ -206,10 +206,10 @@ def fmt(x: float | None, spec: str = ".1f") -> str:
 
 # --------------------------------------------------------------------------- workers
 def ours_latency(variant: str, runs: int, warmup: int = 2, deploy: bool = False, threads: int = 2) -> dict:
-    """Our model: :func:`deimv2.bench.bench_variant` (eval + PostProcessor, batch 1, inference_mode)."""
+    """Our model: :func:`deimv2.infer.bench.bench_variant` (eval + PostProcessor, batch 1, inference_mode)."""
     import torch
 
-    from deimv2.bench import bench_variant
+    from deimv2.infer.bench import bench_variant
 
     torch.set_num_threads(threads)
     return bench_variant(variant, runs=runs, warmup=warmup, deploy=deploy)
@@ -302,7 +302,7 @@ def official_latency(
 
     import torch
 
-    from deimv2.bench import time_fn
+    from deimv2.utils.runtime import time_fn
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -54,7 +54,7 @@ ORIG_SIZE = (640, 480)  # (w, h) the post-processor scales boxes to
 
 def keys_worker(official: str, variant: str) -> dict:
     """Key/shape layout of the official model at its own config (random init; values unused)."""
-    from deimv2.config import VARIANTS as CONFIG_NAMES
+    from deimv2.config.loader import VARIANTS as CONFIG_NAMES
 
     cfg = load_official(official, variant)
     model = cfg.model

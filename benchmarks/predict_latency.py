@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deimv2.bench import run_backend_benchmark
+from deimv2.infer.bench import run_backend_benchmark
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

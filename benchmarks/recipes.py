@@ -45,7 +45,7 @@ DATASETS = {"demo": "data/make_demo_dataset.py", "photo2": "data/make_photo2_dat
 GEN_SEED, GEN_TRAIN, GEN_VALID = 2025, 160, 48
 YOLO_PYTHON = "yolovenv/bin/python"  # default --yolo-python (and --gen-python): ultralytics + scikit-image
 
-#: the demo's schedule before the small recipe (deimv2/demo.py until issue 14): the official config with batch 8,
+#: the demo's schedule before the small recipe (deimv2/tutorial/demo.py until issue 14): the official config with batch 8,
 #: milestones scaled in proportion, LRs not rescaled (with demo_overrides(): epoch_rule proportional, scale_lr False)
 TODAY = {"batch_size": 8}
 
@@ -67,7 +67,7 @@ for _e in (15, 20, 40, 80):
     TRIALS[f"yolo11n_e{_e}"] = {"kind": "yolo", "epochs": _e, "size": 256, "batch": 16}
 # a shorter phase without strong augmentation (10 of 40 epochs instead of the short-budget rule's 20): between the
 # official rule (better on the demo) and the proportional one (better on photo2); measured better, it became the
-# small recipe (deimv2/recipes.py), so this trial is `--recipe small` at 40 epochs, the training of `deimv2 demo`
+# small recipe (deimv2/config/loader/recipes.py), so this trial is `--recipe small` at 40 epochs, the training of `deimv2 demo`
 TRIALS["small_na10_e40"] = {**TRIALS["small_e40"], "update": {"no_aug_epoch": 10}}
 
 
@@ -284,13 +284,13 @@ def coco_scores(ann_file: Path, preds: list[dict]) -> dict:
 def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int, seed: int = 0) -> dict:
     import torch
 
-    from deimv2.demo import demo_overrides
     from deimv2.engine.logger import read_log
     from deimv2.engine.trainer import evaluate, train
+    from deimv2.tutorial.demo import demo_overrides
 
     torch.set_num_threads(threads)
     s = trial["size"]
-    # the CPU settings of `deimv2 demo` (deimv2/demo.py): small_na10_e40 is exactly the demo's training
+    # the CPU settings of `deimv2 demo` (deimv2/tutorial/demo.py): small_na10_e40 is exactly the demo's training
     overrides = {**demo_overrides(s, recipe=trial["recipe"]), "epochs": trial["epochs"], **trial["update"]}
     run_dir = out / "train"
     if run_dir.exists():

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from deimv2.bench import machine_meta
+from deimv2.infer.bench import machine_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -81,8 +81,8 @@ def run_log(ckpt: Path) -> dict:
 
 
 def train_model(tiles: Path, work: Path, tile: int, epochs: int) -> Path:
-    from deimv2.demo import demo_overrides
     from deimv2.engine.trainer import train
+    from deimv2.tutorial.demo import demo_overrides
 
     result = train(
         "atto",
@@ -99,7 +99,7 @@ def train_model(tiles: Path, work: Path, tile: int, epochs: int) -> Path:
 def main(argv: list[str] | None = None) -> dict:
     from make_large_scenes import make_dataset
 
-    from deimv2.predict import Detector
+    from deimv2.infer.detector import Detector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)

@@ -8,19 +8,19 @@ over all calls:
   LearnableAffineBlock scale) + deploy PostProcessor, vs ``deploy_backbone_unfolded``: the deploy form before the
   HGNetv2 backbone was folded; ``onnxruntime`` vs ``onnxruntime_backbone_unfolded``: both exported to ONNX
 - ``eval_channels_last_input``: the eval model fed a channels-last input (the convolutions propagate it; what
-  ``Detector(model)`` runs for the families in ``deimv2.backends.CHANNELS_LAST_CPU``)
+  ``Detector(model)`` runs for the families in ``deimv2.infer.backends.CHANNELS_LAST_CPU``)
 - ``deploy_channels_last``: the deploy graph with channels-last weights and input (what ``backend="torch"`` runs
   for a checkpoint of those families on CPU)
 - ``preprocess`` vs ``preprocess_transposed``: one 640x480 image resized to the eval size and made a contiguous
   ``[1,3,H,W]`` float tensor, by permuting the float tensor (``Detector``) or transposing the uint8 array first
 - ``batch1_per_image`` vs ``batch8_per_image``: deploy graph, ms per image
 - a folder of JPEGs through ``Detector`` (its ``auto`` backend for a checkpoint of this family) and
-  ``deimv2.stream.decoded_batches``: ``folder_sequential_per_image`` (``predict`` on the path list, decoding in
+  ``deimv2.infer.stream.decoded_batches``: ``folder_sequential_per_image`` (``predict`` on the path list, decoding in
   the loop) vs a ``DataLoader`` with 0, 1 or 2 workers (``folder_workers{0,1,2}_per_image``)
 - ``torch_time_share``: the share of the torch deploy graph's time per kind of kernel (attention, matmul,
   convolution, other), from the torch profiler: a kernel that is already compute-bound limits any exact speed-up
 - an MP4 video (with OpenCV): frames read in the loop (``video_sequential_per_frame``) vs a background thread
-  (``video_thread_per_frame``), ``deimv2.stream.video_batches``
+  (``video_thread_per_frame``), ``deimv2.infer.stream.video_batches``
 
     python benchmarks/torch_speedups.py --variants atto n s --rounds 3
 """
@@ -42,7 +42,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from deimv2.bench import calibrate_bn, default_image, machine_meta
+from deimv2.infer.bench import calibrate_bn, default_image, machine_meta
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -82,12 +82,12 @@ def op_shares(graph, x, sizes, runs: int = 2) -> dict:
 
 
 def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> dict:
-    from deimv2.backends import CHANNELS_LAST_CPU, auto_order, family, onnxruntime_available, runtime_available
     from deimv2.data.images import as_rgb_image
+    from deimv2.infer.backends import CHANNELS_LAST_CPU, auto_order, family, onnxruntime_available, runtime_available
+    from deimv2.infer.detector import Detector, build_graph
+    from deimv2.infer.stream import decoded_batches, video_batches
     from deimv2.models import hgnetv2
     from deimv2.models.build import build_model, build_postprocessor
-    from deimv2.predict import Detector, build_graph
-    from deimv2.stream import decoded_batches, video_batches
 
     torch.manual_seed(0)
     model = build_model(variant)
@@ -186,8 +186,8 @@ def measure(variant: str, rounds: int, runs: int, warmup: int, n_files: int) -> 
         "folder_workers2_per_image": folder_workers(2),
     }
     if onnxruntime_available():  # the same two deploy forms exported and run in onnxruntime
-        from deimv2.backends import ort_session
-        from deimv2.export import write_onnx
+        from deimv2.infer.backends import ort_session
+        from deimv2.infer.export import write_onnx
 
         feeds = {"images": x.numpy(), "orig_target_sizes": s1.numpy()}
         for name, g in (("onnxruntime_backbone_unfolded", graph_unfolded), ("onnxruntime", graph)):

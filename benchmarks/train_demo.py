@@ -1,5 +1,5 @@
 """Proof that training learns: DEIMv2-Atto from scratch on the bundled demo data, on CPU, as `deimv2 demo` does
-(the demo's recipe ``deimv2.demo.DEMO_RECIPE``, i.e. ``small``).
+(the demo's recipe ``deimv2.tutorial.demo.DEMO_RECIPE``, i.e. ``small``).
 
 Records wall time and mAP50 per epoch (from the trainer's log.jsonl) and writes a JSON summary. The recorded run
 of the demo's training, with the YOLO11n comparison and a held-out split, is
@@ -21,13 +21,13 @@ import torch
 
 def main(argv: list[str] | None = None) -> dict:
     from deimv2.data.demo import prepare_demo_coco
-    from deimv2.demo import DEMO_RECIPE, FULL_SCHEDULE, demo_overrides
     from deimv2.engine.logger import read_log
     from deimv2.engine.trainer import train
+    from deimv2.tutorial.demo import DEMO_RECIPE, FULL_SCHEDULE, demo_overrides
 
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--variant", default="atto")
-    p.add_argument("--recipe", default=DEMO_RECIPE, help="official 或 small（deimv2/recipes.py）")
+    p.add_argument("--recipe", default=DEMO_RECIPE, help="official 或 small（deimv2/config/loader/recipes.py）")
     p.add_argument("--epochs", type=int, default=FULL_SCHEDULE["epochs"])
     p.add_argument("--size", type=int, default=FULL_SCHEDULE["size"])
     p.add_argument("--batch-size", type=int, default=FULL_SCHEDULE["batch_size"])

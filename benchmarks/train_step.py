@@ -82,7 +82,7 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm: floa
 def _time_steps(model, criterion, optimizer, clip: float, variant: str, h: int, w: int, runs: int, warmup: int) -> dict:
     import torch
 
-    from deimv2.bench import time_fn
+    from deimv2.utils.runtime import time_fn
 
     model.train()
     criterion.train()

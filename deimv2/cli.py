@@ -9,8 +9,8 @@ import argparse
 import sys
 import traceback
 
-from .errors import ConfigError, DEIMv2Error
-from .inputs import MAX_DET
+from deimv2.errors import ConfigError, DEIMv2Error
+from deimv2.utils.inputs import MAX_DET
 
 
 class ChineseArgumentParser(argparse.ArgumentParser):
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="跳过无效的标注（逐条列出），而不是报错停止")
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("check", help="数据集体检：类别、缺失/损坏图片、异常框……")
+    p = sub.add_parser("doctor", aliases=["check"], help="数据集体检：类别、缺失/损坏图片、异常框……（旧名 check 仍可用）")
     p.add_argument("dir", help="数据集目录（COCO 或 YOLO）")
     p.add_argument("--num-classes", type=int, help="与配置中的 num_classes 对照")
     p.add_argument("--deep", action="store_true", help="完整解码每张图片（更慢，更严格）")
@@ -201,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from .engine.trainer import train
+    from deimv2.engine.trainer import train
 
     train(
         a.config,
@@ -221,14 +221,14 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
-    from .engine.trainer import evaluate
+    from deimv2.engine.trainer import evaluate
 
     evaluate(a.config, a.resume, data=a.data, device=a.device, output_dir=a.output_dir, overrides=a.update)
     return 0
 
 
 def _cmd_predict(a: argparse.Namespace) -> int:
-    from .predict import predict_cli
+    from deimv2.infer.run import predict_cli
 
     def split(text):
         return [c.strip() for c in text.replace("，", ",").split(",") if c.strip()] if text else None
@@ -266,7 +266,7 @@ def _cmd_predict(a: argparse.Namespace) -> int:
 
 
 def _cmd_export(a: argparse.Namespace) -> int:
-    from .export import export_onnx
+    from deimv2.infer.export import export_onnx
 
     if a.int8:
         if not a.resume or not a.calib:
@@ -274,7 +274,7 @@ def _cmd_export(a: argparse.Namespace) -> int:
                 "--int8 需要训练好的权重 -r 和校准图片 --calib（如训练集文件夹），"
                 "例如：deimv2 export -r best.pth --int8 --calib 数据集/train"
             )
-        from .apps.quantize import quantize_int8
+        from deimv2.apps.quantize import quantize_int8
 
         out = quantize_int8(
             a.resume, a.calib, output=a.output if a.output and a.output.endswith(".xml") else None, config=a.config
@@ -300,9 +300,9 @@ def _cmd_export(a: argparse.Namespace) -> int:
 def _cmd_track(a: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .errors import DatasetError
-    from .predict import Detector
-    from .tracking import track_video
+    from deimv2.errors import DatasetError
+    from deimv2.infer.detector import Detector
+    from deimv2.infer.tracking import track_video
 
     if not Path(a.input).is_file():
         raise DatasetError(f"输入视频 {a.input} 不存在。请用 -i 给出一个视频文件（mp4/avi/mov/mkv）。")
@@ -317,7 +317,7 @@ def _cmd_track(a: argparse.Namespace) -> int:
 
 
 def _cmd_app(a: argparse.Namespace) -> int:
-    from .apps.webapp import launch_app
+    from deimv2.apps.webapp import launch_app
 
     print("正在启动网页演示（按 Ctrl-C 停止）……" + ("已申请公网链接：任何拿到链接的人都能访问。" if a.share else ""))
     launch_app(a.resume, share=a.share, port=a.port, device=a.device, conf=a.conf)
@@ -325,14 +325,14 @@ def _cmd_app(a: argparse.Namespace) -> int:
 
 
 def _cmd_demo(a: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from deimv2.tutorial.demo import run_demo
 
     run_demo(output_dir=a.output_dir, epochs=a.epochs, device=a.device)
     return 0
 
 
 def _cmd_yolo2coco(a: argparse.Namespace) -> int:
-    from .data.convert import yolo_to_coco
+    from deimv2.data.convert import yolo_to_coco
 
     report = yolo_to_coco(
         a.src,
@@ -349,7 +349,7 @@ def _cmd_yolo2coco(a: argparse.Namespace) -> int:
 
 
 def _cmd_coco2yolo(a: argparse.Namespace) -> int:
-    from .data.convert import coco_to_yolo
+    from deimv2.data.convert import coco_to_yolo
 
     report = coco_to_yolo(a.src, a.dst, link=a.link, skip_invalid=a.skip_invalid, overwrite=a.overwrite)
     print(report.format() if hasattr(report, "format") else report)
@@ -357,7 +357,7 @@ def _cmd_coco2yolo(a: argparse.Namespace) -> int:
 
 
 def _cmd_check(a: argparse.Namespace) -> int:
-    from .data.doctor import check_dataset
+    from deimv2.data.doctor import check_dataset
 
     report = check_dataset(a.dir, num_classes=a.num_classes, deep=a.deep)
     print(report.format())
@@ -365,7 +365,7 @@ def _cmd_check(a: argparse.Namespace) -> int:
 
 
 def _cmd_info(a: argparse.Namespace) -> int:
-    from .checkpoints import inspect_weights
+    from deimv2.weights import inspect_weights
 
     info = inspect_weights(a.path)
     kind = {"detector": "完整检测器", "backbone": "骨干网络", "unknown": "未知"}[info.kind]
@@ -379,14 +379,14 @@ def _cmd_info(a: argparse.Namespace) -> int:
 
 
 def _cmd_checks(a: argparse.Namespace) -> int:
-    from .checks import checks
+    from deimv2.tutorial.environment import checks
 
     checks(verbose=True)
     return 0
 
 
 def _cmd_bench(a: argparse.Namespace) -> int:
-    from .bench import run_backend_benchmark, run_latency_benchmark
+    from deimv2.infer.bench import run_backend_benchmark, run_latency_benchmark
 
     if a.device != "cpu":
         run_latency_benchmark(a.variants, threads=a.threads, runs=a.runs, device=a.device)
@@ -414,7 +414,8 @@ COMMANDS = {
     "demo": _cmd_demo,
     "yolo2coco": _cmd_yolo2coco,
     "coco2yolo": _cmd_coco2yolo,
-    "check": _cmd_check,
+    "doctor": _cmd_check,
+    "check": _cmd_check,  # the old name of doctor
     "info": _cmd_info,
     "checks": _cmd_checks,
     "bench": _cmd_bench,
@@ -454,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # a file system refusal that reached us mid-run (disk full, permissions …)
         if args.debug:
             traceback.print_exc()
-        from .outputs import explain_os_error
+        from deimv2.utils.outputs import explain_os_error
 
         print(f"错误：{explain_os_error(e, verb='读写')}", file=sys.stderr)
         return 2

@@ -5,7 +5,7 @@ import logging
 import pytest
 from tinydata import make_coco_dataset
 
-from deimv2.log import install_console_handler
+from deimv2.utils.log import install_console_handler
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 from tinydata import calibrated_atto
 
 from deimv2.errors import DEIMv2Error
-from deimv2.predict import Detector, Prediction
+from deimv2.infer import Detector, Prediction
 
 sv = pytest.importorskip("supervision")  # in [dev] and [apps]; skipped only where the extra is not installed
 

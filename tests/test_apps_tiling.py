@@ -9,10 +9,10 @@ from PIL import Image
 from tinydata import calibrated_atto
 
 from deimv2.errors import ConfigError
-from deimv2.predict import Detector
+from deimv2.infer.detector import Detector
 
 sv = pytest.importorskip("supervision")
-from deimv2.tiling import TILE_IOU, tile_offsets, tiled_detections  # noqa: E402
+from deimv2.infer.tiling import TILE_IOU, tile_offsets, tiled_detections  # noqa: E402
 
 
 def test_tile_grid_is_full_size_and_reaches_the_border():

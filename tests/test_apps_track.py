@@ -7,7 +7,7 @@ import pytest
 
 sv = pytest.importorskip("supervision")
 trackers = pytest.importorskip("trackers")
-from deimv2.tracking import draw_tracks, mot_lines, track_frames  # noqa: E402
+from deimv2.infer.tracking import draw_tracks, mot_lines, track_frames  # noqa: E402
 
 FRAMES, W, H = 40, 320, 240
 #: allowed identity switches over the whole synthetic clip (3 objects, two of them passing each other)

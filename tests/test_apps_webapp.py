@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from tinydata import calibrated_atto
 
-from deimv2.predict import Detector
+from deimv2.infer.detector import Detector
 
 gr = pytest.importorskip("gradio")
 from deimv2.apps.webapp import build_app, detect  # noqa: E402

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.engine.autobatch import (
     AUTO_BATCH_FRACTION,
     resolve_auto_batch,

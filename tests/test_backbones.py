@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from deimv2.checkpoints.loader import load_backbone_weights
 from deimv2.errors import ConfigError, WeightsError
 from deimv2.models.hgnetv2 import FrozenBatchNorm2d, HGNetv2
 from deimv2.models.sta import DINOv3STAs
 from deimv2.models.vit import DINOv3ViT, MaskedBiasLinear, RopeEmbedding, ViTTiny, _apply_rope
+from deimv2.weights.load import load_backbone_weights
 
 torch.set_num_threads(1)
 

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 from tinydata import calibrated_model, make_coco_dataset
 
-from deimv2 import backends
+from deimv2.infer import backends
 from deimv2.cli import main as cli_main
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.engine.trainer import train
 from deimv2.errors import ConfigError, DEIMv2Error
-from deimv2.predict import Detector, Prediction
+from deimv2.infer import Detector, Prediction
 
 TINY = {
     "HGNetv2.pretrained": False,
@@ -203,7 +203,7 @@ def test_export_failure_falls_back_to_torch_with_one_line(trained, tmp_path, mon
             f.write(b"half")  # a half-written file must not become the cached model
         raise RuntimeError("模拟的导出失败")
 
-    monkeypatch.setattr("deimv2.backends.write_onnx", broken)
+    monkeypatch.setattr("deimv2.infer.backends.write_onnx", broken)
     det = Detector.from_checkpoint(copy, conf=0.0)
     out = [line for line in capsys.readouterr().out.splitlines() if "失败" in line]
     assert det.backend.name == "torch" and len(out) == 1 and "模拟的导出失败" in out[0]

@@ -14,9 +14,9 @@ from PIL import Image
 from test_backends import assert_same_detections
 from tinydata import calibrated_model
 
-from deimv2 import backends
-from deimv2.config import load_config
-from deimv2.predict import Detector
+from deimv2.infer import backends
+from deimv2.config.loader import load_config
+from deimv2.infer.detector import Detector
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 

@@ -215,7 +215,7 @@ YOLO = [
     Case("upper-case-and-nested", lambda t: _yolo2coco(yolo_nested(t / "y"), t / "输出"), 0, check=_expect_boxes(1)),
     Case(
         "doctor-pixel-coordinates",
-        lambda t: ["check", yolo_flat(t / "y", {"a": "0 0.5 0.5 0.2 0.2\n0 320 200 60 40\n"})],
+        lambda t: ["doctor", yolo_flat(t / "y", {"a": "0 0.5 0.5 0.2 0.2\n0 320 200 60 40\n"})],
         1,
         lambda t: ["a.txt 第 2 行", "[0, 1]"],
     ),
@@ -237,7 +237,7 @@ def _coco_case(kind, edit, needles_check, needles_train):
 
     def make_check(t):
         edit_coco(tiny_coco(t / "数据 集"), edit)
-        return ["check", t / "数据 集"]
+        return ["doctor", t / "数据 集"]
 
     def make_train(t):
         edit_coco(tiny_coco(t / "数据 集"), edit)
@@ -269,13 +269,13 @@ COCO += _coco_case(
 COCO += [
     Case(
         "missing-images-key",
-        lambda t: (edit_coco(tiny_coco(t / "d"), lambda d: d.pop("images")), ["check", t / "d"])[1],
+        lambda t: (edit_coco(tiny_coco(t / "d"), lambda d: d.pop("images")), ["doctor", t / "d"])[1],
         1,
         lambda t: ["_annotations.coco.json", "images"],
     ),
     Case(
         "zero-byte-image",
-        lambda t: (tiny_coco(t / "d"), (t / "d" / "train" / "图片 0.jpg").write_bytes(b""), ["check", t / "d"])[2],
+        lambda t: (tiny_coco(t / "d"), (t / "d" / "train" / "图片 0.jpg").write_bytes(b""), ["doctor", t / "d"])[2],
         1,
         lambda t: ["图片 0.jpg", "损坏"],
     ),
@@ -290,7 +290,7 @@ COCO += [
     ),
     Case(
         "check-odd-images-are-fine",
-        lambda t: ["check", coco_of_images(t / "d", list(odd_images(t / "图").values())), "--deep"],
+        lambda t: ["doctor", coco_of_images(t / "d", list(odd_images(t / "图").values())), "--deep"],
         0,
         lambda t: ["可以训练", "5 张图像"],
     ),
@@ -343,8 +343,8 @@ def _hf_folder(t, real: bool = True):
     import torch
     from safetensors.torch import save_file
 
-    from deimv2.checkpoints.keys import to_transformers_port
     from deimv2.models.build import build_model
+    from deimv2.weights.keys import to_transformers_port
 
     (t / "hf").mkdir()
     sd = (
@@ -535,7 +535,7 @@ def test_os_errors_are_explained_without_a_path_too():
     import errno
     import os
 
-    from deimv2.outputs import explain_os_error
+    from deimv2.utils.outputs import explain_os_error
 
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     assert "磁盘空间已满" in explain_os_error(full) and "未知" not in explain_os_error(full)

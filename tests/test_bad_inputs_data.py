@@ -1,4 +1,4 @@
-"""The dataset check is the loader's twin (issue 29): what ``deimv2 train`` accepts, ``deimv2 check`` accepts, and the
+"""The dataset check is the loader's twin (issue 29): what ``deimv2 train`` accepts, ``deimv2 doctor`` accepts, and the
 reverse; the converters run the same rules. Backslash paths, empty and crowd-only splits, a train and val that are the
 same images. Same style as ``test_bad_inputs.py`` (exit status, no traceback, Chinese message naming the file or key,
 nothing lost). Policies: docs/errors.md.
@@ -35,7 +35,7 @@ def test_same_images_for_train_and_val_is_one_error_everywhere(tmp_path, monkeyp
     src = _yolo(tmp_path / "y", "train: data/images/tr\nval: data/images/tr\nnames: [猫]\n", folders=("tr",))
     before = snapshot(tmp_path)
     needle = "train 和 val 是同一批图像"
-    _run(["check", src], 1, needle)
+    _run(["doctor", src], 1, needle)
     text = _run(_train(src), 2, needle)
     assert "--skip-invalid" not in text
     _run(["yolo2coco", src, tmp_path / "输出"], 2, needle, "未写出任何文件")
@@ -55,14 +55,14 @@ def test_shared_images_rule():
 def test_backslash_paths_in_data_yaml_work_in_check_train_and_convert(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     src = _yolo(tmp_path / "y", "train: data\\images\\tr\nval: data\\images\\va\nnames: [猫]\n")
-    _run(["check", src], 0, "可以训练")
+    _run(["doctor", src], 0, "可以训练")
     _run(["yolo2coco", src, tmp_path / "输出"], 0, "train: 2 张图像")
     _run(_train(src, "--output-dir", tmp_path / "运行"), 0)
 
 
 def test_a_missing_data_yaml_entry_is_named(tmp_path):
     src = _yolo(tmp_path / "y", "train: data/images/tr\nval: data\\images\\没有\nnames: [猫]\n")
-    for argv, code in ((["check", src], 2), (["yolo2coco", src, tmp_path / "输出"], 2)):
+    for argv, code in ((["doctor", src], 2), (["yolo2coco", src, tmp_path / "输出"], 2)):
         text = _run(argv, code, "val: data\\images\\没有", "找不到")
         assert "请改成相对" not in text  # the paths are relative already
 
@@ -80,7 +80,7 @@ def test_coco_backslash_file_name_is_read_alike_by_check_loader_and_converter(tm
 
     edit_coco(data, windows)
     shutil.move(data / "train" / first, data / "train" / "images" / first)
-    _run(["check", data], 0, "可以训练")
+    _run(["doctor", data], 0, "可以训练")
     _run(_train(data, "--output-dir", tmp_path / "运行"), 0)
     _run(["coco2yolo", data, tmp_path / "输出"], 0)
     assert (tmp_path / "输出" / "train" / "images" / first).is_file()
@@ -111,7 +111,7 @@ def test_empty_or_crowd_only_splits_are_refused_by_check_and_loader(split, edit,
     data = tiny_coco(tmp_path / "d")
     edit_coco(data, edit, split)
     before = snapshot(tmp_path)
-    _run(["check", data], 1, *needles)
+    _run(["doctor", data], 1, *needles)
     _run(_train(data, "--output-dir", tmp_path / "运行"), 2, *needles)
     _run(_train(data, "--no-check", "--output-dir", tmp_path / "运行"), 2, *needles)  # the loader: same rule
     assert not list(tmp_path.rglob("*.pth"))
@@ -126,7 +126,7 @@ def test_some_crowd_boxes_are_counted_not_hidden(tmp_path):
         d["annotations"][0]["iscrowd"] = 1
 
     edit_coco(data, one_crowd)
-    _run(["check", data], 0, "1 个 iscrowd=1 的标注训练时会被忽略")
+    _run(["doctor", data], 0, "1 个 iscrowd=1 的标注训练时会被忽略")
 
 
 def test_converting_an_empty_split_says_it_cannot_train(tmp_path):

@@ -39,7 +39,7 @@ def _yolo_two_yamls(root: Path) -> Path:
     "make,code,needles",
     [
         (lambda t, c: _train(save_image(t / "图.jpg")), 2, ["图.jpg", "--data"]),
-        (lambda t, c: ["check", save_image(t / "图.jpg")], 2, ["图.jpg"]),
+        (lambda t, c: ["doctor", save_image(t / "图.jpg")], 2, ["图.jpg"]),
         (lambda t, c: ["yolo2coco", save_image(t / "图.jpg"), t / "输出"], 2, ["图.jpg", "是一个文件"]),
         (lambda t, c: ["predict", "-r", save_image(t / "图.jpg"), "-i", t / "图.jpg"], 2, ["图.jpg"]),
         (lambda t, c: ["predict", "-r", c, "-i", tiny_coco(t / "d") / "train" / "_annotations.coco.json"], 2, ["json"]),
@@ -69,7 +69,7 @@ def test_file_where_a_folder_is_expected_and_the_reverse(make, code, needles, ck
 
 
 def test_a_run_folder_works_as_a_checkpoint(ckpt, tmp_path, monkeypatch):
-    from deimv2.predict import Detector
+    from deimv2.infer.detector import Detector
 
     monkeypatch.chdir(tmp_path)
     img = save_image(tmp_path / "图.jpg")
@@ -84,8 +84,8 @@ def test_a_run_folder_works_as_a_checkpoint(ckpt, tmp_path, monkeypatch):
 def test_one_named_data_yaml_among_several(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     src = _yolo_two_yamls(tmp_path / "y")
-    _run(["check", src], 2, "猫.yaml", "狗.yaml", "直接给出其中一个")
-    _run(["check", src / "狗.yaml"], 0, "0=狗")
+    _run(["doctor", src], 2, "猫.yaml", "狗.yaml", "直接给出其中一个")
+    _run(["doctor", src / "狗.yaml"], 0, "0=狗")
     _run(["yolo2coco", src / "猫.yaml", tmp_path / "输出"], 0, "0=猫")
     _run(_train(src / "狗.yaml", "--output-dir", tmp_path / "运行"), 0, "狗")
     _run(_train(src, "--output-dir", tmp_path / "运行"), 2, "直接给出其中一个")
@@ -93,7 +93,7 @@ def test_one_named_data_yaml_among_several(tmp_path, monkeypatch):
 
 def test_a_coco_json_as_the_dataset(tmp_path):
     data = tiny_coco(tmp_path / "d")
-    _run(["check", data / "train" / "_annotations.coco.json"], 0, "可以训练")
+    _run(["doctor", data / "train" / "_annotations.coco.json"], 0, "可以训练")
     _run(["coco2yolo", data / "valid" / "_annotations.coco.json", tmp_path / "输出"], 0, "valid")
     _run(_train(data / "train" / "_annotations.coco.json"), 2, "没有验证集")  # said plainly, not "是 JSON 文件"
 
@@ -124,7 +124,7 @@ def test_inconsistent_ids_or_names_are_caught_by_check_train_and_convert(split, 
     data = tiny_coco(tmp_path / "d")
     edit_coco(data, edit, split)
     before = snapshot(tmp_path)
-    _run(["check", data], check_code, *needles)
+    _run(["doctor", data], check_code, *needles)
     _run(_train(data, "--output-dir", tmp_path / "运行"), 2, *needles)
     _run(_train(data, "--no-check", "--output-dir", tmp_path / "运行"), 2)
     assert not list(tmp_path.rglob("*.pth")) and all(snapshot(tmp_path).get(k) == v for k, v in before.items())
@@ -196,7 +196,7 @@ def test_other_formats_are_named_by_predict_and_eval(tmp_path):
     ],
 )
 def test_device_styles_are_understood(text, expected):
-    from deimv2.inputs import parse_device
+    from deimv2.utils.inputs import parse_device
 
     assert parse_device(text) == expected
 

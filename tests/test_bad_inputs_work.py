@@ -198,7 +198,7 @@ def test_repeated_update_flags_all_count(tmp_path):
 
 @pytest.mark.parametrize("value", ["1e-3", "5E-4", "+1.5e+2", ".5e1"])
 def test_scientific_notation_is_a_number(value, tmp_path):
-    from deimv2.config import parse_overrides
+    from deimv2.config.loader import parse_overrides
 
     assert isinstance(parse_overrides([f"lr={value}"])["lr"], float)
     text = _run(["train", "-c", "atto", "--data", tmp_path / "无数据", "-u", f"lr={value}"], 2, "无数据")
@@ -207,7 +207,7 @@ def test_scientific_notation_is_a_number(value, tmp_path):
 
 
 def test_quoted_number_stays_text():
-    from deimv2.config import parse_overrides
+    from deimv2.config.loader import parse_overrides
 
     assert parse_overrides(["a='1e-3'", "b=[1e-3, x]"]) == {"a": "1e-3", "b": [0.001, "x"]}
 
@@ -235,7 +235,7 @@ def test_predict_options_out_of_range(flags, needles, ckpt, tmp_path, monkeypatc
 
 def test_detector_checks_the_same_options(ckpt):
     from deimv2.errors import ConfigError
-    from deimv2.predict import Detector
+    from deimv2.infer.detector import Detector
 
     with pytest.raises(ConfigError, match="conf=50"):
         Detector.from_checkpoint(ckpt, conf=50, backend="torch")

@@ -35,7 +35,7 @@ def _unchanged(before: dict, root: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- an exported ONNX
 def test_an_exported_onnx_runs_in_predict_and_detector(exported, tmp_path):
-    from deimv2.predict import Detector
+    from deimv2.infer.detector import Detector
 
     ckpt, onnx = exported
     img = save_image(tmp_path / "图.jpg", size=(100, 80))
@@ -70,9 +70,9 @@ def test_an_exported_onnx_is_named_where_a_pth_is_needed(argv, exported, tmp_pat
 
 
 def test_an_onnx_that_cannot_be_used_says_why(exported, tmp_path):
-    from deimv2.graph import build_graph, write_onnx
+    from deimv2.infer.detector import Detector
+    from deimv2.infer.graph import build_graph, write_onnx
     from deimv2.models.build import build_model
-    from deimv2.predict import Detector
 
     img = save_image(tmp_path / "a.jpg")
     model = build_model("atto", num_classes=2, eval_spatial_size=[160, 160], overrides={"HGNetv2.pretrained": False})
@@ -169,7 +169,7 @@ def test_coco2yolo_names_a_category_id_used_twice_in_one_file(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- strings as kwargs
 def test_keyword_arguments_given_as_strings_read_like_update_flags(tmp_path):
-    from deimv2.config import load_config, parse_overrides
+    from deimv2.config.loader import load_config, parse_overrides
     from deimv2.engine.trainer import train
 
     assert parse_overrides({"lr": "1e-3", "epochs": "12", "name": "'1e-3'"}) == {
@@ -188,7 +188,7 @@ def test_keyword_arguments_given_as_strings_read_like_update_flags(tmp_path):
 
 
 def test_detector_options_given_as_strings(exported):
-    from deimv2.predict import Detector
+    from deimv2.infer.detector import Detector
 
     det = Detector.from_checkpoint(exported[0], conf="0.5", max_det="7", backend="torch")
     assert det.conf == 0.5 and det.max_det == 7
@@ -256,7 +256,7 @@ def test_device_lists_that_do_not_fit_the_processes_are_refused(device, needles,
 
 def test_export_metadata_names_no_folder_of_the_user(tmp_path):
     """The ONNX metadata identifies its checkpoint by file name and a hash, never by the user's folders."""
-    from deimv2.export import _checkpoint_id
+    from deimv2.infer.export import _checkpoint_id
 
     ckpt = tmp_path / "我的 训练" / "best.pth"
     got = _checkpoint_id(ckpt)

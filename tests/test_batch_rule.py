@@ -1,10 +1,10 @@
-"""The official batch-size rule (deimv2.batch_rule): LR, EMA and warm-ups follow the effective batch."""
+"""The official batch-size rule (deimv2.config.batch_rule): LR, EMA and warm-ups follow the effective batch."""
 
 import pytest
 
 import deimv2
-from deimv2.batch_rule import apply_batch_rule, format_batch_scaling
-from deimv2.config import save_config
+from deimv2.config.batch_rule import apply_batch_rule, format_batch_scaling
+from deimv2.config.loader import save_config
 
 
 def _lrs(cfg):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from deimv2.box_ops import (
+from deimv2.utils.box_ops import (
     box_area,
     box_cxcywh_to_xyxy,
     box_iou,

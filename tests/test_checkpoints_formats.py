@@ -12,19 +12,19 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deimv2.checkpoints.formats import Format, detect_format, variant_of_state_dict
-from deimv2.checkpoints.keys import to_transformers_port
-from deimv2.checkpoints.loader import expected_backbone_path, inspect_weights, missing_backbone_error, read_weights_file
-from deimv2.config import CONFIG_DIR, VARIANTS, load_config
-from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
-from deimv2.engine.ema import ModelEMA
-from deimv2.models.build import build_model
-from deimv2.variants import (
+from deimv2.config.loader import CONFIG_DIR, VARIANTS, load_config
+from deimv2.config.variants import (
     BACKBONE_FILE_BY_NAME,
     VARIANT_TABLE,
     VARIANTS_BY_HIDDEN,
     hgnetv2_stage1_file,
 )
+from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
+from deimv2.engine.ema import ModelEMA
+from deimv2.models.build import build_model
+from deimv2.weights.formats import Format, detect_format, variant_of_state_dict
+from deimv2.weights.keys import to_transformers_port
+from deimv2.weights.load import expected_backbone_path, inspect_weights, missing_backbone_error, read_weights_file
 
 torch.set_num_threads(1)
 
@@ -219,13 +219,13 @@ def _imports(path: Path) -> set[str]:
 
 def test_models_never_import_checkpoints_and_checkpoints_never_import_upper_layers():
     for path in (PACKAGE / "models").glob("*.py"):
-        assert not [m for m in _imports(path) if m.startswith("deimv2.checkpoints")], path
-    upper = ("deimv2.engine", "deimv2.predict", "deimv2.cli", "deimv2.export", "deimv2.hub", "deimv2.demo")
+        assert not [m for m in _imports(path) if m.startswith("deimv2.weights")], path
+    upper = ("deimv2.engine", "deimv2.infer.detector", "deimv2.cli", "deimv2.infer.export", "deimv2.weights.hub", "deimv2.tutorial.demo")
     for path in (PACKAGE / "checkpoints").glob("*.py"):
         assert not [m for m in _imports(path) if m.startswith(upper)], path
 
 
 def test_variant_table_imports_no_torch():
-    code = "import sys, deimv2.variants; print('torch' in sys.modules)"
+    code = "import sys, deimv2.config.variants; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

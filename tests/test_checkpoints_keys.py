@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from deimv2.checkpoints.formats import Format, is_transformers_port
-from deimv2.checkpoints.keys import convert_transformers_port, to_transformers_port
-from deimv2.checkpoints.loader import load_weights
-from deimv2.checkpoints.port_config import port_config_for_variant, port_config_to_variant
 from deimv2.errors import WeightsError
 from deimv2.models.build import build_model
 from deimv2.models.decoder import feature_shapes, make_anchors
 from deimv2.models.vit import rope_periods
+from deimv2.weights.formats import Format, is_transformers_port
+from deimv2.weights.keys import convert_transformers_port, to_transformers_port
+from deimv2.weights.load import load_weights
+from deimv2.weights.port_config import port_config_for_variant, port_config_to_variant
 
 torch.set_num_threads(1)
 
@@ -268,7 +268,7 @@ def test_real_transformers_model_matches_after_conversion():
                 self.cache = self.head(ref)
             return self.cache
 
-    # The port computes a slightly different function (see deimv2.checkpoints.keys): set it back to the official one.
+    # The port computes a slightly different function (see deimv2.weights.keys): set it back to the official one.
     port.model.enc_output = nn.Identity()
     for mlp in [
         port.model.enc_bbox_head,

@@ -7,14 +7,14 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deimv2.checkpoints.formats import Format, backbone_file_variant, variant_of_state_dict
-from deimv2.checkpoints.keys import convert_hf_dinov3_to_meta
-from deimv2.checkpoints.loader import inspect_weights, load_backbone_weights, load_for_finetune, load_weights
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import WeightsError
+from deimv2.infer.detector import load_detector
 from deimv2.models.build import build_model, build_model_from_config
-from deimv2.predict import load_detector
+from deimv2.weights.formats import Format, backbone_file_variant, variant_of_state_dict
+from deimv2.weights.keys import convert_hf_dinov3_to_meta
+from deimv2.weights.load import inspect_weights, load_backbone_weights, load_for_finetune, load_weights
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from deimv2 import checks as checks_mod
-from deimv2 import fonts
-from deimv2.checks import CHECK_KEYS, checks
+from deimv2.tutorial import environment as checks_mod
+from deimv2.utils import fonts
+from deimv2.tutorial.environment import CHECK_KEYS, checks
 
 
 def test_checks_returns_all_keys_and_prints_table(capsys, tmp_path):

@@ -21,7 +21,7 @@ def test_help_lists_commands(capsys):
         "demo",
         "yolo2coco",
         "coco2yolo",
-        "check",
+        "doctor",
         "info",
         "checks",
         "bench",
@@ -60,10 +60,10 @@ def test_conflicting_num_classes_is_named(tmp_path, capsys):
     assert code == 2 and "num_classes=7" in err and "4" in err
 
 
-def test_check_exit_codes(tmp_path, capsys):
+def test_doctor_exit_codes(tmp_path, capsys):
     from deimv2.data.demo import demo_dataset_dir
 
-    assert main(["check", str(demo_dataset_dir())]) == 0
+    assert main(["doctor", str(demo_dataset_dir())]) == 0
     bad = tmp_path / "bad"
     (bad / "train").mkdir(parents=True)
     (bad / "train" / "_annotations.coco.json").write_text(
@@ -71,7 +71,9 @@ def test_check_exit_codes(tmp_path, capsys):
         ' "categories": [{"id": 0, "name": "猫"}]}',
         encoding="utf-8",
     )
-    assert main(["check", str(bad)]) == 1
+    assert main(["doctor", str(bad)]) == 1
+    assert "缺失.jpg" in capsys.readouterr().out
+    assert main(["check", str(bad)]) == 1  # the old name of doctor still works
     assert "缺失.jpg" in capsys.readouterr().out
 
 

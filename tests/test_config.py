@@ -2,7 +2,7 @@
 
 import pytest
 
-from deimv2.config import VARIANTS, load_config, parse_overrides, read_yaml, resolve_config_path, save_config
+from deimv2.config.loader import VARIANTS, load_config, parse_overrides, read_yaml, resolve_config_path, save_config
 from deimv2.errors import ConfigError
 
 OFFICIAL_EPOCHS = {"atto": 500, "femto": 500, "pico": 500, "n": 160, "s": 132, "m": 102, "l": 68, "x": 58}

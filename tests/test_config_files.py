@@ -12,7 +12,15 @@ import pytest
 import yaml
 from setuptools.config.pyprojecttoml import read_configuration
 
-from deimv2.config import CONFIG_DIR, VARIANTS, load_config, merge_dicts, read_yaml, resolve_config_path, save_config
+from deimv2.config.loader import (
+    CONFIG_DIR,
+    VARIANTS,
+    load_config,
+    merge_dicts,
+    read_yaml,
+    resolve_config_path,
+    save_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 FROZEN = json.loads((ROOT / "tests" / "fixtures" / "variant_configs.json").read_text(encoding="utf-8"))

@@ -8,8 +8,8 @@ import sys
 import pytest
 import yaml
 
-import deimv2.config_sections as sections
-from deimv2.config import (
+import deimv2.config.sections as sections
+from deimv2.config.loader import (
     MILESTONE_TARGETS,
     Config,
     load_config,
@@ -18,7 +18,7 @@ from deimv2.config import (
     resolve_config_path,
     save_config,
 )
-from deimv2.config_sections import MODEL_SECTIONS, field_docs
+from deimv2.config.sections import MODEL_SECTIONS, field_docs
 from deimv2.errors import ConfigError
 
 ALL_SECTIONS = [getattr(sections, n) for n in sections.__all__ if n.endswith("Config")] + [Config]
@@ -84,7 +84,7 @@ def test_model_section_mirrors_its_constructor(section):
 
 
 def test_config_module_is_plain_data():
-    code = "import sys, deimv2.config; assert 'torch' not in sys.modules and 'deimv2.engine' not in sys.modules"
+    code = "import sys, deimv2.config.loader; assert 'torch' not in sys.modules and 'deimv2.engine' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

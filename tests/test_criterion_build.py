@@ -5,7 +5,7 @@ import pytest
 import deimv2
 import deimv2.models
 import deimv2.models.build
-from deimv2.config import VARIANTS, load_config
+from deimv2.config.loader import VARIANTS, load_config
 from deimv2.loss import OFFICIAL_CRITERION, DEIMCriterion, build_criterion
 
 
@@ -82,7 +82,7 @@ def test_one_home_for_the_criterion_defaults():
     import json
     from pathlib import Path
 
-    from deimv2.config_sections import CriterionConfig, MatcherConfig, section_from_mapping
+    from deimv2.config.sections import CriterionConfig, MatcherConfig, section_from_mapping
     from deimv2.loss import HungarianMatcher
 
     official = json.loads((Path(__file__).parent / "fixtures/official/criterion_base.json").read_text("utf-8"))

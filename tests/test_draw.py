@@ -12,7 +12,7 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from deimv2 import draw
+from deimv2.infer import draw
 
 NAMES = ["飞机", "船"]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.engine.checkpoint import load_checkpoint
 from deimv2.engine.trainer import Trainer, train
 from deimv2.errors import ConfigError
@@ -130,7 +130,7 @@ def test_without_patience_all_epochs_run(tiny_coco, tmp_path, monkeypatch):
 
 def test_detector_uses_the_saved_threshold_unless_conf_is_given(tiny_coco, tmp_path, monkeypatch, capsys):
     from deimv2.cli import main
-    from deimv2.predict import Detector
+    from deimv2.infer.detector import Detector
 
     _script(monkeypatch, [0.3], conf=0.62)
     out = tmp_path / "run"

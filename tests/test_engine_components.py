@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from deimv2.config import read_yaml
+from deimv2.config.loader import read_yaml
 from deimv2.engine.logger import (
     JsonlLogger,
     MetricMeter,

@@ -1,14 +1,14 @@
-"""Epoch milestones: the official "Customizing Epoch" rule (deimv2.epoch_rule), hand-worked values."""
+"""Epoch milestones: the official "Customizing Epoch" rule (deimv2.config.epoch_rule), hand-worked values."""
 
 import pytest
 
 import deimv2
-from deimv2.config import format_milestones
-from deimv2.epoch_rule import (
+from deimv2.config.epoch_rule import (
     derive_epoch_milestones,
     official_epoch_milestones,
     proportional_epoch_milestones,
 )
+from deimv2.config.loader import format_milestones
 from deimv2.errors import ConfigError
 
 # the official configs' values (configs/deimv2/*.yml of Intellindust-AI-Lab/DEIMv2)

@@ -1,4 +1,4 @@
-"""deimv2.explain: hooks and extractors used by notebooks 07–09."""
+"""deimv2.tutorial.explain: hooks and extractors used by notebooks 07–09."""
 
 import subprocess
 import sys
@@ -7,7 +7,9 @@ import matplotlib
 import pytest
 import torch
 
-from deimv2.explain import (
+from deimv2.models.build import build_model
+from deimv2.models.decoder_layers import deformable_sample
+from deimv2.tutorial.explain import (
     capture,
     decoder_layers,
     draw_sampling_points,
@@ -19,8 +21,6 @@ from deimv2.explain import (
     sampling_points,
     stage_table,
 )
-from deimv2.models.build import build_model
-from deimv2.models.decoder_layers import deformable_sample
 
 matplotlib.use("Agg")
 SIZE = 160
@@ -139,7 +139,7 @@ def test_plots_draw_something(atto):
 
 
 def test_models_do_not_import_explain():
-    code = "import sys, deimv2.models, deimv2.loss, deimv2.predict; print('deimv2.explain' in sys.modules)"
+    code = "import sys, deimv2.models, deimv2.loss, deimv2.infer.detector; print('deimv2.tutorial.explain' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -1,4 +1,4 @@
-"""deimv2.notebook.explain_setup: the shared setup of notebooks 08/09 (a small Atto trained with GO-LSD and one
+"""deimv2.tutorial.notebook.explain_setup: the shared setup of notebooks 08/09 (a small Atto trained with GO-LSD and one
 validation image), and explain.teacher_gap, the quantity 08 §6 plots."""
 
 import json
@@ -10,9 +10,9 @@ import nbformat
 import pytest
 import torch
 
-from deimv2.config import load_config
-from deimv2.explain import decoder_layers, teacher_gap
-from deimv2.notebook import EXPLAIN_FAST_SCHEDULE, explain_setup
+from deimv2.config.loader import load_config
+from deimv2.tutorial.explain import decoder_layers, teacher_gap
+from deimv2.tutorial.notebook import EXPLAIN_FAST_SCHEDULE, explain_setup
 
 matplotlib.use("Agg")
 
@@ -112,5 +112,5 @@ def test_08_and_09_share_one_setup_cell():
         (cell,) = [c for c in nbformat.read(nb_dir / name, as_version=4).cells if "explain_setup(" in c.source]
         cells.append(cell.source)
     assert cells[0] == cells[1]
-    assert "S = explain_setup(WORKSPACE)" in cells[0] and "from deimv2.notebook import explain_setup" in cells[0]
+    assert "S = explain_setup(WORKSPACE)" in cells[0] and "from deimv2.tutorial.notebook import explain_setup" in cells[0]
     assert len(cells[0].splitlines()) <= 12

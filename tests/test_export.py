@@ -14,8 +14,8 @@ from tinydata import calibrated_atto
 
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import DEIMv2Error
-from deimv2.export import check_onnx, export_onnx
-from deimv2.predict import Detector
+from deimv2.infer.detector import Detector
+from deimv2.infer.export import check_onnx, export_onnx
 
 SIZE = 160
 

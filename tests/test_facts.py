@@ -7,7 +7,7 @@ If one of these fails after a config change, update the statements in notebooks/
 import pytest
 import torch
 
-from deimv2.config import VARIANTS, load_config
+from deimv2.config.loader import VARIANTS, load_config
 from deimv2.models.build import build_backbone
 
 SMALL = ("atto", "femto", "pico")

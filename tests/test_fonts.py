@@ -16,7 +16,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw, ImageFont
 
-from deimv2 import fonts
+from deimv2.utils import fonts
 from deimv2.errors import DEIMv2Error
 
 

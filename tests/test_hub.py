@@ -1,4 +1,4 @@
-"""Official checkpoint download (deimv2.hub), served from a local file:// "hub" built here."""
+"""Official checkpoint download (deimv2.weights.hub), served from a local file:// "hub" built here."""
 
 import io
 import json
@@ -7,17 +7,17 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deimv2.checkpoints.loader import load_for_finetune
+from deimv2.config.variants import VARIANT_TABLE
 from deimv2.errors import WeightsError
-from deimv2.hub import (
+from deimv2.models.build import build_model
+from deimv2.weights.hub import (
     can_reach,
     copy_stream,
     download_official_checkpoint,
     official_checkpoint_dir,
     official_checkpoint_urls,
 )
-from deimv2.models.build import build_model
-from deimv2.variants import VARIANT_TABLE
+from deimv2.weights.load import load_for_finetune
 
 
 def _fake_hub(root, variant="atto", num_classes=80):
@@ -86,7 +86,7 @@ def test_unreachable_and_truncated_downloads(tmp_path):
 
 
 def test_offline_switch_blocks_http_only(tmp_path, monkeypatch):
-    import deimv2.hub as hub
+    import deimv2.weights.hub as hub
 
     calls, real_urlopen = [], hub.urllib.request.urlopen
 
@@ -137,8 +137,8 @@ def _trainer_stub(cfg):
 
 def test_training_downloads_a_missing_hgnetv2_backbone(tmp_path, monkeypatch):
     """As the official HGNetv2: the stage-1 file is fetched on first use, then loaded (partly, into Atto)."""
-    import deimv2.hub as hub
-    from deimv2.config import load_config
+    import deimv2.weights.hub as hub
+    from deimv2.config.loader import load_config
     from deimv2.engine.trainer import Trainer
 
     b0, base = _stage1_release(tmp_path / "release")
@@ -153,7 +153,7 @@ def test_training_downloads_a_missing_hgnetv2_backbone(tmp_path, monkeypatch):
 
 def test_offline_backbone_download_says_what_to_do(tmp_path):
     """HF_HUB_OFFLINE=1 (the tests' setting): no request; the message names the URL, the path and the way out."""
-    from deimv2.config import load_config
+    from deimv2.config.loader import load_config
     from deimv2.engine.trainer import Trainer
 
     ckpts = tmp_path / "离线 ckpts"
@@ -168,7 +168,7 @@ def test_offline_backbone_download_says_what_to_do(tmp_path):
 
 def test_dinov3_backbones_are_not_downloaded(tmp_path):
     """S…X files come from Google Drive / Meta by hand, as officially: the error, no download attempt."""
-    from deimv2.config import load_config
+    from deimv2.config.loader import load_config
     from deimv2.engine.trainer import Trainer
 
     cfg = load_config("s", {"DINOv3STAs.weights_path": str(tmp_path / "vitt_distill.pt")})

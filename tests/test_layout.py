@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.data.autodata import prepare_data
 from deimv2.data.dataset import CocoDetection
 from deimv2.data.doctor import check_dataset

@@ -1,8 +1,8 @@
-"""deimv2/log.py: library messages reach the console like print, and one line silences them."""
+"""deimv2/utils/log.py: library messages reach the console like print, and one line silences them."""
 
 import logging
 
-from deimv2.log import install_console_handler, remove_console_handler
+from deimv2.utils.log import install_console_handler, remove_console_handler
 
 
 def test_messages_show_like_print_and_one_line_silences_them(capsys):
@@ -29,7 +29,7 @@ def test_handler_installed_once_and_removable(capsys, caplog):
     remove_console_handler()
     try:
         with caplog.at_level(logging.INFO, logger="deimv2"):
-            logging.getLogger("deimv2.demo").info("交给应用自己的日志")
+            logging.getLogger("deimv2.tutorial.demo").info("交给应用自己的日志")
         assert "交给应用自己的日志" in caplog.text and capsys.readouterr().out == ""  # propagates instead
     finally:
         install_console_handler()

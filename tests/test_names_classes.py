@@ -10,7 +10,7 @@ from tinydata import calibrated_atto
 from deimv2.cli import main
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import ConfigError
-from deimv2.predict import Detector, predict_cli
+from deimv2.infer import Detector, predict_cli
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import nbformat
 
-from deimv2.config import VARIANTS
+from deimv2.config.loader import VARIANTS
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 #: widget classes and helpers that exist, with the arguments used here, in ipywidgets 7.7 as well as 8

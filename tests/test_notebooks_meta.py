@@ -111,7 +111,7 @@ def test_setup_cell_is_colab_install_from_project_url_and_workspace(name):
     lines = [ln for ln in colab.splitlines() if ln.strip()]
     assert len(lines) <= 8, f"{name}: the install + workspace cell is at most 8 lines"
     if name != "00_environment.ipynb":  # 00 writes nothing
-        assert "WORKSPACE = workspace(" in colab and "from deimv2.notebook import workspace" in colab
+        assert "WORKSPACE = workspace(" in colab and "from deimv2.tutorial.notebook import workspace" in colab
 
 
 @pytest.mark.parametrize("name", sorted(PARAMETERIZED))
@@ -199,7 +199,7 @@ def test_train_short_path_is_public_api_and_short():
     assert "deimv2.train(" in body and "tune=TUNE" in body and "epochs=EPOCHS" in body
     assert "deimv2.evaluate(" in body and "deimv2.Detector" in body and "plot_training_curves" in body
     imports = re.findall(r"^(?:from|import) (\S+)", body, re.MULTILINE)
-    assert set(imports) <= {"subprocess", "sys", "pathlib", "deimv2", "deimv2.notebook", "IPython.display"}, imports
+    assert set(imports) <= {"subprocess", "sys", "pathlib", "deimv2", "deimv2.tutorial.notebook", "IPython.display"}, imports
 
 
 def test_conftest_enables_fast_mode():

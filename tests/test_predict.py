@@ -11,10 +11,11 @@ import torch
 from PIL import Image
 from tinydata import calibrated_atto
 
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import ConfigError, DatasetError, DEIMv2Error
-from deimv2.predict import DetectionGraph, Detector, Prediction, predict_cli, show_predictions
+from deimv2.infer import Detector, Prediction, predict_cli, show_predictions
+from deimv2.infer.graph import DetectionGraph
 
 SIZE = 160
 

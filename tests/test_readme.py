@@ -72,7 +72,7 @@ def test_core_runtimes_are_core_dependencies():
 
 
 def test_what_the_demo_runs_is_what_the_docs_say():
-    from deimv2 import demo
+    from deimv2.tutorial import demo
 
     assert demo.DEMO_RECIPE == "small"
     assert demo.demo_overrides(256, 8, recipe="small")["HGNetv2.pretrained"] is False

@@ -1,7 +1,7 @@
 """Measured figures in docs/benchmarks.md and README.md: every one is read from a results JSON under benchmarks/results/.
 
 Each claim below is rendered from its JSON and must appear verbatim in its page; after removing the claims (and,
-in README, the official model-zoo table, checked against deimv2/variants.py), no measured-looking figure
+in README, the official model-zoo table, checked against deimv2/config/variants.py), no measured-looking figure
 (decimals, percentages, durations) may remain. Change a number by hand and this test fails; re-run the
 benchmark script instead.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 from golden import TOL, VARIANTS
 
-from deimv2.recipes import recipe_overrides
+from deimv2.config.recipes import recipe_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -563,7 +563,7 @@ def test_eighty_epoch_sentence_follows_the_runs():
 
 
 # ---------------------------------------------------------------- README: a few sentences, the same JSONs
-#: README's model table: official model-zoo facts (deimv2/variants.py), not measurements of ours
+#: README's model table: official model-zoo facts (deimv2/config/variants.py), not measurements of ours
 BACKBONES = {
     "atto": "HGNetv2-Atto",
     "femto": "HGNetv2-Femto",
@@ -578,8 +578,8 @@ BACKBONES = {
 
 def model_rows() -> list[str]:
     """README's model table rows, from the official facts in VARIANT_TABLE and the shipped configs."""
-    from deimv2.config import load_config
-    from deimv2.variants import VARIANT_TABLE
+    from deimv2.config.loader import load_config
+    from deimv2.config.variants import VARIANT_TABLE
 
     rows = []
     for k, v in VARIANT_TABLE.items():
@@ -658,7 +658,7 @@ def readme_recorded() -> list[str]:
 def test_readme_sentences_are_the_recorded_ones():
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [c for c in readme_recorded() if c not in text]
-    assert not missing, f"README 的数字与 benchmarks/results/ 或官方模型库（deimv2/variants.py）不一致，缺少：{missing}"
+    assert not missing, f"README 的数字与 benchmarks/results/ 或官方模型库（deimv2/config/variants.py）不一致，缺少：{missing}"
 
 
 def test_readme_has_no_figure_of_its_own():

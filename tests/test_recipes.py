@@ -1,4 +1,4 @@
-"""Training recipes (deimv2/recipes.py): the small recipe's overrides reach the config, are printed, lose to the
+"""Training recipes (deimv2/config/recipes.py): the small recipe's overrides reach the config, are printed, lose to the
 user's own settings; the CLI flag and the demo use them; an unknown name is a Chinese error."""
 
 import pytest
@@ -6,8 +6,7 @@ from tinydata import TINY_TRAIN
 
 from deimv2 import load_config
 from deimv2.cli import main
-from deimv2.errors import ConfigError
-from deimv2.recipes import (
+from deimv2.config.recipes import (
     RECIPES,
     SMALL_DATASET_IMAGES,
     SMALL_DEFAULT_EPOCHS,
@@ -17,6 +16,7 @@ from deimv2.recipes import (
     recipe_overrides,
     resolve_auto,
 )
+from deimv2.errors import ConfigError
 
 TINY = TINY_TRAIN
 
@@ -92,7 +92,7 @@ def test_auto_merges_like_the_recipe_it_picks_and_the_user_wins():
     ov, _ = merge_recipe("auto", {"scale_lr": True}, tune=True)
     assert ov["scale_lr"] is True  # the official batch rule stays one setting away
     # a user who picks the epoch rule keeps their schedule (the tiny runs of notebooks 05-09: demo_overrides())
-    from deimv2.demo import demo_overrides
+    from deimv2.tutorial.demo import demo_overrides
 
     user = {**demo_overrides(160, 4), "epochs": 2}
     ov, note = merge_recipe(None, user, n_train=160)
@@ -105,7 +105,7 @@ def test_auto_merges_like_the_recipe_it_picks_and_the_user_wins():
 def test_the_low_vram_command_without_recipe_trains_exactly_as_recipe_small():
     """The command a small-GPU user types (batch 16, 40 epochs, from scratch, 240 images) gets, with no --recipe,
     the very config of ``--recipe small``: the same training, so at least the AP50 that ``small`` reaches."""
-    from deimv2.config import parse_overrides
+    from deimv2.config.loader import parse_overrides
 
     user = parse_overrides(["epochs=40", "train_dataloader.total_batch_size=16", "HGNetv2.pretrained=false"])
     auto, note = merge_recipe(None, user, n_train=240)
@@ -174,14 +174,14 @@ def test_cli_unknown_recipe_fails_before_reading_data(tmp_path, capsys):
 
 
 def test_demo_uses_the_small_recipe():
-    from deimv2 import demo
+    from deimv2.tutorial import demo
 
     assert demo.DEMO_RECIPE == "small"
     assert demo.FULL_SCHEDULE["batch_size"] == recipe_overrides("small")["train_dataloader.total_batch_size"]
 
 
 def test_demo_overrides_leave_the_schedule_to_the_recipe():
-    from deimv2.demo import demo_overrides
+    from deimv2.tutorial.demo import demo_overrides
 
     with_recipe = demo_overrides(256, 8, recipe="small")
     assert "epoch_rule" not in with_recipe and "scale_lr" not in with_recipe
@@ -194,7 +194,7 @@ def test_demo_training_is_the_recorded_trial():
     import importlib.util
     from pathlib import Path
 
-    from deimv2 import demo
+    from deimv2.tutorial import demo
 
     spec = importlib.util.spec_from_file_location(
         "bench_recipes", Path(__file__).parents[1] / "benchmarks" / "recipes.py"

@@ -20,7 +20,7 @@ import torch
 from golden import GOLDEN_SIZE, fill_golden, golden_input, golden_targets
 from test_resume_exact import EPOCHS, SETTINGS, Interrupt, _log, _run
 
-from deimv2.config import load_config
+from deimv2.config.loader import load_config
 from deimv2.engine import speed
 from deimv2.engine.checkpoint import load_checkpoint
 from deimv2.engine.speed import SpeedOptions, SpeedPlan, loader_settings

@@ -1,4 +1,4 @@
-"""deimv2.stream: folders decoded in a DataLoader (with workers) and video frames in a background thread give
+"""deimv2.infer.stream: folders decoded in a DataLoader (with workers) and video frames in a background thread give
 the same images, in the same order, as decoding one by one; ``deimv2 predict`` gives the same results."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from tinydata import calibrated_atto
 from deimv2.data.images import as_rgb_image
 from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 from deimv2.errors import DatasetError
-from deimv2.predict import Detector, predict_cli
-from deimv2.stream import DecodedImages, decoded_batches, video_batches
+from deimv2.infer import Detector, predict_cli
+from deimv2.infer.stream import DecodedImages, decoded_batches, video_batches
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from test_hub import _fake_hub
 
-import deimv2.hub as hub
-from deimv2.config import load_config
+import deimv2.weights.hub as hub
+from deimv2.config.loader import load_config
 from deimv2.engine import trainer as trainer_mod
-from deimv2.notebook import scale_lrs, train_settings
+from deimv2.tutorial.notebook import scale_lrs, train_settings
 
 TINY = {"eval_spatial_size": [64, 64], "HGNetv2.pretrained": False, "num_workers": 0}
 
@@ -87,7 +87,7 @@ def test_cli_tune_coco(tiny_coco, tmp_path, monkeypatch, captured, capsys):
 
 def test_coco_needs_a_known_variant(tmp_path):
     from deimv2.errors import ConfigError
-    from deimv2.hub import coco_target
+    from deimv2.weights.hub import coco_target
 
     assert coco_target("atto", "my.pth", {}, print) == ("my.pth", False)  # not "coco": untouched
     raw = load_config("atto").to_dict()
@@ -104,7 +104,7 @@ def test_notebook_04_fine_tune_keeps_the_recipe_lr_ratio(demo, tiny_coco, tmp_pa
     monkeypatch.setenv("DEIMV2_FAST", "0")
     factor = 0.5
     saved = tmp_path / "03_config" / "config.yaml"
-    from deimv2.config import save_config
+    from deimv2.config.loader import save_config
 
     save_config(scale_lrs(load_config("atto", batch_size=8, accumulate=2), factor), saved)
     extra = train_settings("demo" if demo else tiny_coco)

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..backends import OpenVINOBackend, cached_onnx
-from ..data.images import list_images, load_image
-from ..errors import ConfigError, DatasetError
-from ..export import build_export_graph
-from ..inputs import resolve_checkpoint
-from ..interop import require
-from ..predict import Detector
+from deimv2.data.images import list_images, load_image
+from deimv2.errors import ConfigError, DatasetError
+from deimv2.infer.backends import OpenVINOBackend, cached_onnx
+from deimv2.infer.detector import Detector
+from deimv2.infer.export import build_export_graph
+from deimv2.infer.interop import require
+from deimv2.utils.inputs import resolve_checkpoint
 
 __all__ = ["CALIB_IMAGES", "Int8Backend", "calibration_images", "default_int8_path", "int8_detector", "quantize_int8"]
 
@@ -88,7 +88,7 @@ def quantize_int8(
 
 
 class Int8Backend(OpenVINOBackend):
-    """:class:`~deimv2.backends.OpenVINOBackend` on an NNCF INT8 model; logs that it is INT8 every time it loads."""
+    """:class:`~deimv2.infer.backends.OpenVINOBackend` on an NNCF INT8 model; logs that it is INT8 every time it loads."""
 
     name = "openvino-int8"
 
@@ -103,7 +103,7 @@ class Int8Backend(OpenVINOBackend):
 
 
 def int8_detector(checkpoint: str | Path, model: str | Path | None = None, **kwargs: Any) -> Detector:
-    """A :class:`~deimv2.predict.Detector` of ``checkpoint`` (class names, threshold) running the INT8 ``model``
+    """A :class:`~deimv2.infer.detector.Detector` of ``checkpoint`` (class names, threshold) running the INT8 ``model``
     (default ``<checkpoint>_int8.xml``). ``kwargs`` go to :meth:`Detector.from_checkpoint`."""
     checkpoint = resolve_checkpoint(checkpoint)
     threads = kwargs.pop("threads", None)

@@ -1,7 +1,7 @@
 """``deimv2 app``: a Gradio web page for a trained detector.
 
 Upload an image, move the confidence slider, tick the classes to show and, for large images with small objects,
-tiled inference; the boxes are drawn with Chinese labels (:func:`deimv2.draw.draw_detections`) and a line counts
+tiled inference; the boxes are drawn with Chinese labels (:func:`deimv2.infer.draw.draw_detections`) and a line counts
 them by class. The page is served on this computer only (``share=False``); ``share=True`` asks Gradio for a
 temporary public link — only for images you may show to anyone.
 """
@@ -13,8 +13,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..interop import require
-from ..predict import Detector
+from deimv2.infer.detector import Detector
+from deimv2.infer.interop import require
 
 __all__ = ["build_app", "detect", "launch_app"]
 

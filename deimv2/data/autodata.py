@@ -21,10 +21,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatasetError
-from .convert import yolo_to_coco
-from .doctor import check_dataset
-from .layout import COCO_JSON, find_dataset, find_yolo_dataset, label_path_for
+from deimv2.data.convert import yolo_to_coco
+from deimv2.data.doctor import check_dataset
+from deimv2.data.layout import COCO_JSON, find_dataset, find_yolo_dataset, label_path_for
+from deimv2.errors import DatasetError
 
 __all__ = ["CACHE_DIR_NAME", "PreparedData", "is_writable", "prepare_data", "yolo_fingerprint"]
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .epoch import SharedEpoch
+from deimv2.data.epoch import SharedEpoch
+from deimv2.errors import ConfigError
 
 __all__ = ["BatchImageCollateFunction", "generate_scales", "batch_image_collate_fn"]
 

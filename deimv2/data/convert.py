@@ -30,17 +30,25 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import DatasetError
-from ..outputs import ensure_output_dir
-from .images import image_size
-from .layout import COCO_JSON, SPLITS, find_dataset, find_yolo_dataset, label_path_for, read_coco_json, read_text
-from .validate import (
+from deimv2.data.images import image_size
+from deimv2.data.layout import (
+    COCO_JSON,
+    SPLITS,
+    find_dataset,
+    find_yolo_dataset,
+    label_path_for,
+    read_coco_json,
+    read_text,
+)
+from deimv2.data.validate import (
     bbox_problem,
     coco_image_path,
     empty_split_problem,
     shared_images_problem,
     yolo_coordinate_problem,
 )
+from deimv2.errors import DatasetError
+from deimv2.utils.outputs import ensure_output_dir
 
 #: output folder of each split (the Roboflow layout: ``valid/``, which :func:`~deimv2.data.layout.find_dataset` reads)
 SPLIT_FOLDERS = {"train": "train", "val": "valid", "test": "test"}

@@ -20,11 +20,11 @@ from pycocotools import mask as coco_mask
 from pycocotools.coco import COCO
 from torchvision import tv_tensors
 
-from ..errors import DatasetError
-from ..models.postprocess import MSCOCO_CATEGORY_TO_LABEL, MSCOCO_LABEL_TO_CATEGORY
-from .images import load_image
-from .layout import listing, read_coco_json
-from .validate import bbox_problem, coco_image_path
+from deimv2.data.images import load_image
+from deimv2.data.layout import listing, read_coco_json
+from deimv2.data.validate import bbox_problem, coco_image_path
+from deimv2.errors import DatasetError
+from deimv2.models.postprocess import MSCOCO_CATEGORY_TO_LABEL, MSCOCO_LABEL_TO_CATEGORY
 
 __all__ = [
     "CocoDetection",
@@ -243,7 +243,7 @@ class CocoDetection(torch.utils.data.Dataset):
             raise DatasetError(
                 f"标注文件 {path} 中有 {len(bad_box)} 个无效的框（NaN/inf、宽或高 ≤ 0、或完全在图片外），"
                 f"训练没有开始：\n{listing(bad_box)}\n"
-                "修复：改正或删除这些标注（deimv2 check 会列出全部；规则见 docs/errors.md）。"
+                "修复：改正或删除这些标注（deimv2 doctor 会列出全部；规则见 docs/errors.md）。"
             )
 
         out = []

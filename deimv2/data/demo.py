@@ -10,9 +10,9 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from ..errors import DatasetError
-from .convert import yolo_to_coco
-from .layout import COCO_JSON
+from deimv2.data.convert import yolo_to_coco
+from deimv2.data.layout import COCO_JSON
+from deimv2.errors import DatasetError
 
 _STAMP = ".deimv2_demo_source.json"
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import DatasetError, ImageInputError
+from deimv2.errors import DatasetError, ImageInputError
 
 __all__ = [
     "IMAGE_EXTS",

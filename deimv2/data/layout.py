@@ -1,6 +1,6 @@
 """Dataset layouts, the one home: where the splits, annotation files and images of a dataset are.
 
-* :func:`find_dataset`: the COCO layouts that training, evaluation, ``deimv2 check`` (the dataset doctor),
+* :func:`find_dataset`: the COCO layouts that training, evaluation, ``deimv2 doctor`` (the dataset doctor),
   ``--data`` auto-detection and ``coco2yolo`` all accept (the same function for all of them, so the check that
   ``train()`` runs first never disagrees with the trainer). Split names are always ``train`` / ``val`` / ``test``.
 * :func:`read_coco_json`: the one COCO annotation reader.
@@ -20,8 +20,8 @@ from typing import NamedTuple
 
 import yaml
 
-from ..errors import DatasetError
-from .images import IMAGE_EXTS, list_images
+from deimv2.data.images import IMAGE_EXTS, list_images
+from deimv2.errors import DatasetError
 
 __all__ = [
     "COCO_JSON",

@@ -9,8 +9,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
-from ..errors import ConfigError
-from .collate import batch_image_collate_fn
+from deimv2.data.collate import batch_image_collate_fn
+from deimv2.errors import ConfigError
 
 __all__ = ["DetDataLoader", "build_dataloader", "seed_worker", "batch_image_collate_fn"]
 

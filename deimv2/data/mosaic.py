@@ -18,7 +18,7 @@ import torchvision.transforms.v2 as T
 from PIL import Image
 from torchvision import tv_tensors
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = ["Mosaic", "PER_OBJECT_KEYS"]
 

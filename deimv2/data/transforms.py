@@ -18,9 +18,9 @@ import torchvision.transforms.v2.functional as F
 from torchvision import tv_tensors
 from torchvision.ops import box_convert
 
-from ..errors import ConfigError
-from .epoch import SharedEpoch
-from .mosaic import PER_OBJECT_KEYS, Mosaic
+from deimv2.data.epoch import SharedEpoch
+from deimv2.data.mosaic import PER_OBJECT_KEYS, Mosaic
+from deimv2.errors import ConfigError
 
 __all__ = [
     "Mosaic",

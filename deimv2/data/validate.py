@@ -1,4 +1,4 @@
-"""The one rule for a bad box, shared by the doctor (``deimv2 check``), the training dataset and the converters.
+"""The one rule for a bad box, shared by the doctor (``deimv2 doctor``), the training dataset and the converters.
 
 Policy (``docs/errors.md``): a COCO box ``[x, y, w, h]`` that is not four finite numbers, has a negative or zero
 width/height, or lies entirely outside its image is an ERROR everywhere, reported by annotation id; nothing is
@@ -62,7 +62,7 @@ def yolo_coordinate_problem(values: list[float]) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------- whole splits
-# The same rules for the doctor (``deimv2 check``), the converters and the trainer's data set-up: what one accepts,
+# The same rules for the doctor (``deimv2 doctor``), the converters and the trainer's data set-up: what one accepts,
 # the others accept (docs/errors.md).
 def coco_image_path(folder: Path, file_name: str) -> Path:
     """Where a COCO ``file_name`` is: relative to the image folder; a Windows path (``images\\x.jpg``) is read with

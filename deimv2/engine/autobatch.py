@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..config import Config, parse_overrides
-from ..errors import ConfigError
+from deimv2.config.loader import Config, parse_overrides
+from deimv2.errors import ConfigError
 
 __all__ = [
     "AUTO_BATCH_FRACTION",
@@ -112,7 +112,7 @@ def search_batch_size(
 # ---------------------------------------------------------------------- measuring on a device
 def _largest_input(cfg: Config) -> tuple[int, int]:
     """The biggest image the training sees: the top multi-scale size, else ``eval_spatial_size``."""
-    from ..data.collate import generate_scales
+    from deimv2.data.collate import generate_scales
 
     h, w = int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1])
     base = cfg.data.collate.get("base_size")
@@ -162,9 +162,9 @@ def train_steps(
 def cuda_peak_memory_fn(cfg: Config, device: torch.device, steps: int = MEASURE_STEPS) -> Callable[[int], float | None]:
     """``measure(batch)``: peak reserved CUDA bytes of ``steps`` training steps (model, EMA copy, AdamW,
     activations at the largest input), or None on out-of-memory. Uses a throw-away model."""
-    from ..loss import build_criterion
-    from ..models.build import build_model_from_config
-    from .setup import amp_settings
+    from deimv2.engine.setup import amp_settings
+    from deimv2.loss import build_criterion
+    from deimv2.models.build import build_model_from_config
 
     amp, amp_dtype, _ = amp_settings(cfg.train.use_amp, device, cfg.train.amp_dtype)
     size = _largest_input(cfg)
@@ -219,7 +219,7 @@ def resolve_auto_batch(
         res = search_batch_size(measure, capacity_bytes, AUTO_BATCH_FRACTION, max_batch)
     chosen = res.batch_size
     if world_size > 1:  # every GPU must use the same batch: the smallest that all of them fit
-        from .dist import all_gather_object
+        from deimv2.engine.dist import all_gather_object
 
         chosen = min(all_gather_object(chosen))
     total = chosen * world_size * acc
@@ -236,7 +236,7 @@ def resolve_auto_batch(
 
 
 def _train_images(cfg: Config) -> int:
-    from ..data.layout import read_coco_json
+    from deimv2.data.layout import read_coco_json
 
     if not cfg.data.train_ann_file:
         return 0

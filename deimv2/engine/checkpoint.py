@@ -36,9 +36,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoints.loader import read_weights_file
-from ..errors import WeightsError
-from .dist import unwrap
+from deimv2.engine.dist import unwrap
+from deimv2.errors import WeightsError
+from deimv2.weights.load import read_weights_file
 
 __all__ = [
     "CHECKPOINT_KEYS",
@@ -101,7 +101,7 @@ def make_checkpoint(
     scaler=None,
 ) -> dict[str, Any]:
     """Assemble the checkpoint dict documented in this module (wrappers are unwrapped)."""
-    from .. import __version__
+    from deimv2 import __version__
 
     ckpt: dict[str, Any] = {"model": unwrap(model).state_dict()}
     if ema is not None:
@@ -143,7 +143,7 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):  # disk full, permissions …: say which file, and that the old one is intact
-            from ..outputs import OutputError, explain_os_error
+            from deimv2.utils.outputs import OutputError, explain_os_error
 
             kept = f"之前保存的 {path} 完好无损。" if path.is_file() else ""
             raise OutputError(explain_os_error(e, "checkpoint", path) + kept) from e
@@ -162,7 +162,7 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a checkpoint dict with ``weights_only=True`` (via :func:`deimv2.checkpoints.read_weights_file`);
+    """Read a checkpoint dict with ``weights_only=True`` (via :func:`deimv2.weights.read_weights_file`);
     raises WeightsError (Chinese) for a missing, corrupt or non-dict file."""
     obj = read_weights_file(path)
     if not isinstance(obj, dict):

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as td
 from torch import nn
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = [
     "is_dist",

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = ["check_resume_after_early_stop", "early_stop_reason"]
 

@@ -14,7 +14,7 @@ from copy import deepcopy
 import torch
 from torch import nn
 
-from .dist import unwrap
+from deimv2.engine.dist import unwrap
 
 __all__ = ["ModelEMA"]
 

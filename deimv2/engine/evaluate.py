@@ -26,11 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..box_ops import box_iou_np
-from ..errors import ConfigError, DatasetError
-from ..fonts import cjk_figure
-from .dist import all_gather_object
-from .f1 import compute_f1_curve
+from deimv2.engine.dist import all_gather_object
+from deimv2.engine.f1 import compute_f1_curve
+from deimv2.errors import ConfigError, DatasetError
+from deimv2.utils.box_ops import box_iou_np
+from deimv2.utils.fonts import cjk_figure
 
 _log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Which ``--conf`` should ``deimv2 predict`` use? Evaluation answers it: for every
 keep the detections with ``score >= t``, count true positives (IoU >= 0.5 with an object of the same
 class, each object matched once, higher scores first), false positives and missed objects, and compute
 ``F1 = 2TP / (2TP + FP + FN)``. The threshold with the highest overall F1 (all classes pooled) is stored
-in ``eval.json`` and in the checkpoints as ``conf_threshold``; :class:`deimv2.predict.Detector` uses it
+in ``eval.json`` and in the checkpoints as ``conf_threshold``; :class:`deimv2.infer.detector.Detector` uses it
 when no ``conf`` is given. Explained in notebook ``06_evaluate.ipynb``.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..box_ops import box_iou_np
-from ..fonts import cjk_figure
+from deimv2.utils.box_ops import box_iou_np
+from deimv2.utils.fonts import cjk_figure
 
 __all__ = ["THRESHOLDS", "best_threshold", "compute_f1_curve", "match_detections", "plot_f1_curve"]
 

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import DEIMv2Error
-from ..fonts import cjk_figure
-from .dist import all_reduce_dict, is_dist
+from deimv2.engine.dist import all_reduce_dict, is_dist
+from deimv2.errors import DEIMv2Error
+from deimv2.utils.fonts import cjk_figure
 
 _log = logging.getLogger(__name__)
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = ["assign_param_groups", "build_param_groups", "build_optimizer"]
 

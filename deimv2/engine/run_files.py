@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
-from ..inputs import resolve_checkpoint
+from deimv2.errors import ConfigError
+from deimv2.utils.inputs import resolve_checkpoint
 
 __all__ = ["check_not_finished", "finish_line", "resume_target"]
 
@@ -51,5 +51,5 @@ def finish_line(output_dir: Path, best_ap: float, best_epoch: int) -> str:
     where = f"最后一轮的权重：{last.resolve()}" if last.is_file() else "也没有写出 last.pth"
     return (
         "训练完成，但没有写出 best.pth：验证集上的 AP 一直没有有效值（通常是验证集里没有标注框，"
-        f"或只有 iscrowd=1 的框，COCO 评估给出 -1）。{where}。修复：检查验证集的标注（deimv2 check 数据集）。"
+        f"或只有 iscrowd=1 的框，COCO 评估给出 -1）。{where}。修复：检查验证集的标注（deimv2 doctor 数据集）。"
     )

@@ -1,6 +1,6 @@
 """Flat-cosine learning-rate schedule (official ``lrsheduler: flatcosine``).
 
-Explained in notebook 03_config.ipynb. The epoch milestones it reads are derived in :mod:`deimv2.epoch_rule`.
+Explained in notebook 03_config.ipynb. The epoch milestones it reads are derived in :mod:`deimv2.config.epoch_rule`.
 """
 
 from __future__ import annotations

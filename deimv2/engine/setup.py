@@ -6,43 +6,17 @@ Explained in notebook ``04_train.ipynb``.
 from __future__ import annotations
 
 import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import Config
-from ..data.validate import empty_split_problem, shared_images_problem
-from ..errors import ConfigError, DatasetError
-from ..inputs import local_processes, parse_device
-
-
-def fast_mode() -> bool:
-    """``DEIMV2_FAST=1`` shrinks every long step (CI, nbval, a first try on a laptop)."""
-    return os.environ.get("DEIMV2_FAST", "0").strip().lower() not in ("", "0", "false", "no")
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` -> CUDA if available, else CPU. A requested but missing CUDA is a clear error."""
-    if isinstance(device, torch.device):
-        dev = device
-    else:
-        text = parse_device(device)  # cpu, cuda, cuda:N, N, 0,1, gpu:N … (deimv2.inputs)
-        if text is None:
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        dev = torch.device(text)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"指定了设备 {device}，但这台机器上没有可用的 CUDA GPU。请去掉 -d/--device 或改用 -d cpu。")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(
-            f"指定了设备 {device}，但这台机器只有 {torch.cuda.device_count()} 块 GPU（编号 0–"
-            f"{torch.cuda.device_count() - 1}）。请改用存在的编号，或 -d cpu。"
-        )
-    if dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise ConfigError(f"指定了设备 {device}，但 MPS 不可用。请改用 -d cpu。")
-    return dev
+from deimv2.config.loader import Config
+from deimv2.data.validate import empty_split_problem, shared_images_problem
+from deimv2.errors import ConfigError, DatasetError
+from deimv2.utils.inputs import local_processes
+from deimv2.utils.runtime import resolve_device
 
 
 def process_device(device: str | torch.device | None = None) -> torch.device:
@@ -82,8 +56,8 @@ def amp_settings(use_amp: bool, device: torch.device, amp_dtype: str = "auto") -
 
 def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | None = None) -> Config:
     """Point the config at a dataset root and take ``num_classes`` and class names from its categories."""
-    from ..data.dataset import dataset_class_names
-    from ..data.layout import find_dataset
+    from deimv2.data.dataset import dataset_class_names
+    from deimv2.data.layout import find_dataset
 
     splits = find_dataset(data)
     if "train" not in splits:
@@ -136,9 +110,9 @@ def build_data(
 ) -> DataBundle:
     """Datasets and loaders from the config (official ops lists; multi-scale switch; ``num_workers`` as set, capped
     at the free cores, pinned memory for a CUDA ``device``: :func:`deimv2.engine.speed.loader_settings`)."""
-    from ..data import CocoDetection, build_dataloader, build_transforms_from_ops
-    from ..data.collate import BatchImageCollateFunction, batch_image_collate_fn
-    from .speed import loader_settings
+    from deimv2.data import CocoDetection, build_dataloader, build_transforms_from_ops
+    from deimv2.data.collate import BatchImageCollateFunction, batch_image_collate_fn
+    from deimv2.engine.speed import loader_settings
 
     d = cfg.data
     procs = local_processes()[0]
@@ -192,7 +166,7 @@ def build_data(
         if shared:
             raise DatasetError(f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file}：{shared}")
         if list(train_ds.label_to_category_id) != cat_ids or list(train_ds.category_names) != names:
-            raise DatasetError(  # deimv2 check: categories_disagree
+            raise DatasetError(  # deimv2 doctor: categories_disagree
                 f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致"
                 f"（训练集：{dict(zip(train_ds.label_to_category_id, train_ds.category_names))}；"
                 f"验证集：{dict(zip(cat_ids, names))}）。请让两者使用同一份类别列表（id 和名字都相同）。"
@@ -287,8 +261,8 @@ def prepare_run_data(
     doctor already ran on the YOLO source. Under torchrun only rank 0 converts; the others wait for it."""
     if data is None:
         return None, False
-    from ..data.autodata import prepare_data
-    from . import dist
+    from deimv2.data.autodata import prepare_data
+    from deimv2.engine import dist
 
     dist.init_distributed()  # idempotent; needed here so that only rank 0 converts
     if not dist.is_main_process():

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = [
     "CACHE_ENV",
@@ -112,7 +112,7 @@ class SpeedOptions:
 
     @classmethod
     def from_config(cls, train) -> SpeedOptions:
-        """From a :class:`~deimv2.config_sections.TrainConfig`."""
+        """From a :class:`~deimv2.config.sections.TrainConfig`."""
         return cls(channels_last=train.channels_last, compile=train.compile, cpu_amp=train.cpu_amp)
 
     @classmethod

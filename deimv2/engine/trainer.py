@@ -18,39 +18,24 @@ from typing import Any
 
 import torch
 
-from ..batch_rule import apply_batch_rule, batch_scaling_line, format_batch_scaling
-from ..checkpoints.formats import num_classes_of_state_dict, variant_of_state_dict
-from ..checkpoints.loader import (
-    expected_backbone_path,
-    fill_shared_keys,
-    load_backbone_weights,
-    load_for_finetune,
-    load_weights,
-    missing_backbone_error,
-)
-from ..config import ALIASES, Config, format_milestones, load_config, parse_overrides, save_config
-from ..config_checks import check_image_size
-from ..data.doctor import check_dataset
-from ..data.layout import find_dataset, read_coco_json
-from ..errors import ConfigError, DEIMv2Error, WeightsError
-from ..hub import coco_target, download_hgnetv2_backbone
-from ..inputs import resolve_checkpoint
-from ..loss import build_criterion
-from ..models.build import build_model_from_config, build_postprocessor
-from ..outputs import claim_output_dir, ensure_output_dir
-from ..recipes import REASON, check_recipe, merge_recipe
-from . import dist
-from .autobatch import resolve_auto_batch, split_auto_batch
-from .checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
-from .early_stop import check_resume_after_early_stop, early_stop_reason
-from .ema import ModelEMA
-from .evaluate import CocoEvaluator, check_class_names, format_metrics_table, save_eval_json
-from .logger import JsonlLogger, MetricMeter, make_tensorboard_writer
-from .optim import build_optimizer
-from .rng import capture_rng_state, restore_rng_state
-from .run_files import check_not_finished, finish_line, resume_target
-from .schedule import FlatCosineLRScheduler
-from .setup import (
+from deimv2.config.batch_rule import apply_batch_rule, batch_scaling_line, format_batch_scaling
+from deimv2.config.checks import check_image_size
+from deimv2.config.loader import ALIASES, Config, format_milestones, load_config, parse_overrides, save_config
+from deimv2.config.recipes import REASON, check_recipe, merge_recipe
+from deimv2.data.doctor import check_dataset
+from deimv2.data.layout import find_dataset, read_coco_json
+from deimv2.engine import dist
+from deimv2.engine.autobatch import resolve_auto_batch, split_auto_batch
+from deimv2.engine.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from deimv2.engine.early_stop import check_resume_after_early_stop, early_stop_reason
+from deimv2.engine.ema import ModelEMA
+from deimv2.engine.evaluate import CocoEvaluator, check_class_names, format_metrics_table, save_eval_json
+from deimv2.engine.logger import JsonlLogger, MetricMeter, make_tensorboard_writer
+from deimv2.engine.optim import build_optimizer
+from deimv2.engine.rng import capture_rng_state, restore_rng_state
+from deimv2.engine.run_files import check_not_finished, finish_line, resume_target
+from deimv2.engine.schedule import FlatCosineLRScheduler
+from deimv2.engine.setup import (
     amp_settings,
     apply_data_dir,
     build_data,
@@ -59,7 +44,22 @@ from .setup import (
     prepare_run_data,
     process_device,
 )
-from .speed import SpeedOptions, SpeedPlan
+from deimv2.engine.speed import SpeedOptions, SpeedPlan
+from deimv2.errors import ConfigError, DEIMv2Error, WeightsError
+from deimv2.loss import build_criterion
+from deimv2.models.build import build_model_from_config, build_postprocessor
+from deimv2.utils.inputs import resolve_checkpoint
+from deimv2.utils.outputs import claim_output_dir, ensure_output_dir
+from deimv2.weights.formats import num_classes_of_state_dict, variant_of_state_dict
+from deimv2.weights.hub import coco_target, download_hgnetv2_backbone
+from deimv2.weights.load import (
+    expected_backbone_path,
+    fill_shared_keys,
+    load_backbone_weights,
+    load_for_finetune,
+    load_weights,
+    missing_backbone_error,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -340,7 +340,7 @@ class Trainer:
                 bad = {k: v for k, v in reduced.items() if not math.isfinite(v)}
                 raise NonFiniteLossError(
                     f"第 {epoch} 轮第 {i} 步损失变成了 {loss_value}（{bad}）。训练已停止，{self.output_dir / 'last.pth'} "
-                    f"保留上一轮的正常权重。常见原因：学习率太大、标注框有问题（先运行 deimv2 check）、fp16 溢出"
+                    f"保留上一轮的正常权重。常见原因：学习率太大、标注框有问题（先运行 deimv2 doctor）、fp16 溢出"
                     f"（改用 bf16 或关闭 --use-amp）。"
                 )
             scaled = loss / acc
@@ -526,7 +526,7 @@ def prepare_trainer(
     """Everything before the first step: config, distributed init, seeds, data, model, optimizer."""
     overrides, kwargs, auto_batch = split_auto_batch(overrides, kwargs)
     cfg = _prepare_config(config, data, overrides, output_dir, seed, use_amp, kwargs)
-    dev = process_device(device)  # under torchrun: this local rank's GPU (deimv2.inputs: -d 2,3 -> GPU 2, 3)
+    dev = process_device(device)  # under torchrun: this local rank's GPU (deimv2.utils.inputs: -d 2,3 -> GPU 2, 3)
     dist.init_distributed(device=dev)
     dist.seed_everything(cfg.train.seed)
     torch.backends.cudnn.benchmark = True
@@ -593,7 +593,7 @@ def train(
     config: str | Path | Config | Mapping = "atto",
     *,
     data: str | Path | None = None,
-    tune: str | Path | None = None,  # a checkpoint, or "coco": the variant's official COCO weights (deimv2.hub)
+    tune: str | Path | None = None,  # a checkpoint, or "coco": the variant's official COCO weights (deimv2.weights.hub)
     resume: str | Path | None = None,
     use_amp: bool | None = None,
     seed: int | None = None,
@@ -613,7 +613,7 @@ def train(
     ``kwargs`` are config overrides (``epochs=12``, ``batch_size=8``, ``num_classes=4`` ...).
     ``recipe``: ``"auto"`` (None means the same: decided from scratch/fine-tune/resume and the training set's size),
     ``"official"`` (the official schedule and batch-size rule) or ``"small"`` (a small dataset from scratch), see
-    :mod:`deimv2.recipes`; the recipe's overrides go under the user's.
+    :mod:`deimv2.config.recipes`; the recipe's overrides go under the user's.
     """
     kwargs = parse_overrides(kwargs)  # train(lr="1e-3") reads as -u lr=1e-3
     if tune and resume:

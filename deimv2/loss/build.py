@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..config_sections import CriterionConfig
-from .criterion import DEIMCriterion
-from .matcher import HungarianMatcher
+from deimv2.config.sections import CriterionConfig
+from deimv2.loss.criterion import DEIMCriterion
+from deimv2.loss.matcher import HungarianMatcher
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from deimv2.config.loader import Config
 
 __all__ = ["OFFICIAL_CRITERION", "build_criterion"]
 
@@ -39,7 +39,7 @@ def _sections_kwargs(c: CriterionConfig, num_classes: int) -> dict[str, Any]:
 
 
 #: The ``DEIMCriterion`` section of the official ``configs/base/deimv2.yml`` (matcher keys prefixed ``matcher_``),
-#: taken from the typed config sections, their one home (:class:`~deimv2.config_sections.CriterionConfig`).
+#: taken from the typed config sections, their one home (:class:`~deimv2.config.sections.CriterionConfig`).
 #: Used for every argument that neither ``cfg`` nor a keyword gives. Per variant the official configs change
 #: Atto/Femto/Pico to ``losses=['mal', 'boxes']``, ``use_uni_set=False``, ``matcher_change_epoch=450``;
 #: N/S/M/L/X keep ``['mal', 'boxes', 'local']`` with their own ``matcher_change_epoch``.

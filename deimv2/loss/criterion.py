@@ -19,12 +19,12 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch import Tensor
 
-from ..box_ops import box_cxcywh_to_xyxy, elementwise_box_iou, elementwise_generalized_box_iou
-from ..config_sections import CriterionConfig
-from ..errors import ConfigError
-from ..models.fdr import bbox2distance
-from .losses import box_losses, ddf_loss, fgl_loss, focal_loss, mal_loss, vfl_loss
-from .matcher import HungarianMatcher, MatchIndices, union_match_indices
+from deimv2.config.sections import CriterionConfig
+from deimv2.errors import ConfigError
+from deimv2.loss.losses import box_losses, ddf_loss, fgl_loss, focal_loss, mal_loss, vfl_loss
+from deimv2.loss.matcher import HungarianMatcher, MatchIndices, union_match_indices
+from deimv2.models.fdr import bbox2distance
+from deimv2.utils.box_ops import box_cxcywh_to_xyxy, elementwise_box_iou, elementwise_generalized_box_iou
 
 __all__ = ["DEIMCriterion"]
 
@@ -56,7 +56,7 @@ class _Matched:
 class DEIMCriterion(nn.Module):
     """DEIM loss. ``losses`` picks terms from ``'mal'``, ``'vfl'``, ``'focal'``, ``'boxes'``, ``'local'``.
 
-    Defaults come from :class:`~deimv2.config_sections.CriterionConfig` (the official base YAML; the official
+    Defaults come from :class:`~deimv2.config.sections.CriterionConfig` (the official base YAML; the official
     constructor's own 0.2 / 2.0 are never used by an official config).
     Args follow the official YAML keys: ``alpha`` / ``gamma`` for VFL/focal/MAL (MAL uses only ``gamma``,
     plus ``mal_alpha`` when not None), ``reg_max`` FDR bins, ``boxes_weight_format`` (None, 'iou' or 'giou'),

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import Tensor
 
-from ..box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
+from deimv2.utils.box_ops import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 
 __all__ = ["mal_loss", "vfl_loss", "focal_loss", "box_losses", "fgl_loss", "ddf_loss"]
 

@@ -17,8 +17,8 @@ import torch.nn as nn
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor
 
-from ..box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
-from ..config_sections import MatcherConfig
+from deimv2.config.sections import MatcherConfig
+from deimv2.utils.box_ops import box_cxcywh_to_xyxy, box_iou, generalized_box_iou
 
 __all__ = ["HungarianMatcher", "union_match_indices"]
 

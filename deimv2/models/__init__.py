@@ -3,8 +3,8 @@
 The criterion (loss) is not a model part: it is built by :func:`deimv2.loss.build_criterion`.
 """
 
-from .build import build_backbone, build_decoder, build_encoder, build_model, build_postprocessor
-from .deim import DEIM
+from deimv2.models.build import build_backbone, build_decoder, build_encoder, build_model, build_postprocessor
+from deimv2.models.deim import DEIM
 
 __all__ = [
     "DEIM",

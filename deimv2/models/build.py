@@ -11,23 +11,23 @@ from typing import Any
 
 import torch.nn as nn
 
-from ..config import Config, load_config
+from deimv2.config.loader import Config, load_config
 
 
 def build_backbone(cfg: Config) -> nn.Module:
     """HGNetv2 (Atto/Femto/Pico/N) or DINOv3STAs (S/M/L/X) from the typed section
-    (:class:`~deimv2.config_sections.HGNetv2Config` / :class:`~deimv2.config_sections.DINOv3STAsConfig`).
+    (:class:`~deimv2.config.sections.HGNetv2Config` / :class:`~deimv2.config.sections.DINOv3STAsConfig`).
     Never loads files: the weight-file keys (``pretrained``, ``local_model_dir``, ``weights_path``) are read
-    by :mod:`deimv2.checkpoints`.
+    by :mod:`deimv2.weights`.
 
     Explained in notebooks/07_architecture.ipynb §1.
     """
     kw = cfg.model.backbone.kwargs()
     if cfg.model.backbone_type == "HGNetv2":
-        from .hgnetv2 import HGNetv2
+        from deimv2.models.hgnetv2 import HGNetv2
 
         return HGNetv2(**kw)
-    from .sta import DINOv3STAs
+    from deimv2.models.sta import DINOv3STAs
 
     return DINOv3STAs(**kw)
 
@@ -39,10 +39,10 @@ def build_encoder(cfg: Config) -> nn.Module:
     Explained in notebooks/07_architecture.ipynb §1."""
     kw = cfg.model.encoder.kwargs()
     if cfg.model.encoder_type == "LiteEncoder":
-        from .lite_encoder import LiteEncoder
+        from deimv2.models.lite_encoder import LiteEncoder
 
         return LiteEncoder(**kw)
-    from .hybrid_encoder import HybridEncoder
+    from deimv2.models.hybrid_encoder import HybridEncoder
 
     if kw["eval_spatial_size"] is None:
         kw["eval_spatial_size"] = list(cfg.eval_spatial_size)
@@ -54,7 +54,7 @@ def build_decoder(cfg: Config) -> nn.Module:
     sets it) come from the top level of the config.
 
     Explained in notebooks/07_architecture.ipynb §1."""
-    from .decoder import DEIMTransformer
+    from deimv2.models.decoder import DEIMTransformer
 
     kw = cfg.model.decoder.kwargs()
     if kw["eval_spatial_size"] is None:
@@ -64,7 +64,7 @@ def build_decoder(cfg: Config) -> nn.Module:
 
 def build_postprocessor(cfg: Config) -> nn.Module:
     """Explained in notebooks/07_architecture.ipynb §1."""
-    from .postprocess import PostProcessor
+    from deimv2.models.postprocess import PostProcessor
 
     return PostProcessor(
         num_classes=cfg.num_classes,
@@ -76,8 +76,8 @@ def build_postprocessor(cfg: Config) -> nn.Module:
 
 def build_model_from_config(cfg: Config) -> nn.Module:
     """Explained in notebooks/07_architecture.ipynb §1."""
-    from ..config_checks import check_image_size
-    from .deim import DEIM
+    from deimv2.config.checks import check_image_size
+    from deimv2.models.deim import DEIM
 
     check_image_size(cfg)
     return DEIM(build_backbone(cfg), build_encoder(cfg), build_decoder(cfg))
@@ -92,10 +92,10 @@ def build_model(
     """Build a DEIMv2 detector with random weights.
 
     ``name``: a variant (atto, femto, pico, n, s, m, l, x), an official config name
-    (``deimv2_dinov3_s_coco``), a YAML path, or a :class:`~deimv2.config.Config`.
+    (``deimv2_dinov3_s_coco``), a YAML path, or a :class:`~deimv2.config.loader.Config`.
     ``overrides``: dotted keys such as ``{"DEIMTransformer.num_queries": 100}``;
     ``kwargs``: top-level keys such as ``eval_spatial_size=[416, 416]``.
-    Load weights afterwards with :func:`deimv2.checkpoints.load_weights`.
+    Load weights afterwards with :func:`deimv2.weights.load_weights`.
 
     Explained in notebooks/07_architecture.ipynb §1.
     """

@@ -13,11 +13,11 @@ import torch.nn as nn
 import torch.nn.init as init
 from torch import Tensor
 
-from ..box_ops import inverse_sigmoid
-from ..errors import ConfigError
-from .decoder_layers import LQE, MLP, TransformerDecoderLayer, prob_bias
-from .denoising import get_contrastive_denoising_training_group
-from .fdr import Integral, distance2bbox, weighting_function
+from deimv2.errors import ConfigError
+from deimv2.models.decoder_layers import LQE, MLP, TransformerDecoderLayer, prob_bias
+from deimv2.models.denoising import get_contrastive_denoising_training_group
+from deimv2.models.fdr import Integral, distance2bbox, weighting_function
+from deimv2.utils.box_ops import inverse_sigmoid
 
 __all__ = ["DEIMTransformer", "TransformerDecoder", "feature_shapes", "make_anchors"]
 

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 import torch.nn.init as init
 from torch import Tensor
 
-from .layers import make_activation
+from deimv2.models.layers import make_activation
 
 __all__ = [
     "RMSNorm",

@@ -3,7 +3,7 @@
 import torch.nn as nn
 from torch import Tensor
 
-from .layers import convert_to_deploy
+from deimv2.models.layers import convert_to_deploy
 
 __all__ = ["DEIM"]
 

@@ -10,7 +10,7 @@ groups from seeing each other and keeps the matching queries from seeing any den
 import torch
 import torch.nn as nn
 
-from ..box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
+from deimv2.utils.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh, inverse_sigmoid
 
 __all__ = ["get_contrastive_denoising_training_group"]
 

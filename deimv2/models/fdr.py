@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..box_ops import box_xyxy_to_cxcywh
+from deimv2.utils.box_ops import box_xyxy_to_cxcywh
 
 __all__ = ["weighting_function", "translate_gt", "distance2bbox", "bbox2distance", "Integral"]
 

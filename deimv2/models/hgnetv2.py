@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = ["HGNetv2", "FrozenBatchNorm2d", "HGNETV2_ARCHS"]
 
@@ -364,7 +364,7 @@ class HGNetv2(nn.Module):
 
     Stage i output stride: 4, 8, 16, 32 (stage 0..3). `out_channels`/`out_strides` list the
     returned maps. The config's `pretrained` / `local_model_dir` (the PP-HGNetV2 stage-1 ImageNet file) are
-    read by :func:`deimv2.checkpoints.load_backbone_weights`, never here.
+    read by :func:`deimv2.weights.load_backbone_weights`, never here.
 
     Explained in notebooks/07_architecture.ipynb §1.
     """

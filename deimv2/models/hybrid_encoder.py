@@ -16,8 +16,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .layers import ConvBNAct, ELANFuseBlockDEIM, ELANFuseBlockDFine, SCDown, convert_to_deploy, make_activation
+from deimv2.errors import ConfigError
+from deimv2.models.layers import (
+    ConvBNAct,
+    ELANFuseBlockDEIM,
+    ELANFuseBlockDFine,
+    SCDown,
+    convert_to_deploy,
+    make_activation,
+)
 
 __all__ = ["HybridEncoder", "AIFILayer", "sincos_position_embedding_2d"]
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = [
     "make_activation",

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .layers import ELANFuseBlockDFine, GAPFusion, convert_to_deploy, make_activation
+from deimv2.errors import ConfigError
+from deimv2.models.layers import ELANFuseBlockDFine, GAPFusion, convert_to_deploy, make_activation
 
 __all__ = ["LiteEncoder"]
 

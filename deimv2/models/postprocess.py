@@ -5,7 +5,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = ["PostProcessor", "MSCOCO_LABEL_TO_CATEGORY", "MSCOCO_CATEGORY_TO_LABEL"]
 

@@ -12,8 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
-from .vit import DINOV3_ARCHS, VIT_TINY_ARCHS, DINOv3ViT, ViTTiny
+from deimv2.errors import ConfigError
+from deimv2.models.vit import DINOV3_ARCHS, VIT_TINY_ARCHS, DINOv3ViT, ViTTiny
 
 __all__ = ["DINOv3STAs", "SpatialTuningAdapter"]
 
@@ -59,7 +59,7 @@ class DINOv3STAs(nn.Module):
     `finetune=False` freezes the ViT; `embed_dim`/`num_heads` are used for the ViT-Tiny family only;
     `use_sta`: add the CNN adapter; `conv_inplane`: its base width; `hidden_dim`: output channels
     (default: the ViT width). Input height/width should be multiples of 32. Pretrained weights (the
-    config's `weights_path`) are loaded by :func:`deimv2.checkpoints.load_backbone_weights`, never here.
+    config's `weights_path`) are loaded by :func:`deimv2.weights.load_backbone_weights`, never here.
 
     Explained in notebooks/07_architecture.ipynb §3 (input normalisation: §5).
     """

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import ConfigError
+from deimv2.errors import ConfigError
 
 __all__ = ["ViTTiny", "DINOv3ViT", "DINOV3_ARCHS", "VIT_TINY_ARCHS", "rope_periods"]
 
