@@ -185,7 +185,7 @@ def test_inverse_maps_are_derived_from_the_table():
 
 def test_variant_facts_live_only_in_the_table():
     """File names, hub repositories and download links appear in no other module of the package."""
-    table = PACKAGE / "variants.py"
+    table = PACKAGE / "config" / "variants.py"
     facts = {f for v in VARIANT_TABLE.values() for f in (v.backbone_file, v.hf_repo, v.checkpoint_url.split("/")[-2])}
     for path in PACKAGE.rglob("*.py"):
         if path != table:
