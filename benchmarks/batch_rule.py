@@ -32,8 +32,8 @@ from tempfile import TemporaryDirectory
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from helpers.tinydata import TINY_TRAIN, make_coco_dataset  # noqa: E402
 from latency import run_meta, write_results  # noqa: E402
-from tinydata import TINY_TRAIN, make_coco_dataset  # noqa: E402
 
 #: small enough for a CPU: 96² input, 30 queries, no data-loader workers
 TINY = TINY_TRAIN

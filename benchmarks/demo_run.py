@@ -3,7 +3,7 @@
 Runs ``python -m deimv2 demo`` in a fresh folder (Chinese name with a space), with ``DEIMV2_FAST=0`` and
 ``OMP_NUM_THREADS`` = ``--threads``, then reads what the demo wrote: ``eval.json`` (the best checkpoint scored on
 the demo's validation set, as the demo prints it) and ``log.jsonl`` (the per-epoch curve). Writes
-``benchmarks/results/demo_run_cpu2.json``; README's demo line is rendered from it (tests/test_readme_numbers.py).
+``benchmarks/results/demo_run_cpu2.json``; README's demo line is rendered from it (tests/docs/test_readme_numbers.py).
 
     python benchmarks/demo_run.py --threads 2
 """

@@ -40,7 +40,7 @@ GOLDEN_CUDA_TOL = 1e-3
 def step_golden() -> dict:
     import numpy as np
     import torch
-    from golden import (
+    from helpers.golden import (
         FIXTURES,
         GOLDEN_SIZE,
         VARIANTS,

@@ -9,7 +9,7 @@ For every variant, in fresh subprocesses (the official ``YAMLConfig`` leaks one 
 
 1. ``state_dict/<variant>.json``: the official model's keys and shapes at its own config, parameter counts
    (train and after ``deploy()``), read by the layout tests.
-2. ``<variant>.npz``: the official model with the golden weights of ``tests/golden.py`` (a fixed function
+2. ``<variant>.npz``: the official model with the golden weights of ``tests/helpers/golden.py`` (a fixed function
    of key and index, no RNG) at ``GOLDEN_SIZE[variant]``², on ``golden_input()``: a slice of ``pred_logits``, all of
    ``pred_boxes``, the post-processed top detections, and the same after ``model.deploy()``. For Atto and S
    also the criterion loss terms (train mode, ``golden_targets()``, denoising RNG seeded with 0).
@@ -17,7 +17,7 @@ For every variant, in fresh subprocesses (the official ``YAMLConfig`` leaks one 
 4. ``golden.json``: per variant the post-processor settings, loss terms, and how far the official fp32
    outputs are from a float64 run of the same model (small = no near-ties that rounding could flip).
 
-Tests (``tests/test_official_golden.py``) rebuild our model with the same weights and compare.
+Tests (``tests/models/test_official_golden.py``) rebuild our model with the same weights and compare.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
-from golden import (  # noqa: E402  (after the sys.path insert above)
+from helpers.golden import (  # noqa: E402  (after the sys.path insert above)
     FIXTURES,
     GOLDEN_SIZE,
     LOSS_VARIANTS,

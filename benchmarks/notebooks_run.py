@@ -1,4 +1,4 @@
-"""Wall time of the slow notebook tests (tests/test_notebooks_run.py, marker ``slow_notebooks``).
+"""Wall time of the slow notebook tests (tests/notebooks/test_notebooks_run.py, marker ``slow_notebooks``).
 
 Runs them once through pytest, reads each test's duration from a JUnit XML report and each notebook's
 duration from the tests themselves, and writes benchmarks/results/notebooks_run_cpu2.json
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
             "pytest",
             "-m",
             "slow_notebooks",
-            "tests/test_notebooks_run.py",
+            "tests/notebooks/test_notebooks_run.py",
             "-q",
             "-p",
             "no:cacheprovider",
@@ -62,7 +62,8 @@ def main(argv: list[str] | None = None) -> dict:
     }
     runs = [json.loads(line) for line in times.read_text(encoding="utf-8").splitlines()] if times.is_file() else []
     result = {
-        "what": "pytest -m slow_notebooks tests/test_notebooks_run.py" + (f" -k {a.select}" if a.select else ""),
+        "what": "pytest -m slow_notebooks tests/notebooks/test_notebooks_run.py"
+        + (f" -k {a.select}" if a.select else ""),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()},
         "threads": a.threads,

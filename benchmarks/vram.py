@@ -19,7 +19,7 @@ times ``1 + MARGIN`` for the allocator, CUDA context and transient buffers that 
 fits with a micro-batch of at least ``MIN_MICRO_BATCH`` (BatchNorm statistics come from the micro-batch),
 ``accumulate`` chosen so that micro-batch × accumulate = the recipe's batch (no LR scaling needed).
 It writes the table into docs/training.md (``--readme``) between ``<!-- vram-guide:start -->`` and ``<!-- vram-guide:end -->``;
-``tests/test_vram_guide.py`` checks that the page's table is what this function makes from the JSON.
+``tests/bench/test_vram_guide.py`` checks that the page's table is what this function makes from the JSON.
 """
 
 from __future__ import annotations

@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true", help="跳过无效的标注（逐条列出），而不是报错停止")
     p.add_argument("--overwrite", action="store_true")
 
-    p = sub.add_parser("doctor", aliases=["check"], help="数据集体检：类别、缺失/损坏图片、异常框……（旧名 check 仍可用）")
+    p = sub.add_parser(
+        "doctor", aliases=["check"], help="数据集体检：类别、缺失/损坏图片、异常框……（旧名 check 仍可用）"
+    )
     p.add_argument("dir", help="数据集目录（COCO 或 YOLO）")
     p.add_argument("--num-classes", type=int, help="与配置中的 num_classes 对照")
     p.add_argument("--deep", action="store_true", help="完整解码每张图片（更慢，更严格）")

@@ -3,7 +3,7 @@
 import logging
 
 import pytest
-from tinydata import make_coco_dataset
+from helpers.tinydata import make_coco_dataset
 
 from deimv2.utils.log import install_console_handler
 

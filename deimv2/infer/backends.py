@@ -65,7 +65,7 @@ CACHE_DIRNAME = ".deimv2_cache"
 #: ``<runtime>_over_deploy``: the runtime vs PyTorch deploy, channels-last where :data:`CHANNELS_LAST_CPU`):
 #: OpenVINO was the fastest for both families, ONNX Runtime faster than PyTorch for HGNetv2 (Atto…N) but not for
 #: DINOv3 (S…X), whose fused SDPA attention ONNX Runtime runs as separate MatMul/Softmax nodes.
-#: ``tests/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %) contradicts this.
+#: ``tests/infer/test_backends_speed.py`` fails when a recorded measurement clearly (by more than 5 %) contradicts this.
 AUTO_CPU = {"hgnetv2": ("openvino", "onnxruntime"), "dinov3": ("openvino",)}
 
 #: Backbone families run in channels-last on CPU by the torch backend: the input always (then the convolutions

@@ -32,7 +32,7 @@ def _port() -> int:
 def app_url(tmp_path):
     pytest.importorskip("gradio")
     sys.path.insert(0, str(REPO / "tests"))
-    from tinydata import calibrated_atto
+    from helpers.tinydata import calibrated_atto
 
     from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
 
