@@ -129,3 +129,17 @@ def test_architecture_doc_names_only_real_files_and_modules():
             if not hasattr(importlib.import_module(module), attr):
                 missing.append(name)
     assert missing == []
+
+
+def test_tests_mirror_the_package():
+    """tests/<package>/ for every subpackage with tests, plus cli/, docs/, bench/, notebooks/, browser/ (docs/architecture.md);
+    no test file at the top of tests/, and the shared helpers are a package."""
+    tests = ROOT / "tests"
+    assert sorted(p.name for p in tests.glob("test_*.py")) == []
+    subpackages = {p.parent.name for p in (ROOT / "deimv2").glob("*/__init__.py")}
+    extra = {"cli", "docs", "bench", "notebooks", "browser", "helpers", "fixtures", "__pycache__"}
+    dirs = {p.name for p in tests.iterdir() if p.is_dir()}
+    assert dirs - subpackages - extra == set()
+    assert (tests / "helpers" / "__init__.py").is_file()
+    for sub in sorted(subpackages):
+        assert list((tests / sub).glob("test_*.py")), f"deimv2.{sub} has no tests/{sub}/"
