@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from helpers.tinydata import TINY_TRAIN, make_coco_dataset  # noqa: E402
 from latency import run_meta, write_results  # noqa: E402
+from recipes import GEN_SEED, GEN_TRAIN, GEN_VALID, _generate, gen_command  # noqa: E402
 
 #: small enough for a CPU: 96² input, 30 queries, no data-loader workers
 TINY = TINY_TRAIN
@@ -48,6 +49,9 @@ MODES = {
     "tune": {"batches": [4, 16], "epochs": 12, "n_train": 32},
     # the bundled demo as `deimv2 demo` trains it (256², from scratch, no workers) at the low-VRAM batch 16
     "demo": {"batches": [16], "epochs": 40, "n_train": None},
+    # photo2 (data/make_photo2_dataset.py, generated) with the command of issue 25: Atto at its own 320², from
+    # scratch (HGNetv2.pretrained=false), batch 16, 40 epochs, everything else default
+    "photo2": {"batches": [16], "epochs": 40, "n_train": None},
 }
 RESULTS = ROOT / "benchmarks" / "results" / "recipes"
 DOC = ROOT / "docs" / "training.md"
@@ -73,6 +77,17 @@ def make_pretrain_set(root: Path, n_train: int = 160, n_val: int = 32, seed: int
     return make_coco_dataset(
         root, n_train, n_val, seed=seed, colors=PRETRAIN_COLORS, names=names, max_objects=3, ellipses=True
     )
+
+
+def photo2_data(root: Path, gen_python: str) -> Path:
+    """photo2 generated as benchmarks/recipes.py makes it (same seed and sizes), converted to COCO."""
+    _generate(gen_python, "photo2", root / "photo2_yolo", root / "photo2_coco", GEN_TRAIN, GEN_VALID, GEN_SEED)
+    return root / "photo2_coco"
+
+
+def photo2_splits() -> str:
+    made = " ".join(gen_command("photo2", "<folder>", GEN_TRAIN, GEN_VALID, GEN_SEED))
+    return f"photo2: python {made}; its own valid split, scored every epoch"
 
 
 def one_run(
@@ -155,6 +170,7 @@ def main(argv=None) -> dict:
     p.add_argument("--pretrain-epochs", type=int, default=30)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out")
+    p.add_argument("--gen-python", default=sys.executable, help="photo2：装有 scikit-image 和 ultralytics 的 Python")
     p.add_argument("--render", action="store_true", help="只按已有的结果 JSON 重写 docs/training.md 的表")
     a = p.parse_args(argv)
     if a.render:
@@ -191,6 +207,9 @@ def main(argv=None) -> dict:
 
             data, base = prepare_demo_coco(Path(tmp) / "demo"), demo_overrides(256, recipe="small")
             meta.update(n_train=None, n_val=None, image_size=256, dataset="the bundled demo (its own valid split)")
+        elif a.mode == "photo2":
+            data, base = photo2_data(Path(tmp), a.gen_python), {"HGNetv2.pretrained": False}
+            meta.update(n_train=GEN_TRAIN, n_val=GEN_VALID, image_size=320, dataset=photo2_splits())
         else:
             data = make_coco_dataset(Path(tmp) / "data", n_train=n_train, n_val=16, seed=1)
         for seed in a.seeds:
