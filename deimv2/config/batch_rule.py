@@ -28,8 +28,9 @@ one of the three choices compared in docs/training.md (linear, square root, none
 
 Values given explicitly by the user are kept; ``scale_lr: false`` (``-u scale_lr=false``) turns the rule off.
 After scaling, ``reference_batch_size`` is set to ``B``: the saved ``config.yaml`` is then a recipe for ``B``
-and loading it again scales nothing twice. :func:`apply_batch_rule` is pure; the trainer calls it once, at
-set-up, with the batch it will really use (also one chosen automatically).
+and loading it again scales nothing twice. :func:`apply_batch_rule` is pure;
+:func:`deimv2.config.run_config.build_run_config` calls it once, with the batch the run will really use (also one
+chosen automatically).
 """
 
 from __future__ import annotations
