@@ -40,7 +40,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from deimv2.config.loader import Config, config_from_dict, get_dotted, set_dotted
+from deimv2.config.loader import Config, config_from_dict
+from deimv2.config.sections import get_dotted, set_dotted
 from deimv2.errors import ConfigError
 
 __all__ = ["SCALE_RULES", "BatchScaling", "apply_batch_rule", "format_batch_scaling", "batch_scaling_line"]

@@ -35,6 +35,7 @@ from deimv2.config.sections import (
     param,
     section_from_keys,
     section_from_mapping,
+    set_dotted,
 )
 from deimv2.config.variants import VARIANT_TABLE
 from deimv2.errors import ConfigError
@@ -175,18 +176,6 @@ def yaml12_numbers(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: yaml12_numbers(v) for k, v in value.items()}
     return value
-
-
-def set_dotted(d: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    cur = d
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
 
 
 def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> tuple[dict, set[str]]:

@@ -38,9 +38,9 @@ from deimv2.config.loader import (
     config_from_source,
     parse_overrides,
     read_config_source,
-    set_dotted,
 )
 from deimv2.config.recipes import merge_recipe
+from deimv2.config.sections import set_dotted
 from deimv2.errors import ConfigError
 
 __all__ = ["CheckedConfig", "DatasetInfo", "RunConfig", "build_run_config", "check_config", "take_auto_batch"]
