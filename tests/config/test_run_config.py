@@ -86,6 +86,8 @@ def test_choose_batch_is_asked_only_for_auto_and_the_rule_follows_it():
     assert build_run_config("s", {"batch_size": 16}, choose_batch=choose).cfg.data.batch_size == 16
     assert asked == [32]  # not asked without auto
     assert build_run_config("s", {"batch_size": "auto"}).cfg.data.batch_size == 32  # nobody to ask: the recipe's
+    small = build_run_config("atto", {"batch_size": "auto"}, recipe="small", choose_batch=lambda cfg: cfg.data.batch_size)
+    assert small.cfg.data.batch_size == 8  # a CPU keeps the batch of the training recipe (small: 8), not the file's 128
 
 
 def test_the_batch_must_split_over_processes_and_accumulation():
