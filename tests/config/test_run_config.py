@@ -86,7 +86,9 @@ def test_choose_batch_is_asked_only_for_auto_and_the_rule_follows_it():
     assert build_run_config("s", {"batch_size": 16}, choose_batch=choose).cfg.data.batch_size == 16
     assert asked == [32]  # not asked without auto
     assert build_run_config("s", {"batch_size": "auto"}).cfg.data.batch_size == 32  # nobody to ask: the recipe's
-    small = build_run_config("atto", {"batch_size": "auto"}, recipe="small", choose_batch=lambda cfg: cfg.data.batch_size)
+    small = build_run_config(
+        "atto", {"batch_size": "auto"}, recipe="small", choose_batch=lambda cfg: cfg.data.batch_size
+    )
     assert small.cfg.data.batch_size == 8  # a CPU keeps the batch of the training recipe (small: 8), not the file's 128
 
 
@@ -127,7 +129,7 @@ def test_auto_is_taken_out_of_the_overrides():
 
 def test_everything_is_frozen():
     run = build_run_config("atto")
-    for obj, field in ((run, "cfg"), (check_config("atto"), "user"), (DATASET, "n_train")):
+    for obj, field in ((run, "cfg"), (run.batch_scaling, "rows"), (check_config("atto"), "user"), (DATASET, "n_train")):
         with pytest.raises(dataclasses.FrozenInstanceError):
             setattr(obj, field, None)
     assert isinstance(check_config("atto"), CheckedConfig)
