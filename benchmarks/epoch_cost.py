@@ -58,7 +58,7 @@ def _timed_atto_epoch(batch: int, max_steps: int | None, tmp: Path, extra: dict)
 
     from deimv2.config.recipes import merge_recipe
     from deimv2.data.demo import prepare_demo_coco
-    from deimv2.engine.trainer import prepare_trainer
+    from deimv2.engine.api import prepare_trainer
     from deimv2.tutorial.demo import demo_overrides
 
     user = {**demo_overrides(SIZE, recipe="small"), "epochs": EPOCHS, "train_dataloader.total_batch_size": batch}

@@ -53,8 +53,7 @@ def main() -> int:
             return seen[b]
 
         lines: list[str] = []
-        out = resolve_auto_batch(cfg, dev, measure=recording, say=lines.append)
-        chosen = out.data.batch_size
+        chosen = resolve_auto_batch(cfg, dev, measure=recording, say=lines.append)
         again = measure(chosen)  # the chosen batch, measured once more: it must fit
         rows.append(
             {

@@ -67,8 +67,8 @@ def step_golden() -> dict:
 
 
 def _train(data: Path, out: Path, amp_dtype: str, epochs: int, **kw) -> dict:
+    from deimv2.engine.api import train
     from deimv2.engine.logger import read_log
-    from deimv2.engine.trainer import train
 
     t0 = time.time()
     metrics = train(

@@ -284,8 +284,8 @@ def coco_scores(ann_file: Path, preds: list[dict]) -> dict:
 def run_deimv2(name: str, trial: dict, data: dict, out: Path, threads: int, seed: int = 0) -> dict:
     import torch
 
+    from deimv2.engine.api import evaluate, train
     from deimv2.engine.logger import read_log
-    from deimv2.engine.trainer import evaluate, train
     from deimv2.tutorial.demo import demo_overrides
 
     torch.set_num_threads(threads)

@@ -81,7 +81,7 @@ def run_log(ckpt: Path) -> dict:
 
 
 def train_model(tiles: Path, work: Path, tile: int, epochs: int) -> Path:
-    from deimv2.engine.trainer import train
+    from deimv2.engine.api import train
     from deimv2.tutorial.demo import demo_overrides
 
     result = train(

@@ -21,8 +21,8 @@ import torch
 
 def main(argv: list[str] | None = None) -> dict:
     from deimv2.data.demo import prepare_demo_coco
+    from deimv2.engine.api import train
     from deimv2.engine.logger import read_log
-    from deimv2.engine.trainer import train
     from deimv2.tutorial.demo import DEMO_RECIPE, FULL_SCHEDULE, demo_overrides
 
     p = argparse.ArgumentParser(description=__doc__)

@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_train(a: argparse.Namespace) -> int:
-    from deimv2.engine.trainer import train
+    from deimv2.engine.api import train
 
     train(
         a.config,
@@ -223,7 +223,7 @@ def _cmd_train(a: argparse.Namespace) -> int:
 
 
 def _cmd_eval(a: argparse.Namespace) -> int:
-    from deimv2.engine.trainer import evaluate
+    from deimv2.engine.api import evaluate
 
     evaluate(a.config, a.resume, data=a.data, device=a.device, output_dir=a.output_dir, overrides=a.update)
     return 0

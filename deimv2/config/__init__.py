@@ -5,7 +5,8 @@
 - :mod:`.checks` — checks of what a user changes (unknown keys are errors, image sizes);
 - :mod:`.variants` — the one table of the eight variants;
 - :mod:`.recipes` — ``auto`` / ``official`` / ``small`` training recipes;
-- :mod:`.epoch_rule` and :mod:`.batch_rule` — the official rules for a new epoch count and a new batch size.
+- :mod:`.epoch_rule` and :mod:`.batch_rule` — the official rules for a new epoch count and a new batch size;
+- :mod:`.run_config` — the one frozen config of a run (:func:`build_run_config`): recipe, dataset, batch rule.
 
 Explained in notebook ``03_config.ipynb``. Names below are imported lazily.
 
@@ -35,6 +36,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "resolve_config_path",
             "save_config",
         ],
+        "run_config": ["CheckedConfig", "DatasetInfo", "RunConfig", "build_run_config", "check_config"],
         "variants": ["VARIANT_TABLE", "Variant"],
     },
 )

@@ -28,8 +28,9 @@ one of the three choices compared in docs/training.md (linear, square root, none
 
 Values given explicitly by the user are kept; ``scale_lr: false`` (``-u scale_lr=false``) turns the rule off.
 After scaling, ``reference_batch_size`` is set to ``B``: the saved ``config.yaml`` is then a recipe for ``B``
-and loading it again scales nothing twice. :func:`apply_batch_rule` is pure; the trainer calls it once, at
-set-up, with the batch it will really use (also one chosen automatically).
+and loading it again scales nothing twice. :func:`apply_batch_rule` is pure;
+:func:`deimv2.config.run_config.build_run_config` calls it once, with the batch the run will really use (also one
+chosen automatically).
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
-from deimv2.config.loader import Config, config_from_dict, get_dotted, set_dotted
+from deimv2.config.loader import Config, config_from_dict
+from deimv2.config.sections import get_dotted, set_dotted
 from deimv2.errors import ConfigError
 
 __all__ = ["SCALE_RULES", "BatchScaling", "apply_batch_rule", "format_batch_scaling", "batch_scaling_line"]
@@ -48,7 +50,7 @@ __all__ = ["SCALE_RULES", "BatchScaling", "apply_batch_rule", "format_batch_scal
 SCALE_RULES = ("linear", "sqrt")
 
 
-@dataclass
+@dataclass(frozen=True)
 class BatchScaling:
     """What :func:`apply_batch_rule` did. ``rows``: (config key, Chinese label, before, after, kept explicitly)."""
 
@@ -56,7 +58,7 @@ class BatchScaling:
     reference_batch: int
     enabled: bool = True
     rule: str = "linear"
-    rows: list[tuple[str, str, float, float, bool]] = field(default_factory=list)
+    rows: tuple[tuple[str, str, float, float, bool], ...] = ()
 
     @property
     def k(self) -> float:
@@ -104,6 +106,7 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
     k = report.factor
     explicit = set(explicit)
     new = copy.deepcopy(raw)
+    rows: list[tuple[str, str, float, float, bool]] = []
 
     def scale(key: str, label: str, fn) -> None:
         before = get_dotted(new, key)
@@ -113,7 +116,7 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
         after = before if keep else fn(float(before))
         if not keep:
             set_dotted(new, key, after)
-        report.rows.append((key, label, float(before), float(after), keep))
+        rows.append((key, label, float(before), float(after), keep))
 
     for i, group in enumerate(new.get("optimizer", {}).get("params") or []):
         if isinstance(group, dict) and "lr" in group:
@@ -123,9 +126,7 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
             group["lr"] = after
             pattern = str(group.get("params", ""))
             what = "骨干 backbone" if ("backbone" in pattern or "dinov3" in pattern) else "参数组"
-            report.rows.append(
-                (f"optimizer.params[{i}].lr", f"学习率 optimizer.params[{i}]（{what}）", before, after, keep)
-            )
+            rows.append((f"optimizer.params[{i}].lr", f"学习率 optimizer.params[{i}]（{what}）", before, after, keep))
     scale("optimizer.lr", "学习率 optimizer.lr（其余参数：编码器、解码器）", lambda x: _clean(x * k))
     scale("ema.decay", "EMA decay", lambda x: _clean(max(0.0, 1.0 - (1.0 - x) * k)))
     scale(
@@ -136,7 +137,7 @@ def apply_batch_rule(cfg: Config, effective_batch: int, explicit: Iterable[str] 
     scale("ema.warmups", "EMA 预热步数 ema.warmups", lambda x: max(0, round(x / k)))
     scale("warmup_iter", "学习率预热步数 warmup_iter", lambda x: max(0, round(x / k)))
     new["reference_batch_size"] = b
-    return config_from_dict(new, cfg.name, milestone_note=cfg.milestone_note), report
+    return config_from_dict(new, cfg.name, milestone_note=cfg.milestone_note), replace(report, rows=tuple(rows))
 
 
 def format_batch_scaling(report: BatchScaling) -> str:

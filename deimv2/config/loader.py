@@ -35,6 +35,7 @@ from deimv2.config.sections import (
     param,
     section_from_keys,
     section_from_mapping,
+    set_dotted,
 )
 from deimv2.config.variants import VARIANT_TABLE
 from deimv2.errors import ConfigError
@@ -175,18 +176,6 @@ def yaml12_numbers(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: yaml12_numbers(v) for k, v in value.items()}
     return value
-
-
-def set_dotted(d: dict, key: str, value: Any) -> None:
-    parts = key.split(".")
-    cur = d
-    for part in parts[:-1]:
-        nxt = cur.get(part)
-        if not isinstance(nxt, dict):
-            nxt = {}
-            cur[part] = nxt
-        cur = nxt
-    cur[parts[-1]] = value
 
 
 def apply_overrides(raw: dict, overrides: Mapping[str, Any]) -> tuple[dict, set[str]]:
@@ -401,6 +390,54 @@ def config_from_dict(raw: dict, name: str = "custom", source: str | None = None,
     )
 
 
+@dataclass(frozen=True)
+class ConfigSource:
+    """A config as read (YAML with its ``__include__`` chain, dict or :class:`Config`), before any override.
+    ``where`` names it in errors; ``note``: a ``Config``'s milestone note. Builds copy ``raw``: it is never changed."""
+
+    raw: dict
+    name: str
+    where: str
+    note: str = ""
+
+
+def read_config_source(name: str | Path | Mapping | Config) -> ConfigSource:
+    """What :func:`load_config` reads ``name`` to (the same kinds of names), before any override."""
+    if isinstance(name, Config):
+        return ConfigSource(copy.deepcopy(name.raw), name.name, f"'{name.name}'", name.milestone_note)
+    if isinstance(name, Mapping):
+        raw = copy.deepcopy(dict(name))
+        cfg_name = str(raw.pop("__name__", "custom"))
+        return ConfigSource(raw, cfg_name, f"'{cfg_name}'")
+    path = resolve_config_path(name)
+    raw = read_yaml(path)
+    raw.pop("__name__", None)
+    return ConfigSource(raw, path.stem, str(path))
+
+
+def config_from_source(src: ConfigSource, overrides: Mapping[str, Any]) -> Config:
+    """The typed :class:`Config` of ``src`` with already parsed ``overrides`` checked and applied (see
+    :func:`load_config`); ``src`` is unchanged."""
+    raw, note = copy.deepcopy(src.raw), src.note
+    recipe = milestones_of(raw)
+    # the batch size the recipe's LRs/EMA/warm-ups were tuned for (see deimv2.config.batch_rule), before any override
+    raw.setdefault("reference_batch_size", get_dotted(raw, "train_dataloader.total_batch_size"))
+    raw.setdefault("scale_lr", TrainConfig.scale_lr)  # deimv2.config.batch_rule on/off
+    raw.setdefault("scale_lr_rule", TrainConfig.scale_lr_rule)  # deimv2.config.batch_rule: linear or sqrt
+    raw.setdefault("epoch_rule", ScheduleConfig.epoch_rule)  # deimv2.config.epoch_rule
+    for key in ("channels_last", "compile", "cpu_amp"):  # deimv2.engine.speed
+        raw.setdefault(key, getattr(TrainConfig, key))
+    validate_overrides(raw, overrides, ALIASES)
+    raw, touched = apply_overrides(raw, overrides)
+    if "epoches" in touched:
+        note = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)["note"]
+    if touched & {"epoches", *MILESTONE_KEYS}:
+        check_milestones(milestones_of(raw), touched, MILESTONE_TARGETS)
+    if "eval_spatial_size" in touched:
+        sync_image_size(raw, list(raw["eval_spatial_size"]))
+    return config_from_dict(raw, src.name, source=src.where, milestone_note=note)
+
+
 def load_config(
     name: str | Path | Mapping | Config,
     overrides: Iterable[str] | Mapping[str, Any] | None = None,
@@ -412,36 +449,11 @@ def load_config(
     ``overrides`` are dotted ``key=value`` strings or a mapping; ``kwargs`` are extra top-level overrides
     (``num_classes=4``, ``epochs=12``). Setting ``epoches``/``epochs`` derives every epoch milestone by the
     official "Customizing Epoch" rule (:mod:`deimv2.config.epoch_rule`); milestones also given explicitly are kept.
+    A training run reads its config once through :func:`deimv2.config.run_config.build_run_config`.
     """
-    note = ""
-    if isinstance(name, Config):
-        raw, cfg_name, source, note = copy.deepcopy(name.raw), name.name, f"'{name.name}'", name.milestone_note
-    elif isinstance(name, Mapping):
-        raw, cfg_name = copy.deepcopy(dict(name)), str(name.get("__name__", "custom"))
-        source = f"'{cfg_name}'"
-    else:
-        path = resolve_config_path(name)
-        raw, cfg_name, source = read_yaml(path), path.stem, str(path)
-    raw.pop("__name__", None)
     ov = parse_overrides(overrides)
     ov.update(parse_overrides(kwargs))
-    recipe = milestones_of(raw)
-    # the batch size the recipe's LRs/EMA/warm-ups were tuned for (see deimv2.config.batch_rule), before any override
-    raw.setdefault("reference_batch_size", get_dotted(raw, "train_dataloader.total_batch_size"))
-    raw.setdefault("scale_lr", TrainConfig.scale_lr)  # deimv2.config.batch_rule on/off
-    raw.setdefault("scale_lr_rule", TrainConfig.scale_lr_rule)  # deimv2.config.batch_rule: linear or sqrt
-    raw.setdefault("epoch_rule", ScheduleConfig.epoch_rule)  # deimv2.config.epoch_rule
-    for key in ("channels_last", "compile", "cpu_amp"):  # deimv2.engine.speed
-        raw.setdefault(key, getattr(TrainConfig, key))
-    validate_overrides(raw, ov, ALIASES)
-    raw, touched = apply_overrides(raw, ov)
-    if "epoches" in touched:
-        note = derive_milestones_in_dict(raw, int(raw["epoches"]), keep=touched, recipe=recipe)["note"]
-    if touched & {"epoches", *MILESTONE_KEYS}:
-        check_milestones(milestones_of(raw), touched, MILESTONE_TARGETS)
-    if "eval_spatial_size" in touched:
-        sync_image_size(raw, list(raw["eval_spatial_size"]))
-    return config_from_dict(raw, cfg_name, source=source, milestone_note=note)
+    return config_from_source(read_config_source(name), ov)
 
 
 def sync_image_size(raw: dict, size: list[int]) -> None:

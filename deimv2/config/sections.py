@@ -40,6 +40,7 @@ __all__ = [
     "field_docs",
     "section_from_keys",
     "section_from_mapping",
+    "set_dotted",
 ]
 
 #: keys an official YAML section may carry that are no field (the official registry's class name)
@@ -405,6 +406,19 @@ def get_dotted(d: Mapping, key: str, default: Any = None) -> Any:
             return default
         cur = cur[part]
     return cur
+
+
+def set_dotted(d: dict, key: str, value: Any) -> None:
+    """``d["a"]["b"] = value`` for ``key="a.b"``, making the missing levels (the one dotted-key write)."""
+    parts = key.split(".")
+    cur = d
+    for part in parts[:-1]:
+        nxt = cur.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            cur[part] = nxt
+        cur = nxt
+    cur[parts[-1]] = value
 
 
 def section_from_mapping(cls: type, data: Mapping | None, section: str, source: str, convert: bool = False) -> Any:

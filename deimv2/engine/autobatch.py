@@ -3,24 +3,30 @@
 The search (:func:`search_batch_size`) is a pure function of a ``measure(batch) -> peak bytes or None (out of
 memory)`` callable, so it is tested on CPU with a simulated memory function; on CUDA
 :func:`cuda_peak_memory_fn` runs real forward/backward/AdamW steps on a throw-away model at the largest
-multi-scale input size. :func:`resolve_auto_batch` turns ``auto`` into a concrete ``total_batch_size``
-*before* the trainer is built, so the usual batch-size rule (LR/EMA/warm-up scaling) then applies to it.
-On CPU it says that it needs a GPU and keeps the recipe's batch. Explained in notebook ``04_train.ipynb``.
+multi-scale input size. :func:`resolve_auto_batch` gives the concrete ``total_batch_size`` for ``auto``;
+:func:`deimv2.config.run_config.build_run_config` calls it (``choose_batch``) before the batch-size rule (LR/EMA/
+warm-up scaling), which then applies to it. On CPU it says that it needs a GPU and keeps the recipe's batch.
+Explained in notebook ``04_train.ipynb``.
 """
 
 from __future__ import annotations
 
 import copy
 import gc
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
-from deimv2.config.loader import Config, parse_overrides
+from deimv2.config.loader import Config
+from deimv2.data.collate import generate_scales
+from deimv2.data.layout import read_coco_json
+from deimv2.engine.dist import all_gather_object
+from deimv2.engine.setup import amp_settings
 from deimv2.errors import ConfigError
+from deimv2.loss import build_criterion
+from deimv2.models.build import build_model_from_config
 
 __all__ = [
     "AUTO_BATCH_FRACTION",
@@ -28,29 +34,12 @@ __all__ = [
     "cuda_peak_memory_fn",
     "resolve_auto_batch",
     "search_batch_size",
-    "split_auto_batch",
 ]
 
 #: share of the GPU's total memory that the chosen batch may use at its measured peak
 AUTO_BATCH_FRACTION = 0.80
 #: training steps measured per batch size (the first steps allocate the AdamW moments)
 MEASURE_STEPS = 3
-_KEYS = ("batch_size", "train_dataloader.total_batch_size")
-
-
-def _is_auto(value: Any) -> bool:
-    return isinstance(value, str) and value.strip().lower() == "auto"
-
-
-def split_auto_batch(overrides: Iterable[str] | Mapping | None, kwargs: Mapping) -> tuple[dict, dict, bool]:
-    """Remove ``batch_size=auto`` from the overrides and kwargs: ``(overrides, kwargs, auto?)``."""
-    ov, kw, auto = parse_overrides(overrides), dict(kwargs), False
-    for d in (ov, kw):
-        for key in _KEYS:
-            if key in d and _is_auto(d[key]):
-                del d[key]
-                auto = True
-    return ov, kw, auto
 
 
 @dataclass
@@ -112,8 +101,6 @@ def search_batch_size(
 # ---------------------------------------------------------------------- measuring on a device
 def _largest_input(cfg: Config) -> tuple[int, int]:
     """The biggest image the training sees: the top multi-scale size, else ``eval_spatial_size``."""
-    from deimv2.data.collate import generate_scales
-
     h, w = int(cfg.eval_spatial_size[0]), int(cfg.eval_spatial_size[1])
     base = cfg.data.collate.get("base_size")
     if cfg.data.multiscale and base:
@@ -162,10 +149,6 @@ def train_steps(
 def cuda_peak_memory_fn(cfg: Config, device: torch.device, steps: int = MEASURE_STEPS) -> Callable[[int], float | None]:
     """``measure(batch)``: peak reserved CUDA bytes of ``steps`` training steps (model, EMA copy, AdamW,
     activations at the largest input), or None on out-of-memory. Uses a throw-away model."""
-    from deimv2.engine.setup import amp_settings
-    from deimv2.loss import build_criterion
-    from deimv2.models.build import build_model_from_config
-
     amp, amp_dtype, _ = amp_settings(cfg.train.use_amp, device, cfg.train.amp_dtype)
     size = _largest_input(cfg)
 
@@ -199,15 +182,15 @@ def resolve_auto_batch(
     say: Callable[[str], None] = print,
     measure: Callable[[int], float | None] | None = None,
     capacity_bytes: float | None = None,
-) -> Config:
-    """``cfg`` with ``total_batch_size`` = the measured per-step batch × GPUs × ``accumulate``.
+) -> int:
+    """The ``total_batch_size`` for ``batch_size=auto``: the measured per-step batch × GPUs × ``accumulate``.
 
     On a non-CUDA device (and no ``measure`` given) the recipe's batch stays, with a Chinese note.
     """
     recipe = cfg.data.batch_size
     if measure is None and device.type != "cuda":
         say(f"batch_size=auto 需要 CUDA GPU 来实测显存；当前设备是 {device}，所以使用配方里的 batch size {recipe}。")
-        return cfg
+        return recipe
     if measure is None:
         measure = cuda_peak_memory_fn(cfg, device)
     if capacity_bytes is None:
@@ -219,8 +202,6 @@ def resolve_auto_batch(
         res = search_batch_size(measure, capacity_bytes, AUTO_BATCH_FRACTION, max_batch)
     chosen = res.batch_size
     if world_size > 1:  # every GPU must use the same batch: the smallest that all of them fit
-        from deimv2.engine.dist import all_gather_object
-
         chosen = min(all_gather_object(chosen))
     total = chosen * world_size * acc
     shown = "，".join(
@@ -232,12 +213,10 @@ def resolve_auto_batch(
         f"{res.budget_bytes / 2**30:.1f} GB；实测每步峰值（batch: 显存）{shown}。选定每卡每步 batch {chosen}{capped}，"
         f"总 batch = {chosen} × {world_size} 卡 × 累积 {acc} = {total}（配方是 {recipe}）。"
     )
-    return cfg.replace({"train_dataloader.total_batch_size": int(total)})
+    return int(total)
 
 
 def _train_images(cfg: Config) -> int:
-    from deimv2.data.layout import read_coco_json
-
     if not cfg.data.train_ann_file:
         return 0
     try:

@@ -36,8 +36,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from deimv2 import __version__
 from deimv2.engine.dist import unwrap
 from deimv2.errors import WeightsError
+from deimv2.utils.outputs import OutputError, explain_os_error
 from deimv2.weights.load import read_weights_file
 
 __all__ = [
@@ -101,8 +103,6 @@ def make_checkpoint(
     scaler=None,
 ) -> dict[str, Any]:
     """Assemble the checkpoint dict documented in this module (wrappers are unwrapped)."""
-    from deimv2 import __version__
-
     ckpt: dict[str, Any] = {"model": unwrap(model).state_dict()}
     if ema is not None:
         ckpt["ema"] = ema.state_dict()
@@ -143,8 +143,6 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
     except BaseException as e:
         tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):  # disk full, permissions …: say which file, and that the old one is intact
-            from deimv2.utils.outputs import OutputError, explain_os_error
-
             kept = f"之前保存的 {path} 完好无损。" if path.is_file() else ""
             raise OutputError(explain_os_error(e, "checkpoint", path) + kept) from e
         raise

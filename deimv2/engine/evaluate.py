@@ -216,6 +216,30 @@ class CocoEvaluator:
             out[img_id] = (np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(labels, dtype=np.int64))
         return out
 
+    def _per_class(self, ev, gts: Mapping[int, tuple[np.ndarray, np.ndarray]]) -> tuple[list[dict], list[list[float]]]:
+        """Per class: ``{name, category_id, num_gt, AP, AP50}`` and the precision curve at IoU 0.5 (area all,
+        maxDets 100; -1 where the class has no objects), from an evaluated ``COCOeval``."""
+        prec = ev.eval["precision"]  # [T, R, K, A, M]
+        k_of = {c: k for k, c in enumerate(ev.params.catIds)}
+        counts = np.bincount(
+            np.concatenate([lab for _, lab in gts.values()] or [np.zeros(0, np.int64)]), minlength=self.num_classes
+        )
+        per_class, curves = [], []
+        for label, (cat, name) in enumerate(zip(self.label_to_category_id, self.class_names)):
+            p_all = prec[:, :, k_of[cat], 0, -1]
+            p50 = prec[0, :, k_of[cat], 0, -1]
+            per_class.append(
+                {
+                    "name": name,
+                    "category_id": cat,
+                    "num_gt": int(counts[label]),
+                    "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else -1.0,
+                    "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else -1.0,
+                }
+            )
+            curves.append([float(v) for v in p50])
+        return per_class, curves
+
     def compute(self, score_threshold: float = 0.45, iou_threshold: float = 0.5) -> dict[str, Any]:
         """Run COCOeval on the images seen so far and return the metrics dict.
 
@@ -241,26 +265,8 @@ class CocoEvaluator:
         metrics: dict[str, Any] = dict(zip(STAT_NAMES, stats))
         metrics["stats"] = stats
 
-        prec = ev.eval["precision"]  # [T, R, K, A, M]
-        k_of = {c: k for k, c in enumerate(ev.params.catIds)}
         gts = self._gts(img_ids)
-        counts = np.bincount(
-            np.concatenate([lab for _, lab in gts.values()] or [np.zeros(0, np.int64)]), minlength=self.num_classes
-        )
-        per_class, curves = [], []
-        for label, (cat, name) in enumerate(zip(self.label_to_category_id, self.class_names)):
-            p_all = prec[:, :, k_of[cat], 0, -1]
-            p50 = prec[0, :, k_of[cat], 0, -1]
-            per_class.append(
-                {
-                    "name": name,
-                    "category_id": cat,
-                    "num_gt": int(counts[label]),
-                    "AP": float(p_all[p_all > -1].mean()) if (p_all > -1).any() else -1.0,
-                    "AP50": float(p50[p50 > -1].mean()) if (p50 > -1).any() else -1.0,
-                }
-            )
-            curves.append([float(v) for v in p50])
+        per_class, curves = self._per_class(ev, gts)
         metrics["per_class"] = per_class
         metrics["pr_curves"] = {
             "iou": float(ev.params.iouThrs[0]),

@@ -86,23 +86,14 @@ def _f1(tp: np.ndarray, fp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarr
     return f1, precision, recall
 
 
-def compute_f1_curve(
+def _scored_hits(
     gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
     dets: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
-    num_classes: int,
-    iou_threshold: float = 0.5,
-    class_names: Sequence[str] | None = None,
-    thresholds: Sequence[float] = THRESHOLDS,
-) -> dict[str, Any]:
-    """F1/precision/recall against the confidence threshold (inputs as in
-    :func:`deimv2.engine.evaluate.compute_confusion_matrix`: xyxy boxes, 0-based labels).
-
-    Returns ``thresholds``, overall ``f1``/``precision``/``recall`` (all classes pooled), ``best_conf`` and
-    ``best_f1`` (see :func:`best_threshold`), ``per_class`` (``{name, num_gt, best_conf, best_f1}``) and
-    ``per_class_f1`` (one curve per class), ``iou_threshold``. Plain lists, ready for JSON.
-    """
-    thr = np.asarray(thresholds, dtype=np.float64)
-    c = int(num_classes)
+    c: int,
+    iou_threshold: float,
+) -> tuple[list[list[np.ndarray]], list[list[np.ndarray]], np.ndarray]:
+    """Per class: the detections' scores and whether each is a true positive (one array per image), and the
+    number of ground-truth boxes."""
     scores_c: list[list[np.ndarray]] = [[] for _ in range(c)]
     tp_c: list[list[np.ndarray]] = [[] for _ in range(c)]
     n_gt = np.zeros(c, dtype=np.int64)
@@ -125,6 +116,27 @@ def compute_f1_curve(
             m = d_labels == k
             scores_c[k].append(d_scores[m])
             tp_c[k].append(tp[m])
+    return scores_c, tp_c, n_gt
+
+
+def compute_f1_curve(
+    gts: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    dets: Mapping[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    num_classes: int,
+    iou_threshold: float = 0.5,
+    class_names: Sequence[str] | None = None,
+    thresholds: Sequence[float] = THRESHOLDS,
+) -> dict[str, Any]:
+    """F1/precision/recall against the confidence threshold (inputs as in
+    :func:`deimv2.engine.evaluate.compute_confusion_matrix`: xyxy boxes, 0-based labels).
+
+    Returns ``thresholds``, overall ``f1``/``precision``/``recall`` (all classes pooled), ``best_conf`` and
+    ``best_f1`` (see :func:`best_threshold`), ``per_class`` (``{name, num_gt, best_conf, best_f1}``) and
+    ``per_class_f1`` (one curve per class), ``iou_threshold``. Plain lists, ready for JSON.
+    """
+    thr = np.asarray(thresholds, dtype=np.float64)
+    c = int(num_classes)
+    scores_c, tp_c, n_gt = _scored_hits(gts, dets, c, iou_threshold)
     names = list(class_names) if class_names is not None else [str(i) for i in range(c)]
     tot_tp = np.zeros(len(thr), np.int64)
     tot_fp = np.zeros(len(thr), np.int64)

@@ -5,16 +5,23 @@
   (never another run's files).
 - Resuming a run that already trained all its epochs says so and tells how to train more (:func:`check_not_finished`).
 - The closing line names only files that exist (:func:`finish_line`).
+- A new run never writes into a folder that holds a finished run or another running one: it takes ``path-2``,
+  ``path-3`` … (:func:`fresh_output_dir`); :func:`latest_run` finds the newest of them again (notebooks 05/06).
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from pathlib import Path
 
 from deimv2.errors import ConfigError
 from deimv2.utils.inputs import resolve_checkpoint
+from deimv2.utils.outputs import claim_output_dir
 
-__all__ = ["check_not_finished", "finish_line", "resume_target"]
+__all__ = ["check_not_finished", "finish_line", "fresh_output_dir", "latest_run", "resume_target"]
+
+_log = logging.getLogger(__name__)
 
 
 def resume_target(resume, tune, output_dir, test_only: bool) -> tuple[Path | None, Path | None, object, bool]:
@@ -53,3 +60,32 @@ def finish_line(output_dir: Path, best_ap: float, best_epoch: int) -> str:
         "训练完成，但没有写出 best.pth：验证集上的 AP 一直没有有效值（通常是验证集里没有标注框，"
         f"或只有 iscrowd=1 的框，COCO 评估给出 -1）。{where}。修复：检查验证集的标注（deimv2 doctor 数据集）。"
     )
+
+
+def fresh_output_dir(path: Path, *, claim: bool = True, say: Callable[[str], None] = _log.info) -> Path:
+    """``path`` itself, or ``path-2``, ``path-3`` … when it already holds a finished run or another run started
+    into it at the same time (never overwrite one). With ``claim`` (not under DDP, where every rank computes the
+    same name before rank 0 creates it) the folder is claimed atomically. ``say``: the one line when it moves."""
+
+    def taken(p: Path) -> bool:
+        return (p / "last.pth").exists() or (p / "best.pth").exists() or (claim and not claim_output_dir(p))
+
+    if not taken(path):
+        return path
+    n = 2
+    while (path.parent / f"{path.name}-{n}").exists() or taken(path.parent / f"{path.name}-{n}"):
+        n += 1
+    new = path.parent / f"{path.name}-{n}"
+    say(
+        f"输出目录 {path} 里已有一次训练的结果（或另一个正在进行的训练），为了不覆盖它，这次写到 {new}"
+        f"（继续那次训练请用 -r {path / 'last.pth'}）。"
+    )
+    return new
+
+
+def latest_run(path: str | Path) -> Path:
+    """The newest of ``path``, ``path-2``, ``path-3`` … that holds a ``best.pth`` (see :func:`fresh_output_dir`);
+    ``path`` itself when none does. Used by notebooks 05/06 to find the model trained in 04."""
+    path = Path(path)
+    runs = [p for p in [path, *path.parent.glob(f"{path.name}-*")] if (p / "best.pth").is_file()]
+    return max(runs, key=lambda p: (p / "best.pth").stat().st_mtime) if runs else path

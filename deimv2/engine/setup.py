@@ -1,4 +1,4 @@
-"""Training set-up helpers: device, AMP, dataset paths from ``--data``, datasets and loaders, memory estimate.
+"""Training set-up helpers: device, AMP, the dataset of ``--data``, datasets and loaders, memory estimate.
 
 Explained in notebook ``04_train.ipynb``.
 """
@@ -13,7 +13,16 @@ from typing import Any
 import torch
 
 from deimv2.config.loader import Config
+from deimv2.config.run_config import DatasetInfo
+from deimv2.data.autodata import prepare_data
+from deimv2.data.collate import BatchImageCollateFunction, batch_image_collate_fn
+from deimv2.data.dataset import CocoDetection, dataset_class_names
+from deimv2.data.layout import find_dataset, read_coco_json
+from deimv2.data.loader import build_dataloader
+from deimv2.data.transforms import build_transforms_from_ops
 from deimv2.data.validate import empty_split_problem, shared_images_problem
+from deimv2.engine import dist
+from deimv2.engine.speed import loader_settings
 from deimv2.errors import ConfigError, DatasetError
 from deimv2.utils.inputs import local_processes
 from deimv2.utils.runtime import resolve_device
@@ -54,11 +63,9 @@ def amp_settings(use_amp: bool, device: torch.device, amp_dtype: str = "auto") -
     return True, torch.bfloat16, False
 
 
-def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | None = None) -> Config:
-    """Point the config at a dataset root and take ``num_classes`` and class names from its categories."""
-    from deimv2.data.dataset import dataset_class_names
-    from deimv2.data.layout import find_dataset
-
+def read_dataset(data: str | Path) -> DatasetInfo:
+    """The COCO dataset at ``data`` as a run's config takes it (:class:`~deimv2.config.run_config.DatasetInfo`):
+    the train and val splits, the class names from the train split's categories and its number of images."""
     splits = find_dataset(data)
     if "train" not in splits:
         raise DatasetError(
@@ -70,19 +77,15 @@ def apply_data_dir(cfg: Config, data: str | Path, explicit_num_classes: int | No
             f"数据集 {data} 只有训练集，没有验证集（valid/ 或 val/）。请划分出一部分图片作为验证集，"
             f"例如 deimv2 yolo2coco 的 --split-ratio 0.2。"
         )
-    paths = {}
-    for split, key in (("train", "train_dataloader"), ("val", "val_dataloader")):
-        folder, ann = splits[split]
-        paths[f"{key}.dataset.img_folder"] = str(folder)
-        paths[f"{key}.dataset.ann_file"] = str(ann)
-    names = dataset_class_names(splits["train"][1])
-    if explicit_num_classes is not None and explicit_num_classes != len(names):
-        raise ConfigError(
-            f"num_classes={explicit_num_classes} 与数据集 {splits['train'][1]} 的类别数 {len(names)} 不一致"
-            f"（{'、'.join(names[:10])}{'……' if len(names) > 10 else ''}）。请删掉 num_classes 覆盖，"
-            f"让它按数据集自动设置，或改成 num_classes={len(names)}。"
-        )
-    return cfg.replace(paths, num_classes=len(names), class_names=names, remap_mscoco_category=False)
+    (train_images, train_ann), (val_images, val_ann) = splits["train"], splits["val"]
+    return DatasetInfo(
+        train_images=str(train_images),
+        train_ann=str(train_ann),
+        val_images=str(val_images),
+        val_ann=str(val_ann),
+        class_names=tuple(dataset_class_names(train_ann)),
+        n_train=len(read_coco_json(train_ann, check_categories=False).get("images") or []),
+    )
 
 
 @dataclass
@@ -110,83 +113,96 @@ def build_data(
 ) -> DataBundle:
     """Datasets and loaders from the config (official ops lists; multi-scale switch; ``num_workers`` as set, capped
     at the free cores, pinned memory for a CUDA ``device``: :func:`deimv2.engine.speed.loader_settings`)."""
-    from deimv2.data import CocoDetection, build_dataloader, build_transforms_from_ops
-    from deimv2.data.collate import BatchImageCollateFunction, batch_image_collate_fn
-    from deimv2.engine.speed import loader_settings
-
     d = cfg.data
-    procs = local_processes()[0]
-    workers, pin = loader_settings(d.num_workers, device or torch.device("cpu"), procs)
-    val_workers, _ = loader_settings(d.val_num_workers, device or torch.device("cpu"), procs)
-    for what, folder, ann in (
-        ("训练", d.train_img_folder, d.train_ann_file),
-        ("验证", d.val_img_folder, d.val_ann_file),
-    ):
-        if not train and what == "训练":
-            continue
+    _check_split_paths(cfg, train)
+    loaders = _Loaders(device or torch.device("cpu"), distributed, cfg.train.seed)
+    val_ds = _dataset(cfg, "val")
+    val_batch = min(d.val_batch_size, max(batch_size, 1) * 2)
+    val_loader = loaders.build(val_ds, batch_size=val_batch, workers=d.val_num_workers, collate=batch_image_collate_fn)
+    names, cat_ids = list(val_ds.category_names), list(val_ds.label_to_category_id)
+    if not train:
+        return DataBundle(None, val_ds, None, val_loader, None, names, cat_ids)
+    train_ds = _dataset(cfg, "train")
+    _check_train_against_val(cfg, train_ds, val_ds)
+    kw = dict(d.collate)
+    kw.pop("ema_restart_decay", None)
+    collate = BatchImageCollateFunction(**kw, multiscale=d.multiscale)
+    train_loader = loaders.build(
+        train_ds,
+        batch_size=batch_size,
+        workers=d.num_workers,
+        collate=collate,
+        shuffle=d.shuffle,
+        drop_last=d.drop_last and len(train_ds) >= batch_size * 2,
+    )
+    return DataBundle(train_ds, val_ds, train_loader, val_loader, collate, names, cat_ids)
+
+
+def _check_split_paths(cfg: Config, train: bool) -> None:
+    d = cfg.data
+    splits = (("训练", d.train_img_folder, d.train_ann_file), ("验证", d.val_img_folder, d.val_ann_file))
+    for what, folder, ann in splits[0 if train else 1 :]:
         if not folder or not ann:
             raise ConfigError(
                 f"配置里没有{what}集路径。请用 --data 指定数据集根目录，或在 YAML 里填写 img_folder 和 ann_file。"
             )
-    val_ds = CocoDetection(
-        d.val_img_folder,
-        d.val_ann_file,
-        transforms=build_transforms_from_ops(d.val_ops),
-        remap_mscoco_category=cfg.remap_mscoco_category,
+
+
+def _dataset(cfg: Config, split: str) -> CocoDetection:
+    """The train or val ``CocoDetection`` of the config, with the checks that need its annotations."""
+    d = cfg.data
+    if split == "val":
+        folder, ann, transforms = d.val_img_folder, d.val_ann_file, build_transforms_from_ops(d.val_ops)
+    else:
+        ops, policy = d.train_ops, d.policy or None
+        folder, ann = d.train_img_folder, d.train_ann_file
+        transforms = build_transforms_from_ops(ops, policy=policy, mosaic_prob=d.mosaic_prob)
+    ds = CocoDetection(folder, ann, transforms=transforms, remap_mscoco_category=cfg.remap_mscoco_category)
+    _check_num_classes(cfg, ds)
+    if split == "train" and len(ds) == 0:
+        raise DatasetError(f"训练集 {ann} 里没有图片。请检查标注文件的 images 列表。")
+    _check_boxes(split, ds)
+    return ds
+
+
+def _check_train_against_val(cfg: Config, train_ds, val_ds) -> None:
+    """No image in both splits; the same categories (ids and names) in both (deimv2 doctor: categories_disagree)."""
+    d = cfg.data
+    shared = shared_images_problem(
+        {n: [ds.image_path(i) for i in range(len(ds))] for n, ds in (("train", train_ds), ("val", val_ds))}
     )
-    _check_num_classes(cfg, val_ds)
-    _check_boxes("val", val_ds)
-    val_loader = build_dataloader(
-        val_ds,
-        batch_size=min(d.val_batch_size, max(batch_size, 1) * 2),
-        shuffle=False,
-        num_workers=val_workers,
-        pin_memory=pin,
-        collate_fn=batch_image_collate_fn,
-        drop_last=False,
-        distributed=distributed,
-        seed=cfg.train.seed,
-    )
-    train_ds = train_loader = collate = None
+    if shared:
+        raise DatasetError(f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file}：{shared}")
     names, cat_ids = list(val_ds.category_names), list(val_ds.label_to_category_id)
-    if train:
-        train_ds = CocoDetection(
-            d.train_img_folder,
-            d.train_ann_file,
-            transforms=build_transforms_from_ops(d.train_ops, policy=d.policy or None, mosaic_prob=d.mosaic_prob),
-            remap_mscoco_category=cfg.remap_mscoco_category,
+    if list(train_ds.label_to_category_id) != cat_ids or list(train_ds.category_names) != names:
+        raise DatasetError(
+            f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致"
+            f"（训练集：{dict(zip(train_ds.label_to_category_id, train_ds.category_names))}；"
+            f"验证集：{dict(zip(cat_ids, names))}）。请让两者使用同一份类别列表（id 和名字都相同）。"
         )
-        _check_num_classes(cfg, train_ds)
-        if len(train_ds) == 0:
-            raise DatasetError(f"训练集 {d.train_ann_file} 里没有图片。请检查标注文件的 images 列表。")
-        _check_boxes("train", train_ds)
-        shared = shared_images_problem(
-            {n: [ds.image_path(i) for i in range(len(ds))] for n, ds in (("train", train_ds), ("val", val_ds))}
-        )
-        if shared:
-            raise DatasetError(f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file}：{shared}")
-        if list(train_ds.label_to_category_id) != cat_ids or list(train_ds.category_names) != names:
-            raise DatasetError(  # deimv2 doctor: categories_disagree
-                f"训练集 {d.train_ann_file} 与验证集 {d.val_ann_file} 的 categories 不一致"
-                f"（训练集：{dict(zip(train_ds.label_to_category_id, train_ds.category_names))}；"
-                f"验证集：{dict(zip(cat_ids, names))}）。请让两者使用同一份类别列表（id 和名字都相同）。"
-            )
-        kw = dict(d.collate)
-        kw.pop("ema_restart_decay", None)
-        collate = BatchImageCollateFunction(**kw, multiscale=d.multiscale)
-        drop_last = d.drop_last and len(train_ds) >= batch_size * 2
-        train_loader = build_dataloader(
-            train_ds,
+
+
+@dataclass(frozen=True)
+class _Loaders:
+    """What the train and val loaders share: the device (pinned memory), DDP and the seed."""
+
+    device: torch.device
+    distributed: bool
+    seed: int
+
+    def build(self, ds, *, batch_size: int, workers: int, collate, shuffle: bool = False, drop_last: bool = False):
+        n_workers, pin = loader_settings(workers, self.device, local_processes()[0])
+        return build_dataloader(
+            ds,
             batch_size=batch_size,
-            shuffle=d.shuffle,
-            num_workers=workers,
+            shuffle=shuffle,
+            num_workers=n_workers,
             pin_memory=pin,
             collate_fn=collate,
             drop_last=drop_last,
-            distributed=distributed,
-            seed=cfg.train.seed,
+            distributed=self.distributed,
+            seed=self.seed,
         )
-    return DataBundle(train_ds, val_ds, train_loader, val_loader, collate, names, cat_ids)
 
 
 def measure_activation_bytes(
@@ -261,9 +277,6 @@ def prepare_run_data(
     doctor already ran on the YOLO source. Under torchrun only rank 0 converts; the others wait for it."""
     if data is None:
         return None, False
-    from deimv2.data.autodata import prepare_data
-    from deimv2.engine import dist
-
     dist.init_distributed()  # idempotent; needed here so that only rank 0 converts
     if not dist.is_main_process():
         dist.barrier()

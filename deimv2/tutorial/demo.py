@@ -50,7 +50,7 @@ def run_demo(
     """Run the pipeline and return the final metrics (also printed with where every output went)."""
     from deimv2.data.demo import prepare_demo_coco
     from deimv2.data.doctor import check_dataset
-    from deimv2.engine.trainer import evaluate, train
+    from deimv2.engine.api import evaluate, train
     from deimv2.infer.detector import Detector
     from deimv2.utils.outputs import ensure_output_dir
 

@@ -158,7 +158,7 @@ def _run_of(folder: Path) -> TrainedRun:
 def trained_run(work: str | Path) -> TrainedRun | None:
     """The newest run of notebook 04 in ``work`` (``04_train/run``, ``run-2`` …) with its ``best.pth`` and
     ``config.yaml``; None when there is none."""
-    from deimv2.engine.trainer import latest_run
+    from deimv2.engine.run_files import latest_run
 
     folder = latest_run(Path(work) / RUN_04)
     if not ((folder / "best.pth").is_file() and (folder / "config.yaml").is_file()):
@@ -171,7 +171,7 @@ def trained_run_or_fallback(work: str | Path, data=DEMO, variant: str = "atto") 
     few steps on ``data`` so that the notebook also runs on its own."""
     from IPython.display import Markdown, display
 
-    from deimv2.engine.trainer import train
+    from deimv2.engine.api import train
 
     run = trained_run(work)
     if run is None:
@@ -227,7 +227,8 @@ class ExplainSetup:
 
 def _explain_run(work: Path, data) -> Path:
     """Train (once) the small model of 08/09 with ``'local'`` in its losses; return its folder."""
-    from deimv2.engine.trainer import latest_run, train
+    from deimv2.engine.api import train
+    from deimv2.engine.run_files import latest_run
 
     fast = fast_mode()
     s = EXPLAIN_FAST_SCHEDULE if fast else EXPLAIN_SCHEDULE

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from deimv2.config.loader import load_config
+from deimv2.config.loader import Config
 from deimv2.config.variants import HGNETV2_RELEASE_URL, VARIANT_BY_BACKBONE, VARIANT_TABLE, variant_of_config_name
 from deimv2.errors import ConfigError, WeightsError
 from deimv2.weights.load import CheckpointInfo, inspect_weights, missing_backbone_error
@@ -179,13 +179,12 @@ def coco_checkpoint(
     return None
 
 
-def coco_target(config, tune, overrides: dict, say) -> tuple[object, bool]:
-    """``(tune, from_scratch)``: ``tune="coco"`` becomes the folder of the variant's official COCO checkpoint
-    (:func:`deimv2.weights.hub.coco_checkpoint`), or None with ``from_scratch`` True when it cannot be had (one line
-    says why); any other ``tune`` is returned as it is."""
+def coco_target(cfg: Config, tune, say) -> tuple[object, bool]:
+    """``(tune, from_scratch)``: ``tune="coco"`` becomes the folder of the official COCO checkpoint of ``cfg``'s
+    variant (:func:`deimv2.weights.hub.coco_checkpoint`), or None with ``from_scratch`` True when it cannot be had
+    (one line says why); any other ``tune`` is returned as it is."""
     if not is_coco(tune):
         return tune, False
-    cfg = load_config(config, overrides)
     backbone = cfg.model.backbone.get("name")  # the backbone tells the variant (a saved YAML keeps it)
     variant = VARIANT_BY_BACKBONE.get(backbone) if backbone else variant_of_config_name(cfg.name)
     if variant is None:

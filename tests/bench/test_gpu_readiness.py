@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from deimv2.engine.trainer import prepare_trainer
+from deimv2.engine.api import prepare_trainer
 
 TINY = {
     "HGNetv2.pretrained": False,

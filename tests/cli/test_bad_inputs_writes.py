@@ -170,7 +170,7 @@ def test_coco2yolo_names_a_category_id_used_twice_in_one_file(tmp_path):
 # ---------------------------------------------------------------------------------------------- strings as kwargs
 def test_keyword_arguments_given_as_strings_read_like_update_flags(tmp_path):
     from deimv2.config.loader import load_config, parse_overrides
-    from deimv2.engine.trainer import train
+    from deimv2.engine.api import train
 
     assert parse_overrides({"lr": "1e-3", "epochs": "12", "name": "'1e-3'"}) == {
         "lr": 1e-3,

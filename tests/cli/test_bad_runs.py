@@ -134,7 +134,7 @@ def test_kill_9_then_resume(data, tmp_path):
 
 
 def test_a_claim_left_by_a_dead_run_is_taken_over(tmp_path):
-    from deimv2.engine.trainer import fresh_output_dir
+    from deimv2.engine.run_files import fresh_output_dir
     from deimv2.utils.outputs import RUN_MARKER
 
     dead = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -89,7 +89,7 @@ def test_format_table_rows():
 
 @pytest.mark.parametrize("scale", [True, False])
 def test_trainer_applies_it_once_at_setup(tiny_coco, tmp_path, scale, capsys):
-    from deimv2.engine.trainer import _print_start, prepare_trainer
+    from deimv2.engine.api import _print_start, prepare_trainer
 
     ov = {
         "HGNetv2.pretrained": False,

@@ -125,7 +125,7 @@ def test_unknown_recipe_is_a_chinese_error():
 
 
 def test_train_prints_and_applies_the_recipe(tiny_coco, tmp_path, capsys):
-    from deimv2.engine.trainer import train
+    from deimv2.engine.api import train
 
     out = tmp_path / "配方 small"
     train("atto", data=tiny_coco, output_dir=out, overrides=TINY, epochs=1, max_iters_per_epoch=1, recipe="small",
@@ -142,7 +142,7 @@ def test_train_prints_and_applies_the_recipe(tiny_coco, tmp_path, capsys):
 
 
 def test_train_default_is_auto_and_says_why(tiny_coco, tmp_path, capsys):
-    from deimv2.engine.trainer import train
+    from deimv2.engine.api import train
 
     out = tmp_path / "默认 配方"
     train("atto", data=tiny_coco, output_dir=out, overrides={**TINY, "batch_size": 4}, epochs=1, max_iters_per_epoch=1,
@@ -156,10 +156,10 @@ def test_train_default_is_auto_and_says_why(tiny_coco, tmp_path, capsys):
 
 
 def test_cli_recipe_flag(tiny_coco, tmp_path, capsys, monkeypatch):
-    import deimv2.engine.trainer as trainer
+    import deimv2.engine.api as api
 
     seen = {}
-    monkeypatch.setattr(trainer, "train", lambda *a, **k: seen.update(k) or {})
+    monkeypatch.setattr(api, "train", lambda *a, **k: seen.update(k) or {})
     assert main(["train", "-c", "atto", "--data", str(tiny_coco), "--recipe", "small"]) == 0
     assert seen["recipe"] == "small"
     assert main(["train", "-c", "atto", "--data", str(tiny_coco)]) == 0

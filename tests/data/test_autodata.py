@@ -126,7 +126,7 @@ def test_missing_data_is_a_chinese_error(tmp_path):
 
 
 def test_train_and_evaluate_accept_a_yolo_yaml(tmp_path):
-    from deimv2.engine.trainer import evaluate, train
+    from deimv2.engine.api import evaluate, train
 
     root = make_yolo(tmp_path / "训练 数据")
     metrics = train(

@@ -1,7 +1,7 @@
 """Dataset layouts: the dataset check (doctor) and the trainer accept and reject exactly the same layouts.
 
 Every accepted layout and several wrong ones are built in a folder whose name is Chinese with a space. For each,
-``find_dataset`` (what the trainer's ``apply_data_dir`` calls), ``check_dataset`` (what ``train()`` runs first)
+``find_dataset`` (what the trainer's ``read_dataset`` calls), ``check_dataset`` (what ``train()`` runs first)
 and ``prepare_data`` (how ``--data`` decides COCO vs YOLO) must agree: same splits, same folders, or all reject.
 """
 
@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from deimv2.config.loader import load_config
+from deimv2.config.run_config import build_run_config
 from deimv2.data.autodata import prepare_data
 from deimv2.data.dataset import CocoDetection
 from deimv2.data.doctor import check_dataset
 from deimv2.data.layout import SplitFiles, find_dataset, read_coco_json, split_alias
-from deimv2.engine.setup import apply_data_dir
+from deimv2.engine.setup import read_dataset
 from deimv2.errors import DatasetError
 
 ROOT = "我的 数据集"
@@ -181,7 +181,7 @@ def test_check_and_trainer_accept_the_same_layout(name, tmp_path):
 
     assert prepare_data(root, check=False, verbose=False).kind == "coco"  # --data takes it as COCO, unconverted
     if {"train", "val"} <= set(found):
-        raw = apply_data_dir(load_config("atto"), root).to_dict()
+        raw = build_run_config("atto", dataset=read_dataset(root)).cfg.to_dict()
         assert Path(raw["train_dataloader"]["dataset"]["ann_file"]) == found["train"].ann_file
         assert Path(raw["val_dataloader"]["dataset"]["img_folder"]) == found["val"].img_folder
 
@@ -219,7 +219,7 @@ def test_trainer_needs_a_train_split(tmp_path):
     _split(root / "valid" / "_annotations.coco.json", root / "valid")
     assert list(find_dataset(root)) == ["val"]
     with pytest.raises(DatasetError, match="没有训练集"):
-        apply_data_dir(load_config("atto"), root)
+        read_dataset(root)
 
 
 @pytest.mark.parametrize(

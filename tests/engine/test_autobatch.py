@@ -4,14 +4,13 @@ import pytest
 import torch
 
 from deimv2.config.loader import load_config
+from deimv2.engine.api import prepare_trainer
 from deimv2.engine.autobatch import (
     AUTO_BATCH_FRACTION,
     resolve_auto_batch,
     search_batch_size,
-    split_auto_batch,
     train_steps,
 )
-from deimv2.engine.trainer import prepare_trainer
 from deimv2.errors import ConfigError
 
 GB = 2**30
@@ -61,14 +60,6 @@ def test_batch_one_too_big_is_a_chinese_error():
         search_batch_size(measure, 10 * GB)
 
 
-def test_split_auto_batch_takes_auto_out():
-    ov, kw, auto = split_auto_batch(["batch_size=auto", "epoches=3"], {"lr": 1e-4})
-    assert auto and ov == {"epoches": 3} and kw == {"lr": 1e-4}
-    ov, kw, auto = split_auto_batch(None, {"train_dataloader.total_batch_size": "auto"})
-    assert auto and kw == {}
-    assert split_auto_batch(["batch_size=8"], {})[2] is False
-
-
 def test_auto_in_a_yaml_is_explained():
     with pytest.raises(ConfigError, match="batch_size=auto"):
         load_config("atto", {"train_dataloader.total_batch_size": "auto"})
@@ -77,8 +68,8 @@ def test_auto_in_a_yaml_is_explained():
 def test_resolve_with_a_simulated_gpu_sets_the_total_batch(capsys):
     cfg = load_config("atto", ["accumulate=2"])
     measure, _ = simulated(1.0, 0.3)
-    out = resolve_auto_batch(cfg, torch.device("cpu"), measure=measure, capacity_bytes=10 * GB)
-    assert out.data.batch_size == 23 * 2  # per-step batch × accumulate (× 1 GPU)
+    total = resolve_auto_batch(cfg, torch.device("cpu"), measure=measure, capacity_bytes=10 * GB)
+    assert total == 23 * 2  # per-step batch × accumulate (× 1 GPU)
     said = capsys.readouterr().out
     assert f"{AUTO_BATCH_FRACTION:.0%}" in said and "选定每卡每步 batch 23" in said
 

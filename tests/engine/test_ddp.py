@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent("""
     import json, sys, torch
     torch.set_num_threads(1)
     from deimv2.engine import dist
-    from deimv2.engine.trainer import train
+    from deimv2.engine.api import train
     data, out = sys.argv[1], sys.argv[2]
     m = train("atto", data=data, output_dir=out, epochs=2, max_iters_per_epoch=2, progress=False, check_data=False,
               overrides={"HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 4,

@@ -5,8 +5,9 @@ import json
 import pytest
 
 from deimv2.config.loader import load_config
+from deimv2.engine.api import train
 from deimv2.engine.checkpoint import load_checkpoint
-from deimv2.engine.trainer import Trainer, train
+from deimv2.engine.trainer import Trainer
 from deimv2.errors import ConfigError
 
 TINY = {

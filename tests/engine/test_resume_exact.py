@@ -9,8 +9,8 @@ import json
 import pytest
 import torch
 
+from deimv2.engine.api import train
 from deimv2.engine.checkpoint import load_checkpoint
-from deimv2.engine.trainer import train
 
 EPOCHS = 4
 SETTINGS = {

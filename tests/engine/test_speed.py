@@ -22,9 +22,9 @@ from test_resume_exact import EPOCHS, SETTINGS, Interrupt, _log, _run
 
 from deimv2.config.loader import load_config
 from deimv2.engine import speed
+from deimv2.engine.api import prepare_trainer, train
 from deimv2.engine.checkpoint import load_checkpoint
 from deimv2.engine.speed import SpeedOptions, SpeedPlan, loader_settings
-from deimv2.engine.trainer import prepare_trainer, train
 from deimv2.errors import ConfigError
 from deimv2.loss import build_criterion
 from deimv2.models.build import build_model

@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
+from deimv2.engine.api import evaluate, prepare_trainer, train
 from deimv2.engine.checkpoint import load_checkpoint
-from deimv2.engine.trainer import NonFiniteLossError, evaluate, prepare_trainer, train
+from deimv2.engine.trainer import NonFiniteLossError
 
 TINY = {
     "HGNetv2.pretrained": False,
@@ -160,7 +161,7 @@ def test_one_based_dataset_maps_back_to_user_ids(tmp_path):
 
 
 def test_a_new_run_never_overwrites_a_finished_one(tmp_path):
-    from deimv2.engine.trainer import fresh_output_dir, latest_run
+    from deimv2.engine.run_files import fresh_output_dir, latest_run
 
     run = tmp_path / "run"
     assert fresh_output_dir(run) == run

@@ -12,7 +12,7 @@ from PIL import Image
 
 from deimv2.cli import main as cli_main
 from deimv2.config.loader import load_config
-from deimv2.engine.trainer import train
+from deimv2.engine.api import train
 from deimv2.errors import ConfigError, DEIMv2Error
 from deimv2.infer import Detector, Prediction, backends
 

@@ -185,7 +185,7 @@ def test_no_notebook_reads_clone_only_files_or_deep_trains():
     for name in NOTEBOOKS:
         body = "\n".join(c.source for c in _load(name).cells if c.cell_type == "code")
         assert "benchmarks" not in body and "importlib" not in body, name
-        assert "deimv2.engine.trainer import train" not in body, f"{name}: use deimv2.train"
+        assert "deimv2.engine.api import train" not in body, f"{name}: use deimv2.train"
 
 
 def test_train_short_path_is_public_api_and_short():

@@ -11,7 +11,8 @@ from test_hub import _fake_hub
 
 import deimv2.weights.hub as hub
 from deimv2.config.loader import load_config
-from deimv2.engine import trainer as trainer_mod
+from deimv2.engine import api
+from deimv2.engine.trainer import Trainer
 from deimv2.tutorial.notebook import scale_lrs, train_settings
 
 TINY = {"eval_spatial_size": [64, 64], "HGNetv2.pretrained": False, "num_workers": 0}
@@ -32,7 +33,7 @@ def captured(monkeypatch):
         seen["trainer"] = self
         return {}
 
-    monkeypatch.setattr(trainer_mod.Trainer, "fit", fit)
+    monkeypatch.setattr(Trainer, "fit", fit)
     return seen
 
 
@@ -45,7 +46,7 @@ def _ratio_kept(groups, head_lr):
 def test_coco_downloads_the_official_checkpoint_and_fine_tunes(tiny_coco, tmp_path, monkeypatch, captured, capsys):
     monkeypatch.setattr(hub, "HF_BASE", _fake_hub(tmp_path / "hub"))
     monkeypatch.setenv("DEIMV2_CKPTS", str(tmp_path / "权重 ckpts"))
-    trainer_mod.train(
+    api.train(
         "atto", data=tiny_coco, tune="coco", epochs=2, output_dir=tmp_path / "run", progress=False, overrides=TINY
     )
     out = capsys.readouterr().out
@@ -62,7 +63,7 @@ def test_coco_offline_says_one_line_and_trains_from_scratch(tiny_coco, tmp_path,
     assert hub.offline()  # tests/conftest.py sets HF_HUB_OFFLINE=1
     # the backbone file the config asks for is missing too: "from scratch" means from random weights, no error
     overrides = {k: v for k, v in TINY.items() if k != "HGNetv2.pretrained"}
-    trainer_mod.train(
+    api.train(
         "atto", data=tiny_coco, tune="coco", epochs=2, output_dir=tmp_path / "run", progress=False, overrides=overrides
     )
     out = capsys.readouterr().out
@@ -89,11 +90,11 @@ def test_coco_needs_a_known_variant(tmp_path):
     from deimv2.errors import ConfigError
     from deimv2.weights.hub import coco_target
 
-    assert coco_target("atto", "my.pth", {}, print) == ("my.pth", False)  # not "coco": untouched
+    assert coco_target(load_config("atto"), "my.pth", print) == ("my.pth", False)  # not "coco": untouched
     raw = load_config("atto").to_dict()
     raw["HGNetv2"]["name"] = "B9"  # no official variant has this backbone
     with pytest.raises(ConfigError, match="官方变体"):
-        coco_target(raw, "coco", {}, print)
+        coco_target(load_config(raw), "coco", print)
 
 
 @pytest.mark.parametrize("demo", [True, False], ids=["demo", "own_data"])
@@ -109,9 +110,7 @@ def test_notebook_04_fine_tune_keeps_the_recipe_lr_ratio(demo, tiny_coco, tmp_pa
     save_config(scale_lrs(load_config("atto", batch_size=8, accumulate=2), factor), saved)
     extra = train_settings("demo" if demo else tiny_coco)
     extra.setdefault("overrides", {}).update({"eval_spatial_size": [64, 64], "num_workers": 0})
-    trainer_mod.train(
-        saved, data=tiny_coco, tune="coco", epochs=2, output_dir=tmp_path / "run", progress=False, **extra
-    )
+    api.train(saved, data=tiny_coco, tune="coco", epochs=2, output_dir=tmp_path / "run", progress=False, **extra)
     head_lr = load_config("atto").optimizer.lr * factor
     _ratio_kept(captured["groups"], head_lr)
     t = captured["trainer"]
