@@ -1,6 +1,10 @@
 """The ``deimv2`` command line (also ``python -m deimv2``).
 
 A user's mistake never shows a traceback: a Chinese message and a non-zero exit; ``--debug`` shows it.
+
+Each ``_cmd_*`` function imports the module of its command when it runs (the one deliberate exception to "our
+imports at the top"): ``deimv2 --help`` and a mistyped option answer at once instead of importing torch, and a
+command never loads another command's optional dependencies.
 """
 
 from __future__ import annotations
