@@ -162,7 +162,9 @@ class LiteEncoderConfig(Section):
 
 @dataclass(frozen=True)
 class DEIMTransformerConfig(Section):
-    """``DEIMTransformer``: the DETR decoder with fine-grained distribution refinement (FDR). Notebook 08."""
+    """``DEIMTransformer``: the DETR decoder with fine-grained distribution refinement (FDR). Notebook 08.
+
+    The defaults are the official ones; ``DEIMTransformer`` takes its defaults from here."""
 
     hidden_dim: int = param(256, "Width of queries and attention (channels).")
     num_queries: int = param(300, "Object queries, i.e. the most boxes one image can get.")

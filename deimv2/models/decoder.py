@@ -13,6 +13,7 @@ import torch.nn as nn
 import torch.nn.init as init
 from torch import Tensor
 
+from deimv2.config.sections import DEIMTransformerConfig
 from deimv2.errors import ConfigError
 from deimv2.models.decoder_layers import LQE, MLP, TransformerDecoderLayer, prob_bias
 from deimv2.models.denoising import get_contrastive_denoising_training_group
@@ -176,6 +177,10 @@ class TransformerDecoder(nn.Module):
         return boxes_out, logits_out, corners_out, refs_out, pre_boxes, pre_logits
 
 
+#: the official default of every argument below; their one home is the typed config section
+_DEFAULTS = DEIMTransformerConfig()
+
+
 class DEIMTransformer(nn.Module):
     """DEIMv2 decoder. ``forward(feats, targets=None)``: ``feats`` is the list of encoder maps ``[B, C_l, H_l, W_l]``.
 
@@ -184,40 +189,42 @@ class DEIMTransformer(nn.Module):
     ``aux_outputs, enc_aux_outputs, pre_outputs, enc_meta`` and, with denoising, ``dn_outputs,
     dn_pre_outputs, dn_meta`` (same structure as the official code).
 
+    Every default is the official one, documented field by field in
+    :class:`~deimv2.config.sections.DEIMTransformerConfig` (their one home; ``build_model`` passes the config's values).
     Explained in notebooks/08_decoder.ipynb §1–§2.
     """
 
     def __init__(
         self,
         num_classes=80,
-        hidden_dim=256,
-        num_queries=300,
-        feat_channels=(512, 1024, 2048),
-        feat_strides=(8, 16, 32),
-        num_levels=3,
-        num_points=4,
-        nhead=8,
-        num_layers=6,
-        dim_feedforward=1024,
-        dropout=0.0,
-        activation="relu",
-        num_denoising=100,
-        label_noise_ratio=0.5,
-        box_noise_scale=1.0,
-        learn_query_content=False,
-        eval_spatial_size=None,
-        eval_idx=-1,
-        eps=1e-2,
-        aux_loss=True,
-        cross_attn_method="default",
-        query_select_method="default",
-        reg_max=32,
-        reg_scale=4.0,
-        layer_scale=1,
-        mlp_act="relu",
-        use_gateway=True,
-        share_bbox_head=False,
-        share_score_head=False,
+        hidden_dim=_DEFAULTS.hidden_dim,
+        num_queries=_DEFAULTS.num_queries,
+        feat_channels=tuple(_DEFAULTS.feat_channels),
+        feat_strides=tuple(_DEFAULTS.feat_strides),
+        num_levels=_DEFAULTS.num_levels,
+        num_points=_DEFAULTS.num_points,
+        nhead=_DEFAULTS.nhead,
+        num_layers=_DEFAULTS.num_layers,
+        dim_feedforward=_DEFAULTS.dim_feedforward,
+        dropout=_DEFAULTS.dropout,
+        activation=_DEFAULTS.activation,
+        num_denoising=_DEFAULTS.num_denoising,
+        label_noise_ratio=_DEFAULTS.label_noise_ratio,
+        box_noise_scale=_DEFAULTS.box_noise_scale,
+        learn_query_content=_DEFAULTS.learn_query_content,
+        eval_spatial_size=_DEFAULTS.eval_spatial_size,
+        eval_idx=_DEFAULTS.eval_idx,
+        eps=_DEFAULTS.eps,
+        aux_loss=_DEFAULTS.aux_loss,
+        cross_attn_method=_DEFAULTS.cross_attn_method,
+        query_select_method=_DEFAULTS.query_select_method,
+        reg_max=_DEFAULTS.reg_max,
+        reg_scale=_DEFAULTS.reg_scale,
+        layer_scale=_DEFAULTS.layer_scale,
+        mlp_act=_DEFAULTS.mlp_act,
+        use_gateway=_DEFAULTS.use_gateway,
+        share_bbox_head=_DEFAULTS.share_bbox_head,
+        share_score_head=_DEFAULTS.share_score_head,
     ):
         super().__init__()
         feat_channels, feat_strides = list(feat_channels), list(feat_strides)
