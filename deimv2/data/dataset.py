@@ -22,9 +22,10 @@ from torchvision import tv_tensors
 
 from deimv2.data.images import load_image
 from deimv2.data.layout import listing, read_coco_json
+from deimv2.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
 from deimv2.data.validate import bbox_problem, coco_image_path
 from deimv2.errors import DatasetError
-from deimv2.models.postprocess import MSCOCO_CATEGORY_TO_LABEL, MSCOCO_LABEL_TO_CATEGORY
+from deimv2.models.postprocess import MSCOCO_CATEGORY_TO_LABEL
 
 __all__ = [
     "CocoDetection",
@@ -34,92 +35,6 @@ __all__ = [
     "MSCOCO_CATEGORY_NAMES",
     "MSCOCO_CATEGORY_TO_LABEL",
 ]
-
-# Standard COCO 2017 detection categories (ids as in instances_*.json; label = position).
-#: the 80 COCO category ids in label order (one home: :mod:`deimv2.models.postprocess`)
-MSCOCO_CATEGORY_IDS = tuple(MSCOCO_LABEL_TO_CATEGORY.values())
-MSCOCO_CATEGORY_NAMES = (
-    "person",
-    "bicycle",
-    "car",
-    "motorcycle",
-    "airplane",
-    "bus",
-    "train",
-    "truck",
-    "boat",
-    "traffic light",
-    "fire hydrant",
-    "stop sign",
-    "parking meter",
-    "bench",
-    "bird",
-    "cat",
-    "dog",
-    "horse",
-    "sheep",
-    "cow",
-    "elephant",
-    "bear",
-    "zebra",
-    "giraffe",
-    "backpack",
-    "umbrella",
-    "handbag",
-    "tie",
-    "suitcase",
-    "frisbee",
-    "skis",
-    "snowboard",
-    "sports ball",
-    "kite",
-    "baseball bat",
-    "baseball glove",
-    "skateboard",
-    "surfboard",
-    "tennis racket",
-    "bottle",
-    "wine glass",
-    "cup",
-    "fork",
-    "knife",
-    "spoon",
-    "bowl",
-    "banana",
-    "apple",
-    "sandwich",
-    "orange",
-    "broccoli",
-    "carrot",
-    "hot dog",
-    "pizza",
-    "donut",
-    "cake",
-    "chair",
-    "couch",
-    "potted plant",
-    "bed",
-    "dining table",
-    "toilet",
-    "tv",
-    "laptop",
-    "mouse",
-    "remote",
-    "keyboard",
-    "cell phone",
-    "microwave",
-    "oven",
-    "toaster",
-    "sink",
-    "refrigerator",
-    "book",
-    "clock",
-    "vase",
-    "scissors",
-    "teddy bear",
-    "hair drier",
-    "toothbrush",
-)
 
 
 def _is_int(v) -> bool:

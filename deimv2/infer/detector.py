@@ -22,10 +22,16 @@ from PIL import Image
 
 from deimv2.config.loader import Config, load_config
 from deimv2.data.images import as_rgb_image
+from deimv2.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
 from deimv2.errors import ConfigError, WeightsError
+from deimv2.infer.backends import make_backend, onnx_file_backend, read_onnx_metadata
 from deimv2.infer.graph import build_graph
 from deimv2.infer.results import Prediction
+from deimv2.infer.tiling import tiled_detections
+from deimv2.infer.tracking import track_frames
+from deimv2.models.build import build_model, build_model_from_config
 from deimv2.utils.inputs import MAX_DET, check_conf, check_max_det, resolve_checkpoint
+from deimv2.utils.runtime import resolve_device
 from deimv2.weights.formats import num_classes_of_state_dict, variant_of_state_dict
 from deimv2.weights.load import fill_shared_keys, load_detector_state, load_state_strict
 
@@ -83,9 +89,6 @@ class Detector:
         backend: str = "auto",
         source: str | Path | None = None,
     ):
-        from deimv2.infer.backends import make_backend
-        from deimv2.utils.runtime import resolve_device
-
         cfg = cfg if cfg is not None else getattr(model, "config", None)
         if cfg is None:
             raise ConfigError(
@@ -117,8 +120,6 @@ class Detector:
     ) -> Detector:
         """Random weights (tests, demos, latency); e.g. ``overrides={"eval_spatial_size": [160, 160]}``.
         ``kwargs`` go to :class:`Detector`."""
-        from deimv2.models.build import build_model
-
         model = build_model(name, num_classes=num_classes, overrides=overrides)
         kwargs.setdefault("deploy", True)
         return cls(model, model.config, **kwargs)
@@ -175,9 +176,6 @@ class Detector:
     ) -> Detector:
         """An ONNX file written by ``deimv2 export`` (config, class names and threshold in its metadata), run on
         CPU by OpenVINO or ONNX Runtime (:func:`deimv2.infer.backends.onnx_file_backend`); no PyTorch model."""
-        from deimv2.infer.backends import onnx_file_backend, read_onnx_metadata
-        from deimv2.utils.runtime import resolve_device
-
         meta = read_onnx_metadata(path)
         cfg, dev = load_config(meta["config"]), resolve_device(device)
         self = cls.__new__(cls)
@@ -274,13 +272,9 @@ class Detector:
     def track(self, frames: Any, **kwargs: Any):
         """Track objects through video frames (an iterable of images or a video file) with ByteTrack: yields one
         ``supervision.Detections`` per frame with ``tracker_id``; see :func:`deimv2.infer.tracking.track_frames`."""
-        from deimv2.infer.tracking import track_frames
-
         return track_frames(self, frames, **kwargs)
 
     def _run_tiled(self, image, path, conf, max_det, keep, keep_image, tile, overlap) -> Prediction:
-        from deimv2.infer.tiling import tiled_detections
-
         def run(arrays):
             pieces = [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
             preds = self._run(pieces, [None] * len(pieces), conf, self.max_det, keep, False)
@@ -357,8 +351,6 @@ def _resolve_names(names, cfg: Config, num_classes: int) -> list[str]:
     if cfg.class_names and len(cfg.class_names) == num_classes:
         return [str(n) for n in cfg.class_names]
     if num_classes == 80 and "coco" in cfg.name.lower():
-        from deimv2.data.dataset import MSCOCO_CATEGORY_NAMES
-
         return list(MSCOCO_CATEGORY_NAMES)
     return [str(i) for i in range(num_classes)]
 
@@ -366,8 +358,6 @@ def _resolve_names(names, cfg: Config, num_classes: int) -> list[str]:
 def _resolve_category_ids(ids, cfg: Config, num_classes: int, names: list[str]) -> list[int]:
     if ids is not None and len(ids) == num_classes:
         return [int(i) for i in ids]
-    from deimv2.data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
-
     if num_classes == 80 and (cfg.remap_mscoco_category or tuple(names) == MSCOCO_CATEGORY_NAMES):
         return list(MSCOCO_CATEGORY_IDS)
     return list(range(num_classes))
@@ -378,8 +368,6 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
 
     Returns ``(model, cfg, meta)``; ``meta`` holds ``class_names`` / ``category_ids`` when the file has them.
     """
-    from deimv2.models.build import build_model_from_config
-
     sd, fmt, obj = load_detector_state(path)
     meta = dict(obj) if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()) else {}
     nc = num_classes_of_state_dict(sd)

@@ -10,6 +10,7 @@ same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inferenc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -21,10 +22,12 @@ from PIL import Image
 from deimv2.config.loader import Config, load_config
 from deimv2.data.images import as_rgb_image
 from deimv2.errors import ConfigError, DEIMv2Error
+from deimv2.infer.backends import ONNX_METADATA_KEY, ort_session, read_onnx_metadata
 from deimv2.infer.detector import load_detector
 from deimv2.infer.graph import ONNX_OPSET, DetectionGraph, build_graph, write_onnx
+from deimv2.models.build import build_model
 from deimv2.utils.inputs import resolve_checkpoint
-from deimv2.utils.outputs import OutputError
+from deimv2.utils.outputs import OutputError, ensure_output_dir
 from deimv2.utils.runtime import time_fn
 
 _log = logging.getLogger(__name__)
@@ -53,9 +56,6 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
 def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config, dict]:
     """``(graph, cfg, metadata)``: the metadata (config, class names, ids, threshold) goes into the ONNX file,
     so ``Detector.from_checkpoint("x.onnx")`` and ``deimv2 predict -r x.onnx`` can run it."""
-    from deimv2.infer.backends import ONNX_METADATA_KEY
-    from deimv2.models.build import build_model
-
     meta = {}
     if checkpoint is not None:
         model, cfg, meta = load_detector(checkpoint, config)
@@ -81,8 +81,6 @@ def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config,
 def _checkpoint_id(checkpoint) -> str:
     """``<file name>#<16 hex digits of the SHA-256 of its absolute path>``: recognises an earlier export of the
     same checkpoint (:func:`refuse_overwriting`) without storing the path itself."""
-    import hashlib
-
     path = Path(checkpoint).resolve()
     return f"{path.name}#{hashlib.sha256(str(path).encode('utf-8')).hexdigest()[:16]}"
 
@@ -112,8 +110,6 @@ def export_onnx(
     out = Path(output) if output is not None else _default_output(cfg, checkpoint)
     if out.suffix.lower() != ".onnx":
         out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
-    from deimv2.utils.outputs import ensure_output_dir
-
     refuse_overwriting(out, metadata)
     ensure_output_dir(out.parent)
     h, w = (int(v) for v in cfg.eval_spatial_size)
@@ -146,8 +142,6 @@ def refuse_overwriting(out: Path, metadata: dict) -> None:
     random-weights variant); any other file (another run's export, a file of the user's) is refused."""
     if not out.exists():
         return
-    from deimv2.infer.backends import ONNX_METADATA_KEY, read_onnx_metadata
-
     new = json.loads(metadata[ONNX_METADATA_KEY])
     try:
         old = read_onnx_metadata(out) if out.is_file() else None
@@ -211,8 +205,6 @@ def check_onnx(
     arr = np.asarray(pil.resize((w, h), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
     arr = np.ascontiguousarray(np.repeat(arr, batch, 0))
     sizes = np.array([pil.size] * batch, dtype=np.int64)
-    from deimv2.infer.backends import ort_session
-
     sess = ort_session(path)  # torch's thread count, thread spinning off (see deimv2.infer.backends.ort_session)
     feeds = {"images": arr, "orig_target_sizes": sizes}
     labels_o, boxes_o, scores_o = sess.run(["labels", "boxes", "scores"], feeds)

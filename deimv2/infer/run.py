@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,11 @@ import numpy as np
 from deimv2.data.images import IMAGE_EXTS, as_rgb_image, list_images
 from deimv2.errors import DatasetError, DEIMv2Error, WeightsError
 from deimv2.infer.detector import Detector
+from deimv2.infer.stream import decoded_batches, video_batches
+from deimv2.infer.tiling import check_tiling
 from deimv2.utils.inputs import MAX_DET, check_conf, check_max_det
-from deimv2.utils.outputs import OutputError
+from deimv2.utils.outputs import OutputError, ensure_output_dir
+from deimv2.utils.runtime import resolve_device
 
 _log = logging.getLogger(__name__)
 
@@ -85,9 +89,6 @@ def predict_files(
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
-    from deimv2.utils.outputs import ensure_output_dir
-    from deimv2.utils.runtime import resolve_device
-
     conf, max_det = check_conf(conf, "--conf"), check_max_det(max_det, "--max-det")
     resolve_device(device)  # a bad -d is refused before anything is written
     source, output = Path(source), Path(output)
@@ -101,8 +102,6 @@ def predict_files(
     )
     if _is_video(source) and not source.is_dir():
         return _predict_video(det, source, output, save_json)
-
-    from deimv2.infer.stream import decoded_batches
 
     rows, total, done, failed = [], 0, 0, []
     # decoded in a DataLoader (with workers: ahead of the model); one bad file must not stop the folder
@@ -166,10 +165,6 @@ def _predict_video(det, source: Path, output: Path, save_json: bool) -> dict:
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     frames, total, rows = 0, 0, []
-    from contextlib import closing
-
-    from deimv2.infer.stream import video_batches
-
     try:
         with closing(video_batches(cap, det.batch_size)) as batches:  # decoded in a background thread, in order
             for batch in batches:
@@ -214,8 +209,6 @@ def predict_cli(
     ``tile`` / ``overlap``: tiled inference, as in :meth:`Detector.predict`.
     """
     if tile is not None:
-        from deimv2.infer.tiling import check_tiling
-
         check_tiling(tile, overlap)  # before anything is loaded or written
 
     def make_detector(conf, max_det):

@@ -11,6 +11,11 @@ import logging
 import time
 from pathlib import Path
 
+from deimv2.data.demo import prepare_demo_coco
+from deimv2.data.doctor import check_dataset
+from deimv2.engine.trainer import evaluate, train
+from deimv2.infer.detector import Detector
+from deimv2.utils.outputs import ensure_output_dir
 from deimv2.utils.runtime import fast_mode
 
 _log = logging.getLogger(__name__)
@@ -48,12 +53,6 @@ def run_demo(
     output_dir: str | Path = "outputs/demo", epochs: int | None = None, device: str | None = None, variant: str = "atto"
 ) -> dict:
     """Run the pipeline and return the final metrics (also printed with where every output went)."""
-    from deimv2.data.demo import prepare_demo_coco
-    from deimv2.data.doctor import check_dataset
-    from deimv2.engine.trainer import evaluate, train
-    from deimv2.infer.detector import Detector
-    from deimv2.utils.outputs import ensure_output_dir
-
     out = ensure_output_dir(output_dir)
     sched = FAST_SCHEDULE if fast_mode() else FULL_SCHEDULE
     n_epochs = int(epochs or sched["epochs"])
