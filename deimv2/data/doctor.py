@@ -140,147 +140,33 @@ def _box_size(rep: DoctorReport, area: float) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- COCO
+@dataclass
+class _CocoSeen:
+    """What the COCO checks gather across splits: categories declared (first name wins) and their dicts, the
+    boxes per category id, each split's category ids and image paths."""
+
+    declared: dict = field(default_factory=dict)
+    cat_dicts: list = field(default_factory=list)
+    used: dict = field(default_factory=dict)
+    split_ids: dict = field(default_factory=dict)
+    paths: dict = field(default_factory=dict)
+
+
 def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) -> None:
-    declared: dict[int, str] = {}
-    used: dict = {}
-    cat_dicts: list[dict] = []
-    paths: dict[str, list[Path]] = {}
-    split_ids: dict[str, set] = {}
+    seen = _CocoSeen()
     for split, (img_dir, json_path) in splits.items():
         try:
             data = read_coco_json(json_path, check_categories=False)
         except DatasetError as e:
             col.add("error", "bad_json", f"{split}: 标注文件无法读取", str(e))
             continue
-        for c in data.get("categories", []):
-            if isinstance(c, dict) and isinstance(c.get("id"), int):
-                if c["id"] in declared and declared[c["id"]] != str(c.get("name", c["id"])):
-                    col.add(  # the loader refuses this too (build_data: categories differ between splits)
-                        "error",
-                        "categories_disagree",
-                        "不同划分中同一个类别 id 的名字不一致，请让各划分使用同一份 categories",
-                        f"{split}: id {c['id']} = {c.get('name')!r}，之前是 {declared[c['id']]!r}",
-                    )
-                split_ids.setdefault(split, set()).add(c["id"])
-                if c["id"] not in declared:
-                    cat_dicts.append(c)
-                declared.setdefault(c["id"], str(c.get("name", c["id"])))
-            else:
-                col.add("error", "bad_category", f"{split}: categories 中有缺少整数 id 的条目", str(c)[:80])
+        _check_coco_categories(col, split, data, seen)
         stats = rep.splits.setdefault(split, {"images": 0, "boxes": 0, "negatives": 0})
-        sizes, seen_names = {}, {}
-        for im in data["images"]:
-            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-                col.add("error", "bad_image_entry", f"{split}: images 中有缺少 id/file_name 的条目", str(im)[:80])
-                continue
-            name = str(im["file_name"])
-            if not isinstance(im["id"], int) or isinstance(im["id"], bool):
-                col.add(
-                    "error",
-                    "bad_image_id",
-                    f"{split}: 图像 id 必须是整数（现在是文字或其他类型）",
-                    f"id={im['id']!r}: {name}",
-                )
-            if im["id"] in sizes:
-                col.add(
-                    "error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}"
-                )
-                continue
-            if name in seen_names:
-                col.add("error", "duplicate_file_name", f"{split}: 同一文件名出现在多个图像条目中", name)
-            seen_names[name] = im["id"]
-            stats["images"] += 1
-            path = coco_image_path(img_dir, name)  # the loader's rule (Windows backslashes …)
-            paths.setdefault(split, []).append(path)
-            if not path.is_file():
-                col.add("error", "missing_image", f"{split}: 图像在磁盘上不存在（图像文件夹 {img_dir}）", name)
-                sizes[im["id"]] = None
-                continue
-            size, raw, problem = probe_image(path, deep)
-            if problem:
-                col.add("error", "corrupt_image", f"{split}: 图像损坏或无法读取", f"{name}: {problem}")
-                sizes[im["id"]] = None
-                continue
-            declared_size = (im.get("width"), im.get("height"))
-            if None in declared_size:
-                col.add("warning", "no_size", f"{split}: 图像条目缺少 width/height", name)
-            elif tuple(declared_size) != size:
-                if tuple(declared_size) == raw:
-                    col.add(
-                        "warning",
-                        "exif_rotated",
-                        f"{split}: 图像带 EXIF 旋转，json 中的宽高是未旋转的尺寸，请确认标注是在哪个方向上画的",
-                        name,
-                    )
-                else:
-                    col.add(
-                        "error",
-                        "size_mismatch",
-                        f"{split}: json 中的宽高与实际图像不一致（框的位置会错）",
-                        f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}",
-                    )
-            sizes[im["id"]] = size
-        ann_ids, has_box, crowd = set(), set(), 0
-        for a in data.get("annotations", []):
-            if not isinstance(a, dict):
-                col.add("error", "bad_annotation", f"{split}: annotations 中有非字典条目", str(a)[:80])
-                continue
-            aid = a.get("id")
-            if aid in ann_ids:
-                col.add(
-                    "error", "duplicate_ann_id", f"{split}: 重复的标注 id（pycocotools 会丢掉其中一个）", f"id={aid}"
-                )
-            ann_ids.add(aid)
-            if aid == 0:
-                col.add(
-                    "warning",
-                    "ann_id_zero",
-                    f"{split}: 标注 id 为 0，pycocotools 评估时会把它的匹配当成未匹配，"
-                    "mAP 略偏低；建议标注 id 从 1 开始（yolo_to_coco 会这样做）",
-                    f"image_id={a.get('image_id')}",
-                )
-            if a.get("image_id") not in sizes:
-                col.add(
-                    "error",
-                    "unknown_image_id",
-                    f"{split}: 标注指向不存在的 image_id",
-                    f"ann id={aid}, image_id={a.get('image_id')}",
-                )
-                continue
-            cid = a.get("category_id")
-            used.setdefault(cid, 0)
-            used[cid] += 1
-            bbox = a.get("bbox")
-            size = sizes[a["image_id"]]
-            problem = bbox_problem(bbox, size)
-            if problem:  # one policy with the trainer (deimv2.data.validate): an error, named by annotation id
-                col.add(
-                    "error",
-                    "invalid_box",
-                    f"{split}: 无效的框（NaN/inf、宽或高 ≤ 0、或完全在图像外），"
-                    f"训练会拒绝开始；请改正或删除这些标注（{json_path.name}）",
-                    f"ann id={aid}: {problem}: {bbox}",
-                )
-                continue
-            if a.get("iscrowd", 0):
-                crowd += 1
-                continue
-            stats["boxes"] += 1
-            has_box.add(a["image_id"])
-            x, y, w, h = bbox
-            area = a.get("area") if isinstance(a.get("area"), (int, float)) else w * h
-            _box_size(rep, area)
-            if size is not None:
-                iw, ih = size
-                if x < -1 or y < -1 or x + w > iw + 1 or y + h > ih + 1:
-                    col.add(
-                        "warning",
-                        "box_clipped",
-                        f"{split}: 框部分超出图像（训练时会被裁剪到图像内）",
-                        f"ann id={aid}: {bbox}",
-                    )
+        sizes = _check_coco_images(col, split, data, img_dir, stats, seen, deep)
+        has_box, crowd = _check_coco_annotations(rep, col, split, data, sizes, stats, seen, json_path)
         stats["negatives"] = stats["images"] - len(has_box & set(sizes))
         _check_split_boxes(col, split, stats["boxes"], crowd, json_path)
+    split_ids = seen.split_ids
     if "train" in split_ids and "val" in split_ids and split_ids["train"] != split_ids["val"]:
         col.add(  # the loader refuses this too (build_data)
             "error",
@@ -288,10 +174,149 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
             "训练集和验证集的 categories 不一致，请让各划分使用同一份 categories",
             f"train: {sorted(split_ids['train'])}，val: {sorted(split_ids['val'])}",
         )
-    shared = shared_images_problem(paths)
+    shared = shared_images_problem(seen.paths)
     if shared:
         col.add("error", "shared_images", shared)
-    _check_categories_coco(rep, col, declared, used, cat_dicts)
+    _check_categories_coco(rep, col, seen.declared, seen.used, seen.cat_dicts)
+
+
+def _check_coco_categories(col: _Collector, split: str, data: dict, seen: _CocoSeen) -> None:
+    """One split's ``categories``: integer ids, and the same name for an id in every split."""
+    declared = seen.declared
+    for c in data.get("categories", []):
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int)):
+            col.add("error", "bad_category", f"{split}: categories 中有缺少整数 id 的条目", str(c)[:80])
+            continue
+        if c["id"] in declared and declared[c["id"]] != str(c.get("name", c["id"])):
+            col.add(  # the loader refuses this too (build_data: categories differ between splits)
+                "error",
+                "categories_disagree",
+                "不同划分中同一个类别 id 的名字不一致，请让各划分使用同一份 categories",
+                f"{split}: id {c['id']} = {c.get('name')!r}，之前是 {declared[c['id']]!r}",
+            )
+        seen.split_ids.setdefault(split, set()).add(c["id"])
+        if c["id"] not in declared:
+            seen.cat_dicts.append(c)
+        declared.setdefault(c["id"], str(c.get("name", c["id"])))
+
+
+def _check_coco_images(col: _Collector, split: str, data: dict, img_dir, stats: dict, seen: _CocoSeen, deep) -> dict:
+    """One split's ``images``: ids, file names, the files themselves; returns image id -> real size (None: unreadable)."""
+    sizes, seen_names = {}, {}
+    for im in data["images"]:
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            col.add("error", "bad_image_entry", f"{split}: images 中有缺少 id/file_name 的条目", str(im)[:80])
+            continue
+        name = str(im["file_name"])
+        if not isinstance(im["id"], int) or isinstance(im["id"], bool):
+            col.add(
+                "error",
+                "bad_image_id",
+                f"{split}: 图像 id 必须是整数（现在是文字或其他类型）",
+                f"id={im['id']!r}: {name}",
+            )
+        if im["id"] in sizes:
+            col.add("error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}")
+            continue
+        if name in seen_names:
+            col.add("error", "duplicate_file_name", f"{split}: 同一文件名出现在多个图像条目中", name)
+        seen_names[name] = im["id"]
+        stats["images"] += 1
+        path = coco_image_path(img_dir, name)  # the loader's rule (Windows backslashes …)
+        seen.paths.setdefault(split, []).append(path)
+        if not path.is_file():
+            col.add("error", "missing_image", f"{split}: 图像在磁盘上不存在（图像文件夹 {img_dir}）", name)
+            sizes[im["id"]] = None
+            continue
+        sizes[im["id"]] = _check_coco_image_file(col, split, im, path, deep)
+    return sizes
+
+
+def _check_coco_image_file(col: _Collector, split: str, im: dict, path: Path, deep: bool) -> tuple[int, int] | None:
+    """The image can be read and its size is the one in the json; returns its real size (None: unreadable)."""
+    name = str(im["file_name"])
+    size, raw, problem = probe_image(path, deep)
+    if problem:
+        col.add("error", "corrupt_image", f"{split}: 图像损坏或无法读取", f"{name}: {problem}")
+        return None
+    declared_size = (im.get("width"), im.get("height"))
+    if None in declared_size:
+        col.add("warning", "no_size", f"{split}: 图像条目缺少 width/height", name)
+    elif tuple(declared_size) != size and tuple(declared_size) == raw:
+        col.add(
+            "warning",
+            "exif_rotated",
+            f"{split}: 图像带 EXIF 旋转，json 中的宽高是未旋转的尺寸，请确认标注是在哪个方向上画的",
+            name,
+        )
+    elif tuple(declared_size) != size:
+        col.add(
+            "error",
+            "size_mismatch",
+            f"{split}: json 中的宽高与实际图像不一致（框的位置会错）",
+            f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}",
+        )
+    return size
+
+
+def _check_coco_annotations(rep, col, split, data, sizes, stats, seen: _CocoSeen, json_path) -> tuple[set, int]:
+    """One split's ``annotations``: ids, image ids, boxes; returns (ids of images with a box, crowd boxes)."""
+    ann_ids, has_box, crowd = set(), set(), 0
+    for a in data.get("annotations", []):
+        if not isinstance(a, dict):
+            col.add("error", "bad_annotation", f"{split}: annotations 中有非字典条目", str(a)[:80])
+            continue
+        aid = a.get("id")
+        _check_annotation_id(col, split, a, ann_ids)
+        ann_ids.add(aid)
+        if a.get("image_id") not in sizes:
+            col.add(
+                "error",
+                "unknown_image_id",
+                f"{split}: 标注指向不存在的 image_id",
+                f"ann id={aid}, image_id={a.get('image_id')}",
+            )
+            continue
+        cid = a.get("category_id")
+        seen.used[cid] = seen.used.get(cid, 0) + 1
+        bbox, size = a.get("bbox"), sizes[a["image_id"]]
+        problem = bbox_problem(bbox, size)
+        if problem:  # one policy with the trainer (deimv2.data.validate): an error, named by annotation id
+            col.add(
+                "error",
+                "invalid_box",
+                f"{split}: 无效的框（NaN/inf、宽或高 ≤ 0、或完全在图像外），"
+                f"训练会拒绝开始；请改正或删除这些标注（{json_path.name}）",
+                f"ann id={aid}: {problem}: {bbox}",
+            )
+            continue
+        if a.get("iscrowd", 0):
+            crowd += 1
+            continue
+        stats["boxes"] += 1
+        has_box.add(a["image_id"])
+        x, y, w, h = bbox
+        _box_size(rep, a.get("area") if isinstance(a.get("area"), (int, float)) else w * h)
+        if size is not None and (x < -1 or y < -1 or x + w > size[0] + 1 or y + h > size[1] + 1):
+            col.add(
+                "warning", "box_clipped", f"{split}: 框部分超出图像（训练时会被裁剪到图像内）", f"ann id={aid}: {bbox}"
+            )
+    return has_box, crowd
+
+
+def _check_annotation_id(col: _Collector, split: str, a: dict, ann_ids: set) -> None:
+    """Annotation ids must be unique, and better not 0 (pycocotools)."""
+    aid = a.get("id")
+    if aid in ann_ids:
+        col.add("error", "duplicate_ann_id", f"{split}: 重复的标注 id（pycocotools 会丢掉其中一个）", f"id={aid}")
+    if aid == 0:
+        col.add(
+            "warning",
+            "ann_id_zero",
+            f"{split}: 标注 id 为 0，pycocotools 评估时会把它的匹配当成未匹配，"
+            "mAP 略偏低；建议标注 id 从 1 开始（yolo_to_coco 会这样做）",
+            f"image_id={a.get('image_id')}",
+        )
 
 
 def _check_split_boxes(col: _Collector, split: str, boxes: int, crowd: int, where) -> None:
@@ -304,6 +329,7 @@ def _check_split_boxes(col: _Collector, split: str, boxes: int, crowd: int, wher
 
 
 def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, used: dict, cat_dicts: list) -> None:
+    """The categories of all splits together: placeholders, unknown and unused ids, numbering, duplicate names."""
     placeholders = roboflow_placeholders(cat_dicts, set(used))
     for cid in placeholders:
         col.add(
@@ -328,6 +354,22 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
     rep.id_base = ids[0]
     # deimv2 maps the declared categories (sorted by id) to contiguous labels 0..C-1, so C is what a config needs
     rep.num_classes_needed = len(declared) or len(ids)  # unknown ids are errors of their own
+    _check_id_numbering(col, ids)
+    for cid in sorted(set(declared) - set(used) - placeholders):
+        col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
+    twins = _check_duplicate_names(col, declared)
+
+    def label(c) -> str:
+        name = declared.get(c)
+        if name is None:
+            return f"未知 id {c}"
+        return f"{name}（id {c}）" if name in twins else name
+
+    rep.class_counts = {label(c): used[c] for c in sorted(used, key=str)}
+
+
+def _check_id_numbering(col: _Collector, ids: list) -> None:
+    """Category ids that start above 0 or have gaps: fine here, but the official code needs a larger num_classes."""
     if ids[0] >= 1:
         col.add(
             "info",
@@ -345,8 +387,11 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
             f"官方代码需要 num_classes ≥ 最大 id + 1 = {ids[-1] + 1}",
             n=len(gaps),
         )
-    for cid in sorted(set(declared) - set(used) - placeholders):
-        col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
+
+
+def _check_duplicate_names(col: _Collector, declared: dict) -> dict:
+    """Several category ids with one name (the model learns them apart, the predictions cannot tell them apart);
+    returns name -> those ids."""
     by_name: dict[str, list] = {}
     for cid, name in declared.items():
         by_name.setdefault(name, []).append(cid)
@@ -359,14 +404,7 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
             "请把它们的标注合并到一个 id（或给它们起不同的名字）",
             f"{name}：id {'、'.join(map(str, sorted(cids, key=str)))}",
         )
-
-    def label(c) -> str:
-        name = declared.get(c)
-        if name is None:
-            return f"未知 id {c}"
-        return f"{name}（id {c}）" if name in twins else name
-
-    rep.class_counts = {label(c): used[c] for c in sorted(used, key=str)}
+    return twins
 
 
 # ---------------------------------------------------------------------------------------------- YOLO
@@ -405,28 +443,7 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
                 )
                 continue
             claimed[label] = img
-            n_boxes = 0
-            for line_no, parsed in read_label_file(label, len(ds.names)):
-                if isinstance(parsed, LabelLineError):
-                    col.add(
-                        "error",
-                        "bad_label_line",
-                        f"{split}: YOLO 标签行格式错误",
-                        f"{label.name} 第 {line_no} 行：{parsed}",
-                    )
-                    continue
-                cls, (cx, cy, w, h), _ = parsed
-                n_boxes += 1
-                counts[cls] += 1
-                if cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
-                    col.add(
-                        "warning",
-                        "box_clipped",
-                        f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）",
-                        f"{label.name} 第 {line_no} 行",
-                    )
-                if size is not None:
-                    _box_size(rep, w * size[0] * h * size[1])
+            n_boxes = _check_yolo_label(rep, col, split, label, counts, size)
             stats["boxes"] += n_boxes
             stats["negatives"] += n_boxes == 0
         _check_split_boxes(col, split, stats["boxes"], 0, f"{split}（{rep.path}）")
@@ -438,6 +455,31 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
     for name, c in rep.class_counts.items():
         if c == 0:
             col.add("warning", "unused_category", "类别名列表中有类别没有任何标注", name)
+
+
+def _check_yolo_label(rep: DoctorReport, col: _Collector, split: str, label: Path, counts: list, size) -> int:
+    """One label file: every line well formed, boxes inside the image; adds to ``counts`` (per class), returns the
+    number of boxes."""
+    n_boxes = 0
+    for line_no, parsed in read_label_file(label, len(counts)):
+        if isinstance(parsed, LabelLineError):
+            col.add(
+                "error", "bad_label_line", f"{split}: YOLO 标签行格式错误", f"{label.name} 第 {line_no} 行：{parsed}"
+            )
+            continue
+        cls, (cx, cy, w, h), _ = parsed
+        n_boxes += 1
+        counts[cls] += 1
+        if cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
+            col.add(
+                "warning",
+                "box_clipped",
+                f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）",
+                f"{label.name} 第 {line_no} 行",
+            )
+        if size is not None:
+            _box_size(rep, w * size[0] * h * size[1])
+    return n_boxes
 
 
 # ---------------------------------------------------------------------------------------------- entry
