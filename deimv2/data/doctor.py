@@ -16,10 +16,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from deimv2.data.convert import LabelLineError, read_label_file, roboflow_placeholders
+from deimv2.data.convert import roboflow_placeholders
 from deimv2.data.images import displayed_size
 from deimv2.data.layout import find_dataset, find_yolo_dataset, label_path_for, read_coco_json
 from deimv2.data.validate import bbox_problem, coco_image_path, empty_split_problem, shared_images_problem
+from deimv2.data.yolo_labels import LabelLineError, read_label_file
 from deimv2.errors import DatasetError
 
 SMALL, LARGE = 32**2, 96**2  # COCO area thresholds
