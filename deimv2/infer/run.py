@@ -102,7 +102,12 @@ def predict_files(
     )
     if _is_video(source) and not source.is_dir():
         return _predict_video(det, source, output, save_json)
+    return _predict_images(det, jobs, source, out_dir, save_json, num_workers)
 
+
+def _predict_images(det, jobs: list, source: Path, out_dir: Path, save_json: bool, num_workers: int) -> dict:
+    """Every planned image drawn with its boxes (and, with ``save_json``, all boxes in one COCO results file);
+    files that cannot be read are skipped and listed, and only when none can be read is that an error."""
     rows, total, done, failed = [], 0, 0, []
     # decoded in a DataLoader (with workers: ahead of the model); one bad file must not stop the folder
     for batch in decoded_batches([src for src, _, _ in jobs], as_rgb_image, det.batch_size, num_workers):
@@ -119,20 +124,25 @@ def predict_files(
             total += len(pred)
             done += 1
             rows.extend({"file_name": rel, **r} for r in pred.to_coco(image_id=i))
+    _report_unreadable(failed, done, len(jobs), source)
+    _log.info(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
+    info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
+    if save_json:
+        info["json"] = _write_json(out_dir / "predictions.json", rows)
+    return info
+
+
+def _report_unreadable(failed: list, done: int, planned: int, source: Path) -> None:
+    """Warn about each file that could not be read; raise when not one of the ``planned`` files could."""
     if failed:
         _log.warning(f"有 {len(failed)} 个文件无法读取，已跳过（其余图片照常输出）：")
         for rel, why in failed:
             _log.warning(f"  - {rel}：{why}")
     if not done:
         raise DatasetError(
-            f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
+            f"{source} 中的 {planned} 个图片文件都无法读取，没有输出任何结果。"
             "请确认它们是完整的图片（可用看图软件打开）。"
         )
-    _log.info(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
-    info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
-    if save_json:
-        info["json"] = _write_json(out_dir / "predictions.json", rows)
-    return info
 
 
 def _write_json(path: Path, rows: list) -> Path:
