@@ -190,12 +190,48 @@ def yolo_to_coco(
     skip_invalid: bool = False,
     overwrite: bool = False,
 ) -> ConvertReport:
-    """Convert a YOLO dataset (layouts of :func:`~deimv2.data.layout.find_yolo_dataset`) to the COCO layout
-    ``dst/{train,valid,test}/_annotations.coco.json``; the report's ``splits`` are keyed by these folder names.
+    """Convert a YOLO dataset to the COCO layout ``dst/{train,valid,test}/_annotations.coco.json`` (images beside).
 
-    category_id = YOLO class index (0-based), or +1 with ``one_based=True``. ``split_ratio`` (fraction
-    that goes to ``valid``, split with ``seed``) is only allowed for inputs without a validation split.
-    Malformed label lines raise DatasetError before anything is written, unless ``skip_invalid``.
+    Every label line is checked first; nothing is written unless all is well (or ``skip_invalid``), and the
+    output appears at once (written to a temporary folder, then renamed). Source files are copied or linked,
+    never moved.
+
+    Args:
+        src: the dataset folder (any layout of :func:`~deimv2.data.layout.find_yolo_dataset`: Roboflow,
+            Ultralytics or one flat folder) or its ``data.yaml``.
+        dst: the output folder; it must not exist yet or be empty (see ``overwrite``).
+        split_ratio: the share of the images that goes to ``valid``; only for inputs without a validation split.
+        seed: the random seed of that split.
+        one_based: category ids from 1 (``category_id`` = class index + 1) instead of the class index.
+        link: hard-link (else symlink) the images instead of copying them.
+        skip_invalid: skip malformed label lines and unreadable images (each listed in the report's
+            ``skipped``) instead of raising.
+        overwrite: replace a non-empty ``dst``.
+
+    Returns:
+        A :class:`ConvertReport`: class names, category ids, counts per output split (keyed by the folder
+        names ``train`` / ``valid`` / ``test``), what was skipped, and notes; ``report.format()`` is the Chinese
+        summary the command line prints.
+
+    Raises:
+        DatasetError: no YOLO dataset at ``src``, a bad ``dst``, or problems in the labels (without
+            ``skip_invalid``); the message names the files and the fix.
+        OutputError: the output folder cannot be written.
+
+    Example:
+        The demo dataset bundled with deimv2 (YOLO, Roboflow layout), into a folder whose name has a space:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from deimv2 import yolo_to_coco
+        >>> from deimv2.data.demo import demo_dataset_dir
+        >>> report = yolo_to_coco(demo_dataset_dir(), Path(tempfile.mkdtemp()) / "我的 数据")
+        >>> report.class_names, report.category_ids
+        (['猫', '咖啡杯', '硬币', '火箭'], [0, 1, 2, 3])
+        >>> {split: counts.images for split, counts in report.splits.items()}
+        {'train': 160, 'valid': 48}
+        >>> sorted(p.name for p in Path(report.dst).iterdir())
+        ['train', 'valid']
     """
     src, dst = Path(src), Path(dst)
     ds = find_yolo_dataset(src)

@@ -101,8 +101,43 @@ def export_onnx(
     check: bool = False,
     dynamic_batch: bool = True,
 ) -> Path:
-    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU.
-    ``opset``: None means :data:`~deimv2.infer.graph.ONNX_OPSET` (the official export script's)."""
+    """Export a detector to ONNX (``deimv2 export``): pixels 0-1 and the original sizes in, boxes out.
+
+    The file holds the whole deploy graph (ImageNet normalisation and post-processing included) and, as
+    metadata, the config, class names and threshold, so ``Detector.from_checkpoint("x.onnx")`` and
+    ``deimv2 predict -r x.onnx`` run it without PyTorch. An existing output is replaced only when it is an
+    earlier export of the same checkpoint.
+
+    Args:
+        config: variant name, YAML or :class:`~deimv2.config.loader.Config`; needed without ``checkpoint``
+            (random weights: only to try the export), or when the checkpoint's variant cannot be recognised.
+        checkpoint: the weights file (e.g. ``best.pth``).
+        output: the ``.onnx`` file, or a folder for it; default beside the checkpoint (``best.onnx``), else
+            ``<config name>.onnx`` in the current folder.
+        opset: the ONNX opset; None means :data:`~deimv2.infer.graph.ONNX_OPSET` (the official export script's).
+        batch_size: the batch size of the example input (and of the file, without ``dynamic_batch``).
+        simplify: run onnxsim when it is installed (skipped for the DINOv3 variants).
+        check: compare onnxruntime with PyTorch on CPU afterwards (see :func:`check_onnx`).
+        dynamic_batch: let the file take any batch size.
+
+    Returns:
+        The path of the written ``.onnx`` file.
+
+    Example:
+        Random weights of a 3-class Atto at 160×160 (a trained model: ``checkpoint="best.pth"``):
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from deimv2 import export_onnx, load_config
+        >>> from deimv2.infer.backends import read_onnx_metadata
+        >>> cfg = load_config("atto", num_classes=3, eval_spatial_size=[160, 160])
+        >>> path = export_onnx(cfg, output=Path(tempfile.mkdtemp()) / "atto.onnx")
+        没有给出权重文件（-r），用随机权重导出 deimv2_hgnetv2_atto_coco：只能用来测试导出流程，检测结果没有意义。
+        已导出 ONNX：...atto.onnx（opset 17，输入 160x160，batch 维动态）
+        输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox），...
+        >>> path.name, read_onnx_metadata(path)["config"]["num_classes"]
+        ('atto.onnx', 3)
+    """
     opset = ONNX_OPSET if opset is None else int(opset)
     require_onnx()
     checkpoint = resolve_checkpoint(checkpoint) if checkpoint is not None else None
