@@ -14,16 +14,14 @@ points) are converted to the bounding box of the polygon; the polygon itself is 
 COCO ``area`` is always the (clipped) box area. The output is the Roboflow COCO layout that the
 official loader reads: ``DST/{train,valid,test}/_annotations.coco.json`` with the images beside it.
 Nothing partial is ever written: everything is validated first, then written into a temporary folder
-that is renamed to ``DST`` at the end. Source files are copied or linked, never moved.
+that is renamed to ``DST`` at the end (:mod:`deimv2.data.writing`). Source files are copied or linked, never moved.
 Explained in notebook 02_convert.ipynb.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,9 +30,9 @@ import yaml
 from deimv2.data.images import image_size
 from deimv2.data.layout import COCO_JSON, SPLITS, find_dataset, find_yolo_dataset, label_path_for, read_coco_json
 from deimv2.data.validate import bbox_problem, coco_image_path, empty_split_problem, shared_images_problem
+from deimv2.data.writing import check_output_folder, place_file, unique_name, unique_stem, write_all_at_once
 from deimv2.data.yolo_labels import LabelLineError, read_label_file
 from deimv2.errors import DatasetError
-from deimv2.utils.outputs import ensure_output_dir
 
 #: output folder of each split (the Roboflow layout: ``valid/``, which :func:`~deimv2.data.layout.find_dataset` reads)
 SPLIT_FOLDERS = {"train": "train", "val": "valid", "test": "test"}
@@ -82,61 +80,7 @@ class ConvertReport:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------- writing
-def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
-    s, d = src.resolve(), dst.resolve()
-    if s == d or d in s.parents:
-        raise DatasetError(f"输出文件夹 {dst} 不能与输入 {src} 相同或互相包含，请换一个输出路径。")
-    if dst.exists() and not dst.is_dir():
-        raise DatasetError(
-            f"输出路径 {dst} 是一个已存在的文件，不是文件夹（即使 --overwrite 也不会删除文件）。"
-            "请换一个输出路径，或先把这个文件移走。"
-        )
-    if dst.exists() and any(dst.iterdir()) and not overwrite:
-        raise DatasetError(f"输出文件夹 {dst} 已存在且非空。请换一个路径，或使用 overwrite=True 覆盖。")
-    ensure_output_dir(dst.parent, "输出文件夹的上一级")
-
-
-def _place_file(src: Path, dst: Path, link: bool) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if not link:
-        shutil.copy2(src, dst)
-        return
-    try:
-        os.link(src, dst)
-    except OSError:  # other file system / not permitted: fall back to a symlink
-        os.symlink(src.resolve(), dst)
-
-
-def _atomic_write(dst: Path, write) -> None:
-    """Run ``write(tmp)`` on a fresh temp folder beside dst, then replace dst by it."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = (dst.with_name(f".{dst.name}.{tag}-{os.getpid()}") for tag in ("tmp", "old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if dst.exists():
-            dst.rename(old)
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not dst.exists():
-            old.rename(dst)
-        raise
-    if old.exists():
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-
-def _unique_name(name: str, used: set[str]) -> str:
-    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
-    out = name
-    while out.lower() in used:
-        out, k = f"{stem}_{k}{suffix}", k + 1
-    used.add(out.lower())
-    return out
-
-
+# ---------------------------------------------------------------------------------------------- problems
 def _note_empty_splits(report: ConvertReport, crowd: dict[str, int]) -> None:
     """The trainer's rule for empty or crowd-only train/valid splits, as a note (converting them is not an error)."""
     for folder, c in report.splits.items():
@@ -146,16 +90,6 @@ def _note_empty_splits(report: ConvertReport, crowd: dict[str, int]) -> None:
             )
             if problem:
                 report.notes.append(problem.split("修复")[0] + "这样的数据集不能直接训练。")
-
-
-def _unique_stem(name: str, used: set[str]) -> str:
-    """``name``, or ``stem_1.ext`` … so that no two files of a split share a stem (YOLO labels are ``stem.txt``)."""
-    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
-    out = stem
-    while out.lower() in used:
-        out, k = f"{stem}_{k}", k + 1
-    used.add(out.lower())
-    return out + suffix
 
 
 def _raise_problems(problems: list[str], what: str) -> None:
@@ -235,7 +169,7 @@ def yolo_to_coco(
     """
     src, dst = Path(src), Path(dst)
     ds = find_yolo_dataset(src)
-    _check_dst(ds.root, dst, overwrite)
+    check_output_folder(ds.root, dst, overwrite)
     splits = _yolo_splits(ds, src, split_ratio, seed)
     read = _YoloRead(len(ds.names), 1 if one_based else 0)
     report = ConvertReport(
@@ -254,7 +188,7 @@ def yolo_to_coco(
     report.skipped = read.problems
     _note_empty_splits(report, {})
     _note_orphan_labels(report, read.claimed, ds.root)
-    _atomic_write(dst, lambda tmp: _write_coco_splits(tmp, plans, link))
+    write_all_at_once(dst, lambda tmp: _write_coco_splits(tmp, plans, link))
     return report
 
 
@@ -292,7 +226,7 @@ def _yolo_split_to_coco(paths: list[Path], read: _YoloRead, counts: SplitCounts)
             continue
         (w, h), img_anns = found
         image_id = len(images) + 1
-        name = _unique_name(img_path.name, used)
+        name = unique_name(img_path.name, used)
         images.append({"id": image_id, "file_name": name, "width": w, "height": h})
         for a in img_anns:
             a["image_id"] = image_id
@@ -384,7 +318,7 @@ def _write_coco_splits(tmp: Path, plans: dict, link: bool) -> None:
         out = tmp / split
         out.mkdir(parents=True, exist_ok=True)
         for path, name in files:
-            _place_file(path, out / name, link)
+            place_file(path, out / name, link)
         (out / COCO_JSON).write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
 
 
@@ -411,7 +345,7 @@ def coco_to_yolo(
     listed in the report."""
     src, dst = Path(src), Path(dst)
     found = find_dataset(src)
-    _check_dst(src if src.is_dir() else src.parent, dst, overwrite)
+    check_output_folder(src if src.is_dir() else src.parent, dst, overwrite)
     datas = {s: read_coco_json(f.ann_file, check_categories=False) for s, f in found.items()}
     cats = _coco_categories(found, datas)
     used = {a.get("category_id") for d in datas.values() for a in d.get("annotations", []) if isinstance(a, dict)}
@@ -437,7 +371,7 @@ def coco_to_yolo(
     if len(crowd_only) != len(problems) and not skip_invalid:
         _raise_problems([p for p in problems if p not in crowd_only], f"COCO 数据集 {src} ")
     report.skipped = problems
-    _atomic_write(dst, lambda tmp: _write_yolo_splits(tmp, plans, link, report.class_names))
+    write_all_at_once(dst, lambda tmp: _write_yolo_splits(tmp, plans, link, report.class_names))
     return report
 
 
@@ -484,7 +418,7 @@ def _coco_split_to_yolo(split, split_files, data, remap, report, problems) -> tu
             continue
         lines, n_crowd = _yolo_lines(by_image.get(im.get("id"), []), remap, w, h, json_path, file_name, problems)
         crowd += n_crowd
-        name = _unique_stem(img_path.name, used_names)  # the label is named by the stem
+        name = unique_stem(img_path.name, used_names)  # the label is named by the stem
         if name != img_path.name:
             report.notes.append(
                 f"{split}：{file_name} 与另一张图片同名（只差扩展名或文件夹，YOLO 标签会写到同一个 .txt），"
@@ -529,7 +463,7 @@ def _write_yolo_splits(tmp: Path, plans: dict, link: bool, class_names: list[str
     for split, files in plans.items():
         (tmp / split / "labels").mkdir(parents=True, exist_ok=True)
         for path, name, lines in files:
-            _place_file(path, tmp / split / "images" / name, link)
+            place_file(path, tmp / split / "images" / name, link)
             text = "\n".join(lines) + ("\n" if lines else "")
             (tmp / split / "labels" / (Path(name).stem + ".txt")).write_text(text, encoding="utf-8")
     cfg = {f"{'val' if s == 'valid' else s}": f"{s}/images" for s in plans}

@@ -11,12 +11,13 @@ Explained in notebook 02_convert.ipynb.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
 from deimv2.data.convert import roboflow_placeholders
+from deimv2.data.doctor_report import DoctorReport, IssueCollector
 from deimv2.data.images import displayed_size
 from deimv2.data.layout import find_dataset, find_yolo_dataset, label_path_for, read_coco_json
 from deimv2.data.validate import bbox_problem, coco_image_path, empty_split_problem, shared_images_problem
@@ -24,92 +25,6 @@ from deimv2.data.yolo_labels import LabelLineError, read_label_file
 from deimv2.errors import DatasetError
 
 SMALL, LARGE = 32**2, 96**2  # COCO area thresholds
-_LEVELS = {"error": "错误", "warning": "警告", "info": "提示"}
-
-
-@dataclass
-class Issue:
-    level: str  # error | warning | info
-    code: str
-    message: str
-    count: int = 0
-    examples: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DoctorReport:
-    path: str
-    format_name: str  # coco | yolo
-    splits: dict[str, dict[str, int]] = field(default_factory=dict)
-    categories: dict[int, str] = field(default_factory=dict)
-    class_counts: dict[str, int] = field(default_factory=dict)
-    box_sizes: dict[str, int] = field(default_factory=lambda: {"small": 0, "medium": 0, "large": 0})
-    id_base: int | None = None
-    num_classes_needed: int = 0
-    issues: list[Issue] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing would stop training (warnings allowed)."""
-        return not self.errors
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.level == "error"]
-
-    @property
-    def warnings(self) -> list[Issue]:
-        return [i for i in self.issues if i.level == "warning"]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ok"] = self.ok
-        d["categories"] = {str(k): v for k, v in self.categories.items()}
-        return d
-
-    def format(self) -> str:
-        fmt = {"coco": "COCO", "yolo": "YOLO"}[self.format_name]
-        out = [
-            f"数据集体检报告：{self.path}（格式：{fmt}）",
-            "结论：可以训练" + ("（但请看下面的警告）" if self.warnings else "")
-            if self.ok
-            else f"结论：发现 {len(self.errors)} 类错误，训练前必须修复",
-        ]
-        for s, c in self.splits.items():
-            out.append(f"  {s}: {c['images']} 张图像，{c['boxes']} 个框，{c['negatives']} 张无目标（负样本）")
-        cats = "，".join(f"{k}={v}" for k, v in self.categories.items())
-        out.append(f"类别（{len(self.categories)} 个）：{cats}")
-        base = {0: "从 0 开始", 1: "从 1 开始"}.get(self.id_base, f"从 {self.id_base} 开始")
-        if self.format_name == "coco":
-            out.append(f"category_id {base}；配置中需要 num_classes = {self.num_classes_needed}")
-        else:
-            out.append(f"转换为 COCO 后（yolo_to_coco）需要 num_classes = {self.num_classes_needed}")
-        out.append("每类实例数：" + ("，".join(f"{k} {v}" for k, v in self.class_counts.items()) or "无"))
-        b = self.box_sizes
-        out.append(f"框尺寸分布（COCO 定义）：小(<32²) {b['small']}，中 {b['medium']}，大(≥96²) {b['large']}")
-        for level in ("error", "warning", "info"):
-            items = [i for i in self.issues if i.level == level]
-            if items:
-                out.append(f"{_LEVELS[level]}：")
-                for i in items:
-                    ex = f"  例如：{', '.join(i.examples)}" if i.examples else ""
-                    out.append(f"  - {i.message}（{i.count} 处）{ex}")
-        return "\n".join(out)
-
-
-class _Collector:
-    def __init__(self, report: DoctorReport, max_examples: int):
-        self.report, self.max_examples, self._by_key = report, max_examples, {}
-
-    def add(self, level: str, code: str, message: str, example: str | None = None, n: int = 1) -> None:
-        key = (level, code, message)
-        if key not in self._by_key:
-            self._by_key[key] = Issue(level, code, message)
-            self.report.issues.append(self._by_key[key])
-        issue = self._by_key[key]
-        issue.count += n
-        if example is not None and len(issue.examples) < self.max_examples:
-            issue.examples.append(example)
 
 
 def probe_image(path: Path, deep: bool = False) -> tuple[tuple[int, int] | None, tuple[int, int] | None, str | None]:
@@ -153,7 +68,7 @@ class _CocoSeen:
     paths: dict = field(default_factory=dict)
 
 
-def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) -> None:
+def _check_coco(rep: DoctorReport, col: IssueCollector, splits: dict, deep: bool) -> None:
     seen = _CocoSeen()
     for split, (img_dir, json_path) in splits.items():
         try:
@@ -181,7 +96,7 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
     _check_categories_coco(rep, col, seen.declared, seen.used, seen.cat_dicts)
 
 
-def _check_coco_categories(col: _Collector, split: str, data: dict, seen: _CocoSeen) -> None:
+def _check_coco_categories(col: IssueCollector, split: str, data: dict, seen: _CocoSeen) -> None:
     """One split's ``categories``: integer ids, and the same name for an id in every split."""
     declared = seen.declared
     for c in data.get("categories", []):
@@ -201,7 +116,9 @@ def _check_coco_categories(col: _Collector, split: str, data: dict, seen: _CocoS
         declared.setdefault(c["id"], str(c.get("name", c["id"])))
 
 
-def _check_coco_images(col: _Collector, split: str, data: dict, img_dir, stats: dict, seen: _CocoSeen, deep) -> dict:
+def _check_coco_images(
+    col: IssueCollector, split: str, data: dict, img_dir, stats: dict, seen: _CocoSeen, deep
+) -> dict:
     """One split's ``images``: ids, file names, the files themselves; returns image id -> real size (None: unreadable)."""
     sizes, seen_names = {}, {}
     for im in data["images"]:
@@ -233,7 +150,7 @@ def _check_coco_images(col: _Collector, split: str, data: dict, img_dir, stats: 
     return sizes
 
 
-def _check_coco_image_file(col: _Collector, split: str, im: dict, path: Path, deep: bool) -> tuple[int, int] | None:
+def _check_coco_image_file(col: IssueCollector, split: str, im: dict, path: Path, deep: bool) -> tuple[int, int] | None:
     """The image can be read and its size is the one in the json; returns its real size (None: unreadable)."""
     name = str(im["file_name"])
     size, raw, problem = probe_image(path, deep)
@@ -305,7 +222,7 @@ def _check_coco_annotations(rep, col, split, data, sizes, stats, seen: _CocoSeen
     return has_box, crowd
 
 
-def _check_annotation_id(col: _Collector, split: str, a: dict, ann_ids: set) -> None:
+def _check_annotation_id(col: IssueCollector, split: str, a: dict, ann_ids: set) -> None:
     """Annotation ids must be unique, and better not 0 (pycocotools)."""
     aid = a.get("id")
     if aid in ann_ids:
@@ -320,7 +237,7 @@ def _check_annotation_id(col: _Collector, split: str, a: dict, ann_ids: set) -> 
         )
 
 
-def _check_split_boxes(col: _Collector, split: str, boxes: int, crowd: int, where) -> None:
+def _check_split_boxes(col: IssueCollector, split: str, boxes: int, crowd: int, where) -> None:
     """The trainer's rule for empty and crowd-only splits (deimv2.data.validate), and a count of crowd boxes."""
     problem = empty_split_problem(split, boxes, crowd, where) if split in ("train", "val") else None
     if problem:
@@ -329,7 +246,7 @@ def _check_split_boxes(col: _Collector, split: str, boxes: int, crowd: int, wher
         col.add("warning", "crowd_boxes", f"{split}: {crowd} 个 iscrowd=1 的标注训练时会被忽略（评估时也不计分）")
 
 
-def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, used: dict, cat_dicts: list) -> None:
+def _check_categories_coco(rep: DoctorReport, col: IssueCollector, declared: dict, used: dict, cat_dicts: list) -> None:
     """The categories of all splits together: placeholders, unknown and unused ids, numbering, duplicate names."""
     placeholders = roboflow_placeholders(cat_dicts, set(used))
     for cid in placeholders:
@@ -369,7 +286,7 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
     rep.class_counts = {label(c): used[c] for c in sorted(used, key=str)}
 
 
-def _check_id_numbering(col: _Collector, ids: list) -> None:
+def _check_id_numbering(col: IssueCollector, ids: list) -> None:
     """Category ids that start above 0 or have gaps: fine here, but the official code needs a larger num_classes."""
     if ids[0] >= 1:
         col.add(
@@ -390,7 +307,7 @@ def _check_id_numbering(col: _Collector, ids: list) -> None:
         )
 
 
-def _check_duplicate_names(col: _Collector, declared: dict) -> dict:
+def _check_duplicate_names(col: IssueCollector, declared: dict) -> dict:
     """Several category ids with one name (the model learns them apart, the predictions cannot tell them apart);
     returns name -> those ids."""
     by_name: dict[str, list] = {}
@@ -409,7 +326,7 @@ def _check_duplicate_names(col: _Collector, declared: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- YOLO
-def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
+def _check_yolo(rep: DoctorReport, col: IssueCollector, deep: bool) -> None:
     ds = find_yolo_dataset(rep.path)
     rep.categories = dict(enumerate(ds.names))
     rep.id_base, rep.num_classes_needed = 0, len(ds.names)
@@ -458,7 +375,7 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
             col.add("warning", "unused_category", "类别名列表中有类别没有任何标注", name)
 
 
-def _check_yolo_label(rep: DoctorReport, col: _Collector, split: str, label: Path, counts: list, size) -> int:
+def _check_yolo_label(rep: DoctorReport, col: IssueCollector, split: str, label: Path, counts: list, size) -> int:
     """One label file: every line well formed, boxes inside the image; adds to ``counts`` (per class), returns the
     number of boxes."""
     n_boxes = 0
@@ -501,8 +418,9 @@ def check_dataset(
         max_examples: at most this many examples listed per kind of problem.
 
     Returns:
-        A :class:`DoctorReport`: ``ok`` (nothing would stop training), the ``issues``, counts per split and
-        per class, box sizes and ``num_classes_needed``; ``report.format()`` is the Chinese report.
+        A :class:`~deimv2.data.doctor_report.DoctorReport`: ``ok`` (nothing would stop training), the
+        ``issues``, counts per split and per class, box sizes and ``num_classes_needed``; ``report.format()`` is
+        the Chinese report.
 
     Raises:
         DatasetError: ``path`` does not exist, or is neither a COCO nor a YOLO dataset.
@@ -528,7 +446,7 @@ def check_dataset(
         raise DatasetError(f"找不到数据集路径 {p}，请检查路径。")
     coco = find_dataset(p, required=False) if p.is_dir() or p.suffix.lower() == ".json" else {}
     rep = DoctorReport(str(p), "coco" if coco else "yolo")
-    col = _Collector(rep, max_examples)
+    col = IssueCollector(rep, max_examples)
     if coco:
         _check_coco(rep, col, coco, deep)
     else:
