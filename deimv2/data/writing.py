@@ -65,19 +65,19 @@ def write_all_at_once(dst: Path, write) -> None:
 
 def unique_name(name: str, used: set[str]) -> str:
     """``name``, or ``stem_1.ext`` … when a file of that name (in any letter case) is already ``used``."""
-    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
-    out = name
-    while out.lower() in used:
-        out, k = f"{stem}_{k}{suffix}", k + 1
-    used.add(out.lower())
-    return out
+    return _first_unused(Path(name).stem, Path(name).suffix, used)
 
 
 def unique_stem(name: str, used: set[str]) -> str:
     """``name``, or ``stem_1.ext`` … so that no two files of a split share a stem (YOLO labels are ``stem.txt``)."""
-    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
-    out = stem
+    return _first_unused(Path(name).stem, "", used) + Path(name).suffix
+
+
+def _first_unused(stem: str, suffix: str, used: set[str]) -> str:
+    """``stem + suffix``, else ``stem_1 + suffix``, ``stem_2 + suffix`` …: the first not ``used`` (in any letter
+    case), which is then added to ``used``."""
+    out, k = stem + suffix, 1
     while out.lower() in used:
-        out, k = f"{stem}_{k}", k + 1
+        out, k = f"{stem}_{k}{suffix}", k + 1
     used.add(out.lower())
-    return out + suffix
+    return out
