@@ -443,13 +443,33 @@ def load_config(
     overrides: Iterable[str] | Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> Config:
-    """Load a config by variant name, official config name, YAML path, a :class:`Config` or a dict such as
-    :meth:`Config.to_dict` returns (its ``"__name__"`` is the name).
+    """Load a config: the official recipe of a variant, with your changes on top.
 
-    ``overrides`` are dotted ``key=value`` strings or a mapping; ``kwargs`` are extra top-level overrides
-    (``num_classes=4``, ``epochs=12``). Setting ``epoches``/``epochs`` derives every epoch milestone by the
-    official "Customizing Epoch" rule (:mod:`deimv2.config.epoch_rule`); milestones also given explicitly are kept.
-    A training run reads its config once through :func:`deimv2.config.run_config.build_run_config`.
+    Setting ``epoches``/``epochs`` derives every epoch milestone by the official "Customizing Epoch" rule
+    (:mod:`deimv2.config.epoch_rule`); milestones also given explicitly are kept. A training run reads its config once
+    through :func:`deimv2.config.run_config.build_run_config`.
+
+    Args:
+        name: a variant name (``"atto"`` … ``"x"``), an official config name (``"deimv2_dinov3_s_coco"``), a YAML
+            path, a :class:`Config`, or a dict such as :meth:`Config.to_dict` returns (its ``"__name__"`` is the
+            name).
+        overrides: dotted ``key=value`` strings (as on the command line) or a mapping of dotted keys.
+        **kwargs: top-level overrides, such as ``num_classes=4`` or ``epochs=12``.
+
+    Returns:
+        The frozen, typed :class:`Config` (change it with :meth:`Config.replace`).
+
+    Raises:
+        ConfigError: an unknown name or key, or a value of the wrong type; the message names the fix.
+
+    Example:
+        >>> from deimv2 import load_config
+        >>> cfg = load_config("atto", num_classes=3)
+        >>> cfg.name, cfg.num_classes, cfg.eval_spatial_size
+        ('deimv2_hgnetv2_atto_coco', 3, [320, 320])
+        >>> cfg = load_config("atto", ["eval_spatial_size=[160,160]", "DEIMTransformer.num_queries=100"])
+        >>> cfg.eval_spatial_size, cfg.model.decoder.num_queries
+        ([160, 160], 100)
     """
     ov = parse_overrides(overrides)
     ov.update(parse_overrides(kwargs))

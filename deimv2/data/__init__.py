@@ -17,8 +17,6 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
             "CocoDetection",
             "dataset_num_classes",
             "dataset_class_names",
-            "MSCOCO_CATEGORY_IDS",
-            "MSCOCO_CATEGORY_NAMES",
             "MSCOCO_CATEGORY_TO_LABEL",
         ],
         "epoch": ["SharedEpoch"],
@@ -33,6 +31,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(
         ],
         "layout": ["SplitFiles", "find_dataset", "read_coco_json"],
         "loader": ["DetDataLoader", "build_dataloader", "seed_worker"],
+        "mscoco": ["MSCOCO_CATEGORY_IDS", "MSCOCO_CATEGORY_NAMES"],
         "transforms": [
             "IMAGENET_MEAN",
             "IMAGENET_STD",

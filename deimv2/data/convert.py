@@ -14,97 +14,29 @@ points) are converted to the bounding box of the polygon; the polygon itself is 
 COCO ``area`` is always the (clipped) box area. The output is the Roboflow COCO layout that the
 official loader reads: ``DST/{train,valid,test}/_annotations.coco.json`` with the images beside it.
 Nothing partial is ever written: everything is validated first, then written into a temporary folder
-that is renamed to ``DST`` at the end. Source files are copied or linked, never moved.
+that is renamed to ``DST`` at the end (:mod:`deimv2.data.writing`). Source files are copied or linked, never moved.
 Explained in notebook 02_convert.ipynb.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 import random
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import yaml
 
 from deimv2.data.images import image_size
-from deimv2.data.layout import (
-    COCO_JSON,
-    SPLITS,
-    find_dataset,
-    find_yolo_dataset,
-    label_path_for,
-    read_coco_json,
-    read_text,
-)
-from deimv2.data.validate import (
-    bbox_problem,
-    coco_image_path,
-    empty_split_problem,
-    shared_images_problem,
-    yolo_coordinate_problem,
-)
+from deimv2.data.layout import COCO_JSON, SPLITS, find_dataset, find_yolo_dataset, label_path_for, read_coco_json
+from deimv2.data.validate import bbox_problem, coco_image_path, empty_split_problem, shared_images_problem
+from deimv2.data.writing import check_output_folder, place_file, unique_name, unique_stem, write_all_at_once
+from deimv2.data.yolo_labels import LabelLineError, read_label_file
 from deimv2.errors import DatasetError
-from deimv2.utils.outputs import ensure_output_dir
 
 #: output folder of each split (the Roboflow layout: ``valid/``, which :func:`~deimv2.data.layout.find_dataset` reads)
 SPLIT_FOLDERS = {"train": "train", "val": "valid", "test": "test"}
 _MAX_LISTED = 20
-
-
-class LabelLineError(ValueError):
-    """One malformed label line (message in Chinese)."""
-
-
-def parse_label_line(line: str, num_classes: int) -> tuple[int, tuple[float, float, float, float], list[float] | None]:
-    """Parse ``cls cx cy w h`` or ``cls x1 y1 ... xn yn`` (n >= 3).
-
-    Returns (class index, normalised box cx, cy, w, h, polygon or None). Raises LabelLineError.
-    """
-    fields = line.split()
-    n = len(fields)
-    if n != 5 and not (n >= 7 and (n - 1) % 2 == 0):
-        raise LabelLineError(f"字段个数为 {n}，应为 5（类别 cx cy w h）或 1+2k（分割多边形，k≥3）")
-    try:
-        c = float(fields[0])
-        vals = [float(v) for v in fields[1:]]
-    except ValueError:
-        raise LabelLineError(f"包含非数字内容：{line.strip()!r}") from None
-    if not (math.isfinite(c) and c == int(c)):
-        raise LabelLineError(f"类别索引 {fields[0]!r} 不是整数")
-    cls = int(c)
-    if cls < 0 or cls >= num_classes:
-        raise LabelLineError(f"类别索引 {cls} 超出范围 0..{num_classes - 1}（共 {num_classes} 个类别名）")
-    if not all(math.isfinite(v) for v in vals):
-        raise LabelLineError("坐标中有 nan/inf")
-    if n == 5 and (vals[2] < 0 or vals[3] < 0):
-        raise LabelLineError(f"框的宽或高为负数（w={vals[2]:g}, h={vals[3]:g}）")
-    problem = yolo_coordinate_problem(vals)
-    if problem:
-        raise LabelLineError(problem)
-    if n == 5:
-        cx, cy, w, h = vals
-        if w == 0 or h == 0:
-            raise LabelLineError(f"框的宽或高为 0（w={w:g}, h={h:g}），面积为 0")
-        return cls, (cx, cy, w, h), None
-    xs, ys = vals[0::2], vals[1::2]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    return cls, ((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), vals
-
-
-def read_label_file(path: Path | None, num_classes: int):
-    """Yield (line number, parsed line or LabelLineError) for each non-blank line."""
-    if path is None:
-        return
-    for i, line in enumerate(read_text(path).splitlines(), 1):
-        if line.strip():
-            try:
-                yield i, parse_label_line(line, num_classes)
-            except LabelLineError as e:
-                yield i, e
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -148,61 +80,7 @@ class ConvertReport:
         return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------------------------- writing
-def _check_dst(src: Path, dst: Path, overwrite: bool) -> None:
-    s, d = src.resolve(), dst.resolve()
-    if s == d or d in s.parents:
-        raise DatasetError(f"输出文件夹 {dst} 不能与输入 {src} 相同或互相包含，请换一个输出路径。")
-    if dst.exists() and not dst.is_dir():
-        raise DatasetError(
-            f"输出路径 {dst} 是一个已存在的文件，不是文件夹（即使 --overwrite 也不会删除文件）。"
-            "请换一个输出路径，或先把这个文件移走。"
-        )
-    if dst.exists() and any(dst.iterdir()) and not overwrite:
-        raise DatasetError(f"输出文件夹 {dst} 已存在且非空。请换一个路径，或使用 overwrite=True 覆盖。")
-    ensure_output_dir(dst.parent, "输出文件夹的上一级")
-
-
-def _place_file(src: Path, dst: Path, link: bool) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if not link:
-        shutil.copy2(src, dst)
-        return
-    try:
-        os.link(src, dst)
-    except OSError:  # other file system / not permitted: fall back to a symlink
-        os.symlink(src.resolve(), dst)
-
-
-def _atomic_write(dst: Path, write) -> None:
-    """Run ``write(tmp)`` on a fresh temp folder beside dst, then replace dst by it."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp, old = (dst.with_name(f".{dst.name}.{tag}-{os.getpid()}") for tag in ("tmp", "old"))
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        write(tmp)
-        if dst.exists():
-            dst.rename(old)
-        tmp.rename(dst)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not dst.exists():
-            old.rename(dst)
-        raise
-    if old.exists():
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-
-
-def _unique_name(name: str, used: set[str]) -> str:
-    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
-    out = name
-    while out.lower() in used:
-        out, k = f"{stem}_{k}{suffix}", k + 1
-    used.add(out.lower())
-    return out
-
-
+# ---------------------------------------------------------------------------------------------- problems
 def _note_empty_splits(report: ConvertReport, crowd: dict[str, int]) -> None:
     """The trainer's rule for empty or crowd-only train/valid splits, as a note (converting them is not an error)."""
     for folder, c in report.splits.items():
@@ -212,16 +90,6 @@ def _note_empty_splits(report: ConvertReport, crowd: dict[str, int]) -> None:
             )
             if problem:
                 report.notes.append(problem.split("修复")[0] + "这样的数据集不能直接训练。")
-
-
-def _unique_stem(name: str, used: set[str]) -> str:
-    """``name``, or ``stem_1.ext`` … so that no two files of a split share a stem (YOLO labels are ``stem.txt``)."""
-    stem, suffix, k = Path(name).stem, Path(name).suffix, 1
-    out = stem
-    while out.lower() in used:
-        out, k = f"{stem}_{k}", k + 1
-    used.add(out.lower())
-    return out + suffix
 
 
 def _raise_problems(problems: list[str], what: str) -> None:
@@ -256,16 +124,76 @@ def yolo_to_coco(
     skip_invalid: bool = False,
     overwrite: bool = False,
 ) -> ConvertReport:
-    """Convert a YOLO dataset (layouts of :func:`~deimv2.data.layout.find_yolo_dataset`) to the COCO layout
-    ``dst/{train,valid,test}/_annotations.coco.json``; the report's ``splits`` are keyed by these folder names.
+    """Convert a YOLO dataset to the COCO layout ``dst/{train,valid,test}/_annotations.coco.json`` (images beside).
 
-    category_id = YOLO class index (0-based), or +1 with ``one_based=True``. ``split_ratio`` (fraction
-    that goes to ``valid``, split with ``seed``) is only allowed for inputs without a validation split.
-    Malformed label lines raise DatasetError before anything is written, unless ``skip_invalid``.
+    Every label line is checked first; nothing is written unless all is well (or ``skip_invalid``), and the
+    output appears at once (written to a temporary folder, then renamed). Source files are copied or linked,
+    never moved.
+
+    Args:
+        src: the dataset folder (any layout of :func:`~deimv2.data.layout.find_yolo_dataset`: Roboflow,
+            Ultralytics or one flat folder) or its ``data.yaml``.
+        dst: the output folder; it must not exist yet or be empty (see ``overwrite``).
+        split_ratio: the share of the images that goes to ``valid``; only for inputs without a validation split.
+        seed: the random seed of that split.
+        one_based: category ids from 1 (``category_id`` = class index + 1) instead of the class index.
+        link: hard-link (else symlink) the images instead of copying them.
+        skip_invalid: skip malformed label lines and unreadable images (each listed in the report's
+            ``skipped``) instead of raising.
+        overwrite: replace a non-empty ``dst``.
+
+    Returns:
+        A :class:`ConvertReport`: class names, category ids, counts per output split (keyed by the folder
+        names ``train`` / ``valid`` / ``test``), what was skipped, and notes; ``report.format()`` is the Chinese
+        summary the command line prints.
+
+    Raises:
+        DatasetError: no YOLO dataset at ``src``, a bad ``dst``, or problems in the labels (without
+            ``skip_invalid``); the message names the files and the fix.
+        OutputError: the output folder cannot be written.
+
+    Example:
+        The demo dataset bundled with deimv2 (YOLO, Roboflow layout), into a folder whose name has a space:
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from deimv2 import yolo_to_coco
+        >>> from deimv2.data.demo import demo_dataset_dir
+        >>> report = yolo_to_coco(demo_dataset_dir(), Path(tempfile.mkdtemp()) / "我的 数据")
+        >>> report.class_names, report.category_ids
+        (['猫', '咖啡杯', '硬币', '火箭'], [0, 1, 2, 3])
+        >>> {split: counts.images for split, counts in report.splits.items()}
+        {'train': 160, 'valid': 48}
+        >>> sorted(p.name for p in Path(report.dst).iterdir())
+        ['train', 'valid']
     """
     src, dst = Path(src), Path(dst)
     ds = find_yolo_dataset(src)
-    _check_dst(ds.root, dst, overwrite)
+    check_output_folder(ds.root, dst, overwrite)
+    splits = _yolo_splits(ds, src, split_ratio, seed)
+    read = _YoloRead(len(ds.names), 1 if one_based else 0)
+    report = ConvertReport(
+        str(src), str(dst), ds.layout, list(ds.names), [i + read.offset for i in range(len(ds.names))]
+    )
+    plans: dict[str, tuple[dict, list[tuple[Path, str]]]] = {}
+    ann_id = 1
+    for split in (s for s in SPLITS if s in splits):
+        counts = report.splits.setdefault(SPLIT_FOLDERS[split], SplitCounts())
+        images, anns, files = _yolo_split_to_coco(splits[split], read, counts)
+        for a in anns:  # numbered on through all splits
+            a["id"], ann_id = ann_id, ann_id + 1
+        plans[SPLIT_FOLDERS[split]] = (_coco_document(src, ds.names, read.offset, images, anns), files)
+    if read.problems and not skip_invalid:
+        _raise_problems(read.problems, f"YOLO 数据集 {src} ")
+    report.skipped = read.problems
+    _note_empty_splits(report, {})
+    _note_orphan_labels(report, read.claimed, ds.root)
+    write_all_at_once(dst, lambda tmp: _write_coco_splits(tmp, plans, link))
+    return report
+
+
+def _yolo_splits(ds, src: Path, split_ratio: float | None, seed: int) -> dict[str, list[Path]]:
+    """The images of each split to convert; ``split_ratio`` cuts ``val`` out of ``train`` when there is none."""
     splits = {k: v for k, v in ds.splits.items() if v or k == "train"}
     if split_ratio is not None:
         if "val" in splits:
@@ -274,101 +202,124 @@ def yolo_to_coco(
     shared = shared_images_problem(splits)  # the doctor's and the trainer's rule
     if shared:
         raise DatasetError(f"YOLO 数据集 {src}：{shared}未写出任何文件。")
-    offset = 1 if one_based else 0
-    report = ConvertReport(str(src), str(dst), ds.layout, list(ds.names), [i + offset for i in range(len(ds.names))])
-    problems: list[str] = []
-    plans: dict[str, tuple[dict, list[tuple[Path, str]]]] = {}
-    ann_id, claimed = 1, {}
-    for split in SPLITS:
-        if split not in splits:
+    return splits
+
+
+@dataclass
+class _YoloRead:
+    """One YOLO → COCO conversion: the class count, the category id offset, which image claimed each label file,
+    and the problems found (collected, then raised or skipped all at once)."""
+
+    num_classes: int
+    offset: int
+    claimed: dict[Path, Path] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+
+def _yolo_split_to_coco(paths: list[Path], read: _YoloRead, counts: SplitCounts) -> tuple[list, list, list]:
+    """One split's COCO ``images`` (ids from 1, unique file names) and ``annotations`` (ids not yet given), and
+    the files to place as ``(source, name)``."""
+    images, anns, files, used = [], [], [], set()
+    for img_path in paths:
+        found = _read_yolo_image(img_path, read, counts)
+        if found is None:
             continue
-        counts = report.splits.setdefault(SPLIT_FOLDERS[split], SplitCounts())
-        images, anns, files, used = [], [], [], set()
-        for img_path in splits[split]:
-            if not img_path.is_file():
-                problems.append(f"{img_path}：图像文件不存在（data.yaml 或列表文件中列出）")
-                continue
-            try:
-                w, h = image_size(img_path)
-            except DatasetError as e:
-                problems.append(str(e).splitlines()[0])  # the first line names the file and the problem
-                continue
-            label = label_path_for(img_path)
-            if label is not None and label in claimed:
-                problems.append(
-                    f"{label}：同时对应图像 {claimed[label].name} 和 {img_path.name}（同名不同扩展名），请重命名其中一张"
-                )
-                continue
-            if label is not None:
-                claimed[label] = img_path
-            img_anns = []
-            for line_no, parsed in read_label_file(label, len(ds.names)):
-                if isinstance(parsed, LabelLineError):
-                    problems.append(f"{label} 第 {line_no} 行：{parsed}")
-                    continue
-                cls, (cx, cy, bw, bh), poly = parsed
-                x0, y0 = min(max((cx - bw / 2) * w, 0.0), w), min(max((cy - bh / 2) * h, 0.0), h)
-                x1, y1 = min(max((cx + bw / 2) * w, 0.0), w), min(max((cy + bh / 2) * h, 0.0), h)
-                box = [round(x0, 4), round(y0, 4), round(x1 - x0, 4), round(y1 - y0, 4)]
-                seg = []
-                if poly is not None:
-                    counts.polygons += 1
-                    seg = [[round(v * (w if i % 2 == 0 else h), 4) for i, v in enumerate(poly)]]
-                img_anns.append(
-                    {
-                        "id": 0,
-                        "image_id": 0,
-                        "category_id": cls + offset,
-                        "bbox": box,
-                        "area": round(box[2] * box[3], 4),
-                        "iscrowd": 0,
-                        "segmentation": seg,
-                    }
-                )
-            image_id = len(images) + 1
-            name = _unique_name(img_path.name, used)
-            images.append({"id": image_id, "file_name": name, "width": w, "height": h})
-            for a in img_anns:
-                a["id"], a["image_id"], ann_id = ann_id, image_id, ann_id + 1
-            anns += img_anns
-            files.append((img_path, name))
-            counts.images += 1
-            counts.boxes += len(img_anns)
-            counts.negatives += not img_anns
-        categories = [{"id": i + offset, "name": n, "supercategory": "none"} for i, n in enumerate(ds.names)]
-        coco = {
-            "info": {"description": f"converted from YOLO dataset {src.name} by deimv2"},
-            "licenses": [],
-            "categories": categories,
-            "images": images,
-            "annotations": anns,
-        }
-        plans[SPLIT_FOLDERS[split]] = (coco, files)
-    if problems and not skip_invalid:
-        _raise_problems(problems, f"YOLO 数据集 {src} ")
-    report.skipped = problems
-    _note_empty_splits(report, {})
+        (w, h), img_anns = found
+        image_id = len(images) + 1
+        name = unique_name(img_path.name, used)
+        images.append({"id": image_id, "file_name": name, "width": w, "height": h})
+        for a in img_anns:
+            a["image_id"] = image_id
+        anns += img_anns
+        files.append((img_path, name))
+        counts.images += 1
+        counts.boxes += len(img_anns)
+        counts.negatives += not img_anns
+    return images, anns, files
+
+
+def _read_yolo_image(img_path: Path, read: _YoloRead, counts: SplitCounts) -> tuple[tuple[int, int], list] | None:
+    """``((width, height), annotations)`` of one image and its label file; None (a problem noted) when it cannot
+    be used: missing or unreadable, or its label file already claimed by an image with the same stem."""
+    if not img_path.is_file():
+        read.problems.append(f"{img_path}：图像文件不存在（data.yaml 或列表文件中列出）")
+        return None
+    try:
+        w, h = image_size(img_path)
+    except DatasetError as e:
+        read.problems.append(str(e).splitlines()[0])  # the first line names the file and the problem
+        return None
+    label = label_path_for(img_path)
+    if label is not None and label in read.claimed:
+        read.problems.append(
+            f"{label}：同时对应图像 {read.claimed[label].name} 和 {img_path.name}（同名不同扩展名），请重命名其中一张"
+        )
+        return None
+    if label is not None:
+        read.claimed[label] = img_path
+    return (w, h), _yolo_annotations(label, w, h, read, counts)
+
+
+def _yolo_annotations(label: Path | None, w: int, h: int, read: _YoloRead, counts: SplitCounts) -> list[dict]:
+    """The COCO annotations of one label file: boxes in pixels, clipped to the image; polygons kept."""
+    anns = []
+    for line_no, parsed in read_label_file(label, read.num_classes):
+        if isinstance(parsed, LabelLineError):
+            read.problems.append(f"{label} 第 {line_no} 行：{parsed}")
+            continue
+        cls, (cx, cy, bw, bh), poly = parsed
+        x0, y0 = min(max((cx - bw / 2) * w, 0.0), w), min(max((cy - bh / 2) * h, 0.0), h)
+        x1, y1 = min(max((cx + bw / 2) * w, 0.0), w), min(max((cy + bh / 2) * h, 0.0), h)
+        box = [round(x0, 4), round(y0, 4), round(x1 - x0, 4), round(y1 - y0, 4)]
+        seg = []
+        if poly is not None:
+            counts.polygons += 1
+            seg = [[round(v * (w if i % 2 == 0 else h), 4) for i, v in enumerate(poly)]]
+        anns.append(
+            {
+                "id": 0,
+                "image_id": 0,
+                "category_id": cls + read.offset,
+                "bbox": box,
+                "area": round(box[2] * box[3], 4),
+                "iscrowd": 0,
+                "segmentation": seg,
+            }
+        )
+    return anns
+
+
+def _coco_document(src: Path, names: list[str], offset: int, images: list, anns: list) -> dict:
+    categories = [{"id": i + offset, "name": n, "supercategory": "none"} for i, n in enumerate(names)]
+    return {
+        "info": {"description": f"converted from YOLO dataset {src.name} by deimv2"},
+        "licenses": [],
+        "categories": categories,
+        "images": images,
+        "annotations": anns,
+    }
+
+
+def _note_orphan_labels(report: ConvertReport, claimed: dict[Path, Path], root: Path) -> None:
+    """Label files in the label folders that no image claimed (not converted) go into the report's notes."""
+    folders = {lab.parent for lab in claimed}
     orphans = sorted(
-        {t for d in {lab.parent for lab in claimed} for t in d.glob("*.txt")}
-        - set(claimed)
-        - {d / "classes.txt" for d in {lab.parent for lab in claimed}}
+        {t for d in folders for t in d.glob("*.txt")} - set(claimed) - {d / "classes.txt" for d in folders}
     )
     if orphans:
-        shown = "、".join(str(t.relative_to(ds.root)) for t in orphans[:_MAX_LISTED])
+        shown = "、".join(str(t.relative_to(root)) for t in orphans[:_MAX_LISTED])
         report.notes.append(
             f"{len(orphans)} 个标签文件没有对应的图像，没有转换：{shown}" + ("……" if len(orphans) > _MAX_LISTED else "")
         )
 
-    def write(tmp: Path) -> None:
-        for split, (coco, files) in plans.items():
-            out = tmp / split
-            out.mkdir(parents=True, exist_ok=True)
-            for path, name in files:
-                _place_file(path, out / name, link)
-            (out / COCO_JSON).write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
 
-    _atomic_write(dst, write)
-    return report
+def _write_coco_splits(tmp: Path, plans: dict, link: bool) -> None:
+    for split, (coco, files) in plans.items():
+        out = tmp / split
+        out.mkdir(parents=True, exist_ok=True)
+        for path, name in files:
+            place_file(path, out / name, link)
+        (out / COCO_JSON).write_text(json.dumps(coco, ensure_ascii=False), encoding="utf-8")
 
 
 def roboflow_placeholders(categories: list[dict], used_ids: set) -> set:
@@ -394,8 +345,38 @@ def coco_to_yolo(
     listed in the report."""
     src, dst = Path(src), Path(dst)
     found = find_dataset(src)
-    _check_dst(src if src.is_dir() else src.parent, dst, overwrite)
+    check_output_folder(src if src.is_dir() else src.parent, dst, overwrite)
     datas = {s: read_coco_json(f.ann_file, check_categories=False) for s, f in found.items()}
+    cats = _coco_categories(found, datas)
+    used = {a.get("category_id") for d in datas.values() for a in d.get("annotations", []) if isinstance(a, dict)}
+    notes = []
+    for cid in roboflow_placeholders(list(cats.values()), used):
+        notes.append(f"类别 id {cid}（{cats[cid]['name']!r}）是 Roboflow 的占位类别（未被使用），已忽略。")
+        del cats[cid]
+    ids = sorted(cats)
+    remap = {cid: i for i, cid in enumerate(ids)}
+    report = ConvertReport(
+        str(src), str(dst), "coco", [str(cats[i].get("name", i)) for i in ids], list(range(len(ids))), notes=notes
+    )
+    problems: list[str] = []
+    plans, crowd = {}, {}
+    for split in (s for s in SPLITS if s in datas):
+        folder = SPLIT_FOLDERS[split]
+        plans[folder], crowd[folder] = _coco_split_to_yolo(split, found[split], datas[split], remap, report, problems)
+    shared = shared_images_problem({s: [f[0] for f in files] for s, files in plans.items()})
+    if shared:
+        raise DatasetError(f"COCO 数据集 {src}：{shared}未写出任何文件。")
+    _note_empty_splits(report, crowd)
+    crowd_only = [p for p in problems if "iscrowd=1" in p]
+    if len(crowd_only) != len(problems) and not skip_invalid:
+        _raise_problems([p for p in problems if p not in crowd_only], f"COCO 数据集 {src} ")
+    report.skipped = problems
+    write_all_at_once(dst, lambda tmp: _write_yolo_splits(tmp, plans, link, report.class_names))
+    return report
+
+
+def _coco_categories(found: dict, datas: dict) -> dict:
+    """category id -> category dict over all splits; an id twice in one file, or with two names, is an error."""
     cats: dict = {}
     for s, data in datas.items():
         own: dict = {}
@@ -414,94 +395,77 @@ def coco_to_yolo(
                     f"（{found[s].ann_file}）。修复：让各划分的 categories 完全相同。"
                 )
             cats.setdefault(c["id"], c)
-    used = {a.get("category_id") for d in datas.values() for a in d.get("annotations", []) if isinstance(a, dict)}
-    notes = []
-    dropped = roboflow_placeholders(list(cats.values()), used)
-    for cid in dropped:
-        notes.append(f"类别 id {cid}（{cats[cid]['name']!r}）是 Roboflow 的占位类别（未被使用），已忽略。")
-        del cats[cid]
-    ids = sorted(cats)
-    remap = {cid: i for i, cid in enumerate(ids)}
-    report = ConvertReport(
-        str(src), str(dst), "coco", [str(cats[i].get("name", i)) for i in ids], list(range(len(ids))), notes=notes
-    )
-    problems: list[str] = []
-    plans, crowd = {}, {}
-    for split in SPLITS:
-        if split not in datas:
+    return cats
+
+
+def _coco_split_to_yolo(split, split_files, data, remap, report, problems) -> tuple[list, int]:
+    """``([(image, name, label lines)], crowd boxes)`` of one split; problems are collected, not raised."""
+    img_dir, json_path = split_files
+    counts = report.splits.setdefault(SPLIT_FOLDERS[split], SplitCounts())
+    by_image: dict = {}
+    for a in data.get("annotations", []):
+        by_image.setdefault(a.get("image_id") if isinstance(a, dict) else None, []).append(a)
+    files, used_names, crowd = [], set(), 0
+    for im in data["images"]:
+        try:
+            file_name, w, h = im["file_name"], float(im["width"]), float(im["height"])
+        except (KeyError, TypeError, ValueError):
+            problems.append(f"{json_path}：图像条目缺少 file_name/width/height：{im}")
             continue
-        img_dir, json_path = found[split]
-        data, counts = datas[split], report.splits.setdefault(SPLIT_FOLDERS[split], SplitCounts())
-        by_image: dict = {}
-        for a in data.get("annotations", []):
-            by_image.setdefault(a.get("image_id") if isinstance(a, dict) else None, []).append(a)
-        files, used_names = [], set()
-        for im in data["images"]:
-            try:
-                file_name, w, h = im["file_name"], float(im["width"]), float(im["height"])
-            except (KeyError, TypeError, ValueError):
-                problems.append(f"{json_path}：图像条目缺少 file_name/width/height：{im}")
-                continue
-            img_path = coco_image_path(img_dir, str(file_name))  # the loader's rule (Windows backslashes …)
-            if not img_path.is_file():
-                problems.append(f"{json_path}：图像 {file_name} 在 {img_dir} 中不存在")
-                continue
-            lines = []
-            for a in by_image.get(im.get("id"), []):
-                bbox = a.get("bbox")
-                if a.get("iscrowd", 0):
-                    crowd[SPLIT_FOLDERS[split]] = crowd.get(SPLIT_FOLDERS[split], 0) + 1
-                    problems.append(
-                        f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）为 iscrowd=1，YOLO 不支持，已跳过"
-                    )
-                    continue
-                if a.get("category_id") not in remap:
-                    problems.append(
-                        f"{json_path}：标注 id {a.get('id')} 的 category_id={a.get('category_id')} 不在 categories 中"
-                    )
-                    continue
-                problem = bbox_problem(bbox, (w, h))
-                if problem:
-                    problems.append(
-                        f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）的框无效：{problem}：bbox={bbox}"
-                    )
-                    continue
-                x0, y0 = min(max(bbox[0], 0.0), w), min(max(bbox[1], 0.0), h)
-                x1, y1 = min(max(bbox[0] + bbox[2], 0.0), w), min(max(bbox[1] + bbox[3], 0.0), h)
-                lines.append(
-                    f"{remap[a['category_id']]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
-                    f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
-                )
-            name = _unique_stem(img_path.name, used_names)  # the label is named by the stem
-            if name != img_path.name:
-                report.notes.append(
-                    f"{split}：{file_name} 与另一张图片同名（只差扩展名或文件夹，YOLO 标签会写到同一个 .txt），"
-                    f"改名为 {name}（标签 {Path(name).stem}.txt）"
-                )
-            files.append((img_path, name, lines))
-            counts.images += 1
-            counts.boxes += len(lines)
-            counts.negatives += not lines
-        plans[SPLIT_FOLDERS[split]] = files
-    shared = shared_images_problem({s: [f[0] for f in files] for s, files in plans.items()})
-    if shared:
-        raise DatasetError(f"COCO 数据集 {src}：{shared}未写出任何文件。")
-    _note_empty_splits(report, crowd)
-    crowd_only = [p for p in problems if "iscrowd=1" in p]
-    if len(crowd_only) != len(problems) and not skip_invalid:
-        _raise_problems([p for p in problems if p not in crowd_only], f"COCO 数据集 {src} ")
-    report.skipped = problems
+        img_path = coco_image_path(img_dir, str(file_name))  # the loader's rule (Windows backslashes …)
+        if not img_path.is_file():
+            problems.append(f"{json_path}：图像 {file_name} 在 {img_dir} 中不存在")
+            continue
+        lines, n_crowd = _yolo_lines(by_image.get(im.get("id"), []), remap, w, h, json_path, file_name, problems)
+        crowd += n_crowd
+        name = unique_stem(img_path.name, used_names)  # the label is named by the stem
+        if name != img_path.name:
+            report.notes.append(
+                f"{split}：{file_name} 与另一张图片同名（只差扩展名或文件夹，YOLO 标签会写到同一个 .txt），"
+                f"改名为 {name}（标签 {Path(name).stem}.txt）"
+            )
+        files.append((img_path, name, lines))
+        counts.images += 1
+        counts.boxes += len(lines)
+        counts.negatives += not lines
+    return files, crowd
 
-    def write(tmp: Path) -> None:
-        for split, files in plans.items():
-            (tmp / split / "labels").mkdir(parents=True, exist_ok=True)
-            for path, name, lines in files:
-                _place_file(path, tmp / split / "images" / name, link)
-                text = "\n".join(lines) + ("\n" if lines else "")
-                (tmp / split / "labels" / (Path(name).stem + ".txt")).write_text(text, encoding="utf-8")
-        cfg = {f"{'val' if s == 'valid' else s}": f"{s}/images" for s in plans}
-        cfg.update(nc=len(report.class_names), names=report.class_names)
-        (tmp / "data.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
-    _atomic_write(dst, write)
-    return report
+def _yolo_lines(anns: list, remap: dict, w: float, h: float, json_path: Path, file_name, problems: list) -> tuple:
+    """``(YOLO label lines, crowd boxes)`` of one image's annotations: boxes clipped to the image, normalised;
+    crowd boxes, unknown categories and invalid boxes are skipped and noted in ``problems``."""
+    lines, crowd = [], 0
+    for a in anns:
+        bbox = a.get("bbox")
+        if a.get("iscrowd", 0):
+            crowd += 1
+            problems.append(f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）为 iscrowd=1，YOLO 不支持，已跳过")
+            continue
+        if a.get("category_id") not in remap:
+            problems.append(
+                f"{json_path}：标注 id {a.get('id')} 的 category_id={a.get('category_id')} 不在 categories 中"
+            )
+            continue
+        problem = bbox_problem(bbox, (w, h))
+        if problem:
+            problems.append(f"{json_path}：标注 id {a.get('id')}（图像 {file_name}）的框无效：{problem}：bbox={bbox}")
+            continue
+        x0, y0 = min(max(bbox[0], 0.0), w), min(max(bbox[1], 0.0), h)
+        x1, y1 = min(max(bbox[0] + bbox[2], 0.0), w), min(max(bbox[1] + bbox[3], 0.0), h)
+        lines.append(
+            f"{remap[a['category_id']]} {(x0 + x1) / 2 / w:.6f} {(y0 + y1) / 2 / h:.6f} "
+            f"{(x1 - x0) / w:.6f} {(y1 - y0) / h:.6f}"
+        )
+    return lines, crowd
+
+
+def _write_yolo_splits(tmp: Path, plans: dict, link: bool, class_names: list[str]) -> None:
+    for split, files in plans.items():
+        (tmp / split / "labels").mkdir(parents=True, exist_ok=True)
+        for path, name, lines in files:
+            place_file(path, tmp / split / "images" / name, link)
+            text = "\n".join(lines) + ("\n" if lines else "")
+            (tmp / split / "labels" / (Path(name).stem + ".txt")).write_text(text, encoding="utf-8")
+    cfg = {f"{'val' if s == 'valid' else s}": f"{s}/images" for s in plans}
+    cfg.update(nc=len(class_names), names=class_names)
+    (tmp / "data.yaml").write_text(yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False), encoding="utf-8")

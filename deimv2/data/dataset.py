@@ -22,9 +22,10 @@ from torchvision import tv_tensors
 
 from deimv2.data.images import load_image
 from deimv2.data.layout import listing, read_coco_json
+from deimv2.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
 from deimv2.data.validate import bbox_problem, coco_image_path
 from deimv2.errors import DatasetError
-from deimv2.models.postprocess import MSCOCO_CATEGORY_TO_LABEL, MSCOCO_LABEL_TO_CATEGORY
+from deimv2.models.postprocess import MSCOCO_CATEGORY_TO_LABEL
 
 __all__ = [
     "CocoDetection",
@@ -34,92 +35,6 @@ __all__ = [
     "MSCOCO_CATEGORY_NAMES",
     "MSCOCO_CATEGORY_TO_LABEL",
 ]
-
-# Standard COCO 2017 detection categories (ids as in instances_*.json; label = position).
-#: the 80 COCO category ids in label order (one home: :mod:`deimv2.models.postprocess`)
-MSCOCO_CATEGORY_IDS = tuple(MSCOCO_LABEL_TO_CATEGORY.values())
-MSCOCO_CATEGORY_NAMES = (
-    "person",
-    "bicycle",
-    "car",
-    "motorcycle",
-    "airplane",
-    "bus",
-    "train",
-    "truck",
-    "boat",
-    "traffic light",
-    "fire hydrant",
-    "stop sign",
-    "parking meter",
-    "bench",
-    "bird",
-    "cat",
-    "dog",
-    "horse",
-    "sheep",
-    "cow",
-    "elephant",
-    "bear",
-    "zebra",
-    "giraffe",
-    "backpack",
-    "umbrella",
-    "handbag",
-    "tie",
-    "suitcase",
-    "frisbee",
-    "skis",
-    "snowboard",
-    "sports ball",
-    "kite",
-    "baseball bat",
-    "baseball glove",
-    "skateboard",
-    "surfboard",
-    "tennis racket",
-    "bottle",
-    "wine glass",
-    "cup",
-    "fork",
-    "knife",
-    "spoon",
-    "bowl",
-    "banana",
-    "apple",
-    "sandwich",
-    "orange",
-    "broccoli",
-    "carrot",
-    "hot dog",
-    "pizza",
-    "donut",
-    "cake",
-    "chair",
-    "couch",
-    "potted plant",
-    "bed",
-    "dining table",
-    "toilet",
-    "tv",
-    "laptop",
-    "mouse",
-    "remote",
-    "keyboard",
-    "cell phone",
-    "microwave",
-    "oven",
-    "toaster",
-    "sink",
-    "refrigerator",
-    "book",
-    "clock",
-    "vase",
-    "scissors",
-    "teddy bear",
-    "hair drier",
-    "toothbrush",
-)
 
 
 def _is_int(v) -> bool:
@@ -182,25 +97,18 @@ class CocoDetection(torch.utils.data.Dataset):
 
     # ---------------------------------------------------------------- construction
     def _index(self, data) -> list[dict]:
-        path = self.ann_file
-        records = {}
-        for img in data["images"]:
-            if not isinstance(img, dict) or not _is_int(img.get("id")) or not isinstance(img.get("file_name"), str):
-                raise DatasetError(
-                    f"标注文件 {path} 的图片条目 {str(img)[:200]} 缺少整数 id 或 file_name。\n"
-                    '修复：每张图片写成 {"id": 整数, "file_name": "xx.jpg", "width": 宽, "height": 高}。'
-                )
-            if img["id"] in records:
-                raise DatasetError(
-                    f"标注文件 {path} 中图片 id {img['id']} 出现了多次。\n修复：每张图片的 id 必须唯一。"
-                )
-            size = (img.get("width"), img.get("height"))
-            size = tuple(int(v) for v in size) if all(_is_int(v) and v > 0 for v in size) else None
-            records[img["id"]] = {"id": img["id"], "file_name": img["file_name"], "size": size, "anns": []}
+        """One record per image, by image id: ``id``, ``file_name``, ``size`` and the arrays ``boxes`` (xyxy),
+        ``labels`` and ``area`` (plus ``segmentation`` with ``return_masks``)."""
+        records = _image_records(data["images"], self.ann_file)
+        self._attach_annotations(records, data["annotations"])
+        return [self._as_arrays(records.pop(image_id)) for image_id in sorted(records)]
 
+    def _attach_annotations(self, records: dict, annotations: list) -> None:
+        """Each annotation onto its image's ``anns`` as ``(x0, y0, x1, y1, label, area, segmentation)``; crowd boxes
+        are only counted (``num_crowd``); unknown categories or images and invalid boxes raise, all listed."""
         bad_cat, bad_img, bad_box = {}, [], []
         self.num_crowd = 0  # iscrowd=1 boxes: ignored by training and COCO evaluation (build_data says so)
-        for ann in data["annotations"]:
+        for ann in annotations:
             rec = records.get(ann.get("image_id")) if isinstance(ann, dict) else None
             if rec is None:
                 bad_img.append(
@@ -210,8 +118,7 @@ class CocoDetection(torch.utils.data.Dataset):
                 continue
             cid = ann.get("category_id")
             if cid not in self.category_to_label:
-                bad_cat.setdefault(cid, 0)
-                bad_cat[cid] += 1
+                bad_cat[cid] = bad_cat.get(cid, 0) + 1
                 continue
             bbox = ann.get("bbox")
             problem = bbox_problem(bbox, rec["size"])  # the one policy (deimv2.data.validate): an error
@@ -225,38 +132,16 @@ class CocoDetection(torch.utils.data.Dataset):
             area = ann.get("area")
             area = float(area) if isinstance(area, (int, float)) and not isinstance(area, bool) else w * h
             rec["anns"].append((x, y, x + w, y + h, self.category_to_label[cid], area, ann.get("segmentation")))
+        _raise_bad_annotations(self.ann_file, sorted(self.category_to_label), bad_cat, bad_img, bad_box)
 
-        if bad_cat:
-            valid = sorted(self.category_to_label)
-            listed = ", ".join(f"{k!r}（{v} 个标注）" for k, v in bad_cat.items())
-            raise DatasetError(
-                f"标注文件 {path} 中有标注使用了 categories 里不存在的类别 id：{listed}。\n"
-                f"categories 中的 id 为 {valid[:50]}{' ……' if len(valid) > 50 else ''}。\n"
-                "修复：在 categories 中补上这些类别，或改正/删除这些标注。"
-            )
-        if bad_img:
-            raise DatasetError(
-                f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{listing(bad_img)}\n"
-                "修复：改正这些标注的 image_id，或删除它们。"
-            )
-        if bad_box:
-            raise DatasetError(
-                f"标注文件 {path} 中有 {len(bad_box)} 个无效的框（NaN/inf、宽或高 ≤ 0、或完全在图片外），"
-                f"训练没有开始：\n{listing(bad_box)}\n"
-                "修复：改正或删除这些标注（deimv2 doctor 会列出全部；规则见 docs/errors.md）。"
-            )
-
-        out = []
-        for image_id in sorted(records):
-            rec = records.pop(image_id)
-            anns = rec.pop("anns")
-            rec["boxes"] = np.array([a[:4] for a in anns], dtype=np.float32).reshape(-1, 4)
-            rec["labels"] = np.array([a[4] for a in anns], dtype=np.int64)
-            rec["area"] = np.array([a[5] for a in anns], dtype=np.float32)
-            if self.return_masks:
-                rec["segmentation"] = [a[6] for a in anns]
-            out.append(rec)
-        return out
+    def _as_arrays(self, rec: dict) -> dict:
+        anns = rec.pop("anns")
+        rec["boxes"] = np.array([a[:4] for a in anns], dtype=np.float32).reshape(-1, 4)
+        rec["labels"] = np.array([a[4] for a in anns], dtype=np.int64)
+        rec["area"] = np.array([a[5] for a in anns], dtype=np.float32)
+        if self.return_masks:
+            rec["segmentation"] = [a[6] for a in anns]
+        return rec
 
     def _resolve(self, file_name: str) -> Path:
         return coco_image_path(self.img_folder, file_name)  # the doctor's rule too (Windows backslashes …)
@@ -353,6 +238,45 @@ class CocoDetection(torch.utils.data.Dataset):
         return (
             f"CocoDetection(images={len(self)}, classes={self.num_classes}, img_folder='{self.img_folder}', "
             f"ann_file='{self.ann_file}', remap_mscoco_category={self.remap_mscoco_category})"
+        )
+
+
+def _image_records(images: list, path: Path) -> dict[int, dict]:
+    """image id -> record (``id``, ``file_name``, ``size`` or None, empty ``anns``); a bad or repeated entry raises."""
+    records = {}
+    for img in images:
+        if not isinstance(img, dict) or not _is_int(img.get("id")) or not isinstance(img.get("file_name"), str):
+            raise DatasetError(
+                f"标注文件 {path} 的图片条目 {str(img)[:200]} 缺少整数 id 或 file_name。\n"
+                '修复：每张图片写成 {"id": 整数, "file_name": "xx.jpg", "width": 宽, "height": 高}。'
+            )
+        if img["id"] in records:
+            raise DatasetError(f"标注文件 {path} 中图片 id {img['id']} 出现了多次。\n修复：每张图片的 id 必须唯一。")
+        size = (img.get("width"), img.get("height"))
+        size = tuple(int(v) for v in size) if all(_is_int(v) and v > 0 for v in size) else None
+        records[img["id"]] = {"id": img["id"], "file_name": img["file_name"], "size": size, "anns": []}
+    return records
+
+
+def _raise_bad_annotations(path: Path, valid: list, bad_cat: dict, bad_img: list, bad_box: list) -> None:
+    """One Chinese error for the first kind of bad annotation found (unknown category, unknown image, invalid box)."""
+    if bad_cat:
+        listed = ", ".join(f"{k!r}（{v} 个标注）" for k, v in bad_cat.items())
+        raise DatasetError(
+            f"标注文件 {path} 中有标注使用了 categories 里不存在的类别 id：{listed}。\n"
+            f"categories 中的 id 为 {valid[:50]}{' ……' if len(valid) > 50 else ''}。\n"
+            "修复：在 categories 中补上这些类别，或改正/删除这些标注。"
+        )
+    if bad_img:
+        raise DatasetError(
+            f"标注文件 {path} 中有标注的 image_id 在 images 里不存在：\n{listing(bad_img)}\n"
+            "修复：改正这些标注的 image_id，或删除它们。"
+        )
+    if bad_box:
+        raise DatasetError(
+            f"标注文件 {path} 中有 {len(bad_box)} 个无效的框（NaN/inf、宽或高 ≤ 0、或完全在图片外），"
+            f"训练没有开始：\n{listing(bad_box)}\n"
+            "修复：改正或删除这些标注（deimv2 doctor 会列出全部；规则见 docs/errors.md）。"
         )
 
 

@@ -11,104 +11,20 @@ Explained in notebook 02_convert.ipynb.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
-from deimv2.data.convert import LabelLineError, read_label_file, roboflow_placeholders
+from deimv2.data.convert import roboflow_placeholders
+from deimv2.data.doctor_report import DoctorReport, IssueCollector
 from deimv2.data.images import displayed_size
 from deimv2.data.layout import find_dataset, find_yolo_dataset, label_path_for, read_coco_json
 from deimv2.data.validate import bbox_problem, coco_image_path, empty_split_problem, shared_images_problem
+from deimv2.data.yolo_labels import LabelLineError, read_label_file
 from deimv2.errors import DatasetError
 
 SMALL, LARGE = 32**2, 96**2  # COCO area thresholds
-_LEVELS = {"error": "错误", "warning": "警告", "info": "提示"}
-
-
-@dataclass
-class Issue:
-    level: str  # error | warning | info
-    code: str
-    message: str
-    count: int = 0
-    examples: list[str] = field(default_factory=list)
-
-
-@dataclass
-class DoctorReport:
-    path: str
-    format_name: str  # coco | yolo
-    splits: dict[str, dict[str, int]] = field(default_factory=dict)
-    categories: dict[int, str] = field(default_factory=dict)
-    class_counts: dict[str, int] = field(default_factory=dict)
-    box_sizes: dict[str, int] = field(default_factory=lambda: {"small": 0, "medium": 0, "large": 0})
-    id_base: int | None = None
-    num_classes_needed: int = 0
-    issues: list[Issue] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing would stop training (warnings allowed)."""
-        return not self.errors
-
-    @property
-    def errors(self) -> list[Issue]:
-        return [i for i in self.issues if i.level == "error"]
-
-    @property
-    def warnings(self) -> list[Issue]:
-        return [i for i in self.issues if i.level == "warning"]
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["ok"] = self.ok
-        d["categories"] = {str(k): v for k, v in self.categories.items()}
-        return d
-
-    def format(self) -> str:
-        fmt = {"coco": "COCO", "yolo": "YOLO"}[self.format_name]
-        out = [
-            f"数据集体检报告：{self.path}（格式：{fmt}）",
-            "结论：可以训练" + ("（但请看下面的警告）" if self.warnings else "")
-            if self.ok
-            else f"结论：发现 {len(self.errors)} 类错误，训练前必须修复",
-        ]
-        for s, c in self.splits.items():
-            out.append(f"  {s}: {c['images']} 张图像，{c['boxes']} 个框，{c['negatives']} 张无目标（负样本）")
-        cats = "，".join(f"{k}={v}" for k, v in self.categories.items())
-        out.append(f"类别（{len(self.categories)} 个）：{cats}")
-        base = {0: "从 0 开始", 1: "从 1 开始"}.get(self.id_base, f"从 {self.id_base} 开始")
-        if self.format_name == "coco":
-            out.append(f"category_id {base}；配置中需要 num_classes = {self.num_classes_needed}")
-        else:
-            out.append(f"转换为 COCO 后（yolo_to_coco）需要 num_classes = {self.num_classes_needed}")
-        out.append("每类实例数：" + ("，".join(f"{k} {v}" for k, v in self.class_counts.items()) or "无"))
-        b = self.box_sizes
-        out.append(f"框尺寸分布（COCO 定义）：小(<32²) {b['small']}，中 {b['medium']}，大(≥96²) {b['large']}")
-        for level in ("error", "warning", "info"):
-            items = [i for i in self.issues if i.level == level]
-            if items:
-                out.append(f"{_LEVELS[level]}：")
-                for i in items:
-                    ex = f"  例如：{', '.join(i.examples)}" if i.examples else ""
-                    out.append(f"  - {i.message}（{i.count} 处）{ex}")
-        return "\n".join(out)
-
-
-class _Collector:
-    def __init__(self, report: DoctorReport, max_examples: int):
-        self.report, self.max_examples, self._by_key = report, max_examples, {}
-
-    def add(self, level: str, code: str, message: str, example: str | None = None, n: int = 1) -> None:
-        key = (level, code, message)
-        if key not in self._by_key:
-            self._by_key[key] = Issue(level, code, message)
-            self.report.issues.append(self._by_key[key])
-        issue = self._by_key[key]
-        issue.count += n
-        if example is not None and len(issue.examples) < self.max_examples:
-            issue.examples.append(example)
 
 
 def probe_image(path: Path, deep: bool = False) -> tuple[tuple[int, int] | None, tuple[int, int] | None, str | None]:
@@ -140,147 +56,33 @@ def _box_size(rep: DoctorReport, area: float) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- COCO
-def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) -> None:
-    declared: dict[int, str] = {}
-    used: dict = {}
-    cat_dicts: list[dict] = []
-    paths: dict[str, list[Path]] = {}
-    split_ids: dict[str, set] = {}
+@dataclass
+class _CocoSeen:
+    """What the COCO checks gather across splits: categories declared (first name wins) and their dicts, the
+    boxes per category id, each split's category ids and image paths."""
+
+    declared: dict = field(default_factory=dict)
+    cat_dicts: list = field(default_factory=list)
+    used: dict = field(default_factory=dict)
+    split_ids: dict = field(default_factory=dict)
+    paths: dict = field(default_factory=dict)
+
+
+def _check_coco(rep: DoctorReport, col: IssueCollector, splits: dict, deep: bool) -> None:
+    seen = _CocoSeen()
     for split, (img_dir, json_path) in splits.items():
         try:
             data = read_coco_json(json_path, check_categories=False)
         except DatasetError as e:
             col.add("error", "bad_json", f"{split}: 标注文件无法读取", str(e))
             continue
-        for c in data.get("categories", []):
-            if isinstance(c, dict) and isinstance(c.get("id"), int):
-                if c["id"] in declared and declared[c["id"]] != str(c.get("name", c["id"])):
-                    col.add(  # the loader refuses this too (build_data: categories differ between splits)
-                        "error",
-                        "categories_disagree",
-                        "不同划分中同一个类别 id 的名字不一致，请让各划分使用同一份 categories",
-                        f"{split}: id {c['id']} = {c.get('name')!r}，之前是 {declared[c['id']]!r}",
-                    )
-                split_ids.setdefault(split, set()).add(c["id"])
-                if c["id"] not in declared:
-                    cat_dicts.append(c)
-                declared.setdefault(c["id"], str(c.get("name", c["id"])))
-            else:
-                col.add("error", "bad_category", f"{split}: categories 中有缺少整数 id 的条目", str(c)[:80])
+        _check_coco_categories(col, split, data, seen)
         stats = rep.splits.setdefault(split, {"images": 0, "boxes": 0, "negatives": 0})
-        sizes, seen_names = {}, {}
-        for im in data["images"]:
-            if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
-                col.add("error", "bad_image_entry", f"{split}: images 中有缺少 id/file_name 的条目", str(im)[:80])
-                continue
-            name = str(im["file_name"])
-            if not isinstance(im["id"], int) or isinstance(im["id"], bool):
-                col.add(
-                    "error",
-                    "bad_image_id",
-                    f"{split}: 图像 id 必须是整数（现在是文字或其他类型）",
-                    f"id={im['id']!r}: {name}",
-                )
-            if im["id"] in sizes:
-                col.add(
-                    "error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}"
-                )
-                continue
-            if name in seen_names:
-                col.add("error", "duplicate_file_name", f"{split}: 同一文件名出现在多个图像条目中", name)
-            seen_names[name] = im["id"]
-            stats["images"] += 1
-            path = coco_image_path(img_dir, name)  # the loader's rule (Windows backslashes …)
-            paths.setdefault(split, []).append(path)
-            if not path.is_file():
-                col.add("error", "missing_image", f"{split}: 图像在磁盘上不存在（图像文件夹 {img_dir}）", name)
-                sizes[im["id"]] = None
-                continue
-            size, raw, problem = probe_image(path, deep)
-            if problem:
-                col.add("error", "corrupt_image", f"{split}: 图像损坏或无法读取", f"{name}: {problem}")
-                sizes[im["id"]] = None
-                continue
-            declared_size = (im.get("width"), im.get("height"))
-            if None in declared_size:
-                col.add("warning", "no_size", f"{split}: 图像条目缺少 width/height", name)
-            elif tuple(declared_size) != size:
-                if tuple(declared_size) == raw:
-                    col.add(
-                        "warning",
-                        "exif_rotated",
-                        f"{split}: 图像带 EXIF 旋转，json 中的宽高是未旋转的尺寸，请确认标注是在哪个方向上画的",
-                        name,
-                    )
-                else:
-                    col.add(
-                        "error",
-                        "size_mismatch",
-                        f"{split}: json 中的宽高与实际图像不一致（框的位置会错）",
-                        f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}",
-                    )
-            sizes[im["id"]] = size
-        ann_ids, has_box, crowd = set(), set(), 0
-        for a in data.get("annotations", []):
-            if not isinstance(a, dict):
-                col.add("error", "bad_annotation", f"{split}: annotations 中有非字典条目", str(a)[:80])
-                continue
-            aid = a.get("id")
-            if aid in ann_ids:
-                col.add(
-                    "error", "duplicate_ann_id", f"{split}: 重复的标注 id（pycocotools 会丢掉其中一个）", f"id={aid}"
-                )
-            ann_ids.add(aid)
-            if aid == 0:
-                col.add(
-                    "warning",
-                    "ann_id_zero",
-                    f"{split}: 标注 id 为 0，pycocotools 评估时会把它的匹配当成未匹配，"
-                    "mAP 略偏低；建议标注 id 从 1 开始（yolo_to_coco 会这样做）",
-                    f"image_id={a.get('image_id')}",
-                )
-            if a.get("image_id") not in sizes:
-                col.add(
-                    "error",
-                    "unknown_image_id",
-                    f"{split}: 标注指向不存在的 image_id",
-                    f"ann id={aid}, image_id={a.get('image_id')}",
-                )
-                continue
-            cid = a.get("category_id")
-            used.setdefault(cid, 0)
-            used[cid] += 1
-            bbox = a.get("bbox")
-            size = sizes[a["image_id"]]
-            problem = bbox_problem(bbox, size)
-            if problem:  # one policy with the trainer (deimv2.data.validate): an error, named by annotation id
-                col.add(
-                    "error",
-                    "invalid_box",
-                    f"{split}: 无效的框（NaN/inf、宽或高 ≤ 0、或完全在图像外），"
-                    f"训练会拒绝开始；请改正或删除这些标注（{json_path.name}）",
-                    f"ann id={aid}: {problem}: {bbox}",
-                )
-                continue
-            if a.get("iscrowd", 0):
-                crowd += 1
-                continue
-            stats["boxes"] += 1
-            has_box.add(a["image_id"])
-            x, y, w, h = bbox
-            area = a.get("area") if isinstance(a.get("area"), (int, float)) else w * h
-            _box_size(rep, area)
-            if size is not None:
-                iw, ih = size
-                if x < -1 or y < -1 or x + w > iw + 1 or y + h > ih + 1:
-                    col.add(
-                        "warning",
-                        "box_clipped",
-                        f"{split}: 框部分超出图像（训练时会被裁剪到图像内）",
-                        f"ann id={aid}: {bbox}",
-                    )
+        sizes = _check_coco_images(col, split, data, img_dir, stats, seen, deep)
+        has_box, crowd = _check_coco_annotations(rep, col, split, data, sizes, stats, seen, json_path)
         stats["negatives"] = stats["images"] - len(has_box & set(sizes))
         _check_split_boxes(col, split, stats["boxes"], crowd, json_path)
+    split_ids = seen.split_ids
     if "train" in split_ids and "val" in split_ids and split_ids["train"] != split_ids["val"]:
         col.add(  # the loader refuses this too (build_data)
             "error",
@@ -288,13 +90,154 @@ def _check_coco(rep: DoctorReport, col: _Collector, splits: dict, deep: bool) ->
             "训练集和验证集的 categories 不一致，请让各划分使用同一份 categories",
             f"train: {sorted(split_ids['train'])}，val: {sorted(split_ids['val'])}",
         )
-    shared = shared_images_problem(paths)
+    shared = shared_images_problem(seen.paths)
     if shared:
         col.add("error", "shared_images", shared)
-    _check_categories_coco(rep, col, declared, used, cat_dicts)
+    _check_categories_coco(rep, col, seen.declared, seen.used, seen.cat_dicts)
 
 
-def _check_split_boxes(col: _Collector, split: str, boxes: int, crowd: int, where) -> None:
+def _check_coco_categories(col: IssueCollector, split: str, data: dict, seen: _CocoSeen) -> None:
+    """One split's ``categories``: integer ids, and the same name for an id in every split."""
+    declared = seen.declared
+    for c in data.get("categories", []):
+        if not (isinstance(c, dict) and isinstance(c.get("id"), int)):
+            col.add("error", "bad_category", f"{split}: categories 中有缺少整数 id 的条目", str(c)[:80])
+            continue
+        if c["id"] in declared and declared[c["id"]] != str(c.get("name", c["id"])):
+            col.add(  # the loader refuses this too (build_data: categories differ between splits)
+                "error",
+                "categories_disagree",
+                "不同划分中同一个类别 id 的名字不一致，请让各划分使用同一份 categories",
+                f"{split}: id {c['id']} = {c.get('name')!r}，之前是 {declared[c['id']]!r}",
+            )
+        seen.split_ids.setdefault(split, set()).add(c["id"])
+        if c["id"] not in declared:
+            seen.cat_dicts.append(c)
+        declared.setdefault(c["id"], str(c.get("name", c["id"])))
+
+
+def _check_coco_images(
+    col: IssueCollector, split: str, data: dict, img_dir, stats: dict, seen: _CocoSeen, deep
+) -> dict:
+    """One split's ``images``: ids, file names, the files themselves; returns image id -> real size (None: unreadable)."""
+    sizes, seen_names = {}, {}
+    for im in data["images"]:
+        if not isinstance(im, dict) or "id" not in im or "file_name" not in im:
+            col.add("error", "bad_image_entry", f"{split}: images 中有缺少 id/file_name 的条目", str(im)[:80])
+            continue
+        name = str(im["file_name"])
+        if not isinstance(im["id"], int) or isinstance(im["id"], bool):
+            col.add(
+                "error",
+                "bad_image_id",
+                f"{split}: 图像 id 必须是整数（现在是文字或其他类型）",
+                f"id={im['id']!r}: {name}",
+            )
+        if im["id"] in sizes:
+            col.add("error", "duplicate_image_id", f"{split}: 重复的图像 id（标注会错配到别的图像）", f"id={im['id']}")
+            continue
+        if name in seen_names:
+            col.add("error", "duplicate_file_name", f"{split}: 同一文件名出现在多个图像条目中", name)
+        seen_names[name] = im["id"]
+        stats["images"] += 1
+        path = coco_image_path(img_dir, name)  # the loader's rule (Windows backslashes …)
+        seen.paths.setdefault(split, []).append(path)
+        if not path.is_file():
+            col.add("error", "missing_image", f"{split}: 图像在磁盘上不存在（图像文件夹 {img_dir}）", name)
+            sizes[im["id"]] = None
+            continue
+        sizes[im["id"]] = _check_coco_image_file(col, split, im, path, deep)
+    return sizes
+
+
+def _check_coco_image_file(col: IssueCollector, split: str, im: dict, path: Path, deep: bool) -> tuple[int, int] | None:
+    """The image can be read and its size is the one in the json; returns its real size (None: unreadable)."""
+    name = str(im["file_name"])
+    size, raw, problem = probe_image(path, deep)
+    if problem:
+        col.add("error", "corrupt_image", f"{split}: 图像损坏或无法读取", f"{name}: {problem}")
+        return None
+    declared_size = (im.get("width"), im.get("height"))
+    if None in declared_size:
+        col.add("warning", "no_size", f"{split}: 图像条目缺少 width/height", name)
+    elif tuple(declared_size) != size and tuple(declared_size) == raw:
+        col.add(
+            "warning",
+            "exif_rotated",
+            f"{split}: 图像带 EXIF 旋转，json 中的宽高是未旋转的尺寸，请确认标注是在哪个方向上画的",
+            name,
+        )
+    elif tuple(declared_size) != size:
+        col.add(
+            "error",
+            "size_mismatch",
+            f"{split}: json 中的宽高与实际图像不一致（框的位置会错）",
+            f"{name}: json {declared_size[0]}x{declared_size[1]} vs 实际 {size[0]}x{size[1]}",
+        )
+    return size
+
+
+def _check_coco_annotations(rep, col, split, data, sizes, stats, seen: _CocoSeen, json_path) -> tuple[set, int]:
+    """One split's ``annotations``: ids, image ids, boxes; returns (ids of images with a box, crowd boxes)."""
+    ann_ids, has_box, crowd = set(), set(), 0
+    for a in data.get("annotations", []):
+        if not isinstance(a, dict):
+            col.add("error", "bad_annotation", f"{split}: annotations 中有非字典条目", str(a)[:80])
+            continue
+        aid = a.get("id")
+        _check_annotation_id(col, split, a, ann_ids)
+        ann_ids.add(aid)
+        if a.get("image_id") not in sizes:
+            col.add(
+                "error",
+                "unknown_image_id",
+                f"{split}: 标注指向不存在的 image_id",
+                f"ann id={aid}, image_id={a.get('image_id')}",
+            )
+            continue
+        cid = a.get("category_id")
+        seen.used[cid] = seen.used.get(cid, 0) + 1
+        bbox, size = a.get("bbox"), sizes[a["image_id"]]
+        problem = bbox_problem(bbox, size)
+        if problem:  # one policy with the trainer (deimv2.data.validate): an error, named by annotation id
+            col.add(
+                "error",
+                "invalid_box",
+                f"{split}: 无效的框（NaN/inf、宽或高 ≤ 0、或完全在图像外），"
+                f"训练会拒绝开始；请改正或删除这些标注（{json_path.name}）",
+                f"ann id={aid}: {problem}: {bbox}",
+            )
+            continue
+        if a.get("iscrowd", 0):
+            crowd += 1
+            continue
+        stats["boxes"] += 1
+        has_box.add(a["image_id"])
+        x, y, w, h = bbox
+        _box_size(rep, a.get("area") if isinstance(a.get("area"), (int, float)) else w * h)
+        if size is not None and (x < -1 or y < -1 or x + w > size[0] + 1 or y + h > size[1] + 1):
+            col.add(
+                "warning", "box_clipped", f"{split}: 框部分超出图像（训练时会被裁剪到图像内）", f"ann id={aid}: {bbox}"
+            )
+    return has_box, crowd
+
+
+def _check_annotation_id(col: IssueCollector, split: str, a: dict, ann_ids: set) -> None:
+    """Annotation ids must be unique, and better not 0 (pycocotools)."""
+    aid = a.get("id")
+    if aid in ann_ids:
+        col.add("error", "duplicate_ann_id", f"{split}: 重复的标注 id（pycocotools 会丢掉其中一个）", f"id={aid}")
+    if aid == 0:
+        col.add(
+            "warning",
+            "ann_id_zero",
+            f"{split}: 标注 id 为 0，pycocotools 评估时会把它的匹配当成未匹配，"
+            "mAP 略偏低；建议标注 id 从 1 开始（yolo_to_coco 会这样做）",
+            f"image_id={a.get('image_id')}",
+        )
+
+
+def _check_split_boxes(col: IssueCollector, split: str, boxes: int, crowd: int, where) -> None:
     """The trainer's rule for empty and crowd-only splits (deimv2.data.validate), and a count of crowd boxes."""
     problem = empty_split_problem(split, boxes, crowd, where) if split in ("train", "val") else None
     if problem:
@@ -303,7 +246,8 @@ def _check_split_boxes(col: _Collector, split: str, boxes: int, crowd: int, wher
         col.add("warning", "crowd_boxes", f"{split}: {crowd} 个 iscrowd=1 的标注训练时会被忽略（评估时也不计分）")
 
 
-def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, used: dict, cat_dicts: list) -> None:
+def _check_categories_coco(rep: DoctorReport, col: IssueCollector, declared: dict, used: dict, cat_dicts: list) -> None:
+    """The categories of all splits together: placeholders, unknown and unused ids, numbering, duplicate names."""
     placeholders = roboflow_placeholders(cat_dicts, set(used))
     for cid in placeholders:
         col.add(
@@ -328,6 +272,22 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
     rep.id_base = ids[0]
     # deimv2 maps the declared categories (sorted by id) to contiguous labels 0..C-1, so C is what a config needs
     rep.num_classes_needed = len(declared) or len(ids)  # unknown ids are errors of their own
+    _check_id_numbering(col, ids)
+    for cid in sorted(set(declared) - set(used) - placeholders):
+        col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
+    twins = _check_duplicate_names(col, declared)
+
+    def label(c) -> str:
+        name = declared.get(c)
+        if name is None:
+            return f"未知 id {c}"
+        return f"{name}（id {c}）" if name in twins else name
+
+    rep.class_counts = {label(c): used[c] for c in sorted(used, key=str)}
+
+
+def _check_id_numbering(col: IssueCollector, ids: list) -> None:
+    """Category ids that start above 0 or have gaps: fine here, but the official code needs a larger num_classes."""
     if ids[0] >= 1:
         col.add(
             "info",
@@ -345,8 +305,11 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
             f"官方代码需要 num_classes ≥ 最大 id + 1 = {ids[-1] + 1}",
             n=len(gaps),
         )
-    for cid in sorted(set(declared) - set(used) - placeholders):
-        col.add("warning", "unused_category", "声明了但没有任何标注的类别", f"{cid}={declared[cid]}")
+
+
+def _check_duplicate_names(col: IssueCollector, declared: dict) -> dict:
+    """Several category ids with one name (the model learns them apart, the predictions cannot tell them apart);
+    returns name -> those ids."""
     by_name: dict[str, list] = {}
     for cid, name in declared.items():
         by_name.setdefault(name, []).append(cid)
@@ -359,18 +322,11 @@ def _check_categories_coco(rep: DoctorReport, col: _Collector, declared: dict, u
             "请把它们的标注合并到一个 id（或给它们起不同的名字）",
             f"{name}：id {'、'.join(map(str, sorted(cids, key=str)))}",
         )
-
-    def label(c) -> str:
-        name = declared.get(c)
-        if name is None:
-            return f"未知 id {c}"
-        return f"{name}（id {c}）" if name in twins else name
-
-    rep.class_counts = {label(c): used[c] for c in sorted(used, key=str)}
+    return twins
 
 
 # ---------------------------------------------------------------------------------------------- YOLO
-def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
+def _check_yolo(rep: DoctorReport, col: IssueCollector, deep: bool) -> None:
     ds = find_yolo_dataset(rep.path)
     rep.categories = dict(enumerate(ds.names))
     rep.id_base, rep.num_classes_needed = 0, len(ds.names)
@@ -405,28 +361,7 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
                 )
                 continue
             claimed[label] = img
-            n_boxes = 0
-            for line_no, parsed in read_label_file(label, len(ds.names)):
-                if isinstance(parsed, LabelLineError):
-                    col.add(
-                        "error",
-                        "bad_label_line",
-                        f"{split}: YOLO 标签行格式错误",
-                        f"{label.name} 第 {line_no} 行：{parsed}",
-                    )
-                    continue
-                cls, (cx, cy, w, h), _ = parsed
-                n_boxes += 1
-                counts[cls] += 1
-                if cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
-                    col.add(
-                        "warning",
-                        "box_clipped",
-                        f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）",
-                        f"{label.name} 第 {line_no} 行",
-                    )
-                if size is not None:
-                    _box_size(rep, w * size[0] * h * size[1])
+            n_boxes = _check_yolo_label(rep, col, split, label, counts, size)
             stats["boxes"] += n_boxes
             stats["negatives"] += n_boxes == 0
         _check_split_boxes(col, split, stats["boxes"], 0, f"{split}（{rep.path}）")
@@ -440,20 +375,78 @@ def _check_yolo(rep: DoctorReport, col: _Collector, deep: bool) -> None:
             col.add("warning", "unused_category", "类别名列表中有类别没有任何标注", name)
 
 
+def _check_yolo_label(rep: DoctorReport, col: IssueCollector, split: str, label: Path, counts: list, size) -> int:
+    """One label file: every line well formed, boxes inside the image; adds to ``counts`` (per class), returns the
+    number of boxes."""
+    n_boxes = 0
+    for line_no, parsed in read_label_file(label, len(counts)):
+        if isinstance(parsed, LabelLineError):
+            col.add(
+                "error", "bad_label_line", f"{split}: YOLO 标签行格式错误", f"{label.name} 第 {line_no} 行：{parsed}"
+            )
+            continue
+        cls, (cx, cy, w, h), _ = parsed
+        n_boxes += 1
+        counts[cls] += 1
+        if cx - w / 2 < -1e-3 or cy - h / 2 < -1e-3 or cx + w / 2 > 1 + 1e-3 or cy + h / 2 > 1 + 1e-3:
+            col.add(
+                "warning",
+                "box_clipped",
+                f"{split}: 框超出图像范围 [0, 1]（转换时会被裁剪）",
+                f"{label.name} 第 {line_no} 行",
+            )
+        if size is not None:
+            _box_size(rep, w * size[0] * h * size[1])
+    return n_boxes
+
+
 # ---------------------------------------------------------------------------------------------- entry
 def check_dataset(
     path: str | Path, num_classes: int | None = None, *, deep: bool = False, max_examples: int = 5
 ) -> DoctorReport:
-    """Check a COCO dataset (any layout of :func:`deimv2.data.layout.find_dataset`, the same function the
-    trainer uses, so both accept the same datasets) or else a YOLO dataset (any layout of
-    :func:`deimv2.data.layout.find_yolo_dataset`). ``num_classes``: the value in your config, to
-    compare with what the dataset needs. ``deep=True`` fully decodes every image (slow)."""
+    """Find the problems of a detection dataset before training (``deimv2 check``).
+
+    A COCO dataset is read as the trainer reads it (any layout of :func:`deimv2.data.layout.find_dataset`),
+    anything else as a YOLO dataset (any layout of :func:`deimv2.data.layout.find_yolo_dataset`). Errors would
+    stop or spoil training (missing or corrupt images, invalid boxes, unknown category ids …), warnings the
+    training copes with, infos are facts worth knowing.
+
+    Args:
+        path: the dataset folder, a COCO json or a YOLO ``data.yaml``.
+        num_classes: the value in your config, compared with the number of classes the dataset needs.
+        deep: fully decode every image (slow); otherwise only headers and the end-of-file marker are read.
+        max_examples: at most this many examples listed per kind of problem.
+
+    Returns:
+        A :class:`~deimv2.data.doctor_report.DoctorReport`: ``ok`` (nothing would stop training), the
+        ``issues``, counts per split and per class, box sizes and ``num_classes_needed``; ``report.format()`` is
+        the Chinese report.
+
+    Raises:
+        DatasetError: ``path`` does not exist, or is neither a COCO nor a YOLO dataset.
+
+    Example:
+        >>> from deimv2 import check_dataset
+        >>> from deimv2.data.demo import demo_dataset_dir
+        >>> report = check_dataset(demo_dataset_dir(), num_classes=4)
+        >>> report.ok, report.format_name, report.num_classes_needed, report.errors
+        (True, 'yolo', 4, [])
+        >>> print(report.format())
+        数据集体检报告：...demo_yolo（格式：YOLO）
+        结论：可以训练
+          train: 160 张图像，539 个框，0 张无目标（负样本）
+          val: 48 张图像，178 个框，0 张无目标（负样本）
+        类别（4 个）：0=猫，1=咖啡杯，2=硬币，3=火箭
+        转换为 COCO 后（yolo_to_coco）需要 num_classes = 4
+        每类实例数：猫 198，咖啡杯 200，硬币 164，火箭 155
+        框尺寸分布（COCO 定义）：小(<32²) 213，中 333，大(≥96²) 171
+    """
     p = Path(path)
     if not p.exists():
         raise DatasetError(f"找不到数据集路径 {p}，请检查路径。")
     coco = find_dataset(p, required=False) if p.is_dir() or p.suffix.lower() == ".json" else {}
     rep = DoctorReport(str(p), "coco" if coco else "yolo")
-    col = _Collector(rep, max_examples)
+    col = IssueCollector(rep, max_examples)
     if coco:
         _check_coco(rep, col, coco, deep)
     else:

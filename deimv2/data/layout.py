@@ -403,6 +403,17 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
 
     Class names come from ``data.yaml`` (``names``) or ``classes.txt`` / ``labels/classes.txt`` / ``obj.names``.
     """
+    root, yaml_path, named = _yolo_root(src)
+    cfg = _read_data_yaml(yaml_path)
+    layout, splits = _yolo_layout_splits(root, cfg, yaml_path, named)
+    if not any(splits.values()):
+        raise DatasetError(f"在 {root} 中没有找到图像文件（支持 {', '.join(sorted(IMAGE_EXTS))}）。")
+    names, names_file = _yolo_class_names(root, cfg, yaml_path)
+    return YoloDataset(root, layout, names, splits, names_file)
+
+
+def _yolo_root(src: str | Path) -> tuple[Path, Path | None, bool]:
+    """``(dataset folder, its data.yaml or None, whether that YAML was named though it is not the default one)``."""
     root, yaml_path = Path(src), None
     if root.is_file() and root.suffix.lower() in (".yaml", ".yml"):  # one named data.yaml (among several)
         root, yaml_path = root.parent, root
@@ -411,7 +422,7 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
             f"找不到数据集 {root}：YOLO 数据集应当是一个文件夹，或其中的 data.yaml 文件（{root} "
             f"{'是一个文件' if root.exists() else '不存在'}）。请检查路径。"
         )
-    default = _find_yaml(root) if root.is_dir() else None
+    default = _find_yaml(root)
     named = yaml_path is not None and yaml_path.resolve() != (default.resolve() if default else None)
     yaml_path = yaml_path or default
     several = sorted(p.name for p in root.iterdir() if p.suffix.lower() in (".yaml", ".yml"))
@@ -420,26 +431,37 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
             f"{root} 里有多个 YAML 文件（{'、'.join(several)}），不知道哪个描述数据集。"
             f"请直接给出其中一个，如 {root / several[0]}（或把它改名为 data.yaml）。"
         )
-    cfg = {}
-    if yaml_path is not None:
-        try:
-            cfg = yaml.safe_load(read_text(yaml_path)) or {}
-        except yaml.YAMLError as e:
-            raise DatasetError(f"{yaml_path} 不是合法的 YAML：{e}") from e
+    return root, yaml_path, named
+
+
+def _read_data_yaml(yaml_path: Path | None):
+    if yaml_path is None:
+        return {}
+    try:
+        return yaml.safe_load(read_text(yaml_path)) or {}
+    except yaml.YAMLError as e:
+        raise DatasetError(f"{yaml_path} 不是合法的 YAML：{e}") from e
+
+
+def _yolo_layout_splits(root: Path, cfg, yaml_path: Path | None, named: bool) -> tuple[str, dict[str, list[Path]]]:
+    """``(layout, images of each split)``, the layouts tried in the order :func:`find_yolo_dataset` lists them
+    (a named data.yaml with its own ``train`` goes before the split folders)."""
     splits: dict[str, list[Path]] = {}
-    layout = "roboflow"
-    for d in sorted(root.iterdir()) if not (named and isinstance(cfg, dict) and cfg.get("train")) else []:
+    has_train = isinstance(cfg, dict) and bool(cfg.get("train"))
+    for d in sorted(root.iterdir()) if not (named and has_train) else []:
         s = split_alias(d.name)
         if d.is_dir() and s and (d / "images").is_dir() and s not in splits:
             splits[s] = list_images(d / "images", recursive=True)
-    if not splits and (root / "images").is_dir():
-        layout = "ultralytics"
+    if splits:
+        return "roboflow", splits
+    if (root / "images").is_dir():
         for d in sorted((root / "images").iterdir()):
             s = split_alias(d.name)
             if d.is_dir() and s and s not in splits:
                 splits[s] = list_images(d, recursive=True)
-    if not splits and isinstance(cfg, dict) and cfg.get("train"):
-        layout = "ultralytics"
+        if splits:
+            return "ultralytics", splits
+    if has_train:
         splits, missing = _yaml_split_images(cfg, yaml_path)
         if missing:
             raise DatasetError(
@@ -447,25 +469,23 @@ def find_yolo_dataset(src: str | Path) -> YoloDataset:
                 + "\n".join(f"  {m}" for m in missing)
                 + f"\n修复：改正这些项（相对路径从 data.yaml 所在的文件夹 {yaml_path.parent} 算起，或写 path: 数据集根目录）。"
             )
-    names_file = yaml_path if isinstance(cfg, dict) and "names" in cfg else None
-    if not splits:
-        layout = "flat"
-        folder = root / "images" if (root / "images").is_dir() else root
-        splits = {"train": list_images(folder)}
-    if not any(splits.values()):
-        raise DatasetError(f"在 {root} 中没有找到图像文件（支持 {', '.join(sorted(IMAGE_EXTS))}）。")
-    if names_file is not None:
-        names = _parse_names(cfg["names"], cfg.get("nc"), names_file)
-    else:
-        names_file = next(
-            (c for c in (root / "classes.txt", root / "labels" / "classes.txt", root / "obj.names") if c.is_file()),
-            None,
-        )
-        if names_file is None:
-            raise DatasetError(
-                f"在 {root} 中找不到类别名：请提供 data.yaml（含 names）或 classes.txt（每行一个类别名）。"
-            )
-        names = [ln.strip() for ln in read_text(names_file).splitlines() if ln.strip()]
-        if not names:
-            raise DatasetError(f"{names_file} 是空的，请每行写一个类别名。")
-    return YoloDataset(root, layout, names, splits, names_file)
+        if splits:
+            return "ultralytics", splits
+    folder = root / "images" if (root / "images").is_dir() else root
+    return "flat", {"train": list_images(folder)}
+
+
+def _yolo_class_names(root: Path, cfg, yaml_path: Path | None) -> tuple[list[str], Path]:
+    """``(class names, the file they come from)``: data.yaml's ``names``, else classes.txt (or obj.names)."""
+    if isinstance(cfg, dict) and "names" in cfg:
+        return _parse_names(cfg["names"], cfg.get("nc"), yaml_path), yaml_path
+    names_file = next(
+        (c for c in (root / "classes.txt", root / "labels" / "classes.txt", root / "obj.names") if c.is_file()),
+        None,
+    )
+    if names_file is None:
+        raise DatasetError(f"在 {root} 中找不到类别名：请提供 data.yaml（含 names）或 classes.txt（每行一个类别名）。")
+    names = [ln.strip() for ln in read_text(names_file).splitlines() if ln.strip()]
+    if not names:
+        raise DatasetError(f"{names_file} 是空的，请每行写一个类别名。")
+    return names, names_file

@@ -24,11 +24,13 @@ import json
 import logging
 import os
 import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from deimv2 import __version__
 from deimv2.errors import ConfigError, DEIMv2Error, WeightsError
 from deimv2.infer.graph import ONNX_OPSET, build_graph, write_onnx
 
@@ -216,8 +218,6 @@ class OpenVINOBackend:
 # --------------------------------------------------------------------------- cache
 def package_version(name: str) -> str | None:
     """The installed version of distribution ``name``, or ``None`` when it is not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(name)
     except PackageNotFoundError:
@@ -226,8 +226,6 @@ def package_version(name: str) -> str | None:
 
 def _versions() -> dict:
     """Versions that shape the exported file or the runtimes reading it (``None``: not installed)."""
-    from deimv2 import __version__
-
     return {
         "deimv2": __version__,
         "torch": torch.__version__,

@@ -6,15 +6,35 @@ of repeated runs; the thread count is stated. Explained in notebook ``01_weights
 
 from __future__ import annotations
 
+import argparse
+import datetime
+import importlib.util
+import json
 import logging
 import os
+import platform
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image, ImageFilter
+from torch.utils.flop_counter import FlopCounterMode
 
+from deimv2.config.loader import Config
+from deimv2.data.demo import demo_dataset_dir
+from deimv2.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
+from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
+from deimv2.errors import DEIMv2Error
+from deimv2.infer.backends import package_version, runtime_available
+from deimv2.infer.detector import Detector, load_detector
+from deimv2.models.build import build_model, build_postprocessor
 from deimv2.utils.outputs import OutputError
 from deimv2.utils.runtime import time_fn
 
@@ -30,8 +50,6 @@ def bench_variant(
     with_postprocess: bool = True,
 ) -> dict:
     """Eval latency of one variant with random weights (weights do not change the compute)."""
-    from deimv2.models.build import build_model, build_postprocessor
-
     dev = torch.device(device)
     model = build_model(variant).to(dev).eval()
     post = build_postprocessor(model.config).to(dev)
@@ -115,11 +133,6 @@ def calibrate_bn(model: torch.nn.Module, h: int, w: int) -> None:
 
 def _load_official(official: str, variant: str):
     """The official model via ``benchmarks/latency.py`` (``load_official``) of this git checkout."""
-    import importlib.util
-    from pathlib import Path
-
-    from deimv2.errors import DEIMv2Error
-
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "latency.py"
     if not script.is_file():
         raise DEIMv2Error(f"与官方代码对比需要本项目的 git 仓库（找不到 {script}）。请在 git clone 的仓库里运行。")
@@ -131,15 +144,8 @@ def _load_official(official: str, variant: str):
 
 def default_image(folder):
     """A 640x480 JPEG (quality 90) made from the first demo image (a photo), else from smooth noise."""
-    from pathlib import Path
-
-    import numpy as np
-    from PIL import Image, ImageFilter
-
     out = Path(folder) / "测试 图片 640x480.jpg"
     try:
-        from deimv2.data.demo import demo_dataset_dir
-
         src = min((demo_dataset_dir() / "valid").rglob("*.jpg"))
         img = Image.open(src).convert("RGB")
     except Exception:  # noqa: BLE001 - no demo data in a wheel install: any photo-like image will do
@@ -165,8 +171,6 @@ def _same_topk(labels_a, boxes_a, scores_a, labels_b, boxes_b, scores_b, scale: 
 
 def model_gflop(model: torch.nn.Module, h: int, w: int) -> float:
     """GFLOP of one forward pass at ``h``×``w``, batch 1 (``torch.utils.flop_counter``: 2 per multiply-add)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         model(torch.rand(1, 3, h, w))
     return counter.get_total_flops() / 1e9
@@ -197,135 +201,27 @@ def backend_latency(
     ``file_to_boxes`` is ``Detector.from_checkpoint(file)`` with its default backend called on a JPEG path;
     the ONNX export it triggers once is reported as ``first_load_s``.
     """
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from deimv2.data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
-    from deimv2.engine.checkpoint import make_checkpoint, save_checkpoint
-    from deimv2.infer.backends import runtime_available
-    from deimv2.infer.detector import Detector, load_detector
-    from deimv2.models.build import build_model, build_postprocessor
-
     torch.set_num_threads(int(threads))
     torch.manual_seed(0)
-    if checkpoint is not None:
-        model, cfg, _ = load_detector(checkpoint)
-        variant = variant or cfg.name
-    else:
-        model = build_model(variant)
-        cfg = model.config
-    h, w = (int(v) for v in cfg.eval_spatial_size)
-    off_model = off_post = None
-    if checkpoint is not None:  # trained weights: nothing to calibrate, no official comparison
-        official = None
-    elif official:
-        ocfg = _load_official(official, variant)
-        off_model, off_post = ocfg.model, ocfg.postprocessor
-        calibrate_bn(off_model, h, w)
-        model.load_state_dict(off_model.state_dict(), strict=True)
-    else:
-        calibrate_bn(model, h, w)
-    model.eval()
-    post = build_postprocessor(cfg)
+    models = _models_under_test(variant, official, checkpoint)
     with tempfile.TemporaryDirectory() as tmp:
-        ckpt = (
-            Path(checkpoint)
-            if checkpoint is not None
-            else save_checkpoint(
-                make_checkpoint(
-                    model=model,
-                    epoch=0,
-                    global_step=0,
-                    best_ap=0.0,
-                    config=cfg.raw,
-                    class_names=list(MSCOCO_CATEGORY_NAMES),
-                    category_ids=list(MSCOCO_CATEGORY_IDS),
-                ),
-                Path(tmp) / "权重" / "best.pth",
-            )
-        )
-        t0 = time.perf_counter()
-        det = Detector.from_checkpoint(ckpt)  # what a user gets by default
-        first_load_s = time.perf_counter() - t0
-        det_t = Detector.from_checkpoint(ckpt, backend="torch")
-        runtimes = {  # every installed CPU runtime, also those auto did not pick
-            name: det if det.backend.name == name else Detector.from_checkpoint(ckpt, backend=name)
-            for name in RUNTIMES
-            if runtime_available(name)
-        }
+        ckpt = Path(checkpoint) if checkpoint is not None else _random_weights_checkpoint(models, tmp)
+        dets = _detectors(ckpt)
         path = Path(image) if image is not None else default_image(tmp)
-        from PIL import Image
-
         pil = Image.open(path).convert("RGB")
-        x, sizes = det_t.preprocess([pil])  # float [1,3,H,W]: the torch backend's input
-        x_nchw = x.contiguous()  # eager models (ours and the official) timed on a contiguous NCHW tensor
-        inputs = {name: d.preprocess([pil])[0] for name, d in runtimes.items()}  # each runtime's own input form
-        fns = {
-            "eager": lambda: post(model(x_nchw), sizes),
-            "deploy": lambda: det_t.backend(x, sizes),  # deploy graph, channels-last where CHANNELS_LAST_CPU
-            **{name: (lambda d=d, xi=inputs[name]: d.backend(xi, sizes)) for name, d in runtimes.items()},
-            "file_to_boxes": lambda: det(path),
-            "file_to_boxes_torch": lambda: det_t(path),
-        }
-        x_off = x_nchw  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
-        if cfg.input_mean is not None:
-            mean, std = torch.tensor(cfg.input_mean).view(1, 3, 1, 1), torch.tensor(cfg.input_std).view(1, 3, 1, 1)
-            x_off = ((x_nchw - mean) / std).contiguous()
-        if off_model is not None:
-            # the official model timed on both input layouts, and compared with the faster one: a contiguous NCHW
-            # tensor (tools/inference/torch_inf.py: ToTensor + unsqueeze) and the channels-last strided batch that
-            # its val DataLoader's collate (torch.cat of permuted HWC images) gives, which the convolutions propagate
-            x_off_cl = x_off.contiguous(memory_format=torch.channels_last)
-            fns = {
-                "official_eager": lambda: off_post(off_model(x_off), sizes),
-                "official_eager_cl_input": lambda: off_post(off_model(x_off_cl), sizes),
-                **fns,
-            }
-        names = list(fns)
-        samples = {k: [] for k in names}
-        per_round = []
-        load = [os.getloadavg()] if hasattr(os, "getloadavg") else []
-        with torch.inference_mode():
-            for k in names:
-                for _ in range(warmup):
-                    fns[k]()
-            for r in range(rounds):  # call by call round-robin, so every method sees the same machine load
-                order = names[r % len(names) :] + names[: r % len(names)]
-                order = order if r % 2 == 0 else order[::-1]
-                times = {k: [] for k in names}
-                for _ in range(runs):
-                    for k in order:
-                        t0 = time.perf_counter()
-                        fns[k]()
-                        times[k].append((time.perf_counter() - t0) * 1000)
-                per_round.append({k: statistics.median(v) for k, v in times.items()})
-                for k in names:
-                    samples[k].extend(times[k])
-            load += [os.getloadavg()] if hasattr(os, "getloadavg") else []
-            checks = {}
-            pred, pred_t = det(path, conf=0.0), det_t(path, conf=0.0)
-            scale = max(1.0, max(pil.size) / 1000)
-            checks["vs_torch"] = _same_topk(
-                pred.labels, pred.boxes, pred.scores, pred_t.labels, pred_t.boxes, pred_t.scores, scale
-            )
-            if off_model is not None:
-                o = off_post(off_model(x_off), sizes)[0]
-                ours_labels = torch.tensor(
-                    pred.category_ids if off_post.remap_mscoco_category else pred.labels.tolist()
-                )
-                checks["vs_official"] = _same_topk(
-                    ours_labels, pred.boxes, pred.scores, o["labels"], o["boxes"], o["scores"], scale
-                )
+        fns, x_off, sizes = _timed_methods(models, dets, path, pil)
+        samples, per_round, load = _round_robin(fns, rounds, runs, warmup)
+        checks = _detection_checks(models, dets, path, pil, x_off, sizes)
+    h, w = models.size_hw
     row = {
-        "variant": variant,
+        "variant": models.variant,
         "input": f"{h}x{w}",
-        "gflop": model_gflop(model, h, w),
+        "gflop": model_gflop(models.model, h, w),
         "sgemm_gflops": sgemm_gflops(),
         "image": f"{pil.size[0]}x{pil.size[1]} JPEG",
-        "default_backend": det.backend.name,
-        "torch_channels_last": det_t.backend.channels_last,
-        "first_load_s": first_load_s,
+        "default_backend": dets.default.backend.name,
+        "torch_channels_last": dets.on_torch.backend.channels_last,
+        "first_load_s": dets.first_load_s,
         "threads": torch.get_num_threads(),
         "rounds": rounds,
         "runs": runs,
@@ -335,12 +231,168 @@ def backend_latency(
         "detections": checks,
         "identical_detections": all(c["identical"] for c in checks.values()),
     }
-    for k in names:
-        row[f"{k}_ms"] = statistics.median(samples[k])
+    return {**row, **_latency_summary(samples, per_round)}
+
+
+@dataclass
+class _Models:
+    """What :func:`backend_latency` measures: our eager model and, when asked, the official one (same weights)."""
+
+    variant: str
+    model: torch.nn.Module
+    cfg: Config
+    post: torch.nn.Module
+    off_model: torch.nn.Module | None = None
+    off_post: torch.nn.Module | None = None
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        h, w = (int(v) for v in self.cfg.eval_spatial_size)
+        return h, w
+
+
+def _models_under_test(variant, official, checkpoint) -> _Models:
+    """Trained weights (``checkpoint``): nothing to calibrate, no official comparison. Random weights get measured
+    BN statistics; with ``official`` those of the official model, whose weights are then loaded strictly into ours."""
+    if checkpoint is not None:
+        model, cfg, _ = load_detector(checkpoint)
+        return _Models(variant or cfg.name, model.eval(), cfg, build_postprocessor(cfg))
+    model = build_model(variant)
+    cfg = model.config
+    h, w = (int(v) for v in cfg.eval_spatial_size)
+    off_model = off_post = None
+    if official:
+        ocfg = _load_official(official, variant)
+        off_model, off_post = ocfg.model, ocfg.postprocessor
+        calibrate_bn(off_model, h, w)
+        model.load_state_dict(off_model.state_dict(), strict=True)
+    else:
+        calibrate_bn(model, h, w)
+    return _Models(variant, model.eval(), cfg, build_postprocessor(cfg), off_model, off_post)
+
+
+def _random_weights_checkpoint(models: _Models, folder) -> Path:
+    """The random weights as a training checkpoint (80 COCO class names), so they load as a user's file does."""
+    ckpt = make_checkpoint(
+        model=models.model,
+        epoch=0,
+        global_step=0,
+        best_ap=0.0,
+        config=models.cfg.raw,
+        class_names=list(MSCOCO_CATEGORY_NAMES),
+        category_ids=list(MSCOCO_CATEGORY_IDS),
+    )
+    return save_checkpoint(ckpt, Path(folder) / "权重" / "best.pth")
+
+
+@dataclass
+class _Detectors:
+    default: Detector  # what a user gets by default
+    on_torch: Detector  # backend="torch"
+    runtimes: dict  # every installed CPU runtime, also those auto did not pick
+    first_load_s: float  # the default Detector's first load, with the ONNX export it triggers
+
+
+def _detectors(ckpt: Path) -> _Detectors:
+    t0 = time.perf_counter()
+    det = Detector.from_checkpoint(ckpt)
+    first_load_s = time.perf_counter() - t0
+    det_t = Detector.from_checkpoint(ckpt, backend="torch")
+    runtimes = {
+        name: det if det.backend.name == name else Detector.from_checkpoint(ckpt, backend=name)
+        for name in RUNTIMES
+        if runtime_available(name)
+    }
+    return _Detectors(det, det_t, runtimes, first_load_s)
+
+
+def _timed_methods(models: _Models, dets: _Detectors, path: Path, pil) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """``(method -> call, the official model's input, the original sizes)``, all on the same image."""
+    x, sizes = dets.on_torch.preprocess([pil])  # float [1,3,H,W]: the torch backend's input
+    x_nchw = x.contiguous()  # eager models (ours and the official) timed on a contiguous NCHW tensor
+    inputs = {name: d.preprocess([pil])[0] for name, d in dets.runtimes.items()}  # each runtime's own input form
+    model, post, cfg = models.model, models.post, models.cfg
+    fns = {
+        "eager": lambda: post(model(x_nchw), sizes),
+        "deploy": lambda: dets.on_torch.backend(x, sizes),  # deploy graph, channels-last where CHANNELS_LAST_CPU
+        **{name: (lambda d=d, xi=inputs[name]: d.backend(xi, sizes)) for name, d in dets.runtimes.items()},
+        "file_to_boxes": lambda: dets.default(path),
+        "file_to_boxes_torch": lambda: dets.on_torch(path),
+    }
+    x_off = x_nchw  # the official model wants ImageNet-normalised input for DINOv3 variants (we normalise inside)
+    if cfg.input_mean is not None:
+        mean, std = torch.tensor(cfg.input_mean).view(1, 3, 1, 1), torch.tensor(cfg.input_std).view(1, 3, 1, 1)
+        x_off = ((x_nchw - mean) / std).contiguous()
+    if models.off_model is not None:
+        # the official model timed on both input layouts, and compared with the faster one: a contiguous NCHW
+        # tensor (tools/inference/torch_inf.py: ToTensor + unsqueeze) and the channels-last strided batch that
+        # its val DataLoader's collate (torch.cat of permuted HWC images) gives, which the convolutions propagate
+        x_off_cl = x_off.contiguous(memory_format=torch.channels_last)
+        off_model, off_post = models.off_model, models.off_post
+        fns = {
+            "official_eager": lambda: off_post(off_model(x_off), sizes),
+            "official_eager_cl_input": lambda: off_post(off_model(x_off_cl), sizes),
+            **fns,
+        }
+    return fns, x_off, sizes
+
+
+def _round_robin(fns: dict, rounds: int, runs: int, warmup: int) -> tuple[dict, list, list]:
+    """``(method -> all call times, per round the median of each method, load averages before and after)``, ms.
+
+    Call by call in turn, so every method sees the same machine load; each round starts at another method and
+    every other round goes backwards."""
+    names = list(fns)
+    samples = {k: [] for k in names}
+    per_round = []
+    load = [os.getloadavg()] if hasattr(os, "getloadavg") else []
+    with torch.inference_mode():
+        for k in names:
+            for _ in range(warmup):
+                fns[k]()
+        for r in range(rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            order = order if r % 2 == 0 else order[::-1]
+            times = {k: [] for k in names}
+            for _ in range(runs):
+                for k in order:
+                    t0 = time.perf_counter()
+                    fns[k]()
+                    times[k].append((time.perf_counter() - t0) * 1000)
+            per_round.append({k: statistics.median(v) for k, v in times.items()})
+            for k in names:
+                samples[k].extend(times[k])
+    load += [os.getloadavg()] if hasattr(os, "getloadavg") else []
+    return samples, per_round, load
+
+
+def _detection_checks(models: _Models, dets: _Detectors, path: Path, pil, x_off, sizes) -> dict:
+    """Whether the default backend's top detections equal the torch backend's (and the official model's)."""
+    checks = {}
+    with torch.inference_mode():
+        pred, pred_t = dets.default(path, conf=0.0), dets.on_torch(path, conf=0.0)
+        scale = max(1.0, max(pil.size) / 1000)
+        checks["vs_torch"] = _same_topk(
+            pred.labels, pred.boxes, pred.scores, pred_t.labels, pred_t.boxes, pred_t.scores, scale
+        )
+        if models.off_model is not None:
+            off_post = models.off_post
+            o = off_post(models.off_model(x_off), sizes)[0]
+            ours_labels = torch.tensor(pred.category_ids if off_post.remap_mscoco_category else pred.labels.tolist())
+            checks["vs_official"] = _same_topk(
+                ours_labels, pred.boxes, pred.scores, o["labels"], o["boxes"], o["scores"], scale
+            )
+    return checks
+
+
+def _latency_summary(samples: dict, per_round: list) -> dict:
+    """Median ms of each method, each runtime over the deploy graph and, with the official model, file-to-boxes over
+    the official model's faster input layout."""
+    row = {f"{k}_ms": statistics.median(v) for k, v in samples.items()}
     for name in RUNTIMES:
-        if name in names:
+        if name in samples:
             row[f"{name}_over_deploy"] = statistics.median(m[name] / m["deploy"] for m in per_round)
-    if off_model is not None:
+    if "official_eager" in samples:
         row["official_best_ms"] = min(row["official_eager_ms"], row["official_eager_cl_input_ms"])
         ratios = [m["file_to_boxes"] / min(m["official_eager"], m["official_eager_cl_input"]) for m in per_round]
         # median of the per-round ratios: each round's methods ran under the same load, the pooled medians of
@@ -351,10 +403,6 @@ def backend_latency(
 
 
 def machine_meta(threads: int, rounds: int, runs: int) -> dict:
-    import datetime
-    import os
-    import platform
-
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "machine": platform.machine(),
@@ -367,8 +415,6 @@ def machine_meta(threads: int, rounds: int, runs: int) -> dict:
         "rounds": rounds,
         "runs": runs,
     }
-    from deimv2.infer.backends import package_version
-
     for name in ("onnxruntime", "openvino"):
         meta[name] = package_version(name)
     if hasattr(os, "getloadavg"):
@@ -417,42 +463,18 @@ def run_backend_benchmark(
     """Each variant in a fresh subprocess (the official config loader leaks state); tables + optional JSON.
 
     With ``checkpoint`` one table for its weights (``variants`` and ``official`` are not used)."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
     if json_path:
         check_results_json_target(Path(json_path))  # before minutes of measuring, not after
     result = {"meta": machine_meta(threads, rounds, runs), "variants": {}}
     for v in [Path(checkpoint).stem] if checkpoint is not None else variants:
-        cmd = [
-            sys.executable,
-            "-m",
-            "deimv2.infer.bench",
-            "--worker",
-            v,
-            "--rounds",
-            str(rounds),
-            "--runs",
-            str(runs),
-            "--warmup",
-            str(warmup),
-            "--threads",
-            str(threads),
-        ]
+        cmd = [sys.executable, "-m", "deimv2.infer.bench", "--worker", v, "--rounds", str(rounds), "--runs", str(runs)]
+        cmd += ["--warmup", str(warmup), "--threads", str(threads)]
         cmd += (["--official", str(official)] if official else []) + (["--image", str(image)] if image else [])
         cmd += ["--checkpoint", str(checkpoint)] if checkpoint is not None else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
-        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
-        if not lines:
-            tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
-            _log.info(f"{v}：测量失败（退出码 {proc.returncode}）\n{tail}")
-            continue
-        row = json.loads(lines[-1][len(_MARK) :])
-        result["variants"][v] = row
-        print_backend_table(row)
-
+        row = _run_worker(v, cmd)
+        if row is not None:
+            result["variants"][v] = row
+            print_backend_table(row)
     if hasattr(os, "getloadavg"):
         result["meta"]["loadavg_end"] = list(os.getloadavg())
     if json_path:
@@ -465,10 +487,19 @@ def run_backend_benchmark(
     return result
 
 
+def _run_worker(name: str, cmd: list[str]) -> dict | None:
+    """The row that a :func:`_worker` subprocess printed, or None (said, with the end of its output) when it failed."""
+    proc = subprocess.run(cmd, capture_output=True, text=True, encoding="utf-8", errors="replace", check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(_MARK)]
+    if not lines:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-8:])
+        _log.info(f"{name}：测量失败（退出码 {proc.returncode}）\n{tail}")
+        return None
+    return json.loads(lines[-1][len(_MARK) :])
+
+
 def check_results_json_target(path: Path) -> None:
     """``--json`` may replace an earlier ``deimv2 bench`` result, never another file (or a folder)."""
-    import json
-
     if not path.exists():
         return
     ours = False
@@ -486,9 +517,6 @@ def check_results_json_target(path: Path) -> None:
 
 
 def _worker(argv) -> None:
-    import argparse
-    import json
-
     p = argparse.ArgumentParser()
     p.add_argument("variant")
     p.add_argument("--official")
@@ -504,7 +532,5 @@ def _worker(argv) -> None:
 
 
 if __name__ == "__main__":
-    import sys
-
     if sys.argv[1:2] == ["--worker"]:
         _worker(sys.argv[2:])

@@ -22,10 +22,16 @@ from PIL import Image
 
 from deimv2.config.loader import Config, load_config
 from deimv2.data.images import as_rgb_image
+from deimv2.data.mscoco import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
 from deimv2.errors import ConfigError, WeightsError
+from deimv2.infer.backends import make_backend, onnx_file_backend, read_onnx_metadata
 from deimv2.infer.graph import build_graph
 from deimv2.infer.results import Prediction
+from deimv2.infer.tiling import tiled_detections
+from deimv2.infer.tracking import track_frames
+from deimv2.models.build import build_model, build_model_from_config
 from deimv2.utils.inputs import MAX_DET, check_conf, check_max_det, resolve_checkpoint
+from deimv2.utils.runtime import resolve_device
 from deimv2.weights.formats import num_classes_of_state_dict, variant_of_state_dict
 from deimv2.weights.load import fill_shared_keys, load_detector_state, load_state_strict
 
@@ -55,14 +61,41 @@ def _as_list(inputs: Any) -> tuple[list, bool]:
 
 # --------------------------------------------------------------------------- detector
 class Detector:
-    """Images in, :class:`Prediction` out.
+    """Images in, :class:`~deimv2.infer.results.Prediction` out.
 
-    ``Detector(model, cfg)`` wraps a built model (it is put in eval mode; ``deploy=True`` also folds it in
-    place). Most users call :meth:`from_checkpoint`. ``classes`` keeps only these classes (names or 0-based ids).
-    ``backend``: ``"auto"`` (for a checkpoint on CPU the first installed of OpenVINO / onnxruntime that
-    :data:`~deimv2.infer.backends.AUTO_CPU` lists, else torch), ``"torch"``, ``"onnxruntime"`` or ``"openvino"``;
-    see :mod:`deimv2.infer.backends`. ``source``: the checkpoint file (names the ONNX cache).
-    ``tile`` / ``overlap``: tiled inference for every :meth:`predict` call that does not say otherwise.
+    Wraps a built model: it is put in eval mode (``deploy=True`` also folds it for inference, in place). Most
+    users do not call this constructor but :meth:`from_checkpoint` (a trained file), or :meth:`from_config`
+    (random weights, for trying things out). The attributes ``tile`` / ``overlap`` turn on tiled inference for
+    every :meth:`predict` call that does not say otherwise.
+
+    Args:
+        model: a model built by :func:`deimv2.models.build_model` (or with a ``config`` attribute).
+        cfg: its :class:`~deimv2.config.loader.Config`; default ``model.config``.
+        class_names: one name per class, in training order; default the config's (or the COCO names for an
+            80-class COCO config, else ``"0"``, ``"1"`` …).
+        category_ids: the dataset's category id of each class (for :meth:`Prediction.to_coco`).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …; default CUDA when available, else CPU.
+        conf: confidence threshold; default 0.45.
+        max_det: at most this many boxes per image.
+        classes: keep only these classes (names or 0-based ids).
+        batch_size: images per model call when :meth:`predict` gets a list.
+        deploy: fold the model for inference (faster, same boxes).
+        backend: ``"auto"`` (for a checkpoint on CPU, the first installed of OpenVINO / onnxruntime that
+            :data:`~deimv2.infer.backends.AUTO_CPU` lists, else torch), ``"torch"``, ``"onnxruntime"`` or
+            ``"openvino"``; see :mod:`deimv2.infer.backends`.
+        source: the checkpoint file the model came from (it names the ONNX cache of the CPU runtimes).
+
+    Example:
+        A detector with random weights (it finds nothing real, but shows the interface):
+
+        >>> import numpy as np
+        >>> from deimv2 import Detector
+        >>> det = Detector.from_config("atto", num_classes=3, overrides={"eval_spatial_size": [160, 160]})
+        >>> det.class_names, det.size_hw, det.backend.name
+        (['0', '1', '2'], (160, 160), 'torch')
+        >>> pred = det(np.zeros((120, 200, 3), dtype=np.uint8))  # same as det.predict(...)
+        >>> pred.image_size  # (width, height) of the input
+        (200, 120)
     """
 
     tile: int | None = None
@@ -83,9 +116,6 @@ class Detector:
         backend: str = "auto",
         source: str | Path | None = None,
     ):
-        from deimv2.infer.backends import make_backend
-        from deimv2.utils.runtime import resolve_device
-
         cfg = cfg if cfg is not None else getattr(model, "config", None)
         if cfg is None:
             raise ConfigError(
@@ -117,8 +147,6 @@ class Detector:
     ) -> Detector:
         """Random weights (tests, demos, latency); e.g. ``overrides={"eval_spatial_size": [160, 160]}``.
         ``kwargs`` go to :class:`Detector`."""
-        from deimv2.models.build import build_model
-
         model = build_model(name, num_classes=num_classes, overrides=overrides)
         kwargs.setdefault("deploy", True)
         return cls(model, model.config, **kwargs)
@@ -137,12 +165,43 @@ class Detector:
         deploy: bool = True,
         backend: str = "auto",
     ) -> Detector:
-        """Our training checkpoints (config and class names inside), official ``.pth``, HF safetensors, or an
-        ONNX file written by ``deimv2 export`` (see :meth:`from_onnx`).
+        """A detector from a weights file: our training checkpoints (``best.pth``, with the config, class names
+        and threshold inside), official ``.pth``, Hugging Face safetensors, or an ONNX file written by
+        ``deimv2 export`` (see :meth:`from_onnx`).
 
-        ``config`` (variant name or YAML) is needed only when the file has no config and its variant
-        cannot be recognised; ``num_classes`` always comes from the weights. Without ``conf`` the F1-best
-        threshold saved in the checkpoint by training is used (see :mod:`deimv2.engine.f1`), else 0.45.
+        Args:
+            path: the weights file.
+            config: variant name (``"atto"`` … ``"x"``), YAML file or :class:`~deimv2.config.loader.Config`;
+                needed only when the file has no config and its variant cannot be recognised. ``num_classes``
+                always comes from the weights.
+            device: as in :class:`Detector`.
+            conf: confidence threshold; default the F1-best threshold that training saved in the checkpoint
+                (see :mod:`deimv2.engine.f1`), else 0.45.
+            max_det: at most this many boxes per image.
+            classes: keep only these classes (names or 0-based ids).
+            class_names: one name per class, in training order; default the names saved in the file.
+            batch_size: images per model call.
+            deploy: fold the model for inference (faster, same boxes).
+            backend: as in :class:`Detector`; ``"auto"`` exports the model to ONNX once (cached beside the file)
+                when it picks a CPU runtime.
+
+        Returns:
+            The :class:`Detector`.
+
+        Example:
+            An official-style file (weights only) of a 3-class Atto:
+
+            >>> import tempfile
+            >>> from pathlib import Path
+            >>> import torch
+            >>> from deimv2 import Detector, build_model
+            >>> model = build_model("atto", num_classes=3, eval_spatial_size=[160, 160])
+            >>> path = Path(tempfile.mkdtemp()) / "我的 模型" / "best.pth"
+            >>> path.parent.mkdir()
+            >>> torch.save({"model": model.state_dict()}, path)
+            >>> det = Detector.from_checkpoint(path, config=model.config, class_names=["猫", "狗", "杯子"], backend="torch")
+            >>> det.class_names, det.num_classes, det.size_hw
+            (['猫', '狗', '杯子'], 3, (160, 160))
         """
         if Path(path).suffix.lower() == ".onnx":
             if config is not None:
@@ -175,9 +234,6 @@ class Detector:
     ) -> Detector:
         """An ONNX file written by ``deimv2 export`` (config, class names and threshold in its metadata), run on
         CPU by OpenVINO or ONNX Runtime (:func:`deimv2.infer.backends.onnx_file_backend`); no PyTorch model."""
-        from deimv2.infer.backends import onnx_file_backend, read_onnx_metadata
-        from deimv2.utils.runtime import resolve_device
-
         meta = read_onnx_metadata(path)
         cfg, dev = load_config(meta["config"]), resolve_device(device)
         self = cls.__new__(cls)
@@ -238,15 +294,38 @@ class Detector:
         tile: int | None = None,
         overlap: float | None = None,
     ):
-        """An image -> :class:`Prediction`; a list of them (or an ``(N, H, W, 3)`` array) -> list (batched in chunks).
+        """Detect objects in one image or a list of images (run in batches of ``batch_size``).
 
-        Images: a path, PIL image, numpy array or torch tensor, read by the rules of
-        :func:`deimv2.data.images.as_rgb_image` (numpy: RGB ``(H, W, 3)``, uint8 or float 0-1; torch: ``(3, H, W)``).
-        ``keep_images``: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
-        lists of paths to save memory (``plot()`` then reads the file again).
-        ``tile``: tiled inference for small objects in large images, ``tile × tile`` pieces overlapping by
-        ``overlap`` (a share, default 0.2), merged by class (:mod:`deimv2.infer.tiling`; needs the ``apps`` extra);
-        default: the Detector's ``tile`` (None: no tiling); ``tile=0``: no tiling.
+        Args:
+            inputs: an image, a list of images, or an ``(N, H, W, 3)`` array. An image is a path, PIL image,
+                numpy array or torch tensor, read by the rules of :func:`deimv2.data.images.as_rgb_image`
+                (numpy: RGB ``(H, W, 3)``, uint8 or float 0-1; torch: ``(3, H, W)``).
+            conf: confidence threshold for this call; default the detector's.
+            max_det: at most this many boxes per image; default the detector's.
+            classes: keep only these classes (names or 0-based ids); default the detector's.
+            keep_images: keep the decoded RGB image in each Prediction (for ``plot()``); pass False for long
+                lists of paths to save memory (``plot()`` then reads the file again).
+            tile: tiled inference for small objects in large images: ``tile × tile`` pieces, merged by class
+                (:mod:`deimv2.infer.tiling`; needs the ``apps`` extra); default the detector's ``tile`` (None:
+                no tiling); ``0``: no tiling.
+            overlap: the share of a tile that overlaps its neighbour (default 0.2).
+
+        Returns:
+            One :class:`~deimv2.infer.results.Prediction` for one image, a list of them for a list (or array)
+            of images. Boxes are ``xyxy`` pixels of the original image, sorted by score.
+
+        Example:
+            >>> import numpy as np
+            >>> from deimv2 import Detector
+            >>> det = Detector.from_config("atto", num_classes=3, overrides={"eval_spatial_size": [160, 160]})
+            >>> images = [np.zeros((120, 200, 3), dtype=np.uint8), np.full((64, 64, 3), 255, dtype=np.uint8)]
+            >>> preds = det.predict(images, conf=0.5, max_det=10)
+            >>> [p.image_size for p in preds]
+            [(200, 120), (64, 64)]
+            >>> all(len(p) <= 10 and bool((p.scores >= 0.5).all()) for p in preds)
+            True
+            >>> sorted(preds[0].to_dict())
+            ['boxes', 'category_ids', 'image_size', 'labels', 'names', 'path', 'scores']
         """
         tile = self.tile if tile is None else tile
         overlap = self.overlap if overlap is None else overlap
@@ -274,13 +353,9 @@ class Detector:
     def track(self, frames: Any, **kwargs: Any):
         """Track objects through video frames (an iterable of images or a video file) with ByteTrack: yields one
         ``supervision.Detections`` per frame with ``tracker_id``; see :func:`deimv2.infer.tracking.track_frames`."""
-        from deimv2.infer.tracking import track_frames
-
         return track_frames(self, frames, **kwargs)
 
     def _run_tiled(self, image, path, conf, max_det, keep, keep_image, tile, overlap) -> Prediction:
-        from deimv2.infer.tiling import tiled_detections
-
         def run(arrays):
             pieces = [Image.fromarray(np.ascontiguousarray(a)) for a in arrays]
             preds = self._run(pieces, [None] * len(pieces), conf, self.max_det, keep, False)
@@ -357,8 +432,6 @@ def _resolve_names(names, cfg: Config, num_classes: int) -> list[str]:
     if cfg.class_names and len(cfg.class_names) == num_classes:
         return [str(n) for n in cfg.class_names]
     if num_classes == 80 and "coco" in cfg.name.lower():
-        from deimv2.data.dataset import MSCOCO_CATEGORY_NAMES
-
         return list(MSCOCO_CATEGORY_NAMES)
     return [str(i) for i in range(num_classes)]
 
@@ -366,8 +439,6 @@ def _resolve_names(names, cfg: Config, num_classes: int) -> list[str]:
 def _resolve_category_ids(ids, cfg: Config, num_classes: int, names: list[str]) -> list[int]:
     if ids is not None and len(ids) == num_classes:
         return [int(i) for i in ids]
-    from deimv2.data.dataset import MSCOCO_CATEGORY_IDS, MSCOCO_CATEGORY_NAMES
-
     if num_classes == 80 and (cfg.remap_mscoco_category or tuple(names) == MSCOCO_CATEGORY_NAMES):
         return list(MSCOCO_CATEGORY_IDS)
     return list(range(num_classes))
@@ -378,8 +449,6 @@ def load_detector(path: str | Path, config: str | Path | Config | None = None) -
 
     Returns ``(model, cfg, meta)``; ``meta`` holds ``class_names`` / ``category_ids`` when the file has them.
     """
-    from deimv2.models.build import build_model_from_config
-
     sd, fmt, obj = load_detector_state(path)
     meta = dict(obj) if isinstance(obj, Mapping) and not all(isinstance(v, torch.Tensor) for v in obj.values()) else {}
     nc = num_classes_of_state_dict(sd)

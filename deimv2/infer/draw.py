@@ -111,6 +111,20 @@ def draw_detections(
     """
     img = as_rgb_image(image)
     w, h = img.size
+    box_arr, label_arr, score_arr = _detection_arrays(boxes, labels, scores)
+    auto_lw, auto_fs = _default_sizes(w, h)
+    font = load_cjk_font(int(font_size or auto_fs))
+    draw = ImageDraw.Draw(img)
+    corners = _draw_boxes(draw, box_arr, label_arr, colors, int(line_width or auto_lw), (w, h))
+    texts = [_class_name(int(label), names) for label in label_arr]
+    if score_arr is not None:
+        texts = [f"{text} {score:.2f}" for text, score in zip(texts, score_arr)]
+    _draw_labels(draw, texts, corners, font, w)  # after all boxes, so that no box line crosses a label
+    return img
+
+
+def _detection_arrays(boxes: Any, labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Boxes ``(N, 4)`` float, labels ``(N,)`` int and scores ``(N,)`` float or None, checked."""
     box_arr = _as_numpy(boxes, np.float64)
     if box_arr.size == 0:
         box_arr = box_arr.reshape(0, 4)
@@ -126,36 +140,37 @@ def draw_detections(
             f"boxes、labels、scores 的数量必须一致：{n}、{len(label_arr)}、"
             f"{'无' if score_arr is None else len(score_arr)}。"
         )
-    auto_lw, auto_fs = _default_sizes(w, h)
-    lw = int(line_width or auto_lw)
-    font = load_cjk_font(int(font_size or auto_fs))
-    draw = ImageDraw.Draw(img)
+    return box_arr, label_arr, score_arr
 
+
+def _draw_boxes(draw: ImageDraw.ImageDraw, boxes: np.ndarray, labels: np.ndarray, colors: Any, lw: int, size) -> list:
+    """Each box (clipped to the image) in its class colour; returns ``(x1, y1, colour)`` of each, for its label."""
+    w, h = size
     drawn = []
-    for i in range(n):
-        x1, y1, x2, y2 = box_arr[i]
+    for i in range(len(boxes)):
+        x1, y1, x2, y2 = boxes[i]
         x1, x2 = sorted((min(max(x1, 0), w - 1), min(max(x2, 0), w - 1)))
         y1, y2 = sorted((min(max(y1, 0), h - 1), min(max(y2, 0), h - 1)))
-        color = _resolve_color(int(label_arr[i]), colors)
+        color = _resolve_color(int(labels[i]), colors)
         draw.rectangle((x1, y1, x2, y2), outline=color, width=lw)
-        drawn.append((x1, y1, color, i))
+        drawn.append((x1, y1, color))
+    return drawn
 
-    # Labels after all boxes, so that no box line crosses a label.
+
+def _draw_labels(draw: ImageDraw.ImageDraw, texts: list[str], corners: list, font, width: int) -> None:
+    """Each text on a box of its colour above the top-left corner of its box (``corners``: ``(x1, y1, colour)``;
+    inside the box when there is no room above), in black or white by the colour's brightness."""
     _, top, _, bottom = font.getbbox("国Ag0", anchor="ls")
     pad = max(1, round(font.size * 0.12))
     label_h = (bottom - top) + 2 * pad
-    for x1, y1, color, i in drawn:
-        text = _class_name(int(label_arr[i]), names)
-        if score_arr is not None:
-            text = f"{text} {score_arr[i]:.2f}"
+    for text, (x1, y1, color) in zip(texts, corners):
         label_w = round(draw.textlength(text, font=font)) + 2 * pad
-        lx = min(max(x1, 0), max(w - label_w, 0))
+        lx = min(max(x1, 0), max(width - label_w, 0))
         ly = y1 - label_h if y1 - label_h >= 0 else y1  # above the box, else inside at the top edge
         draw.rectangle((lx, ly, lx + label_w, ly + label_h), fill=color)
         luminance = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2]
         text_color = (0, 0, 0) if luminance > 150 else (255, 255, 255)
         draw.text((lx + pad, ly + pad - top), text, font=font, fill=text_color, anchor="ls")
-    return img
 
 
 def _prediction_parts(pred: Any) -> tuple[Any, Any, Any]:
@@ -198,15 +213,9 @@ def show_grid(
     The figure is closed in pyplot so a notebook shows it once, as the returned value.
     """
     import matplotlib.pyplot as plt  # lazy: heavy, only needed for grids
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Rectangle
 
     setup_matplotlib_cjk()
-    if (hasattr(images, "detach") or isinstance(images, np.ndarray)) and images.ndim == 4:
-        images = list(images)
-    elif isinstance(images, (Image.Image, np.ndarray)) or hasattr(images, "detach"):
-        images = [images]
-    images = list(images)
+    images = _image_list(images)
     count = len(images)
     for what, seq in (("predictions", predictions), ("ground_truths", ground_truths), ("titles", titles)):
         if seq is not None and len(seq) != count:
@@ -221,41 +230,68 @@ def show_grid(
             continue
         img = as_rgb_image(images[k])
         if predictions is not None and predictions[k] is not None:
-            boxes, labels, scores = _prediction_parts(predictions[k])
-            boxes = _as_numpy(boxes, np.float64).reshape(-1, 4)
-            labels = _as_numpy(labels, np.int64).reshape(-1)
-            if scores is not None:
-                scores = _as_numpy(scores, np.float64).reshape(-1)
-                keep = scores >= score_threshold
-                boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
-            img = draw_detections(img, boxes, labels, scores, names=names)
+            img = _draw_prediction(img, predictions[k], names, score_threshold)
         ax.imshow(img)
         if ground_truths is not None and ground_truths[k] is not None:
-            gt = ground_truths[k]
-            gt_boxes = _gt_to_xyxy(_as_numpy(gt["boxes"], np.float64).reshape(-1, 4), gt_box_format, *img.size)
-            gt_labels = _as_numpy(gt["labels"], np.int64).reshape(-1)
-            for (x1, y1, x2, y2), lab in zip(gt_boxes, gt_labels):
-                ax.add_patch(
-                    Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=GT_COLOR, linestyle="--", linewidth=1.5)
-                )
-                ax.text(
-                    x1,
-                    y2,
-                    _class_name(int(lab), names),
-                    color=GT_COLOR,
-                    fontsize=8,
-                    va="top",
-                    ha="left",
-                    bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0),
-                )
+            _plot_ground_truth(ax, ground_truths[k], gt_box_format, img.size, names)
         if titles is not None:
             ax.set_title(str(titles[k]))
-    if ground_truths is not None:
-        handles = [Line2D([], [], color=GT_COLOR, lw=2, ls="--", label="真值 GT（虚线）")]
-        if predictions is not None:
-            handles.insert(0, Line2D([], [], color=PALETTE[0], lw=2, label="预测（实线，颜色按类别）"))
-        fig.legend(handles=handles, loc="upper center", ncol=2, frameon=False)
-        fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))
-    else:
-        fig.tight_layout()
+    _grid_legend(fig, predictions is not None, ground_truths is not None)
     return fig
+
+
+def _image_list(images: Any) -> list:
+    """A list of single images from a list, one image, or a batch (``BCHW`` tensor / ``BHWC`` array)."""
+    if (hasattr(images, "detach") or isinstance(images, np.ndarray)) and images.ndim == 4:
+        images = list(images)
+    elif isinstance(images, (Image.Image, np.ndarray)) or hasattr(images, "detach"):
+        images = [images]
+    return list(images)
+
+
+def _draw_prediction(img: Image.Image, pred: Any, names: Any, score_threshold: float) -> Image.Image:
+    """The predicted boxes scoring at least ``score_threshold`` drawn on ``img``."""
+    boxes, labels, scores = _prediction_parts(pred)
+    boxes = _as_numpy(boxes, np.float64).reshape(-1, 4)
+    labels = _as_numpy(labels, np.int64).reshape(-1)
+    if scores is not None:
+        scores = _as_numpy(scores, np.float64).reshape(-1)
+        keep = scores >= score_threshold
+        boxes, labels, scores = boxes[keep], labels[keep], scores[keep]
+    return draw_detections(img, boxes, labels, scores, names=names)
+
+
+def _plot_ground_truth(ax, gt: Mapping, gt_box_format: str, size: tuple[int, int], names: Any) -> None:
+    """Ground-truth boxes as dashed green rectangles with their class names, on the axes."""
+    from matplotlib.patches import Rectangle  # lazy: as in show_grid
+
+    gt_boxes = _gt_to_xyxy(_as_numpy(gt["boxes"], np.float64).reshape(-1, 4), gt_box_format, *size)
+    gt_labels = _as_numpy(gt["labels"], np.int64).reshape(-1)
+    for (x1, y1, x2, y2), lab in zip(gt_boxes, gt_labels):
+        ax.add_patch(
+            Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=GT_COLOR, linestyle="--", linewidth=1.5)
+        )
+        ax.text(
+            x1,
+            y2,
+            _class_name(int(lab), names),
+            color=GT_COLOR,
+            fontsize=8,
+            va="top",
+            ha="left",
+            bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0),
+        )
+
+
+def _grid_legend(fig, has_predictions: bool, has_ground_truths: bool) -> None:
+    """A legend of the two line styles when ground truth is shown, above the grid; then a tight layout."""
+    from matplotlib.lines import Line2D  # lazy: as in show_grid
+
+    if not has_ground_truths:
+        fig.tight_layout()
+        return
+    handles = [Line2D([], [], color=GT_COLOR, lw=2, ls="--", label="真值 GT（虚线）")]
+    if has_predictions:
+        handles.insert(0, Line2D([], [], color=PALETTE[0], lw=2, label="预测（实线，颜色按类别）"))
+    fig.legend(handles=handles, loc="upper center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_figheight()))

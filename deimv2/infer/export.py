@@ -10,6 +10,7 @@ same input. The batch axis ``N`` is dynamic. Explained in notebook ``05_inferenc
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -21,10 +22,12 @@ from PIL import Image
 from deimv2.config.loader import Config, load_config
 from deimv2.data.images import as_rgb_image
 from deimv2.errors import ConfigError, DEIMv2Error
+from deimv2.infer.backends import ONNX_METADATA_KEY, ort_session, read_onnx_metadata
 from deimv2.infer.detector import load_detector
 from deimv2.infer.graph import ONNX_OPSET, DetectionGraph, build_graph, write_onnx
+from deimv2.models.build import build_model
 from deimv2.utils.inputs import resolve_checkpoint
-from deimv2.utils.outputs import OutputError
+from deimv2.utils.outputs import OutputError, ensure_output_dir
 from deimv2.utils.runtime import time_fn
 
 _log = logging.getLogger(__name__)
@@ -53,9 +56,6 @@ def build_export_graph(config=None, checkpoint=None) -> tuple[DetectionGraph, Co
 def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config, dict]:
     """``(graph, cfg, metadata)``: the metadata (config, class names, ids, threshold) goes into the ONNX file,
     so ``Detector.from_checkpoint("x.onnx")`` and ``deimv2 predict -r x.onnx`` can run it."""
-    from deimv2.infer.backends import ONNX_METADATA_KEY
-    from deimv2.models.build import build_model
-
     meta = {}
     if checkpoint is not None:
         model, cfg, meta = load_detector(checkpoint, config)
@@ -81,8 +81,6 @@ def _export_parts(config=None, checkpoint=None) -> tuple[DetectionGraph, Config,
 def _checkpoint_id(checkpoint) -> str:
     """``<file name>#<16 hex digits of the SHA-256 of its absolute path>``: recognises an earlier export of the
     same checkpoint (:func:`refuse_overwriting`) without storing the path itself."""
-    import hashlib
-
     path = Path(checkpoint).resolve()
     return f"{path.name}#{hashlib.sha256(str(path).encode('utf-8')).hexdigest()[:16]}"
 
@@ -103,8 +101,43 @@ def export_onnx(
     check: bool = False,
     dynamic_batch: bool = True,
 ) -> Path:
-    """Write the ONNX file and return its path. ``check=True`` compares onnxruntime with PyTorch on CPU.
-    ``opset``: None means :data:`~deimv2.infer.graph.ONNX_OPSET` (the official export script's)."""
+    """Export a detector to ONNX (``deimv2 export``): pixels 0-1 and the original sizes in, boxes out.
+
+    The file holds the whole deploy graph (ImageNet normalisation and post-processing included) and, as
+    metadata, the config, class names and threshold, so ``Detector.from_checkpoint("x.onnx")`` and
+    ``deimv2 predict -r x.onnx`` run it without PyTorch. An existing output is replaced only when it is an
+    earlier export of the same checkpoint.
+
+    Args:
+        config: variant name, YAML or :class:`~deimv2.config.loader.Config`; needed without ``checkpoint``
+            (random weights: only to try the export), or when the checkpoint's variant cannot be recognised.
+        checkpoint: the weights file (e.g. ``best.pth``).
+        output: the ``.onnx`` file, or a folder for it; default beside the checkpoint (``best.onnx``), else
+            ``<config name>.onnx`` in the current folder.
+        opset: the ONNX opset; None means :data:`~deimv2.infer.graph.ONNX_OPSET` (the official export script's).
+        batch_size: the batch size of the example input (and of the file, without ``dynamic_batch``).
+        simplify: run onnxsim when it is installed (skipped for the DINOv3 variants).
+        check: compare onnxruntime with PyTorch on CPU afterwards (see :func:`check_onnx`).
+        dynamic_batch: let the file take any batch size.
+
+    Returns:
+        The path of the written ``.onnx`` file.
+
+    Example:
+        Random weights of a 3-class Atto at 160×160 (a trained model: ``checkpoint="best.pth"``):
+
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from deimv2 import export_onnx, load_config
+        >>> from deimv2.infer.backends import read_onnx_metadata
+        >>> cfg = load_config("atto", num_classes=3, eval_spatial_size=[160, 160])
+        >>> path = export_onnx(cfg, output=Path(tempfile.mkdtemp()) / "atto.onnx")
+        没有给出权重文件（-r），用随机权重导出 deimv2_hgnetv2_atto_coco：只能用来测试导出流程，检测结果没有意义。
+        已导出 ONNX：...atto.onnx（opset 17，输入 160x160，batch 维动态）
+        输入：images [N,3,H,W] float32，像素值 0~1（只缩放到输入尺寸后除以 255，不要 letterbox），...
+        >>> path.name, read_onnx_metadata(path)["config"]["num_classes"]
+        ('atto.onnx', 3)
+    """
     opset = ONNX_OPSET if opset is None else int(opset)
     require_onnx()
     checkpoint = resolve_checkpoint(checkpoint) if checkpoint is not None else None
@@ -112,8 +145,6 @@ def export_onnx(
     out = Path(output) if output is not None else _default_output(cfg, checkpoint)
     if out.suffix.lower() != ".onnx":
         out = out / f"{cfg.name}.onnx" if not out.suffix else out.with_suffix(".onnx")
-    from deimv2.utils.outputs import ensure_output_dir
-
     refuse_overwriting(out, metadata)
     ensure_output_dir(out.parent)
     h, w = (int(v) for v in cfg.eval_spatial_size)
@@ -146,8 +177,6 @@ def refuse_overwriting(out: Path, metadata: dict) -> None:
     random-weights variant); any other file (another run's export, a file of the user's) is refused."""
     if not out.exists():
         return
-    from deimv2.infer.backends import ONNX_METADATA_KEY, read_onnx_metadata
-
     new = json.loads(metadata[ONNX_METADATA_KEY])
     try:
         old = read_onnx_metadata(out) if out.is_file() else None
@@ -211,8 +240,6 @@ def check_onnx(
     arr = np.asarray(pil.resize((w, h), Image.BILINEAR), dtype=np.float32).transpose(2, 0, 1)[None] / 255.0
     arr = np.ascontiguousarray(np.repeat(arr, batch, 0))
     sizes = np.array([pil.size] * batch, dtype=np.int64)
-    from deimv2.infer.backends import ort_session
-
     sess = ort_session(path)  # torch's thread count, thread spinning off (see deimv2.infer.backends.ort_session)
     feeds = {"images": arr, "orig_target_sizes": sizes}
     labels_o, boxes_o, scores_o = sess.run(["labels", "boxes", "scores"], feeds)

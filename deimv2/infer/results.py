@@ -14,6 +14,7 @@ from PIL import Image
 
 from deimv2.data.images import load_image
 from deimv2.infer.draw import draw_detections
+from deimv2.infer.interop import to_detections
 
 
 @dataclass
@@ -63,8 +64,6 @@ class Prediction:
 
     def to_supervision(self) -> Any:
         """``supervision.Detections`` (xyxy, confidence, class_id, ``data["class_name"]``); needs the ``apps`` extra."""
-        from deimv2.infer.interop import to_detections
-
         return to_detections(self.boxes, self.scores, self.labels, self.names)
 
     def to_dict(self) -> dict:

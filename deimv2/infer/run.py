@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,11 @@ import numpy as np
 from deimv2.data.images import IMAGE_EXTS, as_rgb_image, list_images
 from deimv2.errors import DatasetError, DEIMv2Error, WeightsError
 from deimv2.infer.detector import Detector
+from deimv2.infer.stream import decoded_batches, video_batches
+from deimv2.infer.tiling import check_tiling
 from deimv2.utils.inputs import MAX_DET, check_conf, check_max_det
-from deimv2.utils.outputs import OutputError
+from deimv2.utils.outputs import OutputError, ensure_output_dir
+from deimv2.utils.runtime import resolve_device
 
 _log = logging.getLogger(__name__)
 
@@ -85,9 +89,6 @@ def predict_files(
         raise DatasetError(f"输入 {source} 不存在。请给出一张图片、一个图片文件夹或一个视频文件（mp4/avi/mov/mkv）。")
     if checkpoint is None:
         raise WeightsError("请用 -r/--checkpoint 指定权重文件（训练得到的 best.pth / last.pth 或官方权重）。")
-    from deimv2.utils.outputs import ensure_output_dir
-    from deimv2.utils.runtime import resolve_device
-
     conf, max_det = check_conf(conf, "--conf"), check_max_det(max_det, "--max-det")
     resolve_device(device)  # a bad -d is refused before anything is written
     source, output = Path(source), Path(output)
@@ -101,9 +102,12 @@ def predict_files(
     )
     if _is_video(source) and not source.is_dir():
         return _predict_video(det, source, output, save_json)
+    return _predict_images(det, jobs, source, out_dir, save_json, num_workers)
 
-    from deimv2.infer.stream import decoded_batches
 
+def _predict_images(det, jobs: list, source: Path, out_dir: Path, save_json: bool, num_workers: int) -> dict:
+    """Every planned image drawn with its boxes (and, with ``save_json``, all boxes in one COCO results file);
+    files that cannot be read are skipped and listed, and only when none can be read is that an error."""
     rows, total, done, failed = [], 0, 0, []
     # decoded in a DataLoader (with workers: ahead of the model); one bad file must not stop the folder
     for batch in decoded_batches([src for src, _, _ in jobs], as_rgb_image, det.batch_size, num_workers):
@@ -120,20 +124,25 @@ def predict_files(
             total += len(pred)
             done += 1
             rows.extend({"file_name": rel, **r} for r in pred.to_coco(image_id=i))
+    _report_unreadable(failed, done, len(jobs), source)
+    _log.info(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
+    info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
+    if save_json:
+        info["json"] = _write_json(out_dir / "predictions.json", rows)
+    return info
+
+
+def _report_unreadable(failed: list, done: int, planned: int, source: Path) -> None:
+    """Warn about each file that could not be read; raise when not one of the ``planned`` files could."""
     if failed:
         _log.warning(f"有 {len(failed)} 个文件无法读取，已跳过（其余图片照常输出）：")
         for rel, why in failed:
             _log.warning(f"  - {rel}：{why}")
     if not done:
         raise DatasetError(
-            f"{source} 中的 {len(jobs)} 个图片文件都无法读取，没有输出任何结果。"
+            f"{source} 中的 {planned} 个图片文件都无法读取，没有输出任何结果。"
             "请确认它们是完整的图片（可用看图软件打开）。"
         )
-    _log.info(f"已处理 {done} 张图片，共 {total} 个检测框；结果图保存在 {out_dir.resolve()}")
-    info = {"images": done, "detections": total, "output": out_dir, "failed": [rel for rel, _ in failed]}
-    if save_json:
-        info["json"] = _write_json(out_dir / "predictions.json", rows)
-    return info
 
 
 def _write_json(path: Path, rows: list) -> Path:
@@ -166,10 +175,6 @@ def _predict_video(det, source: Path, output: Path, save_json: bool) -> dict:
     w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
     writer = cv2.VideoWriter(str(target), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     frames, total, rows = 0, 0, []
-    from contextlib import closing
-
-    from deimv2.infer.stream import video_batches
-
     try:
         with closing(video_batches(cap, det.batch_size)) as batches:  # decoded in a background thread, in order
             for batch in batches:
@@ -214,8 +219,6 @@ def predict_cli(
     ``tile`` / ``overlap``: tiled inference, as in :meth:`Detector.predict`.
     """
     if tile is not None:
-        from deimv2.infer.tiling import check_tiling
-
         check_tiling(tile, overlap)  # before anything is loaded or written
 
     def make_detector(conf, max_det):

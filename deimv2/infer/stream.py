@@ -78,24 +78,50 @@ def video_batches(cap, batch_size: int, prefetch: int | None = None, threaded: b
     ``False`` reads them in this thread (the same frames). A read error in the thread is raised here.
     """
     batch_size = max(1, int(batch_size))
-
-    def read():
-        ok, frame = cap.read()
-        return np.ascontiguousarray(frame[:, :, ::-1]) if ok else _END
-
     if not threaded:
-        while True:
-            batch = []
-            while len(batch) < batch_size and (frame := read()) is not _END:
-                batch.append(frame)
-            if not batch:
-                return
-            yield batch
-            if len(batch) < batch_size:
-                return
-
+        yield from _batched(lambda: _read_rgb(cap), batch_size)
+        return
     q: queue.Queue = queue.Queue(maxsize=prefetch or 2 * batch_size)
     stop = threading.Event()
+    thread = threading.Thread(target=_decode_into, args=(cap, q, stop), name="deimv2-video-decode", daemon=True)
+    thread.start()
+    try:
+        yield from _batched(lambda: _raised(q.get()), batch_size)
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def _read_rgb(cap) -> Any:
+    """The next frame as a contiguous RGB array, or ``_END`` after the last one."""
+    ok, frame = cap.read()
+    return np.ascontiguousarray(frame[:, :, ::-1]) if ok else _END
+
+
+def _batched(next_frame: Callable[[], Any], batch_size: int) -> Iterator[list]:
+    """Lists of ``batch_size`` frames from ``next_frame()`` until it gives ``_END`` (the last list may be shorter)."""
+    done = False
+    while not done:
+        batch = []
+        while len(batch) < batch_size:
+            item = next_frame()
+            if item is _END:
+                done = True
+                break
+            batch.append(item)
+        if batch:
+            yield batch
+
+
+def _raised(item: Any) -> Any:
+    """``item``, unless it is the decoding thread's error: then that error is raised here."""
+    if isinstance(item, BaseException):
+        raise item
+    return item
+
+
+def _decode_into(cap, q: queue.Queue, stop: threading.Event) -> None:
+    """The decoding thread: frames into ``q`` up to ``_END``, until ``stop`` is set; an error goes into ``q`` too."""
 
     def put(item) -> bool:
         while not stop.is_set():
@@ -106,31 +132,10 @@ def video_batches(cap, batch_size: int, prefetch: int | None = None, threaded: b
                 continue
         return False
 
-    def reader():
-        try:
-            while not stop.is_set():
-                frame = read()
-                if not put(frame) or frame is _END:
-                    return
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer and raised there
-            put(e)
-
-    thread = threading.Thread(target=reader, name="deimv2-video-decode", daemon=True)
-    thread.start()
     try:
-        done = False
-        while not done:
-            batch = []
-            while len(batch) < batch_size:
-                item = q.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if item is _END:
-                    done = True
-                    break
-                batch.append(item)
-            if batch:
-                yield batch
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+        while not stop.is_set():
+            frame = _read_rgb(cap)
+            if not put(frame) or frame is _END:
+                return
+    except BaseException as e:  # noqa: BLE001 - handed to the consumer and raised there
+        put(e)

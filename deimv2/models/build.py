@@ -11,7 +11,15 @@ from typing import Any
 
 import torch.nn as nn
 
+from deimv2.config.checks import check_image_size
 from deimv2.config.loader import Config, load_config
+from deimv2.models.decoder import DEIMTransformer
+from deimv2.models.deim import DEIM
+from deimv2.models.hgnetv2 import HGNetv2
+from deimv2.models.hybrid_encoder import HybridEncoder
+from deimv2.models.lite_encoder import LiteEncoder
+from deimv2.models.postprocess import PostProcessor
+from deimv2.models.sta import DINOv3STAs
 
 
 def build_backbone(cfg: Config) -> nn.Module:
@@ -24,11 +32,7 @@ def build_backbone(cfg: Config) -> nn.Module:
     """
     kw = cfg.model.backbone.kwargs()
     if cfg.model.backbone_type == "HGNetv2":
-        from deimv2.models.hgnetv2 import HGNetv2
-
         return HGNetv2(**kw)
-    from deimv2.models.sta import DINOv3STAs
-
     return DINOv3STAs(**kw)
 
 
@@ -39,11 +43,7 @@ def build_encoder(cfg: Config) -> nn.Module:
     Explained in notebooks/07_architecture.ipynb §1."""
     kw = cfg.model.encoder.kwargs()
     if cfg.model.encoder_type == "LiteEncoder":
-        from deimv2.models.lite_encoder import LiteEncoder
-
         return LiteEncoder(**kw)
-    from deimv2.models.hybrid_encoder import HybridEncoder
-
     if kw["eval_spatial_size"] is None:
         kw["eval_spatial_size"] = list(cfg.eval_spatial_size)
     return HybridEncoder(**kw)
@@ -54,8 +54,6 @@ def build_decoder(cfg: Config) -> nn.Module:
     sets it) come from the top level of the config.
 
     Explained in notebooks/07_architecture.ipynb §1."""
-    from deimv2.models.decoder import DEIMTransformer
-
     kw = cfg.model.decoder.kwargs()
     if kw["eval_spatial_size"] is None:
         kw["eval_spatial_size"] = list(cfg.eval_spatial_size)
@@ -64,8 +62,6 @@ def build_decoder(cfg: Config) -> nn.Module:
 
 def build_postprocessor(cfg: Config) -> nn.Module:
     """Explained in notebooks/07_architecture.ipynb §1."""
-    from deimv2.models.postprocess import PostProcessor
-
     return PostProcessor(
         num_classes=cfg.num_classes,
         use_focal_loss=cfg.use_focal_loss,
@@ -76,9 +72,6 @@ def build_postprocessor(cfg: Config) -> nn.Module:
 
 def build_model_from_config(cfg: Config) -> nn.Module:
     """Explained in notebooks/07_architecture.ipynb §1."""
-    from deimv2.config.checks import check_image_size
-    from deimv2.models.deim import DEIM
-
     check_image_size(cfg)
     return DEIM(build_backbone(cfg), build_encoder(cfg), build_decoder(cfg))
 

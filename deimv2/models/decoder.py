@@ -465,7 +465,13 @@ class DEIMTransformer(nn.Module):
 
         if not self.training:
             return {"pred_logits": logits[-1], "pred_boxes": boxes[-1]}
+        return self._training_outputs(
+            logits, boxes, corners, refs, pre_logits, pre_boxes, enc_logits, enc_boxes, dn_meta
+        )
 
+    def _training_outputs(self, logits, boxes, corners, refs, pre_logits, pre_boxes, enc_logits, enc_boxes, dn_meta):
+        """What the loss reads: the last layer's outputs and, with ``aux_loss``, every earlier layer's, the encoder's
+        proposals and the pre-decoder boxes; the denoising queries are split off into the ``dn_*`` outputs."""
         if dn_meta is not None:
             split = dn_meta["dn_num_split"]
             dn_pre_logits, pre_logits = torch.split(pre_logits, split, dim=1)

@@ -44,21 +44,9 @@ def get_contrastive_denoising_training_group(
         return None, None, None, None
 
     num_group = max(num_denoising // max_gt, 1)
-    bs = len(targets)
     group_len = 2 * max_gt  # positives then negatives
     total = group_len * num_group
-
-    labels = torch.full([bs, max_gt], num_classes, dtype=torch.int32, device=device)
-    boxes = torch.zeros([bs, max_gt, 4], device=device)
-    is_real = torch.zeros([bs, max_gt], dtype=torch.bool, device=device)
-    for i, (t, n) in enumerate(zip(targets, num_gts)):
-        if n > 0:
-            labels[i, :n] = t["labels"]
-            boxes[i, :n] = t["boxes"]
-            is_real[i, :n] = True
-    labels = labels.repeat(1, 2 * num_group)
-    boxes = boxes.repeat(1, 2 * num_group, 1)
-    is_real = is_real.repeat(1, 2 * num_group)
+    labels, boxes, is_real = _padded(targets, max_gt, num_classes, copies=2 * num_group)
     # 1.0 for the negative half of every group, shape [1, total, 1]
     negative = ((torch.arange(total, device=device) % group_len) >= max_gt).float().reshape(1, total, 1)
 
@@ -67,28 +55,57 @@ def get_contrastive_denoising_training_group(
     dn_positive_idx = tuple((offsets + torch.arange(n, device=device)).reshape(-1) for n in num_gts)
 
     if label_noise_ratio > 0:
-        flip = torch.rand(labels.shape, device=device) < (label_noise_ratio * 0.5)
-        new_labels = torch.randint(0, num_classes, labels.shape, dtype=labels.dtype, device=device)
-        labels = torch.where(flip & is_real, new_labels, labels)
-
+        labels = _flip_labels(labels, is_real, num_classes, label_noise_ratio)
     if box_noise_scale > 0:
-        xyxy = box_cxcywh_to_xyxy(boxes)
-        half_wh = (boxes[..., 2:] * 0.5).repeat(1, 1, 2) * box_noise_scale
-        sign = torch.randint(0, 2, boxes.shape, dtype=boxes.dtype, device=device) * 2.0 - 1.0
-        magnitude = torch.rand(boxes.shape, device=device)
-        magnitude = (magnitude + 1.0) * negative + magnitude * (1 - negative)  # negatives: [1, 2)
-        xyxy = (xyxy + sign * magnitude * half_wh).clip(min=0.0, max=1.0)
-        boxes = box_xyxy_to_cxcywh(xyxy)
-        boxes = torch.where(boxes < 0, -boxes, boxes)
-    boxes_unact = inverse_sigmoid(boxes)
-
+        boxes = _jitter_boxes(boxes, negative, box_noise_scale)
     query_embeds = class_embed(labels)
+    attn_mask = _attention_mask(total, group_len, num_queries, device)
+    dn_meta = {"dn_positive_idx": dn_positive_idx, "dn_num_group": num_group, "dn_num_split": [total, num_queries]}
+    return query_embeds, inverse_sigmoid(boxes), attn_mask, dn_meta
 
+
+def _padded(targets: list[dict[str, torch.Tensor]], max_gt: int, num_classes: int, copies: int):
+    """``(labels [B, max_gt], boxes [B, max_gt, 4], is_real [B, max_gt])``, padding labelled ``num_classes``,
+    each repeated ``copies`` times along the query axis (every group's positive and negative half)."""
+    bs, device = len(targets), targets[0]["labels"].device
+    labels = torch.full([bs, max_gt], num_classes, dtype=torch.int32, device=device)
+    boxes = torch.zeros([bs, max_gt, 4], device=device)
+    is_real = torch.zeros([bs, max_gt], dtype=torch.bool, device=device)
+    for i, t in enumerate(targets):
+        n = len(t["labels"])
+        if n > 0:
+            labels[i, :n] = t["labels"]
+            boxes[i, :n] = t["boxes"]
+            is_real[i, :n] = True
+    return labels.repeat(1, copies), boxes.repeat(1, copies, 1), is_real.repeat(1, copies)
+
+
+def _flip_labels(labels: torch.Tensor, is_real: torch.Tensor, num_classes: int, ratio: float) -> torch.Tensor:
+    """A share ``ratio / 2`` of the real labels replaced by random classes (draws: flip mask, then new labels)."""
+    flip = torch.rand(labels.shape, device=labels.device) < (ratio * 0.5)
+    new_labels = torch.randint(0, num_classes, labels.shape, dtype=labels.dtype, device=labels.device)
+    return torch.where(flip & is_real, new_labels, labels)
+
+
+def _jitter_boxes(boxes: torch.Tensor, negative: torch.Tensor, scale: float) -> torch.Tensor:
+    """Each corner moved by up to half the box size (positives: [0, 1) of it, negatives: [1, 2)), times ``scale``,
+    clipped to the image (draws: signs, then magnitudes); cxcywh in, cxcywh out."""
+    xyxy = box_cxcywh_to_xyxy(boxes)
+    half_wh = (boxes[..., 2:] * 0.5).repeat(1, 1, 2) * scale
+    sign = torch.randint(0, 2, boxes.shape, dtype=boxes.dtype, device=boxes.device) * 2.0 - 1.0
+    magnitude = torch.rand(boxes.shape, device=boxes.device)
+    magnitude = (magnitude + 1.0) * negative + magnitude * (1 - negative)  # negatives: [1, 2)
+    xyxy = (xyxy + sign * magnitude * half_wh).clip(min=0.0, max=1.0)
+    boxes = box_xyxy_to_cxcywh(xyxy)
+    return torch.where(boxes < 0, -boxes, boxes)
+
+
+def _attention_mask(total: int, group_len: int, num_queries: int, device) -> torch.Tensor:
+    """``[total + num_queries]²`` bool, True = blocked: the groups are blind to each other, and the matching
+    queries see no denoising query."""
     size = total + num_queries
     group_id = torch.arange(total, device=device) // group_len
     attn_mask = torch.zeros([size, size], dtype=torch.bool, device=device)
-    attn_mask[:total, :total] = group_id.unsqueeze(1) != group_id.unsqueeze(0)  # groups are blind to each other
-    attn_mask[total:, :total] = True  # matching queries see no dn query
-
-    dn_meta = {"dn_positive_idx": dn_positive_idx, "dn_num_group": num_group, "dn_num_split": [total, num_queries]}
-    return query_embeds, boxes_unact, attn_mask, dn_meta
+    attn_mask[:total, :total] = group_id.unsqueeze(1) != group_id.unsqueeze(0)
+    attn_mask[total:, :total] = True
+    return attn_mask

@@ -11,6 +11,11 @@ import logging
 import time
 from pathlib import Path
 
+from deimv2.data.demo import prepare_demo_coco
+from deimv2.data.doctor import check_dataset
+from deimv2.engine.api import evaluate, train
+from deimv2.infer.detector import Detector
+from deimv2.utils.outputs import ensure_output_dir
 from deimv2.utils.runtime import fast_mode
 
 _log = logging.getLogger(__name__)
@@ -48,12 +53,6 @@ def run_demo(
     output_dir: str | Path = "outputs/demo", epochs: int | None = None, device: str | None = None, variant: str = "atto"
 ) -> dict:
     """Run the pipeline and return the final metrics (also printed with where every output went)."""
-    from deimv2.data.demo import prepare_demo_coco
-    from deimv2.data.doctor import check_dataset
-    from deimv2.engine.api import evaluate, train
-    from deimv2.infer.detector import Detector
-    from deimv2.utils.outputs import ensure_output_dir
-
     out = ensure_output_dir(output_dir)
     sched = FAST_SCHEDULE if fast_mode() else FULL_SCHEDULE
     n_epochs = int(epochs or sched["epochs"])
@@ -89,17 +88,9 @@ def run_demo(
     metrics = evaluate(None, best, data=data_dir, device=device, output_dir=run_dir)
 
     _log.info("【5/5】推理并画框")
-    detector = Detector.from_checkpoint(best, device=device, conf=0.3)
-    images = sorted((data_dir / "valid").glob("*.jpg"))[:8]
-    pred_dir, n = out / "predictions", 2
-    while pred_dir.exists() and any(pred_dir.iterdir()):  # an earlier demo's images stay as they are
-        pred_dir, n = out / f"predictions-{n}", n + 1
-    pred_dir.mkdir(parents=True, exist_ok=True)
-    for path, pred in zip(images, detector(images)):
-        pred.plot().save(pred_dir / path.name)
+    pred_dir = _draw_predictions(best, sorted((data_dir / "valid").glob("*.jpg"))[:8], out, device)
 
-    minutes = (time.time() - t0) / 60
-    _log.info(f"\n完成！用时 {minutes:.1f} 分钟")
+    _log.info(f"\n完成！用时 {(time.time() - t0) / 60:.1f} 分钟")
     _log.info(f"  数据集（COCO）：{data_dir.resolve()}")
     _log.info(f"  权重：{best.resolve()}（另有 last.pth）")
     _log.info(f"  训练日志：{(run_dir / 'log.jsonl').resolve()}")
@@ -107,3 +98,16 @@ def run_demo(
     _log.info(f"  推理图片：{pred_dir.resolve()}")
     _log.info(f"  最终 mAP@0.5:0.95 = {metrics['AP']:.3f}，mAP@0.5 = {metrics['AP50']:.3f}")
     return metrics
+
+
+def _draw_predictions(checkpoint: Path, images: list[Path], out: Path, device: str | None) -> Path:
+    """The images with the boxes of ``checkpoint`` drawn, into ``out/predictions`` (``predictions-2`` … when an
+    earlier demo's images are there: they stay as they are); returns that folder."""
+    detector = Detector.from_checkpoint(checkpoint, device=device, conf=0.3)
+    pred_dir, n = out / "predictions", 2
+    while pred_dir.exists() and any(pred_dir.iterdir()):
+        pred_dir, n = out / f"predictions-{n}", n + 1
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    for path, pred in zip(images, detector(images)):
+        pred.plot().save(pred_dir / path.name)
+    return pred_dir

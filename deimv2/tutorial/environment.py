@@ -17,6 +17,8 @@ import unicodedata
 from collections.abc import Callable
 from pathlib import Path
 
+from deimv2 import __version__
+
 _log = logging.getLogger(__name__)
 
 __all__ = ["checks", "CHECK_KEYS"]
@@ -64,8 +66,6 @@ def _check_python() -> dict:
 
 
 def _check_deimv2() -> dict:
-    from deimv2 import __version__
-
     return _row("deimv2", "ok", f"{__version__}（{Path(__file__).resolve().parent}）")
 
 

@@ -13,14 +13,25 @@ the notebook cell that calls them (the workspace, which model is used, why a set
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from deimv2.config.loader import Config, load_config
+from deimv2.data.dataset import CocoDetection
+from deimv2.data.demo import prepare_demo_coco
+from deimv2.data.transforms import build_transforms_from_ops
+from deimv2.engine.api import train
+from deimv2.engine.run_files import latest_run
+from deimv2.errors import DatasetError
+from deimv2.infer.detector import load_detector
 from deimv2.tutorial.demo import FAST_SCHEDULE, FULL_SCHEDULE, demo_overrides
+from deimv2.utils.fonts import setup_matplotlib_cjk
 from deimv2.utils.runtime import fast_mode
 
 _log = logging.getLogger(__name__)
@@ -74,13 +85,9 @@ def dataset_path(data, work: str | Path) -> Path:
     """``DATA`` as ``train(data=...)`` takes it: the demo converted to COCO in ``work/demo_coco``; a YOLO folder,
     a ``data.yaml`` or a COCO folder as given (``train`` converts YOLO itself, once, and caches it)."""
     if is_demo(data):
-        from deimv2.data.demo import prepare_demo_coco
-
         return prepare_demo_coco(Path(work) / "demo_coco")
     path = Path(data).expanduser()
     if not path.exists():
-        from deimv2.errors import DatasetError
-
         raise DatasetError(
             f"找不到数据集 {path}。DATA 应当是 YOLO 数据集文件夹、它的 data.yaml 或 COCO 数据集文件夹，"
             '请检查参数单元里的路径；用示例数据集请写 DATA = "demo"。'
@@ -138,8 +145,6 @@ class TrainedRun:
     @property
     def images(self) -> list[Path]:
         """The validation images listed in ``val_ann`` (in file order)."""
-        import json
-
         doc = json.loads(self.val_ann.read_text(encoding="utf-8"))
         return [self.val_images / im["file_name"] for im in doc.get("images", [])]
 
@@ -158,8 +163,6 @@ def _run_of(folder: Path) -> TrainedRun:
 def trained_run(work: str | Path) -> TrainedRun | None:
     """The newest run of notebook 04 in ``work`` (``04_train/run``, ``run-2`` …) with its ``best.pth`` and
     ``config.yaml``; None when there is none."""
-    from deimv2.engine.run_files import latest_run
-
     folder = latest_run(Path(work) / RUN_04)
     if not ((folder / "best.pth").is_file() and (folder / "config.yaml").is_file()):
         return None
@@ -169,9 +172,7 @@ def trained_run(work: str | Path) -> TrainedRun | None:
 def trained_run_or_fallback(work: str | Path, data=DEMO, variant: str = "atto") -> TrainedRun:
     """Notebooks 05/06: the run of 04 (:func:`trained_run`), else, after a clear warning, a model trained for a
     few steps on ``data`` so that the notebook also runs on its own."""
-    from IPython.display import Markdown, display
-
-    from deimv2.engine.api import train
+    from IPython.display import Markdown, display  # the notebooks extra (Jupyter), not a dependency of deimv2
 
     run = trained_run(work)
     if run is None:
@@ -227,9 +228,6 @@ class ExplainSetup:
 
 def _explain_run(work: Path, data) -> Path:
     """Train (once) the small model of 08/09 with ``'local'`` in its losses; return its folder."""
-    from deimv2.engine.api import train
-    from deimv2.engine.run_files import latest_run
-
     fast = fast_mode()
     s = EXPLAIN_FAST_SCHEDULE if fast else EXPLAIN_SCHEDULE
     folder = latest_run(work / (EXPLAIN_RUN + ("_fast" if fast else "")))
@@ -260,14 +258,6 @@ def explain_setup(work: str | Path, data=DEMO) -> ExplainSetup:
     """Notebooks 08/09: a small Atto trained on ``data`` with GO-LSD (:data:`EXPLAIN_LOSSES`; trained once into
     ``work/explain_local``, retrained when that run was interrupted), and the validation image with the most
     objects. Also sets up matplotlib for Chinese labels."""
-    import json
-
-    import torch
-
-    from deimv2.data import CocoDetection, build_transforms_from_ops
-    from deimv2.infer.detector import load_detector
-    from deimv2.utils.fonts import setup_matplotlib_cjk
-
     run = _run_of(_explain_run(Path(work), data))
     model, cfg, meta = load_detector(run.checkpoint)
     model.eval()
