@@ -22,6 +22,8 @@ DOCUMENTED = [
     "deimv2.yolo_to_coco",
     "deimv2.check_dataset",
     "deimv2.export_onnx",
+    "deimv2.train",
+    "deimv2.evaluate",
 ]
 #: methods whose own docstring must have an Example (besides the objects above)
 DOCUMENTED_METHODS = ["deimv2.Detector.from_checkpoint", "deimv2.Detector.predict"]
