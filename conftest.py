@@ -11,18 +11,26 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-# Under pytest-xdist (``-n auto`` in pyproject's addopts) every worker gets an equal share of the cores: torch in the
-# worker, its notebook kernels and its subprocesses all read OMP_NUM_THREADS (set before anything imports torch).
+# Under pytest-xdist (README's `pytest -n auto`) every worker gets an equal share of the cores: torch in the worker,
+# its subprocesses and notebook kernels all read OMP_NUM_THREADS (set here, before anything imports torch).
 if os.environ.get("PYTEST_XDIST_WORKER"):
     _workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _workers)))
 
+#: the test that runs the notebooks' cells in one process when the other tests are spread over xdist workers
+NOTEBOOKS_IN_ONE_PROCESS = "tests/notebooks/test_notebooks_fast.py"
+
 
 def pytest_collection_modifyitems(config, items):
-    """With ``--dist loadgroup``: one worker runs a whole test file, and one worker runs every notebook in order
-    (05 and 06 use the run that 04 trained)."""
-    import pytest
-
-    for item in items:
-        path = str(item.fspath)
-        item.add_marker(pytest.mark.xdist_group("notebooks" if path.endswith(".ipynb") else path))
+    """The notebooks' cells (nbval) run exactly once: directly, cell after cell in one kernel per notebook, or, on
+    xdist workers (which would split a notebook's cells), all together in :data:`NOTEBOOKS_IN_ONE_PROCESS`."""
+    cells = [i for i in items if str(i.fspath).endswith(".ipynb")]
+    runner = [i for i in items if i.nodeid.startswith(NOTEBOOKS_IN_ONE_PROCESS)]
+    on_worker = hasattr(config, "workerinput")
+    drop = cells if (on_worker and runner) else runner if (cells and not on_worker) else []
+    if drop:
+        dropped = set(map(id, drop))
+        items[:] = [i for i in items if id(i) not in dropped]
+        config.hook.pytest_deselected(items=drop)
+    if on_worker and runner:  # the longest test file goes to a worker first, not last
+        items[:] = runner + [i for i in items if i not in runner]

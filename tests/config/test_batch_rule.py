@@ -157,7 +157,9 @@ def test_docs_table_is_the_one_the_benchmark_wrote(mode):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     rows = json.loads((root / "benchmarks/results/recipes" / f"batch_rule_{mode}.json").read_text("utf-8"))["rows"]
-    assert len(rows) == len({(r["rule"], r["batch"], r["seed"]) for r in rows}) >= {"demo": 2, "photo2": 3}.get(mode, 12)
+    assert (
+        len(rows) == len({(r["rule"], r["batch"], r["seed"]) for r in rows}) >= {"demo": 2, "photo2": 3}.get(mode, 12)
+    )
     start, end = mod.markers(mode)
     doc = (root / "docs" / "training.md").read_text(encoding="utf-8")
     assert doc.split(start, 1)[1].split(end, 1)[0].strip() == mod.render_table(rows)
