@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 #: the top-level folders of a development machine that no tracked file may name as an absolute path
 MACHINE_DIRS = ("work", "tmp", "root", "home")
-#: such a path where a path starts (not inside a URL such as https://example.com/home/page)
+#: such a path where a path starts (not inside a URL, after ``~`` or inside a relative path)
 MACHINE_PATH = re.compile(r"(?<![\w.\-/~])/(?:" + "|".join(MACHINE_DIRS) + r")/")
 
 
@@ -32,7 +32,7 @@ def test_the_pattern_finds_machine_paths_and_only_them():
     work, tmp, root, home = (f"/{d}/" for d in MACHINE_DIRS)
     found = machine_paths(  # built here so that this file itself names no machine folder
         f'"data": "{work}main/outputs/x.yaml"\nvenv at `{root}venv`\ncd {tmp}official\nls {home}me/\n'
-        "https://example.com/home/page\n~/home/x\nrelative/tmp/x\noutputs/work/y"
+        f"https://example.com{home}page\n~{home}x\nrelative{tmp}x\noutputs{work}y"  # not machine paths
     )
     assert len(found) == 4 and all("example.com" not in f for f in found)
 
