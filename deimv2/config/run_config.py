@@ -156,7 +156,10 @@ def build_run_config(
     """
     if isinstance(config, CheckedConfig):
         if overrides is not None:
-            raise ValueError("build_run_config: give overrides to check_config, not with a CheckedConfig")
+            raise ValueError(  # a programming mistake, not a user's input
+                "build_run_config 收到的是已经检查过的配置（CheckedConfig），不能再给 overrides。"
+                "修复：把覆盖项交给 check_config(config, overrides)，再把它的结果交给 build_run_config。"
+            )
         checked = config
     else:
         checked = check_config(config, overrides)
