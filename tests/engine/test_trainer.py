@@ -5,20 +5,15 @@ import math
 
 import pytest
 import torch
+from helpers.tinydata import TINY_TRAIN
 
 from deimv2.engine.api import evaluate, prepare_trainer, train
 from deimv2.engine.checkpoint import load_checkpoint
 from deimv2.engine.trainer import NonFiniteLossError
 
 TINY = {
-    "HGNetv2.pretrained": False,
-    "eval_spatial_size": [96, 96],
+    **TINY_TRAIN,
     "batch_size": 2,
-    "num_workers": 0,
-    "val_dataloader.num_workers": 0,
-    "val_dataloader.total_batch_size": 4,
-    "DEIMTransformer.num_queries": 30,
-    "PostProcessor.num_top_queries": 30,
     "scale_lr": False,  # batch 2 vs the recipe's 128 would scale the LR by 1/64 (tested in test_batch_rule.py)
 }
 

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from helpers.tinydata import calibrated_model, make_coco_dataset
+from helpers.tinydata import TINY_TRAIN, calibrated_model, make_coco_dataset
 from PIL import Image
 
 from deimv2.cli import main as cli_main
@@ -17,14 +17,8 @@ from deimv2.errors import ConfigError, DEIMv2Error
 from deimv2.infer import Detector, Prediction, backends
 
 TINY = {
-    "HGNetv2.pretrained": False,
-    "eval_spatial_size": [96, 96],
+    **TINY_TRAIN,
     "batch_size": 2,
-    "num_workers": 0,
-    "val_dataloader.num_workers": 0,
-    "val_dataloader.total_batch_size": 4,
-    "DEIMTransformer.num_queries": 30,
-    "PostProcessor.num_top_queries": 30,
 }
 TOP = 10
 RUNTIMES = ("onnxruntime", "openvino")
