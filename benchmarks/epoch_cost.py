@@ -10,6 +10,8 @@ compares its training compute with YOLO11n's on the same number of images.
   ``forward`` (model with targets, denoising on), ``criterion`` (matching + DEIM losses), ``backward``,
   ``step`` (grad clip + AdamW + EMA + LR schedule), then ``eval`` (one pass over the 48 validation images with
   COCO scoring, as after every epoch).
+- **Atto, channels-first** (``atto_b8_cf``): the same batch-8 epoch with ``channels_last=false``, the memory
+  order of the HGNetv2 variants' training before it became channels-last by default; side by side with it.
 - **YOLO11n** (``--yolo-python``, a separate environment with ``ultralytics``; never a dependency of deimv2):
   ``yolo11n.yaml`` from scratch, 4 classes, 256², batch 16 (its trial's), 10 steps = 160 images of random pixels
   with 3 boxes each, timed as ``forward`` (model + its loss), ``backward``, ``step`` (SGD + its EMA). Its data
@@ -37,7 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "recipes" / "epoch_cost.json"
 SIZE, EPOCHS, IMAGES = 256, 40, 160
-SIDES = ("atto_b8", "atto_b16", "yolo11n_b16")
+SIDES = ("atto_b8", "atto_b8_cf", "atto_b16", "yolo11n_b16")
+#: atto_b8_cf: the same epoch in channels-first memory order (``channels_last=false``, the default before issue 30)
+ATTO_SIDES = tuple(s for s in SIDES if s.startswith("atto"))
 
 
 def atto_epoch(batch: int, threads: int, max_steps: int | None = None, extra: dict | None = None) -> dict:
@@ -182,7 +186,7 @@ def summarize(rounds: list[dict]) -> dict:
             "train_compute_ms_per_image": round(1000 * compute / runs[0]["images"], 1),
         }
     y = out["yolo11n_b16"]["train_compute_s"]
-    for side in SIDES[:2]:
+    for side in ATTO_SIDES:
         out[side]["train_compute_vs_yolo11n"] = round(out[side]["train_compute_s"] / y, 2)
         total = sum(out[side]["median_parts_s"].values())
         out[side]["epoch_s"] = round(total, 2)
@@ -199,11 +203,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--worker", choices=SIDES, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.worker:
-        res = (
-            yolo_epoch(a.threads)
-            if a.worker.startswith("yolo")
-            else atto_epoch(int(a.worker.split("_b")[1]), a.threads)
-        )
+        batch = int(a.worker.split("_b")[1].split("_")[0])
+        extra = {"channels_last": False} if a.worker.endswith("_cf") else None
+        res = yolo_epoch(a.threads) if a.worker.startswith("yolo") else atto_epoch(batch, a.threads, extra=extra)
         print(json.dumps(res))
         return
     sys.path.insert(0, str(ROOT))

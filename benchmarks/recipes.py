@@ -69,6 +69,9 @@ for _e in (15, 20, 40, 80):
 # official rule (better on the demo) and the proportional one (better on photo2); measured better, it became the
 # small recipe (deimv2/config/loader/recipes.py), so this trial is `--recipe small` at 40 epochs, the training of `deimv2 demo`
 TRIALS["small_na10_e40"] = {**TRIALS["small_e40"], "update": {"no_aug_epoch": 10}}
+#: the demo's training in channels-first memory order, the HGNetv2 default before channels-last (issue 30): the
+#: same maths, other convolution kernels; run beside small_na10_e40 (channels-last) to compare AP and wall time
+TRIALS["small_cf_e40"] = {**TRIALS["small_e40"], "update": {"no_aug_epoch": 10, "channels_last": False}}
 
 
 def scaled_lr(factor: float) -> dict:

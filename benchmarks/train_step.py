@@ -79,7 +79,10 @@ def train_step(model, criterion, optimizer, images, targets, clip_max_norm: floa
     return loss.item()
 
 
-def _time_steps(model, criterion, optimizer, clip: float, variant: str, h: int, w: int, runs: int, warmup: int) -> dict:
+def _time_steps(
+    model, criterion, optimizer, clip: float, variant: str, h: int, w: int, runs: int, warmup: int, plan=None
+) -> dict:
+    """Time :func:`train_step` on one fixed batch (``plan``: our SpeedPlan, which lays out the images)."""
     import torch
 
     from deimv2.utils.runtime import time_fn
@@ -87,6 +90,8 @@ def _time_steps(model, criterion, optimizer, clip: float, variant: str, h: int, 
     model.train()
     criterion.train()
     images, targets = make_batch(h, w)
+    if plan is not None:
+        images = plan.prepare_images(images)
     losses = []
     res = time_fn(
         lambda: losses.append(train_step(model, criterion, optimizer, images, targets, clip)), runs=runs, warmup=warmup
@@ -103,10 +108,13 @@ def _time_steps(model, criterion, optimizer, clip: float, variant: str, h: int, 
 
 
 def ours_train_step(variant: str, runs: int, warmup: int = 2, threads: int = 2) -> dict:
-    """Our model, criterion and AdamW param groups (``deimv2.models.build`` + ``deimv2.engine.optim``)."""
+    """Our model, criterion and AdamW param groups (``deimv2.models.build`` + ``deimv2.engine.optim``), with the
+    speed options the variant's config turns on by default (``deimv2.engine.speed``; HGNetv2: channels-last), as
+    ``deimv2 train`` runs them; ``speed`` in the result names them."""
     import torch
 
     from deimv2.engine.optim import build_optimizer
+    from deimv2.engine.speed import SpeedOptions, SpeedPlan
     from deimv2.loss import build_criterion
     from deimv2.models.build import build_model
 
@@ -114,11 +122,16 @@ def ours_train_step(variant: str, runs: int, warmup: int = 2, threads: int = 2) 
     torch.manual_seed(0)
     model = build_model(variant)
     cfg = model.config
+    options = SpeedOptions.from_config(cfg.train)
+    plan = SpeedPlan(options, torch.device("cpu"))
+    model = plan.prepare_model(model)
     criterion = build_criterion(cfg)
     o = cfg.optimizer
     optimizer = build_optimizer(model, o.param_groups, o.lr, o.betas, o.weight_decay)
     h, w = cfg.eval_spatial_size
-    return _time_steps(model, criterion, optimizer, cfg.train.clip_max_norm, variant, h, w, runs, warmup)
+    res = _time_steps(model, criterion, optimizer, cfg.train.clip_max_norm, variant, h, w, runs, warmup, plan)
+    res["speed"] = [name for name in ("channels_last", "compile", "cpu_amp") if getattr(options, name)]
+    return res
 
 
 def train_fidelity(off_model, off_criterion, variant: str, h: int, w: int, seed: int = 0) -> dict:

@@ -89,7 +89,13 @@ def build_optimizer(
     betas: Iterable[float] = (0.9, 0.999),
     weight_decay: float = 1e-4,
 ) -> torch.optim.AdamW:
-    """AdamW over :func:`build_param_groups` (official ``optimizer: {type: AdamW, ...}``)."""
+    """AdamW over :func:`build_param_groups` (official ``optimizer: {type: AdamW, ...}``).
+
+    ``foreach=True``: one batched update over all parameters instead of a Python loop over them, also on CPU
+    (torch chooses it by itself only on CUDA); the same arithmetic, bit for bit (``tests/engine/test_optim.py``).
+    """
     param_groups = build_param_groups(model, groups, lr, weight_decay)
     b = tuple(float(x) for x in betas)
-    return torch.optim.AdamW(param_groups, lr=float(lr), betas=(b[0], b[1]), weight_decay=float(weight_decay))
+    return torch.optim.AdamW(
+        param_groups, lr=float(lr), betas=(b[0], b[1]), weight_decay=float(weight_decay), foreach=True
+    )

@@ -266,8 +266,19 @@ class StemBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.pad(self.stem1(x), (0, 1, 0, 1))
         branch = self.stem2b(F.pad(self.stem2a(x), (0, 1, 0, 1)))
-        x = torch.cat([self.pool(x), branch], dim=1)
+        x = torch.cat([self._max_pool(x), branch], dim=1)
         return self.stem4(self.stem3(x))
+
+    def _max_pool(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.pool(x)`` computed in channels-last memory order on CPU: the same values and gradients (the
+        same first-maximum choice), but torch's channels-first CPU kernel is several times slower for this
+        2x2 stride-1 window on the stem's large maps (``benchmarks/profile_step.py``). The output keeps the
+        memory order of ``x``."""
+        if x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
+            return self.pool(x)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            return self.pool(x)
+        return self.pool(x.contiguous(memory_format=torch.channels_last)).contiguous()
 
 
 class HGBlock(nn.Module):

@@ -19,9 +19,9 @@ def _atto(data, fwd, eval_s=1.0):
 def test_summary_medians_shares_and_ratio():
     yolo = lambda f: {"images": 160, "parts_s": {"forward": f, "backward": 3.0, "step": 1.0}}  # noqa: E731
     rounds = [
-        {"atto_b8": _atto(2.0, 2.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(4.0)},
-        {"atto_b8": _atto(4.0, 6.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(4.0)},
-        {"atto_b8": _atto(3.0, 4.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(12.0)},
+        {"atto_b8": _atto(2.0, 2.0), "atto_b8_cf": _atto(2.0, 6.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(4.0)},
+        {"atto_b8": _atto(4.0, 6.0), "atto_b8_cf": _atto(2.0, 6.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(4.0)},
+        {"atto_b8": _atto(3.0, 4.0), "atto_b8_cf": _atto(2.0, 6.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(12.0)},
     ]
     s = epoch_cost.summarize(rounds)
     a8 = s["atto_b8"]
@@ -39,6 +39,7 @@ def test_summary_medians_shares_and_ratio():
     assert a8["train_compute_vs_yolo11n"] == 1.25
     assert a8["epoch_s"] == 14.0 and a8["share"]["data"] == pytest.approx(3 / 14, abs=1e-3)
     assert s["atto_b16"]["train_compute_vs_yolo11n"] == 1.0
+    assert s["atto_b8_cf"]["train_compute_vs_yolo11n"] == 1.5  # forward 6 + 1 + 4 + 1 = 12 s against 8 s
 
 
 def test_atto_epoch_times_every_part(monkeypatch, tmp_path):

@@ -127,3 +127,24 @@ def test_group_counts_match_official(name):
     groups = read_yaml(cfg_path)["optimizer"]["params"]  # the variant file merged with its base files
     names = assign_param_groups(FromKeys(), groups)
     assert [sum(math.prod(shapes[n]) for n in g) for g in names] == SPEC_GROUP_COUNTS[name]
+
+
+def test_batched_adamw_equals_the_per_parameter_loop():
+    """build_optimizer's batched (foreach) AdamW gives the per-parameter loop's weights bit for bit, over
+    several steps with both groups' weight decay."""
+    torch.manual_seed(0)
+    a, b = Tiny(), Tiny()
+    b.load_state_dict(a.state_dict())
+    start = a.encoder.proj.weight.detach().clone()
+    fast = build_optimizer(a, ATTO_GROUPS, lr=1e-3, weight_decay=1e-4)
+    loop = torch.optim.AdamW(build_param_groups(b, ATTO_GROUPS, 1e-3, 1e-4), lr=1e-3, weight_decay=1e-4, foreach=False)
+    assert fast.defaults["foreach"] is True
+    for step in range(5):
+        grads = [torch.randn_like(p) for p in a.parameters() if p.requires_grad]
+        for model, opt in ((a, fast), (b, loop)):
+            for p, g in zip([p for p in model.parameters() if p.requires_grad], grads):
+                p.grad = g.clone()
+            opt.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+    assert not torch.equal(a.encoder.proj.weight, start)  # the weights did move

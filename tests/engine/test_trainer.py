@@ -34,6 +34,7 @@ def test_loss_falls_on_a_tiny_set(tiny_coco, tmp_path):
         },
     )
     images, targets = next(iter(t.data.train_loader))
+    images = t.speed.prepare_images(images)  # the memory order the model trains in, as the trainer's step does
     t.model.train()
     losses = []
     for _step in range(12):

@@ -268,3 +268,25 @@ def test_dinov3stas_backbone_file(tmp_path, name, kw):
     torch.save({"cls_token": torch.zeros(1, 1, 192)}, tmp_path / "bad.pth")
     with pytest.raises(WeightsError, match="不匹配"):
         load_backbone_weights(dst, tmp_path / "bad.pth")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stem_max_pool_matches_nn_max_pool(channels_last):
+    """The stem's channels-last max pool gives nn.MaxPool2d's values and gradients exactly, ties included (ReLU
+    zeros: the first maximum of the window gets the gradient), and keeps the input's memory order."""
+    from deimv2.models.hgnetv2 import StemBlock
+
+    stem = StemBlock(3, 16, 16)
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randn(2, 16, 33, 33, generator=g))
+    x[0, 0, :4, :4] = 1.0  # a plateau: every window of it is a tie
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    weights = torch.rand(2, 16, 32, 32, generator=g)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = stem.pool(xa), stem._max_pool(xb)
+    (ya * weights).sum().backward()
+    (yb * weights).sum().backward()
+    assert torch.equal(ya, yb) and torch.equal(xa.grad, xb.grad)
+    assert yb.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert xb.grad[0, 0, :3, :3].count_nonzero() == 9  # plateau: each window's gradient went to one element
