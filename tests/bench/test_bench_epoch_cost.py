@@ -19,9 +19,24 @@ def _atto(data, fwd, eval_s=1.0):
 def test_summary_medians_shares_and_ratio():
     yolo = lambda f: {"images": 160, "parts_s": {"forward": f, "backward": 3.0, "step": 1.0}}  # noqa: E731
     rounds = [
-        {"atto_b8": _atto(2.0, 2.0), "atto_b8_cf": _atto(2.0, 6.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(4.0)},
-        {"atto_b8": _atto(4.0, 6.0), "atto_b8_cf": _atto(2.0, 6.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(4.0)},
-        {"atto_b8": _atto(3.0, 4.0), "atto_b8_cf": _atto(2.0, 6.0), "atto_b16": _atto(1.0, 2.0), "yolo11n_b16": yolo(12.0)},
+        {
+            "atto_b8": _atto(2.0, 2.0),
+            "atto_b8_cf": _atto(2.0, 6.0),
+            "atto_b16": _atto(1.0, 2.0),
+            "yolo11n_b16": yolo(4.0),
+        },
+        {
+            "atto_b8": _atto(4.0, 6.0),
+            "atto_b8_cf": _atto(2.0, 6.0),
+            "atto_b16": _atto(1.0, 2.0),
+            "yolo11n_b16": yolo(4.0),
+        },
+        {
+            "atto_b8": _atto(3.0, 4.0),
+            "atto_b8_cf": _atto(2.0, 6.0),
+            "atto_b16": _atto(1.0, 2.0),
+            "yolo11n_b16": yolo(12.0),
+        },
     ]
     s = epoch_cost.summarize(rounds)
     a8 = s["atto_b8"]

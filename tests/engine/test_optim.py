@@ -139,7 +139,7 @@ def test_batched_adamw_equals_the_per_parameter_loop():
     fast = build_optimizer(a, ATTO_GROUPS, lr=1e-3, weight_decay=1e-4)
     loop = torch.optim.AdamW(build_param_groups(b, ATTO_GROUPS, 1e-3, 1e-4), lr=1e-3, weight_decay=1e-4, foreach=False)
     assert fast.defaults["foreach"] is True
-    for step in range(5):
+    for _step in range(5):
         grads = [torch.randn_like(p) for p in a.parameters() if p.requires_grad]
         for model, opt in ((a, fast), (b, loop)):
             for p, g in zip([p for p in model.parameters() if p.requires_grad], grads):
