@@ -6,7 +6,8 @@ AP / AP50 / APs on the generated evaluation scenes, tiled as in ``benchmarks/til
 (decode a JPEG, preprocess, model, boxes) of one scene crop, 1 and 2 threads, median of ``--runs`` per round,
 float32 and INT8 alternating over ``--rounds`` rounds (the order swaps each round).
 
-Writes ``benchmarks/results/int8_cpu2.json``.
+Writes ``benchmarks/results/int8_cpu2.json``. The same comparison for Atto, N and S, each trained on the bundled
+demo first: ``benchmarks/int8_variants.py`` (it reuses the functions below).
 
     python benchmarks/tiling.py && python benchmarks/int8.py
 """
@@ -42,10 +43,66 @@ def trained_epochs(ckpt: Path) -> int | None:
     return max(epochs) + 1 if epochs else None  # log.jsonl counts epochs from 0
 
 
-def main(argv: list[str] | None = None) -> dict:
-    from deimv2.apps.quantize import CALIB_IMAGES, calibration_images, int8_detector, quantize_int8
+def timed_quantization(ckpt: Path, calib: str | Path, output: Path, limit: int | None = None) -> tuple[Path, dict]:
+    """Quantize ``ckpt`` to INT8 at ``output`` (``.xml``) with up to ``limit`` calibration images from ``calib``;
+    returns the file and the JSON's ``quantization`` block (calibration count, wall time)."""
+    from deimv2.apps.quantize import CALIB_IMAGES, calibration_images, quantize_int8
+
+    limit = limit or CALIB_IMAGES
+    t0 = time.perf_counter()
+    xml = quantize_int8(ckpt, calib, output=output, limit=limit)
+    wall = time.perf_counter() - t0
+    return xml, {
+        "tool": "nncf.quantize",
+        "model_type": "TRANSFORMER",
+        "calibration_images": len(calibration_images(calib, limit)),
+        "wall_s": round(wall, 1),
+    }
+
+
+def detector_pair(ckpt: Path, xml: Path, conf: float, threads: int | None = None) -> dict:
+    """``{"float32": OpenVINO Detector, "int8": INT8 Detector}`` of the same checkpoint."""
+    from deimv2.apps.quantize import int8_detector
     from deimv2.infer.detector import Detector
 
+    return {
+        "float32": Detector.from_checkpoint(ckpt, conf=conf, backend="openvino"),
+        "int8": int8_detector(ckpt, xml, conf=conf, threads=threads),
+    }
+
+
+def score_pair(dets: dict, folder: Path, **predict_kwargs) -> dict:
+    """COCO scores of each detector of :func:`detector_pair` on a COCO folder (``evaluate_scenes``); its time per
+    image is dropped: :func:`alternating_latency` times both models fairly."""
+    out = {}
+    for name, det in dets.items():
+        out[name] = evaluate_scenes(det, folder, **predict_kwargs)
+        out[name].pop("ms_per_image")
+    return out
+
+
+def alternating_latency(ckpt: Path, xml: Path, image: Path, rounds: int, runs: int) -> dict:
+    """File → boxes of ``image``, 1 and 2 threads: median of ``runs`` per round, float32 and INT8 alternating over
+    ``rounds`` rounds (the order swaps each round); per thread count the medians and float32 / INT8."""
+    latency, before = {}, torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        dets = detector_pair(ckpt, xml, conf=0.3, threads=threads)
+        times = {k: [] for k in dets}
+        for r in range(rounds):
+            for name in sorted(dets, reverse=bool(r % 2)):
+                det = dets[name]
+                times[name].append(
+                    time_fn(lambda det=det: det.predict(image, keep_images=False), runs=runs)["median_ms"]
+                )
+        row = {k: {"median_ms": statistics.median(v), "rounds_ms": v} for k, v in times.items()}
+        row["speedup"] = row["float32"]["median_ms"] / row["int8"]["median_ms"]
+        latency[f"threads_{threads}"] = row
+    torch.set_num_threads(before)
+    return latency
+
+
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--checkpoint", default=str(WORK / "train" / "best.pth"))
     ap.add_argument("--calib", default=str(WORK / "data" / "tiles" / "train"))
@@ -57,44 +114,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     ckpt, scenes = Path(a.checkpoint), Path(a.scenes)
     meta = machine_meta(2, rounds=a.rounds, runs=a.runs)
-    t0 = time.perf_counter()
-    xml = quantize_int8(ckpt, a.calib, output=Path(tempfile.mkdtemp()) / "best_int8.xml")
-    quant_s = time.perf_counter() - t0
-    n_calib = len(calibration_images(a.calib, CALIB_IMAGES))
+    xml, quantization = timed_quantization(ckpt, a.calib, Path(tempfile.mkdtemp()) / "best_int8.xml")
 
     torch.set_num_threads(2)
-    f32 = Detector.from_checkpoint(ckpt, conf=0.01, backend="openvino")
-    int8 = int8_detector(ckpt, xml, conf=0.01)
-    tile = int(f32.size_hw[0])
-    accuracy = {
-        name: evaluate_scenes(det, scenes, tile=tile, overlap=0.2) for name, det in (("float32", f32), ("int8", int8))
-    }
-    for row in accuracy.values():
-        row.pop("ms_per_image")  # timed below, alternating, per thread count
+    dets = detector_pair(ckpt, xml, conf=0.01)
+    tile = int(dets["float32"].size_hw[0])
+    accuracy = score_pair(dets, scenes, tile=tile, overlap=0.2)
 
     first = sorted(scenes.glob("*.jpg"))[0]
     image = Path(tempfile.mkdtemp()) / "crop.jpg"
     Image.open(first).crop((0, 0, 640, 480)).save(image, quality=95)
-    latency = {}
-    for threads in (1, 2):
-        torch.set_num_threads(threads)
-        dets = {
-            "float32": Detector.from_checkpoint(ckpt, conf=0.3, backend="openvino"),
-            "int8": int8_detector(ckpt, xml, conf=0.3, threads=threads),
-        }
-        times = {k: [] for k in dets}
-        for r in range(a.rounds):
-            for name in sorted(dets, reverse=bool(r % 2)):
-                det = dets[name]
-                times[name].append(
-                    time_fn(lambda det=det: det.predict(image, keep_images=False), runs=a.runs)["median_ms"]
-                )
-        latency[f"threads_{threads}"] = {
-            k: {"median_ms": statistics.median(v), "rounds_ms": v} for k, v in times.items()
-        }
-        latency[f"threads_{threads}"]["speedup"] = (
-            latency[f"threads_{threads}"]["float32"]["median_ms"] / latency[f"threads_{threads}"]["int8"]["median_ms"]
-        )
+    latency = alternating_latency(ckpt, xml, image, a.rounds, a.runs)
     meta["loadavg_end"] = list(os.getloadavg())
     result = {
         "what": "INT8 (NNCF PTQ) vs float32, both OpenVINO on CPU: COCO AP on generated small-object scenes, latency",
@@ -105,12 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
             "epochs_trained": trained_epochs(ckpt),
             "input": tile,
         },
-        "quantization": {
-            "tool": "nncf.quantize",
-            "model_type": "TRANSFORMER",
-            "calibration_images": n_calib,
-            "wall_s": round(quant_s, 1),
-        },
+        "quantization": quantization,
         "accuracy": {"set": "generated scenes (benchmarks/tiling.py), tiled, overlap 0.2", **accuracy},
         "latency": {"what": "file -> boxes, one 640x480 JPEG", **latency},
     }
