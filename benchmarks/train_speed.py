@@ -75,7 +75,8 @@ def step_worker(variant: str, mode: str, size: int, batch: int, threads: int, st
 def epoch_worker(mode: str, workers: int, threads: int) -> dict:
     from epoch_cost import atto_epoch
 
-    extra = {n: True for n in names_of(mode)}
+    # every option named by the mode, and no other: "eager" is channels-first float32 (not the variant's default)
+    extra = {n: n in names_of(mode) for n in ("channels_last", "compile", "cpu_amp")}
     extra["train_dataloader.num_workers"] = workers
     res = atto_epoch(8, threads, extra=extra)
     res.update(kind="epoch", variant="atto", mode=mode, workers=workers, epoch_s=sum(res["parts_s"].values()))

@@ -9,7 +9,8 @@ Policy: ``docs/errors.md``. Explained in notebook ``03_config.ipynb``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from deimv2.config.sections import STRICT_SECTIONS, get_dotted
@@ -18,7 +19,14 @@ from deimv2.errors import ConfigError
 if TYPE_CHECKING:
     from deimv2.config.loader import Config
 
-__all__ = ["OPTIONAL_KEYS", "check_image_size", "check_milestones", "known_keys", "validate_overrides"]
+__all__ = [
+    "OPTIONAL_KEYS",
+    "check_enough_queries",
+    "check_image_size",
+    "check_milestones",
+    "known_keys",
+    "validate_overrides",
+]
 
 #: keys the code reads with a default although no bundled YAML sets them (add new optional keys here)
 OPTIONAL_KEYS = (
@@ -138,12 +146,32 @@ def validate_overrides(raw: Mapping, overrides: Mapping[str, Any], aliases: Mapp
 
 
 def check_image_size(cfg: Config) -> None:
-    """The model's strides need ``eval_spatial_size`` in multiples of 32 (checked before a model is built)."""
+    """The model's strides need ``eval_spatial_size`` in multiples of 32, with room for the decoder's queries
+    (checked before a model is built)."""
     size = list(cfg.eval_spatial_size)
     if len(size) != 2 or any(int(v) < 32 or int(v) % 32 for v in size):
         raise ConfigError(
             f"eval_spatial_size={size} 不能用于构建模型：高和宽都必须是 32 的倍数且 ≥ 32"
             f"（特征图步长为 8/16/32），例如 [320, 320] 或 [640, 640]。"
+        )
+    check_enough_queries(cfg, size)
+
+
+def check_enough_queries(cfg: Config, size: Sequence[int], what: str = "eval_spatial_size") -> None:
+    """The decoder picks ``num_queries`` queries among the positions of its feature maps (one per cell of each
+    level, ``DEIMTransformer.feat_strides``); a smaller input has too few and would fail inside ``torch.topk``.
+    ``what`` names the setting that gave ``size`` (the evaluation size or the smallest multi-scale size)."""
+    dec = cfg.model.decoder
+    h, w = (int(v) for v in size)
+    positions = sum(math.ceil(h / s) * math.ceil(w / s) for s in dec.feat_strides)
+    if positions < dec.num_queries:
+        least = next(
+            n for n in range(32, 4097, 32) if sum(math.ceil(n / s) ** 2 for s in dec.feat_strides) >= dec.num_queries
+        )
+        raise ConfigError(
+            f"{what}={[h, w]} 太小：解码器要从特征图的 {positions} 个位置（步长 {list(dec.feat_strides)}）里选出 "
+            f"num_queries={dec.num_queries} 个查询，位置不够。请把输入尺寸调到至少 [{least}, {least}]，"
+            f"或用 -u DEIMTransformer.num_queries=N 减少查询数（N ≤ {positions}）。"
         )
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from deimv2.config.checks import check_enough_queries
 from deimv2.config.loader import Config
 from deimv2.config.run_config import DatasetInfo
 from deimv2.data.autodata import prepare_data
@@ -127,6 +128,11 @@ def build_data(
     kw = dict(d.collate)
     kw.pop("ema_restart_decay", None)
     collate = BatchImageCollateFunction(**kw, multiscale=d.multiscale)
+    if d.multiscale and collate.scales:
+        low = min(collate.scales)
+        check_enough_queries(
+            cfg, (low, low), "多尺度训练的最小尺寸（train_dataloader.collate_fn.base_size 的约 0.75 倍）"
+        )
     train_loader = loaders.build(
         train_ds,
         batch_size=batch_size,

@@ -271,9 +271,9 @@ class StemBlock(nn.Module):
 
     def _max_pool(self, x: torch.Tensor) -> torch.Tensor:
         """``self.pool(x)`` computed in channels-last memory order on CPU: the same values and gradients (the
-        same first-maximum choice), but torch's channels-first CPU kernel is several times slower for this
-        2x2 stride-1 window on the stem's large maps (``benchmarks/profile_step.py``). The output keeps the
-        memory order of ``x``."""
+        same first-maximum choice); torch's channels-first CPU kernel is slower for this 2x2 stride-1 window on
+        the stem's large maps (``max_pool2d_with_indices`` in ``benchmarks/profile_step.py``). The output keeps
+        the memory order of ``x``."""
         if x.device.type != "cpu" or torch.jit.is_tracing() or torch.compiler.is_compiling():
             return self.pool(x)
         if x.is_contiguous(memory_format=torch.channels_last):

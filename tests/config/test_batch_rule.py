@@ -94,6 +94,8 @@ def test_trainer_applies_it_once_at_setup(tiny_coco, tmp_path, scale, capsys):
     ov = {
         "HGNetv2.pretrained": False,
         "eval_spatial_size": [64, 64],
+        "DEIMTransformer.num_queries": 20,
+        "PostProcessor.num_top_queries": 20,
         "batch_size": 2,
         "num_workers": 0,
         "val_dataloader.num_workers": 0,

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 from helpers.golden import TOL, VARIANTS
+from helpers.speed_claims import speed_claims
 
 from deimv2.config.recipes import recipe_overrides
 
@@ -489,6 +490,7 @@ def claims() -> list[str]:
     out.append(epoch_cost_claim(_load("recipes/epoch_cost.json")))
     out.append(notebooks_claim(_load("notebooks_run_cpu2.json")))
     out += [tiling_claim(_load("tiling_cpu2.json")), int8_claim(_load("int8_cpu2.json"))]
+    out += speed_claims()
     browser = _load("browser_test.json")
     run = browser["runs"][0]
     out += [

@@ -82,7 +82,13 @@ def test_on_cpu_auto_keeps_the_recipe_batch_and_says_why(tiny_coco, tmp_path, ca
         output_dir=tmp_path / "o",
         device="cpu",
         progress=False,
-        overrides=["batch_size=auto", "HGNetv2.pretrained=False", "eval_spatial_size=[64,64]"],
+        overrides=[
+            "batch_size=auto",
+            "HGNetv2.pretrained=False",
+            "eval_spatial_size=[64,64]",
+            "DEIMTransformer.num_queries=20",
+            "PostProcessor.num_top_queries=20",
+        ],
     )
     assert t.cfg.data.batch_size == recipe
     assert "需要 CUDA GPU" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 CPU, two data-loading workers, augmentations (Mosaic, photometric, crops, flips, multi-scale collate) and
 denoising on, so every random-number stream training consumes is exercised; EMA restarts at stop_epoch.
+Atto's defaults, so channels-last memory order (``base/hgnetv2.yaml``); channels-first in test_speed.py.
 """
 
 import json
@@ -66,6 +67,7 @@ def test_resumed_run_equals_uninterrupted_run(tiny_coco, tmp_path):
     half = load_checkpoint(split / "last.pth")
     assert half["epoch"] == EPOCHS // 2 - 1 and {"python", "numpy", "torch", "loader"} <= set(half["rng"])
     _run(tiny_coco, split, resume=split / "last.pth")
+    assert load_checkpoint(straight / "last.pth")["config"]["channels_last"] is True
 
     a, b = load_checkpoint(straight / "last.pth"), load_checkpoint(split / "last.pth")
     assert a["epoch"] == b["epoch"] == EPOCHS - 1 and a["global_step"] == b["global_step"]

@@ -37,7 +37,7 @@ def test_loss_falls_on_a_tiny_set(tiny_coco, tmp_path):
     images = t.speed.prepare_images(images)  # the memory order the model trains in, as the trainer's step does
     t.model.train()
     losses = []
-    for _step in range(12):
+    for _step in range(24):  # Adam's first steps amplify rounding: the path differs with threads and memory order
         out = t.model(images, targets=targets)
         loss = sum(t.criterion(out, targets, epoch=0).values())
         t.optimizer.zero_grad()
@@ -45,7 +45,7 @@ def test_loss_falls_on_a_tiny_set(tiny_coco, tmp_path):
         t.optimizer.step()
         losses.append(float(loss.detach()))
     assert all(math.isfinite(v) for v in losses)
-    assert losses[-1] < 0.8 * losses[0], losses
+    assert losses[-1] < 0.75 * losses[0], losses
 
 
 def test_train_writes_checkpoints_logs_and_resumes_exactly(tiny_coco, tmp_path):
@@ -105,7 +105,9 @@ def test_tune_into_other_num_classes_skips_heads(tiny_coco, tmp_path):
     from deimv2.models.build import build_model
 
     coco80 = tmp_path / "coco80.pth"
-    src = build_model("atto", num_classes=80, eval_spatial_size=[96, 96]).state_dict()
+    src = build_model(
+        "atto", num_classes=80, eval_spatial_size=[96, 96], overrides={"DEIMTransformer.num_queries": 30}
+    ).state_dict()
     torch.save({"model": src}, coco80)
     t = prepare_trainer("atto", data=tiny_coco, output_dir=tmp_path / "tune", overrides=TINY, epochs=1, progress=False)
     report = t.tune(coco80)

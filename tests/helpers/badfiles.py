@@ -173,9 +173,10 @@ def random_checkpoint(path: Path, variant: str = "atto", num_classes: int = 3, s
     from deimv2.models.build import build_model
 
     torch.manual_seed(0)
-    model = build_model(
-        variant, num_classes=num_classes, eval_spatial_size=[size, size], overrides={"HGNetv2.pretrained": False}
-    )
+    overrides = {"HGNetv2.pretrained": False}
+    if size < 160:  # too few feature-map positions for the default queries: TINY_U's query counts
+        overrides.update({"DEIMTransformer.num_queries": 10, "PostProcessor.num_top_queries": 10})
+    model = build_model(variant, num_classes=num_classes, eval_spatial_size=[size, size], overrides=overrides)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     cfg = model.config
     ckpt = make_checkpoint(

@@ -15,7 +15,13 @@ from deimv2.engine import api
 from deimv2.engine.trainer import Trainer
 from deimv2.tutorial.notebook import scale_lrs, train_settings
 
-TINY = {"eval_spatial_size": [64, 64], "HGNetv2.pretrained": False, "num_workers": 0}
+TINY = {
+    "eval_spatial_size": [64, 64],
+    "HGNetv2.pretrained": False,
+    "num_workers": 0,
+    "DEIMTransformer.num_queries": 20,
+    "PostProcessor.num_top_queries": 20,
+}
 
 
 @pytest.fixture
@@ -81,6 +87,7 @@ def test_cli_tune_coco(tiny_coco, tmp_path, monkeypatch, captured, capsys):
     main(
         ["train", "-c", "atto", "--data", str(tiny_coco), "-t", "coco", "--output-dir", str(tmp_path / "run")]
         + ["-u", "eval_spatial_size=[64,64]", "HGNetv2.pretrained=False", "num_workers=0", "epochs=2"]
+        + ["-u", "DEIMTransformer.num_queries=20", "PostProcessor.num_top_queries=20"]
     )
     assert (hub.official_checkpoint_dir("atto", tmp_path / "ckpts") / "config.json").is_file()
     assert "无法下载" not in capsys.readouterr().out
@@ -109,7 +116,14 @@ def test_notebook_04_fine_tune_keeps_the_recipe_lr_ratio(demo, tiny_coco, tmp_pa
 
     save_config(scale_lrs(load_config("atto", batch_size=8, accumulate=2), factor), saved)
     extra = train_settings("demo" if demo else tiny_coco)
-    extra.setdefault("overrides", {}).update({"eval_spatial_size": [64, 64], "num_workers": 0})
+    extra.setdefault("overrides", {}).update(
+        {
+            "eval_spatial_size": [64, 64],
+            "num_workers": 0,
+            "DEIMTransformer.num_queries": 20,
+            "PostProcessor.num_top_queries": 20,
+        }
+    )
     api.train(saved, data=tiny_coco, tune="coco", epochs=2, output_dir=tmp_path / "run", progress=False, **extra)
     head_lr = load_config("atto").optimizer.lr * factor
     _ratio_kept(captured["groups"], head_lr)
