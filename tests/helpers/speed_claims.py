@@ -93,7 +93,12 @@ def train_speed_claim() -> str:
     return (
         f"- **提速选项各自的效果**（`python benchmarks/train_speed.py`，{m['threads']} 线程，{m['rounds']} 轮交替）："
         f"Atto 训练一步（{steps['eager']['median_ms']:.0f} ms，eager channels-first float32 为 1×）：{modes}"
-        + (f"；`torch.compile` 的第一步（编译）{compile_first:.0f} 秒" if compile_first is not None else "")
+        + (
+            f"；`torch.compile` 的第一步（编译）{compile_first:.0f} 秒，按每步省下的时间约 "
+            f"{steps['compile']['break_even_steps']:.0f} 步才能赚回来"
+            if compile_first is not None
+            else ""
+        )
         + f"。示例数据集的一轮按数据加载进程数：{workers}"
         f"（[JSON](../benchmarks/results/train_speed_atto_cpu1.json)）。"
     )
@@ -137,3 +142,16 @@ def vs_yolo_claim() -> str:
 
 def speed_claims() -> list[str]:
     return [profile_claim(), train_step_claim(), train_speed_claim(), channels_last_claim(), vs_yolo_claim()]
+
+
+def readme_speed() -> str:
+    """README's sentence on training speed: the new default and where Atto stands against YOLO11n."""
+    atto = load("profile_step_atto_cpu1.json")
+    cf, cl = profile_rows(atto, []), profile_rows(atto, ["channels_last"])
+    epoch = load("recipes/epoch_cost.json")["summary"]["atto_b8"]
+    return (
+        f"- **训练速度**：Atto、Femto、Pico、N 默认用 channels-last 内存布局训练（数学不变），Atto 训练一步"
+        f"（{atto['meta']['threads']} 线程，batch 8，256×256）从 {cf['step_ms']:.0f} ms 降到 {cl['step_ms']:.0f} ms；"
+        f"每张图的训练计算仍是 YOLO11n 的 {epoch['train_compute_vs_yolo11n']:.2f}×，主要花在注意力和卷积上"
+        f"（[docs/benchmarks.md](docs/benchmarks.md#训练速度)）。"
+    )
