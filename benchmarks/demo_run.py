@@ -1,8 +1,9 @@
 """`deimv2 demo` itself, end to end, in its default (full) mode: wall time and the final mAP it reports.
 
 Runs ``python -m deimv2 demo`` in a fresh folder (Chinese name with a space), with ``DEIMV2_FAST=0`` and
-``OMP_NUM_THREADS`` = ``--threads``, then reads what the demo wrote: ``eval.json`` (the best checkpoint scored on
-the demo's validation set, as the demo prints it) and ``log.jsonl`` (the per-epoch curve). Writes
+``OMP_NUM_THREADS`` = ``--threads``, then reads what the demo wrote: the evaluation file it names (the best
+checkpoint scored on the demo's validation set, as the demo prints it; not training's ``eval.json``) and
+``log.jsonl`` (the per-epoch curve). Writes
 ``benchmarks/results/demo_run_cpu2.json``; README's demo line is rendered from it (tests/docs/test_readme_numbers.py).
 
     python benchmarks/demo_run.py --threads 2
@@ -55,7 +56,12 @@ def main(argv: list[str] | None = None) -> dict:
             tail = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
             raise SystemExit(f"deimv2 demo 运行失败（退出码 {proc.returncode}），输出的最后部分：\n{tail}")
         run_dir = out / "train"
-        ev = json.loads((run_dir / "eval.json").read_text(encoding="utf-8"))
+        # the evaluation of the best checkpoint the demo reports (eval-2.json beside training's eval.json, which holds
+        # the last epoch's evaluation); the demo names it on its "评估结果：" line
+        reported = [line.split("评估结果：", 1)[1].strip() for line in proc.stdout.splitlines() if "评估结果：" in line]
+        if not reported:
+            raise SystemExit("deimv2 demo 的输出里没有“评估结果：”一行，找不到它评估最佳权重的结果文件。")
+        ev = json.loads(Path(reported[-1]).read_text(encoding="utf-8"))
         log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines() if line]
     meta["loadavg_end"] = list(os.getloadavg())
     result = {

@@ -108,6 +108,9 @@ def test_demo_run_script_records_what_the_demo_wrote(tmp_path):
     assert 0.0 <= saved["final"]["AP50"] <= 1.0 and saved["final"] == result["final"]
     assert saved["meta"]["threads"] == 1 and saved["wall_s"] > 0
     assert "mAP@0.5" in saved["stdout_tail"]
+    # the figures the demo itself printed last (its evaluation of best.pth), not training's last epoch
+    printed = saved["stdout_tail"].split("最终 mAP@0.5:0.95 = ")[1]
+    assert printed.startswith(f"{saved['final']['AP']:.3f}，mAP@0.5 = {saved['final']['AP50']:.3f}")
 
 
 def _generator_python() -> str:
