@@ -18,6 +18,7 @@ import os
 import pytest
 import torch
 from helpers.golden import GOLDEN_SIZE, fill_golden, golden_input, golden_targets
+from helpers.tinydata import TINY_TRAIN
 from test_resume_exact import EPOCHS, SETTINGS, Interrupt, _log, _run
 
 from deimv2.config.loader import load_config
@@ -33,6 +34,7 @@ LOSS_RTOL = 1e-4
 GRAD_FACTOR, GRAD_RTOL = 3.0, 2e-2
 BF16_LOSS_RTOL, BF16_GRAD_COS = 1e-2, 0.7
 SIZE = GOLDEN_SIZE["atto"]
+QUERIES = {k: v for k, v in TINY_TRAIN.items() if "queries" in k}  # few enough for 96 px
 
 
 def golden_step(options: SpeedOptions, dtype=torch.float32, autocast=None):
@@ -148,7 +150,7 @@ def test_trainer_applies_the_options(tiny_coco, tmp_path):
         "atto",
         data=tiny_coco,
         output_dir=tmp_path / "out",
-        overrides={"HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2},
+        overrides={"HGNetv2.pretrained": False, "eval_spatial_size": [96, 96], "batch_size": 2, **QUERIES},
         epochs=1,
         progress=False,
         channels_last=True,

@@ -88,7 +88,9 @@ def calibrated_model(
     top-k order is decided by float noise; measured statistics give distinct scores, like a trained model.
     """
     torch.manual_seed(seed)
-    model = build_model(variant, num_classes=num_classes, eval_spatial_size=[size, size])
+    # below 160 px Atto's feature maps have fewer positions than its 100 queries: TINY_TRAIN's query counts
+    small = {k: v for k, v in TINY_TRAIN.items() if "queries" in k} if size < 160 else {}
+    model = build_model(variant, num_classes=num_classes, eval_spatial_size=[size, size], overrides=small)
     for m in model.modules():
         if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
             m.momentum = None
