@@ -11,6 +11,13 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
+# OpenVINO's usage statistics (openvino-telemetry, on by default) are sent on every ``import openvino`` and model
+# conversion by forking the running process from a background thread, one fork per event, for seconds after the
+# call. A fork taken while another thread of the same process runs PyTorch, NumPy or matplotlib can crash or
+# deadlock the parent: under pytest-xdist that was a worker dying in an unrelated later test ("node down") and the
+# run hanging. OpenVINO sends nothing where CI=true (its documented CI switch); kernels and subprocesses inherit it.
+os.environ.setdefault("CI", "true")
+
 # Under pytest-xdist (README's `pytest -n auto`) every worker gets an equal share of the cores: torch in the worker,
 # its subprocesses and notebook kernels all read OMP_NUM_THREADS (set here, before anything imports torch).
 if os.environ.get("PYTEST_XDIST_WORKER"):

@@ -16,6 +16,6 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_notebook_runs_in_fast_mode():
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "notebooks")]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=2100)
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and " failed" not in proc.stdout
