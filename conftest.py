@@ -13,9 +13,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 
 # OpenVINO's usage statistics (openvino-telemetry, on by default) are sent on every ``import openvino`` and model
 # conversion by forking the running process from a background thread, one fork per event, for seconds after the
-# call. A fork taken while another thread of the same process runs PyTorch, NumPy or matplotlib can crash or
-# deadlock the parent: under pytest-xdist that was a worker dying in an unrelated later test ("node down") and the
-# run hanging. OpenVINO sends nothing where CI=true (its documented CI switch); kernels and subprocesses inherit it.
+# call. A fork taken while another thread of the same process runs NumPy's BLAS can leave the parent spinning
+# forever, and no test should reach the network. OpenVINO sends nothing where CI=true (its switch for CI machines);
+# kernels and subprocesses inherit it (tests/apps/test_no_telemetry.py).
 os.environ.setdefault("CI", "true")
 
 # Under pytest-xdist (README's `pytest -n auto`) every worker gets an equal share of the cores: torch in the worker,

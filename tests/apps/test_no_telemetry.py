@@ -1,9 +1,9 @@
 """The test session sends no OpenVINO usage statistics (root conftest.py sets CI=true).
 
 openvino-telemetry sends each event by forking the process from a background thread. A fork taken while another
-thread runs NumPy's BLAS or PyTorch can leave the parent spinning or crashed, which is how an xdist worker died
-in an unrelated test and the whole run hung. Every process a test starts (CLI runs, notebook kernels, the
-browser test's Jupyter server) inherits the switch, so this is checked in a fresh subprocess.
+thread runs NumPy's BLAS can leave the parent spinning forever, and a test must not reach the network. Every
+process a test starts (CLI runs, notebook kernels, the browser test's Jupyter server) inherits the switch, so this
+is checked in a fresh subprocess.
 """
 
 import os
